@@ -1,0 +1,46 @@
+/**
+ * Every error Arbiter raises on purpose carries one of these codes, so callers (and the CLI's
+ * exit codes and `--json` output) can branch on a stable value rather than on message text.
+ */
+export const ErrorCode = {
+  InvalidRequest: "INVALID_REQUEST",
+  InvalidRecord: "INVALID_RECORD",
+  InvalidRules: "INVALID_RULES",
+  RuleConflict: "RULE_CONFLICT",
+  RevisionNotFound: "REVISION_NOT_FOUND",
+  InvalidSignature: "INVALID_SIGNATURE",
+  InvalidKey: "INVALID_KEY",
+  StoreUnavailable: "STORE_UNAVAILABLE",
+  InvalidConfig: "INVALID_CONFIG",
+  NatsServerNotFound: "NATS_SERVER_NOT_FOUND",
+  Internal: "INTERNAL",
+} as const;
+
+/** One of the stable error codes in {@link ErrorCode}. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class of every error Arbiter raises on purpose; `code` is stable, `message` is for people. */
+export class ArbiterError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ArbiterError";
+    this.code = code;
+  }
+}
+
+/** True when `err` is an {@link ArbiterError} (optionally with the given code). */
+export function isArbiterError(err: unknown, code?: ErrorCode): err is ArbiterError {
+  return err instanceof ArbiterError && (code === undefined || err.code === code);
+}
+
+/**
+ * Normalises anything thrown into an {@link ArbiterError}; used at boundaries (CLI, worker loop)
+ * so that unknown throws never leak as bare strings or foreign error types.
+ */
+export function toArbiterError(err: unknown, code: ErrorCode = ErrorCode.Internal): ArbiterError {
+  if (err instanceof ArbiterError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new ArbiterError(code, message, { cause: err });
+}

@@ -1,0 +1,48 @@
+export { ArbiterError, ErrorCode, isArbiterError, toArbiterError } from "./errors.js";
+export type { ResourceNames } from "./names.js";
+export {
+  DEFAULT_CHANGES_TOPIC,
+  DEFAULT_POLICY_TOPIC,
+  DEFAULT_PREFIX,
+  DEFAULT_QUEUE_GROUP,
+  decisionSubject,
+  resourceNames,
+  subjectToken,
+} from "./names.js";
+export type { DecodedRequest, DecodeLimits, Lineage, NormalizedRequest } from "./policy-request.js";
+export {
+  cacheKeyV1,
+  cacheKeyV082,
+  decodePolicyRequest,
+  decodePolicyValue,
+  formatIssues,
+  normalizeV1,
+  normalizeV082,
+} from "./policy-request.js";
+export type { DistributiveOmit, UnsignedDecisionV1, UnsignedRuleEventV1 } from "./records.js";
+export {
+  AdminPublicKey,
+  DecisionCause,
+  DecisionV1,
+  PolicyOverrideV1,
+  RevocationV1,
+  RuleErrorV1,
+  RuleEventType,
+  RuleEventV1,
+  RulesSnapshotV1,
+} from "./records.js";
+export {
+  ClaimsV1,
+  HostInfoV1,
+  LegacyActionV082,
+  LegacyHostV082,
+  LegacySourceV082,
+  LegacyTargetV082,
+  PerformInvocationBodyV1,
+  PolicyRequestV1,
+  PolicyRequestV082,
+  PolicyResponseV1,
+  RequestKindV1,
+  StartComponentBodyV1,
+  StartProviderBodyV1,
+} from "./wasmcloud.js";

@@ -1,0 +1,56 @@
+/**
+ * NATS names Arbiter uses, derived from one prefix (default `arbiter`) so two Arbiter
+ * deployments can share a NATS account without touching each other's streams.
+ */
+export interface ResourceNames {
+  readonly rulesStream: string;
+  readonly rulesSubject: string;
+  readonly rulesBucket: string;
+  readonly decisionsStream: string;
+  /** Wildcard covering every decision subject. */
+  readonly decisionsSubjects: string;
+  readonly revocationsStream: string;
+  readonly revocationsSubjects: string;
+  readonly activeBucket: string;
+}
+
+/** The wasmCloud default policy topic (`--policy-topic`). */
+export const DEFAULT_POLICY_TOPIC = "wasmcloud.policy";
+/** The wasmCloud default changes topic (`--policy-changes-topic`). */
+export const DEFAULT_CHANGES_TOPIC = "wasmcloud.policy.changes";
+/** The queue group every decision worker joins. */
+export const DEFAULT_QUEUE_GROUP = "arbiter";
+/** The default resource prefix. */
+export const DEFAULT_PREFIX = "arbiter";
+
+/** Derives stream, subject and bucket names from a prefix (letters, digits, `-` and `_`). */
+export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
+  if (!/^[A-Za-z0-9_-]+$/.test(prefix)) {
+    throw new TypeError(`invalid resource prefix ${JSON.stringify(prefix)}: use letters, digits, "-" and "_"`);
+  }
+  const upper = prefix.toUpperCase().replace(/-/g, "_");
+  return {
+    rulesStream: `${upper}_RULES`,
+    rulesSubject: `${prefix}.rules.events`,
+    rulesBucket: `${prefix}-rules`,
+    decisionsStream: `${upper}_DECISIONS`,
+    decisionsSubjects: `${prefix}.decisions.>`,
+    revocationsStream: `${upper}_REVOCATIONS`,
+    revocationsSubjects: `${prefix}.revocations.>`,
+    activeBucket: `${prefix}-active`,
+  };
+}
+
+/**
+ * The subject a decision is stored under: `{prefix}.decisions.{kind}.{host}`, so tools can filter
+ * by kind and host on the server. Values from the network that are not safe subject tokens
+ * become `_`.
+ */
+export function decisionSubject(prefix: string, kind: string, host: string): string {
+  return `${prefix}.decisions.${subjectToken(kind)}.${subjectToken(host)}`;
+}
+
+/** A value as one NATS subject token: itself when it is plain letters/digits/`-`/`_`, else `_`. */
+export function subjectToken(value: string): string {
+  return /^[A-Za-z0-9_-]{1,128}$/.test(value) ? value : "_";
+}

@@ -1,0 +1,117 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { decodePolicyRequest, decodePolicyValue } from "./policy-request.js";
+import { PolicyRequestV1 } from "./wasmcloud.js";
+
+const fixture = (name: string) =>
+  readFileSync(new URL(`../../../test/data/wasmcloud-v1/${name}.json`, import.meta.url));
+const encode = (value: unknown) => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
+
+const legacy = {
+  requestId: "d4b1c1d0-0000-4000-8000-000000000082",
+  source: { publicKey: null, contractId: null, linkName: null, capabilities: [], issuer: null, issuedOn: null, expiresAt: null, expired: false },
+  target: { publicKey: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK", issuer: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW", contractId: null, linkName: null },
+  host: { publicKey: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE", latticeId: "default", labels: { "hostcore.os": "linux" }, clusterIssuers: ["CCZ"] },
+  action: "start_actor",
+};
+
+describe("1.x requests from real hosts", () => {
+  it("decodes startComponent with its host cache key", () => {
+    const decoded = decodePolicyRequest(fixture("start-component"));
+    expect(decoded.ok).toBe(true);
+    if (!decoded.ok) return;
+    expect(decoded.request).toMatchObject({
+      lineage: "v1",
+      requestId: "01945242-abec-71ee-f5e6-1f44eb61ad40",
+      kind: "startComponent",
+      cacheKey: "startComponent:hello_world-http_component_ghcr.io/wasmcloud/components/http-hello-world-rust:0.1.0",
+      claims: { issuer: "ADVIWF6Z3BFZNWUXJYT5NEAZZ2YX4T6NRKI3YOR3HKOSQQN7IVDGWSNO", issuedAt: "1714506509", expiresAt: null },
+      host: { lattice: "default" },
+    });
+  });
+
+  it("decodes startProvider and performInvocation (claims inside target)", () => {
+    const provider = decodePolicyRequest(fixture("start-provider"));
+    expect(provider.ok && provider.request.cacheKey).toBe(
+      "startProvider:hello_world-httpserver_ghcr.io/wasmcloud/http-server:0.23.0",
+    );
+    const invocation = decodePolicyRequest(fixture("perform-invocation"));
+    expect(invocation.ok).toBe(true);
+    if (!invocation.ok) return;
+    expect(invocation.request.claims?.publicKey).toBe("MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK");
+    expect(invocation.request.invocation).toEqual({ interface: "wrpc:http/incoming-handler@0.1.0", function: "handle" });
+    expect(invocation.request.cacheKey).toBe(
+      "performInvocation:hello_world-http_component_ghcr.io/wasmcloud/components/http-hello-world-rust:0.1.0_wrpc:http/incoming-handler@0.1.0_handle",
+    );
+    expect(invocation.request.subject?.maxInstances).toBe(0);
+  });
+
+  it("keeps the request exactly as received as input", () => {
+    const raw = JSON.parse(fixture("start-provider").toString("utf8"));
+    raw.extra = { future: "field" };
+    const decoded = decodePolicyValue(raw);
+    expect(decoded.ok && decoded.request.input).toEqual(raw);
+  });
+
+  it("claims, annotations and host are not part of the cache key", () => {
+    const raw = PolicyRequestV1.parse(JSON.parse(fixture("start-component").toString("utf8")));
+    const a = decodePolicyValue(raw);
+    const changed = structuredClone(raw) as { request: { claims: unknown; annotations: unknown }; host: { publicKey: string } };
+    changed.request.claims = null;
+    changed.request.annotations = {};
+    changed.host.publicKey = "NOTHER";
+    const b = decodePolicyValue(changed);
+    expect(a.ok && b.ok && a.request.cacheKey === b.request.cacheKey).toBe(true);
+  });
+});
+
+describe("0.82 requests", () => {
+  it("decodes a start_actor request and maps it to startComponent", () => {
+    const decoded = decodePolicyRequest(encode(legacy));
+    expect(decoded.ok).toBe(true);
+    if (!decoded.ok) return;
+    expect(decoded.request).toMatchObject({
+      lineage: "v0.82",
+      kind: "startComponent",
+      host: { lattice: "default" },
+      claims: { issuer: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW" },
+    });
+    expect(decoded.request.cacheKey.startsWith("start_actor:")).toBe(true);
+  });
+
+  it("rejects an unknown action with the request id", () => {
+    const decoded = decodePolicyRequest(encode({ ...legacy, action: "start_thing" }));
+    expect(decoded).toMatchObject({ ok: false, requestId: legacy.requestId });
+    expect(!decoded.ok && decoded.reason).toMatch(/unknown action "start_thing"/);
+  });
+});
+
+describe("rejections name the problem and keep the request id", () => {
+  const base = JSON.parse(fixture("start-component").toString("utf8"));
+  const id = base.requestId as string;
+  const cases: [string, Uint8Array, RegExp][] = [
+    ["not JSON", encode(`{"requestId":"${id}", kind`), /not JSON/],
+    ["issuedAt as a number", encode({ ...base, request: { ...base.request, claims: { ...base.request.claims, issuedAt: 1 } } }), /request\.claims\.issuedAt/],
+    ["missing host", encode({ ...base, host: undefined }), /host/],
+    ["unknown kind", encode({ ...base, kind: "startFoo" }), /unknown kind "startFoo"/],
+    ["__proto__ key", encode(`{"requestId":"${id}","kind":"startComponent","__proto__":{"x":1}}`), /__proto__/],
+    ["too deep", encode(`{"requestId":"${id}","kind":"unknown","version":"v1","request":${"[".repeat(100)}${"]".repeat(100)}}`), /nested deeper/],
+    ["oversized", encode({ ...base, pad: "x".repeat(2000) }), /exceeds the limit of 1000 bytes/],
+    ["invalid UTF-8", Uint8Array.of(...encode(`{"requestId":"${id}","x":"`), 0xff, 0xfe, ...encode('"}')), /UTF-8/],
+  ];
+  for (const [name, bytes, reason] of cases) {
+    it(name, () => {
+      const decoded = decodePolicyRequest(bytes, { maxBytes: name === "oversized" ? 1000 : undefined });
+      expect(decoded.ok).toBe(false);
+      if (decoded.ok) return;
+      expect(decoded.requestId).toBe(id);
+      expect(decoded.reason).toMatch(reason);
+    });
+  }
+
+  it("answers nothing it cannot attribute, but says why", () => {
+    const decoded = decodePolicyRequest(encode([1, 2, 3]));
+    expect(decoded).toMatchObject({ ok: false, requestId: null });
+    expect(!decoded.ok && decoded.reason).toMatch(/expected a JSON object, got an array/);
+  });
+});

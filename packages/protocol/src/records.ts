@@ -1,0 +1,136 @@
+import { z } from "zod";
+
+// Arbiter's own records, as stored in JetStream. Each is versioned (V1) and carries an Ed25519
+// signature over its JSON text without the signature member (see `signedJson` in @arbiter/trust).
+
+const publicKey = (prefix: string) =>
+  z.string().regex(new RegExp(`^${prefix}[A-Z2-7]{55}$`), `expected an nkey public key starting with ${prefix}`);
+
+/** An admin (nkeys operator) public key: `O…`. */
+export const AdminPublicKey = publicKey("O");
+
+/** Types of rule event; the stream sequence of an event is the rules revision it creates. */
+export const RuleEventType = z.enum(["ruleset.replaced", "rule.upserted", "rule.removed"]);
+export type RuleEventType = z.infer<typeof RuleEventType>;
+
+const ruleEventBase = {
+  eventId: z.string().min(1),
+  /** ISO-8601 time the admin created the event. */
+  at: z.iso.datetime({ offset: true }),
+  /** The admin key that signed the event. */
+  actor: AdminPublicKey,
+  reason: z.string().optional(),
+  /**
+   * The revision the event was written after; it must land at `previous + 1`. Binding the
+   * signature to its position means a signed event replayed later onto the stream is rejected.
+   */
+  previous: z.number().int().nonnegative(),
+  signature: z.string().min(1),
+};
+
+/**
+ * A signed change to the rules. Payload documents and rules are validated by `@arbiter/rules`
+ * when the event is folded, so a structurally valid event with a bad document is skipped there.
+ */
+export const RuleEventV1 = z.discriminatedUnion("type", [
+  z.object({
+    ...ruleEventBase,
+    type: z.literal("ruleset.replaced"),
+    payload: z.object({ document: z.unknown() }),
+  }),
+  z.object({
+    ...ruleEventBase,
+    type: z.literal("rule.upserted"),
+    payload: z.object({ rule: z.unknown() }),
+  }),
+  z.object({
+    ...ruleEventBase,
+    type: z.literal("rule.removed"),
+    payload: z.object({ ruleId: z.string().min(1) }),
+  }),
+]);
+export type RuleEventV1 = z.infer<typeof RuleEventV1>;
+
+/** A rule event before it is signed. */
+export type UnsignedRuleEventV1 = DistributiveOmit<RuleEventV1, "signature">;
+
+/** Snapshot of the folded rules at a revision, kept in KV so a worker need not read all history. */
+export const RulesSnapshotV1 = z.object({
+  revision: z.number().int().nonnegative(),
+  document: z.unknown(),
+  at: z.iso.datetime({ offset: true }),
+  actor: AdminPublicKey,
+  signature: z.string().min(1),
+});
+export type RulesSnapshotV1 = z.infer<typeof RulesSnapshotV1>;
+
+/** Why a decision was made: a host's request, or a re-evaluation after the rules changed. */
+export const DecisionCause = z.enum(["request", "reevaluation"]);
+export type DecisionCause = z.infer<typeof DecisionCause>;
+
+/** One evaluation error: a rule whose expression failed at run time (counted as not matching). */
+export const RuleErrorV1 = z.object({ ruleId: z.string(), message: z.string() });
+export type RuleErrorV1 = z.infer<typeof RuleErrorV1>;
+
+/**
+ * Everything a decision was made from and what it was. Replaying `request` against the rules at
+ * `revision` with `now = evaluatedAt` reproduces `permitted`, `message` and the rule lists.
+ */
+export const DecisionV1 = z.object({
+  decisionId: z.string().min(1),
+  requestId: z.string(),
+  lattice: z.string(),
+  host: z.string(),
+  kind: z.string(),
+  cacheKey: z.string(),
+  lineage: z.enum(["v1", "v0.82"]).nullable(),
+  /** The request as received (parsed JSON), or null when it was not JSON. */
+  request: z.unknown(),
+  /** Non-null when the request was refused at the edge (bad input); the rules were not run. */
+  rejection: z.string().nullable(),
+  permitted: z.boolean(),
+  message: z.string(),
+  decidingRule: z.string().nullable(),
+  matchedRules: z.array(z.string()),
+  dryRunRules: z.array(z.string()),
+  ruleErrors: z.array(RuleErrorV1),
+  revision: z.number().int().nonnegative(),
+  evaluatedAt: z.iso.datetime({ offset: true }),
+  worker: z.object({ id: z.string(), publicKey: z.string() }),
+  trust: z.object({ verified: z.boolean(), reasons: z.array(z.string()) }),
+  cause: DecisionCause,
+  latencyMicros: z.number().nonnegative(),
+  signature: z.string().min(1),
+});
+export type DecisionV1 = z.infer<typeof DecisionV1>;
+
+/** A decision before it is signed. */
+export type UnsignedDecisionV1 = Omit<DecisionV1, "signature">;
+
+/** A change of a host's cached answer, pushed after the rules changed. */
+export const RevocationV1 = z.object({
+  requestId: z.string(),
+  lattice: z.string(),
+  host: z.string(),
+  cacheKey: z.string(),
+  from: z.object({ permitted: z.boolean(), message: z.string().nullable() }),
+  to: z.object({ permitted: z.boolean(), message: z.string().nullable() }),
+  revision: z.number().int().nonnegative(),
+  at: z.iso.datetime({ offset: true }),
+});
+export type RevocationV1 = z.infer<typeof RevocationV1>;
+
+/**
+ * What is published on the changes topic. Rust hosts read `requestId` and ignore the rest; the
+ * Elixir host decodes snake_case `request_id` and requires a string `message`, so both are sent.
+ */
+export const PolicyOverrideV1 = z.object({
+  requestId: z.string(),
+  request_id: z.string(),
+  permitted: z.boolean(),
+  message: z.string(),
+});
+export type PolicyOverrideV1 = z.infer<typeof PolicyOverrideV1>;
+
+/** Omit that distributes over a union, so each variant keeps its own discriminant. */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

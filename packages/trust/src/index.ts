@@ -1,0 +1,14 @@
+export type { KeyRole } from "./nkey-codec.js";
+export {
+  decodePublicKey,
+  decodeSeed,
+  encodePublicKey,
+  encodeSeed,
+  InvalidKeyError,
+  isInvalidKeyError,
+  KeyPrefix,
+} from "./nkey-codec.js";
+export type { SignedJsonParts } from "./signed-json.js";
+export { signJson, splitSignedJson, verifySignedJson } from "./signed-json.js";
+export type { GeneratedKey, Signer } from "./signing.js";
+export { createSigner, generateKey, verifySignature } from "./signing.js";

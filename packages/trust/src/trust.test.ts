@@ -1,0 +1,95 @@
+import { createOperator, createServer, fromPublic, fromSeed } from "@nats-io/nkeys";
+import { describe, expect, it } from "vitest";
+import { decodePublicKey, decodeSeed, encodePublicKey, isInvalidKeyError } from "./nkey-codec.js";
+import { signJson, splitSignedJson, verifySignedJson } from "./signed-json.js";
+import { createSigner, generateKey, verifySignature } from "./signing.js";
+
+// Keys taken from real wasmCloud requests (test/data/wasmcloud-v1).
+const REAL_KEYS = {
+  M: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK",
+  V: "VAG3QITQQ2ODAOWB5TTQSDJ53XK3SHBEIFNK4AYJ5RKAX2UNSCAPHA5M",
+  A: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW",
+  N: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE",
+} as const;
+
+describe("nkey codec", () => {
+  it("round-trips the real component, provider, account and host keys", () => {
+    for (const [role, key] of Object.entries(REAL_KEYS)) {
+      const decoded = decodePublicKey(key);
+      expect(decoded.role).toBe(role);
+      expect(encodePublicKey(decoded.role, decoded.raw)).toBe(key);
+    }
+  });
+
+  it("agrees with nkeys.js on the roles nkeys.js knows", () => {
+    const pair = createOperator();
+    const seed = new TextDecoder().decode(pair.getSeed());
+    const { role, raw } = decodeSeed(seed, "O");
+    expect(role).toBe("O");
+    expect(raw.length).toBe(32);
+    expect(createSigner(seed).publicKey).toBe(pair.getPublicKey());
+    expect(fromPublic(pair.getPublicKey()).getPublicKey()).toBe(encodePublicKey("O", decodePublicKey(pair.getPublicKey()).raw));
+  });
+
+  it("rejects a flipped character, an unknown alphabet and the wrong role", () => {
+    const flipped = `${REAL_KEYS.M.slice(0, 10)}${REAL_KEYS.M[10] === "A" ? "B" : "A"}${REAL_KEYS.M.slice(11)}`;
+    expect(() => decodePublicKey(flipped)).toThrow(/checksum/);
+    expect(() => decodePublicKey("M0000")).toThrow(/base32/);
+    try {
+      decodePublicKey(REAL_KEYS.V, "M");
+      expect.unreachable();
+    } catch (err) {
+      expect(isInvalidKeyError(err)).toBe(true);
+      expect(String(err)).toMatch(/V key; expected M/);
+    }
+  });
+});
+
+describe("signatures", () => {
+  it("node:crypto signatures verify with nkeys.js and the other way round", () => {
+    const pair = createServer();
+    const signer = createSigner(new TextDecoder().decode(pair.getSeed()));
+    const data = new TextEncoder().encode("policy decision");
+    const sig = signer.sign(data);
+    expect(pair.verify(data, Buffer.from(sig, "base64url"))).toBe(true);
+    const nkeysSig = Buffer.from(pair.sign(data)).toString("base64url");
+    expect(nkeysSig).toBe(sig);
+    expect(verifySignature(signer.publicKey, data, nkeysSig)).toBe(true);
+  });
+
+  it("generates wasmCloud component and provider keys nkeys.js cannot make", () => {
+    for (const role of ["M", "V", "O", "C", "N"] as const) {
+      const key = generateKey(role);
+      expect(key.publicKey.startsWith(role)).toBe(true);
+      expect(key.seed.startsWith(`S${role}`)).toBe(true);
+      const signer = createSigner(key.seed, role);
+      expect(signer.publicKey).toBe(key.publicKey);
+      expect(verifySignature(key.publicKey, "x", signer.sign("x"))).toBe(true);
+    }
+    expect(() => fromSeed(new TextEncoder().encode(generateKey("M").seed))).toThrow();
+  });
+
+  it("never throws on garbage keys or signatures", () => {
+    expect(verifySignature("not-a-key", "x", "AAAA")).toBe(false);
+    expect(verifySignature(REAL_KEYS.N, "x", "%%%")).toBe(false);
+    expect(verifySignature(REAL_KEYS.N, "x", "A".repeat(86))).toBe(false);
+  });
+});
+
+describe("signed JSON", () => {
+  const admin = createSigner(generateKey("O").seed);
+
+  it("appends a signature that covers the record text", () => {
+    const text = signJson({ a: 1, nested: { signature: "inner" } }, admin);
+    expect(JSON.parse(text)).toMatchObject({ a: 1, nested: { signature: "inner" } });
+    expect(verifySignedJson(text, admin.publicKey)).toBe(true);
+    expect(splitSignedJson(text)?.body).toBe(JSON.stringify({ a: 1, nested: { signature: "inner" } }));
+  });
+
+  it("fails on any change, another key, or a missing signature", () => {
+    const text = signJson({ permitted: false }, admin);
+    expect(verifySignedJson(text.replace("false", "true"), admin.publicKey)).toBe(false);
+    expect(verifySignedJson(text, createSigner(generateKey("O").seed).publicKey)).toBe(false);
+    expect(verifySignedJson('{"permitted":true}', admin.publicKey)).toBe(false);
+  });
+});
