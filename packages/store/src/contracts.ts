@@ -1,0 +1,72 @@
+/** A rule event as stored: its revision (stream sequence) and its exact signed JSON text. */
+export interface StoredRuleEvent {
+  readonly revision: number;
+  readonly text: string;
+}
+
+/** A live tail of the rule events; `stop()` ends it. */
+export interface Follower {
+  stop(): Promise<void>;
+}
+
+/**
+ * The append-only rule event log. Revisions start at 1 and have no gaps; an append names the
+ * revision it expects to follow, so two writers can never both succeed from the same read.
+ */
+export interface RuleEventStore {
+  /** Appends the signed event text after `expectedRevision`; throws `RuleConflictError` if stale. */
+  append(text: string, expectedRevision: number): Promise<number>;
+  /** The latest revision, 0 when there are no events. */
+  lastRevision(): Promise<number>;
+  /** Events with `from <= revision <= to` (defaults: 1 and the latest at call time), in order. */
+  read(range?: { from?: number; to?: number }): AsyncIterable<StoredRuleEvent>;
+  /** Calls `onEvent` for every event from `from` on, in order, including ones appended later. */
+  follow(from: number, onEvent: (event: StoredRuleEvent) => void): Promise<Follower>;
+}
+
+/** The latest rules snapshot (its signed JSON text), so a worker need not read all history. */
+export interface SnapshotStore {
+  load(): Promise<string | null>;
+  /** Stores the snapshot unless one at a later revision is already there. */
+  save(text: string, revision: number): Promise<void>;
+}
+
+/** Where a decision is stored: the subject tokens tools filter on. */
+export interface DecisionAddress {
+  readonly decisionId: string;
+  readonly kind: string;
+  readonly host: string;
+}
+
+/** A stored decision: its position in the log and its signed JSON text. */
+export interface StoredDecision {
+  readonly seq: number;
+  readonly text: string;
+}
+
+/** The append-only decision log; an append resolves only once the store has acknowledged it. */
+export interface DecisionLog {
+  /** Appends the decision, de-duplicated on its id; resolves after the acknowledgement. */
+  append(address: DecisionAddress, text: string): Promise<{ seq: number; duplicate: boolean }>;
+  /** Decisions in log order, optionally filtered by kind and host, from a sequence or time. */
+  read(filter?: DecisionFilter): AsyncIterable<StoredDecision>;
+}
+
+/** Which decisions to read. */
+export interface DecisionFilter {
+  readonly kind?: string;
+  readonly host?: string;
+  readonly fromSeq?: number;
+  readonly since?: Date;
+  /** Keep following new decisions instead of stopping at the end. */
+  readonly follow?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+/** Everything Arbiter keeps, behind one handle. */
+export interface ArbiterStore {
+  readonly rules: RuleEventStore;
+  readonly snapshots: SnapshotStore;
+  readonly decisions: DecisionLog;
+  close(): Promise<void>;
+}

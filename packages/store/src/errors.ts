@@ -1,0 +1,57 @@
+import { ArbiterError, ErrorCode } from "@arbiter/protocol";
+
+/**
+ * An append whose expected revision is not the current one: someone else changed the rules
+ * since the writer read them. The one place JetStream's "wrong last sequence" becomes this.
+ */
+export class RuleConflictError extends ArbiterError {
+  readonly expected: number;
+  readonly actual: number | null;
+
+  constructor(expected: number, actual: number | null, options?: ErrorOptions) {
+    super(
+      ErrorCode.RuleConflict,
+      actual === null
+        ? `the rules changed since revision ${expected}; read them again and retry`
+        : `the rules are at revision ${actual}, not ${expected}; read them again and retry`,
+      options,
+    );
+    this.name = "RuleConflictError";
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** True when `err` is a {@link RuleConflictError}. */
+export function isRuleConflictError(err: unknown): err is RuleConflictError {
+  return err instanceof RuleConflictError;
+}
+
+/** A revision that does not exist (yet) in the rule event stream. */
+export class RevisionNotFoundError extends ArbiterError {
+  readonly revision: number;
+
+  constructor(revision: number, latest: number) {
+    super(ErrorCode.RevisionNotFound, `revision ${revision} does not exist; the latest revision is ${latest}`);
+    this.name = "RevisionNotFoundError";
+    this.revision = revision;
+  }
+}
+
+/** True when `err` is a {@link RevisionNotFoundError}. */
+export function isRevisionNotFoundError(err: unknown): err is RevisionNotFoundError {
+  return err instanceof RevisionNotFoundError;
+}
+
+/** JetStream (or the store behind it) did not answer or refused a write. */
+export class StoreUnavailableError extends ArbiterError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.StoreUnavailable, message, options);
+    this.name = "StoreUnavailableError";
+  }
+}
+
+/** True when `err` is a {@link StoreUnavailableError}. */
+export function isStoreUnavailableError(err: unknown): err is StoreUnavailableError {
+  return err instanceof StoreUnavailableError;
+}

@@ -1,0 +1,25 @@
+export type {
+  ArbiterStore,
+  DecisionAddress,
+  DecisionFilter,
+  DecisionLog,
+  Follower,
+  RuleEventStore,
+  SnapshotStore,
+  StoredDecision,
+  StoredRuleEvent,
+} from "./contracts.js";
+export {
+  isRevisionNotFoundError,
+  isRuleConflictError,
+  isStoreUnavailableError,
+  RevisionNotFoundError,
+  RuleConflictError,
+  StoreUnavailableError,
+} from "./errors.js";
+export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
+export { createMemoryStore } from "./memory-store.js";
+export type { AppliedRules, RuleHistoryEntry, RulesAdmin, RulesAdminOptions } from "./rules-admin.js";
+export { createRulesAdmin } from "./rules-admin.js";
+export type { FoldOutcome, RulesetState, RulesetTrust } from "./ruleset.js";
+export { evolveRuleset, initialRulesetState, restoreSnapshot, signSnapshot } from "./ruleset.js";

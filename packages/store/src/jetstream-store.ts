@@ -1,0 +1,318 @@
+import { decisionSubject, type ResourceNames, resourceNames, subjectToken } from "@arbiter/protocol";
+import {
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  type OrderedConsumerOptions,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { z } from "zod";
+import type {
+  ArbiterStore,
+  DecisionAddress,
+  DecisionFilter,
+  DecisionLog,
+  Follower,
+  RuleEventStore,
+  SnapshotStore,
+  StoredDecision,
+  StoredRuleEvent,
+} from "./contracts.js";
+import { RuleConflictError, StoreUnavailableError } from "./errors.js";
+
+/** Options for {@link openJetStreamStore}; parsed with defaults before anything is created. */
+export const JetStreamStoreOptions = z.object({
+  /** Prefix of every stream, subject and bucket name (default `arbiter`). */
+  prefix: z.string().regex(/^[A-Za-z0-9_-]+$/).default("arbiter"),
+  /** Replicas of every stream and bucket when they are created: 1 for one server, 3 in production. */
+  replicas: z.number().int().min(1).max(5).default(1),
+  /** How long to wait for a JetStream acknowledgement, in milliseconds. */
+  ackTimeoutMs: z.number().int().positive().default(5000),
+  /** Create missing streams and buckets (idempotent); false to only open existing ones. */
+  create: z.boolean().default(true),
+});
+export type JetStreamStoreOptions = z.input<typeof JetStreamStoreOptions>;
+
+const WRONG_LAST_SEQUENCE = 10071;
+const STREAM_NAME_IN_USE = 10058;
+const SNAPSHOT_KEY = "snapshot";
+
+/**
+ * Opens (and by default creates, idempotently) Arbiter's streams and buckets on a NATS
+ * connection that the caller owns. Throws `StoreUnavailableError` when JetStream is not there.
+ */
+export async function openJetStreamStore(
+  nc: NatsConnection,
+  options: JetStreamStoreOptions = {},
+): Promise<ArbiterStore & { readonly names: ResourceNames }> {
+  const config = JetStreamStoreOptions.parse(options);
+  const names = resourceNames(config.prefix);
+  const js = jetstream(nc, { timeout: config.ackTimeoutMs });
+  let jsm: JetStreamManager;
+  try {
+    jsm = await jetstreamManager(nc, { timeout: config.ackTimeoutMs });
+    if (config.create) await createResources(jsm, names, config.replicas);
+  } catch (err) {
+    throw new StoreUnavailableError(`JetStream is not available: ${errorText(err)}`, { cause: err });
+  }
+  const kv = await openBucket(js, names.rulesBucket, config.replicas, config.create);
+  return {
+    names,
+    rules: new JetStreamRuleEventStore(js, jsm, names),
+    snapshots: new KvSnapshotStore(kv),
+    decisions: new JetStreamDecisionLog(js, config.prefix, names.decisionsStream),
+    close: async () => {},
+  };
+}
+
+/** Creates the streams Arbiter needs; an existing stream is left as it is. */
+async function createResources(jsm: JetStreamManager, names: ResourceNames, replicas: number): Promise<void> {
+  const common: Partial<StreamConfig> = {
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    num_replicas: replicas,
+    allow_direct: true,
+    deny_delete: true,
+  };
+  await ensureStream(jsm, {
+    ...common,
+    name: names.rulesStream,
+    subjects: [names.rulesSubject],
+    deny_purge: true,
+    description: "Arbiter rule events (signed); the sequence is the rules revision",
+  });
+  await ensureStream(jsm, {
+    ...common,
+    name: names.decisionsStream,
+    subjects: [names.decisionsSubjects],
+    duplicate_window: 120 * 1_000_000_000,
+    description: "Arbiter decisions (signed), one per answer a host received",
+  });
+  await ensureStream(jsm, {
+    ...common,
+    name: names.revocationsStream,
+    subjects: [names.revocationsSubjects],
+    description: "Arbiter overrides of cached host decisions",
+  });
+}
+
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(config.name);
+    return;
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+  }
+  try {
+    await jsm.streams.add(config);
+  } catch (err) {
+    // Another worker created it between our look and our add.
+    if (err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE) return;
+    throw err;
+  }
+}
+
+async function openBucket(js: JetStreamClient, name: string, replicas: number, create: boolean): Promise<KV> {
+  const kvm = new Kvm(js);
+  try {
+    return create ? await kvm.create(name, { replicas, history: 5 }) : await kvm.open(name);
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot open the ${name} bucket: ${errorText(err)}`, { cause: err });
+  }
+}
+
+class JetStreamRuleEventStore implements RuleEventStore {
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #names: ResourceNames;
+
+  constructor(js: JetStreamClient, jsm: JetStreamManager, names: ResourceNames) {
+    this.#js = js;
+    this.#jsm = jsm;
+    this.#names = names;
+  }
+
+  async append(text: string, expectedRevision: number): Promise<number> {
+    try {
+      const ack = await this.#js.publish(this.#names.rulesSubject, text, {
+        expect: { lastSequence: expectedRevision, streamName: this.#names.rulesStream },
+      });
+      return ack.seq;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
+        const actual = /wrong last sequence: (\d+)/.exec(err.message)?.[1];
+        throw new RuleConflictError(expectedRevision, actual === undefined ? null : Number(actual), { cause: err });
+      }
+      throw new StoreUnavailableError(`cannot append the rule event: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async lastRevision(): Promise<number> {
+    try {
+      const info = await this.#jsm.streams.info(this.#names.rulesStream);
+      return info.state.last_seq;
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the rules stream: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async *read(range: { from?: number; to?: number } = {}): AsyncIterable<StoredRuleEvent> {
+    const last = await this.lastRevision();
+    const to = Math.min(range.to ?? last, last);
+    const from = Math.max(range.from ?? 1, 1);
+    if (from > to) return;
+    yield* readStream(this.#js, this.#names.rulesStream, { opt_start_seq: from }, to, (seq, text) => ({
+      revision: seq,
+      text,
+    }));
+  }
+
+  async follow(from: number, onEvent: (event: StoredRuleEvent) => void): Promise<Follower> {
+    const consumer = await this.#js.consumers.get(this.#names.rulesStream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: Math.max(from, 1),
+    });
+    const messages = await consumer.consume({ max_messages: 64 });
+    const done = (async () => {
+      for await (const m of messages) onEvent({ revision: m.seq, text: m.string() });
+    })();
+    return {
+      stop: async () => {
+        await messages.close();
+        await done.catch(() => {});
+      },
+    };
+  }
+}
+
+/** Reads an ordered range of a stream until `lastSeq` (inclusive), then stops the consumer. */
+async function* readStream<T>(
+  js: JetStreamClient,
+  stream: string,
+  options: Partial<OrderedConsumerOptions>,
+  lastSeq: number,
+  map: (seq: number, text: string, time: Date) => T,
+): AsyncIterable<T> {
+  const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, ...options });
+  const messages = await consumer.consume({ max_messages: 512 });
+  try {
+    for await (const m of messages) {
+      yield map(m.seq, m.string(), m.time);
+      if (m.seq >= lastSeq || m.info.pending === 0) break;
+    }
+  } finally {
+    await messages.close();
+  }
+}
+
+const SnapshotRevision = z.object({ revision: z.number().int().nonnegative() });
+
+class KvSnapshotStore implements SnapshotStore {
+  readonly #kv: KV;
+
+  constructor(kv: KV) {
+    this.#kv = kv;
+  }
+
+  async load(): Promise<string | null> {
+    try {
+      const entry = await this.#kv.get(SNAPSHOT_KEY);
+      return entry && entry.operation === "PUT" ? entry.string() : null;
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the rules snapshot: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async save(text: string, revision: number): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const entry = await this.#kv.get(SNAPSHOT_KEY);
+      if (entry && entry.operation === "PUT") {
+        const stored = SnapshotRevision.safeParse(safeJson(entry.string()));
+        if (stored.success && stored.data.revision >= revision) return;
+      }
+      try {
+        if (entry) await this.#kv.update(SNAPSHOT_KEY, text, entry.revision);
+        else await this.#kv.create(SNAPSHOT_KEY, text);
+        return;
+      } catch (err) {
+        // Lost a race with another writer: look again and keep the later revision.
+        if (!(err instanceof JetStreamApiError) || err.code !== WRONG_LAST_SEQUENCE) {
+          throw new StoreUnavailableError(`cannot write the rules snapshot: ${errorText(err)}`, { cause: err });
+        }
+      }
+    }
+  }
+}
+
+class JetStreamDecisionLog implements DecisionLog {
+  readonly #js: JetStreamClient;
+  readonly #prefix: string;
+  readonly #stream: string;
+
+  constructor(js: JetStreamClient, prefix: string, stream: string) {
+    this.#js = js;
+    this.#prefix = prefix;
+    this.#stream = stream;
+  }
+
+  async append(address: DecisionAddress, text: string): Promise<{ seq: number; duplicate: boolean }> {
+    try {
+      const ack = await this.#js.publish(decisionSubject(this.#prefix, address.kind, address.host), text, {
+        msgID: address.decisionId,
+      });
+      return { seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async *read(filter: DecisionFilter = {}): AsyncIterable<StoredDecision> {
+    const kind = filter.kind === undefined ? "*" : subjectToken(filter.kind);
+    const host = filter.host === undefined ? "*" : subjectToken(filter.host);
+    const options: Partial<OrderedConsumerOptions> = {
+      filter_subjects: `${this.#prefix}.decisions.${kind}.${host}`,
+      ...(filter.since
+        ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: filter.since.toISOString() }
+        : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(filter.fromSeq ?? 1, 1) }),
+    };
+    const consumer = await this.#js.consumers.get(this.#stream, options);
+    const messages = await consumer.consume({ max_messages: 512, idle_heartbeat: 1000, expires: 2000 });
+    const onAbort = () => void messages.close();
+    filter.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      if (!filter.follow) {
+        // Stop at the end of what is there now: an empty match has nothing pending to wait for.
+        const info = await consumer.info(true);
+        if (info.num_pending === 0) return;
+      }
+      for await (const m of messages) {
+        yield { seq: m.seq, text: m.string() };
+        if (!filter.follow && m.info.pending === 0) break;
+      }
+    } finally {
+      filter.signal?.removeEventListener("abort", onAbort);
+      await messages.close();
+    }
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,102 @@
+import type {
+  ArbiterStore,
+  DecisionAddress,
+  DecisionFilter,
+  DecisionLog,
+  Follower,
+  RuleEventStore,
+  SnapshotStore,
+  StoredDecision,
+  StoredRuleEvent,
+} from "./contracts.js";
+import { RuleConflictError } from "./errors.js";
+
+/**
+ * An in-memory {@link ArbiterStore} with the same contract as the JetStream one: for unit tests
+ * of the logic above the store, and nothing else (it keeps nothing across processes).
+ */
+export function createMemoryStore(): ArbiterStore {
+  return { rules: new MemoryRuleEventStore(), snapshots: new MemorySnapshotStore(), decisions: new MemoryDecisionLog(), close: async () => {} };
+}
+
+class MemoryRuleEventStore implements RuleEventStore {
+  readonly #events: string[] = [];
+  readonly #followers = new Set<(event: StoredRuleEvent) => void>();
+
+  async append(text: string, expectedRevision: number): Promise<number> {
+    if (expectedRevision !== this.#events.length) throw new RuleConflictError(expectedRevision, this.#events.length);
+    this.#events.push(text);
+    const event = { revision: this.#events.length, text };
+    for (const follower of this.#followers) follower(event);
+    return event.revision;
+  }
+
+  async lastRevision(): Promise<number> {
+    return this.#events.length;
+  }
+
+  async *read(range: { from?: number; to?: number } = {}): AsyncIterable<StoredRuleEvent> {
+    const to = Math.min(range.to ?? this.#events.length, this.#events.length);
+    for (let revision = Math.max(range.from ?? 1, 1); revision <= to; revision++) {
+      yield { revision, text: this.#events[revision - 1]! };
+    }
+  }
+
+  async follow(from: number, onEvent: (event: StoredRuleEvent) => void): Promise<Follower> {
+    for await (const event of this.read({ from })) onEvent(event);
+    this.#followers.add(onEvent);
+    return { stop: async () => void this.#followers.delete(onEvent) };
+  }
+}
+
+class MemorySnapshotStore implements SnapshotStore {
+  #latest: { text: string; revision: number } | null = null;
+
+  async load(): Promise<string | null> {
+    return this.#latest?.text ?? null;
+  }
+
+  async save(text: string, revision: number): Promise<void> {
+    if (this.#latest === null || this.#latest.revision < revision) this.#latest = { text, revision };
+  }
+}
+
+class MemoryDecisionLog implements DecisionLog {
+  readonly #entries: { address: DecisionAddress; text: string; at: Date }[] = [];
+  readonly #ids = new Map<string, number>();
+  readonly #waiters = new Set<() => void>();
+
+  async append(address: DecisionAddress, text: string): Promise<{ seq: number; duplicate: boolean }> {
+    const existing = this.#ids.get(address.decisionId);
+    if (existing !== undefined) return { seq: existing, duplicate: true };
+    this.#entries.push({ address, text, at: new Date() });
+    const seq = this.#entries.length;
+    this.#ids.set(address.decisionId, seq);
+    for (const wake of this.#waiters) wake();
+    return { seq, duplicate: false };
+  }
+
+  async *read(filter: DecisionFilter = {}): AsyncIterable<StoredDecision> {
+    let index = Math.max((filter.fromSeq ?? 1) - 1, 0);
+    for (;;) {
+      while (index < this.#entries.length) {
+        const entry = this.#entries[index]!;
+        index++;
+        if (filter.kind !== undefined && entry.address.kind !== filter.kind) continue;
+        if (filter.host !== undefined && entry.address.host !== filter.host) continue;
+        if (filter.since !== undefined && entry.at < filter.since) continue;
+        yield { seq: index, text: entry.text };
+      }
+      if (!filter.follow || filter.signal?.aborted) return;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.#waiters.delete(wake);
+          filter.signal?.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.#waiters.add(wake);
+        filter.signal?.addEventListener("abort", wake, { once: true });
+      });
+    }
+  }
+}

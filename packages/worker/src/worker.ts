@@ -1,0 +1,341 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import {
+  ArbiterError,
+  DEFAULT_CHANGES_TOPIC,
+  DEFAULT_POLICY_TOPIC,
+  DEFAULT_PREFIX,
+  DEFAULT_QUEUE_GROUP,
+  type DecodedRequest,
+  decodePolicyRequest,
+  ErrorCode,
+  type UnsignedDecisionV1,
+} from "@arbiter/protocol";
+import {
+  type ArbiterStore,
+  evolveRuleset,
+  type Follower,
+  initialRulesetState,
+  openJetStreamStore,
+  type RulesetState,
+  type RulesetTrust,
+  restoreSnapshot,
+  type StoredRuleEvent,
+} from "@arbiter/store";
+import { createSigner, decodePublicKey, generateKey, type Signer, signJson } from "@arbiter/trust";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { pino, type Logger } from "pino";
+import { monotonicFactory } from "ulid";
+import { z } from "zod";
+import { type DecidingWorker, decideRequest, decisionRecord, rejectionRecord } from "./decide.js";
+
+/** Configuration of a decision worker, parsed and defaulted before anything starts. */
+export const WorkerConfig = z.object({
+  /** Stable name of this worker in decisions and status (default: host name, pid and a random suffix). */
+  id: z.string().min(1).optional(),
+  policyTopic: z.string().min(1).default(DEFAULT_POLICY_TOPIC),
+  changesTopic: z.string().min(1).default(DEFAULT_CHANGES_TOPIC),
+  queueGroup: z.string().min(1).default(DEFAULT_QUEUE_GROUP),
+  prefix: z.string().regex(/^[A-Za-z0-9_-]+$/).default(DEFAULT_PREFIX),
+  /** Replicas used when the worker has to create a stream or bucket. */
+  replicas: z.number().int().min(1).max(5).default(1),
+  /** Public keys (`O…`) whose signed rule events this worker accepts. */
+  adminKeys: z.array(z.string()).default([]),
+  /** This worker's signing seed (`SN…`); one is generated when absent. */
+  workerSeed: z.string().optional(),
+  /** Largest request accepted, in bytes. */
+  maxPayloadBytes: z.number().int().positive().default(1024 * 1024),
+  /** How long to wait for JetStream to acknowledge a decision before denying. */
+  ackTimeoutMs: z.number().int().positive().default(2000),
+  /** How long `start()` waits to catch up with the rule events before serving anyway (degraded). */
+  catchUpTimeoutMs: z.number().int().positive().default(30_000),
+});
+export type WorkerConfig = z.input<typeof WorkerConfig>;
+
+/** Lifecycle states shared by Arbiter's long-running parts. */
+export type WorkerStatus = "starting" | "ready" | "degraded" | "stopped";
+
+/** Counters a worker keeps since it started. */
+export interface WorkerStats {
+  readonly decisions: number;
+  readonly permitted: number;
+  readonly denied: number;
+  /** Requests refused at the edge (bad input), answered with `permitted: false`. */
+  readonly rejected: number;
+  /** Payloads that could not be answered: no reply subject, or no request id to echo. */
+  readonly unanswerable: number;
+  /** Answers that were denials because the decision log did not acknowledge. */
+  readonly logFailures: number;
+  readonly ruleEventsApplied: number;
+  readonly ruleEventsRejected: number;
+  readonly inFlight: number;
+}
+
+/** A running decision worker. */
+export interface Worker {
+  readonly id: string;
+  readonly publicKey: string;
+  readonly status: WorkerStatus;
+  /** The rules revision decisions are made at now. */
+  readonly revision: number;
+  stats(): WorkerStats;
+  /** Resolves once the worker has consumed rule events up to `revision`. */
+  waitForRevision(revision: number, timeoutMs?: number): Promise<void>;
+  start(): Promise<void>;
+  /** Stops taking requests, answers every request already accepted, then stops following rules. */
+  stop(): Promise<void>;
+}
+
+/** Dependencies of {@link createWorker}; the NATS connection belongs to the caller. */
+export interface WorkerDeps {
+  readonly nc: NatsConnection;
+  readonly config?: WorkerConfig;
+  readonly logger?: Logger;
+  /** The store to use; by default the JetStream store on `nc`. */
+  readonly store?: ArbiterStore;
+  readonly clock?: () => Date;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Creates a decision worker: it joins the queue group on the policy topic, decides each request
+ * under the current rules, records the decision in JetStream and only then replies. Throws
+ * `ArbiterError` (INVALID_CONFIG) for a bad configuration.
+ */
+export function createWorker(deps: WorkerDeps): Worker {
+  const parsed = WorkerConfig.safeParse(deps.config ?? {});
+  if (!parsed.success) {
+    throw new ArbiterError(ErrorCode.InvalidConfig, `invalid worker configuration: ${parsed.error.message}`);
+  }
+  return new DecisionWorker(deps, parsed.data);
+}
+
+class DecisionWorker implements Worker {
+  readonly id: string;
+  readonly publicKey: string;
+  readonly #nc: NatsConnection;
+  readonly #config: z.output<typeof WorkerConfig>;
+  readonly #log: Logger;
+  readonly #signer: Signer;
+  readonly #identity: DecidingWorker;
+  readonly #trust: RulesetTrust;
+  readonly #clock: () => Date;
+  readonly #nextId = monotonicFactory();
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #revisionWaiters = new Set<() => void>();
+  #store: ArbiterStore | undefined;
+  #ruleset: RulesetState = initialRulesetState();
+  #status: WorkerStatus = "stopped";
+  #subscription: Subscription | undefined;
+  #follower: Follower | undefined;
+  #stats = {
+    decisions: 0,
+    permitted: 0,
+    denied: 0,
+    rejected: 0,
+    unanswerable: 0,
+    logFailures: 0,
+    ruleEventsApplied: 0,
+    ruleEventsRejected: 0,
+  };
+
+  constructor(deps: WorkerDeps, config: z.output<typeof WorkerConfig>) {
+    this.#nc = deps.nc;
+    this.#config = config;
+    this.#store = deps.store;
+    this.#clock = deps.clock ?? (() => new Date());
+    this.#signer = createSigner(config.workerSeed ?? generateKey("N").seed, "N");
+    this.id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+    this.publicKey = this.#signer.publicKey;
+    this.#identity = { id: this.id, publicKey: this.publicKey };
+    this.#log = (deps.logger ?? pino({ name: "arbiter-worker" })).child({ worker: this.id });
+    for (const key of config.adminKeys) {
+      try {
+        decodePublicKey(key, "O");
+      } catch (err) {
+        throw new ArbiterError(ErrorCode.InvalidConfig, `invalid admin key ${JSON.stringify(key)}: ${(err as Error).message}`);
+      }
+    }
+    this.#trust = { adminKeys: new Set(config.adminKeys) };
+  }
+
+  get status(): WorkerStatus {
+    return this.#status;
+  }
+
+  get revision(): number {
+    return this.#ruleset.revision;
+  }
+
+  stats(): WorkerStats {
+    return { ...this.#stats, inFlight: this.#inFlight.size };
+  }
+
+  async start(): Promise<void> {
+    if (this.#status !== "stopped") throw new ArbiterError(ErrorCode.Internal, `worker ${this.id} is already ${this.#status}`);
+    this.#status = "starting";
+    if (this.#trust.adminKeys.size === 0) {
+      this.#log.warn("no admin keys configured: every rule event will be rejected and every request denied");
+    }
+    const store = (this.#store ??= await openJetStreamStore(this.#nc, {
+      prefix: this.#config.prefix,
+      replicas: this.#config.replicas,
+      ackTimeoutMs: this.#config.ackTimeoutMs,
+    }));
+
+    const snapshot = await store.snapshots.load();
+    if (snapshot !== null) {
+      const restored = restoreSnapshot(snapshot, this.#trust);
+      if (restored.ok) this.#ruleset = restored.state;
+      else this.#log.warn({ reason: restored.reason }, "ignoring the rules snapshot; reading the whole history");
+    }
+    const target = await store.rules.lastRevision();
+    this.#follower = await store.rules.follow(this.#ruleset.revision + 1, (event) => this.#onRuleEvent(event));
+    let caughtUp = true;
+    try {
+      await this.waitForRevision(target, this.#config.catchUpTimeoutMs);
+    } catch {
+      caughtUp = false;
+      this.#log.error({ target, revision: this.revision }, "did not catch up with the rule events in time; serving degraded");
+    }
+
+    this.#subscription = this.#nc.subscribe(this.#config.policyTopic, {
+      queue: this.#config.queueGroup,
+      callback: (err, msg) => {
+        if (err) {
+          this.#log.error({ err }, "policy subscription failed");
+          this.#status = "degraded";
+          return;
+        }
+        this.#track(this.#handle(msg));
+      },
+    });
+    await this.#nc.flush();
+    this.#status = caughtUp ? "ready" : "degraded";
+    this.#log.info(
+      { topic: this.#config.policyTopic, queue: this.#config.queueGroup, revision: this.revision, publicKey: this.publicKey },
+      "worker ready",
+    );
+  }
+
+  async stop(): Promise<void> {
+    if (this.#status === "stopped") return;
+    const subscription = this.#subscription;
+    this.#subscription = undefined;
+    if (subscription && !subscription.isClosed()) await subscription.drain().catch(() => {});
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    await this.#follower?.stop();
+    this.#follower = undefined;
+    this.#status = "stopped";
+    this.#log.info({ stats: this.stats() }, "worker stopped");
+  }
+
+  waitForRevision(revision: number, timeoutMs = 30_000): Promise<void> {
+    if (this.#ruleset.revision >= revision) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this.#ruleset.revision < revision) return;
+        clearTimeout(timer);
+        this.#revisionWaiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#revisionWaiters.delete(check);
+        reject(new ArbiterError(ErrorCode.StoreUnavailable, `rules revision ${revision} not reached within ${timeoutMs} ms (at ${this.revision})`));
+      }, timeoutMs);
+      this.#revisionWaiters.add(check);
+    });
+  }
+
+  #onRuleEvent(event: StoredRuleEvent): void {
+    if (event.revision <= this.#ruleset.revision) return;
+    const { state, outcome } = evolveRuleset(this.#ruleset, event, this.#trust);
+    this.#ruleset = state;
+    if (outcome.applied) {
+      this.#stats.ruleEventsApplied++;
+      this.#log.info({ revision: state.revision, rules: state.document?.rules.length ?? 0 }, "rules updated");
+    } else {
+      this.#stats.ruleEventsRejected++;
+      this.#log.warn({ revision: event.revision, reason: outcome.reason }, "rule event rejected; keeping the current rules");
+    }
+    for (const wake of this.#revisionWaiters) wake();
+  }
+
+  #track(work: Promise<void>): void {
+    this.#inFlight.add(work);
+    void work.finally(() => this.#inFlight.delete(work));
+  }
+
+  async #handle(msg: Msg): Promise<void> {
+    const started = process.hrtime.bigint();
+    const ruleset = this.#ruleset;
+    const now = this.#clock();
+    let decoded: DecodedRequest;
+    try {
+      decoded = decodePolicyRequest(msg.data, { maxBytes: this.#config.maxPayloadBytes });
+    } catch (err) {
+      decoded = { ok: false, requestId: null, reason: `could not decode the request: ${String(err)}`, input: null, kind: null };
+    }
+    if (!msg.reply) {
+      this.#stats.unanswerable++;
+      this.#log.warn({ requestId: decoded.ok ? decoded.request.requestId : decoded.requestId }, "policy request without a reply subject; not answered");
+      return;
+    }
+    if (!decoded.ok && decoded.requestId === null) {
+      this.#stats.unanswerable++;
+      this.#log.warn({ reason: decoded.reason }, "rejected a policy request that carries no request id");
+      this.#reply(msg, "", false, `rejected: ${decoded.reason}`);
+      return;
+    }
+
+    const context = {
+      decisionId: this.#nextId(),
+      revision: ruleset.revision,
+      now,
+      worker: this.#identity,
+      latencyMicros: 0,
+    };
+    let record: UnsignedDecisionV1;
+    try {
+      if (decoded.ok) {
+        record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
+      } else {
+        this.#stats.rejected++;
+        this.#log.warn({ requestId: decoded.requestId, reason: decoded.reason }, "rejected a policy request");
+        record = rejectionRecord({ ...decoded, requestId: decoded.requestId! }, context);
+      }
+    } catch (err) {
+      // Evaluation never throws by contract; this guards the worker against a defect, not input.
+      const requestId = decoded.ok ? decoded.request.requestId : decoded.requestId!;
+      this.#log.error({ err, requestId }, "decision failed");
+      this.#reply(msg, requestId, false, "Arbiter could not decide this request (internal error); denied");
+      return;
+    }
+    record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
+
+    try {
+      await this.#store!.decisions.append(
+        { decisionId: record.decisionId, kind: record.kind, host: record.host },
+        signJson(record, this.#signer),
+      );
+    } catch (err) {
+      this.#stats.logFailures++;
+      this.#log.error({ err, requestId: record.requestId }, "decision log unavailable; denying");
+      this.#reply(msg, record.requestId, false, `Arbiter's decision log is unavailable, so nothing can be permitted: ${(err as Error).message}`);
+      return;
+    }
+    this.#stats.decisions++;
+    if (record.permitted) this.#stats.permitted++;
+    else this.#stats.denied++;
+    this.#reply(msg, record.requestId, record.permitted, record.message);
+  }
+
+  #reply(msg: Msg, requestId: string, permitted: boolean, message: string): void {
+    try {
+      msg.respond(encoder.encode(JSON.stringify({ requestId, permitted, message })));
+    } catch (err) {
+      this.#log.error({ err, requestId }, "could not send the answer");
+    }
+  }
+}

@@ -1,0 +1,78 @@
+import { DecisionV1, PolicyResponseV1 } from "@arbiter/protocol";
+import { parseRulesDocument } from "@arbiter/rules";
+import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
+import { createSigner, generateKey } from "@arbiter/trust";
+import { createWorker, type Worker } from "@arbiter/worker";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectTo, type NatsServerProcess, startNatsServer } from "./harness/index.js";
+import { exampleRulesText, FIXTURES, fixtureBytes, fixtureJson } from "./support/fixtures.js";
+
+const silent = pino({ level: "silent" });
+const decoder = new TextDecoder();
+
+describe("decision path on one server", () => {
+  let server: NatsServerProcess;
+  let nc: NatsConnection;
+  let worker: Worker;
+  const admin = createSigner(generateKey("O").seed);
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    nc = await connectTo(server.url);
+    const store = await openJetStreamStore(nc);
+    await createRulesAdmin({ store, signer: admin }).apply(parseRulesDocument(exampleRulesText()));
+    worker = createWorker({ nc, config: { adminKeys: [admin.publicKey], id: "w1" }, logger: silent });
+    await worker.start();
+  });
+
+  afterAll(async () => {
+    await worker?.stop();
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it("answers the real fixtures as the example policy says, echoing the request id", async () => {
+    expect(worker.status).toBe("ready");
+    expect(worker.revision).toBe(1);
+    for (const fixture of FIXTURES) {
+      const reply = await nc.request("wasmcloud.policy", fixtureBytes(fixture.name), { timeout: 2000 });
+      const answer = PolicyResponseV1.parse(JSON.parse(decoder.decode(reply.data)));
+      expect(answer.requestId).toBe(fixtureJson(fixture.name).requestId);
+      expect(answer.permitted, fixture.name).toBe(fixture.permitted);
+    }
+  });
+
+  it("records every answer in the decision stream before replying", async () => {
+    const store = await openJetStreamStore(nc);
+    const reply = await nc.request("wasmcloud.policy", fixtureBytes("start-provider"), { timeout: 2000 });
+    const answer = PolicyResponseV1.parse(JSON.parse(decoder.decode(reply.data)));
+    const decisions: DecisionV1[] = [];
+    for await (const stored of store.decisions.read({ kind: "startProvider" })) {
+      decisions.push(DecisionV1.parse(JSON.parse(stored.text)));
+    }
+    const last = decisions.at(-1);
+    expect(last).toMatchObject({
+      requestId: answer.requestId,
+      permitted: true,
+      message: "signed by wasmCloud",
+      decidingRule: "only-wasmcloud-signed",
+      revision: 1,
+      worker: { id: "w1", publicKey: worker.publicKey },
+      cause: "request",
+    });
+  });
+
+  it("denies bad input that carries a request id, and keeps serving", async () => {
+    const bad = new TextEncoder().encode('{"requestId":"bad-1","kind":"startFoo","version":"v1"}');
+    const reply = await nc.request("wasmcloud.policy", bad, { timeout: 2000 });
+    expect(JSON.parse(decoder.decode(reply.data))).toMatchObject({
+      requestId: "bad-1",
+      permitted: false,
+      message: expect.stringMatching(/unknown kind "startFoo"/),
+    });
+    const good = await nc.request("wasmcloud.policy", fixtureBytes("perform-invocation"), { timeout: 2000 });
+    expect(JSON.parse(decoder.decode(good.data)).permitted).toBe(true);
+  });
+});
