@@ -26,7 +26,9 @@ export const DEFAULT_PREFIX = "arbiter";
 /** Derives stream, subject and bucket names from a prefix (letters, digits, `-` and `_`). */
 export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
   if (!/^[A-Za-z0-9_-]+$/.test(prefix)) {
-    throw new TypeError(`invalid resource prefix ${JSON.stringify(prefix)}: use letters, digits, "-" and "_"`);
+    throw new TypeError(
+      `invalid resource prefix ${JSON.stringify(prefix)}: use letters, digits, "-" and "_"`,
+    );
   }
   const upper = prefix.toUpperCase().replace(/-/g, "_");
   return {

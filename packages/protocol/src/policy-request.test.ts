@@ -5,13 +5,33 @@ import { PolicyRequestV1 } from "./wasmcloud.js";
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../../../test/data/wasmcloud-v1/${name}.json`, import.meta.url));
-const encode = (value: unknown) => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
+const encode = (value: unknown) =>
+  new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
 
 const legacy = {
   requestId: "d4b1c1d0-0000-4000-8000-000000000082",
-  source: { publicKey: null, contractId: null, linkName: null, capabilities: [], issuer: null, issuedOn: null, expiresAt: null, expired: false },
-  target: { publicKey: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK", issuer: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW", contractId: null, linkName: null },
-  host: { publicKey: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE", latticeId: "default", labels: { "hostcore.os": "linux" }, clusterIssuers: ["CCZ"] },
+  source: {
+    publicKey: null,
+    contractId: null,
+    linkName: null,
+    capabilities: [],
+    issuer: null,
+    issuedOn: null,
+    expiresAt: null,
+    expired: false,
+  },
+  target: {
+    publicKey: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK",
+    issuer: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW",
+    contractId: null,
+    linkName: null,
+  },
+  host: {
+    publicKey: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE",
+    latticeId: "default",
+    labels: { "hostcore.os": "linux" },
+    clusterIssuers: ["CCZ"],
+  },
   action: "start_actor",
 };
 
@@ -24,8 +44,13 @@ describe("1.x requests from real hosts", () => {
       lineage: "v1",
       requestId: "01945242-abec-71ee-f5e6-1f44eb61ad40",
       kind: "startComponent",
-      cacheKey: "startComponent:hello_world-http_component_ghcr.io/wasmcloud/components/http-hello-world-rust:0.1.0",
-      claims: { issuer: "ADVIWF6Z3BFZNWUXJYT5NEAZZ2YX4T6NRKI3YOR3HKOSQQN7IVDGWSNO", issuedAt: "1714506509", expiresAt: null },
+      cacheKey:
+        "startComponent:hello_world-http_component_ghcr.io/wasmcloud/components/http-hello-world-rust:0.1.0",
+      claims: {
+        issuer: "ADVIWF6Z3BFZNWUXJYT5NEAZZ2YX4T6NRKI3YOR3HKOSQQN7IVDGWSNO",
+        issuedAt: "1714506509",
+        expiresAt: null,
+      },
       host: { lattice: "default" },
     });
   });
@@ -38,8 +63,13 @@ describe("1.x requests from real hosts", () => {
     const invocation = decodePolicyRequest(fixture("perform-invocation"));
     expect(invocation.ok).toBe(true);
     if (!invocation.ok) return;
-    expect(invocation.request.claims?.publicKey).toBe("MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK");
-    expect(invocation.request.invocation).toEqual({ interface: "wrpc:http/incoming-handler@0.1.0", function: "handle" });
+    expect(invocation.request.claims?.publicKey).toBe(
+      "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK",
+    );
+    expect(invocation.request.invocation).toEqual({
+      interface: "wrpc:http/incoming-handler@0.1.0",
+      function: "handle",
+    });
     expect(invocation.request.cacheKey).toBe(
       "performInvocation:hello_world-http_component_ghcr.io/wasmcloud/components/http-hello-world-rust:0.1.0_wrpc:http/incoming-handler@0.1.0_handle",
     );
@@ -56,7 +86,10 @@ describe("1.x requests from real hosts", () => {
   it("claims, annotations and host are not part of the cache key", () => {
     const raw = PolicyRequestV1.parse(JSON.parse(fixture("start-component").toString("utf8")));
     const a = decodePolicyValue(raw);
-    const changed = structuredClone(raw) as { request: { claims: unknown; annotations: unknown }; host: { publicKey: string } };
+    const changed = structuredClone(raw) as {
+      request: { claims: unknown; annotations: unknown };
+      host: { publicKey: string };
+    };
     changed.request.claims = null;
     changed.request.annotations = {};
     changed.host.publicKey = "NOTHER";
@@ -91,13 +124,31 @@ describe("rejections name the problem and keep the request id", () => {
   const id = base.requestId as string;
   const cases: [string, Uint8Array, RegExp][] = [
     ["not JSON", encode(`{"requestId":"${id}", kind`), /not JSON/],
-    ["issuedAt as a number", encode({ ...base, request: { ...base.request, claims: { ...base.request.claims, issuedAt: 1 } } }), /request\.claims\.issuedAt/],
+    [
+      "issuedAt as a number",
+      encode({ ...base, request: { ...base.request, claims: { ...base.request.claims, issuedAt: 1 } } }),
+      /request\.claims\.issuedAt/,
+    ],
     ["missing host", encode({ ...base, host: undefined }), /host/],
     ["unknown kind", encode({ ...base, kind: "startFoo" }), /unknown kind "startFoo"/],
-    ["__proto__ key", encode(`{"requestId":"${id}","kind":"startComponent","__proto__":{"x":1}}`), /__proto__/],
-    ["too deep", encode(`{"requestId":"${id}","kind":"unknown","version":"v1","request":${"[".repeat(100)}${"]".repeat(100)}}`), /nested deeper/],
+    [
+      "__proto__ key",
+      encode(`{"requestId":"${id}","kind":"startComponent","__proto__":{"x":1}}`),
+      /__proto__/,
+    ],
+    [
+      "too deep",
+      encode(
+        `{"requestId":"${id}","kind":"unknown","version":"v1","request":${"[".repeat(100)}${"]".repeat(100)}}`,
+      ),
+      /nested deeper/,
+    ],
     ["oversized", encode({ ...base, pad: "x".repeat(2000) }), /exceeds the limit of 1000 bytes/],
-    ["invalid UTF-8", Uint8Array.of(...encode(`{"requestId":"${id}","x":"`), 0xff, 0xfe, ...encode('"}')), /UTF-8/],
+    [
+      "invalid UTF-8",
+      Uint8Array.of(...encode(`{"requestId":"${id}","x":"`), 0xff, 0xfe, ...encode('"}')),
+      /UTF-8/,
+    ],
   ];
   for (const [name, bytes, reason] of cases) {
     it(name, () => {

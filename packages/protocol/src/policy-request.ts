@@ -17,7 +17,12 @@ export interface NormalizedRequest {
   readonly kind: RequestKindV1;
   readonly host: { publicKey: string; lattice: string; labels: Record<string, string> };
   /** The component or provider the request is about; null for `kind: "unknown"`. */
-  readonly subject: { id: string; imageRef: string; annotations: Record<string, string>; maxInstances: number } | null;
+  readonly subject: {
+    id: string;
+    imageRef: string;
+    annotations: Record<string, string>;
+    maxInstances: number;
+  } | null;
   readonly claims: ClaimsV1 | null;
   readonly invocation: { interface: string; function: string } | null;
   /** The host's cache key for this request: `{kind}:{key}` (see {@link cacheKeyV1}). */
@@ -176,7 +181,12 @@ export function normalizeV1(request: PolicyRequestV1, input: unknown = request):
       return {
         ...base,
         kind: request.kind,
-        subject: { id: body.providerId, imageRef: body.imageRef, annotations: body.annotations, maxInstances: 0 },
+        subject: {
+          id: body.providerId,
+          imageRef: body.imageRef,
+          annotations: body.annotations,
+          maxInstances: 0,
+        },
         claims: body.claims,
         invocation: null,
         cacheKey: cacheKeyV1(request),
@@ -199,7 +209,14 @@ export function normalizeV1(request: PolicyRequestV1, input: unknown = request):
       };
     }
     case "unknown":
-      return { ...base, kind: "unknown", subject: null, claims: null, invocation: null, cacheKey: cacheKeyV1(request) };
+      return {
+        ...base,
+        kind: "unknown",
+        subject: null,
+        claims: null,
+        invocation: null,
+        cacheKey: cacheKeyV1(request),
+      };
   }
 }
 

@@ -4,7 +4,9 @@ import { z } from "zod";
 // signature over its JSON text without the signature member (see `signedJson` in @arbiter/trust).
 
 const publicKey = (prefix: string) =>
-  z.string().regex(new RegExp(`^${prefix}[A-Z2-7]{55}$`), `expected an nkey public key starting with ${prefix}`);
+  z
+    .string()
+    .regex(new RegExp(`^${prefix}[A-Z2-7]{55}$`), `expected an nkey public key starting with ${prefix}`);
 
 /** An admin (nkeys operator) public key: `O…`. */
 export const AdminPublicKey = publicKey("O");

@@ -32,7 +32,10 @@ export class RevisionNotFoundError extends ArbiterError {
   readonly revision: number;
 
   constructor(revision: number, latest: number) {
-    super(ErrorCode.RevisionNotFound, `revision ${revision} does not exist; the latest revision is ${latest}`);
+    super(
+      ErrorCode.RevisionNotFound,
+      `revision ${revision} does not exist; the latest revision is ${latest}`,
+    );
     this.name = "RevisionNotFoundError";
     this.revision = revision;
   }

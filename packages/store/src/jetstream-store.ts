@@ -31,7 +31,10 @@ import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 /** Options for {@link openJetStreamStore}; parsed with defaults before anything is created. */
 export const JetStreamStoreOptions = z.object({
   /** Prefix of every stream, subject and bucket name (default `arbiter`). */
-  prefix: z.string().regex(/^[A-Za-z0-9_-]+$/).default("arbiter"),
+  prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("arbiter"),
   /** Replicas of every stream and bucket when they are created: 1 for one server, 3 in production. */
   replicas: z.number().int().min(1).max(5).default(1),
   /** How long to wait for a JetStream acknowledgement, in milliseconds. */
@@ -105,7 +108,10 @@ async function createResources(jsm: JetStreamManager, names: ResourceNames, repl
   });
 }
 
-async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+async function ensureStream(
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+): Promise<void> {
   try {
     await jsm.streams.info(config.name);
     return;
@@ -150,7 +156,9 @@ class JetStreamRuleEventStore implements RuleEventStore {
     } catch (err) {
       if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
         const actual = /wrong last sequence: (\d+)/.exec(err.message)?.[1];
-        throw new RuleConflictError(expectedRevision, actual === undefined ? null : Number(actual), { cause: err });
+        throw new RuleConflictError(expectedRevision, actual === undefined ? null : Number(actual), {
+          cause: err,
+        });
       }
       throw new StoreUnavailableError(`cannot append the rule event: ${errorText(err)}`, { cause: err });
     }
@@ -202,7 +210,10 @@ async function* readStream<T>(
   lastSeq: number,
   map: (seq: number, text: string, time: Date) => T,
 ): AsyncIterable<T> {
-  const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, ...options });
+  const consumer = await js.consumers.get(stream, {
+    deliver_policy: DeliverPolicy.StartSequence,
+    ...options,
+  });
   const messages = await consumer.consume({ max_messages: 512 });
   try {
     for await (const m of messages) {
@@ -246,7 +257,9 @@ class KvSnapshotStore implements SnapshotStore {
       } catch (err) {
         // Lost a race with another writer: look again and keep the later revision.
         if (!(err instanceof JetStreamApiError) || err.code !== WRONG_LAST_SEQUENCE) {
-          throw new StoreUnavailableError(`cannot write the rules snapshot: ${errorText(err)}`, { cause: err });
+          throw new StoreUnavailableError(`cannot write the rules snapshot: ${errorText(err)}`, {
+            cause: err,
+          });
         }
       }
     }
@@ -271,7 +284,9 @@ class JetStreamDecisionLog implements DecisionLog {
       });
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
-      throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, { cause: err });
+      throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, {
+        cause: err,
+      });
     }
   }
 

@@ -16,7 +16,12 @@ import { RuleConflictError } from "./errors.js";
  * of the logic above the store, and nothing else (it keeps nothing across processes).
  */
 export function createMemoryStore(): ArbiterStore {
-  return { rules: new MemoryRuleEventStore(), snapshots: new MemorySnapshotStore(), decisions: new MemoryDecisionLog(), close: async () => {} };
+  return {
+    rules: new MemoryRuleEventStore(),
+    snapshots: new MemorySnapshotStore(),
+    decisions: new MemoryDecisionLog(),
+    close: async () => {},
+  };
 }
 
 class MemoryRuleEventStore implements RuleEventStore {
@@ -24,7 +29,8 @@ class MemoryRuleEventStore implements RuleEventStore {
   readonly #followers = new Set<(event: StoredRuleEvent) => void>();
 
   async append(text: string, expectedRevision: number): Promise<number> {
-    if (expectedRevision !== this.#events.length) throw new RuleConflictError(expectedRevision, this.#events.length);
+    if (expectedRevision !== this.#events.length)
+      throw new RuleConflictError(expectedRevision, this.#events.length);
     this.#events.push(text);
     const event = { revision: this.#events.length, text };
     for (const follower of this.#followers) follower(event);

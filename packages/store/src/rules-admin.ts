@@ -1,11 +1,22 @@
 import type { RuleEventType, UnsignedRuleEventV1 } from "@arbiter/protocol";
-import { RuleEventV1 } from "@arbiter/protocol";
-import { compileRules, type RulesDocument, type RulesDocumentInput, validateRulesDocument } from "@arbiter/rules";
+import { ArbiterError, ErrorCode, RuleEventV1 } from "@arbiter/protocol";
+import {
+  compileRules,
+  type RulesDocument,
+  type RulesDocumentInput,
+  validateRulesDocument,
+} from "@arbiter/rules";
 import { type Signer, signJson } from "@arbiter/trust";
 import { ulid } from "ulid";
 import type { ArbiterStore } from "./contracts.js";
 import { RevisionNotFoundError } from "./errors.js";
-import { evolveRuleset, initialRulesetState, type RulesetState, type RulesetTrust, signSnapshot } from "./ruleset.js";
+import {
+  evolveRuleset,
+  initialRulesetState,
+  type RulesetState,
+  type RulesetTrust,
+  signSnapshot,
+} from "./ruleset.js";
 
 /** One line of the rules history: an event, and whether workers apply it. */
 export interface RuleHistoryEntry {
@@ -31,7 +42,10 @@ export interface AppliedRules {
 /** Signs and appends rule events, and reads the rules at any revision. */
 export interface RulesAdmin {
   /** Replaces the whole ruleset; throws `InvalidRulesError` before writing anything, `RuleConflictError` when stale. */
-  apply(document: RulesDocumentInput, options?: { expectedRevision?: number; reason?: string }): Promise<AppliedRules>;
+  apply(
+    document: RulesDocumentInput,
+    options?: { expectedRevision?: number; reason?: string },
+  ): Promise<AppliedRules>;
   /** Restores the document of an earlier revision, as a new event. */
   rollback(to: number, options?: { expectedRevision?: number; reason?: string }): Promise<AppliedRules>;
   /** The folded rules at `revision` (default: latest); throws `RevisionNotFoundError` past the end. */
@@ -43,8 +57,8 @@ export interface RulesAdmin {
 /** Options of {@link createRulesAdmin}. */
 export interface RulesAdminOptions {
   readonly store: ArbiterStore;
-  /** The admin key that signs new events (an `O…` operator key). */
-  readonly signer: Signer;
+  /** The admin key that signs new events (an `O…` operator key); reading needs none. */
+  readonly signer?: Signer;
   /** Keys whose events count when folding; the signer's own key is always included. */
   readonly adminKeys?: Iterable<string>;
   readonly clock?: () => Date;
@@ -52,9 +66,10 @@ export interface RulesAdminOptions {
 
 /** Creates the rules administration used by `arbiter rules …`. */
 export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
-  const { store, signer } = options;
+  const { store } = options;
   const clock = options.clock ?? (() => new Date());
-  const trust: RulesetTrust = { adminKeys: new Set([...(options.adminKeys ?? []), signer.publicKey]) };
+  const ownKey = options.signer ? [options.signer.publicKey] : [];
+  const trust: RulesetTrust = { adminKeys: new Set([...(options.adminKeys ?? []), ...ownKey]) };
 
   async function fold(to?: number): Promise<{ state: RulesetState; history: RuleHistoryEntry[] }> {
     let state = initialRulesetState();
@@ -77,7 +92,14 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
     return { state, history };
   }
 
-  async function replace(document: RulesDocument, expected: number | undefined, reason?: string): Promise<AppliedRules> {
+  async function replace(
+    document: RulesDocument,
+    expected: number | undefined,
+    reason?: string,
+  ): Promise<AppliedRules> {
+    const signer = options.signer;
+    if (!signer)
+      throw new ArbiterError(ErrorCode.InvalidConfig, "changing the rules needs an admin key to sign with");
     compileRules(document);
     const previous = expected ?? (await store.rules.lastRevision());
     const unsigned: UnsignedRuleEventV1 = {
@@ -101,7 +123,8 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
   }
 
   return {
-    apply: (document, opts = {}) => replace(validateRulesDocument(document), opts.expectedRevision, opts.reason),
+    apply: (document, opts = {}) =>
+      replace(validateRulesDocument(document), opts.expectedRevision, opts.reason),
 
     async rollback(to, opts = {}) {
       const state = await this.stateAt(to);
@@ -111,7 +134,8 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
 
     async stateAt(revision) {
       const latest = await store.rules.lastRevision();
-      if (revision !== undefined && (revision < 0 || revision > latest)) throw new RevisionNotFoundError(revision, latest);
+      if (revision !== undefined && (revision < 0 || revision > latest))
+        throw new RevisionNotFoundError(revision, latest);
       return (await fold(revision ?? latest)).state;
     },
 

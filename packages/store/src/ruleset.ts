@@ -55,13 +55,19 @@ export function evolveRuleset(
   const parsed = RuleEventV1.safeParse(parseJson(stored.text));
   if (!parsed.success) {
     const first = parsed.error.issues[0];
-    return skip(`not a valid rule event: ${first ? `${first.path.join(".") || "event"}: ${first.message}` : "unreadable"}`);
+    return skip(
+      `not a valid rule event: ${first ? `${first.path.join(".") || "event"}: ${first.message}` : "unreadable"}`,
+    );
   }
   const event = parsed.data;
-  if (!trust.adminKeys.has(event.actor)) return skip(`signed by ${event.actor}, which is not an accepted admin key`);
-  if (!verifySignedJson(stored.text, event.actor)) return skip(`the signature by ${event.actor} is not valid`);
+  if (!trust.adminKeys.has(event.actor))
+    return skip(`signed by ${event.actor}, which is not an accepted admin key`);
+  if (!verifySignedJson(stored.text, event.actor))
+    return skip(`the signature by ${event.actor} is not valid`);
   if (event.previous !== stored.revision - 1) {
-    return skip(`signed to follow revision ${event.previous} but stored at revision ${stored.revision} (replayed?)`);
+    return skip(
+      `signed to follow revision ${event.previous} but stored at revision ${stored.revision} (replayed?)`,
+    );
   }
 
   let next: RulesDocument;
@@ -90,7 +96,8 @@ function applyEvent(current: RulesDocument | null, event: RuleEventV1): RulesDoc
       if (current === null) throw new Error("rule.upserted before any ruleset exists");
       const rule = RuleV1.parse(event.payload.rule);
       const index = current.rules.findIndex((r) => r.id === rule.id);
-      const rules = index < 0 ? [...current.rules, rule] : current.rules.map((r, i) => (i === index ? rule : r));
+      const rules =
+        index < 0 ? [...current.rules, rule] : current.rules.map((r, i) => (i === index ? rule : r));
       return validateRulesDocument({ ...current, rules });
     }
     case "rule.removed": {
@@ -98,7 +105,10 @@ function applyEvent(current: RulesDocument | null, event: RuleEventV1): RulesDoc
       if (!current.rules.some((r) => r.id === event.payload.ruleId)) {
         throw new Error(`rule.removed names rule "${event.payload.ruleId}", which does not exist`);
       }
-      return validateRulesDocument({ ...current, rules: current.rules.filter((r) => r.id !== event.payload.ruleId) });
+      return validateRulesDocument({
+        ...current,
+        rules: current.rules.filter((r) => r.id !== event.payload.ruleId),
+      });
     }
   }
 }
@@ -127,9 +137,13 @@ export function restoreSnapshot(
   if (!parsed.success) return { ok: false, reason: "the snapshot is not a valid RulesSnapshotV1" };
   const snapshot = parsed.data;
   if (!trust.adminKeys.has(snapshot.actor)) {
-    return { ok: false, reason: `the snapshot is signed by ${snapshot.actor}, which is not an accepted admin key` };
+    return {
+      ok: false,
+      reason: `the snapshot is signed by ${snapshot.actor}, which is not an accepted admin key`,
+    };
   }
-  if (!verifySignedJson(text, snapshot.actor)) return { ok: false, reason: "the snapshot signature is not valid" };
+  if (!verifySignedJson(text, snapshot.actor))
+    return { ok: false, reason: "the snapshot signature is not valid" };
   if (snapshot.document === null) {
     return { ok: true, state: { ...initialRulesetState(), revision: snapshot.revision } };
   }
@@ -137,7 +151,12 @@ export function restoreSnapshot(
     const document = validateRulesDocument(snapshot.document);
     return {
       ok: true,
-      state: { revision: snapshot.revision, document, compiled: compileRules(document), documentRevision: snapshot.revision },
+      state: {
+        revision: snapshot.revision,
+        document,
+        compiled: compileRules(document),
+        documentRevision: snapshot.revision,
+      },
     };
   } catch (err) {
     return { ok: false, reason: `the snapshot document is invalid: ${errorText(err)}` };

@@ -41,9 +41,13 @@ export function encodePublicKey(role: KeyRole, raw: Uint8Array): string {
 }
 
 /** Decodes an nkey public key, checking its checksum and (when given) its role. */
-export function decodePublicKey(text: string, expected?: KeyRole | readonly KeyRole[]): { role: KeyRole; raw: Uint8Array } {
+export function decodePublicKey(
+  text: string,
+  expected?: KeyRole | readonly KeyRole[],
+): { role: KeyRole; raw: Uint8Array } {
   const bytes = decodeWithChecksum(text);
-  if (bytes.length !== 33) throw new InvalidKeyError(`${abbreviate(text)} is not a public key (wrong length)`);
+  if (bytes.length !== 33)
+    throw new InvalidKeyError(`${abbreviate(text)} is not a public key (wrong length)`);
   const role = roleOf(bytes[0]!);
   if (!role) throw new InvalidKeyError(`${abbreviate(text)} has an unknown key prefix`);
   checkRole(text, role, expected);
@@ -58,7 +62,10 @@ export function encodeSeed(role: KeyRole, raw: Uint8Array): string {
 }
 
 /** Decodes an nkey seed (`SO…`, `SC…`, …) to its role and raw 32-byte Ed25519 seed. */
-export function decodeSeed(text: string, expected?: KeyRole | readonly KeyRole[]): { role: KeyRole; raw: Uint8Array } {
+export function decodeSeed(
+  text: string,
+  expected?: KeyRole | readonly KeyRole[],
+): { role: KeyRole; raw: Uint8Array } {
   const bytes = decodeWithChecksum(text);
   if (bytes.length !== 34 || (bytes[0]! & 0xf8) !== SEED_PREFIX) {
     throw new InvalidKeyError("not an nkey seed: a seed starts with S and holds 32 bytes");
@@ -117,7 +124,8 @@ function base32Decode(text: string): Uint8Array {
   let bits = 0;
   for (const char of text) {
     const value = LOOKUP.get(char);
-    if (value === undefined) throw new InvalidKeyError(`${abbreviate(text)} is not base32 (character ${JSON.stringify(char)})`);
+    if (value === undefined)
+      throw new InvalidKeyError(`${abbreviate(text)} is not base32 (character ${JSON.stringify(char)})`);
     buffer = ((buffer << 5) | value) & 0xffff;
     bits += 5;
     if (bits >= 8) {

@@ -1,5 +1,12 @@
 import { createPrivateKey, createPublicKey, type KeyObject, randomBytes, sign, verify } from "node:crypto";
-import { createCluster, createOperator, createServer, createAccount, createUser, type KeyPair } from "@nats-io/nkeys";
+import {
+  createAccount,
+  createCluster,
+  createOperator,
+  createServer,
+  createUser,
+  type KeyPair,
+} from "@nats-io/nkeys";
 import { decodePublicKey, decodeSeed, encodePublicKey, encodeSeed, type KeyRole } from "./nkey-codec.js";
 
 // Signatures go through node:crypto (OpenSSL): nkeys.js signs through tweetnacl at about 80 a
@@ -26,7 +33,11 @@ export interface GeneratedKey {
 /** Builds a {@link Signer} from an nkey seed; throws `InvalidKeyError` for a bad seed or role. */
 export function createSigner(seed: string, expected?: KeyRole | readonly KeyRole[]): Signer {
   const { role, raw } = decodeSeed(seed.trim(), expected);
-  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw]), format: "der", type: "pkcs8" });
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519, raw]),
+    format: "der",
+    type: "pkcs8",
+  });
   const spki = createPublicKey(privateKey).export({ format: "der", type: "spki" });
   const publicKey = encodePublicKey(role, spki.subarray(spki.length - 32));
   return {

@@ -28,7 +28,9 @@ describe("nkey codec", () => {
     expect(role).toBe("O");
     expect(raw.length).toBe(32);
     expect(createSigner(seed).publicKey).toBe(pair.getPublicKey());
-    expect(fromPublic(pair.getPublicKey()).getPublicKey()).toBe(encodePublicKey("O", decodePublicKey(pair.getPublicKey()).raw));
+    expect(fromPublic(pair.getPublicKey()).getPublicKey()).toBe(
+      encodePublicKey("O", decodePublicKey(pair.getPublicKey()).raw),
+    );
   });
 
   it("rejects a flipped character, an unknown alphabet and the wrong role", () => {

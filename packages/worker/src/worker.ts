@@ -24,7 +24,7 @@ import {
 } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer, signJson } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
 import { z } from "zod";
 import { type DecidingWorker, decideRequest, decisionRecord, rejectionRecord } from "./decide.js";
@@ -36,7 +36,10 @@ export const WorkerConfig = z.object({
   policyTopic: z.string().min(1).default(DEFAULT_POLICY_TOPIC),
   changesTopic: z.string().min(1).default(DEFAULT_CHANGES_TOPIC),
   queueGroup: z.string().min(1).default(DEFAULT_QUEUE_GROUP),
-  prefix: z.string().regex(/^[A-Za-z0-9_-]+$/).default(DEFAULT_PREFIX),
+  prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default(DEFAULT_PREFIX),
   /** Replicas used when the worker has to create a stream or bucket. */
   replicas: z.number().int().min(1).max(5).default(1),
   /** Public keys (`O…`) whose signed rule events this worker accepts. */
@@ -44,7 +47,11 @@ export const WorkerConfig = z.object({
   /** This worker's signing seed (`SN…`); one is generated when absent. */
   workerSeed: z.string().optional(),
   /** Largest request accepted, in bytes. */
-  maxPayloadBytes: z.number().int().positive().default(1024 * 1024),
+  maxPayloadBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
   /** How long to wait for JetStream to acknowledge a decision before denying. */
   ackTimeoutMs: z.number().int().positive().default(2000),
   /** How long `start()` waits to catch up with the rule events before serving anyway (degraded). */
@@ -154,7 +161,10 @@ class DecisionWorker implements Worker {
       try {
         decodePublicKey(key, "O");
       } catch (err) {
-        throw new ArbiterError(ErrorCode.InvalidConfig, `invalid admin key ${JSON.stringify(key)}: ${(err as Error).message}`);
+        throw new ArbiterError(
+          ErrorCode.InvalidConfig,
+          `invalid admin key ${JSON.stringify(key)}: ${(err as Error).message}`,
+        );
       }
     }
     this.#trust = { adminKeys: new Set(config.adminKeys) };
@@ -173,31 +183,39 @@ class DecisionWorker implements Worker {
   }
 
   async start(): Promise<void> {
-    if (this.#status !== "stopped") throw new ArbiterError(ErrorCode.Internal, `worker ${this.id} is already ${this.#status}`);
+    if (this.#status !== "stopped")
+      throw new ArbiterError(ErrorCode.Internal, `worker ${this.id} is already ${this.#status}`);
     this.#status = "starting";
     if (this.#trust.adminKeys.size === 0) {
       this.#log.warn("no admin keys configured: every rule event will be rejected and every request denied");
     }
-    const store = (this.#store ??= await openJetStreamStore(this.#nc, {
+    this.#store ??= await openJetStreamStore(this.#nc, {
       prefix: this.#config.prefix,
       replicas: this.#config.replicas,
       ackTimeoutMs: this.#config.ackTimeoutMs,
-    }));
+    });
+    const store = this.#store;
 
     const snapshot = await store.snapshots.load();
     if (snapshot !== null) {
       const restored = restoreSnapshot(snapshot, this.#trust);
       if (restored.ok) this.#ruleset = restored.state;
-      else this.#log.warn({ reason: restored.reason }, "ignoring the rules snapshot; reading the whole history");
+      else
+        this.#log.warn({ reason: restored.reason }, "ignoring the rules snapshot; reading the whole history");
     }
     const target = await store.rules.lastRevision();
-    this.#follower = await store.rules.follow(this.#ruleset.revision + 1, (event) => this.#onRuleEvent(event));
+    this.#follower = await store.rules.follow(this.#ruleset.revision + 1, (event) =>
+      this.#onRuleEvent(event),
+    );
     let caughtUp = true;
     try {
       await this.waitForRevision(target, this.#config.catchUpTimeoutMs);
     } catch {
       caughtUp = false;
-      this.#log.error({ target, revision: this.revision }, "did not catch up with the rule events in time; serving degraded");
+      this.#log.error(
+        { target, revision: this.revision },
+        "did not catch up with the rule events in time; serving degraded",
+      );
     }
 
     this.#subscription = this.#nc.subscribe(this.#config.policyTopic, {
@@ -214,7 +232,12 @@ class DecisionWorker implements Worker {
     await this.#nc.flush();
     this.#status = caughtUp ? "ready" : "degraded";
     this.#log.info(
-      { topic: this.#config.policyTopic, queue: this.#config.queueGroup, revision: this.revision, publicKey: this.publicKey },
+      {
+        topic: this.#config.policyTopic,
+        queue: this.#config.queueGroup,
+        revision: this.revision,
+        publicKey: this.publicKey,
+      },
       "worker ready",
     );
   }
@@ -242,7 +265,12 @@ class DecisionWorker implements Worker {
       };
       const timer = setTimeout(() => {
         this.#revisionWaiters.delete(check);
-        reject(new ArbiterError(ErrorCode.StoreUnavailable, `rules revision ${revision} not reached within ${timeoutMs} ms (at ${this.revision})`));
+        reject(
+          new ArbiterError(
+            ErrorCode.StoreUnavailable,
+            `rules revision ${revision} not reached within ${timeoutMs} ms (at ${this.revision})`,
+          ),
+        );
       }, timeoutMs);
       this.#revisionWaiters.add(check);
     });
@@ -257,7 +285,10 @@ class DecisionWorker implements Worker {
       this.#log.info({ revision: state.revision, rules: state.document?.rules.length ?? 0 }, "rules updated");
     } else {
       this.#stats.ruleEventsRejected++;
-      this.#log.warn({ revision: event.revision, reason: outcome.reason }, "rule event rejected; keeping the current rules");
+      this.#log.warn(
+        { revision: event.revision, reason: outcome.reason },
+        "rule event rejected; keeping the current rules",
+      );
     }
     for (const wake of this.#revisionWaiters) wake();
   }
@@ -275,11 +306,20 @@ class DecisionWorker implements Worker {
     try {
       decoded = decodePolicyRequest(msg.data, { maxBytes: this.#config.maxPayloadBytes });
     } catch (err) {
-      decoded = { ok: false, requestId: null, reason: `could not decode the request: ${String(err)}`, input: null, kind: null };
+      decoded = {
+        ok: false,
+        requestId: null,
+        reason: `could not decode the request: ${String(err)}`,
+        input: null,
+        kind: null,
+      };
     }
     if (!msg.reply) {
       this.#stats.unanswerable++;
-      this.#log.warn({ requestId: decoded.ok ? decoded.request.requestId : decoded.requestId }, "policy request without a reply subject; not answered");
+      this.#log.warn(
+        { requestId: decoded.ok ? decoded.request.requestId : decoded.requestId },
+        "policy request without a reply subject; not answered",
+      );
       return;
     }
     if (!decoded.ok && decoded.requestId === null) {
@@ -322,7 +362,12 @@ class DecisionWorker implements Worker {
     } catch (err) {
       this.#stats.logFailures++;
       this.#log.error({ err, requestId: record.requestId }, "decision log unavailable; denying");
-      this.#reply(msg, record.requestId, false, `Arbiter's decision log is unavailable, so nothing can be permitted: ${(err as Error).message}`);
+      this.#reply(
+        msg,
+        record.requestId,
+        false,
+        `Arbiter's decision log is unavailable, so nothing can be permitted: ${(err as Error).message}`,
+      );
       return;
     }
     this.#stats.decisions++;

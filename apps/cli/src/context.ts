@@ -1,0 +1,158 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { ArbiterError, DEFAULT_PREFIX, ErrorCode } from "@arbiter/protocol";
+import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { z } from "zod";
+
+/** Flags every connecting command takes. */
+export interface ConnectionFlags {
+  servers?: string;
+  replicas?: string;
+  prefix?: string;
+  json?: boolean;
+}
+
+/** The folder where `arbiter up` keeps its data and local admin key (`ARBITER_HOME`, default `.arbiter`). */
+export function arbiterHome(): string {
+  return resolve(process.env["ARBITER_HOME"] ?? ".arbiter");
+}
+
+const LocalState = z.object({
+  url: z.string(),
+  pid: z.number().int(),
+  adminPublicKey: z.string(),
+  startedAt: z.string(),
+});
+/** What a running `arbiter up` tells the other commands: where its NATS is. */
+export type LocalState = z.infer<typeof LocalState>;
+
+/** The state of a live `arbiter up` in {@link arbiterHome}, or null. */
+export function readLocalState(): LocalState | null {
+  const file = join(arbiterHome(), "local.json");
+  if (!existsSync(file)) return null;
+  try {
+    const state = LocalState.parse(JSON.parse(readFileSync(file, "utf8")));
+    process.kill(state.pid, 0);
+    return state;
+  } catch {
+    return null;
+  }
+}
+
+/** Records (or with null, removes) the state of this `arbiter up`. */
+export function writeLocalState(state: LocalState | null): void {
+  const file = join(arbiterHome(), "local.json");
+  if (state === null) rmSync(file, { force: true });
+  else writeFileSync(file, `${JSON.stringify(state, null, 2)}\n`);
+}
+
+/**
+ * The NATS servers to use: `--servers`, else `NATS_URL`, else a running `arbiter up` in this
+ * folder, else nats://127.0.0.1:4222.
+ */
+export function resolveServers(flags: ConnectionFlags): string[] {
+  const value = flags.servers ?? process.env["NATS_URL"] ?? readLocalState()?.url ?? "nats://127.0.0.1:4222";
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/** Replicas for streams this command creates: `--replicas`, else `ARBITER_REPLICAS`, else 1. */
+export function resolveReplicas(flags: ConnectionFlags): number {
+  const raw = flags.replicas ?? process.env["ARBITER_REPLICAS"] ?? "1";
+  const replicas = Number(raw);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
+    throw new ArbiterError(ErrorCode.InvalidConfig, `--replicas ${JSON.stringify(raw)}: expected 1, 3 or 5`);
+  }
+  return replicas;
+}
+
+/** The resource prefix: `--prefix`, else `ARBITER_PREFIX`, else `arbiter`. */
+export function resolvePrefix(flags: ConnectionFlags): string {
+  return flags.prefix ?? process.env["ARBITER_PREFIX"] ?? DEFAULT_PREFIX;
+}
+
+/**
+ * Connects to NATS. Commands fail fast when no server answers; a worker (`forever`) keeps
+ * reconnecting for as long as it runs.
+ */
+export async function connectNats(servers: string[], name: string, forever = false): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers,
+      name,
+      timeout: 5000,
+      maxReconnectAttempts: forever ? -1 : 10,
+      reconnectTimeWait: 500,
+      waitOnFirstConnect: forever,
+    });
+  } catch (err) {
+    throw new ArbiterError(
+      ErrorCode.StoreUnavailable,
+      `cannot connect to NATS at ${servers.join(",")}: ${(err as Error).message}. Start one with \`arbiter up\`, or pass --servers / set NATS_URL.`,
+      { cause: err },
+    );
+  }
+}
+
+/** Path of the local admin seed that `arbiter up` creates. */
+export function localAdminSeedFile(): string {
+  return join(arbiterHome(), "admin.seed");
+}
+
+/** Reads the local admin seed, creating it (mode 0600) when `create` and it is missing. */
+export function localAdminSeed(create: boolean): string | null {
+  const file = localAdminSeedFile();
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  if (!create) return null;
+  mkdirSync(arbiterHome(), { recursive: true });
+  const key = generateKey("O");
+  writeFileSync(file, `${key.seed}\n`, { mode: 0o600 });
+  return key.seed;
+}
+
+/**
+ * The admin key that signs rule events: `ARBITER_ADMIN_SEED`, else the local key of
+ * `arbiter up`. Throws INVALID_CONFIG saying how to provide one.
+ */
+export function adminSigner(): Signer {
+  const seed = process.env["ARBITER_ADMIN_SEED"] ?? localAdminSeed(false);
+  if (!seed) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      "no admin key: set ARBITER_ADMIN_SEED to an operator seed (SO…; `arbiter trust keygen admin` makes one), or run `arbiter up` in this folder",
+    );
+  }
+  try {
+    return createSigner(seed, "O");
+  } catch (err) {
+    throw new ArbiterError(ErrorCode.InvalidConfig, `ARBITER_ADMIN_SEED: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Admin public keys whose rule events count: `--admin-keys`, else `ARBITER_ADMIN_KEYS`
+ * (comma-separated `O…` keys), plus the signing key when one is configured.
+ */
+export function resolveAdminKeys(flag: string | undefined, signer?: Signer): string[] {
+  const listed = (flag ?? process.env["ARBITER_ADMIN_KEYS"] ?? "")
+    .split(",")
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
+  for (const key of listed) {
+    try {
+      decodePublicKey(key, "O");
+    } catch (err) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `admin key ${JSON.stringify(key)}: ${(err as Error).message}`,
+      );
+    }
+  }
+  return [...new Set([...listed, ...(signer ? [signer.publicKey] : [])])];
+}

@@ -1,0 +1,229 @@
+import { createServer, type Server } from "node:net";
+import { join } from "node:path";
+import { NatsClusterFormationError } from "./errors.js";
+import { findNatsServer } from "./find-nats-server.js";
+import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
+import { pollUntil } from "./poll.js";
+import { httpGet } from "./probes.js";
+import { bracketIpv6 } from "./server-config.js";
+
+/** How {@link startNatsCluster} runs a local JetStream cluster. */
+export interface NatsClusterOptions {
+  /** Number of nodes, at least 2; default 3. */
+  nodes?: number;
+  /** Cluster name; default "arbiter". */
+  name?: string;
+  /** JetStream is always on in a cluster; the field only documents that. */
+  jetstream?: true;
+  /** Address every node binds to; default "127.0.0.1". */
+  host?: string;
+  /** Debug logging on every node; default false. */
+  debug?: boolean;
+  /** Directory that receives `<serverName>.log` for every node; default none (logs stay in memory). */
+  logDir?: string;
+  /** Per-node start deadline in milliseconds; default 20 000. */
+  startTimeout?: number;
+  /** Deadline in milliseconds for the nodes to agree on a meta leader; default 30 000. */
+  formTimeout?: number;
+  /** Path of the `nats-server` binary; default {@link findNatsServer}'s answer. */
+  binary?: string;
+}
+
+/** A running local cluster. Disposing it stops every node. */
+export interface NatsCluster extends AsyncDisposable {
+  /** The nodes, named n1..nN, in that order. */
+  readonly servers: readonly NatsServerProcess[];
+  /** Client URL of every node. */
+  readonly urls: readonly string[];
+  /** All client URLs comma-joined, as a single `servers` string. */
+  readonly url: string;
+  /**
+   * Resolves with the meta leader's name once every node names the same JetStream meta leader, the
+   * meta group has as many peers as there are nodes and the leader sees all others as current (as after
+   * restarting a killed node). Rejects with {@link NatsClusterFormationError} after `timeout` (default 30 000 ms).
+   */
+  waitUntilFormed(options?: { timeout?: number }): Promise<string>;
+  /** Stops every node and removes their temporary directories. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const DEFAULT_FORM_TIMEOUT_MS = 30_000;
+
+/**
+ * Starts a JetStream cluster of `nodes` servers (default 3): cluster ports are allocated up front so
+ * each node routes to all others; client and monitoring ports are free ones. Resolves once
+ * {@link NatsCluster.waitUntilFormed} does. Rejects like {@link startNatsServer} or with
+ * {@link NatsClusterFormationError}; nodes already started are stopped first.
+ */
+export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+  const nodes = options.nodes ?? 3;
+  // nats-server refuses a clustered JetStream without routes, so one node is not a cluster.
+  if (!Number.isInteger(nodes) || nodes < 2)
+    throw new RangeError(`nodes must be an integer of at least 2, got ${nodes}`);
+  const host = options.host ?? "127.0.0.1";
+  const routeHost = bracketIpv6(host === "0.0.0.0" ? "127.0.0.1" : host);
+  const name = options.name ?? "arbiter";
+  const binary = options.binary ?? (await findNatsServer());
+  const clusterPorts = await allocatePorts(host, nodes);
+  const started = await Promise.allSettled(
+    clusterPorts.map((port, index) => {
+      const serverName = `n${index + 1}`;
+      return startNatsServer({
+        binary,
+        host,
+        jetstream: true,
+        monitoring: true,
+        serverName,
+        debug: options.debug ?? false,
+        ...(options.logDir !== undefined && { logFile: join(options.logDir, `${serverName}.log`) }),
+        ...(options.startTimeout !== undefined && { startTimeout: options.startTimeout }),
+        cluster: {
+          name,
+          port,
+          routes: clusterPorts
+            .filter((other) => other !== port)
+            .map((other) => `nats-route://${routeHost}:${other}`),
+        },
+      });
+    }),
+  );
+  const servers = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+  const failed = started.find((result) => result.status === "rejected");
+  if (failed) {
+    await Promise.all(servers.map((server) => server.stop()));
+    throw failed.reason;
+  }
+  const cluster = new LocalNatsCluster(name, servers);
+  try {
+    await cluster.waitUntilFormed({ timeout: options.formTimeout ?? DEFAULT_FORM_TIMEOUT_MS });
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
+}
+
+class LocalNatsCluster implements NatsCluster {
+  readonly #name: string;
+  readonly #servers: readonly NatsServerProcess[];
+
+  constructor(name: string, servers: readonly NatsServerProcess[]) {
+    this.#name = name;
+    this.#servers = servers;
+  }
+
+  get servers(): readonly NatsServerProcess[] {
+    return this.#servers;
+  }
+
+  get urls(): readonly string[] {
+    return this.#servers.map((server) => server.url);
+  }
+
+  get url(): string {
+    return this.urls.join(",");
+  }
+
+  async waitUntilFormed(options: { timeout?: number } = {}): Promise<string> {
+    const size = this.#servers.length;
+    let lastSeen = "nothing yet";
+    return pollUntil(
+      async () => {
+        const views = await Promise.all(this.#servers.map((server) => readMetaCluster(server)));
+        lastSeen = views
+          .map((view, index) => `${this.#servers[index]?.serverName}: ${view.summary}`)
+          .join("; ");
+        const leader = views[0]?.leader;
+        if (!leader || !views.every((view) => view.leader === leader && view.clusterSize === size))
+          return undefined;
+        const leaderView = views[this.#servers.findIndex((server) => server.serverName === leader)];
+        return leaderView && leaderView.currentPeers === size - 1 ? leader : undefined;
+      },
+      {
+        name: `JetStream cluster ${this.#name} to agree on a meta leader with ${size} current peers`,
+        timeout: options.timeout ?? DEFAULT_FORM_TIMEOUT_MS,
+        onTimeout: (message, cause) =>
+          new NatsClusterFormationError(`${message} (last seen: ${lastSeen})`, { cause }),
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#servers.map((server) => server.stop()));
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+}
+
+/** What one node's `/jsz` says about the JetStream meta group. */
+interface MetaClusterView {
+  leader: string | undefined;
+  clusterSize: number | undefined;
+  /** Replicas the node lists as current; only the leader lists replicas. */
+  currentPeers: number;
+  summary: string;
+}
+
+/**
+ * Reads `meta_cluster` from a node's `/jsz`. nats-server 2.9.10 answers
+ * `{"name","leader","peer","cluster_size","replicas":[{"name","current","active","peer"}]}`, where
+ * `leader` is missing until one is elected and only the leader lists `replicas` (the other nodes).
+ */
+async function readMetaCluster(server: NatsServerProcess): Promise<MetaClusterView> {
+  if (!server.running || server.monitorUrl === undefined) {
+    return { leader: undefined, clusterSize: undefined, currentPeers: 0, summary: "not running" };
+  }
+  try {
+    const answer = await httpGet(`${server.monitorUrl}/jsz`);
+    if (answer.status !== 200) throw new Error(`/jsz answered ${answer.status}`);
+    const jsz: unknown = JSON.parse(answer.body);
+    const meta = isRecord(jsz) && isRecord(jsz["meta_cluster"]) ? jsz["meta_cluster"] : {};
+    const leader = typeof meta["leader"] === "string" && meta["leader"] !== "" ? meta["leader"] : undefined;
+    const clusterSize = typeof meta["cluster_size"] === "number" ? meta["cluster_size"] : undefined;
+    const replicas = Array.isArray(meta["replicas"]) ? meta["replicas"] : [];
+    const currentPeers = replicas.filter(
+      (replica) => isRecord(replica) && replica["current"] === true,
+    ).length;
+    return {
+      leader,
+      clusterSize,
+      currentPeers,
+      summary: `leader=${leader ?? "none"} cluster_size=${clusterSize ?? "?"} current_replicas=${currentPeers}`,
+    };
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return { leader: undefined, clusterSize: undefined, currentPeers: 0, summary: `unreachable (${reason})` };
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Asks the OS for `count` distinct free ports by listening on port 0 with all of them open at once,
+ * then releases them. Another process could take one before nats-server binds it; that start then
+ * fails with "address already in use" in the error's log lines.
+ */
+async function allocatePorts(host: string, count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(0, host, () => resolve());
+      });
+      const address = server.address();
+      if (address === null || typeof address === "string") throw new Error(`no TCP port for ${host}`);
+      ports.push(address.port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+  }
+}

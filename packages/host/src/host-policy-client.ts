@@ -1,0 +1,448 @@
+import {
+  cacheKeyV1,
+  cacheKeyV082,
+  DEFAULT_CHANGES_TOPIC,
+  DEFAULT_POLICY_TOPIC,
+  HostInfoV1,
+  type PerformInvocationBodyV1,
+  type PolicyRequestV1,
+  type PolicyRequestV082,
+  type StartComponentBodyV1,
+  type StartProviderBodyV1,
+} from "@arbiter/protocol";
+import { type NatsConnection, RequestError, type Subscription, TimeoutError } from "@nats-io/nats-core";
+import { z } from "zod";
+import { HostClientStoppedError, HostConfigError } from "./errors.js";
+import {
+  buildRequestV1,
+  buildRequestV082,
+  decodeResponse,
+  encodeRequest,
+  type HostActionV1,
+  type LegacyRequestInput,
+  newRequestId,
+} from "./host-wire.js";
+
+/** Options of {@link createHostPolicyClient}; the defaults are the wasmCloud host's. */
+export interface HostPolicyClientOptions {
+  /** The connection to use; it belongs to the caller, who closes it. */
+  readonly nc: NatsConnection;
+  /** `--policy-topic` / `WASMCLOUD_POLICY_TOPIC`; default `wasmcloud.policy`. */
+  readonly policyTopic?: string;
+  /** `--policy-changes-topic`; default `wasmcloud.policy.changes`; `null` = no subscription. */
+  readonly changesTopic?: string | null;
+  /** `WASMCLOUD_POLICY_TIMEOUT` in milliseconds; default 1000. */
+  readonly timeoutMs?: number;
+  /** What the host reports about itself in every 1.x request. */
+  readonly host: {
+    readonly publicKey: string;
+    readonly lattice: string;
+    readonly labels: Record<string, string>;
+  };
+  /**
+   * Which host generation's concurrency to reproduce (default `v1`). A 1.x host looks the cache up,
+   * releases it and then asks, so identical concurrent evaluations each send a request; a 0.82 host
+   * holds the cache lock across the request, so evaluations and overrides run one at a time.
+   */
+  readonly lineage?: "v1" | "v0.82";
+  /**
+   * Real hosts cache whatever response arrives, whatever its `requestId` (default `false`, the
+   * host's behaviour; mismatches are counted in `stats().mismatchedRequestIds`). `true` denies such
+   * a response instead, not cached, with `failure: "mismatched-request-id"`.
+   */
+  readonly strictRequestId?: boolean;
+}
+
+/** Why an answer is a fail-closed denial rather than the policy service's decision. */
+export type PolicyFailure =
+  | "timeout"
+  | "no-responders"
+  | "undecodable"
+  | "mismatched-request-id"
+  | "request-failed";
+
+/** The outcome of one evaluation, as the host would act on it. */
+export interface PolicyAnswer {
+  readonly permitted: boolean;
+  readonly message: string | null;
+  /** The id of the cached or received response, or of the request that failed. */
+  readonly requestId: string | null;
+  /** True when the answer came from the cache and no request was sent. */
+  readonly cached: boolean;
+  /** Set when the host denied on its own (fail closed); such answers are never cached. */
+  readonly failure?: PolicyFailure;
+}
+
+/** A cached decision: the response the host stored (or the override that replaced it). */
+export interface CacheEntry {
+  readonly permitted: boolean;
+  readonly message: string | null;
+  readonly requestId: string;
+}
+
+/** Counters for tests; every number only grows. */
+export interface HostPolicyStats {
+  /** Requests published on the policy topic. */
+  readonly requests: number;
+  /** Evaluations answered from the cache. */
+  readonly cacheHits: number;
+  /** Evaluations denied fail-closed (see {@link PolicyFailure}). */
+  readonly failures: number;
+  /** Change messages that overwrote a cache entry. */
+  readonly overridesApplied: number;
+  /** Change messages for a request id this client does not know. */
+  readonly overridesIgnored: number;
+  /** Change messages that are not a response JSON. */
+  readonly overridesUndecodable: number;
+  /** Responses whose `requestId` differs from the request's. */
+  readonly mismatchedRequestIds: number;
+}
+
+/** What happened to one message from the changes topic; given to `onOverride` listeners. */
+export type OverrideEvent =
+  | {
+      readonly outcome: "applied";
+      readonly requestId: string;
+      readonly cacheKey: string;
+      readonly permitted: boolean;
+      readonly message: string | null;
+      /** The entry that was replaced (null if there was none). */
+      readonly previous: CacheEntry | null;
+    }
+  | {
+      readonly outcome: "unknown-request-id";
+      readonly requestId: string;
+      readonly permitted: boolean;
+      readonly message: string | null;
+    }
+  | { readonly outcome: "undecodable"; readonly reason: string };
+
+/**
+ * Lifecycle: `starting` until `start()` resolves, `ready`, `degraded` when the changes
+ * subscription ended on its own (closed connection, permission error), `stopped` after `stop()`.
+ */
+export type HostPolicyClientStatus = "starting" | "ready" | "degraded" | "stopped";
+
+/** A wasmCloud host's policy client, reproducing the host's requests, cache and overrides. */
+export interface HostPolicyClient extends AsyncDisposable {
+  /** Current lifecycle state. */
+  readonly status: HostPolicyClientStatus;
+  /**
+   * Subscribes to the changes topic (when configured) and resolves once the server has the
+   * subscription. Idempotent; rejects with {@link HostClientStoppedError} after `stop()`.
+   */
+  start(): Promise<void>;
+  /** Drains the changes subscription; the connection stays open. Idempotent. */
+  stop(): Promise<void>;
+  /**
+   * Asks whether a component may start. Never rejects for a policy outcome: failures are
+   * denials with `failure` set; rejects with `HostRequestError` for an invalid body.
+   */
+  evaluateStartComponent(body: StartComponentBodyV1): Promise<PolicyAnswer>;
+  /** Asks whether a provider may start; as {@link HostPolicyClient.evaluateStartComponent}. */
+  evaluateStartProvider(body: StartProviderBodyV1): Promise<PolicyAnswer>;
+  /** Asks whether an invocation may run; as {@link HostPolicyClient.evaluateStartComponent}. */
+  evaluatePerformInvocation(body: PerformInvocationBodyV1): Promise<PolicyAnswer>;
+  /**
+   * Sends the 0.82 request shape, cached on the whole (source, target, action); the host info
+   * comes from `request.host`. As {@link HostPolicyClient.evaluateStartComponent} otherwise.
+   */
+  evaluateLegacy(request: LegacyRequestInput): Promise<PolicyAnswer>;
+  /** A copy of the cache: cache key (`cacheKeyV1`/`cacheKeyV082` form) → entry. */
+  cacheEntries(): ReadonlyMap<string, CacheEntry>;
+  /** Every request id published, oldest first, including requests that failed. */
+  sentRequestIds(): readonly string[];
+  /**
+   * The host's `request_to_key` map: request id → cache key, for the requests whose response was
+   * cached. Only these ids are honoured on the changes topic.
+   */
+  requestKeys(): ReadonlyMap<string, string>;
+  /** A snapshot of the counters. */
+  stats(): HostPolicyStats;
+  /** Calls `listener` after each changes-topic message is handled; returns the unsubscribe function. */
+  onOverride(listener: (event: OverrideEvent) => void): () => void;
+}
+
+const subject = z
+  .string()
+  .min(1)
+  .regex(/^[^\s*>]+$/, "expected a NATS subject without whitespace or wildcards");
+
+const OptionsSchema = z.object({
+  nc: z.custom<NatsConnection>(
+    (value) =>
+      typeof value === "object" &&
+      value !== null &&
+      typeof (value as Record<string, unknown>)["request"] === "function" &&
+      typeof (value as Record<string, unknown>)["subscribe"] === "function",
+    { message: "expected a NatsConnection" },
+  ),
+  policyTopic: subject.default(DEFAULT_POLICY_TOPIC),
+  changesTopic: subject.nullable().default(DEFAULT_CHANGES_TOPIC),
+  timeoutMs: z.number().int().positive().default(1000),
+  host: HostInfoV1,
+  lineage: z.enum(["v1", "v0.82"]).default("v1"),
+  strictRequestId: z.boolean().default(false),
+});
+type ResolvedOptions = z.output<typeof OptionsSchema>;
+
+/**
+ * Creates a reference wasmCloud host policy client. Throws {@link HostConfigError} when the
+ * options are invalid. Call `start()` to receive overrides; evaluations work before that.
+ */
+export function createHostPolicyClient(options: HostPolicyClientOptions): HostPolicyClient {
+  const parsed = OptionsSchema.safeParse(options);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "options"}: ${i.message}`);
+    throw new HostConfigError(`invalid host policy client options: ${issues.join("; ")}`);
+  }
+  return new HostPolicyClientImpl(parsed.data);
+}
+
+type MutableStats = { -readonly [K in keyof HostPolicyStats]: HostPolicyStats[K] };
+
+class HostPolicyClientImpl implements HostPolicyClient {
+  readonly #options: ResolvedOptions;
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #requestKeys = new Map<string, string>();
+  readonly #sent: string[] = [];
+  readonly #listeners = new Set<(event: OverrideEvent) => void>();
+  readonly #stats: MutableStats = {
+    requests: 0,
+    cacheHits: 0,
+    failures: 0,
+    overridesApplied: 0,
+    overridesIgnored: 0,
+    overridesUndecodable: 0,
+    mismatchedRequestIds: 0,
+  };
+  #status: HostPolicyClientStatus = "starting";
+  #starting: Promise<void> | null = null;
+  #stopping: Promise<void> | null = null;
+  #subscription: Subscription | null = null;
+  #changesLoop: Promise<void> = Promise.resolve();
+  /** Tail of the 0.82 lineage's cache lock: each holder runs after the previous one settles. */
+  #lockTail: Promise<unknown> = Promise.resolve();
+
+  constructor(options: ResolvedOptions) {
+    this.#options = options;
+  }
+
+  get status(): HostPolicyClientStatus {
+    return this.#status;
+  }
+
+  start(): Promise<void> {
+    if (this.#status === "stopped") return Promise.reject(new HostClientStoppedError());
+    this.#starting ??= this.#subscribe();
+    return this.#starting;
+  }
+
+  async #subscribe(): Promise<void> {
+    const { nc, changesTopic } = this.#options;
+    if (changesTopic !== null) {
+      // A plain subscription, no queue group: every host receives every override.
+      const subscription = nc.subscribe(changesTopic);
+      this.#subscription = subscription;
+      this.#changesLoop = this.#consumeChanges(subscription);
+      // Once the server has answered a PING it has processed the SUB, so an override published
+      // after start() resolves is delivered to this client.
+      await nc.flush();
+    }
+    if (this.#status === "starting") this.#status = "ready";
+  }
+
+  stop(): Promise<void> {
+    this.#status = "stopped";
+    this.#stopping ??= (async () => {
+      await this.#starting?.catch(() => undefined);
+      const subscription = this.#subscription;
+      if (subscription !== null && !subscription.isClosed()) {
+        // Draining fails only when the connection is already closed, which ends the loop anyway.
+        await subscription.drain().catch(() => undefined);
+      }
+      await this.#changesLoop;
+    })();
+    return this.#stopping;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  evaluateStartComponent(body: StartComponentBodyV1): Promise<PolicyAnswer> {
+    return this.#evaluateV1({ kind: "startComponent", request: body });
+  }
+
+  evaluateStartProvider(body: StartProviderBodyV1): Promise<PolicyAnswer> {
+    return this.#evaluateV1({ kind: "startProvider", request: body });
+  }
+
+  evaluatePerformInvocation(body: PerformInvocationBodyV1): Promise<PolicyAnswer> {
+    return this.#evaluateV1({ kind: "performInvocation", request: body });
+  }
+
+  async evaluateLegacy(request: LegacyRequestInput): Promise<PolicyAnswer> {
+    this.#assertNotStopped();
+    const built = buildRequestV082(newRequestId(), request);
+    return this.#evaluate(built, cacheKeyV082(built));
+  }
+
+  cacheEntries(): ReadonlyMap<string, CacheEntry> {
+    return new Map(this.#cache);
+  }
+
+  sentRequestIds(): readonly string[] {
+    return [...this.#sent];
+  }
+
+  requestKeys(): ReadonlyMap<string, string> {
+    return new Map(this.#requestKeys);
+  }
+
+  stats(): HostPolicyStats {
+    return { ...this.#stats };
+  }
+
+  onOverride(listener: (event: OverrideEvent) => void): () => void {
+    // Wrapped so the same function can be registered twice and each unsubscribe removes one.
+    const registered = (event: OverrideEvent) => listener(event);
+    this.#listeners.add(registered);
+    return () => {
+      this.#listeners.delete(registered);
+    };
+  }
+
+  async #evaluateV1(action: HostActionV1): Promise<PolicyAnswer> {
+    this.#assertNotStopped();
+    // The id is drawn before the cache lookup and simply dropped on a hit; nothing observes it.
+    const built = buildRequestV1(newRequestId(), action, this.#options.host);
+    return this.#evaluate(built, cacheKeyV1(built));
+  }
+
+  #evaluate(request: PolicyRequestV1 | PolicyRequestV082, cacheKey: string): Promise<PolicyAnswer> {
+    return this.#options.lineage === "v0.82"
+      ? this.#exclusive(() => this.#decide(request, cacheKey))
+      : this.#decide(request, cacheKey);
+  }
+
+  /** The host's `evaluate_action`: cache lookup, request, decode, cache. */
+  async #decide(request: PolicyRequestV1 | PolicyRequestV082, cacheKey: string): Promise<PolicyAnswer> {
+    const hit = this.#cache.get(cacheKey);
+    if (hit !== undefined) {
+      this.#stats.cacheHits++;
+      return { ...hit, cached: true };
+    }
+    const { requestId } = request;
+    const { nc, policyTopic, timeoutMs } = this.#options;
+    this.#sent.push(requestId);
+    this.#stats.requests++;
+    let data: Uint8Array;
+    try {
+      const reply = await nc.request(policyTopic, encodeRequest(request), { timeout: timeoutMs });
+      data = reply.data;
+    } catch (err) {
+      return this.#failRequest(requestId, err);
+    }
+    const decoded = decodeResponse(data);
+    if (!decoded.ok) {
+      return this.#deny(requestId, "undecodable", `failed to deserialize policy response: ${decoded.reason}`);
+    }
+    const response = decoded.response;
+    if (response.requestId !== requestId) {
+      this.#stats.mismatchedRequestIds++;
+      if (this.#options.strictRequestId) {
+        return this.#deny(
+          requestId,
+          "mismatched-request-id",
+          `policy response carries requestId ${JSON.stringify(response.requestId)}, expected ${JSON.stringify(requestId)}`,
+        );
+      }
+    }
+    // The host stores the response as received and records `request_to_key` only now: a request
+    // that failed is unknown to later overrides (host crate `policy/nats.rs`, `evaluate_action`).
+    const entry: CacheEntry = {
+      permitted: response.permitted,
+      message: response.message,
+      requestId: response.requestId,
+    };
+    this.#cache.set(cacheKey, entry);
+    this.#requestKeys.set(requestId, cacheKey);
+    return { ...entry, cached: false };
+  }
+
+  #failRequest(requestId: string, err: unknown): PolicyAnswer {
+    const { policyTopic, timeoutMs } = this.#options;
+    if (err instanceof TimeoutError || (err instanceof Error && err.name === "TimeoutError")) {
+      return this.#deny(requestId, "timeout", `policy request timed out after ${timeoutMs} ms`);
+    }
+    if (err instanceof RequestError && err.isNoResponders()) {
+      return this.#deny(requestId, "no-responders", `no responders on policy topic ${policyTopic}`);
+    }
+    const detail = err instanceof Error ? err.message : String(err);
+    return this.#deny(requestId, "request-failed", `policy request failed: ${detail}`);
+  }
+
+  #deny(requestId: string, failure: PolicyFailure, message: string): PolicyAnswer {
+    this.#stats.failures++;
+    return { permitted: false, message, requestId, cached: false, failure };
+  }
+
+  async #consumeChanges(subscription: Subscription): Promise<void> {
+    try {
+      // One message at a time, like the host's `for_each` over the subscription.
+      for await (const msg of subscription) {
+        if (this.#options.lineage === "v0.82") {
+          await this.#exclusive(async () => this.#applyChange(msg.data));
+        } else {
+          this.#applyChange(msg.data);
+        }
+      }
+    } catch {
+      // The subscription failed (permissions, connection closed): overrides stop arriving.
+    }
+    if (this.#status !== "stopped") this.#status = "degraded";
+  }
+
+  /** The host's `override_decision`: overwrite the entry of a known request id, else ignore. */
+  #applyChange(data: Uint8Array): void {
+    const decoded = decodeResponse(data);
+    if (!decoded.ok) {
+      this.#stats.overridesUndecodable++;
+      this.#emit({ outcome: "undecodable", reason: decoded.reason });
+      return;
+    }
+    const { requestId, permitted, message } = decoded.response;
+    const cacheKey = this.#requestKeys.get(requestId);
+    if (cacheKey === undefined) {
+      this.#stats.overridesIgnored++;
+      this.#emit({ outcome: "unknown-request-id", requestId, permitted, message });
+      return;
+    }
+    const previous = this.#cache.get(cacheKey) ?? null;
+    this.#cache.set(cacheKey, { permitted, message, requestId });
+    this.#stats.overridesApplied++;
+    this.#emit({ outcome: "applied", requestId, cacheKey, permitted, message, previous });
+  }
+
+  #emit(event: OverrideEvent): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(event);
+      } catch {
+        // A failing test listener must not stop the host from handling later overrides.
+      }
+    }
+  }
+
+  /** Runs `task` holding the 0.82 cache lock (a `RwLock` write guard held across the request). */
+  #exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#lockTail.then(task);
+    this.#lockTail = run.catch(() => undefined);
+    return run;
+  }
+
+  #assertNotStopped(): void {
+    if (this.#status === "stopped") throw new HostClientStoppedError();
+  }
+}

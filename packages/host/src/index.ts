@@ -1,0 +1,20 @@
+export {
+  HostClientStoppedError,
+  HostConfigError,
+  HostRequestError,
+  isHostClientStoppedError,
+  isHostConfigError,
+  isHostRequestError,
+} from "./errors.js";
+export type {
+  CacheEntry,
+  HostPolicyClient,
+  HostPolicyClientOptions,
+  HostPolicyClientStatus,
+  HostPolicyStats,
+  OverrideEvent,
+  PolicyAnswer,
+  PolicyFailure,
+} from "./host-policy-client.js";
+export { createHostPolicyClient } from "./host-policy-client.js";
+export type { LegacyRequestInput } from "./host-wire.js";

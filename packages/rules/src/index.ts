@@ -1,0 +1,16 @@
+export type { CompiledRule, CompiledRules } from "./compile.js";
+export { compileRules } from "./compile.js";
+export type { ParseRulesOptions, Rule, RulesDocument, RulesDocumentInput } from "./document.js";
+export {
+  parseRulesDocument,
+  RuleEffectV1,
+  RuleModeV1,
+  RulesDocumentV1,
+  RuleV1,
+  serializeRulesDocument,
+  validateRulesDocument,
+} from "./document.js";
+export { InvalidRulesError, isInvalidRulesError, RulesIssue, RulesIssueStage } from "./errors.js";
+export { Evaluation, evaluate } from "./evaluate.js";
+export type { VariableName } from "./facts.js";
+export { EvaluationFacts, VARIABLE_NAMES } from "./facts.js";
