@@ -119,7 +119,7 @@ export function localAdminSeed(create: boolean): string | null {
  * `arbiter up`. Throws INVALID_CONFIG saying how to provide one.
  */
 export function adminSigner(): Signer {
-  const seed = process.env["ARBITER_ADMIN_SEED"] ?? localAdminSeed(false);
+  const seed = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
   if (!seed) {
     throw new ArbiterError(
       ErrorCode.InvalidConfig,

@@ -19,6 +19,8 @@ export interface NatsClusterOptions {
   host?: string;
   /** Debug logging on every node; default false. */
   debug?: boolean;
+  /** Run every node in its own process group (see `NatsServerOptions.detached`); default false. */
+  detached?: boolean;
   /** Directory that receives `<serverName>.log` for every node; default none (logs stay in memory). */
   logDir?: string;
   /** Per-node start deadline in milliseconds; default 20 000. */
@@ -75,6 +77,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
         monitoring: true,
         serverName,
         debug: options.debug ?? false,
+        detached: options.detached ?? false,
         ...(options.logDir !== undefined && { logFile: join(options.logDir, `${serverName}.log`) }),
         ...(options.startTimeout !== undefined && { startTimeout: options.startTimeout }),
         cluster: {

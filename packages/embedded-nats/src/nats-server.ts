@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, rmSync, type WriteStream } from "node:fs";
+import { createWriteStream, mkdirSync, rmSync, type WriteStream } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { NatsServerStartError } from "./errors.js";
 import { findNatsServer } from "./find-nats-server.js";
@@ -41,6 +41,11 @@ export interface NatsServerOptions {
   logFile?: string;
   /** Debug logging; default false. */
   debug?: boolean;
+  /**
+   * Run the server in its own process group, so a terminal's Ctrl-C reaches only the parent,
+   * which can then drain its clients before stopping the server; default false.
+   */
+  detached?: boolean;
   /** Deadline in milliseconds for the server to become ready, per start or restart; default 20 000. */
   startTimeout?: number;
   /** Path of the `nats-server` binary; default {@link findNatsServer}'s answer. */
@@ -124,6 +129,7 @@ function installExitHook(): void {
 
 class ChildNatsServer implements NatsServerProcess {
   readonly #binary: string;
+  readonly #detached: boolean;
   readonly #workDir: string;
   readonly #host: string;
   readonly #storeDir: string;
@@ -173,6 +179,7 @@ class ChildNatsServer implements NatsServerProcess {
     this.#clusterPort = options.cluster ? (options.cluster.port ?? UNKNOWN_PORT) : undefined;
     this.#logFile = options.logFile;
     this.#debug = options.debug ?? false;
+    this.#detached = options.detached ?? false;
     this.#startTimeout = options.startTimeout ?? DEFAULT_START_TIMEOUT_MS;
   }
 
@@ -267,10 +274,14 @@ class ChildNatsServer implements NatsServerProcess {
   #spawn(args: readonly string[]): void {
     this.#logTail.clear();
     this.#exitReason = undefined;
-    const logStream: WriteStream | undefined = this.#logFile
-      ? createWriteStream(this.#logFile, { flags: "a" })
-      : undefined;
-    const child = spawn(this.#binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let logStream: WriteStream | undefined;
+    if (this.#logFile) {
+      mkdirSync(dirname(this.#logFile), { recursive: true });
+      logStream = createWriteStream(this.#logFile, { flags: "a" });
+      // A log file that cannot be written must not take the server (or its parent) down.
+      logStream.on("error", () => {});
+    }
+    const child = spawn(this.#binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: this.#detached });
     this.#child = child;
     if (child.pid !== undefined) {
       this.#pid = child.pid;

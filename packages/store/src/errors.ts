@@ -1,4 +1,4 @@
-import { ArbiterError, ErrorCode } from "@arbiter/protocol";
+import { ArbiterError, ErrorCode, isArbiterError } from "@arbiter/protocol";
 
 /**
  * An append whose expected revision is not the current one: someone else changed the rules
@@ -24,7 +24,7 @@ export class RuleConflictError extends ArbiterError {
 
 /** True when `err` is a {@link RuleConflictError}. */
 export function isRuleConflictError(err: unknown): err is RuleConflictError {
-  return err instanceof RuleConflictError;
+  return isArbiterError(err, ErrorCode.RuleConflict);
 }
 
 /** A revision that does not exist (yet) in the rule event stream. */
@@ -43,7 +43,7 @@ export class RevisionNotFoundError extends ArbiterError {
 
 /** True when `err` is a {@link RevisionNotFoundError}. */
 export function isRevisionNotFoundError(err: unknown): err is RevisionNotFoundError {
-  return err instanceof RevisionNotFoundError;
+  return isArbiterError(err, ErrorCode.RevisionNotFound);
 }
 
 /** JetStream (or the store behind it) did not answer or refused a write. */
@@ -56,5 +56,5 @@ export class StoreUnavailableError extends ArbiterError {
 
 /** True when `err` is a {@link StoreUnavailableError}. */
 export function isStoreUnavailableError(err: unknown): err is StoreUnavailableError {
-  return err instanceof StoreUnavailableError;
+  return isArbiterError(err, ErrorCode.StoreUnavailable);
 }

@@ -300,19 +300,24 @@ class JetStreamDecisionLog implements DecisionLog {
         : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(filter.fromSeq ?? 1, 1) }),
     };
     const consumer = await this.#js.consumers.get(this.#stream, options);
+    if (!filter.follow) {
+      // Up to the end of what is there now: fetch batches until one is empty or ends the backlog.
+      for (;;) {
+        const batch = await consumer.fetch({ max_messages: 512, expires: 1000 });
+        let received = 0;
+        for await (const m of batch) {
+          received++;
+          yield { seq: m.seq, text: m.string() };
+          if (m.info.pending === 0) return;
+        }
+        if (received === 0) return;
+      }
+    }
     const messages = await consumer.consume({ max_messages: 512, idle_heartbeat: 1000, expires: 2000 });
     const onAbort = () => void messages.close();
     filter.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      if (!filter.follow) {
-        // Stop at the end of what is there now: an empty match has nothing pending to wait for.
-        const info = await consumer.info(true);
-        if (info.num_pending === 0) return;
-      }
-      for await (const m of messages) {
-        yield { seq: m.seq, text: m.string() };
-        if (!filter.follow && m.info.pending === 0) break;
-      }
+      for await (const m of messages) yield { seq: m.seq, text: m.string() };
     } finally {
       filter.signal?.removeEventListener("abort", onAbort);
       await messages.close();

@@ -49,7 +49,7 @@ async function withRulesAdmin<T>(
   let signer: Signer | undefined;
   if (write) signer = adminSigner();
   else {
-    const local = process.env["ARBITER_ADMIN_SEED"] ?? localAdminSeed(false);
+    const local = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
     signer = local ? createSigner(local, "O") : undefined;
   }
   const nc: NatsConnection = await connectNats(resolveServers(flags), "arbiter-cli");

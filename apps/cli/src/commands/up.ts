@@ -70,9 +70,13 @@ export function upCommand(): Command {
       const replicas = nodes === 3 ? 3 : 1;
       let nats: NatsServerProcess | NatsCluster;
       if (nodes === 1) {
-        nats = await startNatsServer({ port: await choosePort(flags.port), storeDir: join(home, "nats") });
+        nats = await startNatsServer({
+          port: await choosePort(flags.port),
+          storeDir: join(home, "nats"),
+          detached: true,
+        });
       } else {
-        nats = await startNatsCluster({ nodes: 3, logDir: join(home, "logs") });
+        nats = await startNatsCluster({ nodes: 3, logDir: join(home, "logs"), detached: true });
       }
       const urls: string[] = "servers" in nats ? [...nats.urls] : [nats.url];
 
@@ -85,7 +89,7 @@ export function upCommand(): Command {
         writeLocalState(null);
       };
       try {
-        const signer = createSigner(process.env["ARBITER_ADMIN_SEED"] ?? localAdminSeed(true)!, "O");
+        const signer = createSigner(process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(true)!, "O");
         const control = await connectNats(urls, "arbiter-up");
         connections.push(control);
         const store = await openJetStreamStore(control, { replicas });

@@ -1,0 +1,109 @@
+import type { ArbiterStore, StoredRuleEvent } from "@arbiter/store";
+import { isRuleConflictError } from "@arbiter/store";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+
+/** Something that makes a fresh, empty store for each test and disposes of it afterwards. */
+export interface StoreFactory {
+  create(): Promise<ArbiterStore>;
+  dispose?(): Promise<void>;
+}
+
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of iterable) out.push(item);
+  return out;
+}
+
+/**
+ * The behaviour every ArbiterStore must have. The in-memory store (unit tests) and the
+ * JetStream store (integration tests) both run it, so the fast one cannot drift from the real one.
+ */
+export function describeStoreContract(name: string, factory: StoreFactory): void {
+  describe(`store contract: ${name}`, () => {
+    let store: ArbiterStore;
+    beforeEach(async () => {
+      store = await factory.create();
+    });
+    afterEach(async () => {
+      await store.close();
+      await factory.dispose?.();
+    });
+
+    it("numbers rule events from 1 without gaps", async () => {
+      expect(await store.rules.lastRevision()).toBe(0);
+      expect(await store.rules.append("a", 0)).toBe(1);
+      expect(await store.rules.append("b", 1)).toBe(2);
+      expect(await store.rules.lastRevision()).toBe(2);
+      expect(await collect(store.rules.read())).toEqual([
+        { revision: 1, text: "a" },
+        { revision: 2, text: "b" },
+      ]);
+    });
+
+    it("refuses an append with a stale expected revision", async () => {
+      await store.rules.append("a", 0);
+      await store.rules.append("b", 1);
+      const err = await store.rules.append("c", 1).catch((e: unknown) => e);
+      expect(isRuleConflictError(err)).toBe(true);
+      expect(err).toMatchObject({ expected: 1, actual: 2 });
+      expect(await store.rules.lastRevision()).toBe(2);
+    });
+
+    it("lets exactly one of two writers from the same revision win", async () => {
+      const results = await Promise.allSettled([store.rules.append("x", 0), store.rules.append("y", 0)]);
+      expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+      const rejected = results.find((r) => r.status === "rejected");
+      expect(isRuleConflictError(rejected?.reason)).toBe(true);
+    });
+
+    it("reads a range of revisions", async () => {
+      for (let i = 0; i < 5; i++) await store.rules.append(`e${i + 1}`, i);
+      expect((await collect(store.rules.read({ from: 2, to: 4 }))).map((e) => e.revision)).toEqual([2, 3, 4]);
+      expect(await collect(store.rules.read({ from: 6 }))).toEqual([]);
+    });
+
+    it("follows existing and later events in order", async () => {
+      await store.rules.append("one", 0);
+      const seen: StoredRuleEvent[] = [];
+      const follower = await store.rules.follow(1, (event) => seen.push(event));
+      await store.rules.append("two", 1);
+      await expect.poll(() => seen.map((e) => e.text), { timeout: 5000 }).toEqual(["one", "two"]);
+      await follower.stop();
+    });
+
+    it("keeps the snapshot with the later revision", async () => {
+      expect(await store.snapshots.load()).toBeNull();
+      await store.snapshots.save('{"revision":2}', 2);
+      await store.snapshots.save('{"revision":1}', 1);
+      expect(await store.snapshots.load()).toBe('{"revision":2}');
+      await store.snapshots.save('{"revision":3}', 3);
+      expect(await store.snapshots.load()).toBe('{"revision":3}');
+    });
+
+    it("de-duplicates decisions on their id", async () => {
+      const first = await store.decisions.append(
+        { decisionId: "d1", kind: "startComponent", host: "NHOST" },
+        "one",
+      );
+      const again = await store.decisions.append(
+        { decisionId: "d1", kind: "startComponent", host: "NHOST" },
+        "one",
+      );
+      expect(again).toEqual({ seq: first.seq, duplicate: true });
+      expect(first.duplicate).toBe(false);
+      expect((await collect(store.decisions.read())).map((d) => d.text)).toEqual(["one"]);
+    });
+
+    it("filters decisions by kind and host", async () => {
+      await store.decisions.append({ decisionId: "a", kind: "startComponent", host: "NA" }, "a");
+      await store.decisions.append({ decisionId: "b", kind: "startProvider", host: "NA" }, "b");
+      await store.decisions.append({ decisionId: "c", kind: "startComponent", host: "NB" }, "c");
+      expect((await collect(store.decisions.read({ kind: "startComponent" }))).map((d) => d.text)).toEqual([
+        "a",
+        "c",
+      ]);
+      expect((await collect(store.decisions.read({ host: "NA" }))).map((d) => d.text)).toEqual(["a", "b"]);
+      expect(await collect(store.decisions.read({ kind: "performInvocation" }))).toEqual([]);
+    });
+  });
+}
