@@ -40,7 +40,12 @@ export type DecodedRequest =
       readonly requestId: string | null;
       /** What was wrong, for the host's `message` and the log. */
       readonly reason: string;
-      /** The parsed JSON when it parsed, else null. */
+      /**
+       * The parsed JSON when it parsed, else null. When it was nested too deep, a copy cut at the
+       * depth limit (deeper objects and arrays replaced by null): the whole value could not be
+       * serialized again (JSON.stringify recurses, and overflows the stack a few thousand levels
+       * down), so it could not be recorded.
+       */
       readonly input: unknown;
       readonly kind: string | null;
     };
@@ -56,6 +61,14 @@ export interface DecodeLimits {
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 const DEFAULT_MAX_DEPTH = 32;
 const MAX_REQUEST_ID = 256;
+/** Longest key or value quoted in a reason; longer ones are cut and their length given. */
+const MAX_QUOTED = 64;
+/**
+ * Longest reason. The reason is the host's `message` and is recorded twice in the decision, next
+ * to the request: echoing a payload-sized key or kind would make that record larger than the
+ * request (three times), and past NATS's max_payload the decision could not be recorded at all.
+ */
+const MAX_REASON = 1024;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const lossyUtf8 = new TextDecoder("utf-8");
 const KINDS_V1: readonly string[] = ["startComponent", "startProvider", "performInvocation", "unknown"];
@@ -101,8 +114,12 @@ export function decodePolicyValue(value: unknown, limits: DecodeLimits = {}): De
     typeof rawId === "string" && rawId.length > 0 && rawId.length <= MAX_REQUEST_ID ? rawId : null;
   const rawKind = typeof record["kind"] === "string" ? record["kind"] : null;
 
-  const shapeProblem = checkShape(value, limits.maxDepth ?? DEFAULT_MAX_DEPTH);
-  if (shapeProblem) return reject(requestId, shapeProblem, value, rawKind);
+  const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+  const shapeProblem = checkShape(value, maxDepth);
+  if (shapeProblem) {
+    const input = shapeProblem.tooDeep ? cutAt(value, maxDepth) : value;
+    return reject(requestId, shapeProblem.reason, input, rawKind);
+  }
   if (requestId === null) {
     return reject(
       null,
@@ -126,7 +143,7 @@ export function decodePolicyValue(value: unknown, limits: DecodeLimits = {}): De
   if (!KINDS_V1.includes(rawKind)) {
     return reject(
       requestId,
-      `unknown kind ${JSON.stringify(rawKind)}: expected startComponent, startProvider, performInvocation or unknown`,
+      `unknown kind ${quote(rawKind)}: expected startComponent, startProvider, performInvocation or unknown`,
       value,
       rawKind,
     );
@@ -141,7 +158,7 @@ function decodeV082(record: Record<string, unknown>, requestId: string): Decoded
   if (!LegacyActionV082.safeParse(action).success) {
     return reject(
       requestId,
-      `unknown action ${JSON.stringify(action)}: expected start_actor, start_provider or perform_invocation`,
+      `unknown action ${quote(action)}: expected start_actor, start_provider or perform_invocation`,
       record,
       typeof action === "string" ? action : null,
     );
@@ -304,12 +321,14 @@ export function cacheKeyV082(request: PolicyRequestV082): string {
  * `maxDepth` (a stack-exhaustion vector for later serializers) and `__proto__` keys (which a
  * later object copy would turn into a prototype change).
  */
-function checkShape(root: unknown, maxDepth: number): string | null {
+function checkShape(root: unknown, maxDepth: number): { reason: string; tooDeep: boolean } | null {
   const stack: { value: unknown; depth: number; path: string }[] = [{ value: root, depth: 1, path: "" }];
   while (stack.length > 0) {
     const { value, depth, path } = stack.pop()!;
     if (typeof value !== "object" || value === null) continue;
-    if (depth > maxDepth) return `${path || "payload"}: nested deeper than ${maxDepth} levels`;
+    if (depth > maxDepth) {
+      return { reason: `${path || "payload"}: nested deeper than ${maxDepth} levels`, tooDeep: true };
+    }
     if (Array.isArray(value)) {
       value.forEach((item, i) => {
         stack.push({ value: item, depth: depth + 1, path: `${path}[${i}]` });
@@ -317,12 +336,33 @@ function checkShape(root: unknown, maxDepth: number): string | null {
       continue;
     }
     for (const key of Object.keys(value)) {
-      const at = path ? `${path}.${key}` : key;
-      if (key === "__proto__") return `${at}: the key "__proto__" is not allowed`;
+      const at = path ? `${path}.${clip(key)}` : clip(key);
+      if (key === "__proto__") return { reason: `${at}: the key "__proto__" is not allowed`, tooDeep: false };
       stack.push({ value: (value as Record<string, unknown>)[key], depth: depth + 1, path: at });
     }
   }
   return null;
+}
+
+/**
+ * A copy of `value` in which every object or array nested deeper than `maxDepth` (the root is at
+ * depth 1, as in {@link checkShape}) is replaced by null. Recurses at most `maxDepth` levels. Keys
+ * are copied as own data properties, so a `__proto__` key stays a key.
+ */
+function cutAt(value: unknown, maxDepth: number, depth = 1): unknown {
+  if (typeof value !== "object" || value === null) return value;
+  if (depth > maxDepth) return null;
+  if (Array.isArray(value)) return value.map((item) => cutAt(item, maxDepth, depth + 1));
+  const copy: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) {
+    Object.defineProperty(copy, key, {
+      value: cutAt(item, maxDepth, depth + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return copy;
 }
 
 /** Finds `"requestId": "…"` in text that did not parse, so even garbage with an id is answered. */
@@ -340,7 +380,7 @@ function scanRequestId(text: string): string | null {
 /** Formats zod issues as `path: message` lines, at most three, for a host-facing message. */
 export function formatIssues(error: z.ZodError): string {
   const lines = error.issues.slice(0, 3).map((issue) => {
-    const path = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : String(p))).join(".");
+    const path = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : clip(String(p)))).join(".");
     return `${path.replace(/\.\[/g, "[") || "payload"}: ${issue.message}`;
   });
   const more = error.issues.length > 3 ? `; and ${error.issues.length - 3} more` : "";
@@ -353,7 +393,32 @@ function reject(
   input: unknown = null,
   kind: string | null = null,
 ): DecodedRequest {
-  return { ok: false, requestId, reason, input, kind };
+  return { ok: false, requestId, reason: shorten(reason, MAX_REASON), input, kind };
+}
+
+/** A value from the payload as JSON for a reason, cut to its start (and length) when long. */
+function quote(value: unknown): string {
+  return typeof value === "string"
+    ? JSON.stringify(clip(value))
+    : clip(JSON.stringify(value) ?? String(value));
+}
+
+/** `text` when it has at most `max` characters, else its start and its length. */
+function clip(text: string, max = MAX_QUOTED): string {
+  return text.length <= max ? text : `${head(text, max)}…(${text.length} characters)`;
+}
+
+/** `text` when it has at most `max` characters, else its start and its end around an ellipsis. */
+function shorten(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const tail = Math.floor(max / 3);
+  return `${head(text, max - tail - 1)}…${text.slice(text.length - tail).replace(/^[\udc00-\udfff]/, "")}`;
+}
+
+/** The first `n` UTF-16 units of `text`, without splitting a surrogate pair. */
+function head(text: string, n: number): string {
+  const code = text.charCodeAt(n - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? n - 1 : n);
 }
 
 function describe(value: unknown): string {

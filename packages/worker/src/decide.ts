@@ -80,9 +80,12 @@ export function decisionRecord(
   };
 }
 
-/** Builds the record of a request refused at the edge: denied, with the reason as its message. */
+/**
+ * Builds the record of a request refused at the edge: denied, with the reason as its message.
+ * A request without a usable id is answered (and recorded) with the id `""`.
+ */
 export function rejectionRecord(
-  rejected: Extract<DecodedRequest, { ok: false }> & { requestId: string },
+  rejected: Omit<Extract<DecodedRequest, { ok: false }>, "requestId"> & { requestId: string },
   context: { decisionId: string; revision: number; now: Date; worker: DecidingWorker; latencyMicros: number },
 ): UnsignedDecisionV1 {
   const host = pick(rejected.input, "host");

@@ -6,7 +6,6 @@ import {
   DEFAULT_POLICY_TOPIC,
   DEFAULT_PREFIX,
   DEFAULT_QUEUE_GROUP,
-  type DecodedRequest,
   decodePolicyRequest,
   ErrorCode,
   type UnsignedDecisionV1,
@@ -69,7 +68,7 @@ export interface WorkerStats {
   readonly denied: number;
   /** Requests refused at the edge (bad input), answered with `permitted: false`. */
   readonly rejected: number;
-  /** Payloads that could not be answered: no reply subject, or no request id to echo. */
+  /** Requests that could not be answered because they carry no reply subject. */
   readonly unanswerable: number;
   /** Answers that were denials because the decision log did not acknowledge. */
   readonly logFailures: number;
@@ -104,6 +103,8 @@ export interface WorkerDeps {
 }
 
 const encoder = new TextEncoder();
+/** Room left in a NATS message for JetStream's headers (the de-duplication id) beside a record. */
+const RECORD_HEADROOM_BYTES = 1024;
 
 /**
  * Creates a decision worker: it joins the queue group on the policy topic, decides each request
@@ -302,18 +303,7 @@ class DecisionWorker implements Worker {
     const started = process.hrtime.bigint();
     const ruleset = this.#ruleset;
     const now = this.#clock();
-    let decoded: DecodedRequest;
-    try {
-      decoded = decodePolicyRequest(msg.data, { maxBytes: this.#config.maxPayloadBytes });
-    } catch (err) {
-      decoded = {
-        ok: false,
-        requestId: null,
-        reason: `could not decode the request: ${String(err)}`,
-        input: null,
-        kind: null,
-      };
-    }
+    const decoded = decodePolicyRequest(msg.data, { maxBytes: this.#config.maxPayloadBytes });
     if (!msg.reply) {
       this.#stats.unanswerable++;
       this.#log.warn(
@@ -322,13 +312,7 @@ class DecisionWorker implements Worker {
       );
       return;
     }
-    if (!decoded.ok && decoded.requestId === null) {
-      this.#stats.unanswerable++;
-      this.#log.warn({ reason: decoded.reason }, "rejected a policy request that carries no request id");
-      this.#reply(msg, "", false, `rejected: ${decoded.reason}`);
-      return;
-    }
-
+    const requestId = decoded.ok ? decoded.request.requestId : (decoded.requestId ?? "");
     const context = {
       decisionId: this.#nextId(),
       revision: ruleset.revision,
@@ -336,35 +320,45 @@ class DecisionWorker implements Worker {
       worker: this.#identity,
       latencyMicros: 0,
     };
+    let text: string;
     let record: UnsignedDecisionV1;
     try {
       if (decoded.ok) {
         record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
       } else {
         this.#stats.rejected++;
-        this.#log.warn({ requestId: decoded.requestId, reason: decoded.reason }, "rejected a policy request");
-        record = rejectionRecord({ ...decoded, requestId: decoded.requestId! }, context);
+        this.#log.warn({ requestId, reason: decoded.reason }, "rejected a policy request");
+        record = rejectionRecord({ ...decoded, requestId }, context);
+      }
+      record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
+      text = signJson(record, this.#signer);
+      const limit = this.#nc.info?.max_payload;
+      if (limit !== undefined && Buffer.byteLength(text) > limit - RECORD_HEADROOM_BYTES) {
+        // The request fits the policy topic but its record would not fit the decision stream:
+        // deny it, and record that (without the request body) so the denial is on record too.
+        const reason = `the request is too large to record: its decision record is ${Buffer.byteLength(text)} bytes and the NATS server accepts at most ${limit}`;
+        this.#log.warn({ requestId, reason }, "rejected a policy request");
+        record = rejectionRecord({ ok: false, requestId, reason, input: null, kind: record.kind }, context);
+        text = signJson(record, this.#signer);
       }
     } catch (err) {
-      // Evaluation never throws by contract; this guards the worker against a defect, not input.
-      const requestId = decoded.ok ? decoded.request.requestId : decoded.requestId!;
+      // Deciding and signing never throw by contract; this guards against a defect, not input.
       this.#log.error({ err, requestId }, "decision failed");
       this.#reply(msg, requestId, false, "Arbiter could not decide this request (internal error); denied");
       return;
     }
-    record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
 
     try {
       await this.#store!.decisions.append(
         { decisionId: record.decisionId, kind: record.kind, host: record.host },
-        signJson(record, this.#signer),
+        text,
       );
     } catch (err) {
       this.#stats.logFailures++;
-      this.#log.error({ err, requestId: record.requestId }, "decision log unavailable; denying");
+      this.#log.error({ err, requestId }, "decision log unavailable; denying");
       this.#reply(
         msg,
-        record.requestId,
+        requestId,
         false,
         `Arbiter's decision log is unavailable, so nothing can be permitted: ${(err as Error).message}`,
       );
@@ -373,7 +367,7 @@ class DecisionWorker implements Worker {
     this.#stats.decisions++;
     if (record.permitted) this.#stats.permitted++;
     else this.#stats.denied++;
-    this.#reply(msg, record.requestId, record.permitted, record.message);
+    this.#reply(msg, requestId, record.permitted, record.message);
   }
 
   #reply(msg: Msg, requestId: string, permitted: boolean, message: string): void {
