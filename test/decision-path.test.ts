@@ -75,4 +75,30 @@ describe("decision path on one server", () => {
     const good = await nc.request("wasmcloud.policy", fixtureBytes("perform-invocation"), { timeout: 2000 });
     expect(JSON.parse(decoder.decode(good.data)).permitted).toBe(true);
   });
+
+  it("denies, and records, a valid request too large for its decision record to fit the stream", async () => {
+    const request = fixtureJson("start-provider") as { request: { annotations: Record<string, string> } };
+    const limit = nc.info!.max_payload;
+    request.requestId = "too-large-1";
+    request.request.annotations = { padding: "x".repeat(limit - 2048) };
+    const bytes = new TextEncoder().encode(JSON.stringify(request));
+    expect(bytes.byteLength).toBeLessThan(limit);
+    const reply = await nc.request("wasmcloud.policy", bytes, { timeout: 5000 });
+    expect(JSON.parse(decoder.decode(reply.data))).toMatchObject({
+      requestId: "too-large-1",
+      permitted: false,
+      message: expect.stringMatching(/too large to record/),
+    });
+    const store = await openJetStreamStore(nc);
+    let recorded: DecisionV1 | undefined;
+    for await (const stored of store.decisions.read({ kind: "startProvider" })) {
+      const decision = DecisionV1.parse(JSON.parse(stored.text));
+      if (decision.requestId === "too-large-1") recorded = decision;
+    }
+    expect(recorded).toMatchObject({
+      permitted: false,
+      request: null,
+      rejection: expect.stringMatching(/too large/),
+    });
+  });
 });
