@@ -26,12 +26,20 @@ describe("a worker stopped with SIGTERM under load", () => {
 
   it("answers every request it accepted; the other worker takes the rest", async () => {
     const admin = generateKey("O");
-    const env = { NATS_URL: server.url, ARBITER_ADMIN_SEED: admin.seed, ARBITER_ADMIN_KEYS: admin.publicKey, ARBITER_LOG_LEVEL: "warn" };
+    const env = {
+      NATS_URL: server.url,
+      ARBITER_ADMIN_SEED: admin.seed,
+      ARBITER_ADMIN_KEYS: admin.publicKey,
+      ARBITER_LOG_LEVEL: "warn",
+    };
     expect((await runArbiter(["rules", "apply", EXAMPLE], env)).code).toBe(0);
     for (const name of ["drained", "survivor"]) {
       const worker = spawnArbiter(["worker", "--name", name, "--json"], env);
       workers.push(worker);
-      await until(() => worker.stdout().includes('"ready"'), { name: `worker ${name} ready`, timeout: 20_000 });
+      await until(() => worker.stdout().includes('"ready"'), {
+        name: `worker ${name} ready`,
+        timeout: 20_000,
+      });
     }
 
     const template = fixtureJson("start-provider");
@@ -45,7 +53,8 @@ describe("a worker stopped with SIGTERM under load", () => {
         try {
           const reply = await nc.request("wasmcloud.policy", bytes, { timeout: 5000 });
           const answer = PolicyResponseV1.parse(JSON.parse(reply.string()));
-          if (answer.requestId !== requestId || !answer.permitted) outcomes.failed.push(`${requestId}: ${reply.string()}`);
+          if (answer.requestId !== requestId || !answer.permitted)
+            outcomes.failed.push(`${requestId}: ${reply.string()}`);
           else outcomes.answered++;
         } catch (err) {
           outcomes.failed.push(`${requestId}: ${(err as Error).message}`);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
+import { benchCommand } from "./commands/bench.js";
 import { decisionsCommand } from "./commands/decisions.js";
 import { rulesCommand } from "./commands/rules.js";
 import { trustCommand } from "./commands/trust.js";
@@ -16,6 +17,7 @@ const program = new Command("arbiter")
   .addCommand(workerCommand())
   .addCommand(rulesCommand())
   .addCommand(decisionsCommand())
+  .addCommand(benchCommand())
   .addCommand(trustCommand());
 
 try {

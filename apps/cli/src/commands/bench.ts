@@ -130,6 +130,9 @@ function humanReport(r: DecisionsBenchReport): string {
     `worker/echo: throughput ${r.ratio.throughput.toFixed(3)} (target >= ${r.target.throughputRatio}: ${r.target.met ? "met" : "NOT met"}), p50 x${r.ratio.p50.toFixed(1)}, p99 x${r.ratio.p99.toFixed(1)}`,
     `decision log: ${log.recorded} decisions in ${log.stream} for ${log.answered} worker answers (${log.ok ? "ok" : "MISSING DECISIONS"})`,
     ...(firstError ? [`first error: ${firstError}`] : []),
+    ...(s.workerCpuProfDir
+      ? [`worker CPU profile in ${s.workerCpuProfDir} (profiling slows the worker)`]
+      : []),
     `machine: ${m.cpuModel}, ${m.cores} cores, ${m.platform}, node ${m.node}, nats-server ${m.natsServer}, load ${m.loadAverageBefore.join(" ")} -> ${m.loadAverageAfter.join(" ")}`,
     `date: ${r.date}`,
   ].join("\n");
