@@ -88,6 +88,8 @@ export async function connectNats(servers: string[], name: string, forever = fal
       maxReconnectAttempts: forever ? -1 : 10,
       reconnectTimeWait: 500,
       waitOnFirstConnect: forever,
+      // Async stack traces cost an Error object per request and per JetStream publish.
+      noAsyncTraces: true,
     });
   } catch (err) {
     throw new ArbiterError(

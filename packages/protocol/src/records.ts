@@ -1,7 +1,9 @@
 import { z } from "zod";
 
 // Arbiter's own records, as stored in JetStream. Each is versioned (V1) and carries an Ed25519
-// signature over its JSON text without the signature member (see `signedJson` in @arbiter/trust).
+// signature: rule events and snapshots over their own JSON text without the signature member
+// (`signJson` in @arbiter/trust); decisions, which are many, over the root of a Merkle tree of a
+// batch of them, with the record's inclusion proof beside it (`sealBatch` in @arbiter/trust).
 
 const publicKey = (prefix: string) =>
   z
@@ -102,12 +104,19 @@ export const DecisionV1 = z.object({
   trust: z.object({ verified: z.boolean(), reasons: z.array(z.string()) }),
   cause: DecisionCause,
   latencyMicros: z.number().nonnegative(),
+  /** Where the record sits in the batch the worker signed (see `verifySealedJson`). */
+  proof: z.object({
+    index: z.number().int().nonnegative(),
+    size: z.number().int().positive(),
+    path: z.array(z.string()),
+  }),
+  /** The worker's signature over the batch root. */
   signature: z.string().min(1),
 });
 export type DecisionV1 = z.infer<typeof DecisionV1>;
 
-/** A decision before it is signed. */
-export type UnsignedDecisionV1 = Omit<DecisionV1, "signature">;
+/** A decision before it is sealed and signed. */
+export type UnsignedDecisionV1 = Omit<DecisionV1, "signature" | "proof">;
 
 /** A change of a host's cached answer, pushed after the rules changed. */
 export const RevocationV1 = z.object({

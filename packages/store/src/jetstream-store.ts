@@ -15,6 +15,7 @@ import {
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
+import { AckMux } from "./ack-mux.js";
 import type {
   ArbiterStore,
   DecisionAddress,
@@ -67,12 +68,18 @@ export async function openJetStreamStore(
     throw new StoreUnavailableError(`JetStream is not available: ${errorText(err)}`, { cause: err });
   }
   const kv = await openBucket(js, names.rulesBucket, config.replicas, config.create);
+  const decisions = new JetStreamDecisionLog(
+    js,
+    new AckMux(nc, config.ackTimeoutMs),
+    config.prefix,
+    names.decisionsStream,
+  );
   return {
     names,
     rules: new JetStreamRuleEventStore(js, jsm, names),
     snapshots: new KvSnapshotStore(kv),
-    decisions: new JetStreamDecisionLog(js, config.prefix, names.decisionsStream),
-    close: async () => {},
+    decisions,
+    close: async () => decisions.close(),
   };
 }
 
@@ -268,21 +275,28 @@ class KvSnapshotStore implements SnapshotStore {
 
 class JetStreamDecisionLog implements DecisionLog {
   readonly #js: JetStreamClient;
+  readonly #acks: AckMux;
   readonly #prefix: string;
   readonly #stream: string;
 
-  constructor(js: JetStreamClient, prefix: string, stream: string) {
+  constructor(js: JetStreamClient, acks: AckMux, prefix: string, stream: string) {
     this.#js = js;
+    this.#acks = acks;
     this.#prefix = prefix;
     this.#stream = stream;
   }
 
+  close(): void {
+    this.#acks.close();
+  }
+
   async append(address: DecisionAddress, text: string): Promise<{ seq: number; duplicate: boolean }> {
     try {
-      const ack = await this.#js.publish(decisionSubject(this.#prefix, address.kind, address.host), text, {
-        msgID: address.decisionId,
-      });
-      return { seq: ack.seq, duplicate: ack.duplicate };
+      return await this.#acks.publish(
+        decisionSubject(this.#prefix, address.kind, address.host),
+        text,
+        address.decisionId,
+      );
     } catch (err) {
       throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, {
         cause: err,

@@ -21,11 +21,12 @@ import {
   restoreSnapshot,
   type StoredRuleEvent,
 } from "@arbiter/store";
-import { createSigner, decodePublicKey, generateKey, type Signer, signJson } from "@arbiter/trust";
+import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
 import { z } from "zod";
+import { BatchSealer } from "./batch-sealer.js";
 import { type DecidingWorker, decideRequest, decisionRecord, rejectionRecord } from "./decide.js";
 
 /** Configuration of a decision worker, parsed and defaulted before anything starts. */
@@ -103,8 +104,8 @@ export interface WorkerDeps {
 }
 
 const encoder = new TextEncoder();
-/** Room left in a NATS message for JetStream's headers (the de-duplication id) beside a record. */
-const RECORD_HEADROOM_BYTES = 1024;
+/** Room left in a NATS message beside a record's body: its proof and signature, and JetStream's headers. */
+const RECORD_HEADROOM_BYTES = 2048;
 
 /**
  * Creates a decision worker: it joins the queue group on the policy topic, decides each request
@@ -126,10 +127,12 @@ class DecisionWorker implements Worker {
   readonly #config: z.output<typeof WorkerConfig>;
   readonly #log: Logger;
   readonly #signer: Signer;
+  readonly #sealer: BatchSealer;
+  #ownsStore = false;
   readonly #identity: DecidingWorker;
   readonly #trust: RulesetTrust;
   readonly #clock: () => Date;
-  readonly #nextId = monotonicFactory();
+  readonly #nextId = monotonicFactory(pooledRandom());
   readonly #inFlight = new Set<Promise<void>>();
   readonly #revisionWaiters = new Set<() => void>();
   #store: ArbiterStore | undefined;
@@ -154,6 +157,7 @@ class DecisionWorker implements Worker {
     this.#store = deps.store;
     this.#clock = deps.clock ?? (() => new Date());
     this.#signer = createSigner(config.workerSeed ?? generateKey("N").seed, "N");
+    this.#sealer = new BatchSealer(this.#signer);
     this.id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
     this.publicKey = this.#signer.publicKey;
     this.#identity = { id: this.id, publicKey: this.publicKey };
@@ -190,6 +194,7 @@ class DecisionWorker implements Worker {
     if (this.#trust.adminKeys.size === 0) {
       this.#log.warn("no admin keys configured: every rule event will be rejected and every request denied");
     }
+    this.#ownsStore = this.#store === undefined;
     this.#store ??= await openJetStreamStore(this.#nc, {
       prefix: this.#config.prefix,
       replicas: this.#config.replicas,
@@ -251,6 +256,10 @@ class DecisionWorker implements Worker {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     await this.#follower?.stop();
     this.#follower = undefined;
+    if (this.#ownsStore) {
+      await this.#store?.close();
+      this.#store = undefined;
+    }
     this.#status = "stopped";
     this.#log.info({ stats: this.stats() }, "worker stopped");
   }
@@ -331,16 +340,17 @@ class DecisionWorker implements Worker {
         record = rejectionRecord({ ...decoded, requestId }, context);
       }
       record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
-      text = signJson(record, this.#signer);
+      let body = JSON.stringify(record);
       const limit = this.#nc.info?.max_payload;
-      if (limit !== undefined && Buffer.byteLength(text) > limit - RECORD_HEADROOM_BYTES) {
+      if (limit !== undefined && Buffer.byteLength(body) > limit - RECORD_HEADROOM_BYTES) {
         // The request fits the policy topic but its record would not fit the decision stream:
         // deny it, and record that (without the request body) so the denial is on record too.
-        const reason = `the request is too large to record: its decision record is ${Buffer.byteLength(text)} bytes and the NATS server accepts at most ${limit}`;
+        const reason = `the request is too large to record: its decision record is ${Buffer.byteLength(body)} bytes and the NATS server accepts at most ${limit}`;
         this.#log.warn({ requestId, reason }, "rejected a policy request");
         record = rejectionRecord({ ok: false, requestId, reason, input: null, kind: record.kind }, context);
-        text = signJson(record, this.#signer);
+        body = JSON.stringify(record);
       }
+      text = await this.#sealer.seal(body);
     } catch (err) {
       // Deciding and signing never throw by contract; this guards against a defect, not input.
       this.#log.error({ err, requestId }, "decision failed");
@@ -377,4 +387,20 @@ class DecisionWorker implements Worker {
       this.#log.error({ err, requestId }, "could not send the answer");
     }
   }
+}
+
+/**
+ * A ULID randomness source drawing from a pooled `randomBytes` buffer: ulid asks for one value per
+ * character, and one `getRandomValues` call per character was a visible share of a decision.
+ */
+function pooledRandom(): () => number {
+  let pool = randomBytes(4096);
+  let at = 0;
+  return () => {
+    if (at === pool.length) {
+      pool = randomBytes(4096);
+      at = 0;
+    }
+    return pool[at++]! / 256;
+  };
 }

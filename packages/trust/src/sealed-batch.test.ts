@@ -1,0 +1,58 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { sealBatch, splitSealedJson, verifySealedJson } from "./sealed-batch.js";
+import { createSigner, generateKey } from "./signing.js";
+
+const worker = createSigner(generateKey("N").seed);
+const records = (n: number) =>
+  Array.from({ length: n }, (_, i) => JSON.stringify({ decisionId: `d${i}`, permitted: i % 2 === 0 }));
+
+describe("sealed batches", () => {
+  it("makes every record of every batch size verifiable on its own", () => {
+    for (const size of [1, 2, 3, 4, 5, 7, 8, 9, 16, 33, 100]) {
+      const sealed = sealBatch(records(size), worker);
+      for (const [i, text] of sealed.entries()) {
+        expect(verifySealedJson(text, worker.publicKey), `record ${i} of ${size}`).toBe(true);
+        expect(JSON.parse(text)).toMatchObject({ decisionId: `d${i}`, proof: { index: i, size } });
+      }
+      // One signature for the whole batch.
+      expect(new Set(sealed.map((t) => splitSealedJson(t)?.signature)).size).toBe(1);
+    }
+  });
+
+  it("keeps the record's own fields and recovers its exact body", () => {
+    const [text] = sealBatch(['{"a":1,"signature":"nested is fine"}'], worker);
+    expect(splitSealedJson(text!)?.body).toBe('{"a":1,"signature":"nested is fine"}');
+  });
+
+  it("fails for any change to a record, its proof, its position or the key", () => {
+    const sealed = sealBatch(records(5), worker);
+    const text = sealed[2]!;
+    expect(verifySealedJson(text.replace('"permitted":true', '"permitted":false'), worker.publicKey)).toBe(
+      false,
+    );
+    expect(verifySealedJson(text.replace('"index":2', '"index":3'), worker.publicKey)).toBe(false);
+    expect(verifySealedJson(text.replace('"size":5', '"size":6'), worker.publicKey)).toBe(false);
+    expect(verifySealedJson(text, createSigner(generateKey("N").seed).publicKey)).toBe(false);
+    const path = splitSealedJson(text)!.proof.path;
+    expect(verifySealedJson(text.replace(path[0]!, path[1]!), worker.publicKey)).toBe(false);
+    expect(verifySealedJson('{"a":1}', worker.publicKey)).toBe(false);
+  });
+
+  it("a proof from one batch does not verify a record of another", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 40 }), fc.nat(), (size, pick) => {
+        const a = sealBatch(records(size), worker);
+        const b = sealBatch(
+          records(size).map((r) => r.replace("d", "e")),
+          worker,
+        );
+        const i = pick % size;
+        const forged =
+          splitSealedJson(b[i]!)!.body.slice(0, -1) + a[i]!.slice(splitSealedJson(a[i]!)!.body.length - 1);
+        return verifySealedJson(a[i]!, worker.publicKey) && !verifySealedJson(forged, worker.publicKey);
+      }),
+      { numRuns: 50 },
+    );
+  });
+});
