@@ -1,7 +1,7 @@
 import { DecisionV1, PolicyResponseV1 } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
 import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
+import { createSigner, generateKey, verifySealedJson } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
@@ -51,6 +51,10 @@ describe("decision path on one server", () => {
     const decisions: DecisionV1[] = [];
     for await (const stored of store.decisions.read({ kind: "startProvider" })) {
       decisions.push(DecisionV1.parse(JSON.parse(stored.text)));
+    }
+    for await (const stored of store.decisions.read()) {
+      const decision = DecisionV1.parse(JSON.parse(stored.text));
+      expect(verifySealedJson(stored.text, decision.worker.publicKey), decision.decisionId).toBe(true);
     }
     const last = decisions.at(-1);
     expect(last).toMatchObject({

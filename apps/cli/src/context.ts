@@ -16,7 +16,7 @@ export interface ConnectionFlags {
 
 /** The folder where `arbiter up` keeps its data and local admin key (`ARBITER_HOME`, default `.arbiter`). */
 export function arbiterHome(): string {
-  return resolve(process.env["ARBITER_HOME"] ?? ".arbiter");
+  return resolve(process.env["ARBITER_HOME"] || ".arbiter");
 }
 
 const LocalState = z.object({
@@ -53,7 +53,7 @@ export function writeLocalState(state: LocalState | null): void {
  * folder, else nats://127.0.0.1:4222.
  */
 export function resolveServers(flags: ConnectionFlags): string[] {
-  const value = flags.servers ?? process.env["NATS_URL"] ?? readLocalState()?.url ?? "nats://127.0.0.1:4222";
+  const value = flags.servers || process.env["NATS_URL"] || readLocalState()?.url || "nats://127.0.0.1:4222";
   return value
     .split(",")
     .map((s) => s.trim())
@@ -62,7 +62,7 @@ export function resolveServers(flags: ConnectionFlags): string[] {
 
 /** Replicas for streams this command creates: `--replicas`, else `ARBITER_REPLICAS`, else 1. */
 export function resolveReplicas(flags: ConnectionFlags): number {
-  const raw = flags.replicas ?? process.env["ARBITER_REPLICAS"] ?? "1";
+  const raw = flags.replicas || process.env["ARBITER_REPLICAS"] || "1";
   const replicas = Number(raw);
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
     throw new ArbiterError(ErrorCode.InvalidConfig, `--replicas ${JSON.stringify(raw)}: expected 1, 3 or 5`);
@@ -72,7 +72,7 @@ export function resolveReplicas(flags: ConnectionFlags): number {
 
 /** The resource prefix: `--prefix`, else `ARBITER_PREFIX`, else `arbiter`. */
 export function resolvePrefix(flags: ConnectionFlags): string {
-  return flags.prefix ?? process.env["ARBITER_PREFIX"] ?? DEFAULT_PREFIX;
+  return flags.prefix || process.env["ARBITER_PREFIX"] || DEFAULT_PREFIX;
 }
 
 /**
@@ -142,7 +142,7 @@ export function adminSigner(): Signer {
  * (comma-separated `O…` keys), plus the signing key when one is configured.
  */
 export function resolveAdminKeys(flag: string | undefined, signer?: Signer): string[] {
-  const listed = (flag ?? process.env["ARBITER_ADMIN_KEYS"] ?? "")
+  const listed = (flag || process.env["ARBITER_ADMIN_KEYS"] || "")
     .split(",")
     .map((k) => k.trim())
     .filter((k) => k.length > 0);

@@ -3,7 +3,7 @@ import { pino } from "pino";
 
 /** The CLI's logger: JSON lines on stderr (stdout carries results), level from ARBITER_LOG_LEVEL. */
 export function createLogger(name: string): Logger {
-  return pino({ name, level: process.env["ARBITER_LOG_LEVEL"] ?? "info" }, pino.destination(2));
+  return pino({ name, level: process.env["ARBITER_LOG_LEVEL"] || "info" }, pino.destination(2));
 }
 
 /**
