@@ -10,7 +10,13 @@ import { FIXTURES, fixtureBytes, fixtureJson } from "./support/fixtures.js";
 describe("arbiter up", () => {
   const home = mkdtempSync(join(tmpdir(), "arbiter-up-"));
   // No NATS_URL and no admin key: `up` must work with no set-up, and so must the commands after it.
-  const env = { ARBITER_HOME: home, ARBITER_LOG_LEVEL: "warn", NATS_URL: "", ARBITER_ADMIN_SEED: "", ARBITER_ADMIN_KEYS: "" };
+  const env = {
+    ARBITER_HOME: home,
+    ARBITER_LOG_LEVEL: "warn",
+    NATS_URL: "",
+    ARBITER_ADMIN_SEED: "",
+    ARBITER_ADMIN_KEYS: "",
+  };
   let up: RunningArbiter | undefined;
 
   afterAll(async () => {
@@ -20,12 +26,20 @@ describe("arbiter up", () => {
 
   it("prints its NATS URL, answers policy requests there, and stops on Ctrl-C", async () => {
     up = spawnArbiter(["up", "--workers", "2"], env);
-    const url = await until(() => /^NATS (nats:\/\/127\.0\.0\.1:\d+)$/m.exec(up!.stdout())?.[1] ?? (up!.child.exitCode !== null && `exited: ${up!.stderr()}`), {
-      name: "the NATS URL printed by arbiter up",
+    const url = await until(
+      () =>
+        /^NATS (nats:\/\/127\.0\.0\.1:\d+)$/m.exec(up!.stdout())?.[1] ??
+        (up!.child.exitCode !== null && `exited: ${up!.stderr()}`),
+      {
+        name: "the NATS URL printed by arbiter up",
+        timeout: 30_000,
+      },
+    );
+    expect(url).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    await until(() => up!.stdout().includes("Ctrl-C stops everything"), {
+      name: "arbiter up ready",
       timeout: 30_000,
     });
-    expect(url).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
-    await until(() => up!.stdout().includes("Ctrl-C stops everything"), { name: "arbiter up ready", timeout: 30_000 });
 
     const nc = await connectTo(url);
     try {
@@ -43,7 +57,10 @@ describe("arbiter up", () => {
     const shown = await runArbiter(["rules", "show", "--json"], env);
     expect(shown.code, shown.stderr).toBe(0);
     expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 1, document: { default: "deny" } });
-    const applied = await runArbiter(["rules", "apply", new URL("../deploy/rules/example.yaml", import.meta.url).pathname, "--json"], env);
+    const applied = await runArbiter(
+      ["rules", "apply", new URL("../deploy/rules/example.yaml", import.meta.url).pathname, "--json"],
+      env,
+    );
     expect(applied.code, applied.stderr).toBe(0);
 
     expect(await up.stop("SIGINT")).toBe(0);

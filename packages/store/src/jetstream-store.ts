@@ -28,6 +28,7 @@ import type {
   StoredRuleEvent,
 } from "./contracts.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
+import { errorText, parseJsonOrNull } from "./text.js";
 
 /** Options for {@link openJetStreamStore}; parsed with defaults before anything is created. */
 export const JetStreamStoreOptions = z.object({
@@ -254,7 +255,7 @@ class KvSnapshotStore implements SnapshotStore {
     for (let attempt = 0; attempt < 5; attempt++) {
       const entry = await this.#kv.get(SNAPSHOT_KEY);
       if (entry && entry.operation === "PUT") {
-        const stored = SnapshotRevision.safeParse(safeJson(entry.string()));
+        const stored = SnapshotRevision.safeParse(parseJsonOrNull(entry.string()));
         if (stored.success && stored.data.revision >= revision) return;
       }
       try {
@@ -337,16 +338,4 @@ class JetStreamDecisionLog implements DecisionLog {
       await messages.close();
     }
   }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

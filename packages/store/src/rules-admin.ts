@@ -17,6 +17,7 @@ import {
   type RulesetTrust,
   signSnapshot,
 } from "./ruleset.js";
+import { parseJsonOrNull } from "./text.js";
 
 /** One line of the rules history: an event, and whether workers apply it. */
 export interface RuleHistoryEntry {
@@ -77,7 +78,7 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
     for await (const stored of store.rules.read(to === undefined ? {} : { to })) {
       const result = evolveRuleset(state, stored, trust);
       state = result.state;
-      const event = RuleEventV1.safeParse(safeJson(stored.text));
+      const event = RuleEventV1.safeParse(parseJsonOrNull(stored.text));
       history.push({
         revision: stored.revision,
         type: event.success ? event.data.type : null,
@@ -143,12 +144,4 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
       return (await fold()).history;
     },
   };
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
 }

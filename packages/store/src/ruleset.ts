@@ -9,6 +9,7 @@ import {
 } from "@arbiter/rules";
 import { type Signer, signJson, verifySignedJson } from "@arbiter/trust";
 import type { StoredRuleEvent } from "./contracts.js";
+import { errorText, parseJsonOrNull } from "./text.js";
 
 /** The rules as folded from the event stream up to `revision`. */
 export interface RulesetState {
@@ -52,7 +53,7 @@ export function evolveRuleset(
   if (stored.revision !== state.revision + 1) {
     return skip(`event at revision ${stored.revision} arrived out of order (expected ${state.revision + 1})`);
   }
-  const parsed = RuleEventV1.safeParse(parseJson(stored.text));
+  const parsed = RuleEventV1.safeParse(parseJsonOrNull(stored.text));
   if (!parsed.success) {
     const first = parsed.error.issues[0];
     return skip(
@@ -133,7 +134,7 @@ export function restoreSnapshot(
   text: string,
   trust: RulesetTrust,
 ): { ok: true; state: RulesetState } | { ok: false; reason: string } {
-  const parsed = RulesSnapshotV1.safeParse(parseJson(text));
+  const parsed = RulesSnapshotV1.safeParse(parseJsonOrNull(text));
   if (!parsed.success) return { ok: false, reason: "the snapshot is not a valid RulesSnapshotV1" };
   const snapshot = parsed.data;
   if (!trust.adminKeys.has(snapshot.actor)) {
@@ -161,16 +162,4 @@ export function restoreSnapshot(
   } catch (err) {
     return { ok: false, reason: `the snapshot document is invalid: ${errorText(err)}` };
   }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
