@@ -1,3 +1,4 @@
+import { createHostPolicyClient } from "@arbiter/host";
 import { DecisionV1, PolicyResponseV1 } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
 import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
@@ -81,7 +82,10 @@ describe("decision path on one server", () => {
   });
 
   it("denies, and records, a valid request too large for its decision record to fit the stream", async () => {
-    const request = fixtureJson("start-provider") as { request: { annotations: Record<string, string> } };
+    const request = fixtureJson("start-provider") as {
+      requestId: string;
+      request: { annotations: Record<string, string> };
+    };
     const limit = nc.info!.max_payload;
     request.requestId = "too-large-1";
     request.request.annotations = { padding: "x".repeat(limit - 2048) };
@@ -104,5 +108,83 @@ describe("decision path on one server", () => {
       request: null,
       rejection: expect.stringMatching(/too large/),
     });
+  });
+
+  it("answers 0.82-format requests (start_actor, perform_invocation) under the same rules", async () => {
+    const host = createHostPolicyClient({
+      nc,
+      lineage: "v0.82",
+      changesTopic: null,
+      timeoutMs: 5000,
+      strictRequestId: true,
+      host: {
+        publicKey: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE",
+        lattice: "default",
+        labels: {},
+      },
+    });
+    const legacyHost = {
+      publicKey: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE",
+      latticeId: "default",
+      labels: { "hostcore.os": "linux" },
+      clusterIssuers: [],
+    };
+    const emptySource = {
+      publicKey: null,
+      contractId: null,
+      linkName: null,
+      capabilities: [],
+      issuer: null,
+      issuedOn: null,
+      expiresAt: null,
+      expired: false,
+    };
+    const signed = await host.evaluateLegacy({
+      source: emptySource,
+      target: {
+        publicKey: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK",
+        issuer: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW",
+        contractId: null,
+        linkName: null,
+      },
+      host: legacyHost,
+      action: "start_actor",
+    });
+    expect(signed).toMatchObject({ permitted: true, message: "signed by wasmCloud" });
+    const unsigned = await host.evaluateLegacy({
+      source: emptySource,
+      target: {
+        publicKey: "MOTHER",
+        issuer: "ADVIWF6Z3BFZNWUXJYT5NEAZZ2YX4T6NRKI3YOR3HKOSQQN7IVDGWSNO",
+        contractId: null,
+        linkName: null,
+      },
+      host: legacyHost,
+      action: "start_actor",
+    });
+    expect(unsigned.permitted).toBe(false);
+    const invocation = await host.evaluateLegacy({
+      source: { ...emptySource, publicKey: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK" },
+      target: {
+        publicKey: "VAG3QITQQ2ODAOWB5TTQSDJ53XK3SHBEIFNK4AYJ5RKAX2UNSCAPHA5M",
+        issuer: null,
+        contractId: "wasmcloud:httpserver",
+        linkName: "default",
+      },
+      host: legacyHost,
+      action: "perform_invocation",
+    });
+    expect(invocation.permitted).toBe(true);
+    const store = await openJetStreamStore(nc);
+    const legacy: DecisionV1[] = [];
+    for await (const stored of store.decisions.read()) {
+      const decision = DecisionV1.parse(JSON.parse(stored.text));
+      if (decision.lineage === "v0.82") legacy.push(decision);
+    }
+    expect(legacy.map((d) => [d.kind, d.permitted])).toEqual([
+      ["startComponent", true],
+      ["startComponent", false],
+      ["performInvocation", true],
+    ]);
   });
 });
