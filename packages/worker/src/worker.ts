@@ -113,11 +113,17 @@ const RECORD_HEADROOM_BYTES = 2048;
  * `ArbiterError` (INVALID_CONFIG) for a bad configuration.
  */
 export function createWorker(deps: WorkerDeps): Worker {
-  const parsed = WorkerConfig.safeParse(deps.config ?? {});
+  return new DecisionWorker(deps, parseWorkerConfig(deps.config ?? {}));
+}
+
+/** Validates a worker configuration and fills in its defaults; throws `ArbiterError` (INVALID_CONFIG) naming each problem. */
+export function parseWorkerConfig(config: WorkerConfig): z.output<typeof WorkerConfig> {
+  const parsed = WorkerConfig.safeParse(config);
   if (!parsed.success) {
-    throw new ArbiterError(ErrorCode.InvalidConfig, `invalid worker configuration: ${parsed.error.message}`);
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`).join("; ");
+    throw new ArbiterError(ErrorCode.InvalidConfig, `invalid worker configuration: ${problems}`);
   }
-  return new DecisionWorker(deps, parsed.data);
+  return parsed.data;
 }
 
 class DecisionWorker implements Worker {

@@ -1,5 +1,5 @@
 import { createSigner } from "@arbiter/trust";
-import { createWorker } from "@arbiter/worker";
+import { createWorker, parseWorkerConfig } from "@arbiter/worker";
 import { Command } from "commander";
 import {
   type ConnectionFlags,
@@ -53,21 +53,19 @@ export function workerCommand(): Command {
         }
       }
       const servers = resolveServers(flags);
-      const nc = await connectNats(servers, `arbiter-worker${flags.name ? `-${flags.name}` : ""}`, true);
-      const worker = createWorker({
-        nc,
-        logger: log,
-        config: {
-          ...(flags.name ? { id: flags.name } : {}),
-          ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
-          ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
-          ...(process.env["ARBITER_WORKER_SEED"] ? { workerSeed: process.env["ARBITER_WORKER_SEED"] } : {}),
-          prefix: resolvePrefix(flags),
-          replicas: resolveReplicas(flags),
-          adminKeys,
-          maxPayloadBytes: Number(flags.maxPayload),
-        },
+      const config = parseWorkerConfig({
+        ...(flags.name ? { id: flags.name } : {}),
+        ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
+        ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
+        ...(process.env["ARBITER_WORKER_SEED"] ? { workerSeed: process.env["ARBITER_WORKER_SEED"] } : {}),
+        prefix: resolvePrefix(flags),
+        replicas: resolveReplicas(flags),
+        adminKeys,
+        maxPayloadBytes: Number(flags.maxPayload),
       });
+      log.info({ servers }, "connecting to NATS (retrying until it answers)");
+      const nc = await connectNats(servers, `arbiter-worker${flags.name ? `-${flags.name}` : ""}`, true);
+      const worker = createWorker({ nc, logger: log, config });
       await worker.start();
       emit(
         flags.json === true,
