@@ -7,6 +7,8 @@ export interface StoredRuleEvent {
 /** A live tail of the rule events; `stop()` ends it. */
 export interface Follower {
   stop(): Promise<void>;
+  /** Resolves when the tail ends: null after `stop()`, the error when it broke on its own. */
+  readonly ended: Promise<Error | null>;
 }
 
 /**

@@ -198,13 +198,21 @@ class JetStreamRuleEventStore implements RuleEventStore {
       opt_start_seq: Math.max(from, 1),
     });
     const messages = await consumer.consume({ max_messages: 64 });
-    const done = (async () => {
-      for await (const m of messages) onEvent({ revision: m.seq, text: m.string() });
+    let stopped = false;
+    const ended = (async (): Promise<Error | null> => {
+      try {
+        for await (const m of messages) onEvent({ revision: m.seq, text: m.string() });
+        return stopped ? null : new StoreUnavailableError("the rule event tail ended");
+      } catch (err) {
+        return stopped ? null : new StoreUnavailableError(`the rule event tail broke: ${errorText(err)}`, { cause: err });
+      }
     })();
     return {
+      ended,
       stop: async () => {
+        stopped = true;
         await messages.close();
-        await done.catch(() => {});
+        await ended;
       },
     };
   }

@@ -51,7 +51,17 @@ class MemoryRuleEventStore implements RuleEventStore {
   async follow(from: number, onEvent: (event: StoredRuleEvent) => void): Promise<Follower> {
     for await (const event of this.read({ from })) onEvent(event);
     this.#followers.add(onEvent);
-    return { stop: async () => void this.#followers.delete(onEvent) };
+    let end: (value: null) => void = () => {};
+    const ended = new Promise<Error | null>((resolve) => {
+      end = resolve;
+    });
+    return {
+      ended,
+      stop: async () => {
+        this.#followers.delete(onEvent);
+        end(null);
+      },
+    };
   }
 }
 

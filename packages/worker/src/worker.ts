@@ -310,8 +310,10 @@ class DecisionWorker implements Worker {
   }
 
   #track(work: Promise<void>): void {
-    this.#inFlight.add(work);
-    void work.finally(() => this.#inFlight.delete(work));
+    // #handle answers every failure itself; this only keeps a defect from becoming a crash.
+    const tracked = work.catch((err: unknown) => this.#log.error({ err }, "unexpected failure handling a request"));
+    this.#inFlight.add(tracked);
+    void tracked.finally(() => this.#inFlight.delete(tracked));
   }
 
   async #handle(msg: Msg): Promise<void> {
