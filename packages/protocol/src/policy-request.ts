@@ -170,17 +170,18 @@ function decodeV082(record: Record<string, unknown>, requestId: string): Decoded
 
 /** Maps a parsed 1.x request to the common view; claims of an invocation come from its target. */
 export function normalizeV1(request: PolicyRequestV1, input: unknown = request): NormalizedRequest {
-  const base = {
-    lineage: "v1" as const,
-    requestId: request.requestId,
-    host: request.host,
-    input,
-  };
+  // Plain literals rather than a spread of shared fields: on the decision path, V8 makes
+  // `{ ...base, more }` some fifty times slower than writing the object out.
+  const { requestId, host } = request;
+  const cacheKey = cacheKeyV1(request);
   switch (request.kind) {
     case "startComponent": {
       const body = request.request;
       return {
-        ...base,
+        lineage: "v1",
+        requestId,
+        host,
+        input,
         kind: request.kind,
         subject: {
           id: body.componentId,
@@ -190,29 +191,30 @@ export function normalizeV1(request: PolicyRequestV1, input: unknown = request):
         },
         claims: body.claims,
         invocation: null,
-        cacheKey: cacheKeyV1(request),
+        cacheKey,
       };
     }
     case "startProvider": {
       const body = request.request;
       return {
-        ...base,
+        lineage: "v1",
+        requestId,
+        host,
+        input,
         kind: request.kind,
-        subject: {
-          id: body.providerId,
-          imageRef: body.imageRef,
-          annotations: body.annotations,
-          maxInstances: 0,
-        },
+        subject: { id: body.providerId, imageRef: body.imageRef, annotations: body.annotations, maxInstances: 0 },
         claims: body.claims,
         invocation: null,
-        cacheKey: cacheKeyV1(request),
+        cacheKey,
       };
     }
     case "performInvocation": {
       const { target } = request.request;
       return {
-        ...base,
+        lineage: "v1",
+        requestId,
+        host,
+        input,
         kind: request.kind,
         subject: {
           id: target.componentId,
@@ -222,17 +224,20 @@ export function normalizeV1(request: PolicyRequestV1, input: unknown = request):
         },
         claims: target.claims,
         invocation: { interface: request.request.interface, function: request.request.function },
-        cacheKey: cacheKeyV1(request),
+        cacheKey,
       };
     }
     case "unknown":
       return {
-        ...base,
+        lineage: "v1",
+        requestId,
+        host,
+        input,
         kind: "unknown",
         subject: null,
         claims: null,
         invocation: null,
-        cacheKey: cacheKeyV1(request),
+        cacheKey,
       };
   }
 }
