@@ -20,6 +20,13 @@ const program = new Command("arbiter")
   .addCommand(benchCommand())
   .addCommand(trustCommand());
 
+/** Usage errors in any subcommand come back here as a CommanderError instead of exiting inside commander. */
+function exitOverrideEverywhere(command: Command): void {
+  command.exitOverride();
+  for (const sub of command.commands) exitOverrideEverywhere(sub);
+}
+exitOverrideEverywhere(program);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -106,6 +106,8 @@ export interface WorkerDeps {
 const encoder = new TextEncoder();
 /** Room left in a NATS message beside a record's body: its proof and signature, and JetStream's headers. */
 const RECORD_HEADROOM_BYTES = 2048;
+/** Requests handled before the worker yields to I/O (acknowledgements, replies, new requests). */
+const REQUESTS_PER_SLICE = 16;
 
 /**
  * Creates a decision worker: it joins the queue group on the policy topic, decides each request
@@ -140,6 +142,8 @@ class DecisionWorker implements Worker {
   readonly #clock: () => Date;
   readonly #nextId = monotonicFactory(pooledRandom());
   readonly #inFlight = new Set<Promise<void>>();
+  #queue: Msg[] = [];
+  #draining = false;
   readonly #revisionWaiters = new Set<() => void>();
   #store: ArbiterStore | undefined;
   #ruleset: RulesetState = initialRulesetState();
@@ -238,7 +242,11 @@ class DecisionWorker implements Worker {
           this.#status = "degraded";
           return;
         }
-        this.#track(this.#handle(msg));
+        this.#queue.push(msg);
+        if (!this.#draining) {
+          this.#draining = true;
+          setImmediate(() => this.#drainQueue());
+        }
       },
     });
     await this.#nc.flush();
@@ -259,7 +267,10 @@ class DecisionWorker implements Worker {
     const subscription = this.#subscription;
     this.#subscription = undefined;
     if (subscription && !subscription.isClosed()) await subscription.drain().catch(() => {});
-    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    while (this.#inFlight.size > 0 || this.#queue.length > 0) {
+      if (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+      else await new Promise((resolve) => setImmediate(resolve));
+    }
     await this.#follower?.stop();
     this.#follower = undefined;
     if (this.#ownsStore) {
@@ -307,6 +318,17 @@ class DecisionWorker implements Worker {
       );
     }
     for (const wake of this.#revisionWaiters) wake();
+  }
+
+  /**
+   * Handles queued requests a slice at a time, yielding to I/O between slices, so acknowledgements
+   * and replies are not held behind a long run of new requests.
+   */
+  #drainQueue(): void {
+    const slice = this.#queue.splice(0, REQUESTS_PER_SLICE);
+    for (const msg of slice) this.#track(this.#handle(msg));
+    if (this.#queue.length > 0) setImmediate(() => this.#drainQueue());
+    else this.#draining = false;
   }
 
   #track(work: Promise<void>): void {
