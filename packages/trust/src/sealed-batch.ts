@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Signer } from "./signing.js";
 import { verifySignature } from "./signing.js";
 
@@ -10,7 +10,6 @@ import { verifySignature } from "./signing.js";
 // A sealed record is its JSON text without `proof` and `signature`, with
 // `,"proof":{"index":I,"size":N,"path":["…",…]},"signature":"…"}` inserted before the final `}`.
 
-const LEAF = Buffer.from([0]);
 const NODE = Buffer.from([1]);
 const SEALED_TAIL =
   /,"proof":\{"index":(\d+),"size":(\d+),"path":\[((?:"[A-Za-z0-9_-]+"(?:,"[A-Za-z0-9_-]+")*)?)\]\},"signature":"([A-Za-z0-9_-]+)"}$/;
@@ -96,11 +95,12 @@ export function verifySealedJson(text: string, publicKey: string): boolean {
 }
 
 function leafHash(body: string): Buffer {
-  return createHash("sha256").update(LEAF).update(body).digest();
+  // "\0" is the single byte 0x00 in UTF-8: the RFC 6962 leaf prefix.
+  return hash("sha256", `\0${body}`, "buffer");
 }
 
 function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return createHash("sha256").update(NODE).update(left).update(right).digest();
+  return hash("sha256", Buffer.concat([NODE, left, right]), "buffer");
 }
 
 /** What is signed: a domain tag, the batch size (which fixes the tree's shape) and the root. */
