@@ -202,7 +202,12 @@ export function normalizeV1(request: PolicyRequestV1, input: unknown = request):
         host,
         input,
         kind: request.kind,
-        subject: { id: body.providerId, imageRef: body.imageRef, annotations: body.annotations, maxInstances: 0 },
+        subject: {
+          id: body.providerId,
+          imageRef: body.imageRef,
+          annotations: body.annotations,
+          maxInstances: 0,
+        },
         claims: body.claims,
         invocation: null,
         cacheKey,

@@ -204,7 +204,9 @@ class JetStreamRuleEventStore implements RuleEventStore {
         for await (const m of messages) onEvent({ revision: m.seq, text: m.string() });
         return stopped ? null : new StoreUnavailableError("the rule event tail ended");
       } catch (err) {
-        return stopped ? null : new StoreUnavailableError(`the rule event tail broke: ${errorText(err)}`, { cause: err });
+        return stopped
+          ? null
+          : new StoreUnavailableError(`the rule event tail broke: ${errorText(err)}`, { cause: err });
       }
     })();
     return {

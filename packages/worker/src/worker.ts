@@ -122,7 +122,9 @@ export function createWorker(deps: WorkerDeps): Worker {
 export function parseWorkerConfig(config: WorkerConfig): z.output<typeof WorkerConfig> {
   const parsed = WorkerConfig.safeParse(config);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`).join("; ");
+    const problems = parsed.error.issues
+      .map((i) => `${i.path.join(".") || "config"}: ${i.message}`)
+      .join("; ");
     throw new ArbiterError(ErrorCode.InvalidConfig, `invalid worker configuration: ${problems}`);
   }
   return parsed.data;
@@ -333,7 +335,9 @@ class DecisionWorker implements Worker {
 
   #track(work: Promise<void>): void {
     // #handle answers every failure itself; this only keeps a defect from becoming a crash.
-    const tracked = work.catch((err: unknown) => this.#log.error({ err }, "unexpected failure handling a request"));
+    const tracked = work.catch((err: unknown) =>
+      this.#log.error({ err }, "unexpected failure handling a request"),
+    );
     this.#inFlight.add(tracked);
     void tracked.finally(() => this.#inFlight.delete(tracked));
   }
