@@ -168,6 +168,27 @@ describe("the arbiter command against a real server", () => {
     expect(decisions.every((d) => d.kind === "startProvider" && d.worker.id === "cli-w1")).toBe(true);
   });
 
+  it("decisions tail follows new decisions as JSON lines until Ctrl-C", async () => {
+    await using tail = spawnArbiter(["decisions", "tail", "--kind", "startProvider", "--json"], env);
+    // The tail starts at "now": keep asking until one of the answers shows up in it.
+    const line = await until(
+      async () => {
+        await askAsHost(nc, "start-provider");
+        return tail
+          .stdout()
+          .split("\n")
+          .find((l) => l.startsWith("{"));
+      },
+      { name: "a decision in decisions tail", timeout: 20_000 },
+    );
+    expect(JSON.parse(line)).toMatchObject({
+      kind: "startProvider",
+      permitted: true,
+      worker: { id: "cli-w1" },
+    });
+    expect(await tail.stop("SIGINT")).toBe(0);
+  });
+
   it("stops a worker cleanly on SIGTERM", async () => {
     expect(await worker.stop("SIGTERM")).toBe(0);
   });

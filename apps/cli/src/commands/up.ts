@@ -97,7 +97,8 @@ export function upCommand(): Command {
         const current = await admin.stateAt();
         let revision = current.revision;
         if (JSON.stringify(current.document) !== JSON.stringify(document)) {
-          revision = (await admin.apply(document, { reason: `arbiter up --rules ${rulesFile}` })).revision;
+          const shown = relative(process.cwd(), rulesFile) || rulesFile;
+          revision = (await admin.apply(document, { reason: `arbiter up --rules ${shown}` })).revision;
         }
         const adminKeys = resolveAdminKeys(undefined, signer);
         for (let i = 1; i <= workerCount; i++) {
