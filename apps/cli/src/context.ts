@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join, resolve } from "node:path";
 import { ArbiterError, DEFAULT_PREFIX, ErrorCode } from "@arbiter/protocol";
 import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { type Authenticator, credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { z } from "zod";
 
@@ -80,10 +80,12 @@ export function resolvePrefix(flags: ConnectionFlags): string {
  * reconnecting for as long as it runs.
  */
 export async function connectNats(servers: string[], name: string, forever = false): Promise<NatsConnection> {
+  const auth = natsAuth();
   try {
     return await connect({
       servers,
       name,
+      ...auth,
       timeout: 5000,
       maxReconnectAttempts: forever ? -1 : 10,
       reconnectTimeWait: 500,
@@ -98,6 +100,28 @@ export async function connectNats(servers: string[], name: string, forever = fal
       { cause: err },
     );
   }
+}
+
+/**
+ * Credentials for NATS from the environment: `NATS_CREDS` (a JWT credentials file), else
+ * `NATS_USER` and `NATS_PASSWORD`, else none.
+ */
+function natsAuth():
+  | { authenticator: Authenticator }
+  | { user: string; pass: string }
+  | Record<string, never> {
+  const credsFile = process.env["NATS_CREDS"];
+  if (credsFile) {
+    try {
+      return { authenticator: credsAuthenticator(readFileSync(credsFile)) };
+    } catch (err) {
+      throw new ArbiterError(ErrorCode.InvalidConfig, `NATS_CREDS ${credsFile}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+  const user = process.env["NATS_USER"];
+  return user ? { user, pass: process.env["NATS_PASSWORD"] ?? "" } : {};
 }
 
 /** Path of the local admin seed that `arbiter up` creates. */

@@ -46,6 +46,13 @@ export interface NatsServerOptions {
    * which can then drain its clients before stopping the server; default false.
    */
   detached?: boolean;
+  /**
+   * More configuration, appended to the generated file as it is: accounts, users and
+   * permissions (for example the contents of deploy/nats/accounts.conf).
+   */
+  extraConfig?: string;
+  /** Extra environment for the server process (config files may read `$VARIABLES` from it). */
+  env?: Record<string, string>;
   /** Deadline in milliseconds for the server to become ready, per start or restart; default 20 000. */
   startTimeout?: number;
   /** Path of the `nats-server` binary; default {@link findNatsServer}'s answer. */
@@ -130,6 +137,8 @@ function installExitHook(): void {
 class ChildNatsServer implements NatsServerProcess {
   readonly #binary: string;
   readonly #detached: boolean;
+  readonly #extraConfig: string | undefined;
+  readonly #env: Record<string, string>;
   readonly #workDir: string;
   readonly #host: string;
   readonly #storeDir: string;
@@ -180,6 +189,8 @@ class ChildNatsServer implements NatsServerProcess {
     this.#logFile = options.logFile;
     this.#debug = options.debug ?? false;
     this.#detached = options.detached ?? false;
+    this.#extraConfig = options.extraConfig;
+    this.#env = options.env ?? {};
     this.#startTimeout = options.startTimeout ?? DEFAULT_START_TIMEOUT_MS;
   }
 
@@ -260,6 +271,7 @@ class ChildNatsServer implements NatsServerProcess {
             ? { ...this.#cluster, port: this.#clusterPort }
             : undefined,
         debug: this.#debug,
+        extra: this.#extraConfig,
       }),
     );
     this.#spawn(["-c", configFile, "--ports_file_dir", this.#workDir]);
@@ -281,7 +293,11 @@ class ChildNatsServer implements NatsServerProcess {
       // A log file that cannot be written must not take the server (or its parent) down.
       logStream.on("error", () => {});
     }
-    const child = spawn(this.#binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: this.#detached });
+    const child = spawn(this.#binary, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: this.#detached,
+      env: { ...process.env, ...this.#env },
+    });
     this.#child = child;
     if (child.pid !== undefined) {
       this.#pid = child.pid;

@@ -12,6 +12,8 @@ export interface ServerConfig {
   /** Cluster block; `undefined` runs the server alone. */
   cluster: { name: string; port: number; routes: readonly string[] } | undefined;
   debug: boolean;
+  /** Configuration appended as it is (accounts, authorization, limits). */
+  extra?: string | undefined;
 }
 
 /**
@@ -41,6 +43,7 @@ export function renderServerConfig(config: ServerConfig): string {
     );
   }
   if (config.debug) lines.push("debug: true");
+  if (config.extra) lines.push(config.extra);
   return `${lines.join("\n")}\n`;
 }
 
