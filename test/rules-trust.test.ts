@@ -11,7 +11,7 @@ import { connectTo, type NatsServerProcess, startNatsServer, until } from "./har
 import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
 
 const names = resourceNames();
-const allowAll = { version: 1, default: "allow", rules: [] };
+const allowAll = { version: 1 as const, default: "allow" as const, rules: [] };
 
 describe("rule events that are not validly signed change nothing", () => {
   let server: NatsServerProcess;
@@ -101,7 +101,7 @@ describe("rule events that are not validly signed change nothing", () => {
   });
 
   it("applies the next validly signed change", async () => {
-    const { revision } = await admin.apply(allowAll as never, { expectedRevision: 7 });
+    const { revision } = await admin.apply(allowAll, { expectedRevision: 7 });
     expect(revision).toBe(8);
     await until(() => worker.revision === 8, { name: "worker at revision 8", timeout: 10_000 });
     expect(await startComponentPermitted()).toBe(true);
