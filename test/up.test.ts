@@ -53,6 +53,10 @@ describe("arbiter up", () => {
       await nc.close();
     }
 
+    const second = await runArbiter(["up"], env);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/already running/);
+
     // The other commands find the local cluster and its admin key in ARBITER_HOME.
     const shown = await runArbiter(["rules", "show", "--json"], env);
     expect(shown.code, shown.stderr).toBe(0);

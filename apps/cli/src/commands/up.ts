@@ -15,7 +15,14 @@ import { createSigner } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
-import { arbiterHome, connectNats, localAdminSeed, resolveAdminKeys, writeLocalState } from "../context.js";
+import {
+  arbiterHome,
+  connectNats,
+  localAdminSeed,
+  readLocalState,
+  resolveAdminKeys,
+  writeLocalState,
+} from "../context.js";
 import { createLogger, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
 import { readRulesFile } from "./rules.js";
@@ -64,6 +71,13 @@ export function upCommand(): Command {
         );
       }
       const document = readRulesFile(rulesFile);
+      const running = readLocalState();
+      if (running) {
+        throw new ArbiterError(
+          ErrorCode.InvalidConfig,
+          `arbiter up is already running for ${arbiterHome()} (pid ${running.pid}, NATS at ${running.url}); stop it first, or set ARBITER_HOME to another folder`,
+        );
+      }
       await findNatsServer({ log: (line) => log.info(line) });
 
       const home = arbiterHome();
