@@ -1,37 +1,27 @@
 import { createHostPolicyClient } from "@arbiter/host";
 import { DecisionV1, PolicyResponseV1 } from "@arbiter/protocol";
-import { parseRulesDocument } from "@arbiter/rules";
-import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
-import { createSigner, generateKey, verifySealedJson } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
+import { openJetStreamStore } from "@arbiter/store";
+import { verifySealedJson } from "@arbiter/trust";
+import type { Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer } from "./harness/index.js";
-import { exampleRulesText, FIXTURES, fixtureBytes, fixtureJson } from "./support/fixtures.js";
+import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
+import { FIXTURES, fixtureBytes, fixtureJson, legacyStartActor } from "./support/fixtures.js";
 
-const silent = pino({ level: "silent" });
 const decoder = new TextDecoder();
 
 describe("decision path on one server", () => {
-  let server: NatsServerProcess;
+  let arbiter: SingleNodeArbiter;
   let nc: NatsConnection;
   let worker: Worker;
-  const admin = createSigner(generateKey("O").seed);
 
   beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url);
-    const store = await openJetStreamStore(nc);
-    await createRulesAdmin({ store, signer: admin }).apply(parseRulesDocument(exampleRulesText()));
-    worker = createWorker({ nc, config: { adminKeys: [admin.publicKey], id: "w1" }, logger: silent });
-    await worker.start();
+    arbiter = await startSingleNodeArbiter({ id: "w1" });
+    ({ nc, worker } = arbiter);
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await nc?.close();
-    await server?.stop();
+    await arbiter?.stop();
   });
 
   it("answers the real fixtures as the example policy says, echoing the request id", async () => {
@@ -123,30 +113,10 @@ describe("decision path on one server", () => {
         labels: {},
       },
     });
-    const legacyHost = {
-      publicKey: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE",
-      latticeId: "default",
-      labels: { "hostcore.os": "linux" },
-      clusterIssuers: [],
-    };
-    const emptySource = {
-      publicKey: null,
-      contractId: null,
-      linkName: null,
-      capabilities: [],
-      issuer: null,
-      issuedOn: null,
-      expiresAt: null,
-      expired: false,
-    };
+    const { source: emptySource, target: wasmCloudSigned, host: legacyHost } = legacyStartActor();
     const signed = await host.evaluateLegacy({
       source: emptySource,
-      target: {
-        publicKey: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK",
-        issuer: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW",
-        contractId: null,
-        linkName: null,
-      },
+      target: wasmCloudSigned,
       host: legacyHost,
       action: "start_actor",
     });

@@ -1,50 +1,25 @@
-import { PolicyResponseV1, resourceNames } from "@arbiter/protocol";
-import { parseRulesDocument } from "@arbiter/rules";
-import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
+import { resourceNames } from "@arbiter/protocol";
 import { jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer } from "./harness/index.js";
-import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
+import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
+import { fixtureBytes } from "./support/fixtures.js";
 
 describe("when the decision log is unavailable", () => {
-  let server: NatsServerProcess;
-  let nc: NatsConnection;
-  let worker: Worker;
-  const signer = createSigner(generateKey("O").seed);
-
-  async function ask() {
-    const reply = await nc.request("wasmcloud.policy", fixtureBytes("start-provider"), { timeout: 5000 });
-    return PolicyResponseV1.parse(JSON.parse(reply.string()));
-  }
+  let arbiter: SingleNodeArbiter;
+  const ask = () => arbiter.ask(fixtureBytes("start-provider"));
 
   beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url);
-    await createRulesAdmin({ store: await openJetStreamStore(nc), signer }).apply(
-      parseRulesDocument(exampleRulesText()),
-    );
-    worker = createWorker({
-      nc,
-      logger: pino({ level: "silent" }),
-      config: { adminKeys: [signer.publicKey] },
-    });
-    await worker.start();
+    arbiter = await startSingleNodeArbiter();
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await nc?.close();
-    await server?.stop();
+    await arbiter?.stop();
   });
 
   it("denies what it would permit, says why, and permits again once the log is back", async () => {
     expect((await ask()).permitted).toBe(true);
 
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(arbiter.nc);
     const decisions = await jsm.streams.info(resourceNames().decisionsStream);
     await jsm.streams.delete(decisions.config.name);
     const denied = await ask();
@@ -52,8 +27,8 @@ describe("when the decision log is unavailable", () => {
       permitted: false,
       message: expect.stringMatching(/decision log is unavailable/),
     });
-    expect(worker.stats().logFailures).toBe(1);
-    expect(worker.status).toBe("ready");
+    expect(arbiter.worker.stats().logFailures).toBe(1);
+    expect(arbiter.worker.status).toBe("ready");
 
     await jsm.streams.add(decisions.config);
     expect((await ask()).permitted).toBe(true);

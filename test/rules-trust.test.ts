@@ -1,34 +1,27 @@
-import { PolicyResponseV1, resourceNames } from "@arbiter/protocol";
-import { parseRulesDocument } from "@arbiter/rules";
-import { createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
+import { resourceNames } from "@arbiter/protocol";
 import { createSigner, generateKey, signJson } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
+import { createWorker } from "@arbiter/worker";
 import { jetstream } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
+import { until } from "./harness/index.js";
+import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
+import { fixtureBytes } from "./support/fixtures.js";
 
 const names = resourceNames();
 const allowAll = { version: 1 as const, default: "allow" as const, rules: [] };
 
 describe("rule events that are not validly signed change nothing", () => {
-  let server: NatsServerProcess;
-  let nc: NatsConnection;
-  let worker: Worker;
-  let admin: RulesAdmin;
-  const signer = createSigner(generateKey("O").seed);
+  let arbiter: SingleNodeArbiter;
   const intruder = createSigner(generateKey("O").seed);
 
   /** Publishes raw text straight onto the rules stream, as anyone with publish rights could. */
   async function publishRaw(text: string): Promise<number> {
-    return (await jetstream(nc).publish(names.rulesSubject, text)).seq;
+    return (await jetstream(arbiter.nc).publish(names.rulesSubject, text)).seq;
   }
 
   async function startComponentPermitted(): Promise<boolean> {
-    const reply = await nc.request("wasmcloud.policy", fixtureBytes("start-component"), { timeout: 5000 });
-    return PolicyResponseV1.parse(JSON.parse(reply.string())).permitted;
+    return (await arbiter.ask(fixtureBytes("start-component"))).permitted;
   }
 
   function event(previous: number, extra: Record<string, unknown> = {}) {
@@ -36,7 +29,7 @@ describe("rule events that are not validly signed change nothing", () => {
       type: "ruleset.replaced",
       eventId: `e-${previous}`,
       at: new Date().toISOString(),
-      actor: signer.publicKey,
+      actor: arbiter.signer.publicKey,
       previous,
       payload: { document: allowAll },
       ...extra,
@@ -44,45 +37,28 @@ describe("rule events that are not validly signed change nothing", () => {
   }
 
   beforeAll(async () => {
-    server = await startNatsServer();
-    nc = await connectTo(server.url);
-    admin = createRulesAdmin({ store: await openJetStreamStore(nc), signer });
-    await admin.apply(parseRulesDocument(exampleRulesText()));
-    worker = createWorker({
-      nc,
-      logger: pino({ level: "silent" }),
-      config: { adminKeys: [signer.publicKey] },
-    });
-    await worker.start();
+    arbiter = await startSingleNodeArbiter();
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await nc?.close();
-    await server?.stop();
+    await arbiter?.stop();
   });
 
   it("skips unsigned, foreign-signed, tampered and replayed events and keeps its rules", async () => {
+    const { worker, signer, admin } = arbiter;
     expect(await startComponentPermitted()).toBe(false);
     const valid = signJson(event(1), signer);
+    const brokenRules = {
+      version: 1,
+      default: "allow",
+      rules: [{ id: "x", effect: "allow", when: "kind ==" }],
+    };
     const forged = [
       JSON.stringify({ ...event(1), signature: "AAAA" }),
       signJson({ ...event(2), actor: intruder.publicKey }, intruder),
       valid.replace('"previous":1', '"previous":3'),
       "not json at all",
-      signJson(
-        {
-          ...event(5),
-          payload: {
-            document: {
-              version: 1,
-              default: "allow",
-              rules: [{ id: "x", effect: "allow", when: "kind ==" }],
-            },
-          },
-        },
-        signer,
-      ),
+      signJson({ ...event(5), payload: { document: brokenRules } }, signer),
     ];
     for (const text of forged) await publishRaw(text);
     expect(await publishRaw(valid)).toBe(7); // signed for position 2, replayed at 7
@@ -101,17 +77,17 @@ describe("rule events that are not validly signed change nothing", () => {
   });
 
   it("applies the next validly signed change", async () => {
-    const { revision } = await admin.apply(allowAll, { expectedRevision: 7 });
+    const { revision } = await arbiter.admin.apply(allowAll, { expectedRevision: 7 });
     expect(revision).toBe(8);
-    await until(() => worker.revision === 8, { name: "worker at revision 8", timeout: 10_000 });
+    await until(() => arbiter.worker.revision === 8, { name: "worker at revision 8", timeout: 10_000 });
     expect(await startComponentPermitted()).toBe(true);
   });
 
   it("a restarted worker starts from the signed snapshot and agrees", async () => {
     const fresh = createWorker({
-      nc,
+      nc: arbiter.nc,
       logger: pino({ level: "silent" }),
-      config: { adminKeys: [signer.publicKey], queueGroup: "other" },
+      config: { adminKeys: [arbiter.signer.publicKey], queueGroup: "other" },
     });
     await fresh.start();
     try {

@@ -1,4 +1,4 @@
-import { fixtureJson } from "./fixtures.js";
+import { fixtureJson, legacyStartActor } from "./fixtures.js";
 
 /**
  * A payload the policy topic must refuse: the worker answers it with `permitted: false`, echoes
@@ -48,32 +48,7 @@ const ANSWERS: Record<FixtureName, { permitted: boolean; expect: RegExp }> = {
 
 /** A 0.82-format (`action`) request, valid, for a start the example rules permit. */
 function legacyRequest(requestId: string): JsonObject {
-  return {
-    requestId,
-    source: {
-      publicKey: null,
-      contractId: null,
-      linkName: null,
-      capabilities: [],
-      issuer: null,
-      issuedOn: null,
-      expiresAt: null,
-      expired: false,
-    },
-    target: {
-      publicKey: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK",
-      issuer: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW",
-      contractId: null,
-      linkName: null,
-    },
-    host: {
-      publicKey: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE",
-      latticeId: "default",
-      labels: { "hostcore.os": "linux" },
-      clusterIssuers: [],
-    },
-    action: "start_actor",
-  };
+  return legacyStartActor(requestId);
 }
 
 let serial = 0;

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { legacyStartActor } from "../../../test/support/fixtures.js";
 import { decodePolicyRequest, decodePolicyValue } from "./policy-request.js";
 import { PolicyRequestV1 } from "./wasmcloud.js";
 
@@ -8,32 +9,7 @@ const fixture = (name: string) =>
 const encode = (value: unknown) =>
   new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
 
-const legacy = {
-  requestId: "d4b1c1d0-0000-4000-8000-000000000082",
-  source: {
-    publicKey: null,
-    contractId: null,
-    linkName: null,
-    capabilities: [],
-    issuer: null,
-    issuedOn: null,
-    expiresAt: null,
-    expired: false,
-  },
-  target: {
-    publicKey: "MBFFVNGFK3IA2ZXXG5DQXQNYM6TNG45PHJMJIJFVFI6YKS3XTXL3DRRK",
-    issuer: "ACOJJN6WUP4ODD75XEBKKTCCUJJCY5ZKQ56XVKYK4BEJWGVAOOQHZMCW",
-    contractId: null,
-    linkName: null,
-  },
-  host: {
-    publicKey: "NBLSJGGOETB677FQL63PWKDCVMOW4LXVI7S6WXSP55H7L5RNRKUDZKGE",
-    latticeId: "default",
-    labels: { "hostcore.os": "linux" },
-    clusterIssuers: ["CCZ"],
-  },
-  action: "start_actor",
-};
+const legacy = legacyStartActor();
 
 describe("1.x requests from real hosts", () => {
   it("decodes startComponent with its host cache key", () => {

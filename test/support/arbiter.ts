@@ -1,0 +1,55 @@
+import { PolicyResponseV1 } from "@arbiter/protocol";
+import { parseRulesDocument } from "@arbiter/rules";
+import { type ArbiterStore, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
+import { createSigner, generateKey, type Signer } from "@arbiter/trust";
+import { createWorker, type Worker, type WorkerConfig } from "@arbiter/worker";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { pino } from "pino";
+import { connectTo, type NatsServerProcess, startNatsServer } from "../harness/index.js";
+import { exampleRulesText } from "./fixtures.js";
+
+/** One real nats-server, the example rules applied by an admin key, and one worker serving them. */
+export interface SingleNodeArbiter {
+  readonly server: NatsServerProcess;
+  readonly nc: NatsConnection;
+  readonly store: ArbiterStore;
+  readonly admin: RulesAdmin;
+  readonly signer: Signer;
+  readonly worker: Worker;
+  /** Sends raw bytes on the policy topic and parses the answer. */
+  ask(bytes: Uint8Array): Promise<PolicyResponseV1>;
+  stop(): Promise<void>;
+}
+
+/** Starts a {@link SingleNodeArbiter}; `stop()` (in `afterAll`) ends the worker, the connection and the server. */
+export async function startSingleNodeArbiter(worker: WorkerConfig = {}): Promise<SingleNodeArbiter> {
+  const server = await startNatsServer();
+  const nc = await connectTo(server.url);
+  const signer = createSigner(generateKey("O").seed);
+  const store = await openJetStreamStore(nc);
+  const admin = createRulesAdmin({ store, signer });
+  await admin.apply(parseRulesDocument(exampleRulesText()));
+  const running = createWorker({
+    nc,
+    logger: pino({ level: "silent" }),
+    config: { ...worker, adminKeys: [signer.publicKey, ...(worker.adminKeys ?? [])] },
+  });
+  await running.start();
+  return {
+    server,
+    nc,
+    store,
+    admin,
+    signer,
+    worker: running,
+    ask: async (bytes) => {
+      const reply = await nc.request("wasmcloud.policy", bytes, { timeout: 5000 });
+      return PolicyResponseV1.parse(JSON.parse(reply.string()));
+    },
+    stop: async () => {
+      await running.stop();
+      await nc.close();
+      await server.stop();
+    },
+  };
+}
