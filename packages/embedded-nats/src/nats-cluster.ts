@@ -1,10 +1,10 @@
-import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { NatsClusterFormationError } from "./errors.js";
 import { findNatsServer } from "./find-nats-server.js";
 import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
 import { pollUntil } from "./poll.js";
 import { httpGet } from "./probes.js";
+import { isPortTaken, reserveRoutePorts } from "./route-ports.js";
 import { bracketIpv6 } from "./server-config.js";
 
 /** How {@link startNatsCluster} runs a local JetStream cluster. */
@@ -50,10 +50,13 @@ export interface NatsCluster extends AsyncDisposable {
 }
 
 const DEFAULT_FORM_TIMEOUT_MS = 30_000;
+/** Tries with fresh route ports before a port taken by another process fails the start. */
+const PORT_ATTEMPTS = 3;
 
 /**
- * Starts a JetStream cluster of `nodes` servers (default 3): cluster ports are allocated up front so
- * each node routes to all others; client and monitoring ports are free ones. Resolves once
+ * Starts a JetStream cluster of `nodes` servers (default 3): route ports are reserved up front, below
+ * the OS's ephemeral range, so each node routes to all others; client and monitoring ports are free
+ * ones. A start that loses a route port to another process is tried again with new ones. Resolves once
  * {@link NatsCluster.waitUntilFormed} does. Rejects like {@link startNatsServer} or with
  * {@link NatsClusterFormationError}; nodes already started are stopped first.
  */
@@ -66,35 +69,38 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
   const routeHost = bracketIpv6(host === "0.0.0.0" ? "127.0.0.1" : host);
   const name = options.name ?? "arbiter";
   const binary = options.binary ?? (await findNatsServer());
-  const clusterPorts = await allocatePorts(host, nodes);
-  const started = await Promise.allSettled(
-    clusterPorts.map((port, index) => {
-      const serverName = `n${index + 1}`;
-      return startNatsServer({
-        binary,
-        host,
-        jetstream: true,
-        monitoring: true,
-        serverName,
-        debug: options.debug ?? false,
-        detached: options.detached ?? false,
-        ...(options.logDir !== undefined && { logFile: join(options.logDir, `${serverName}.log`) }),
-        ...(options.startTimeout !== undefined && { startTimeout: options.startTimeout }),
-        cluster: {
-          name,
-          port,
-          routes: clusterPorts
-            .filter((other) => other !== port)
-            .map((other) => `nats-route://${routeHost}:${other}`),
-        },
-      });
-    }),
-  );
-  const servers = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
-  const failed = started.find((result) => result.status === "rejected");
-  if (failed) {
+  let servers: NatsServerProcess[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const clusterPorts = await reserveRoutePorts(host, nodes);
+    const started = await Promise.allSettled(
+      clusterPorts.map((port, index) => {
+        const serverName = `n${index + 1}`;
+        return startNatsServer({
+          binary,
+          host,
+          jetstream: true,
+          monitoring: true,
+          serverName,
+          debug: options.debug ?? false,
+          detached: options.detached ?? false,
+          ...(options.logDir !== undefined && { logFile: join(options.logDir, `${serverName}.log`) }),
+          ...(options.startTimeout !== undefined && { startTimeout: options.startTimeout }),
+          cluster: {
+            name,
+            port,
+            routes: clusterPorts
+              .filter((other) => other !== port)
+              .map((other) => `nats-route://${routeHost}:${other}`),
+          },
+        });
+      }),
+    );
+    servers = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+    const failed = started.find((result) => result.status === "rejected");
+    if (!failed) break;
     await Promise.all(servers.map((server) => server.stop()));
-    throw failed.reason;
+    // A reserved route port can be bound by another process before its node binds it; new ports then.
+    if (attempt >= PORT_ATTEMPTS || !isPortTaken(failed.reason)) throw failed.reason;
   }
   const cluster = new LocalNatsCluster(name, servers);
   try {
@@ -203,30 +209,4 @@ async function readMetaCluster(server: NatsServerProcess): Promise<MetaClusterVi
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/**
- * Asks the OS for `count` distinct free ports by listening on port 0 with all of them open at once,
- * then releases them. Another process could take one before nats-server binds it; that start then
- * fails with "address already in use" in the error's log lines.
- */
-async function allocatePorts(host: string, count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(0, host, () => resolve());
-      });
-      const address = server.address();
-      if (address === null || typeof address === "string") throw new Error(`no TCP port for ${host}`);
-      ports.push(address.port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  }
 }
