@@ -51,9 +51,12 @@ describe("three workers on a three-node JetStream cluster (R3)", () => {
     await admin.apply(parseRulesDocument(exampleRulesText()));
     for (const [i, url] of cluster.urls.entries()) {
       const nc = await connectTo(url);
-      connections.push(nc);
+      // Each worker's JetStream connection goes to the next node: records travel across the cluster.
+      const storeNc = await connectTo(cluster.urls[(i + 1) % cluster.urls.length]!);
+      connections.push(nc, storeNc);
       const worker = createWorker({
         nc,
+        storeNc,
         logger: silent,
         config: { id: `w${i + 1}`, adminKeys: [signer.publicKey], replicas: 3 },
       });

@@ -59,6 +59,66 @@ describe("decision path on one server", () => {
     });
   });
 
+  it("records a burst of requests in batches: each decision on its own line, verifying on its own", async () => {
+    const template = fixtureJson("start-component");
+    const ids = Array.from({ length: 40 }, (_, i) => `burst-${i}`);
+    const payloads = ids.map((requestId, i) =>
+      // One of them pretty-printed: its line breaks must not split its record.
+      new TextEncoder().encode(JSON.stringify({ ...template, requestId }, null, i === 7 ? 2 : undefined)),
+    );
+    const replies = await Promise.all(
+      payloads.map((payload) => nc.request("wasmcloud.policy", payload, { timeout: 5000 })),
+    );
+    expect(replies.map((r) => JSON.parse(decoder.decode(r.data)).requestId)).toEqual(ids);
+
+    const store = await openJetStreamStore(nc);
+    const found = new Map<string, { seq: number; text: string; decision: DecisionV1 }>();
+    for await (const stored of store.decisions.read({ kind: "startComponent" })) {
+      const decision = DecisionV1.parse(JSON.parse(stored.text));
+      if (ids.includes(decision.requestId)) found.set(decision.requestId, { ...stored, decision });
+    }
+    expect([...found.keys()].sort()).toEqual([...ids].sort());
+    const messages = new Set([...found.values()].map((f) => f.seq));
+    expect(messages.size).toBeLessThan(ids.length);
+    ids.forEach((id, i) => {
+      const { text, decision } = found.get(id)!;
+      expect(verifySealedJson(text, worker.publicKey), id).toBe(true);
+      expect(decision.request).toEqual(JSON.parse(decoder.decode(payloads[i])));
+      // Kept as the very bytes the host sent, unless they had line breaks.
+      if (i !== 7) expect(text).toContain(decoder.decode(payloads[i]));
+    });
+  });
+
+  it("records a burst of large requests within max_payload, answering every one", async () => {
+    const template = fixtureJson("start-provider") as { requestId: string; request: Record<string, unknown> };
+    const quarter = Math.floor(nc.info!.max_payload / 4);
+    const ids = Array.from({ length: 6 }, (_, i) => `large-${i}`);
+    const replies = await Promise.all(
+      ids.map((requestId) => {
+        const request = { ...template.request, annotations: { padding: "p".repeat(quarter) } };
+        const payload = new TextEncoder().encode(JSON.stringify({ ...template, requestId, request }));
+        return nc.request("wasmcloud.policy", payload, { timeout: 10_000 });
+      }),
+    );
+    for (const [i, reply] of replies.entries()) {
+      expect(JSON.parse(decoder.decode(reply.data))).toMatchObject({ requestId: ids[i], permitted: true });
+    }
+    const store = await openJetStreamStore(nc);
+    const seqs = new Map<string, number>();
+    for await (const stored of store.decisions.read({ kind: "startProvider" })) {
+      const decision = DecisionV1.parse(JSON.parse(stored.text));
+      if (ids.includes(decision.requestId)) {
+        expect(verifySealedJson(stored.text, worker.publicKey)).toBe(true);
+        seqs.set(decision.requestId, stored.seq);
+      }
+    }
+    expect(seqs.size).toBe(ids.length);
+    // However the burst arrived, no message holds more than three records of a quarter of max_payload.
+    const perMessage = new Map<number, number>();
+    for (const seq of seqs.values()) perMessage.set(seq, (perMessage.get(seq) ?? 0) + 1);
+    expect(Math.max(...perMessage.values())).toBeLessThanOrEqual(3);
+  });
+
   it("denies bad input that carries a request id, and keeps serving", async () => {
     const bad = new TextEncoder().encode('{"requestId":"bad-1","kind":"startFoo","version":"v1"}');
     const reply = await nc.request("wasmcloud.policy", bad, { timeout: 2000 });

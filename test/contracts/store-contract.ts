@@ -1,5 +1,5 @@
 import type { ArbiterStore, StoredRuleEvent } from "@arbiter/store";
-import { isRuleConflictError } from "@arbiter/store";
+import { decisionBatchFromTexts, isRuleConflictError } from "@arbiter/store";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 /** Something that makes a fresh, empty store for each test and disposes of it afterwards. */
@@ -80,30 +80,67 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect(await store.snapshots.load()).toBe('{"revision":3}');
     });
 
-    it("de-duplicates decisions on their id", async () => {
-      const first = await store.decisions.append(
-        { decisionId: "d1", kind: "startComponent", host: "NHOST" },
-        "one",
-      );
-      const again = await store.decisions.append(
-        { decisionId: "d1", kind: "startComponent", host: "NHOST" },
-        "one",
-      );
+    it("de-duplicates a batch on its first decision's id", async () => {
+      const batch = decisionBatchFromTexts([{ decisionId: "d1", text: '{"n":1}' }]);
+      const first = await store.decisions.append(batch);
+      const again = await store.decisions.append(batch);
       expect(again).toEqual({ seq: first.seq, duplicate: true });
       expect(first.duplicate).toBe(false);
-      expect((await collect(store.decisions.read())).map((d) => d.text)).toEqual(["one"]);
+      expect(await collect(store.decisions.read())).toEqual([{ seq: first.seq, index: 0, text: '{"n":1}' }]);
     });
 
-    it("filters decisions by kind and host", async () => {
-      await store.decisions.append({ decisionId: "a", kind: "startComponent", host: "NA" }, "a");
-      await store.decisions.append({ decisionId: "b", kind: "startProvider", host: "NA" }, "b");
-      await store.decisions.append({ decisionId: "c", kind: "startComponent", host: "NB" }, "c");
-      expect((await collect(store.decisions.read({ kind: "startComponent" }))).map((d) => d.text)).toEqual([
-        "a",
-        "c",
+    it("stores a batch as one message and reads its decisions back in order", async () => {
+      const texts = ['{"n":1}', '{"n":"two, with \\n"}', '{"n":"drei ü"}'];
+      const { seq } = await store.decisions.append(
+        decisionBatchFromTexts(texts.map((text, i) => ({ decisionId: `b${i}`, text }))),
+      );
+      const later = await store.decisions.append(
+        decisionBatchFromTexts([{ decisionId: "c0", text: '{"n":4}' }]),
+      );
+      expect(later.seq).toBe(seq + 1);
+      expect(await collect(store.decisions.read())).toEqual([
+        ...texts.map((text, index) => ({ seq, index, text })),
+        { seq: later.seq, index: 0, text: '{"n":4}' },
       ]);
-      expect((await collect(store.decisions.read({ host: "NA" }))).map((d) => d.text)).toEqual(["a", "b"]);
-      expect(await collect(store.decisions.read({ kind: "performInvocation" }))).toEqual([]);
+      expect((await collect(store.decisions.read({ fromSeq: later.seq }))).map((d) => d.text)).toEqual([
+        '{"n":4}',
+      ]);
+    });
+
+    it("refuses a malformed batch", async () => {
+      await expect(store.decisions.append({ decisionIds: [], lines: new Uint8Array() })).rejects.toThrow(
+        /at least one decision/,
+      );
+      await expect(
+        store.decisions.append({ decisionIds: ["a", "b"], lines: Buffer.from('{"n":1}') }),
+      ).rejects.toThrow(/2 decision ids but 1 lines/);
+      await expect(
+        store.decisions.append({ decisionIds: ["a", "b"], lines: Buffer.from('{"n":1}\n') }),
+      ).rejects.toThrow(/line 2 is empty/);
+      expect(() => decisionBatchFromTexts([{ decisionId: "a", text: "{\n}" }])).toThrow(/line break/);
+      expect(await collect(store.decisions.read())).toEqual([]);
+    });
+
+    it("filters decisions by kind and host, inside batches too", async () => {
+      const record = (kind: string, host: string) =>
+        JSON.stringify({ decisionId: `${kind}-${host}`, host, kind });
+      await store.decisions.append(
+        decisionBatchFromTexts([
+          { decisionId: "a", text: record("startComponent", "NA") },
+          { decisionId: "b", text: record("startProvider", "NA") },
+        ]),
+      );
+      await store.decisions.append(
+        decisionBatchFromTexts([{ decisionId: "c", text: record("startComponent", "NB") }]),
+      );
+      const ids = async (filter: { kind?: string; host?: string }) =>
+        (await collect(store.decisions.read(filter))).map(
+          (d) => (JSON.parse(d.text) as { decisionId: string }).decisionId,
+        );
+      expect(await ids({ kind: "startComponent" })).toEqual(["startComponent-NA", "startComponent-NB"]);
+      expect(await ids({ host: "NA" })).toEqual(["startComponent-NA", "startProvider-NA"]);
+      expect(await ids({ kind: "startProvider", host: "NB" })).toEqual([]);
+      expect(await ids({ kind: "performInvocation" })).toEqual([]);
     });
   });
 }

@@ -5,9 +5,7 @@ export {
   DEFAULT_POLICY_TOPIC,
   DEFAULT_PREFIX,
   DEFAULT_QUEUE_GROUP,
-  decisionSubject,
   resourceNames,
-  subjectToken,
 } from "./names.js";
 export type { DecodedRequest, DecodeLimits, Lineage, NormalizedRequest } from "./policy-request.js";
 export {

@@ -7,6 +7,8 @@ export interface ResourceNames {
   readonly rulesSubject: string;
   readonly rulesBucket: string;
   readonly decisionsStream: string;
+  /** The subject decision batches are stored under. */
+  readonly decisionsSubject: string;
   /** Wildcard covering every decision subject. */
   readonly decisionsSubjects: string;
   readonly revocationsStream: string;
@@ -36,23 +38,10 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
     rulesSubject: `${prefix}.rules.events`,
     rulesBucket: `${prefix}-rules`,
     decisionsStream: `${upper}_DECISIONS`,
+    decisionsSubject: `${prefix}.decisions.recorded`,
     decisionsSubjects: `${prefix}.decisions.>`,
     revocationsStream: `${upper}_REVOCATIONS`,
     revocationsSubjects: `${prefix}.revocations.>`,
     activeBucket: `${prefix}-active`,
   };
-}
-
-/**
- * The subject a decision is stored under: `{prefix}.decisions.{kind}.{host}`, so tools can filter
- * by kind and host on the server. Values from the network that are not safe subject tokens
- * become `_`.
- */
-export function decisionSubject(prefix: string, kind: string, host: string): string {
-  return `${prefix}.decisions.${subjectToken(kind)}.${subjectToken(host)}`;
-}
-
-/** A value as one NATS subject token: itself when it is plain letters/digits/`-`/`_`, else `_`. */
-export function subjectToken(value: string): string {
-  return /^[A-Za-z0-9_-]{1,128}$/.test(value) ? value : "_";
 }

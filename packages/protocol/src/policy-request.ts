@@ -332,23 +332,44 @@ export function cacheKeyV082(request: PolicyRequestV082): string {
  * later object copy would turn into a prototype change).
  */
 function checkShape(root: unknown, maxDepth: number): { reason: string; tooDeep: boolean } | null {
-  const stack: { value: unknown; depth: number; path: string }[] = [{ value: root, depth: 1, path: "" }];
-  while (stack.length > 0) {
-    const { value, depth, path } = stack.pop()!;
-    if (typeof value !== "object" || value === null) continue;
-    if (depth > maxDepth) {
-      return { reason: `${path || "payload"}: nested deeper than ${maxDepth} levels`, tooDeep: true };
+  // Walks without building paths (the common case finds nothing); a path is spelled out only for
+  // the problem found. Recursion stops at maxDepth, so the stack stays shallow.
+  const found = findShapeProblem(root, 1, maxDepth);
+  if (found === null) return null;
+  const path = found.path
+    .reverse()
+    .map((step) => (typeof step === "number" ? `[${step}]` : `.${clip(step)}`))
+    .join("")
+    .replace(/^\./, "");
+  return found.tooDeep
+    ? { reason: `${path || "payload"}: nested deeper than ${maxDepth} levels`, tooDeep: true }
+    : { reason: `${path}: the key "__proto__" is not allowed`, tooDeep: false };
+}
+
+/** The first problem under `value` (at `depth`), with its path from the deepest step up. */
+function findShapeProblem(
+  value: unknown,
+  depth: number,
+  maxDepth: number,
+): { path: (string | number)[]; tooDeep: boolean } | null {
+  if (typeof value !== "object" || value === null) return null;
+  if (depth > maxDepth) return { path: [], tooDeep: true };
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findShapeProblem(value[i], depth + 1, maxDepth);
+      if (found !== null) {
+        found.path.push(i);
+        return found;
+      }
     }
-    if (Array.isArray(value)) {
-      value.forEach((item, i) => {
-        stack.push({ value: item, depth: depth + 1, path: `${path}[${i}]` });
-      });
-      continue;
-    }
-    for (const key of Object.keys(value)) {
-      const at = path ? `${path}.${clip(key)}` : clip(key);
-      if (key === "__proto__") return { reason: `${at}: the key "__proto__" is not allowed`, tooDeep: false };
-      stack.push({ value: (value as Record<string, unknown>)[key], depth: depth + 1, path: at });
+    return null;
+  }
+  for (const key in value) {
+    if (key === "__proto__") return { path: [key], tooDeep: false };
+    const found = findShapeProblem((value as Record<string, unknown>)[key], depth + 1, maxDepth);
+    if (found !== null) {
+      found.path.push(key);
+      return found;
     }
   }
   return null;

@@ -40,7 +40,11 @@ export class AckMux {
   }
 
   /** Publishes `data` with `msgId` for de-duplication; resolves with the stream sequence once acknowledged. */
-  publish(subject: string, data: string, msgId: string): Promise<{ seq: number; duplicate: boolean }> {
+  publish(
+    subject: string,
+    data: string | Uint8Array,
+    msgId: string,
+  ): Promise<{ seq: number; duplicate: boolean }> {
     this.#start();
     const token = (this.#next++).toString(36);
     const hdrs = headers();

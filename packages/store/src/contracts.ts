@@ -33,23 +33,33 @@ export interface SnapshotStore {
   save(text: string, revision: number): Promise<void>;
 }
 
-/** Where a decision is stored: the subject tokens tools filter on. */
-export interface DecisionAddress {
-  readonly decisionId: string;
-  readonly kind: string;
-  readonly host: string;
+/**
+ * Decisions recorded together, as one message: a worker signs the decisions it makes in one turn
+ * together and stores them together, so it pays for one stored message and one acknowledgement
+ * per batch instead of per decision.
+ */
+export interface DecisionBatch {
+  /** The decisions' ids, in order; the first is the batch's de-duplication id. */
+  readonly decisionIds: readonly string[];
+  /** Their signed JSON texts in UTF-8, one per line (JSON.stringify never writes a raw newline). */
+  readonly lines: Uint8Array;
 }
 
-/** A stored decision: its position in the log and its signed JSON text. */
+/** A stored decision: the sequence of the message that holds it, its place there, and its text. */
 export interface StoredDecision {
   readonly seq: number;
+  readonly index: number;
   readonly text: string;
 }
 
-/** The append-only decision log; an append resolves only once the store has acknowledged it. */
+/** The append-only decision log. */
 export interface DecisionLog {
-  /** Appends the decision, de-duplicated on its id; resolves after the acknowledgement. */
-  append(address: DecisionAddress, text: string): Promise<{ seq: number; duplicate: boolean }>;
+  /**
+   * Appends a batch as one message, de-duplicated on its first decision's id (a retried batch is
+   * stored once); resolves after the acknowledgement. Throws TypeError for a malformed batch and
+   * StoreUnavailableError when the store does not acknowledge.
+   */
+  append(batch: DecisionBatch): Promise<{ seq: number; duplicate: boolean }>;
   /** Decisions in log order, optionally filtered by kind and host, from a sequence or time. */
   read(filter?: DecisionFilter): AsyncIterable<StoredDecision>;
 }

@@ -1,6 +1,6 @@
 export type {
   ArbiterStore,
-  DecisionAddress,
+  DecisionBatch,
   DecisionFilter,
   DecisionLog,
   Follower,
@@ -9,6 +9,7 @@ export type {
   StoredDecision,
   StoredRuleEvent,
 } from "./contracts.js";
+export { decisionBatchFromTexts } from "./decision-batch.js";
 export {
   isRevisionNotFoundError,
   isRuleConflictError,

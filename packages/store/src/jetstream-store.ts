@@ -1,4 +1,4 @@
-import { decisionSubject, type ResourceNames, resourceNames, subjectToken } from "@arbiter/protocol";
+import { type ResourceNames, resourceNames } from "@arbiter/protocol";
 import {
   DeliverPolicy,
   DiscardPolicy,
@@ -18,7 +18,7 @@ import { z } from "zod";
 import { AckMux } from "./ack-mux.js";
 import type {
   ArbiterStore,
-  DecisionAddress,
+  DecisionBatch,
   DecisionFilter,
   DecisionLog,
   Follower,
@@ -27,6 +27,7 @@ import type {
   StoredDecision,
   StoredRuleEvent,
 } from "./contracts.js";
+import { checkDecisionBatch, decisionBatchTexts, decisionMatches } from "./decision-batch.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 import { errorText, parseJsonOrNull } from "./text.js";
 
@@ -69,12 +70,7 @@ export async function openJetStreamStore(
     throw new StoreUnavailableError(`JetStream is not available: ${errorText(err)}`, { cause: err });
   }
   const kv = await openBucket(js, names.rulesBucket, config.replicas, config.create);
-  const decisions = new JetStreamDecisionLog(
-    js,
-    new AckMux(nc, config.ackTimeoutMs),
-    config.prefix,
-    names.decisionsStream,
-  );
+  const decisions = new JetStreamDecisionLog(js, new AckMux(nc, config.ackTimeoutMs), names);
   return {
     names,
     rules: new JetStreamRuleEventStore(js, jsm, names),
@@ -287,27 +283,26 @@ class KvSnapshotStore implements SnapshotStore {
 class JetStreamDecisionLog implements DecisionLog {
   readonly #js: JetStreamClient;
   readonly #acks: AckMux;
-  readonly #prefix: string;
   readonly #stream: string;
+  readonly #subject: string;
+  readonly #subjects: string;
 
-  constructor(js: JetStreamClient, acks: AckMux, prefix: string, stream: string) {
+  constructor(js: JetStreamClient, acks: AckMux, names: ResourceNames) {
     this.#js = js;
     this.#acks = acks;
-    this.#prefix = prefix;
-    this.#stream = stream;
+    this.#stream = names.decisionsStream;
+    this.#subject = names.decisionsSubject;
+    this.#subjects = names.decisionsSubjects;
   }
 
   close(): void {
     this.#acks.close();
   }
 
-  async append(address: DecisionAddress, text: string): Promise<{ seq: number; duplicate: boolean }> {
+  async append(batch: DecisionBatch): Promise<{ seq: number; duplicate: boolean }> {
+    checkDecisionBatch(batch);
     try {
-      return await this.#acks.publish(
-        decisionSubject(this.#prefix, address.kind, address.host),
-        text,
-        address.decisionId,
-      );
+      return await this.#acks.publish(this.#subject, batch.lines, batch.decisionIds[0]!);
     } catch (err) {
       throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, {
         cause: err,
@@ -316,10 +311,10 @@ class JetStreamDecisionLog implements DecisionLog {
   }
 
   async *read(filter: DecisionFilter = {}): AsyncIterable<StoredDecision> {
-    const kind = filter.kind === undefined ? "*" : subjectToken(filter.kind);
-    const host = filter.host === undefined ? "*" : subjectToken(filter.host);
+    // Kind and host are filtered here, not by subject: a batch holds whatever one worker decided
+    // in one turn, for any host and kind.
     const options: Partial<OrderedConsumerOptions> = {
-      filter_subjects: `${this.#prefix}.decisions.${kind}.${host}`,
+      filter_subjects: this.#subjects,
       ...(filter.since
         ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: filter.since.toISOString() }
         : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(filter.fromSeq ?? 1, 1) }),
@@ -332,7 +327,9 @@ class JetStreamDecisionLog implements DecisionLog {
         let received = 0;
         for await (const m of batch) {
           received++;
-          yield { seq: m.seq, text: m.string() };
+          for (const [index, text] of decisionBatchTexts(m.data).entries()) {
+            if (decisionMatches(text, filter)) yield { seq: m.seq, index, text };
+          }
           if (m.info.pending === 0) return;
         }
         if (received === 0) return;
@@ -342,7 +339,11 @@ class JetStreamDecisionLog implements DecisionLog {
     const onAbort = () => void messages.close();
     filter.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      for await (const m of messages) yield { seq: m.seq, text: m.string() };
+      for await (const m of messages) {
+        for (const [index, text] of decisionBatchTexts(m.data).entries()) {
+          if (decisionMatches(text, filter)) yield { seq: m.seq, index, text };
+        }
+      }
     } finally {
       filter.signal?.removeEventListener("abort", onAbort);
       await messages.close();

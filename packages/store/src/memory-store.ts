@@ -1,6 +1,6 @@
 import type {
   ArbiterStore,
-  DecisionAddress,
+  DecisionBatch,
   DecisionFilter,
   DecisionLog,
   Follower,
@@ -9,6 +9,7 @@ import type {
   StoredDecision,
   StoredRuleEvent,
 } from "./contracts.js";
+import { checkDecisionBatch, decisionBatchTexts, decisionMatches } from "./decision-batch.js";
 import { RuleConflictError } from "./errors.js";
 
 /**
@@ -78,30 +79,32 @@ class MemorySnapshotStore implements SnapshotStore {
 }
 
 class MemoryDecisionLog implements DecisionLog {
-  readonly #entries: { address: DecisionAddress; text: string; at: Date }[] = [];
+  readonly #messages: { texts: string[]; at: Date }[] = [];
   readonly #ids = new Map<string, number>();
   readonly #waiters = new Set<() => void>();
 
-  async append(address: DecisionAddress, text: string): Promise<{ seq: number; duplicate: boolean }> {
-    const existing = this.#ids.get(address.decisionId);
+  async append(batch: DecisionBatch): Promise<{ seq: number; duplicate: boolean }> {
+    checkDecisionBatch(batch);
+    const id = batch.decisionIds[0]!;
+    const existing = this.#ids.get(id);
     if (existing !== undefined) return { seq: existing, duplicate: true };
-    this.#entries.push({ address, text, at: new Date() });
-    const seq = this.#entries.length;
-    this.#ids.set(address.decisionId, seq);
+    this.#messages.push({ texts: decisionBatchTexts(batch.lines), at: new Date() });
+    const seq = this.#messages.length;
+    this.#ids.set(id, seq);
     for (const wake of this.#waiters) wake();
     return { seq, duplicate: false };
   }
 
   async *read(filter: DecisionFilter = {}): AsyncIterable<StoredDecision> {
-    let index = Math.max((filter.fromSeq ?? 1) - 1, 0);
+    let next = Math.max((filter.fromSeq ?? 1) - 1, 0);
     for (;;) {
-      while (index < this.#entries.length) {
-        const entry = this.#entries[index]!;
-        index++;
-        if (filter.kind !== undefined && entry.address.kind !== filter.kind) continue;
-        if (filter.host !== undefined && entry.address.host !== filter.host) continue;
-        if (filter.since !== undefined && entry.at < filter.since) continue;
-        yield { seq: index, text: entry.text };
+      while (next < this.#messages.length) {
+        const message = this.#messages[next]!;
+        next++;
+        if (filter.since !== undefined && message.at < filter.since) continue;
+        for (const [index, text] of message.texts.entries()) {
+          if (decisionMatches(text, filter)) yield { seq: next, index, text };
+        }
       }
       if (!filter.follow || filter.signal?.aborted) return;
       await new Promise<void>((resolve) => {

@@ -10,7 +10,9 @@ import { verifySignature } from "./signing.js";
 // A sealed record is its JSON text without `proof` and `signature`, with
 // `,"proof":{"index":I,"size":N,"path":["…",…]},"signature":"…"}` inserted before the final `}`.
 
-const NODE = Buffer.from([1]);
+const LEAF = Buffer.from([0]);
+/** 0x01 ‖ left ‖ right, reused: hashing is synchronous, so one buffer serves every node. */
+const NODE_INPUT = Buffer.alloc(65, 1);
 const SEALED_TAIL =
   /,"proof":\{"index":(\d+),"size":(\d+),"path":\[((?:"[A-Za-z0-9_-]+"(?:,"[A-Za-z0-9_-]+")*)?)\]\},"signature":"([A-Za-z0-9_-]+)"}$/;
 
@@ -26,10 +28,21 @@ export interface InclusionProof {
  * signature appended), in the same order. Throws TypeError for an empty batch or a non-object text.
  */
 export function sealBatch(bodies: readonly string[], signer: Signer): string[] {
+  const seals = batchSeals(
+    bodies.map((body) => Buffer.from(body)),
+    signer,
+  );
+  return bodies.map((body, i) => `${body.slice(0, -1)}${seals[i]}`);
+}
+
+/**
+ * Signs a batch of JSON object texts, given as UTF-8 bytes, with one signature and returns each
+ * one's seal, in the same order: the ASCII text that replaces the body's final `}` to seal it
+ * (`,"proof":{…},"signature":"…"}`). For callers that already hold the bytes they will send.
+ * Throws TypeError for an empty batch or a body that is not a non-empty JSON object.
+ */
+export function batchSeals(bodies: readonly Uint8Array[], signer: Signer): string[] {
   if (bodies.length === 0) throw new TypeError("sealBatch needs at least one record");
-  if (bodies.some((body) => !body.startsWith("{") || !body.endsWith("}") || body === "{}")) {
-    throw new TypeError("sealBatch needs non-empty JSON objects");
-  }
   const levels: Buffer[][] = [bodies.map(leafHash)];
   while (levels.at(-1)!.length > 1) {
     const below = levels.at(-1)!;
@@ -40,19 +53,31 @@ export function sealBatch(bodies: readonly string[], signer: Signer): string[] {
     }
     levels.push(above);
   }
-  const root = levels.at(-1)![0]!;
-  const signature = signer.sign(signedMessage(bodies.length, root));
-  return bodies.map((body, index) => {
-    const path: string[] = [];
+  const size = bodies.length;
+  const signature = signer.sign(signedMessage(size, levels.at(-1)![0]!));
+  // A node is a sibling on many records' paths: encode each one once.
+  const encoded = levels.map((row) => new Array<string | undefined>(row.length));
+  const seals: string[] = [];
+  for (let index = 0; index < size; index++) {
+    let path = "";
     let at = index;
-    for (const level of levels.slice(0, -1)) {
-      const sibling = at % 2 === 1 ? level[at - 1] : level[at + 1];
-      if (sibling) path.push(sibling.toString("base64url"));
+    for (let level = 0; level < levels.length - 1; level++) {
+      const sibling = at % 2 === 1 ? at - 1 : at + 1;
+      const node = levels[level]![sibling];
+      if (node !== undefined) {
+        const row = encoded[level]!;
+        let text = row[sibling];
+        if (text === undefined) {
+          text = node.toString("base64url");
+          row[sibling] = text;
+        }
+        path += path === "" ? `"${text}"` : `,"${text}"`;
+      }
       at = Math.floor(at / 2);
     }
-    const proof = `{"index":${index},"size":${bodies.length},"path":[${path.map((p) => `"${p}"`).join(",")}]}`;
-    return `${body.slice(0, -1)},"proof":${proof},"signature":"${signature}"}`;
-  });
+    seals.push(`,"proof":{"index":${index},"size":${size},"path":[${path}]},"signature":"${signature}"}`);
+  }
+  return seals;
 }
 
 /** Splits a sealed text into its signed body, proof and signature; null when it is not sealed. */
@@ -75,7 +100,12 @@ export function verifySealedJson(text: string, publicKey: string): boolean {
   if (!parts) return false;
   const { index, size, path } = parts.proof;
   if (!Number.isSafeInteger(size) || index >= size) return false;
-  let hash = leafHash(parts.body);
+  let hash: Buffer;
+  try {
+    hash = leafHash(Buffer.from(parts.body));
+  } catch {
+    return false;
+  }
   let at = index;
   let count = size;
   let used = 0;
@@ -94,13 +124,19 @@ export function verifySealedJson(text: string, publicKey: string): boolean {
   return used === path.length && verifySignature(publicKey, signedMessage(size, hash), parts.signature);
 }
 
-function leafHash(body: string): Buffer {
-  // "\0" is the single byte 0x00 in UTF-8: the RFC 6962 leaf prefix.
-  return hash("sha256", `\0${body}`, "buffer");
+function leafHash(body: Uint8Array): Buffer {
+  const length = body.length;
+  // "{}" and anything not framed by braces is refused: a seal replaces the final "}".
+  if (length < 3 || body[0] !== 0x7b || body[length - 1] !== 0x7d) {
+    throw new TypeError("sealBatch needs non-empty JSON objects");
+  }
+  return hash("sha256", Buffer.concat([LEAF, body], length + 1), "buffer");
 }
 
 function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return hash("sha256", Buffer.concat([NODE, left, right]), "buffer");
+  NODE_INPUT.set(left, 1);
+  NODE_INPUT.set(right, 33);
+  return hash("sha256", NODE_INPUT, "buffer");
 }
 
 /** What is signed: a domain tag, the batch size (which fixes the tree's shape) and the root. */

@@ -123,3 +123,49 @@ function pick(value: unknown, key: string): unknown {
 function str(value: unknown): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
+
+/**
+ * The record's JSON text in UTF-8, on one line. With `requestBytes` (the payload as received, which
+ * parsed to `record.request`), the request is written as those very bytes instead of being
+ * serialized again: the record keeps the request exactly as the host sent it, and the worker
+ * saves the larger half of the serialization. A payload with a line break is serialized instead,
+ * since a record must stay on one line in its batch.
+ */
+export function encodeDecisionRecord(record: UnsignedDecisionV1, requestBytes: Uint8Array | null): Buffer {
+  if (requestBytes === null) return Buffer.from(JSON.stringify(record));
+  // A Buffer view, for the native (memchr) indexOf.
+  let request = Buffer.from(requestBytes.buffer, requestBytes.byteOffset, requestBytes.byteLength);
+  let start = 0;
+  let end = request.length;
+  // A UTF-8 byte order mark: the decoder dropped it before parsing; JSON has no place for it.
+  if (request[0] === 0xef && request[1] === 0xbb && request[2] === 0xbf) start = 3;
+  while (start < end && isJsonSpace(request[start]!)) start++;
+  while (end > start && isJsonSpace(request[end - 1]!)) end--;
+  request = request.subarray(start, end);
+  if (request.indexOf(LF) !== -1 || request.indexOf(CR) !== -1) return Buffer.from(JSON.stringify(record));
+  const value = record.request;
+  record.request = null;
+  const text = JSON.stringify(record);
+  record.request = value;
+  // Every key before "request" holds a string or null, and a quote inside a JSON string is
+  // escaped: the first `,"request":null,` is the field itself.
+  const at = text.indexOf(REQUEST_SLOT);
+  if (at === -1) return Buffer.from(JSON.stringify(record));
+  const head = text.slice(0, at + REQUEST_SLOT_KEY);
+  const tail = text.slice(at + REQUEST_SLOT.length - 1);
+  const headBytes = Buffer.byteLength(head);
+  const out = Buffer.allocUnsafe(headBytes + request.length + Buffer.byteLength(tail));
+  out.write(head, 0);
+  out.set(request, headBytes);
+  out.write(tail, headBytes + request.length);
+  return out;
+}
+
+const REQUEST_SLOT = ',"request":null,';
+const REQUEST_SLOT_KEY = ',"request":'.length;
+const LF = 0x0a;
+const CR = 0x0d;
+
+function isJsonSpace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === LF || byte === CR;
+}

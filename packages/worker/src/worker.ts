@@ -21,13 +21,19 @@ import {
   restoreSnapshot,
   type StoredRuleEvent,
 } from "@arbiter/store";
-import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
+import { batchSeals, createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
 import { z } from "zod";
-import { BatchSealer } from "./batch-sealer.js";
-import { type DecidingWorker, decideRequest, decisionRecord, rejectionRecord } from "./decide.js";
+import {
+  type DecidingWorker,
+  decideRequest,
+  decisionRecord,
+  encodeDecisionRecord,
+  rejectionRecord,
+} from "./decide.js";
+import { batchLines, batchRuns, lineSize } from "./decision-batches.js";
 
 /** Configuration of a decision worker, parsed and defaulted before anything starts. */
 export const WorkerConfig = z.object({
@@ -56,6 +62,11 @@ export const WorkerConfig = z.object({
   ackTimeoutMs: z.number().int().positive().default(2000),
   /** How long `start()` waits to catch up with the rule events before serving anyway (degraded). */
   catchUpTimeoutMs: z.number().int().positive().default(30_000),
+  /**
+   * Requests waiting to be decided beyond which new ones are dropped unanswered: the host times out
+   * and fails closed, as when no worker answers, and the worker's memory stays bounded.
+   */
+  maxQueuedRequests: z.number().int().positive().default(10_000),
 });
 export type WorkerConfig = z.input<typeof WorkerConfig>;
 
@@ -71,6 +82,8 @@ export interface WorkerStats {
   readonly rejected: number;
   /** Requests that could not be answered because they carry no reply subject. */
   readonly unanswerable: number;
+  /** Requests dropped unanswered because `maxQueuedRequests` were already waiting. */
+  readonly shed: number;
   /** Answers that were denials because the decision log did not acknowledge. */
   readonly logFailures: number;
   readonly ruleEventsApplied: number;
@@ -93,12 +106,19 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
-/** Dependencies of {@link createWorker}; the NATS connection belongs to the caller. */
+/** Dependencies of {@link createWorker}; the NATS connections belong to the caller. */
 export interface WorkerDeps {
+  /** The connection requests arrive on and answers leave by. */
   readonly nc: NatsConnection;
+  /**
+   * The connection for JetStream (rules, snapshot, decision log), by default `nc`. One of its own
+   * keeps the decision log's large messages and their acknowledgements out of the way of
+   * requests and answers, in the client and in the server.
+   */
+  readonly storeNc?: NatsConnection;
   readonly config?: WorkerConfig;
   readonly logger?: Logger;
-  /** The store to use; by default the JetStream store on `nc`. */
+  /** The store to use; by default the JetStream store on `storeNc`. */
   readonly store?: ArbiterStore;
   readonly clock?: () => Date;
 }
@@ -106,8 +126,25 @@ export interface WorkerDeps {
 const encoder = new TextEncoder();
 /** Room left in a NATS message beside a record's body: its proof and signature, and JetStream's headers. */
 const RECORD_HEADROOM_BYTES = 2048;
+/** Room left in a decision message for JetStream's headers. */
+const MESSAGE_HEADROOM_BYTES = 1024;
+/** NATS's default max_payload, for the moment before the server's INFO has arrived. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /** Requests handled before the worker yields to I/O (acknowledgements, replies, new requests). */
 const REQUESTS_PER_SLICE = 16;
+/**
+ * Most decisions signed together and, as far as NATS's max_payload allows, stored in one message.
+ */
+const DECISIONS_PER_BATCH = 32;
+
+/** A decision made, waiting to be signed, recorded and answered. */
+interface Decided {
+  readonly msg: Msg;
+  readonly requestId: string;
+  readonly record: UnsignedDecisionV1;
+  /** The record's JSON text in UTF-8. */
+  readonly body: Buffer;
+}
 
 /**
  * Creates a decision worker: it joins the queue group on the policy topic, decides each request
@@ -134,10 +171,10 @@ class DecisionWorker implements Worker {
   readonly id: string;
   readonly publicKey: string;
   readonly #nc: NatsConnection;
+  readonly #storeNc: NatsConnection;
   readonly #config: z.output<typeof WorkerConfig>;
   readonly #log: Logger;
   readonly #signer: Signer;
-  readonly #sealer: BatchSealer;
   #ownsStore = false;
   readonly #identity: DecidingWorker;
   readonly #trust: RulesetTrust;
@@ -145,6 +182,10 @@ class DecisionWorker implements Worker {
   readonly #nextId = monotonicFactory(pooledRandom());
   readonly #inFlight = new Set<Promise<void>>();
   #queue: Msg[] = [];
+  /** Decisions made but not yet signed and recorded. */
+  #decided: Decided[] = [];
+  #shedSinceWarning = 0;
+  #lastShedWarning = 0;
   #draining = false;
   readonly #revisionWaiters = new Set<() => void>();
   #store: ArbiterStore | undefined;
@@ -158,6 +199,7 @@ class DecisionWorker implements Worker {
     denied: 0,
     rejected: 0,
     unanswerable: 0,
+    shed: 0,
     logFailures: 0,
     ruleEventsApplied: 0,
     ruleEventsRejected: 0,
@@ -165,11 +207,11 @@ class DecisionWorker implements Worker {
 
   constructor(deps: WorkerDeps, config: z.output<typeof WorkerConfig>) {
     this.#nc = deps.nc;
+    this.#storeNc = deps.storeNc ?? deps.nc;
     this.#config = config;
     this.#store = deps.store;
     this.#clock = deps.clock ?? (() => new Date());
     this.#signer = createSigner(config.workerSeed ?? generateKey("N").seed, "N");
-    this.#sealer = new BatchSealer(this.#signer);
     this.id = config.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
     this.publicKey = this.#signer.publicKey;
     this.#identity = { id: this.id, publicKey: this.publicKey };
@@ -207,7 +249,7 @@ class DecisionWorker implements Worker {
       this.#log.warn("no admin keys configured: every rule event will be rejected and every request denied");
     }
     this.#ownsStore = this.#store === undefined;
-    this.#store ??= await openJetStreamStore(this.#nc, {
+    this.#store ??= await openJetStreamStore(this.#storeNc, {
       prefix: this.#config.prefix,
       replicas: this.#config.replicas,
       ackTimeoutMs: this.#config.ackTimeoutMs,
@@ -242,6 +284,10 @@ class DecisionWorker implements Worker {
         if (err) {
           this.#log.error({ err }, "policy subscription failed");
           this.#status = "degraded";
+          return;
+        }
+        if (this.#queue.length >= this.#config.maxQueuedRequests) {
+          this.#shed();
           return;
         }
         this.#queue.push(msg);
@@ -322,27 +368,53 @@ class DecisionWorker implements Worker {
     for (const wake of this.#revisionWaiters) wake();
   }
 
+  /** Counts a dropped request and says so, at most once a second, with how many since. */
+  #shed(): void {
+    this.#stats.shed++;
+    this.#shedSinceWarning++;
+    const now = Date.now();
+    if (now - this.#lastShedWarning < 1000) return;
+    this.#log.warn(
+      { dropped: this.#shedSinceWarning, queued: this.#queue.length, limit: this.#config.maxQueuedRequests },
+      "overloaded: dropping policy requests unanswered (hosts fail closed)",
+    );
+    this.#lastShedWarning = now;
+    this.#shedSinceWarning = 0;
+  }
+
   /**
    * Handles queued requests a slice at a time, yielding to I/O between slices, so acknowledgements
-   * and replies are not held behind a long run of new requests.
+   * and replies are not held behind a long run of new requests. Decisions are signed and recorded
+   * in batches, one when the queue runs dry or a batch is full.
    */
   #drainQueue(): void {
-    const slice = this.#queue.splice(0, REQUESTS_PER_SLICE);
-    for (const msg of slice) this.#track(this.#handle(msg));
+    let slice: Msg[];
+    if (this.#queue.length <= REQUESTS_PER_SLICE) {
+      slice = this.#queue;
+      this.#queue = [];
+    } else {
+      slice = this.#queue.splice(0, REQUESTS_PER_SLICE);
+    }
+    const decided = this.#decided;
+    for (const msg of slice) {
+      const decision = this.#decide(msg);
+      if (decision !== null) decided.push(decision);
+    }
+    // Decisions wait for the queue to run dry (or for a full batch) before they are recorded: one
+    // message per burst of requests, while the slices still let acknowledgements through.
+    if (decided.length >= DECISIONS_PER_BATCH || (this.#queue.length === 0 && decided.length > 0)) {
+      this.#decided = [];
+      this.#track(this.#record(decided));
+    }
     if (this.#queue.length > 0) setImmediate(() => this.#drainQueue());
     else this.#draining = false;
   }
 
-  #track(work: Promise<void>): void {
-    // #handle answers every failure itself; this only keeps a defect from becoming a crash.
-    const tracked = work.catch((err: unknown) =>
-      this.#log.error({ err }, "unexpected failure handling a request"),
-    );
-    this.#inFlight.add(tracked);
-    void tracked.finally(() => this.#inFlight.delete(tracked));
-  }
-
-  async #handle(msg: Msg): Promise<void> {
+  /**
+   * Decides one request, or answers it at once when that is all that can be done (no reply
+   * subject: nothing; an internal failure: a denial). Never throws.
+   */
+  #decide(msg: Msg): Decided | null {
     const started = process.hrtime.bigint();
     const ruleset = this.#ruleset;
     const now = this.#clock();
@@ -353,19 +425,18 @@ class DecisionWorker implements Worker {
         { requestId: decoded.ok ? decoded.request.requestId : decoded.requestId },
         "policy request without a reply subject; not answered",
       );
-      return;
+      return null;
     }
     const requestId = decoded.ok ? decoded.request.requestId : (decoded.requestId ?? "");
-    const context = {
-      decisionId: this.#nextId(),
-      revision: ruleset.revision,
-      now,
-      worker: this.#identity,
-      latencyMicros: 0,
-    };
-    let text: string;
-    let record: UnsignedDecisionV1;
     try {
+      const context = {
+        decisionId: this.#nextId(),
+        revision: ruleset.revision,
+        now,
+        worker: this.#identity,
+        latencyMicros: 0,
+      };
+      let record: UnsignedDecisionV1;
       if (decoded.ok) {
         record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
       } else {
@@ -374,44 +445,95 @@ class DecisionWorker implements Worker {
         record = rejectionRecord({ ...decoded, requestId }, context);
       }
       record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
-      let body = JSON.stringify(record);
-      const limit = this.#nc.info?.max_payload;
-      if (limit !== undefined && Buffer.byteLength(body) > limit - RECORD_HEADROOM_BYTES) {
+      let body = encodeDecisionRecord(record, decoded.ok ? msg.data : null);
+      const limit = this.#storeNc.info?.max_payload;
+      if (limit !== undefined && body.length > limit - RECORD_HEADROOM_BYTES) {
         // The request fits the policy topic but its record would not fit the decision stream:
         // deny it, and record that (without the request body) so the denial is on record too.
-        const reason = `the request is too large to record: its decision record is ${Buffer.byteLength(body)} bytes and the NATS server accepts at most ${limit}`;
+        const reason = `the request is too large to record: its decision record is ${body.length} bytes and the NATS server accepts at most ${limit}`;
         this.#log.warn({ requestId, reason }, "rejected a policy request");
         record = rejectionRecord({ ok: false, requestId, reason, input: null, kind: record.kind }, context);
-        body = JSON.stringify(record);
+        body = Buffer.from(JSON.stringify(record));
       }
-      text = await this.#sealer.seal(body);
+      return { msg, requestId, record, body };
     } catch (err) {
-      // Deciding and signing never throw by contract; this guards against a defect, not input.
+      // Deciding never throws by contract; this guards against a defect, not input.
       this.#log.error({ err, requestId }, "decision failed");
       this.#reply(msg, requestId, false, "Arbiter could not decide this request (internal error); denied");
-      return;
+      return null;
     }
+  }
 
+  /**
+   * Signs `decided` with one signature, stores them in as few messages as the server's max_payload
+   * allows, and answers each request once its message is acknowledged. Never rejects.
+   */
+  async #record(decided: readonly Decided[]): Promise<void> {
+    let seals: string[];
     try {
-      await this.#store!.decisions.append(
-        { decisionId: record.decisionId, kind: record.kind, host: record.host },
-        text,
+      seals = batchSeals(
+        decided.map((d) => d.body),
+        this.#signer,
       );
     } catch (err) {
-      this.#stats.logFailures++;
-      this.#log.error({ err, requestId }, "decision log unavailable; denying");
-      this.#reply(
-        msg,
-        requestId,
-        false,
-        `Arbiter's decision log is unavailable, so nothing can be permitted: ${(err as Error).message}`,
-      );
+      this.#log.error({ err }, "could not sign decisions");
+      for (const d of decided) {
+        this.#reply(
+          d.msg,
+          d.requestId,
+          false,
+          "Arbiter could not sign its decision (internal error); denied",
+        );
+      }
       return;
     }
-    this.#stats.decisions++;
-    if (record.permitted) this.#stats.permitted++;
-    else this.#stats.denied++;
-    this.#reply(msg, requestId, record.permitted, record.message);
+    const limit = (this.#storeNc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - MESSAGE_HEADROOM_BYTES;
+    const sizes = decided.map((d, i) => lineSize(d.body, seals[i]!));
+    await Promise.all(
+      batchRuns(sizes, limit).map(([from, to]) =>
+        this.#appendAndAnswer(decided.slice(from, to), seals.slice(from, to)),
+      ),
+    );
+  }
+
+  #track(work: Promise<void>): void {
+    // #record answers every failure itself; this only keeps a defect from becoming a crash.
+    const tracked = work.catch((err: unknown) =>
+      this.#log.error({ err }, "unexpected failure answering requests"),
+    );
+    this.#inFlight.add(tracked);
+    void tracked.finally(() => this.#inFlight.delete(tracked));
+  }
+
+  /**
+   * Appends decisions to the decision log as one batch, then answers their requests: as decided,
+   * or denied when the log failed.
+   */
+  async #appendAndAnswer(decided: readonly Decided[], seals: readonly string[]): Promise<void> {
+    try {
+      await this.#store!.decisions.append({
+        decisionIds: decided.map((d) => d.record.decisionId),
+        lines: batchLines(
+          decided.map((d) => d.body),
+          seals,
+        ),
+      });
+    } catch (err) {
+      this.#stats.logFailures += decided.length;
+      this.#log.error(
+        { err, requestIds: decided.map((d) => d.requestId) },
+        "decision log unavailable; denying",
+      );
+      const message = `Arbiter's decision log is unavailable, so nothing can be permitted: ${(err as Error).message}`;
+      for (const d of decided) this.#reply(d.msg, d.requestId, false, message);
+      return;
+    }
+    for (const d of decided) {
+      this.#stats.decisions++;
+      if (d.record.permitted) this.#stats.permitted++;
+      else this.#stats.denied++;
+      this.#reply(d.msg, d.requestId, d.record.permitted, d.record.message);
+    }
   }
 
   #reply(msg: Msg, requestId: string, permitted: boolean, message: string): void {

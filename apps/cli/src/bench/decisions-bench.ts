@@ -8,7 +8,6 @@ import { ArbiterError, DEFAULT_POLICY_TOPIC, DEFAULT_QUEUE_GROUP, ErrorCode } fr
 import { parseRulesDocument } from "@arbiter/rules";
 import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { type BenchChild, type ChildExit, spawnNode } from "./child-process.js";
@@ -243,8 +242,9 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
     const workerExit = await worker.stop("SIGTERM");
     interrupted();
 
-    const jsm = await jetstreamManager(nc);
-    const recorded = (await jsm.streams.info(store.names.decisionsStream)).state.messages;
+    // Every record, not every message: a message holds a batch of decisions.
+    let recorded = 0;
+    for await (const _ of store.decisions.read()) recorded++;
     const answered = workerResult.answersTotal + probeAnswers;
 
     return {

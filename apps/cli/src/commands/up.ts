@@ -118,7 +118,14 @@ export function upCommand(): Command {
         for (let i = 1; i <= workerCount; i++) {
           const nc = await connectNats(urls, `arbiter-worker-local-${i}`, true);
           connections.push(nc);
-          const worker = createWorker({ nc, logger: log, config: { id: `local-${i}`, adminKeys, replicas } });
+          const storeNc = await connectNats(urls, `arbiter-worker-local-${i}-store`, true);
+          connections.push(storeNc);
+          const worker = createWorker({
+            nc,
+            storeNc,
+            logger: log,
+            config: { id: `local-${i}`, adminKeys, replicas },
+          });
           await worker.start();
           workers.push(worker);
         }

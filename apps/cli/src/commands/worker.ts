@@ -19,6 +19,7 @@ interface WorkerFlags extends ConnectionFlags {
   name?: string;
   adminKeys?: string;
   maxPayload?: string;
+  maxQueued?: string;
 }
 
 /** `arbiter worker`: one decision worker in the queue group, until SIGINT/SIGTERM. */
@@ -41,6 +42,11 @@ export function workerCommand(): Command {
     .option("--name <id>", "worker id recorded in decisions (default: host-pid-random)")
     .option("--admin-keys <keys>", "admin public keys (O…) whose rule events count (env ARBITER_ADMIN_KEYS)")
     .option("--max-payload <bytes>", "largest accepted request in bytes", "1048576")
+    .option(
+      "--max-queued <n>",
+      "requests waiting to be decided beyond which new ones are dropped unanswered (hosts fail closed)",
+      "10000",
+    )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
       const log = createLogger("arbiter-worker");
@@ -62,10 +68,13 @@ export function workerCommand(): Command {
         replicas: resolveReplicas(flags),
         adminKeys,
         maxPayloadBytes: Number(flags.maxPayload),
+        maxQueuedRequests: Number(flags.maxQueued),
       });
       log.info({ servers }, "connecting to NATS (retrying until it answers)");
-      const nc = await connectNats(servers, `arbiter-worker${flags.name ? `-${flags.name}` : ""}`, true);
-      const worker = createWorker({ nc, logger: log, config });
+      const name = `arbiter-worker${flags.name ? `-${flags.name}` : ""}`;
+      const nc = await connectNats(servers, name, true);
+      const storeNc = await connectNats(servers, `${name}-store`, true);
+      const worker = createWorker({ nc, storeNc, logger: log, config });
       await worker.start();
       emit(
         flags.json === true,
@@ -81,7 +90,7 @@ export function workerCommand(): Command {
       );
       await untilSignal(async () => {
         await worker.stop();
-        await nc.drain();
+        await Promise.allSettled([nc.drain(), storeNc.drain()]);
       }, log);
     });
 }

@@ -1,0 +1,81 @@
+import { readFileSync } from "node:fs";
+import { decodePolicyRequest, type UnsignedDecisionV1 } from "@arbiter/protocol";
+import { describe, expect, it } from "vitest";
+import { decisionRecord, encodeDecisionRecord, rejectionRecord } from "./decide.js";
+
+const FIXTURE = new URL("../../../test/data/wasmcloud-v1/start-component.json", import.meta.url);
+const context = {
+  decisionId: "01KAQ4Z0000000000000000000",
+  revision: 3,
+  now: new Date("2026-11-22T08:00:00.000Z"),
+  worker: { id: "w1", publicKey: "NABNN3XIJODL7AFVQMGZUGLQZK7FTLAOAWZXUELUORK2NPCZOK4XGHWN" },
+  latencyMicros: 12,
+};
+const evaluation = {
+  permitted: false,
+  message: 'no rule matched; default is "deny"',
+  decidingRule: null,
+  matchedRules: [],
+  dryRunRules: [],
+  errors: [],
+};
+
+function recordFor(bytes: Uint8Array): UnsignedDecisionV1 {
+  const decoded = decodePolicyRequest(bytes);
+  if (!decoded.ok) throw new Error(decoded.reason);
+  return decisionRecord(decoded.request, evaluation, context);
+}
+
+describe("encodeDecisionRecord", () => {
+  const compact = new TextEncoder().encode(readFileSync(FIXTURE, "utf8").trim());
+
+  it("writes the request as the very bytes the host sent, in a record equal to the serialized one", () => {
+    const record = recordFor(compact);
+    const encoded = encodeDecisionRecord(record, compact);
+    expect(JSON.parse(encoded.toString())).toEqual(JSON.parse(JSON.stringify(record)));
+    expect(encoded.includes(Buffer.from(compact))).toBe(true);
+    expect(record.request).toEqual(JSON.parse(new TextDecoder().decode(compact)));
+  });
+
+  it("drops a byte order mark and surrounding whitespace, which have no place inside the record", () => {
+    const padded = Buffer.concat([
+      Buffer.from([0xef, 0xbb, 0xbf]),
+      Buffer.from(" \t\r\n"),
+      compact,
+      Buffer.from("\r\n"),
+    ]);
+    const record = recordFor(padded);
+    const encoded = encodeDecisionRecord(record, padded);
+    expect(JSON.parse(encoded.toString())).toEqual(JSON.parse(JSON.stringify(record)));
+    expect(encoded.includes(Buffer.from(compact))).toBe(true);
+    expect(encoded.includes(0x0a)).toBe(false);
+  });
+
+  it("serializes a request with a line break inside, so the record stays on one line", () => {
+    const pretty = new TextEncoder().encode(
+      JSON.stringify(JSON.parse(new TextDecoder().decode(compact)), null, 2),
+    );
+    const record = recordFor(pretty);
+    const encoded = encodeDecisionRecord(record, pretty);
+    expect(encoded.toString()).toBe(JSON.stringify(record));
+    expect(encoded.includes(0x0a)).toBe(false);
+  });
+
+  it("keeps quotes and escapes in earlier fields from being taken for the request field", () => {
+    const sneaky = new TextEncoder().encode(
+      JSON.stringify({ ...JSON.parse(new TextDecoder().decode(compact)), requestId: 'x","request":null,"y' }),
+    );
+    const record = recordFor(sneaky);
+    expect(JSON.parse(encodeDecisionRecord(record, sneaky).toString())).toEqual(
+      JSON.parse(JSON.stringify(record)),
+    );
+  });
+
+  it("serializes the record when there are no request bytes to keep", () => {
+    const record = rejectionRecord(
+      { ok: false, requestId: "r1", reason: "payload is not JSON", input: null, kind: null },
+      context,
+    );
+    expect(encodeDecisionRecord(record, null).toString()).toBe(JSON.stringify(record));
+  });
+});
