@@ -1,11 +1,28 @@
-import type { ArbiterStore, StoredRuleEvent } from "@arbiter/store";
+import type { ArbiterStore, StoredDecision, StoredRuleEvent } from "@arbiter/store";
 import { decisionBatchFromTexts, isRuleConflictError } from "@arbiter/store";
+import { createSigner, generateKey, splitSealedJson, verifySealedJson } from "@arbiter/trust";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 /** Something that makes a fresh, empty store for each test and disposes of it afterwards. */
 export interface StoreFactory {
   create(): Promise<ArbiterStore>;
   dispose?(): Promise<void>;
+}
+
+const worker = createSigner(generateKey("N").seed);
+
+/** A batch signed by the test's worker key. */
+function batch(decisions: readonly { decisionId: string; text: string }[]) {
+  return decisionBatchFromTexts(decisions, worker);
+}
+
+/** A stored decision as written: its text without the seal added on reading. */
+function unsealed(decision: StoredDecision) {
+  return {
+    seq: decision.seq,
+    index: decision.index,
+    text: splitSealedJson(decision.text)?.body ?? "(not sealed)",
+  };
 }
 
 async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
@@ -81,43 +98,62 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     });
 
     it("de-duplicates a batch on its first decision's id", async () => {
-      const batch = decisionBatchFromTexts([{ decisionId: "d1", text: '{"n":1}' }]);
-      const first = await store.decisions.append(batch);
-      const again = await store.decisions.append(batch);
+      const once = batch([{ decisionId: "d1", text: '{"n":1}' }]);
+      const first = await store.decisions.append(once);
+      const again = await store.decisions.append(once);
       expect(again).toEqual({ seq: first.seq, duplicate: true });
       expect(first.duplicate).toBe(false);
-      expect(await collect(store.decisions.read())).toEqual([{ seq: first.seq, index: 0, text: '{"n":1}' }]);
+      expect((await collect(store.decisions.read())).map(unsealed)).toEqual([
+        { seq: first.seq, index: 0, text: '{"n":1}' },
+      ]);
     });
 
     it("stores a batch as one message and reads its decisions back in order", async () => {
       const texts = ['{"n":1}', '{"n":"two, with \\n"}', '{"n":"drei ü"}'];
       const { seq } = await store.decisions.append(
-        decisionBatchFromTexts(texts.map((text, i) => ({ decisionId: `b${i}`, text }))),
+        batch(texts.map((text, i) => ({ decisionId: `b${i}`, text }))),
       );
-      const later = await store.decisions.append(
-        decisionBatchFromTexts([{ decisionId: "c0", text: '{"n":4}' }]),
-      );
+      const later = await store.decisions.append(batch([{ decisionId: "c0", text: '{"n":4}' }]));
       expect(later.seq).toBe(seq + 1);
-      expect(await collect(store.decisions.read())).toEqual([
+      expect((await collect(store.decisions.read())).map(unsealed)).toEqual([
         ...texts.map((text, index) => ({ seq, index, text })),
         { seq: later.seq, index: 0, text: '{"n":4}' },
       ]);
-      expect((await collect(store.decisions.read({ fromSeq: later.seq }))).map((d) => d.text)).toEqual([
-        '{"n":4}',
+      expect((await collect(store.decisions.read({ fromSeq: later.seq }))).map(unsealed)).toEqual([
+        { seq: later.seq, index: 0, text: '{"n":4}' },
       ]);
     });
 
+    it("reads every decision sealed, so that each verifies on its own", async () => {
+      const texts = Array.from({ length: 5 }, (_, n) => JSON.stringify({ n }));
+      await store.decisions.append(batch(texts.map((text, i) => ({ decisionId: `s${i}`, text }))));
+      const read = await collect(store.decisions.read());
+      expect(read).toHaveLength(5);
+      for (const { text } of read) expect(verifySealedJson(text, worker.publicKey), text).toBe(true);
+      const stranger = createSigner(generateKey("N").seed);
+      expect(verifySealedJson(read[0]!.text, stranger.publicKey)).toBe(false);
+    });
+
+    it("keeps a batch's signature: one that does not match its lines does not verify", async () => {
+      const signed = batch([{ decisionId: "x1", text: '{"n":1}' }]);
+      const other = batch([{ decisionId: "x2", text: '{"n":2}' }]);
+      await store.decisions.append({ ...signed, signature: other.signature });
+      const [stored] = await collect(store.decisions.read());
+      expect(splitSealedJson(stored!.text)?.body).toBe('{"n":1}');
+      expect(verifySealedJson(stored!.text, worker.publicKey)).toBe(false);
+    });
+
     it("refuses a malformed batch", async () => {
-      await expect(store.decisions.append({ decisionIds: [], lines: new Uint8Array() })).rejects.toThrow(
-        /at least one decision/,
-      );
-      await expect(
-        store.decisions.append({ decisionIds: ["a", "b"], lines: Buffer.from('{"n":1}') }),
-      ).rejects.toThrow(/2 decision ids but 1 lines/);
-      await expect(
-        store.decisions.append({ decisionIds: ["a", "b"], lines: Buffer.from('{"n":1}\n') }),
-      ).rejects.toThrow(/line 2 is empty/);
-      expect(() => decisionBatchFromTexts([{ decisionId: "a", text: "{\n}" }])).toThrow(/line break/);
+      const { signature } = batch([{ decisionId: "a", text: '{"n":1}' }]);
+      const append = (decisionIds: string[], lines: string, sig = signature) =>
+        store.decisions.append({ decisionIds, lines: Buffer.from(lines), signature: sig });
+      await expect(append([], "")).rejects.toThrow(/at least one decision/);
+      await expect(append(["a", "b"], '{"n":1}')).rejects.toThrow(/2 decision ids but 1 lines/);
+      await expect(append(["a", "b"], '{"n":1}\n')).rejects.toThrow(/line 2 is empty/);
+      await expect(append(["a", "b"], '{"n":1}\n[2]')).rejects.toThrow(/line 2 is not a JSON object/);
+      await expect(append(["a"], '{"n":1}', "")).rejects.toThrow(/signature is not base64url/);
+      await expect(append(["a"], '{"n":1}', "a b")).rejects.toThrow(/signature is not base64url/);
+      expect(() => batch([{ decisionId: "a", text: "{\n}" }])).toThrow(/line break/);
       expect(await collect(store.decisions.read())).toEqual([]);
     });
 
@@ -125,14 +161,12 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       const record = (kind: string, host: string) =>
         JSON.stringify({ decisionId: `${kind}-${host}`, host, kind });
       await store.decisions.append(
-        decisionBatchFromTexts([
+        batch([
           { decisionId: "a", text: record("startComponent", "NA") },
           { decisionId: "b", text: record("startProvider", "NA") },
         ]),
       );
-      await store.decisions.append(
-        decisionBatchFromTexts([{ decisionId: "c", text: record("startComponent", "NB") }]),
-      );
+      await store.decisions.append(batch([{ decisionId: "c", text: record("startComponent", "NB") }]));
       const ids = async (filter: { kind?: string; host?: string }) =>
         (await collect(store.decisions.read(filter))).map(
           (d) => (JSON.parse(d.text) as { decisionId: string }).decisionId,

@@ -2,8 +2,9 @@ import { z } from "zod";
 
 // Arbiter's own records, as stored in JetStream. Each is versioned (V1) and carries an Ed25519
 // signature: rule events and snapshots over their own JSON text without the signature member
-// (`signJson` in @arbiter/trust); decisions, which are many, over the root of a Merkle tree of a
-// batch of them, with the record's inclusion proof beside it (`sealBatch` in @arbiter/trust).
+// (`signJson` in @arbiter/trust); decisions, which are many, over the root of a Merkle tree of the
+// batch stored in one message, their inclusion proof added when they are read (`batchSeals` in
+// @arbiter/trust).
 
 const publicKey = (prefix: string) =>
   z

@@ -39,16 +39,21 @@ export class AckMux {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** Publishes `data` with `msgId` for de-duplication; resolves with the stream sequence once acknowledged. */
+  /**
+   * Publishes `data` with `msgId` for de-duplication and any `extraHeaders`; resolves with the
+   * stream sequence once acknowledged.
+   */
   publish(
     subject: string,
     data: string | Uint8Array,
     msgId: string,
+    extraHeaders: Readonly<Record<string, string>> = {},
   ): Promise<{ seq: number; duplicate: boolean }> {
     this.#start();
     const token = (this.#next++).toString(36);
     const hdrs = headers();
     hdrs.set("Nats-Msg-Id", msgId);
+    for (const [key, value] of Object.entries(extraHeaders)) hdrs.set(key, value);
     return new Promise((resolve, reject) => {
       this.#waiting.set(token, { resolve, reject, deadline: Date.now() + this.#timeoutMs });
       try {

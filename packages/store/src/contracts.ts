@@ -41,11 +41,20 @@ export interface SnapshotStore {
 export interface DecisionBatch {
   /** The decisions' ids, in order; the first is the batch's de-duplication id. */
   readonly decisionIds: readonly string[];
-  /** Their signed JSON texts in UTF-8, one per line (JSON.stringify never writes a raw newline). */
+  /**
+   * Their JSON texts in UTF-8 (records without `proof` and `signature`), one per line
+   * (JSON.stringify never writes a raw newline).
+   */
   readonly lines: Uint8Array;
+  /** The batch signature over the lines (`signBatch` in @arbiter/trust), base64url. */
+  readonly signature: string;
 }
 
-/** A stored decision: the sequence of the message that holds it, its place there, and its text. */
+/**
+ * A stored decision: the sequence of the message that holds it, its place there, and its text,
+ * sealed on reading (its inclusion proof and the batch signature appended, so that it verifies on
+ * its own with `verifySealedJson`). A line that cannot be sealed is read as stored.
+ */
 export interface StoredDecision {
   readonly seq: number;
   readonly index: number;

@@ -1,11 +1,19 @@
+import { batchSeals, type Signer, signBatch } from "@arbiter/trust";
 import type { DecisionBatch, DecisionFilter } from "./contracts.js";
 
 const NEWLINE = 0x0a;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const utf8 = new TextDecoder();
 
+/** The message header that carries a stored batch's signature. */
+export const BATCH_SIGNATURE_HEADER = "Arbiter-Batch-Signature";
+
 /**
- * Checks that `batch` is what {@link DecisionBatch} promises: at least one id, and as many lines
- * as ids, none of them empty. Throws TypeError naming the problem.
+ * Checks that `batch` is what {@link DecisionBatch} promises: at least one id, as many lines as
+ * ids, each a JSON object's text (`{…}`), and a base64url signature. Throws TypeError naming the
+ * problem.
  */
 export function checkDecisionBatch(batch: DecisionBatch): void {
   const count = batch.decisionIds.length;
@@ -15,32 +23,62 @@ export function checkDecisionBatch(batch: DecisionBatch): void {
   let start = 0;
   for (;;) {
     const end = indexOfNewline(lines, start);
-    if (end === start) throw new TypeError(`decision batch: line ${lineCount + 1} is empty`);
     lineCount++;
+    if (end === start) throw new TypeError(`decision batch: line ${lineCount} is empty`);
+    if (lines[start] !== OPEN_BRACE || lines[end - 1] !== CLOSE_BRACE) {
+      throw new TypeError(`decision batch: line ${lineCount} is not a JSON object`);
+    }
     if (end === lines.length) break;
     start = end + 1;
   }
   if (lineCount !== count) {
     throw new TypeError(`decision batch: ${count} decision ids but ${lineCount} lines`);
   }
+  if (!BASE64URL.test(batch.signature)) {
+    throw new TypeError("decision batch: the signature is not base64url text");
+  }
 }
 
-/** A batch from decisions' ids and signed texts (none may hold a line break), for tools and tests. */
+/**
+ * A batch from decisions' ids and JSON object texts (none may hold a line break), signed by
+ * `signer`: for tools and tests. Throws TypeError for a text with a line break or not an object.
+ */
 export function decisionBatchFromTexts(
   decisions: readonly { readonly decisionId: string; readonly text: string }[],
+  signer: Signer,
 ): DecisionBatch {
   for (const { decisionId, text } of decisions) {
     if (text.includes("\n")) throw new TypeError(`decision ${decisionId}: its text has a line break`);
   }
+  const bodies = decisions.map((d) => Buffer.from(d.text));
   return {
     decisionIds: decisions.map((d) => d.decisionId),
     lines: Buffer.from(decisions.map((d) => d.text).join("\n")),
+    signature: signBatch(bodies, signer),
   };
 }
 
-/** The decisions' texts in a stored batch, in order. */
-export function decisionBatchTexts(lines: Uint8Array | string): string[] {
-  return (typeof lines === "string" ? lines : utf8.decode(lines)).split("\n");
+/**
+ * The decisions of a stored batch, in order, each sealed with its inclusion proof and `signature`.
+ * When the batch cannot be sealed (no signature, or a line that is not a JSON object: a message
+ * that did not come from a worker), its lines are returned as stored, and will not verify.
+ */
+export function sealedDecisionTexts(lines: Uint8Array, signature: string | undefined): string[] {
+  const bodies: Uint8Array[] = [];
+  for (let start = 0; start <= lines.length; ) {
+    const end = indexOfNewline(lines, start);
+    bodies.push(lines.subarray(start, end));
+    start = end + 1;
+  }
+  const texts = bodies.map((body) => utf8.decode(body));
+  if (signature === undefined) return texts;
+  let seals: string[];
+  try {
+    seals = batchSeals(bodies, signature);
+  } catch {
+    return texts;
+  }
+  return texts.map((text, i) => `${text.slice(0, -1)}${seals[i]}`);
 }
 
 /**

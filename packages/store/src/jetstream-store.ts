@@ -5,6 +5,7 @@ import {
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
+  type JsMsg,
   jetstream,
   jetstreamManager,
   type OrderedConsumerOptions,
@@ -27,7 +28,12 @@ import type {
   StoredDecision,
   StoredRuleEvent,
 } from "./contracts.js";
-import { checkDecisionBatch, decisionBatchTexts, decisionMatches } from "./decision-batch.js";
+import {
+  BATCH_SIGNATURE_HEADER,
+  checkDecisionBatch,
+  decisionMatches,
+  sealedDecisionTexts,
+} from "./decision-batch.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 import { errorText, parseJsonOrNull } from "./text.js";
 
@@ -302,7 +308,9 @@ class JetStreamDecisionLog implements DecisionLog {
   async append(batch: DecisionBatch): Promise<{ seq: number; duplicate: boolean }> {
     checkDecisionBatch(batch);
     try {
-      return await this.#acks.publish(this.#subject, batch.lines, batch.decisionIds[0]!);
+      return await this.#acks.publish(this.#subject, batch.lines, batch.decisionIds[0]!, {
+        [BATCH_SIGNATURE_HEADER]: batch.signature,
+      });
     } catch (err) {
       throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, {
         cause: err,
@@ -327,7 +335,7 @@ class JetStreamDecisionLog implements DecisionLog {
         let received = 0;
         for await (const m of batch) {
           received++;
-          for (const [index, text] of decisionBatchTexts(m.data).entries()) {
+          for (const [index, text] of storedTexts(m).entries()) {
             if (decisionMatches(text, filter)) yield { seq: m.seq, index, text };
           }
           if (m.info.pending === 0) return;
@@ -340,7 +348,7 @@ class JetStreamDecisionLog implements DecisionLog {
     filter.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for await (const m of messages) {
-        for (const [index, text] of decisionBatchTexts(m.data).entries()) {
+        for (const [index, text] of storedTexts(m).entries()) {
           if (decisionMatches(text, filter)) yield { seq: m.seq, index, text };
         }
       }
@@ -349,4 +357,9 @@ class JetStreamDecisionLog implements DecisionLog {
       await messages.close();
     }
   }
+}
+
+/** A decision message's records, sealed with the signature its header carries. */
+function storedTexts(m: JsMsg): string[] {
+  return sealedDecisionTexts(m.data, m.headers?.get(BATCH_SIGNATURE_HEADER) || undefined);
 }

@@ -9,7 +9,7 @@ import type {
   StoredDecision,
   StoredRuleEvent,
 } from "./contracts.js";
-import { checkDecisionBatch, decisionBatchTexts, decisionMatches } from "./decision-batch.js";
+import { checkDecisionBatch, decisionMatches, sealedDecisionTexts } from "./decision-batch.js";
 import { RuleConflictError } from "./errors.js";
 
 /**
@@ -79,7 +79,7 @@ class MemorySnapshotStore implements SnapshotStore {
 }
 
 class MemoryDecisionLog implements DecisionLog {
-  readonly #messages: { texts: string[]; at: Date }[] = [];
+  readonly #messages: { lines: Uint8Array; signature: string; at: Date }[] = [];
   readonly #ids = new Map<string, number>();
   readonly #waiters = new Set<() => void>();
 
@@ -88,7 +88,7 @@ class MemoryDecisionLog implements DecisionLog {
     const id = batch.decisionIds[0]!;
     const existing = this.#ids.get(id);
     if (existing !== undefined) return { seq: existing, duplicate: true };
-    this.#messages.push({ texts: decisionBatchTexts(batch.lines), at: new Date() });
+    this.#messages.push({ lines: Uint8Array.from(batch.lines), signature: batch.signature, at: new Date() });
     const seq = this.#messages.length;
     this.#ids.set(id, seq);
     for (const wake of this.#waiters) wake();
@@ -102,7 +102,7 @@ class MemoryDecisionLog implements DecisionLog {
         const message = this.#messages[next]!;
         next++;
         if (filter.since !== undefined && message.at < filter.since) continue;
-        for (const [index, text] of message.texts.entries()) {
+        for (const [index, text] of sealedDecisionTexts(message.lines, message.signature).entries()) {
           if (decisionMatches(text, filter)) yield { seq: next, index, text };
         }
       }

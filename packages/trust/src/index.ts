@@ -9,7 +9,7 @@ export {
   KeyPrefix,
 } from "./nkey-codec.js";
 export type { InclusionProof } from "./sealed-batch.js";
-export { batchSeals, sealBatch, splitSealedJson, verifySealedJson } from "./sealed-batch.js";
+export { batchSeals, sealBatch, signBatch, splitSealedJson, verifySealedJson } from "./sealed-batch.js";
 export type { SignedJsonParts } from "./signed-json.js";
 export { signJson, splitSignedJson, verifySignedJson } from "./signed-json.js";
 export type { GeneratedKey, Signer } from "./signing.js";

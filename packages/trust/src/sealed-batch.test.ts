@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { sealBatch, splitSealedJson, verifySealedJson } from "./sealed-batch.js";
+import { batchSeals, sealBatch, signBatch, splitSealedJson, verifySealedJson } from "./sealed-batch.js";
 import { createSigner, generateKey } from "./signing.js";
 
 const worker = createSigner(generateKey("N").seed);
@@ -18,6 +18,26 @@ describe("sealed batches", () => {
       // One signature for the whole batch.
       expect(new Set(sealed.map((t) => splitSealedJson(t)?.signature)).size).toBe(1);
     }
+  });
+
+  it("seals a batch from its texts and signature alone, as signing it did", () => {
+    const texts = records(7);
+    const bodies = texts.map((text) => Buffer.from(text));
+    const signature = signBatch(bodies, worker);
+    const seals = batchSeals(bodies, signature);
+    const sealed = texts.map((text, i) => `${text.slice(0, -1)}${seals[i]}`);
+    expect(sealed).toEqual(sealBatch(texts, worker));
+    for (const text of sealed) expect(verifySealedJson(text, worker.publicKey)).toBe(true);
+    // Sealed with another batch's signature, nothing verifies.
+    const other = signBatch([Buffer.from('{"x":1}')], worker);
+    const forged = batchSeals(bodies, other).map((seal, i) => `${texts[i]!.slice(0, -1)}${seal}`);
+    for (const text of forged) expect(verifySealedJson(text, worker.publicKey)).toBe(false);
+  });
+
+  it("refuses what cannot be sealed", () => {
+    expect(() => signBatch([], worker)).toThrow(/at least one record/);
+    expect(() => signBatch([Buffer.from("[1]")], worker)).toThrow(/JSON objects/);
+    expect(() => batchSeals([Buffer.from('{"a":1}')], 'x"y')).toThrow(/base64url/);
   });
 
   it("keeps the record's own fields and recovers its exact body", () => {

@@ -4,17 +4,18 @@ import { verifySignature } from "./signing.js";
 
 // High-rate records (decisions) are signed in batches: the records' texts are the leaves of a
 // Merkle tree (RFC 6962 hashing: leaf = SHA-256(0x00 ‖ text), node = SHA-256(0x01 ‖ left ‖ right),
-// an odd last node is promoted), the root is signed once, and every record carries its own
-// inclusion proof. Each record stays verifiable on its own, for one signature per batch.
+// an odd last node is promoted) and the root is signed once. A record is sealed by appending its
+// inclusion proof and the batch signature, which makes it verifiable on its own. Proofs follow
+// from the batch, so a batch can be stored as texts plus one signature and sealed when read.
 //
 // A sealed record is its JSON text without `proof` and `signature`, with
 // `,"proof":{"index":I,"size":N,"path":["…",…]},"signature":"…"}` inserted before the final `}`.
 
-const LEAF = Buffer.from([0]);
 /** 0x01 ‖ left ‖ right, reused: hashing is synchronous, so one buffer serves every node. */
 const NODE_INPUT = Buffer.alloc(65, 1);
 const SEALED_TAIL =
   /,"proof":\{"index":(\d+),"size":(\d+),"path":\[((?:"[A-Za-z0-9_-]+"(?:,"[A-Za-z0-9_-]+")*)?)\]\},"signature":"([A-Za-z0-9_-]+)"}$/;
+const BATCH_SIGNATURE = /^[A-Za-z0-9_-]+$/;
 
 /** Where a record sits in its signed batch, and the sibling hashes up to the root (base64url). */
 export interface InclusionProof {
@@ -28,33 +29,31 @@ export interface InclusionProof {
  * signature appended), in the same order. Throws TypeError for an empty batch or a non-object text.
  */
 export function sealBatch(bodies: readonly string[], signer: Signer): string[] {
-  const seals = batchSeals(
-    bodies.map((body) => Buffer.from(body)),
-    signer,
-  );
+  const bytes = bodies.map((body) => Buffer.from(body));
+  const seals = batchSeals(bytes, signBatch(bytes, signer));
   return bodies.map((body, i) => `${body.slice(0, -1)}${seals[i]}`);
 }
 
 /**
- * Signs a batch of JSON object texts, given as UTF-8 bytes, with one signature and returns each
- * one's seal, in the same order: the ASCII text that replaces the body's final `}` to seal it
- * (`,"proof":{…},"signature":"…"}`). For callers that already hold the bytes they will send.
- * Throws TypeError for an empty batch or a body that is not a non-empty JSON object.
+ * The batch signature of JSON object texts, given as UTF-8 bytes: the signer's signature (base64url)
+ * over the root of their Merkle tree. Throws TypeError for an empty batch or a body that is not a
+ * non-empty JSON object.
  */
-export function batchSeals(bodies: readonly Uint8Array[], signer: Signer): string[] {
-  if (bodies.length === 0) throw new TypeError("sealBatch needs at least one record");
-  const levels: Buffer[][] = [bodies.map(leafHash)];
-  while (levels.at(-1)!.length > 1) {
-    const below = levels.at(-1)!;
-    const above: Buffer[] = [];
-    for (let i = 0; i < below.length; i += 2) {
-      const right = below[i + 1];
-      above.push(right ? nodeHash(below[i]!, right) : below[i]!);
-    }
-    levels.push(above);
-  }
+export function signBatch(bodies: readonly Uint8Array[], signer: Signer): string {
+  const levels = merkleLevels(bodies);
+  return signer.sign(signedMessage(bodies.length, levels.at(-1)![0]!));
+}
+
+/**
+ * Each body's seal, in order, for a batch signed with `signature` (see {@link signBatch}): the ASCII
+ * text that replaces the body's final `}` to seal it (`,"proof":{…},"signature":"…"}`). Computes the
+ * proofs; does not check the signature. Throws TypeError for an empty batch, a body that is not a
+ * non-empty JSON object, or a signature that is not base64url.
+ */
+export function batchSeals(bodies: readonly Uint8Array[], signature: string): string[] {
+  if (!BATCH_SIGNATURE.test(signature)) throw new TypeError("a batch signature is base64url text");
+  const levels = merkleLevels(bodies);
   const size = bodies.length;
-  const signature = signer.sign(signedMessage(size, levels.at(-1)![0]!));
   // A node is a sibling on many records' paths: encode each one once.
   const encoded = levels.map((row) => new Array<string | undefined>(row.length));
   const seals: string[] = [];
@@ -78,6 +77,22 @@ export function batchSeals(bodies: readonly Uint8Array[], signer: Signer): strin
     seals.push(`,"proof":{"index":${index},"size":${size},"path":[${path}]},"signature":"${signature}"}`);
   }
   return seals;
+}
+
+/** The tree's rows, leaves first, root last. */
+function merkleLevels(bodies: readonly Uint8Array[]): Buffer[][] {
+  if (bodies.length === 0) throw new TypeError("a sealed batch needs at least one record");
+  const levels: Buffer[][] = [bodies.map(leafHash)];
+  while (levels.at(-1)!.length > 1) {
+    const below = levels.at(-1)!;
+    const above: Buffer[] = [];
+    for (let i = 0; i < below.length; i += 2) {
+      const right = below[i + 1];
+      above.push(right ? nodeHash(below[i]!, right) : below[i]!);
+    }
+    levels.push(above);
+  }
+  return levels;
 }
 
 /** Splits a sealed text into its signed body, proof and signature; null when it is not sealed. */
@@ -124,13 +139,18 @@ export function verifySealedJson(text: string, publicKey: string): boolean {
   return used === path.length && verifySignature(publicKey, signedMessage(size, hash), parts.signature);
 }
 
+/** 0x00 ‖ body, reused and grown as needed: copying into it is cheaper than a new buffer per leaf. */
+let leafInput = Buffer.alloc(4096);
+
 function leafHash(body: Uint8Array): Buffer {
   const length = body.length;
   // "{}" and anything not framed by braces is refused: a seal replaces the final "}".
   if (length < 3 || body[0] !== 0x7b || body[length - 1] !== 0x7d) {
-    throw new TypeError("sealBatch needs non-empty JSON objects");
+    throw new TypeError("a sealed batch holds non-empty JSON objects");
   }
-  return hash("sha256", Buffer.concat([LEAF, body], length + 1), "buffer");
+  if (leafInput.length < length + 1) leafInput = Buffer.alloc(2 * (length + 1));
+  leafInput.set(body, 1);
+  return hash("sha256", leafInput.subarray(0, length + 1), "buffer");
 }
 
 function nodeHash(left: Buffer, right: Buffer): Buffer {

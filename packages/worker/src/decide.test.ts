@@ -71,6 +71,18 @@ describe("encodeDecisionRecord", () => {
     );
   });
 
+  it("counts the bytes of non-ASCII text before the request", () => {
+    const record = { ...recordFor(compact), message: "denied: ü, 漢字 and 🙂" };
+    const encoded = encodeDecisionRecord(record, compact);
+    expect(JSON.parse(encoded.toString())).toEqual(JSON.parse(JSON.stringify(record)));
+  });
+
+  it("serializes the whole record when the request is not its last field", () => {
+    const { request, ...rest } = recordFor(compact);
+    const reordered = { request, ...rest };
+    expect(encodeDecisionRecord(reordered, compact).toString()).toBe(JSON.stringify(reordered));
+  });
+
   it("serializes the record when there are no request bytes to keep", () => {
     const record = rejectionRecord(
       { ok: false, requestId: "r1", reason: "payload is not JSON", input: null, kind: null },

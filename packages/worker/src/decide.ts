@@ -63,7 +63,6 @@ export function decisionRecord(
     kind: request.kind,
     cacheKey: request.cacheKey,
     lineage: request.lineage,
-    request: request.input,
     rejection: null,
     permitted: evaluation.permitted,
     message: evaluation.message,
@@ -77,6 +76,8 @@ export function decisionRecord(
     trust: { verified: UNVERIFIED.verified, reasons: [...UNVERIFIED.reasons] },
     cause: "request",
     latencyMicros: context.latencyMicros,
+    // Last, so that encodeDecisionRecord can append the request's own bytes.
+    request: request.input,
   };
 }
 
@@ -97,7 +98,6 @@ export function rejectionRecord(
     kind: rejected.kind ?? "invalid",
     cacheKey: "",
     lineage: null,
-    request: rejected.input,
     rejection: rejected.reason,
     permitted: false,
     message: rejected.reason,
@@ -111,6 +111,7 @@ export function rejectionRecord(
     trust: { verified: false, reasons: [] },
     cause: "request",
     latencyMicros: context.latencyMicros,
+    request: rejected.input,
   };
 }
 
@@ -132,39 +133,41 @@ function str(value: unknown): string | undefined {
  * since a record must stay on one line in its batch.
  */
 export function encodeDecisionRecord(record: UnsignedDecisionV1, requestBytes: Uint8Array | null): Buffer {
-  if (requestBytes === null) return Buffer.from(JSON.stringify(record));
-  // A Buffer view, for the native (memchr) indexOf.
-  let request = Buffer.from(requestBytes.buffer, requestBytes.byteOffset, requestBytes.byteLength);
-  let start = 0;
-  let end = request.length;
-  // A UTF-8 byte order mark: the decoder dropped it before parsing; JSON has no place for it.
-  if (request[0] === 0xef && request[1] === 0xbb && request[2] === 0xbf) start = 3;
-  while (start < end && isJsonSpace(request[start]!)) start++;
-  while (end > start && isJsonSpace(request[end - 1]!)) end--;
-  request = request.subarray(start, end);
-  if (request.indexOf(LF) !== -1 || request.indexOf(CR) !== -1) return Buffer.from(JSON.stringify(record));
+  const request = requestBytes === null ? null : trimmedJson(requestBytes);
+  if (request === null || request.indexOf(LF) !== -1 || request.indexOf(CR) !== -1) {
+    return Buffer.from(JSON.stringify(record));
+  }
   const value = record.request;
   record.request = null;
   const text = JSON.stringify(record);
   record.request = value;
-  // Every key before "request" holds a string or null, and a quote inside a JSON string is
-  // escaped: the first `,"request":null,` is the field itself.
-  const at = text.indexOf(REQUEST_SLOT);
-  if (at === -1) return Buffer.from(JSON.stringify(record));
-  const head = text.slice(0, at + REQUEST_SLOT_KEY);
-  const tail = text.slice(at + REQUEST_SLOT.length - 1);
-  const headBytes = Buffer.byteLength(head);
-  const out = Buffer.allocUnsafe(headBytes + request.length + Buffer.byteLength(tail));
-  out.write(head, 0);
+  // decisionRecord puts `request` last, so the text ends with it; anything else is serialized whole.
+  if (!text.endsWith(REQUEST_LAST)) return Buffer.from(JSON.stringify(record));
+  // "null}" is ASCII: the head's UTF-8 bytes are all but the last five.
+  const headBytes = Buffer.byteLength(text) - NULL_CLOSE;
+  const out = Buffer.allocUnsafe(headBytes + request.length + 1);
+  out.write(text, 0, headBytes);
   out.set(request, headBytes);
-  out.write(tail, headBytes + request.length);
+  out[out.length - 1] = CLOSE_BRACE;
   return out;
 }
 
-const REQUEST_SLOT = ',"request":null,';
-const REQUEST_SLOT_KEY = ',"request":'.length;
+/** The payload less a UTF-8 byte order mark (the decoder dropped it; JSON has no place for it) and surrounding whitespace. */
+function trimmedJson(bytes: Uint8Array): Buffer {
+  // A Buffer view, for the native (memchr) indexOf.
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let start = view[0] === 0xef && view[1] === 0xbb && view[2] === 0xbf ? 3 : 0;
+  let end = view.length;
+  while (start < end && isJsonSpace(view[start]!)) start++;
+  while (end > start && isJsonSpace(view[end - 1]!)) end--;
+  return view.subarray(start, end);
+}
+
+const REQUEST_LAST = ',"request":null}';
+const NULL_CLOSE = "null}".length;
 const LF = 0x0a;
 const CR = 0x0d;
+const CLOSE_BRACE = 0x7d;
 
 function isJsonSpace(byte: number): boolean {
   return byte === 0x20 || byte === 0x09 || byte === LF || byte === CR;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { batchLines, batchRuns, lineSize } from "./decision-batches.js";
+import { batchLines, batchRuns } from "./decision-batches.js";
 
 describe("batchRuns", () => {
   it("keeps every message within the limit, in order, covering every line", () => {
@@ -28,11 +28,11 @@ describe("batchRuns", () => {
 });
 
 describe("batchLines", () => {
-  it("writes each body with its seal in place of its final brace, one per line", () => {
+  it("writes the bodies one per line, with no newline after the last", () => {
     const bodies = ['{"a":1}', '{"b":"ü"}'].map((text) => Buffer.from(text));
-    const seals = [',"signature":"s1"}', ',"signature":"s2"}'];
-    const lines = batchLines(bodies, seals);
-    expect(lines.toString()).toBe('{"a":1,"signature":"s1"}\n{"b":"ü","signature":"s2"}');
-    expect(lines.length + 1).toBe(lineSize(bodies[0]!, seals[0]!) + lineSize(bodies[1]!, seals[1]!));
+    const lines = batchLines(bodies);
+    expect(lines.toString()).toBe('{"a":1}\n{"b":"ü"}');
+    expect(lines.length + 1).toBe(bodies[0]!.length + 1 + bodies[1]!.length + 1);
+    expect(batchLines([bodies[0]!]).toString()).toBe('{"a":1}');
   });
 });

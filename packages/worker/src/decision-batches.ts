@@ -1,10 +1,4 @@
-// How a worker packs sealed decision records into decision-log messages: one record per line,
-// each line the record's body with its final "}" replaced by its (ASCII) seal.
-
-/** The size in bytes of a record's line in a batch message, its newline included. */
-export function lineSize(body: Uint8Array, seal: string): number {
-  return body.length - 1 + seal.length + 1;
-}
+// How a worker packs decision records into decision-log messages: one record body per line.
 
 /**
  * Splits lines of the given sizes (newline included), in order, into runs whose message stays
@@ -29,17 +23,15 @@ export function batchRuns(sizes: readonly number[], limit: number): Array<[numbe
   return runs;
 }
 
-/** The body of a batch message: each body with its final "}" replaced by its seal, one per line. */
-export function batchLines(bodies: readonly Uint8Array[], seals: readonly string[]): Buffer {
+/** The body of a batch message: the bodies, one per line. */
+export function batchLines(bodies: readonly Uint8Array[]): Buffer {
   let size = -1;
-  for (let i = 0; i < bodies.length; i++) size += lineSize(bodies[i]!, seals[i]!);
+  for (const body of bodies) size += body.length + 1;
   const lines = Buffer.allocUnsafe(Math.max(size, 0));
   let at = 0;
-  for (let i = 0; i < bodies.length; i++) {
-    const body = bodies[i]!;
-    lines.set(body.subarray(0, body.length - 1), at);
-    at += body.length - 1;
-    at += lines.write(seals[i]!, at, "latin1");
+  for (const body of bodies) {
+    lines.set(body, at);
+    at += body.length;
     if (at < lines.length) lines[at++] = 0x0a;
   }
   return lines;

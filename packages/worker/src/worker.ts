@@ -21,7 +21,7 @@ import {
   restoreSnapshot,
   type StoredRuleEvent,
 } from "@arbiter/store";
-import { batchSeals, createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
+import { createSigner, decodePublicKey, generateKey, type Signer, signBatch } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
@@ -33,7 +33,7 @@ import {
   encodeDecisionRecord,
   rejectionRecord,
 } from "./decide.js";
-import { batchLines, batchRuns, lineSize } from "./decision-batches.js";
+import { batchLines, batchRuns } from "./decision-batches.js";
 
 /** Configuration of a decision worker, parsed and defaulted before anything starts. */
 export const WorkerConfig = z.object({
@@ -123,11 +123,8 @@ export interface WorkerDeps {
   readonly clock?: () => Date;
 }
 
-const encoder = new TextEncoder();
-/** Room left in a NATS message beside a record's body: its proof and signature, and JetStream's headers. */
-const RECORD_HEADROOM_BYTES = 2048;
-/** Room left in a decision message for JetStream's headers. */
-const MESSAGE_HEADROOM_BYTES = 1024;
+/** Room left in a decision message for its headers (message id and batch signature). */
+const HEADER_ROOM_BYTES = 1024;
 /** NATS's default max_payload, for the moment before the server's INFO has arrived. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /** Requests handled before the worker yields to I/O (acknowledgements, replies, new requests). */
@@ -447,7 +444,7 @@ class DecisionWorker implements Worker {
       record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
       let body = encodeDecisionRecord(record, decoded.ok ? msg.data : null);
       const limit = this.#storeNc.info?.max_payload;
-      if (limit !== undefined && body.length > limit - RECORD_HEADROOM_BYTES) {
+      if (limit !== undefined && body.length > limit - HEADER_ROOM_BYTES) {
         // The request fits the policy topic but its record would not fit the decision stream:
         // deny it, and record that (without the request body) so the denial is on record too.
         const reason = `the request is too large to record: its decision record is ${body.length} bytes and the NATS server accepts at most ${limit}`;
@@ -465,34 +462,14 @@ class DecisionWorker implements Worker {
   }
 
   /**
-   * Signs `decided` with one signature, stores them in as few messages as the server's max_payload
-   * allows, and answers each request once its message is acknowledged. Never rejects.
+   * Stores `decided` in as few messages as the server's max_payload allows, each signed once, and
+   * answers each request once its message is acknowledged. Never rejects.
    */
   async #record(decided: readonly Decided[]): Promise<void> {
-    let seals: string[];
-    try {
-      seals = batchSeals(
-        decided.map((d) => d.body),
-        this.#signer,
-      );
-    } catch (err) {
-      this.#log.error({ err }, "could not sign decisions");
-      for (const d of decided) {
-        this.#reply(
-          d.msg,
-          d.requestId,
-          false,
-          "Arbiter could not sign its decision (internal error); denied",
-        );
-      }
-      return;
-    }
-    const limit = (this.#storeNc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - MESSAGE_HEADROOM_BYTES;
-    const sizes = decided.map((d, i) => lineSize(d.body, seals[i]!));
+    const limit = (this.#storeNc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - HEADER_ROOM_BYTES;
+    const sizes = decided.map((d) => d.body.length + 1);
     await Promise.all(
-      batchRuns(sizes, limit).map(([from, to]) =>
-        this.#appendAndAnswer(decided.slice(from, to), seals.slice(from, to)),
-      ),
+      batchRuns(sizes, limit).map(([from, to]) => this.#appendAndAnswer(decided.slice(from, to))),
     );
   }
 
@@ -506,17 +483,31 @@ class DecisionWorker implements Worker {
   }
 
   /**
-   * Appends decisions to the decision log as one batch, then answers their requests: as decided,
-   * or denied when the log failed.
+   * Signs decisions as one batch and appends them to the decision log as one message, then answers
+   * their requests: as decided, or denied when signing or the log failed.
    */
-  async #appendAndAnswer(decided: readonly Decided[], seals: readonly string[]): Promise<void> {
+  async #appendAndAnswer(decided: readonly Decided[]): Promise<void> {
+    const bodies = decided.map((d) => d.body);
+    let signature: string;
+    try {
+      signature = signBatch(bodies, this.#signer);
+    } catch (err) {
+      this.#log.error({ err }, "could not sign decisions");
+      for (const d of decided) {
+        this.#reply(
+          d.msg,
+          d.requestId,
+          false,
+          "Arbiter could not sign its decision (internal error); denied",
+        );
+      }
+      return;
+    }
     try {
       await this.#store!.decisions.append({
         decisionIds: decided.map((d) => d.record.decisionId),
-        lines: batchLines(
-          decided.map((d) => d.body),
-          seals,
-        ),
+        lines: batchLines(bodies),
+        signature,
       });
     } catch (err) {
       this.#stats.logFailures += decided.length;
@@ -538,7 +529,7 @@ class DecisionWorker implements Worker {
 
   #reply(msg: Msg, requestId: string, permitted: boolean, message: string): void {
     try {
-      msg.respond(encoder.encode(JSON.stringify({ requestId, permitted, message })));
+      msg.respond(Buffer.from(JSON.stringify({ requestId, permitted, message })));
     } catch (err) {
       this.#log.error({ err, requestId }, "could not send the answer");
     }

@@ -17,7 +17,6 @@ if (!values.servers) {
   process.exit(2);
 }
 
-const encoder = new TextEncoder();
 const nc = await connect({ servers: values.servers.split(","), name: "arbiter-bench-echo" });
 nc.subscribe(values.topic, {
   queue: values.queue,
@@ -33,7 +32,7 @@ nc.subscribe(values.topic, {
     } catch {
       // Undecodable: answered with a null id, which the benchmark counts as a mismatch.
     }
-    msg.respond(encoder.encode(JSON.stringify({ requestId, permitted: true, message: "echo" })));
+    msg.respond(Buffer.from(JSON.stringify({ requestId, permitted: true, message: "echo" })));
   },
 });
 await nc.flush();
