@@ -9,8 +9,8 @@ export interface RequestTemplate {
   readonly kind: string;
   /** What the example rules answer; the echo responder answers `true` to everything. */
   readonly permittedUnderExampleRules: boolean;
-  /** The fixture's bytes with `id` as its request id. */
-  payload(id: string): string;
+  /** The fixture's bytes with `id` as its request id: what a host would put on the wire. */
+  payload(id: string): Uint8Array;
 }
 
 /**
@@ -29,9 +29,21 @@ export function loadRequestTemplate(
   }
   const quoted = JSON.stringify(parsed.requestId);
   const at = text.indexOf(quoted);
-  const before = text.slice(0, at + 1);
-  const after = text.slice(at + quoted.length - 1);
-  return { name, kind: parsed.kind, permittedUnderExampleRules, payload: (id) => before + id + after };
+  // Bytes, not a string per request: the generator stands in for hosts and should cost little.
+  const before = Buffer.from(text.slice(0, at + 1));
+  const after = Buffer.from(text.slice(at + quoted.length - 1));
+  return {
+    name,
+    kind: parsed.kind,
+    permittedUnderExampleRules,
+    payload: (id) => {
+      const out = Buffer.allocUnsafe(before.length + Buffer.byteLength(id) + after.length);
+      out.set(before, 0);
+      const end = before.length + out.write(id, before.length);
+      out.set(after, end);
+      return out;
+    },
+  };
 }
 
 /** A phase of load: who answers, and what a correct answer says. */
