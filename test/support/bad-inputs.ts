@@ -279,7 +279,7 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
     "start-component",
     ["host", "labels"],
     ["a=b"],
-    invalid("host\\.labels", "Invalid input: expected record, received array"),
+    invalid("host\\.labels", "Invalid input: expected object, received array"),
   );
   mutated(
     "wrong type: a host label is a number",
@@ -384,7 +384,7 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
     "start-component",
     ["request", "annotations"],
     [],
-    invalid("request\\.annotations", "Invalid input: expected record, received array"),
+    invalid("request\\.annotations", "Invalid input: expected object, received array"),
   );
   mutated(
     "wrong type: an annotation is a number",
@@ -562,7 +562,7 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
     "perform-invocation",
     ["host", "labels"],
     undefined,
-    invalid("host\\.labels", "Invalid input: expected record, received undefined"),
+    invalid("host\\.labels", "Invalid input: expected object, received undefined"),
   );
   mutated(
     "missing: componentId",
@@ -590,7 +590,7 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
     "start-component",
     ["request", "annotations"],
     undefined,
-    invalid("request\\.annotations", "Invalid input: expected record, received undefined"),
+    invalid("request\\.annotations", "Invalid input: expected object, received undefined"),
   );
   mutated(
     "missing: claims (null is sent, never omitted)",

@@ -52,6 +52,27 @@ describe("1.x requests from real hosts", () => {
     expect(invocation.request.subject?.maxInstances).toBe(0);
   });
 
+  it("keeps labels and annotations as sent, and names any that is not a string", () => {
+    const raw = JSON.parse(fixture("start-component").toString("utf8"));
+    raw.host.labels = { zone: "eu-1", "": "empty key", "hostcore.cpus": "8" };
+    const decoded = decodePolicyValue(raw);
+    expect(decoded.ok && decoded.request.host.labels).toEqual(raw.host.labels);
+    expect(decoded.ok && decoded.request.subject?.annotations).toEqual(raw.request.annotations);
+
+    raw.request.annotations = { "wasmcloud.dev/scaler": 3 };
+    expect(decodePolicyValue(raw)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(
+        /request\.annotations\.wasmcloud\.dev\/scaler: .*expected string, received number/,
+      ),
+    });
+    raw.request.annotations = ["a=b"];
+    expect(decodePolicyValue(raw)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/request\.annotations: .*expected object, received array/),
+    });
+  });
+
   it("keeps the request exactly as received as input", () => {
     const raw = JSON.parse(fixture("start-provider").toString("utf8"));
     raw.extra = { future: "field" };
