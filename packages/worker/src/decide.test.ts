@@ -91,3 +91,23 @@ describe("encodeDecisionRecord", () => {
     expect(encodeDecisionRecord(record, null).toString()).toBe(JSON.stringify(record));
   });
 });
+
+describe("decisionRecord", () => {
+  it("records the time the rules saw, to the millisecond, for each decision in turn", () => {
+    const request = decodePolicyRequest(readFileSync(FIXTURE));
+    if (!request.ok) throw new Error(request.reason);
+    const times = [
+      "2026-11-22T08:00:00.000Z",
+      "2026-11-22T08:00:00.000Z",
+      "2026-11-22T08:00:00.001Z",
+      "1999-12-31T23:59:59.999Z",
+    ];
+    for (const time of times) {
+      const record = decisionRecord(request.request, evaluation, { ...context, now: new Date(time) });
+      expect(record.evaluatedAt).toBe(time);
+    }
+    expect(() =>
+      decisionRecord(request.request, evaluation, { ...context, now: new Date(Number.NaN) }),
+    ).toThrow(RangeError);
+  });
+});

@@ -71,7 +71,7 @@ export function decisionRecord(
     dryRunRules: evaluation.dryRunRules,
     ruleErrors: evaluation.errors,
     revision: context.revision,
-    evaluatedAt: context.now.toISOString(),
+    evaluatedAt: isoText(context.now),
     worker: context.worker,
     trust: { verified: UNVERIFIED.verified, reasons: [...UNVERIFIED.reasons] },
     cause: "request",
@@ -106,13 +106,26 @@ export function rejectionRecord(
     dryRunRules: [],
     ruleErrors: [],
     revision: context.revision,
-    evaluatedAt: context.now.toISOString(),
+    evaluatedAt: isoText(context.now),
     worker: context.worker,
     trust: { verified: false, reasons: [] },
     cause: "request",
     latencyMicros: context.latencyMicros,
     request: rejected.input,
   };
+}
+
+let lastIso = { ms: Number.NaN, text: "" };
+
+/**
+ * `now.toISOString()`, from a one-entry cache: the decisions of a burst mostly share their
+ * millisecond, and formatting a date was a visible share of building a record. Throws as
+ * toISOString does for an invalid date (NaN never equals the cached value).
+ */
+function isoText(now: Date): string {
+  const ms = now.getTime();
+  if (ms !== lastIso.ms) lastIso = { ms, text: now.toISOString() };
+  return lastIso.text;
 }
 
 function pick(value: unknown, key: string): unknown {
