@@ -16,6 +16,7 @@ import {
 } from "./document.js";
 import { InvalidRulesError, type RulesIssue } from "./errors.js";
 import { VARIABLE_NAMES, type VariableName } from "./facts.js";
+import { type FastCondition, fastCondition } from "./fast-path.js";
 
 /** Values bound to the CEL variables for one evaluation (a CelError fails only the rules using it). */
 export type CelBindings = Partial<Record<VariableName, CelInput | CelError>>;
@@ -27,6 +28,11 @@ export interface CompiledRule {
   readonly index: number;
   /** Runs the planned expression; returns a CelError rather than throwing. */
   readonly run: (bindings: CelBindings) => CelResult;
+  /**
+   * Evaluates the plain cases of a simple expression on the facts directly, as `run` would
+   * answer them; null when the expression is not that simple (see fast-path.ts).
+   */
+  readonly fast: FastCondition | null;
   /** 1-based line and column in `rule.when` of the sub-expression with CEL id `exprId`. */
   readonly positionOf: (exprId: bigint | undefined) => { line: number; column: number } | undefined;
 }
@@ -63,7 +69,15 @@ export function compileRules(doc: RulesDocumentInput): CompiledRules {
     const compiled = compileExpression(rule.when);
     if (compiled.ok) {
       for (const name of compiled.variables) variables.add(name);
-      rules.push(Object.freeze({ rule, index, run: compiled.run, positionOf: compiled.positionOf }));
+      rules.push(
+        Object.freeze({
+          rule,
+          index,
+          run: compiled.run,
+          fast: compiled.fast,
+          positionOf: compiled.positionOf,
+        }),
+      );
     } else {
       for (const problem of compiled.problems) {
         issues.push({
@@ -95,6 +109,7 @@ type CompiledExpression =
   | {
       ok: true;
       run: CompiledRule["run"];
+      fast: CompiledRule["fast"];
       positionOf: CompiledRule["positionOf"];
       variables: ReadonlySet<VariableName>;
     }
@@ -166,7 +181,7 @@ function compileExpression(source: string): CompiledExpression {
   // The bindings may hold CelErrors; @bufbuild/cel's ObjectActivation resolves those as errors
   // (activation.d.ts accepts `CelInput | CelError`), though plan()'s signature says CelInput only.
   const run = (bindings: CelBindings): CelResult => program(bindings as Record<string, CelInput>);
-  return { ok: true, run, positionOf, variables };
+  return { ok: true, run, fast: fastCondition(parsed.expr) ?? null, positionOf, variables };
 }
 
 // @bufbuild/cel's parse() throws a peggy syntax error: `location.start` holds line and column and

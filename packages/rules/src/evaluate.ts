@@ -5,6 +5,7 @@ import { toCelTimestamp, toCelValue } from "./cel-values.js";
 import type { CelBindings, CompiledRule, CompiledRules } from "./compile.js";
 import type { Rule } from "./document.js";
 import type { EvaluationFacts, VariableName } from "./facts.js";
+import { UNDECIDED } from "./fast-path.js";
 
 /**
  * The outcome of evaluating the rules against one request. `matchedRules` are the enforced rules
@@ -29,7 +30,8 @@ export type Evaluation = z.infer<typeof Evaluation>;
  * an expression that fails at run time is recorded in `errors` and counts as not matching.
  */
 export function evaluate(rules: CompiledRules, facts: EvaluationFacts): Evaluation {
-  const bindings = bind(rules.variables, facts);
+  // Bound only when some rule needs @bufbuild/cel for these facts.
+  let bindings: CelBindings | undefined;
   const matchedRules: string[] = [];
   const dryRunRules: string[] = [];
   const errors: RuleErrorV1[] = [];
@@ -37,7 +39,12 @@ export function evaluate(rules: CompiledRules, facts: EvaluationFacts): Evaluati
   let firstAllow: Rule | undefined;
   for (const compiled of rules.rules) {
     const { rule } = compiled;
-    const outcome = runRule(compiled, bindings);
+    let outcome: boolean | string | typeof UNDECIDED =
+      compiled.fast === null ? UNDECIDED : compiled.fast(facts);
+    if (outcome === UNDECIDED) {
+      bindings ??= bind(rules.variables, facts);
+      outcome = runRule(compiled, bindings);
+    }
     if (typeof outcome === "string") {
       errors.push({ ruleId: rule.id, message: outcome });
       continue;
