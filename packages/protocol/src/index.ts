@@ -44,3 +44,4 @@ export {
   StartComponentBodyV1,
   StartProviderBodyV1,
 } from "./wasmcloud.js";
+export { LifecycleState, WorkerStatusV1 } from "./worker-status.js";

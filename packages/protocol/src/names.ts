@@ -14,6 +14,11 @@ export interface ResourceNames {
   readonly revocationsStream: string;
   readonly revocationsSubjects: string;
   readonly activeBucket: string;
+  /**
+   * The subject every worker answers (no queue group) with its {@link WorkerStatusV1}: the CLI
+   * gathers the answers to learn which workers run, their state and which admin keys they accept.
+   */
+  readonly statusSubject: string;
 }
 
 /** The wasmCloud default policy topic (`--policy-topic`). */
@@ -43,5 +48,6 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
     revocationsStream: `${upper}_REVOCATIONS`,
     revocationsSubjects: `${prefix}.revocations.>`,
     activeBucket: `${prefix}-active`,
+    statusSubject: `${prefix}.workers.status`,
   };
 }

@@ -1,0 +1,25 @@
+import { z } from "zod";
+
+/** Lifecycle states shared by Arbiter's long-running parts. */
+export const LifecycleState = z.enum(["starting", "ready", "degraded", "stopped"]);
+/** One of the {@link LifecycleState} values. */
+export type LifecycleState = z.infer<typeof LifecycleState>;
+
+/**
+ * What a worker answers on its status subject (`ResourceNames.statusSubject`): who it is, its
+ * state and why (a reason whenever it is not ready), the rules revision it serves and the admin
+ * keys whose rule events it accepts.
+ */
+export const WorkerStatusV1 = z.object({
+  id: z.string(),
+  publicKey: z.string(),
+  state: LifecycleState,
+  /** Why the worker is not ready; null when it is. */
+  reason: z.string().nullable(),
+  revision: z.number().int().nonnegative(),
+  adminKeys: z.array(z.string()),
+  /** The worker's counters since it started (names as in the worker's `stats()`). */
+  stats: z.record(z.string(), z.number()),
+});
+/** A worker's answer on the status subject. */
+export type WorkerStatusV1 = z.infer<typeof WorkerStatusV1>;
