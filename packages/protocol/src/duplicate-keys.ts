@@ -6,9 +6,9 @@ export interface DuplicateKey {
   readonly path: readonly (string | number)[];
 }
 
-const COLON = 0x3a;
 /** Objects with more keys than this are checked with a Set; smaller ones by a linear search. */
 const LINEAR_KEYS = 16;
+const COLON = 0x3a;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
@@ -22,7 +22,7 @@ const CLOSE_ARRAY = 0x5d;
  * When it is more than the keys of the parsed value, some object repeats a key: JSON.parse keeps
  * the last copy and says nothing. No well-kept library reports duplicates without a second full
  * parse; this hand-written count jumps from quote to quote with `indexOf` and allocates nothing,
- * which keeps it well under a microsecond for a real request.
+ * so on a real request it costs about a third of the JSON.parse before it.
  */
 export function countWrittenKeys(text: string): number {
   let keys = 0;
