@@ -1,6 +1,6 @@
 import { DecisionV1, decodePolicyRequest, PolicyResponseV1 } from "@arbiter/protocol";
-import { compileRules, parseRulesDocument } from "@arbiter/rules";
-import { createRulesAdmin, openJetStreamStore, type RulesetState } from "@arbiter/store";
+import { compileRules, parseRulesDocument, type RulesetState } from "@arbiter/rules";
+import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
 import { createWorker, decideRequest, type Worker } from "@arbiter/worker";
 import { createInbox, type NatsConnection, type Subscription } from "@nats-io/nats-core";

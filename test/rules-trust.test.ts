@@ -97,4 +97,35 @@ describe("rule events that are not validly signed change nothing", () => {
       await fresh.stop();
     }
   });
+
+  it("refuses to apply a condition that is not a bool, writing nothing; a worker skips one written anyway", async () => {
+    const { admin, signer, worker } = arbiter;
+    const oops = {
+      version: 1 as const,
+      default: "allow" as const,
+      rules: [{ id: "oops", effect: "allow" as const, when: "kind" }],
+    };
+    await expect(admin.apply(oops, { expectedRevision: 8 })).rejects.toMatchObject({
+      name: "InvalidRulesError",
+      issues: [
+        expect.objectContaining({
+          ruleId: "oops",
+          column: 1,
+          message: "the condition is a string, not a bool",
+        }),
+      ],
+    });
+    expect(await arbiter.store.rules.lastRevision()).toBe(8);
+
+    const rejectedBefore = worker.stats().ruleEventsRejected;
+    expect(await publishRaw(signJson(event(8, { payload: { document: oops } }), signer))).toBe(9);
+    await until(() => worker.revision === 9, { name: "worker consumed revision 9", timeout: 10_000 });
+    expect(worker.stats().ruleEventsRejected).toBe(rejectedBefore + 1);
+    expect(await startComponentPermitted()).toBe(true);
+    expect((await admin.history()).at(-1)).toMatchObject({
+      revision: 9,
+      applied: false,
+      rejection: expect.stringMatching(/rule "oops": when, column 1: the condition is a string, not a bool/),
+    });
+  });
 });

@@ -1014,14 +1014,16 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
     );
   }
 
-  // --- Duplicate keys (JSON.parse keeps the last) ---------------------------------------------------
+  // --- Duplicate keys (JSON.parse keeps the last, a first-key reader of the record sees another) -
+  const duplicate = (key: string, where: string) =>
+    new RegExp(`^duplicate key "${key}" at ${where.replaceAll(".", "\\.").replaceAll("[", "\\[")}$`);
   {
     const { id, value } = fixture();
     add(
       "duplicate keys: kind valid, then a number",
       JSON.stringify(value).replace('"version"', '"kind":7,"version"'),
       id,
-      /^kind: expected a string, got a number$/,
+      duplicate("kind", "the top level"),
     );
   }
   {
@@ -1030,7 +1032,7 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
       "duplicate keys: kind valid, then startFoo",
       JSON.stringify(value).replace('"version"', '"kind":"startFoo","version"'),
       id,
-      /^unknown kind "startFoo"/,
+      duplicate("kind", "the top level"),
     );
   }
   // The first id is a valid string, yet JSON.parse keeps the number, so no id is left to answer.
@@ -1038,17 +1040,16 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
     "duplicate keys: request id valid, then a number (no id left)",
     JSON.stringify(fixture().value).replace('"kind"', '"requestId":1,"kind"'),
     null,
-    BAD_ID,
+    duplicate("requestId", "the top level"),
   );
   {
     const { value } = fixture();
     const last = nextId();
-    set(value, ["kind"], "StartComponent");
     add(
       "duplicate keys: two request ids: the last one is answered",
       JSON.stringify(value).replace('"kind"', `"requestId":"${last}","kind"`),
       last,
-      /^unknown kind "StartComponent"/,
+      duplicate("requestId", "the top level"),
     );
   }
   {
@@ -1057,26 +1058,106 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
       "duplicate keys: host valid, then a string",
       JSON.stringify(value).replace(/}$/, ',"host":"x"}'),
       id,
-      invalid("host", "Invalid input: expected object, received string"),
+      duplicate("host", "the top level"),
     );
   }
   {
     const { value } = fixture("perform-invocation");
     const last = nextId();
-    accept(
-      "duplicate keys: request id a number, then valid: answered",
+    add(
+      "duplicate keys: request id a number, then valid",
       JSON.stringify(value)
         .replace('"kind"', `"requestId":"${last}","kind"`)
         .replace(/^\{"requestId":"[^"]+"/, '{"requestId":42'),
       last,
-      "perform-invocation",
+      duplicate("requestId", "the top level"),
+    );
+  }
+  {
+    const { id, value } = fixture("start-provider");
+    add(
+      "duplicate keys: kind invalid, then valid",
+      JSON.stringify(value).replace('"kind"', '"kind":"startFoo","kind"'),
+      id,
+      duplicate("kind", "the top level"),
+    );
+  }
+  {
+    const { id, value } = fixture();
+    const evil = JSON.stringify({
+      ...((value["request"] as JsonObject)["claims"] as JsonObject),
+      issuer: "AEVIL",
+    });
+    add(
+      "duplicate keys: claims, an evil copy before the real one",
+      JSON.stringify(value).replace('"claims":', `"claims":${evil},"claims":`),
+      id,
+      duplicate("claims", "request"),
+    );
+  }
+  {
+    const { id, value } = fixture("perform-invocation");
+    add(
+      "duplicate keys: claims inside an invocation's target",
+      JSON.stringify(value).replace('"claims":', '"claims":null,"claims":'),
+      id,
+      duplicate("claims", "request.target"),
+    );
+  }
+  {
+    const { id, value } = fixture();
+    add(
+      "duplicate keys: kind, the second written as \\u006bind",
+      JSON.stringify(value).replace('"version"', '"\\u006bind":"unknown","version"'),
+      id,
+      duplicate("kind", "the top level"),
+    );
+  }
+  {
+    const { id, value } = fixture();
+    add(
+      "duplicate keys: an issuer in claims, the second fully escaped",
+      JSON.stringify(value).replace(
+        '"issuer":',
+        '"issuer":"AEVIL","\\u0069\\u0073\\u0073\\u0075\\u0065\\u0072":',
+      ),
+      id,
+      duplicate("issuer", "request.claims"),
+    );
+  }
+  {
+    const { id, value } = fixture("start-provider");
+    add(
+      "duplicate keys: a host label",
+      JSON.stringify(value).replace('"hostcore.os"', '"hostcore.os":"windows","hostcore.os"'),
+      id,
+      duplicate("hostcore.os", "host.labels"),
+    );
+  }
+  {
+    const { id, value } = fixture();
+    set(value, ["extra"], [{ a: 1 }, { list: [{ b: 1 }] }]);
+    add(
+      "duplicate keys: deep in an array of an extra field",
+      JSON.stringify(value).replace('{"b":1}', '{"b":1,"b":1}'),
+      id,
+      duplicate("b", "extra[1].list[0]"),
+    );
+  }
+  {
+    const value = legacyRequest(nextId());
+    add(
+      "duplicate keys: a 0.82 request's action",
+      JSON.stringify(value).replace('"action"', '"action":"perform_invocation","action"'),
+      value["requestId"] as string,
+      duplicate("action", "the top level"),
     );
   }
   {
     const { id, value } = fixture("start-provider");
     accept(
-      "duplicate keys: kind invalid, then valid: accepted",
-      JSON.stringify(value).replace('"kind"', '"kind":"startFoo","kind"'),
+      "duplicate keys: none, only keys that differ in case (Kind, kind)",
+      JSON.stringify(value).replace('"version"', '"Kind":"unknown","version"'),
       id,
       "start-provider",
     );

@@ -163,3 +163,62 @@ describe("rejections name the problem and keep the request id", () => {
     expect(!decoded.ok && decoded.reason).toMatch(/expected a JSON object, got an array/);
   });
 });
+
+describe("a request that repeats a key is refused, since it can be read two ways", () => {
+  const text = fixture("start-component").toString("utf8").trim();
+  const id = JSON.parse(text).requestId as string;
+  const refused = (payload: string) => {
+    const decoded = decodePolicyRequest(encode(payload));
+    expect(decoded.ok, payload.slice(0, 80)).toBe(false);
+    return decoded.ok ? null : decoded;
+  };
+
+  it("names the key and the object it is repeated in, and keeps the request id and kind", () => {
+    const evil =
+      '"claims":{"publicKey":"M","issuer":"AEVIL","issuedAt":"0","expiresAt":null,"expired":false},';
+    expect(refused(text.replace('"claims":', `${evil}"claims":`))).toMatchObject({
+      requestId: id,
+      kind: "startComponent",
+      reason: 'duplicate key "claims" at request',
+    });
+    expect(refused(text.replace('"version"', '"kind":"unknown","version"'))?.reason).toBe(
+      'duplicate key "kind" at the top level',
+    );
+    expect(refused(text.replace('"lattice"', '"lattice":"other","lattice"'))?.reason).toBe(
+      'duplicate key "lattice" at host',
+    );
+    expect(refused(text.replace('"kubernetes"', '"kubernetes":"false","kubernetes"'))?.reason).toBe(
+      'duplicate key "kubernetes" at host.labels',
+    );
+  });
+
+  it("sees a key written with escapes as the same key", () => {
+    expect(refused(text.replace('"version"', '"\\u006bind":"unknown","version"'))?.reason).toBe(
+      'duplicate key "kind" at the top level',
+    );
+  });
+
+  it("finds repeats inside arrays and in 0.82 requests", () => {
+    const withList = JSON.stringify({ ...JSON.parse(text), extra: [{ a: 1 }, { b: 1 }] }).replace(
+      '{"b":1}',
+      '{"b":1,"b":2}',
+    );
+    expect(refused(withList)?.reason).toBe('duplicate key "b" at extra[1]');
+    const legacyText = JSON.stringify(legacy).replace('"action"', '"action":"start_provider","action"');
+    expect(refused(legacyText)).toMatchObject({
+      requestId: legacy.requestId,
+      reason: 'duplicate key "action" at the top level',
+    });
+  });
+
+  it("cuts a long repeated key in the reason", () => {
+    const key = "k".repeat(5000);
+    const reason = refused(text.replace(/}$/, `,"${key}":1,"${key}":2}`))?.reason ?? "";
+    expect(reason).toMatch(/^duplicate key "k{64}…\(5000 characters\)" at the top level$/);
+  });
+
+  it("accepts the same key in different objects", () => {
+    expect(text.match(/"publicKey"/g)).toHaveLength(2);
+    expect(decodePolicyRequest(encode(text)).ok).toBe(true);
+  });
+});

@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import { countWrittenKeys, findDuplicateKey } from "./duplicate-keys.js";
 import {
   type ClaimsV1,
   LegacyActionV082,
@@ -75,7 +76,7 @@ const KINDS_V1: readonly string[] = ["startComponent", "startProvider", "perform
 
 /**
  * Decodes one message from the policy topic. Never throws: every failure (size, UTF-8, JSON,
- * nesting, `__proto__` keys, schema) comes back as `ok: false` with a reason that names it and,
+ * nesting, `__proto__` keys, duplicate keys, schema) comes back as `ok: false` with a reason that names it and,
  * where the payload carries one, the request id to answer.
  */
 export function decodePolicyRequest(bytes: Uint8Array, limits: DecodeLimits = {}): DecodedRequest {
@@ -100,11 +101,18 @@ export function decodePolicyRequest(bytes: Uint8Array, limits: DecodeLimits = {}
     const detail = err instanceof Error ? err.message : String(err);
     return reject(scanRequestId(text), `payload is not JSON: ${detail}`);
   }
-  return decodePolicyValue(value, limits);
+  return decodeParsed(value, limits, text);
 }
 
-/** Like {@link decodePolicyRequest} for a payload already parsed from JSON. Never throws. */
+/**
+ * Like {@link decodePolicyRequest} for a payload already parsed from JSON. Never throws. Duplicate
+ * keys cannot be seen once parsed: only {@link decodePolicyRequest} refuses them.
+ */
 export function decodePolicyValue(value: unknown, limits: DecodeLimits = {}): DecodedRequest {
+  return decodeParsed(value, limits, null);
+}
+
+function decodeParsed(value: unknown, limits: DecodeLimits, text: string | null): DecodedRequest {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return reject(null, `expected a JSON object, got ${describe(value)}`, value);
   }
@@ -115,10 +123,22 @@ export function decodePolicyValue(value: unknown, limits: DecodeLimits = {}): De
   const rawKind = typeof record["kind"] === "string" ? record["kind"] : null;
 
   const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
-  const shapeProblem = checkShape(value, maxDepth);
-  if (shapeProblem) {
-    const input = shapeProblem.tooDeep ? cutAt(value, maxDepth) : value;
-    return reject(requestId, shapeProblem.reason, input, rawKind);
+  const shape = checkShape(value, maxDepth);
+  if (!shape.ok) {
+    const input = shape.tooDeep ? cutAt(value, maxDepth) : value;
+    return reject(requestId, shape.reason, input, rawKind);
+  }
+  // JSON.parse keeps the last copy of a repeated key, but a reader of the recorded bytes that keeps
+  // the first would see another request: a request that can be read two ways is refused. The text
+  // writes more keys than the parsed value holds exactly when some object repeats a key; only then
+  // is the text scanned again to name it.
+  if (text !== null && countWrittenKeys(text) !== shape.keys) {
+    const duplicate = findDuplicateKey(text, maxDepth);
+    const where =
+      duplicate === null
+        ? "a key is repeated"
+        : `duplicate key ${quote(duplicate.key)} at ${duplicate.path.length === 0 ? "the top level" : formatPath(duplicate.path)}`;
+    return reject(requestId, where, value, rawKind);
   }
   if (requestId === null) {
     return reject(
@@ -329,21 +349,30 @@ export function cacheKeyV082(request: PolicyRequestV082): string {
 /**
  * Rejects what JSON.parse accepts but a policy request must never contain: nesting deeper than
  * `maxDepth` (a stack-exhaustion vector for later serializers) and `__proto__` keys (which a
- * later object copy would turn into a prototype change).
+ * later object copy would turn into a prototype change). Counts the keys it walks, for the
+ * duplicate check.
  */
-function checkShape(root: unknown, maxDepth: number): { reason: string; tooDeep: boolean } | null {
+function checkShape(
+  root: unknown,
+  maxDepth: number,
+): { ok: true; keys: number } | { ok: false; reason: string; tooDeep: boolean } {
   // Walks without building paths (the common case finds nothing); a path is spelled out only for
   // the problem found. Recursion stops at maxDepth, so the stack stays shallow.
-  const found = findShapeProblem(root, 1, maxDepth);
-  if (found === null) return null;
-  const path = found.path
-    .reverse()
+  const tally = { keys: 0 };
+  const found = findShapeProblem(root, 1, maxDepth, tally);
+  if (found === null) return { ok: true, keys: tally.keys };
+  const path = formatPath(found.path.reverse());
+  return found.tooDeep
+    ? { ok: false, reason: `${path || "payload"}: nested deeper than ${maxDepth} levels`, tooDeep: true }
+    : { ok: false, reason: `${path}: the key "__proto__" is not allowed`, tooDeep: false };
+}
+
+/** `request.claims`, `items[0].id`: a path from the root, keys cut when long. */
+function formatPath(path: readonly (string | number)[]): string {
+  return path
     .map((step) => (typeof step === "number" ? `[${step}]` : `.${clip(step)}`))
     .join("")
     .replace(/^\./, "");
-  return found.tooDeep
-    ? { reason: `${path || "payload"}: nested deeper than ${maxDepth} levels`, tooDeep: true }
-    : { reason: `${path}: the key "__proto__" is not allowed`, tooDeep: false };
 }
 
 /** The first problem under `value` (at `depth`), with its path from the deepest step up. */
@@ -351,12 +380,13 @@ function findShapeProblem(
   value: unknown,
   depth: number,
   maxDepth: number,
+  tally: { keys: number },
 ): { path: (string | number)[]; tooDeep: boolean } | null {
   if (typeof value !== "object" || value === null) return null;
   if (depth > maxDepth) return { path: [], tooDeep: true };
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = findShapeProblem(value[i], depth + 1, maxDepth);
+      const found = findShapeProblem(value[i], depth + 1, maxDepth, tally);
       if (found !== null) {
         found.path.push(i);
         return found;
@@ -366,7 +396,8 @@ function findShapeProblem(
   }
   for (const key in value) {
     if (key === "__proto__") return { path: [key], tooDeep: false };
-    const found = findShapeProblem((value as Record<string, unknown>)[key], depth + 1, maxDepth);
+    tally.keys++;
+    const found = findShapeProblem((value as Record<string, unknown>)[key], depth + 1, maxDepth, tally);
     if (found !== null) {
       found.path.push(key);
       return found;

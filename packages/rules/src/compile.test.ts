@@ -106,8 +106,69 @@ describe("compileRules", () => {
     expect(compileError("Foo{a: 1} == kind").issues[0]?.message).toBe('unknown message type "Foo"');
   });
 
-  it("rejects an expression that is a constant, not a condition", () => {
-    expect(compileError('"yes"').issues[0]?.message).toBe("must evaluate to a bool, not a constant");
+  it("rejects a condition whose type is not bool, with the rule and the position", () => {
+    const cases: [string, string, number][] = [
+      ["kind", "a string", 1],
+      ['"x"', "a string", 1],
+      ["1", "an int", 1],
+      ["1.5", "a double", 1],
+      ["null", "null", 1],
+      ["[true]", "a list", 1],
+      ['{"a": true}', "a map", 1],
+      ["host.labels", "a map", 5],
+      ["host", "a map", 1],
+      ['host.labels["zone"]', "a string", 12],
+      ["subject.maxInstances", "an int", 8],
+      ["size(kind) + 1", "an int", 11],
+      ['kind + "x"', "a string", 5],
+      ["now", "a timestamp", 1],
+      ["now - now", "a duration", 4],
+      ['timestamp("2024-01-01T00:00:00Z")', "a timestamp", 1],
+      ["trust.reasons", "a list", 6],
+      ['claims == null ? "none" : claims.issuer', "a string", 1],
+      ["host.labels.map(k, k)", "a list", 12],
+      ["host.labels.filter(k, k == 'a')", "a list", 12],
+      ["int", "a type", 1],
+    ];
+    for (const [when, type, column] of cases) {
+      const { issues, message } = compileError(when);
+      expect(issues, when).toEqual([
+        {
+          stage: "expression",
+          ruleId: "only-wasmcloud-signed",
+          path: "rules[0].when",
+          line: 1,
+          column,
+          message: `the condition is ${type}, not a bool`,
+        },
+      ]);
+      expect(message).toBe(
+        `invalid rules document: rule "only-wasmcloud-signed": when, column ${column}: the condition is ${type}, not a bool`,
+      );
+    }
+  });
+
+  it("accepts conditions that are bool, or dyn and checked when they run", () => {
+    const conditions = [
+      "input.x",
+      "input.request.maxInstances",
+      "input.request.claims.issuer == 'A'",
+      "claims != null && claims.expired",
+      "claims.expiresAt",
+      "dyn(kind)",
+      "subject != null && subject.annotations['a'] == 'b'",
+      "host.labels.all(k, host.labels[k] != '')",
+      "host.labels.exists_one(k, k == 'zone')",
+      "[1, 2].exists(x, x > 1)",
+      "has(host.labels.zone)",
+      "trust.verified",
+      "kind.startsWith('start') || kind.matches('^perf')",
+      "now > timestamp('2000-01-01T00:00:00Z') && now.getFullYear() > 2000",
+      "subject.maxInstances > 1 ? true : false",
+      "true ? input.a : false",
+      "'a' in host.labels",
+    ];
+    for (const when of conditions) expect(() => compileRules(withWhen(when)), when).not.toThrow();
   });
 
   it("reports every broken rule at once", () => {

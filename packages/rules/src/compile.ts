@@ -7,6 +7,7 @@ import {
   parse,
   plan,
 } from "@bufbuild/cel";
+import { describeStaticType, typeOf } from "./condition-type.js";
 import {
   type Rule,
   type RuleEffectV1,
@@ -56,9 +57,9 @@ export interface CompiledRules {
 
 /**
  * Validates `doc` and compiles every rule's `when` with @bufbuild/cel. Throws
- * {@link InvalidRulesError} listing every rule whose expression does not parse, or refers to a
- * variable other than the documented ones or to a function CEL does not have, with the rule id and
- * the line and column inside the expression.
+ * {@link InvalidRulesError} listing every rule whose expression does not parse, refers to a
+ * variable other than the documented ones or to a function CEL does not have, or has a type other
+ * than bool (`when: kind`), with the rule id and the line and column inside the expression.
  */
 export function compileRules(doc: RulesDocumentInput): CompiledRules {
   const document = validateRulesDocument(doc);
@@ -169,8 +170,14 @@ function compileExpression(source: string): CompiledExpression {
       problems.push(position === undefined ? { message } : { message, position });
     },
   });
-  const notBool = constantKind(parsed.expr);
-  if (notBool !== undefined) problems.push({ message: `must evaluate to a bool, not ${notBool}` });
+  // A condition whose type is known and is not bool could never match (`when: kind`); a `dyn` one
+  // (`input.x`) is checked when it runs.
+  const type = typeOf(parsed.expr);
+  if (type.kind !== "bool" && type.kind !== "dyn") {
+    const message = `the condition is ${describeStaticType(type)}, not a bool`;
+    const position = positionOf(parsed.expr?.id);
+    problems.push(position === undefined ? { message } : { message, position });
+  }
   if (problems.length > 0) return { ok: false, problems: problems.sort(byPosition) };
   let program: ReturnType<typeof plan>;
   try {
@@ -207,21 +214,6 @@ function syntaxProblem(err: unknown): Problem {
     };
   }
   return { message: `syntax error: ${message}` };
-}
-
-// Catches `when: "yes"` or `when: 1` (a literal that can never be a condition) at compile time.
-function constantKind(expr: Expr): string | undefined {
-  const kind = expr.exprKind;
-  switch (kind.case) {
-    case "constExpr":
-      return kind.value.constantKind.case === "boolValue" ? undefined : "a constant";
-    case "listExpr":
-      return "a list";
-    case "structExpr":
-      return "a map or message";
-    default:
-      return undefined;
-  }
 }
 
 function byPosition(a: Problem, b: Problem): number {

@@ -111,8 +111,8 @@ describe("evaluate: combining", () => {
     ]);
   });
 
-  it("counts a non-boolean result as an error, not a match", () => {
-    const compiled = rules("allow", { id: "count", effect: "deny", when: "subject.maxInstances" });
+  it("counts a non-boolean result of a dyn condition as an error, not a match", () => {
+    const compiled = rules("allow", { id: "count", effect: "deny", when: "input.request.maxInstances" });
     expect(evaluate(compiled, baseFacts)).toEqual({
       permitted: true,
       message: "no rule matched; default is allow",
@@ -220,7 +220,7 @@ describe("evaluate: determinism", () => {
     "int(now) % 2 == 0",
     "trust.verified || size(trust.reasons) > 2",
     "claims.expiresAt != null && int(now) > claims.expiresAt",
-    "subject.maxInstances",
+    "input.request.maxInstances",
   ];
   const stringMap = fc.dictionary(fc.string({ maxLength: 12 }), fc.string({ maxLength: 12 }), { maxKeys: 4 });
   const factsArb: fc.Arbitrary<EvaluationFacts> = fc.record({

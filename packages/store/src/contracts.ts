@@ -1,8 +1,6 @@
-/** A rule event as stored: its revision (stream sequence) and its exact signed JSON text. */
-export interface StoredRuleEvent {
-  readonly revision: number;
-  readonly text: string;
-}
+import type { StoredRuleEvent } from "@arbiter/rules";
+
+export type { StoredRuleEvent };
 
 /** A live tail of the rule events; `stop()` ends it. */
 export interface Follower {

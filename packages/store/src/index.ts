@@ -22,5 +22,3 @@ export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js"
 export { createMemoryStore } from "./memory-store.js";
 export type { AppliedRules, RuleHistoryEntry, RulesAdmin, RulesAdminOptions } from "./rules-admin.js";
 export { createRulesAdmin } from "./rules-admin.js";
-export type { FoldOutcome, RulesetState, RulesetTrust } from "./ruleset.js";
-export { evolveRuleset, initialRulesetState, restoreSnapshot, signSnapshot } from "./ruleset.js";

@@ -2,21 +2,19 @@ import type { RuleEventType, UnsignedRuleEventV1 } from "@arbiter/protocol";
 import { ArbiterError, ErrorCode, RuleEventV1 } from "@arbiter/protocol";
 import {
   compileRules,
+  evolveRuleset,
+  initialRulesetState,
   type RulesDocument,
   type RulesDocumentInput,
+  type RulesetState,
+  type RulesetTrust,
+  signSnapshot,
   validateRulesDocument,
 } from "@arbiter/rules";
 import { type Signer, signJson } from "@arbiter/trust";
 import { ulid } from "ulid";
 import type { ArbiterStore } from "./contracts.js";
 import { RevisionNotFoundError } from "./errors.js";
-import {
-  evolveRuleset,
-  initialRulesetState,
-  type RulesetState,
-  type RulesetTrust,
-  signSnapshot,
-} from "./ruleset.js";
 import { parseJsonOrNull } from "./text.js";
 
 /** One line of the rules history: an event, and whether workers apply it. */

@@ -1,6 +1,5 @@
 import type { DecodedRequest, NormalizedRequest, UnsignedDecisionV1 } from "@arbiter/protocol";
-import { type Evaluation, evaluate } from "@arbiter/rules";
-import type { RulesetState } from "@arbiter/store";
+import { type Evaluation, evaluate, type RulesetState } from "@arbiter/rules";
 
 /** What the zero-trust checks found about a request (none apply to policy requests yet). */
 export interface TrustResult {

@@ -11,16 +11,13 @@ import {
   type UnsignedDecisionV1,
 } from "@arbiter/protocol";
 import {
-  type ArbiterStore,
   evolveRuleset,
-  type Follower,
   initialRulesetState,
-  openJetStreamStore,
   type RulesetState,
   type RulesetTrust,
   restoreSnapshot,
-  type StoredRuleEvent,
-} from "@arbiter/store";
+} from "@arbiter/rules";
+import { type ArbiterStore, type Follower, openJetStreamStore, type StoredRuleEvent } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer, signBatch } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";

@@ -1,15 +1,14 @@
 import { RuleEventV1, RulesSnapshotV1 } from "@arbiter/protocol";
-import {
-  type CompiledRules,
-  compileRules,
-  isInvalidRulesError,
-  type RulesDocument,
-  RuleV1,
-  validateRulesDocument,
-} from "@arbiter/rules";
 import { type Signer, signJson, verifySignedJson } from "@arbiter/trust";
-import type { StoredRuleEvent } from "./contracts.js";
-import { errorText, parseJsonOrNull } from "./text.js";
+import { type CompiledRules, compileRules } from "./compile.js";
+import { type RulesDocument, RuleV1, validateRulesDocument } from "./document.js";
+import { isInvalidRulesError } from "./errors.js";
+
+/** A rule event as stored: its revision (stream sequence) and its exact signed JSON text. */
+export interface StoredRuleEvent {
+  readonly revision: number;
+  readonly text: string;
+}
 
 /** The rules as folded from the event stream up to `revision`. */
 export interface RulesetState {
@@ -162,4 +161,16 @@ export function restoreSnapshot(
   } catch (err) {
     return { ok: false, reason: `the snapshot document is invalid: ${errorText(err)}` };
   }
+}
+
+function parseJsonOrNull(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
