@@ -182,7 +182,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     expect(JSON.parse(result.stderr)).toMatchObject({ error: { code: "NATS_SERVER_NOT_FOUND" } });
   });
 
-  it("--nodes 3 keeps its data under ARBITER_HOME and listens on --port", async () => {
+  it("--nodes 3 keeps its data under ARBITER_HOME across restarts and listens on --port", async () => {
     const env = newHome();
     const port = await freePort();
     const cluster = spawnArbiter(
@@ -197,6 +197,14 @@ describe("arbiter up over restarts, signals and crashes", () => {
     }
     expect(await cluster.stop("SIGTERM")).toBe(0);
     await allGone(r.natsPids, "the three nats-servers to exit after SIGTERM");
+
+    // Started again on the same folder, the cluster has its streams and rules back.
+    const again = spawnArbiter(["up", "--nodes", "3", "--workers", "1", "--port", "0", "--json"], env);
+    running.push(again);
+    const r2 = await report(again);
+    expect(r2).toMatchObject({ revision: 1, rules: { applied: false } });
+    expect(await again.stop("SIGTERM")).toBe(0);
+    await allGone(r2.natsPids, "the restarted nats-servers to exit after SIGTERM");
   });
 
   it("npm start stopped with SIGTERM leaves neither arbiter up nor its nats-server running", async () => {

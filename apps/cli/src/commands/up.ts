@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, relative } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import {
   findNatsServer,
@@ -11,11 +12,18 @@ import {
 } from "@arbiter/embedded-nats";
 import { ArbiterError, DEFAULT_CHANGES_TOPIC, DEFAULT_POLICY_TOPIC, ErrorCode } from "@arbiter/protocol";
 import type { RulesDocument } from "@arbiter/rules";
-import { createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
+import {
+  type ArbiterStore,
+  createRulesAdmin,
+  isStoreUnavailableError,
+  openJetStreamStore,
+  type RulesAdmin,
+} from "@arbiter/store";
 import { createSigner } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
+import type { Logger } from "pino";
 import {
   arbiterHome,
   connectNats,
@@ -127,14 +135,9 @@ export function upCommand(): Command {
         const signer = createSigner(process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(true)!, "O");
         const control = await connectNats(urls, "arbiter-up");
         connections.push(control);
-        const store = await openJetStreamStore(control, { replicas });
+        const { store, latest } = await openStoreWhenReady(control, replicas, log);
         const admin = createRulesAdmin({ store, signer });
-        const { revision, rules } = await rulesAtStart(
-          admin,
-          await store.rules.lastRevision(),
-          flags.rules,
-          explicitRules,
-        );
+        const { revision, rules } = await rulesAtStart(admin, latest, flags.rules, explicitRules);
         log.info({ revision, rules }, rules.applied ? "rules applied" : "rules kept");
         const adminKeys = resolveAdminKeys(undefined, signer);
         for (let i = 1; i <= workerCount; i++) {
@@ -192,6 +195,31 @@ export function upCommand(): Command {
       }
       await untilSignal(stopAll, log);
     });
+}
+
+const STORE_READY_DEADLINE_MS = 60_000;
+
+/**
+ * Opens (creating them the first time) Arbiter's streams once JetStream answers. A cluster restarted
+ * on its data has a meta leader before its R3 streams have elected theirs, and JetStream requests
+ * time out until they have, so STORE_UNAVAILABLE is retried until {@link STORE_READY_DEADLINE_MS}.
+ */
+async function openStoreWhenReady(
+  nc: NatsConnection,
+  replicas: number,
+  log: Logger,
+): Promise<{ store: ArbiterStore; latest: number }> {
+  const deadline = Date.now() + STORE_READY_DEADLINE_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const store = await openJetStreamStore(nc, { replicas });
+      return { store, latest: await store.rules.lastRevision() };
+    } catch (err) {
+      if (!isStoreUnavailableError(err) || Date.now() >= deadline) throw err;
+      log.info({ attempt, err: err.message }, "JetStream not ready yet; trying again");
+      await delay(500);
+    }
+  }
 }
 
 /**
