@@ -1,11 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { resourceNames } from "@arbiter/protocol";
 import { createSigner, generateKey, verifySealedJson } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,7 +12,6 @@ import { runArbiter } from "./support/cli.js";
 import { fixtureBytes, fixtureJson } from "./support/fixtures.js";
 
 const EXAMPLE = new URL("../deploy/rules/example.yaml", import.meta.url).pathname;
-const names = resourceNames();
 
 /** The names of the streams on the server, to prove a command created none. */
 async function streamNames(nc: NatsConnection): Promise<string[]> {
