@@ -1,10 +1,13 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ArbiterError, DEFAULT_PREFIX, ErrorCode } from "@arbiter/protocol";
+import { ArbiterError, DEFAULT_PREFIX, ErrorCode, resourceNames } from "@arbiter/protocol";
+import { openJetStreamStore } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
+import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { type Authenticator, credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { z } from "zod";
+import { parseIntegerFlag } from "./flags.js";
 
 /** Flags every connecting command takes. */
 export interface ConnectionFlags {
@@ -12,6 +15,7 @@ export interface ConnectionFlags {
   replicas?: string;
   prefix?: string;
   json?: boolean;
+  verbose?: boolean;
 }
 
 /** The folder where `arbiter up` keeps its data and local admin key (`ARBITER_HOME`, default `.arbiter`). */
@@ -62,10 +66,14 @@ export function resolveServers(flags: ConnectionFlags): string[] {
 
 /** Replicas for streams this command creates: `--replicas`, else `ARBITER_REPLICAS`, else 1. */
 export function resolveReplicas(flags: ConnectionFlags): number {
-  const raw = flags.replicas || process.env["ARBITER_REPLICAS"] || "1";
-  const replicas = Number(raw);
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
-    throw new ArbiterError(ErrorCode.InvalidConfig, `--replicas ${JSON.stringify(raw)}: expected 1, 3 or 5`);
+  const [raw, source] =
+    flags.replicas !== undefined
+      ? [flags.replicas, "--replicas"]
+      : [process.env["ARBITER_REPLICAS"] || "1", "ARBITER_REPLICAS"];
+  const replicas = parseIntegerFlag(raw, source, { min: 1, max: 5 });
+  // JetStream replicates by majority: an even count tolerates no more failures than one less.
+  if (replicas % 2 === 0) {
+    throw new ArbiterError(ErrorCode.InvalidConfig, `${source} ${JSON.stringify(raw)}: expected 1, 3 or 5`);
   }
   return replicas;
 }
@@ -77,9 +85,15 @@ export function resolvePrefix(flags: ConnectionFlags): string {
 
 /**
  * Connects to NATS. Commands fail fast when no server answers; a worker (`forever`) keeps
- * reconnecting for as long as it runs.
+ * reconnecting for as long as it runs, and waits for the first server unless `waitOnFirstConnect`
+ * is false (a follower such as `decisions tail` fails fast, then keeps reconnecting).
  */
-export async function connectNats(servers: string[], name: string, forever = false): Promise<NatsConnection> {
+export async function connectNats(
+  servers: string[],
+  name: string,
+  forever = false,
+  { waitOnFirstConnect = forever }: { waitOnFirstConnect?: boolean } = {},
+): Promise<NatsConnection> {
   const auth = natsAuth();
   try {
     return await connect({
@@ -89,7 +103,7 @@ export async function connectNats(servers: string[], name: string, forever = fal
       timeout: 5000,
       maxReconnectAttempts: forever ? -1 : 10,
       reconnectTimeWait: 500,
-      waitOnFirstConnect: forever,
+      waitOnFirstConnect,
       // Async stack traces cost an Error object per request and per JetStream publish.
       noAsyncTraces: true,
     });
@@ -181,4 +195,53 @@ export function resolveAdminKeys(flag: string | undefined, signer?: Signer): str
     }
   }
   return [...new Set([...listed, ...(signer ? [signer.publicKey] : [])])];
+}
+
+/** The server a connection is using, as a URL, for output and error messages. */
+export function serverOf(nc: NatsConnection): string {
+  const server = nc.getServer();
+  return server.includes("://") ? server : `nats://${server}`;
+}
+
+/** With `-v`, says on stderr which NATS server the command used. */
+export function reportServer(flags: ConnectionFlags, nc: NatsConnection): void {
+  if (flags.verbose) process.stderr.write(`arbiter: using NATS server ${serverOf(nc)}\n`);
+}
+
+/**
+ * Opens Arbiter's existing streams and bucket without creating anything, for read-only commands.
+ * Throws STORE_UNAVAILABLE naming the server when they are not there (or JetStream is not).
+ */
+export async function openExistingStore(
+  nc: NatsConnection,
+  flags: ConnectionFlags,
+): Promise<Awaited<ReturnType<typeof openJetStreamStore>>> {
+  const prefix = resolvePrefix(flags);
+  const names = resourceNames(prefix);
+  const missing = (detail: string, cause?: unknown) =>
+    new ArbiterError(
+      ErrorCode.StoreUnavailable,
+      `NATS server ${serverOf(nc)}: no Arbiter streams there (run \`arbiter up\` or start a worker)${detail}`,
+      cause === undefined ? undefined : { cause },
+    );
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 5000 });
+    for (const stream of [names.rulesStream, names.decisionsStream]) {
+      try {
+        await jsm.streams.info(stream);
+      } catch (err) {
+        if (err instanceof JetStreamApiError && err.status === 404)
+          throw missing(`: stream ${stream} not found`);
+        throw err;
+      }
+    }
+  } catch (err) {
+    if (err instanceof ArbiterError) throw err;
+    throw missing(`: ${(err as Error).message}`, err);
+  }
+  try {
+    return await openJetStreamStore(nc, { prefix, create: false });
+  } catch (err) {
+    throw missing(`: ${(err as Error).message}`, err);
+  }
 }

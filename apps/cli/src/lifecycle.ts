@@ -1,14 +1,59 @@
+import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import type { Logger } from "pino";
 import { pino } from "pino";
+import pretty from "pino-pretty";
 
-/** The CLI's logger: JSON lines on stderr (stdout carries results), level from ARBITER_LOG_LEVEL. */
-export function createLogger(name: string): Logger {
-  return pino({ name, level: process.env["ARBITER_LOG_LEVEL"] || "info" }, pino.destination(2));
+/** Log formats of the CLI: JSON lines, or pino-pretty's coloured text for a person at a terminal. */
+export type LogFormat = "json" | "pretty";
+
+/** How the CLI logs, from the environment. */
+export interface LogSettings {
+  readonly level: string;
+  readonly format: LogFormat;
 }
 
+const LEVELS = new Set([...Object.keys(pino.levels.values), "silent"]);
+
 /**
- * Resolves when SIGINT or SIGTERM arrives, after `stop` has run once. A second signal while
- * stopping exits at once, so an operator is never stuck behind a hung drain.
+ * Reads `ARBITER_LOG_LEVEL` (default `info`) and `ARBITER_LOG_FORMAT` (`json` | `pretty`; default
+ * pretty when stderr is a terminal, else json). Throws INVALID_CONFIG naming the variable otherwise.
+ */
+export function resolveLogSettings(
+  env: NodeJS.ProcessEnv = process.env,
+  tty = process.stderr.isTTY === true,
+): LogSettings {
+  const level = env["ARBITER_LOG_LEVEL"] || "info";
+  if (!LEVELS.has(level)) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `ARBITER_LOG_LEVEL ${JSON.stringify(level)}: expected one of ${[...LEVELS].join(", ")}`,
+    );
+  }
+  const format = env["ARBITER_LOG_FORMAT"] || (tty ? "pretty" : "json");
+  if (format !== "json" && format !== "pretty") {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `ARBITER_LOG_FORMAT ${JSON.stringify(format)}: expected json or pretty`,
+    );
+  }
+  return { level, format };
+}
+
+/** The CLI's logger on stderr (stdout carries results), as {@link resolveLogSettings} says. */
+export function createLogger(name: string): Logger {
+  const { level, format } = resolveLogSettings();
+  const destination =
+    format === "pretty"
+      ? pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true })
+      : pino.destination(2);
+  return pino({ name, level }, destination);
+}
+
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/**
+ * Resolves when SIGINT, SIGTERM or SIGHUP arrives, after `stop` has run once. A second signal
+ * while stopping exits at once, so an operator is never stuck behind a hung drain.
  */
 export function untilSignal(stop: () => Promise<void>, log: Logger): Promise<void> {
   return new Promise((resolve) => {
@@ -25,7 +70,6 @@ export function untilSignal(stop: () => Promise<void>, log: Logger): Promise<voi
         resolve();
       });
     };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
+    for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   });
 }

@@ -1,4 +1,4 @@
-import { ErrorCode, isArbiterError, toArbiterError } from "@arbiter/protocol";
+import { ErrorCode, toArbiterError } from "@arbiter/protocol";
 import { isInvalidRulesError } from "@arbiter/rules";
 
 /** Exit codes of the `arbiter` command, by what went wrong. */
@@ -9,6 +9,26 @@ export const ExitCode = {
   Conflict: 3,
   Unavailable: 4,
 } as const;
+
+/** One of the {@link ExitCode} values. */
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** The exit code of every error code; a `Record` over `ErrorCode`, so a new code cannot be forgotten. */
+export const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, ExitCode>> = {
+  [ErrorCode.InvalidRequest]: ExitCode.InvalidInput,
+  [ErrorCode.InvalidRules]: ExitCode.InvalidInput,
+  [ErrorCode.RuleConflict]: ExitCode.Conflict,
+  [ErrorCode.RevisionNotFound]: ExitCode.InvalidInput,
+  [ErrorCode.InvalidKey]: ExitCode.InvalidInput,
+  [ErrorCode.AdminKeyNotAccepted]: ExitCode.InvalidInput,
+  [ErrorCode.StoreUnavailable]: ExitCode.Unavailable,
+  [ErrorCode.InvalidConfig]: ExitCode.InvalidInput,
+  [ErrorCode.InvalidUsage]: ExitCode.InvalidInput,
+  [ErrorCode.NatsServerNotFound]: ExitCode.Unavailable,
+  [ErrorCode.NatsServerStartFailed]: ExitCode.Unavailable,
+  [ErrorCode.NatsClusterNotFormed]: ExitCode.Unavailable,
+  [ErrorCode.Internal]: ExitCode.Failed,
+};
 
 /** Writes a command's result: JSON (one document) with `--json`, else the human text. */
 export function emit(json: boolean, value: unknown, human: () => string): void {
@@ -22,9 +42,9 @@ export function emitLine(value: unknown): void {
 
 /**
  * Reports a failure on stderr (as `{"error":{code,message,…}}` with `--json`) and returns the
- * exit code for it. Unknown throws are normalised to INTERNAL.
+ * exit code for it. Unknown throws are normalised to INTERNAL (exit 1).
  */
-export function reportError(err: unknown, json: boolean): number {
+export function reportError(err: unknown, json: boolean): ExitCode {
   const error = toArbiterError(err);
   const details = isInvalidRulesError(err) ? { issues: err.issues } : {};
   if (json) {
@@ -34,24 +54,5 @@ export function reportError(err: unknown, json: boolean): number {
   } else {
     process.stderr.write(`arbiter: ${error.message}\n`);
   }
-  return exitCodeFor(err);
-}
-
-function exitCodeFor(err: unknown): number {
-  if (!isArbiterError(err)) return ExitCode.Failed;
-  switch (err.code) {
-    case ErrorCode.RuleConflict:
-      return ExitCode.Conflict;
-    case ErrorCode.StoreUnavailable:
-    case ErrorCode.NatsServerNotFound:
-      return ExitCode.Unavailable;
-    case ErrorCode.InvalidRules:
-    case ErrorCode.InvalidConfig:
-    case ErrorCode.InvalidKey:
-    case ErrorCode.InvalidRequest:
-    case ErrorCode.RevisionNotFound:
-      return ExitCode.InvalidInput;
-    default:
-      return ExitCode.Failed;
-  }
+  return EXIT_CODE_BY_ERROR[error.code];
 }

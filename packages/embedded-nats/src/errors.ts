@@ -1,15 +1,4 @@
-/**
- * Stable codes of the errors this package raises. `NATS_SERVER_NOT_FOUND` matches the code of the
- * same name in `@arbiter/protocol`, which this package cannot depend on.
- */
-export const EmbeddedNatsErrorCode = {
-  NatsServerNotFound: "NATS_SERVER_NOT_FOUND",
-  NatsServerStartFailed: "NATS_SERVER_START_FAILED",
-  NatsClusterNotFormed: "NATS_CLUSTER_NOT_FORMED",
-} as const;
-
-/** One of the stable error codes in {@link EmbeddedNatsErrorCode}. */
-export type EmbeddedNatsErrorCode = (typeof EmbeddedNatsErrorCode)[keyof typeof EmbeddedNatsErrorCode];
+import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 
 /** How to get a `nats-server` binary; the tail of every {@link NatsServerNotFoundError} message. */
 export const NATS_SERVER_INSTALL_HINT =
@@ -17,11 +6,9 @@ export const NATS_SERVER_INSTALL_HINT =
   "https://github.com/nats-io/nats-server/releases and set NATS_SERVER_BIN=/path/to/nats-server.";
 
 /** No usable `nats-server` binary: none on PATH or in the usual places, or `NATS_SERVER_BIN` is not executable. */
-export class NatsServerNotFoundError extends Error {
-  readonly code = EmbeddedNatsErrorCode.NatsServerNotFound;
-
+export class NatsServerNotFoundError extends ArbiterError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+    super(ErrorCode.NatsServerNotFound, message, options);
     this.name = "NatsServerNotFoundError";
   }
 }
@@ -35,12 +22,12 @@ export function isNatsServerNotFoundError(err: unknown): err is NatsServerNotFou
  * A `nats-server` child process exited before it became ready, could not be spawned, or missed its
  * start deadline. `logTail` holds the last lines the server wrote, which usually say why.
  */
-export class NatsServerStartError extends Error {
-  readonly code = EmbeddedNatsErrorCode.NatsServerStartFailed;
+export class NatsServerStartError extends ArbiterError {
   readonly logTail: readonly string[];
 
   constructor(message: string, logTail: readonly string[], options?: ErrorOptions) {
     super(
+      ErrorCode.NatsServerStartFailed,
       logTail.length > 0
         ? `${message}\n--- last lines of nats-server log ---\n${logTail.join("\n")}`
         : message,
@@ -57,11 +44,9 @@ export function isNatsServerStartError(err: unknown): err is NatsServerStartErro
 }
 
 /** The nodes of a cluster did not agree on one JetStream meta leader with every peer current in time. */
-export class NatsClusterFormationError extends Error {
-  readonly code = EmbeddedNatsErrorCode.NatsClusterNotFormed;
-
+export class NatsClusterFormationError extends ArbiterError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+    super(ErrorCode.NatsClusterNotFormed, message, options);
     this.name = "NatsClusterFormationError";
   }
 }

@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ErrorCode, isArbiterError } from "@arbiter/protocol";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { isNatsServerNotFoundError, NatsServerNotFoundError } from "./errors.js";
 import { findNatsServer, locateNatsServer, locateOrInstallNatsServer } from "./find-nats-server.js";
@@ -31,6 +32,7 @@ describe("findNatsServer", () => {
 
     expect(isNatsServerNotFoundError(error)).toBe(true);
     expect(error).toBeInstanceOf(NatsServerNotFoundError);
+    expect(isArbiterError(error, ErrorCode.NatsServerNotFound)).toBe(true);
     expect(error).toMatchObject({ name: "NatsServerNotFoundError", code: "NATS_SERVER_NOT_FOUND" });
     expect((error as Error).message).toMatch(/NATS_SERVER_BIN/);
     expect((error as Error).message).toMatch(/apt-get install -y nats-server/);

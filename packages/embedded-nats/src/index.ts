@@ -1,5 +1,4 @@
 export {
-  EmbeddedNatsErrorCode,
   isNatsClusterFormationError,
   isNatsServerNotFoundError,
   isNatsServerStartError,

@@ -23,6 +23,13 @@ export interface NatsClusterOptions {
   detached?: boolean;
   /** Directory that receives `<serverName>.log` for every node; default none (logs stay in memory). */
   logDir?: string;
+  /**
+   * Directory under which every node keeps its JetStream data, in `<storeDir>/<serverName>`, kept on
+   * stop (so a cluster started again on it has its streams); default a temporary directory per node.
+   */
+  storeDir?: string;
+  /** Client port of the first node (n1); default -1 (a free one). The other nodes get free ports. */
+  port?: number;
   /** Per-node start deadline in milliseconds; default 20 000. */
   startTimeout?: number;
   /** Deadline in milliseconds for the nodes to agree on a meta leader; default 30 000. */
@@ -84,6 +91,8 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
           debug: options.debug ?? false,
           detached: options.detached ?? false,
           ...(options.logDir !== undefined && { logFile: join(options.logDir, `${serverName}.log`) }),
+          ...(options.storeDir !== undefined && { storeDir: join(options.storeDir, serverName) }),
+          ...(index === 0 && options.port !== undefined && { port: options.port }),
           ...(options.startTimeout !== undefined && { startTimeout: options.startTimeout }),
           cluster: {
             name,

@@ -4,15 +4,19 @@
  */
 export const ErrorCode = {
   InvalidRequest: "INVALID_REQUEST",
-  InvalidRecord: "INVALID_RECORD",
   InvalidRules: "INVALID_RULES",
   RuleConflict: "RULE_CONFLICT",
   RevisionNotFound: "REVISION_NOT_FOUND",
-  InvalidSignature: "INVALID_SIGNATURE",
   InvalidKey: "INVALID_KEY",
+  /** A rule change signed by a key that the configured admin keys or the running workers do not accept. */
+  AdminKeyNotAccepted: "ADMIN_KEY_NOT_ACCEPTED",
   StoreUnavailable: "STORE_UNAVAILABLE",
   InvalidConfig: "INVALID_CONFIG",
+  /** A command line commander could not parse (unknown option, missing argument, …). */
+  InvalidUsage: "INVALID_USAGE",
   NatsServerNotFound: "NATS_SERVER_NOT_FOUND",
+  NatsServerStartFailed: "NATS_SERVER_START_FAILED",
+  NatsClusterNotFormed: "NATS_CLUSTER_NOT_FORMED",
   Internal: "INTERNAL",
 } as const;
 

@@ -45,7 +45,7 @@ export interface RulesAdmin {
     document: RulesDocumentInput,
     options?: { expectedRevision?: number; reason?: string },
   ): Promise<AppliedRules>;
-  /** Restores the document of an earlier revision, as a new event. */
+  /** Restores the document of an earlier revision, as a new event; throws `RevisionNotFoundError` (naming the latest) outside 1…latest. */
   rollback(to: number, options?: { expectedRevision?: number; reason?: string }): Promise<AppliedRules>;
   /** The folded rules at `revision` (default: latest); throws `RevisionNotFoundError` past the end. */
   stateAt(revision?: number): Promise<RulesetState>;
@@ -126,8 +126,15 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
       replace(validateRulesDocument(document), opts.expectedRevision, opts.reason),
 
     async rollback(to, opts = {}) {
+      const latest = await store.rules.lastRevision();
+      if (to < 1 || to > latest) throw new RevisionNotFoundError(to, latest);
       const state = await this.stateAt(to);
-      if (state.document === null) throw new RevisionNotFoundError(to, state.revision);
+      if (state.document === null) {
+        throw new ArbiterError(
+          ErrorCode.RevisionNotFound,
+          `revision ${to} has no rules to restore (no event up to it was applied); the latest revision is ${latest}`,
+        );
+      }
       return replace(state.document, opts.expectedRevision, opts.reason ?? `rollback to revision ${to}`);
     },
 

@@ -8,6 +8,7 @@ import {
   type PhaseReport,
   runDecisionsBench,
 } from "../bench/decisions-bench.js";
+import { parseIntegerFlag } from "../flags.js";
 import { createLogger } from "../lifecycle.js";
 import { emit, reportError } from "../output.js";
 
@@ -48,10 +49,10 @@ export function benchCommand(): Command {
       process.on("SIGTERM", onSignal);
       try {
         const report = await runDecisionsBench({
-          concurrency: positiveInteger(flags.concurrency, "--concurrency"),
+          concurrency: parseIntegerFlag(flags.concurrency, "--concurrency", { min: 1 }),
           warmupMs: seconds(flags.warmup, "--warmup", true),
           durationMs: seconds(flags.duration, "--duration", false),
-          timeoutMs: positiveInteger(flags.timeout, "--timeout"),
+          timeoutMs: parseIntegerFlag(flags.timeout, "--timeout", { min: 1 }),
           ...(flags.workerCpuProf ? { workerCpuProfDir: resolve(flags.workerCpuProf) } : {}),
           signal: controller.signal,
           log: createLogger("arbiter-bench"),
@@ -78,17 +79,6 @@ function seconds(value: string, flag: string, zeroAllowed: boolean): number {
     );
   }
   return Math.round(s * 1000);
-}
-
-function positiveInteger(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new ArbiterError(
-      ErrorCode.InvalidConfig,
-      `${flag} ${JSON.stringify(value)}: expected a positive integer`,
-    );
-  }
-  return n;
 }
 
 function humanReport(r: DecisionsBenchReport): string {

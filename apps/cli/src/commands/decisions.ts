@@ -1,16 +1,16 @@
 import { DecisionV1 } from "@arbiter/protocol";
-import { type DecisionFilter, openJetStreamStore } from "@arbiter/store";
+import type { DecisionFilter } from "@arbiter/store";
 import { Command } from "commander";
 import {
   type ConnectionFlags,
   connectNats,
-  resolvePrefix,
-  resolveReplicas,
+  openExistingStore,
+  reportServer,
   resolveServers,
 } from "../context.js";
 import { parseTime } from "../duration.js";
+import { parseIntegerFlag } from "../flags.js";
 import { createLogger, untilSignal } from "../lifecycle.js";
-import { emit, emitLine } from "../output.js";
 
 interface DecisionFlags extends ConnectionFlags {
   since?: string;
@@ -22,17 +22,40 @@ interface DecisionFlags extends ConnectionFlags {
 const withFilters = (command: Command) =>
   command
     .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
-    .option("--replicas <n>", "replicas for streams created on first use (env ARBITER_REPLICAS)")
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--since <time>", "from this time: ISO-8601, or an age such as 15m, 2h, 7d")
-    .option("--host <key>", "only decisions for this host public key")
+    .option("--host <key>", "only decisions for this host public key (N…, in full)")
     .option("--kind <kind>", "only this kind (startComponent, startProvider, performInvocation, …)")
-    .option("--json", "print decision records as JSON");
+    .option("-v, --verbose", "say on stderr which NATS server was used")
+    .option("--json", "print each decision record as stored, with its proof (verifies on its own)");
 
-/** One decision as a line of text. */
+/** A decision as the stored text (sealed, with its proof) and the record parsed from it. */
+interface ReadDecision {
+  readonly text: string;
+  readonly record: DecisionV1;
+}
+
+const COLUMNS = ["EVALUATED AT", "ANSWER", "KIND", "HOST", "SUBJECT", "REVISION", "MESSAGE"] as const;
+const WIDTHS = [24, 6, 17, 56, 0, 0, 0] as const;
+
+function row(cells: readonly string[]): string {
+  return cells.map((cell, i) => ((WIDTHS[i] ?? 0) > 0 ? cell.padEnd(WIDTHS[i] ?? 0) : cell)).join("  ");
+}
+
+/** One decision as text: a row under {@link COLUMNS}, then one indented line per rule error. */
 function describeDecision(d: DecisionV1): string {
   const subject = d.cacheKey.slice(d.cacheKey.indexOf(":") + 1) || "-";
-  return `${d.evaluatedAt}  ${d.permitted ? "PERMIT" : "DENY  "}  ${d.kind.padEnd(17)}  ${d.host.slice(0, 12) || "-"}  ${subject}  r${d.revision}  ${d.message}`;
+  const line = row([
+    d.evaluatedAt,
+    d.permitted ? "PERMIT" : "DENY",
+    d.kind,
+    d.host || "-",
+    subject,
+    `r${d.revision}`,
+    d.message,
+  ]);
+  const errors = d.ruleErrors.map((e) => `\n    rule error in ${JSON.stringify(e.ruleId)}: ${e.message}`);
+  return line + errors.join("");
 }
 
 function filterFrom(flags: DecisionFlags): DecisionFilter {
@@ -41,6 +64,16 @@ function filterFrom(flags: DecisionFlags): DecisionFilter {
     ...(flags.host ? { host: flags.host } : {}),
     ...(flags.kind ? { kind: flags.kind } : {}),
   };
+}
+
+/** The stored text parsed as a decision, or null for a line that is not one. */
+function parseDecision(text: string): DecisionV1 | null {
+  try {
+    const parsed = DecisionV1.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
 }
 
 /** `arbiter decisions list|tail`. */
@@ -53,47 +86,57 @@ export function decisionsCommand(): Command {
       .description("list recorded decisions (the most recent --limit of those matching)")
       .option("--limit <n>", "at most this many, the most recent", "100"),
   ).action(async (flags: DecisionFlags) => {
-    const limit = Math.max(1, Number(flags.limit) || 100);
+    const limit = parseIntegerFlag(flags.limit ?? "100", "--limit", { min: 1 });
+    const filter = filterFrom(flags);
     const nc = await connectNats(resolveServers(flags), "arbiter-cli");
-    const found: DecisionV1[] = [];
+    const found: ReadDecision[] = [];
     try {
-      const store = await openJetStreamStore(nc, {
-        prefix: resolvePrefix(flags),
-        replicas: resolveReplicas(flags),
-      });
-      for await (const stored of store.decisions.read(filterFrom(flags))) {
-        const parsed = DecisionV1.safeParse(JSON.parse(stored.text));
-        if (!parsed.success) continue;
-        found.push(parsed.data);
+      reportServer(flags, nc);
+      const store = await openExistingStore(nc, flags);
+      for await (const stored of store.decisions.read(filter)) {
+        const record = parseDecision(stored.text);
+        if (record === null) continue;
+        found.push({ text: stored.text, record });
         if (found.length > limit) found.shift();
       }
     } finally {
       await nc.close();
     }
-    emit(flags.json === true, found, () =>
-      found.length === 0 ? "no decisions" : found.map(describeDecision).join("\n"),
-    );
+    if (flags.json) {
+      // The stored texts are spliced in unchanged: re-serialising would break their signatures.
+      const body = found.map((d) => `  ${d.text}`).join(",\n");
+      process.stdout.write(found.length === 0 ? "[]\n" : `[\n${body}\n]\n`);
+    } else if (found.length === 0) process.stdout.write("no decisions\n");
+    else
+      process.stdout.write(`${row(COLUMNS)}\n${found.map((d) => describeDecision(d.record)).join("\n")}\n`);
   });
 
   withFilters(
-    decisions.command("tail").description("follow decisions as they are recorded (Ctrl-C stops)"),
+    decisions
+      .command("tail")
+      .description(
+        "follow decisions as they are recorded (Ctrl-C stops); --json prints one stored record a line",
+      ),
   ).action(async (flags: DecisionFlags) => {
-    const nc = await connectNats(resolveServers(flags), "arbiter-cli", true);
-    const store = await openJetStreamStore(nc, {
-      prefix: resolvePrefix(flags),
-      replicas: resolveReplicas(flags),
-    });
-    const abort = new AbortController();
-    const stopped = untilSignal(async () => abort.abort(), createLogger("arbiter-cli"));
-    const filter = { since: new Date(), ...filterFrom(flags), follow: true, signal: abort.signal };
-    for await (const stored of store.decisions.read(filter)) {
-      const parsed = DecisionV1.safeParse(JSON.parse(stored.text));
-      if (!parsed.success) continue;
-      if (flags.json) emitLine(parsed.data);
-      else process.stdout.write(`${describeDecision(parsed.data)}\n`);
+    const filter = filterFrom(flags);
+    // Fails fast (exit 4) when no server answers at first, then rides out reconnections.
+    const nc = await connectNats(resolveServers(flags), "arbiter-cli", true, { waitOnFirstConnect: false });
+    try {
+      reportServer(flags, nc);
+      const store = await openExistingStore(nc, flags);
+      const abort = new AbortController();
+      const stopped = untilSignal(async () => abort.abort(), createLogger("arbiter-cli"));
+      if (!flags.json) process.stdout.write(`${row(COLUMNS)}\n`);
+      const follow = { since: new Date(), ...filter, follow: true, signal: abort.signal };
+      for await (const stored of store.decisions.read(follow)) {
+        const record = parseDecision(stored.text);
+        if (record === null) continue;
+        process.stdout.write(`${flags.json ? stored.text : describeDecision(record)}\n`);
+      }
+      await stopped;
+    } finally {
+      await nc.close();
     }
-    await stopped;
-    await nc.close();
   });
 
   return decisions;

@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
-import { ArbiterError, ErrorCode } from "@arbiter/protocol";
+import { ArbiterError, ErrorCode, resourceNames, type WorkerStatusV1 } from "@arbiter/protocol";
 import { parseRulesDocument, serializeRulesDocument } from "@arbiter/rules";
-import { type ArbiterStore, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
-import type { Signer } from "@arbiter/trust";
-import { createSigner } from "@arbiter/trust";
+import { type AppliedRules, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
+import { createSigner, type Signer } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
 import {
@@ -11,12 +10,17 @@ import {
   type ConnectionFlags,
   connectNats,
   localAdminSeed,
+  openExistingStore,
+  reportServer,
   resolveAdminKeys,
   resolvePrefix,
   resolveReplicas,
   resolveServers,
+  serverOf,
 } from "../context.js";
+import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
 import { emit } from "../output.js";
+import { askWorkers } from "../worker-status.js";
 
 interface RulesFlags extends ConnectionFlags {
   adminKeys?: string;
@@ -40,54 +44,113 @@ export function readRulesFile(file: string) {
   return parseRulesDocument(text, { source: file === "-" ? "<stdin>" : file });
 }
 
-/** Runs `body` with a rules admin on a fresh connection, closing it afterwards. */
-async function withRulesAdmin<T>(
+/** Which workers were asked about the signing key before a change, and what they said. */
+interface KeyConfirmation {
+  /** Ids of the running workers that accept the signing key. */
+  readonly acceptedBy: string[];
+  /** Ids of the running workers that do not (they skip the new event). */
+  readonly refusedBy: string[];
+}
+
+/**
+ * Refuses (ADMIN_KEY_NOT_ACCEPTED) a change the workers would skip: when admin keys are configured
+ * and the signer is not among them, or when workers answer on the status subject and none accepts
+ * the signer. Nothing has been written when it throws.
+ */
+async function confirmSigner(
+  nc: NatsConnection,
   flags: RulesFlags,
-  write: boolean,
-  body: (admin: RulesAdmin, store: ArbiterStore) => Promise<T>,
-): Promise<T> {
-  let signer: Signer | undefined;
-  if (write) signer = adminSigner();
-  else {
-    const local = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
-    signer = local ? createSigner(local, "O") : undefined;
+  signer: Signer,
+): Promise<KeyConfirmation> {
+  const configured = resolveAdminKeys(flags.adminKeys);
+  if (configured.length > 0 && !configured.includes(signer.publicKey)) {
+    throw new ArbiterError(
+      ErrorCode.AdminKeyNotAccepted,
+      `the rules would be signed by ${signer.publicKey}, which is not among the accepted admin keys (${flags.adminKeys ? "--admin-keys" : "ARBITER_ADMIN_KEYS"}: ${configured.join(", ")}); nothing was written`,
+    );
   }
-  const nc: NatsConnection = await connectNats(resolveServers(flags), "arbiter-cli");
+  const workers = await askWorkers(nc, resourceNames(resolvePrefix(flags)).statusSubject);
+  const accepts = (w: WorkerStatusV1) => w.adminKeys.includes(signer.publicKey);
+  const confirmation = {
+    acceptedBy: workers.filter(accepts).map((w) => w.id),
+    refusedBy: workers.filter((w) => !accepts(w)).map((w) => w.id),
+  };
+  if (workers.length > 0 && confirmation.acceptedBy.length === 0) {
+    const theirs = [...new Set(workers.flatMap((w) => w.adminKeys))];
+    throw new ArbiterError(
+      ErrorCode.AdminKeyNotAccepted,
+      `the rules would be signed by ${signer.publicKey}, which no running worker accepts (${workers.map((w) => w.id).join(", ")} accept ${theirs.length > 0 ? theirs.join(", ") : "no admin key"}); nothing was written`,
+    );
+  }
+  return confirmation;
+}
+
+/** The line that says how far the workers confirmed the signing key. */
+function describeConfirmation(c: KeyConfirmation): string {
+  if (c.acceptedBy.length === 0) return "no worker was reachable to confirm that it accepts the signing key";
+  const refused = c.refusedBy.length > 0 ? `; NOT accepted by ${c.refusedBy.join(", ")}` : "";
+  return `signing key accepted by ${c.acceptedBy.join(", ")}${refused}`;
+}
+
+/** Signs and appends a change (creating the streams if needed) once the workers' keys allow it. */
+async function change(
+  flags: RulesFlags,
+  body: (admin: RulesAdmin) => Promise<AppliedRules>,
+): Promise<AppliedRules & KeyConfirmation & { server: string }> {
+  const replicas = resolveReplicas(flags);
+  const signer = adminSigner();
+  const nc = await connectNats(resolveServers(flags), "arbiter-cli");
   try {
-    const store = await openJetStreamStore(nc, {
-      prefix: resolvePrefix(flags),
-      replicas: resolveReplicas(flags),
-    });
-    const admin = createRulesAdmin({
-      store,
-      ...(signer ? { signer } : {}),
-      adminKeys: resolveAdminKeys(flags.adminKeys),
-    });
-    return await body(admin, store);
+    reportServer(flags, nc);
+    const confirmation = await confirmSigner(nc, flags, signer);
+    const store = await openJetStreamStore(nc, { prefix: resolvePrefix(flags), replicas });
+    const admin = createRulesAdmin({ store, signer, adminKeys: resolveAdminKeys(flags.adminKeys) });
+    return { ...(await body(admin)), ...confirmation, server: serverOf(nc) };
   } finally {
     await nc.close();
   }
 }
 
-function revisionFlag(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) {
-    throw new ArbiterError(
-      ErrorCode.InvalidConfig,
-      `${flag} ${JSON.stringify(value)}: expected a revision number (0 or more)`,
-    );
+/**
+ * Reads the rules as the workers fold them, creating nothing: with the keys the running workers
+ * accept when any answers, else the configured admin keys and the local key of `arbiter up`.
+ */
+async function read<T>(
+  flags: RulesFlags,
+  body: (admin: RulesAdmin, server: string) => Promise<T>,
+): Promise<T> {
+  const nc = await connectNats(resolveServers(flags), "arbiter-cli");
+  try {
+    reportServer(flags, nc);
+    const store = await openExistingStore(nc, flags);
+    const workers = await askWorkers(nc, store.names.statusSubject);
+    let adminKeys: string[];
+    if (workers.length > 0) adminKeys = [...new Set(workers.flatMap((w) => w.adminKeys))];
+    else {
+      const local = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
+      adminKeys = resolveAdminKeys(flags.adminKeys, local ? createSigner(local, "O") : undefined);
+    }
+    return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc));
+  } finally {
+    await nc.close();
   }
-  return n;
 }
 
 const connectionOptions = (command: Command) =>
   command
     .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
-    .option("--replicas <n>", "replicas for streams created on first use (env ARBITER_REPLICAS)")
+    .option("--replicas <n>", "replicas for streams created on first use: 1, 3 or 5 (env ARBITER_REPLICAS)")
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--admin-keys <keys>", "admin public keys whose events count (env ARBITER_ADMIN_KEYS)")
+    .option("-v, --verbose", "say on stderr which NATS server was used")
     .option("--json", "print the result as JSON");
+
+const changeOptions = (flags: RulesFlags) => ({
+  ...(flags.expectRevision === undefined
+    ? {}
+    : { expectedRevision: parseIntegerFlag(flags.expectRevision, "--expect-revision", { min: 0 }) }),
+  ...(flags.reason ? { reason: flags.reason } : {}),
+});
 
 /** `arbiter rules apply|show|history|rollback`. */
 export function rulesCommand(): Command {
@@ -96,49 +159,63 @@ export function rulesCommand(): Command {
   connectionOptions(
     rules
       .command("apply")
-      .description("replace the rules with FILE (YAML or JSON; - for stdin), signed with ARBITER_ADMIN_SEED")
+      .description(
+        "replace the rules with FILE (YAML or JSON; - for stdin), signed with ARBITER_ADMIN_SEED; refused when the workers do not accept that key",
+      )
       .argument("<file>", "rules document")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
       .option("--reason <text>", "why, recorded in the event"),
   ).action(async (file: string, flags: RulesFlags) => {
     const document = readRulesFile(file);
-    const expectedRevision = revisionFlag(flags.expectRevision, "--expect-revision");
-    const result = await withRulesAdmin(flags, true, (admin) =>
-      admin.apply(document, {
-        ...(expectedRevision === undefined ? {} : { expectedRevision }),
-        ...(flags.reason ? { reason: flags.reason } : {}),
-      }),
-    );
+    const options = changeOptions(flags);
+    const result = await change(flags, (admin) => admin.apply(document, options));
     emit(
       flags.json === true,
       result,
       () =>
-        `rules applied at revision ${result.revision} (${document.rules.length} rules, default ${document.default})`,
+        `rules applied at revision ${result.revision} (${document.rules.length} rules, default ${document.default}); ${describeConfirmation(result)}`,
     );
   });
 
   connectionOptions(
     rules
       .command("show")
-      .description("print the rules document in force at a revision (default: the latest)")
+      .description(
+        "print the rules document the workers enforce at a revision (default: the latest), and whether that revision's event was rejected",
+      )
       .option("--revision <n>", "revision to show"),
   ).action(async (flags: RulesFlags) => {
-    const revision = revisionFlag(flags.revision, "--revision");
-    const state = await withRulesAdmin(flags, false, (admin) => admin.stateAt(revision));
-    emit(
-      flags.json === true,
-      { revision: state.revision, documentRevision: state.documentRevision, document: state.document },
-      () =>
-        state.document === null
-          ? `# revision ${state.revision}: no rules applied yet (every request is denied)`
-          : `# revision ${state.revision}\n${serializeRulesDocument(state.document, "yaml").trimEnd()}`,
-    );
+    const revision = parseOptionalIntegerFlag(flags.revision, "--revision", { min: 0 });
+    const shown = await read(flags, async (admin, server) => {
+      const state = await admin.stateAt(revision);
+      const history = await admin.history();
+      const event = history.find((e) => e.revision === state.revision);
+      return {
+        server,
+        revision: state.revision,
+        latestRevision: history.at(-1)?.revision ?? 0,
+        documentRevision: state.documentRevision,
+        latestRejected:
+          event && !event.applied
+            ? { revision: event.revision, reason: event.rejection ?? "rejected" }
+            : null,
+        document: state.document,
+      };
+    });
+    emit(flags.json === true, shown, () => {
+      const rejected = shown.latestRejected
+        ? `# revision ${shown.latestRejected.revision} was REJECTED by the workers: ${shown.latestRejected.reason}\n`
+        : "";
+      if (shown.document === null)
+        return `${rejected}# revision ${shown.revision}: no rules in force (every request is denied)`;
+      return `${rejected}# revision ${shown.revision}: the rules of revision ${shown.documentRevision} are in force\n${serializeRulesDocument(shown.document, "yaml").trimEnd()}`;
+    });
   });
 
   connectionOptions(
     rules.command("history").description("list every rule event and whether workers apply it"),
   ).action(async (flags: RulesFlags) => {
-    const history = await withRulesAdmin(flags, false, (admin) => admin.history());
+    const history = await read(flags, (admin) => admin.history());
     emit(flags.json === true, history, () =>
       history.length === 0
         ? "no rule events yet"
@@ -159,18 +236,14 @@ export function rulesCommand(): Command {
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
       .option("--reason <text>", "why, recorded in the event"),
   ).action(async (flags: RulesFlags) => {
-    const to = revisionFlag(flags.to, "--to")!;
-    const expectedRevision = revisionFlag(flags.expectRevision, "--expect-revision");
-    const result = await withRulesAdmin(flags, true, (admin) =>
-      admin.rollback(to, {
-        ...(expectedRevision === undefined ? {} : { expectedRevision }),
-        ...(flags.reason ? { reason: flags.reason } : {}),
-      }),
-    );
+    const to = parseIntegerFlag(flags.to ?? "", "--to", { min: 0 });
+    const options = changeOptions(flags);
+    const result = await change(flags, (admin) => admin.rollback(to, options));
     emit(
       flags.json === true,
       { ...result, restored: to },
-      () => `rules of revision ${to} restored as revision ${result.revision}`,
+      () =>
+        `rules of revision ${to} restored as revision ${result.revision}; ${describeConfirmation(result)}`,
     );
   });
 

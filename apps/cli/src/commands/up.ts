@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, relative } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import {
   findNatsServer,
@@ -10,11 +11,19 @@ import {
   startNatsServer,
 } from "@arbiter/embedded-nats";
 import { ArbiterError, DEFAULT_CHANGES_TOPIC, DEFAULT_POLICY_TOPIC, ErrorCode } from "@arbiter/protocol";
-import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
+import type { RulesDocument } from "@arbiter/rules";
+import {
+  type ArbiterStore,
+  createRulesAdmin,
+  isStoreUnavailableError,
+  openJetStreamStore,
+  type RulesAdmin,
+} from "@arbiter/store";
 import { createSigner } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
+import type { Logger } from "pino";
 import {
   arbiterHome,
   connectNats,
@@ -23,6 +32,8 @@ import {
   resolveAdminKeys,
   writeLocalState,
 } from "../context.js";
+import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
+import { clearNatsPids, recordNatsPids, stopLeftoverNats } from "../leftover-nats.js";
 import { createLogger, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
 import { readRulesFile } from "./rules.js";
@@ -37,62 +48,79 @@ interface UpFlags {
 
 const EXAMPLE_RULES = fileURLToPath(new URL("../../../../deploy/rules/example.yaml", import.meta.url));
 
-/** `arbiter up`: embedded NATS with JetStream, example rules and N workers, until Ctrl-C. */
+/** What `arbiter up` did with its rules file. */
+interface RulesAtStart {
+  readonly file: string | null;
+  readonly applied: boolean;
+  readonly reason: string;
+}
+
+/** `arbiter up`: embedded NATS with JetStream, the rules and N workers, until SIGINT, SIGTERM or SIGHUP. */
 export function upCommand(): Command {
   return new Command("up")
     .description(
-      "run a local Arbiter: embedded NATS (JetStream), decision workers and rules; Ctrl-C stops all",
+      "run a local Arbiter: embedded NATS (JetStream), decision workers and rules; Ctrl-C (or SIGTERM, SIGHUP) stops all",
     )
     .option("--workers <n>", "decision workers to run", "3")
     .option("--nodes <n>", "NATS servers: 1, or 3 for a JetStream cluster with R3 streams", "1")
-    .option("--rules <file>", "rules to apply at start (default: the example rules)")
-    .option("--port <n>", "client port of the (first) NATS server (default 4222, or a free one if taken)")
+    .option(
+      "--rules <file>",
+      "rules to apply at start, replacing those in force (default: the example rules, only when no rules were ever applied)",
+    )
+    .option(
+      "--port <n>",
+      "client port of the (first) NATS server; 0 for a free one (default 4222, or a free one if taken)",
+    )
     .option("--json", "print the started cluster as JSON")
     .action(async (flags: UpFlags) => {
       const log = createLogger("arbiter-up");
-      const workerCount = Number(flags.workers);
-      const nodes = Number(flags.nodes);
-      if (!Number.isInteger(workerCount) || workerCount < 1 || workerCount > 64) {
-        throw new ArbiterError(
-          ErrorCode.InvalidConfig,
-          `--workers ${JSON.stringify(flags.workers)}: expected 1 to 64`,
-        );
-      }
+      const workerCount = parseIntegerFlag(flags.workers, "--workers", { min: 1, max: 64 });
+      const nodes = parseIntegerFlag(flags.nodes, "--nodes", { min: 1, max: 3 });
       if (nodes !== 1 && nodes !== 3)
         throw new ArbiterError(
           ErrorCode.InvalidConfig,
           `--nodes ${JSON.stringify(flags.nodes)}: expected 1 or 3`,
         );
-      const rulesFile = flags.rules ?? EXAMPLE_RULES;
-      if (!existsSync(rulesFile) && rulesFile !== "-") {
-        throw new ArbiterError(
-          ErrorCode.InvalidConfig,
-          `rules file ${rulesFile} not found; pass --rules FILE`,
-        );
+      const requestedPort = parseOptionalIntegerFlag(flags.port, "--port", { min: 0, max: 65535 });
+      if (flags.rules !== undefined && flags.rules !== "-" && !existsSync(flags.rules)) {
+        throw new ArbiterError(ErrorCode.InvalidConfig, `rules file ${flags.rules} not found`);
       }
-      const document = readRulesFile(rulesFile);
+      const explicitRules = flags.rules === undefined ? undefined : readRulesFile(flags.rules);
+      const home = arbiterHome();
       const running = readLocalState();
       if (running) {
         throw new ArbiterError(
           ErrorCode.InvalidConfig,
-          `arbiter up is already running for ${arbiterHome()} (pid ${running.pid}, NATS at ${running.url}); stop it first, or set ARBITER_HOME to another folder`,
+          `arbiter up is already running for ${home} (pid ${running.pid}, NATS at ${running.url}); stop it first, or set ARBITER_HOME to another folder`,
         );
       }
+      // A local.json whose process is gone was left by an `up` that was killed (SIGKILL).
+      writeLocalState(null);
       await findNatsServer({ log: (line) => log.info(line) });
+      const leftover = await stopLeftoverNats(home);
+      if (leftover.length > 0)
+        log.warn({ pids: leftover }, "stopped the nats-server left running by an earlier arbiter up");
 
-      const home = arbiterHome();
       const replicas = nodes === 3 ? 3 : 1;
       let nats: NatsServerProcess | NatsCluster;
+      const port = requestedPort === 0 ? -1 : (requestedPort ?? ((await isFree(4222)) ? 4222 : -1));
       if (nodes === 1) {
-        nats = await startNatsServer({
-          port: await choosePort(flags.port),
-          storeDir: join(home, "nats"),
+        nats = await startNatsServer({ port, storeDir: join(home, "nats"), detached: true });
+      } else {
+        nats = await startNatsCluster({
+          nodes: 3,
+          port,
+          storeDir: join(home, "nats-cluster"),
+          logDir: join(home, "logs"),
           detached: true,
         });
-      } else {
-        nats = await startNatsCluster({ nodes: 3, logDir: join(home, "logs"), detached: true });
       }
-      const urls: string[] = "servers" in nats ? [...nats.urls] : [nats.url];
+      const servers = "servers" in nats ? nats.servers : [nats];
+      recordNatsPids(
+        home,
+        servers.map((s) => s.pid),
+      );
+      const urls = servers.map((s) => s.url);
 
       const connections: NatsConnection[] = [];
       const workers: Worker[] = [];
@@ -100,20 +128,17 @@ export function upCommand(): Command {
         await Promise.allSettled(workers.map((w) => w.stop()));
         await Promise.allSettled(connections.map((c) => c.drain()));
         await nats.stop();
+        clearNatsPids(home);
         writeLocalState(null);
       };
       try {
         const signer = createSigner(process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(true)!, "O");
         const control = await connectNats(urls, "arbiter-up");
         connections.push(control);
-        const store = await openJetStreamStore(control, { replicas });
+        const { store, latest } = await openStoreWhenReady(control, replicas, log);
         const admin = createRulesAdmin({ store, signer });
-        const current = await admin.stateAt();
-        let revision = current.revision;
-        if (JSON.stringify(current.document) !== JSON.stringify(document)) {
-          const shown = relative(process.cwd(), rulesFile) || rulesFile;
-          revision = (await admin.apply(document, { reason: `arbiter up --rules ${shown}` })).revision;
-        }
+        const { revision, rules } = await rulesAtStart(admin, latest, flags.rules, explicitRules);
+        log.info({ revision, rules }, rules.applied ? "rules applied" : "rules kept");
         const adminKeys = resolveAdminKeys(undefined, signer);
         for (let i = 1; i <= workerCount; i++) {
           const nc = await connectNats(urls, `arbiter-worker-local-${i}`, true);
@@ -135,16 +160,17 @@ export function upCommand(): Command {
           adminPublicKey: signer.publicKey,
           startedAt: new Date().toISOString(),
         });
-        const shownRules = relative(process.cwd(), rulesFile) || rulesFile;
+        const shownRules = rules.file === null ? null : relative(process.cwd(), rules.file) || rules.file;
         emit(
           flags.json === true,
           {
             url: urls.join(","),
             servers: urls,
             nodes,
+            natsPids: servers.map((s) => s.pid),
             workers: workers.map((w) => w.id),
             revision,
-            rules: rulesFile,
+            rules,
             adminPublicKey: signer.publicKey,
             dataDir: home,
             policyTopic: DEFAULT_POLICY_TOPIC,
@@ -154,8 +180,9 @@ export function upCommand(): Command {
             [
               `NATS ${urls.join(",")}`,
               `Arbiter is up: ${workerCount} worker${workerCount === 1 ? "" : "s"} answering on ${DEFAULT_POLICY_TOPIC} (queue group "arbiter"), ${nodes === 3 ? "3-node JetStream cluster, R3 streams" : "1 NATS server"}.`,
-              `  rules       revision ${revision} from ${shownRules}`,
+              `  rules       revision ${revision}: ${rules.applied ? `applied ${shownRules}` : "kept"} (${rules.reason})`,
               `  admin key   ${signer.publicKey} (seed in ${relative(process.cwd(), localAdminSeedPath(home)) || localAdminSeedPath(home)})`,
+              `  data        ${home}`,
               "Point wasmCloud hosts at it:",
               `  WASMCLOUD_POLICY_TOPIC=${DEFAULT_POLICY_TOPIC} WASMCLOUD_POLICY_CHANGES_TOPIC=${DEFAULT_CHANGES_TOPIC} (NATS at the URL above)`,
               "From another terminal in this folder: arbiter rules show | arbiter rules apply FILE | arbiter decisions tail",
@@ -170,23 +197,73 @@ export function upCommand(): Command {
     });
 }
 
-function localAdminSeedPath(home: string): string {
-  return join(home, "admin.seed");
+const STORE_READY_DEADLINE_MS = 60_000;
+
+/**
+ * Opens (creating them the first time) Arbiter's streams once JetStream answers. A cluster restarted
+ * on its data has a meta leader before its R3 streams have elected theirs, and JetStream requests
+ * time out until they have, so STORE_UNAVAILABLE is retried until {@link STORE_READY_DEADLINE_MS}.
+ */
+async function openStoreWhenReady(
+  nc: NatsConnection,
+  replicas: number,
+  log: Logger,
+): Promise<{ store: ArbiterStore; latest: number }> {
+  const deadline = Date.now() + STORE_READY_DEADLINE_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const store = await openJetStreamStore(nc, { replicas });
+      return { store, latest: await store.rules.lastRevision() };
+    } catch (err) {
+      if (!isStoreUnavailableError(err) || Date.now() >= deadline) throw err;
+      log.info({ attempt, err: err.message }, "JetStream not ready yet; trying again");
+      await delay(500);
+    }
+  }
 }
 
-/** The requested port, or 4222 when free, or a free port chosen by the server (-1). */
-async function choosePort(flag: string | undefined): Promise<number> {
-  if (flag !== undefined) {
-    const port = Number(flag);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new ArbiterError(
-        ErrorCode.InvalidConfig,
-        `--port ${JSON.stringify(flag)}: expected a port number`,
-      );
+/**
+ * Applies the rules at start only when asked (`--rules`) or when no rule event was ever written
+ * (then the example rules), so a restart keeps what the operator applied since.
+ */
+async function rulesAtStart(
+  admin: RulesAdmin,
+  latest: number,
+  file: string | undefined,
+  explicit: RulesDocument | undefined,
+): Promise<{ revision: number; rules: RulesAtStart }> {
+  if (file !== undefined && explicit !== undefined) {
+    const current = await admin.stateAt();
+    if (JSON.stringify(current.document) === JSON.stringify(explicit)) {
+      return {
+        revision: current.revision,
+        rules: { file, applied: false, reason: `--rules ${file} is already in force` },
+      };
     }
-    return port;
+    const applied = await admin.apply(explicit, { reason: `arbiter up --rules ${file}` });
+    return { revision: applied.revision, rules: { file, applied: true, reason: "--rules given" } };
   }
-  return (await isFree(4222)) ? 4222 : -1;
+  if (latest === 0) {
+    const applied = await admin.apply(readRulesFile(EXAMPLE_RULES), {
+      reason: "arbiter up: the example rules, as no rules were applied yet",
+    });
+    return {
+      revision: applied.revision,
+      rules: { file: EXAMPLE_RULES, applied: true, reason: "the rules stream was empty: the example rules" },
+    };
+  }
+  return {
+    revision: latest,
+    rules: {
+      file: null,
+      applied: false,
+      reason: `the rules stream already has revision ${latest}; pass --rules FILE to replace them`,
+    },
+  };
+}
+
+function localAdminSeedPath(home: string): string {
+  return join(home, "admin.seed");
 }
 
 function isFree(port: number): Promise<boolean> {
