@@ -1,7 +1,14 @@
-import { type ResourceNames, resourceNames } from "@arbiter/protocol";
+import {
+  ArbiterError,
+  ErrorCode,
+  isArbiterError,
+  type ResourceNames,
+  resourceNames,
+} from "@arbiter/protocol";
 import {
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiCodes,
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
@@ -53,8 +60,6 @@ export const JetStreamStoreOptions = z.object({
 });
 export type JetStreamStoreOptions = z.input<typeof JetStreamStoreOptions>;
 
-const WRONG_LAST_SEQUENCE = 10071;
-const STREAM_NAME_IN_USE = 10058;
 const SNAPSHOT_KEY = "snapshot";
 
 /**
@@ -73,10 +78,15 @@ export async function openJetStreamStore(
     jsm = await jetstreamManager(nc, { timeout: config.ackTimeoutMs });
     if (config.create) await createResources(jsm, names, config.replicas);
   } catch (err) {
+    if (isArbiterError(err)) throw err;
     throw new StoreUnavailableError(`JetStream is not available: ${errorText(err)}`, { cause: err });
   }
   const kv = await openBucket(js, names.rulesBucket, config.replicas, config.create);
-  const decisions = new JetStreamDecisionLog(js, new AckMux(nc, config.ackTimeoutMs), names);
+  const decisions = new JetStreamDecisionLog(
+    js,
+    new AckMux(nc, names.decisionsStream, config.ackTimeoutMs),
+    names,
+  );
   return {
     names,
     rules: new JetStreamRuleEventStore(js, jsm, names),
@@ -126,13 +136,25 @@ async function ensureStream(
     await jsm.streams.info(config.name);
     return;
   } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
   }
   try {
     await jsm.streams.add(config);
   } catch (err) {
-    // Another worker created it between our look and our add.
-    if (err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE) return;
+    // Another worker may have created it between our look and our add: then it is there now.
+    const there = await jsm.streams.info(config.name).then(
+      () => true,
+      () => false,
+    );
+    if (there) return;
+    const replicas = config.num_replicas ?? 1;
+    if (err instanceof JetStreamApiError && /insufficient resources/i.test(err.message) && replicas > 1) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `replicas ${replicas}: the NATS servers cannot hold ${replicas} replicas of stream ${config.name} (insufficient resources); use 1 for a single server`,
+        { cause: err },
+      );
+    }
     throw err;
   }
 }
@@ -164,7 +186,7 @@ class JetStreamRuleEventStore implements RuleEventStore {
       });
       return ack.seq;
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence) {
         const actual = /wrong last sequence: (\d+)/.exec(err.message)?.[1];
         throw new RuleConflictError(expectedRevision, actual === undefined ? null : Number(actual), {
           cause: err,
@@ -276,7 +298,7 @@ class KvSnapshotStore implements SnapshotStore {
         return;
       } catch (err) {
         // Lost a race with another writer: look again and keep the later revision.
-        if (!(err instanceof JetStreamApiError) || err.code !== WRONG_LAST_SEQUENCE) {
+        if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamWrongLastSequence) {
           throw new StoreUnavailableError(`cannot write the rules snapshot: ${errorText(err)}`, {
             cause: err,
           });
