@@ -221,12 +221,26 @@ class JetStreamRuleEventStore implements RuleEventStore {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: Math.max(from, 1),
     });
-    const messages = await consumer.consume({ max_messages: 64 });
+    // Pulls expire every 5 s, so a vanished stream is noticed within seconds (two missed
+    // heartbeats), not the half-minute of the default.
+    const messages = await consumer.consume({ max_messages: 64, expires: 5000 });
     let stopped = false;
+    let broken: StoreUnavailableError | null = null;
+    // An ordered consumer retries on its own for ever; a stream that is gone means the rules can
+    // no longer be followed, so the tail ends there and its owner decides what to do.
+    void (async () => {
+      for await (const status of messages.status()) {
+        if (status.type === "stream_not_found") {
+          broken = new StoreUnavailableError(`the rules stream ${status.name} is gone`);
+          await messages.close();
+          return;
+        }
+      }
+    })().catch(() => {});
     const ended = (async (): Promise<Error | null> => {
       try {
         for await (const m of messages) onEvent({ revision: m.seq, text: m.string() });
-        return stopped ? null : new StoreUnavailableError("the rule event tail ended");
+        return stopped ? null : (broken ?? new StoreUnavailableError("the rule event tail ended"));
       } catch (err) {
         return stopped
           ? null

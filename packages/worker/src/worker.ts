@@ -373,10 +373,11 @@ class DecisionWorker implements Worker {
   /** Logs each change of health, once. */
   #reportHealth(): void {
     const health = this.health;
-    if (health.state === this.#lastHealth.state && health.reason === this.#lastHealth.reason) return;
+    const last = this.#lastHealth;
+    if (health.state === last.state && health.reason === last.reason) return;
     this.#lastHealth = health;
     if (health.state === "degraded") this.#log.warn({ reason: health.reason }, "worker degraded");
-    else if (health.state === "ready") this.#log.info("worker ready again");
+    else if (health.state === "ready" && last.state === "degraded") this.#log.info("worker ready again");
   }
 
   /**
