@@ -58,7 +58,9 @@ describe("forged JetStream acknowledgements", () => {
     await using stall = await connectTo(arbiter.server.url);
     const stalled: Msg[] = [];
     const silent: Subscription = stall.subscribe(names.decisionsSubject, {
-      callback: (_err, msg) => stalled.push(msg),
+      callback: (_err, msg) => {
+        stalled.push(msg);
+      },
     });
     await stall.flush();
 
@@ -90,7 +92,9 @@ describe("forged JetStream acknowledgements", () => {
     // A responder on the decision subject that acknowledges for another stream is not believed.
     silent.unsubscribe();
     const wrongStream = stall.subscribe(names.decisionsSubject, {
-      callback: (_err, msg) => msg.respond(JSON.stringify({ stream: "OTHER", seq: 7 })),
+      callback: (_err, msg) => {
+        msg.respond(JSON.stringify({ stream: "OTHER", seq: 7 }));
+      },
     });
     await stall.flush();
     expect(await askOrNull(arbiter)).toBeNull();

@@ -90,7 +90,11 @@ describe("reply subjects the worker answers to", () => {
 
   it("never answers on the changes topic: no host there hears anything, and the refusal is recorded", async () => {
     const heard: Msg[] = [];
-    const changes = nc.subscribe("wasmcloud.policy.changes", { callback: (_err, msg) => heard.push(msg) });
+    const changes = nc.subscribe("wasmcloud.policy.changes", {
+      callback: (_err, msg) => {
+        heard.push(msg);
+      },
+    });
     await sendRefused("wasmcloud.policy.changes", "changes-1");
     await nc.flush();
     expect(heard).toEqual([]);
@@ -138,11 +142,15 @@ describe("reply subjects the worker answers to", () => {
     const answers: WorkerStatusV1[] = [];
     const inbox = createInbox();
     const sub = nc.subscribe(inbox, {
-      callback: (_err, msg) => answers.push(WorkerStatusV1.parse(JSON.parse(msg.string()))),
+      callback: (_err, msg) => {
+        answers.push(WorkerStatusV1.parse(JSON.parse(msg.string())));
+      },
     });
     nc.publish(names.statusSubject, new Uint8Array(), { reply: inbox });
     const customSub = nc.subscribe(`myapp.replies.${inbox}`, {
-      callback: (_err, msg) => answers.push(WorkerStatusV1.parse(JSON.parse(msg.string()))),
+      callback: (_err, msg) => {
+        answers.push(WorkerStatusV1.parse(JSON.parse(msg.string())));
+      },
     });
     nc.publish(names.statusSubject, new Uint8Array(), { reply: `myapp.replies.${inbox}` });
     // Each worker answers on its own inbox prefixes only: the default one on _INBOX., the custom one on myapp.replies.
@@ -161,7 +169,11 @@ describe("reply subjects the worker answers to", () => {
     sub.unsubscribe();
 
     const heard: Msg[] = [];
-    const changes = nc.subscribe("wasmcloud.policy.changes", { callback: (_err, msg) => heard.push(msg) });
+    const changes = nc.subscribe("wasmcloud.policy.changes", {
+      callback: (_err, msg) => {
+        heard.push(msg);
+      },
+    });
     nc.publish(names.statusSubject, new Uint8Array(), { reply: "wasmcloud.policy.changes" });
     await nc.flush();
     // The status request is handled synchronously on arrival; one more round trip covers it.
