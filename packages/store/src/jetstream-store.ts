@@ -148,10 +148,16 @@ async function ensureStream(
     );
     if (there) return;
     const replicas = config.num_replicas ?? 1;
-    if (err instanceof JetStreamApiError && /insufficient resources/i.test(err.message) && replicas > 1) {
+    // A single server answers "replicas > 1 not supported in non-clustered mode", a cluster too
+    // small "insufficient resources": either way the setting is wrong, not the service down.
+    if (
+      err instanceof JetStreamApiError &&
+      replicas > 1 &&
+      /insufficient resources|replicas > 1 not supported/i.test(err.message)
+    ) {
       throw new ArbiterError(
         ErrorCode.InvalidConfig,
-        `replicas ${replicas}: the NATS servers cannot hold ${replicas} replicas of stream ${config.name} (insufficient resources); use 1 for a single server`,
+        `replicas ${replicas}: the NATS servers cannot hold ${replicas} replicas of stream ${config.name} (${err.message}); use 1 for a single server`,
         { cause: err },
       );
     }
