@@ -100,7 +100,11 @@ describe("reply subjects the worker answers to", () => {
     expect(heard).toEqual([]);
     changes.unsubscribe();
     const refusal = (await recorded()).find((d) => d.requestId === "changes-1");
-    expect(refusal).toMatchObject({ permitted: false, rejection: expect.stringMatching(/not an inbox/) });
+    expect(refusal).toMatchObject({
+      permitted: false,
+      rejection: expect.stringMatching(/not an inbox/),
+      request: { requestId: "changes-1", kind: "startProvider" },
+    });
   });
 
   it("never answers into Arbiter's decision stream: every stored message stays a decision batch", async () => {

@@ -414,14 +414,11 @@ class DecisionWorker implements Worker {
         this.#counts.refusedReply++;
         this.#refusedWarning.count(1, { requestId, reply: reply.slice(0, 256) });
         const reason = `the reply subject ${JSON.stringify(reply.slice(0, 256))} is not an inbox (${this.#config.inboxPrefixes.join(", ")}); not answered`;
+        // Recorded with what was sent, so an operator can see who tried to steer an answer where.
         record = rejectionRecord(
-          {
-            ok: false,
-            requestId,
-            reason,
-            input: null,
-            kind: decoded.ok ? decoded.request.kind : decoded.kind,
-          },
+          decoded.ok
+            ? { ok: false, requestId, reason, input: decoded.request.input, kind: decoded.request.kind }
+            : { ...decoded, requestId, reason },
           context,
         );
       } else if (decoded.ok) {
