@@ -1,6 +1,11 @@
 import { DecisionV1, PolicyResponseV1, resourceNames } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
-import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
+import {
+  createRulesAdmin,
+  decisionBatchFromTexts,
+  isStoreUnavailableError,
+  openJetStreamStore,
+} from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import { DiscardPolicy, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
@@ -112,6 +117,22 @@ describe("a decision log that refuses what it is sent", () => {
       discard: DiscardPolicy.New,
     });
     await expectNoAnswerWithoutRecord(setup, /err_code 10077/);
+    // The store's own error names the refusal by JetStream's code.
+    const store = await openJetStreamStore(setup.nc, { create: false });
+    const refused = await store.decisions
+      .append(
+        decisionBatchFromTexts(
+          [{ decisionId: "direct-1", text: '{"n":1}' }],
+          createSigner(generateKey("N").seed),
+        ),
+      )
+      .then(
+        () => null,
+        (err: unknown) => err,
+      );
+    expect(isStoreUnavailableError(refused)).toBe(true);
+    expect(refused).toMatchObject({ code: "STORE_UNAVAILABLE", jsErrCode: 10077 });
+    await store.close();
   });
 
   it("is not taken for a record when the stream has reached max_bytes with discard: new", async () => {
