@@ -88,6 +88,7 @@ export function workerCommand(): Command {
       await waitForNats(servers, name, log);
       const nc = await connectNats(servers, name, true);
       const storeNc = await connectNats(servers, `${name}-store`, true);
+      reportConnection(nc, log);
       const worker = createWorker({ nc, storeNc, logger: log, config });
       try {
         await worker.start();
@@ -210,4 +211,36 @@ async function waitForNats(servers: string[], name: string, log: Logger): Promis
     await probe.close();
     return;
   }
+}
+
+/**
+ * Logs the connection's losses and recoveries: the disconnect and the reconnect at once, and the
+ * failed attempts in between at most once every 5 s, each line with the attempts since the last.
+ */
+function reportConnection(nc: NatsConnection, log: Logger): void {
+  void (async () => {
+    let attempts = 0;
+    let lastLine = 0;
+    for await (const status of nc.status()) {
+      switch (status.type) {
+        case "disconnect":
+          log.warn({ server: status.server }, "lost the connection to NATS; reconnecting");
+          break;
+        case "reconnecting":
+          attempts++;
+          if (Date.now() - lastLine >= MAX_CONNECT_PAUSE_MS) {
+            log.warn({ attempts }, "cannot reach NATS yet; retrying");
+            attempts = 0;
+            lastLine = Date.now();
+          }
+          break;
+        case "reconnect":
+          log.info({ server: status.server, attempts }, "reconnected to NATS");
+          attempts = 0;
+          break;
+        default:
+          break;
+      }
+    }
+  })();
 }
