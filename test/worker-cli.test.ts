@@ -28,7 +28,9 @@ describe("arbiter worker that cannot start", () => {
   it("exits 2 naming --replicas when the server cannot hold that many replicas", async () => {
     const result = await runArbiter(["worker", "--replicas", "3", "--prefix", "replicas3"], env);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/--replicas \(ARBITER_REPLICAS\) 3: .*(insufficient resources|not supported)/);
+    expect(result.stderr).toMatch(
+      /--replicas \(ARBITER_REPLICAS\) 3: .*(insufficient resources|not supported)/,
+    );
   });
 
   it("exits 2 naming --prefix, --max-queued, --max-payload, --inbox-prefix and --on-log-outage for bad values", async () => {

@@ -85,15 +85,15 @@ export class DecisionRecorder {
     return this.#inFlight.size;
   }
 
-  /**
-   * Adds a decision to the open batch; the batch is recorded when it is full or when `more` is
-   * false (no request waiting behind it).
-   */
+  /** Adds a decision to the open batch; {@link DecisionRecorder.flush} records it. */
   add(decided: Decided): void {
     this.#pending.push(decided);
   }
 
-  /** Records the open batch if it is full, or whatever is open when `more` is false. */
+  /**
+   * Records the open batch if it is full, or whatever is open when `more` is false (no request
+   * waiting behind it): one message per burst of requests.
+   */
   flush(more: boolean): void {
     const pending = this.#pending;
     if (pending.length === 0 || (more && pending.length < DECISIONS_PER_BATCH)) return;
