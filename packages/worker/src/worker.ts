@@ -313,8 +313,16 @@ class DecisionWorker implements Worker {
       });
       running.statusSubscription = this.#nc.subscribe(resourceNames(this.#config.prefix).statusSubject, {
         callback: (err, msg) => {
-          if (err || !msg.reply || !isInboxReply(msg.reply, this.#config.inboxPrefixes)) return;
-          msg.respond(Buffer.from(JSON.stringify(this.statusRecord())));
+          if (err) {
+            this.#log.warn({ err }, "the status subscription failed; status requests go unanswered");
+            return;
+          }
+          if (!msg.reply || !isInboxReply(msg.reply, this.#config.inboxPrefixes)) return;
+          try {
+            msg.respond(Buffer.from(JSON.stringify(this.statusRecord())));
+          } catch (failure) {
+            this.#log.warn({ err: failure }, "could not answer a status request");
+          }
         },
       });
       await this.#nc.flush();
