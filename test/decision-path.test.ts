@@ -3,6 +3,7 @@ import { DecisionV1, PolicyResponseV1 } from "@arbiter/protocol";
 import { openJetStreamStore } from "@arbiter/store";
 import { verifySealedJson } from "@arbiter/trust";
 import type { Worker } from "@arbiter/worker";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
@@ -37,7 +38,32 @@ describe("decision path on one server", () => {
 
   it("records every answer in the decision stream before replying", async () => {
     const store = await openJetStreamStore(nc);
+    // A subscriber on the decision subject, on the requester's own connection: the server delivers
+    // there in order, so the record must be in hand before the reply is.
+    const recordsSeen: string[] = [];
+    const spy = nc.subscribe("arbiter.decisions.>", {
+      callback: (_err, msg) => {
+        recordsSeen.push(msg.string());
+      },
+    });
+    await nc.flush();
+    const template = fixtureJson("start-provider");
+    for (let i = 0; i < 10; i++) {
+      const requestId = `ordered-${i}`;
+      const payload = new TextEncoder().encode(JSON.stringify({ ...template, requestId }));
+      const replied = await nc.request("wasmcloud.policy", payload, { timeout: 2000 });
+      expect(
+        recordsSeen.some((text) => text.includes(`"requestId":"${requestId}"`)),
+        requestId,
+      ).toBe(true);
+      expect(JSON.parse(decoder.decode(replied.data)).requestId).toBe(requestId);
+    }
+    spy.unsubscribe();
+    const jsm = await jetstreamManager(nc);
+    const held = (await jsm.streams.info("ARBITER_DECISIONS")).state.messages;
     const reply = await nc.request("wasmcloud.policy", fixtureBytes("start-provider"), { timeout: 2000 });
+    // The stream already holds the answered request's record when the answer arrives.
+    expect((await jsm.streams.info("ARBITER_DECISIONS")).state.messages).toBe(held + 1);
     const answer = PolicyResponseV1.parse(JSON.parse(decoder.decode(reply.data)));
     const decisions: DecisionV1[] = [];
     for await (const stored of store.decisions.read({ kind: "startProvider" })) {
@@ -158,6 +184,28 @@ describe("decision path on one server", () => {
       request: null,
       rejection: expect.stringMatching(/too large/),
     });
+  });
+
+  it("denies and records a ~1 MB request with a ~1 MB kind, with the real reason, its fields cut", async () => {
+    const limit = nc.info!.max_payload;
+    const kind = "k".repeat(limit - 1500);
+    const payload = new TextEncoder().encode(
+      JSON.stringify({ ...fixtureJson("start-provider"), requestId: "huge-kind-1", kind }),
+    );
+    expect(payload.byteLength).toBeLessThan(limit);
+    const reply = await nc.request("wasmcloud.policy", payload, { timeout: 5000 });
+    const answer = PolicyResponseV1.parse(JSON.parse(decoder.decode(reply.data)));
+    expect(answer).toMatchObject({ requestId: "huge-kind-1", permitted: false });
+    expect(answer.message).not.toMatch(/unavailable|too large to record/);
+    const store = await openJetStreamStore(nc);
+    let recorded: DecisionV1 | undefined;
+    for await (const stored of store.decisions.read()) {
+      const decision = DecisionV1.parse(JSON.parse(stored.text));
+      if (decision.requestId === "huge-kind-1") recorded = decision;
+    }
+    expect(recorded).toMatchObject({ permitted: false, message: answer.message, request: null });
+    expect(recorded?.kind.length).toBeLessThanOrEqual(257);
+    expect(recorded?.truncated).toMatchObject({ kind: kind.length, request: expect.any(Number) });
   });
 
   it("answers 0.82-format requests (start_actor, perform_invocation) under the same rules", async () => {

@@ -1,13 +1,19 @@
 import { DecisionV1, PolicyResponseV1 } from "@arbiter/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "./harness/index.js";
 import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
 import { fixtureBytes, fixtureJson } from "./support/fixtures.js";
+import { captureLog } from "./support/log-capture.js";
 
 describe("a worker with more requests waiting than it may queue", () => {
   let arbiter: SingleNodeArbiter;
+  const log = captureLog();
 
   beforeAll(async () => {
-    arbiter = await startSingleNodeArbiter({ id: "small-queue", maxQueuedRequests: 4 });
+    arbiter = await startSingleNodeArbiter(
+      { id: "small-queue", maxQueuedRequests: 4 },
+      { logger: log.logger },
+    );
   });
 
   afterAll(async () => {
@@ -44,5 +50,16 @@ describe("a worker with more requests waiting than it may queue", () => {
     for (const id of answered) expect(recorded.has(id), id).toBe(true);
 
     expect((await arbiter.ask(fixtureBytes("start-provider"))).permitted).toBe(true);
+
+    // Every drop is reported: the warnings, at most one a second, add up to the true count.
+    const logged = () =>
+      log
+        .lines()
+        .filter((l) => /overloaded/.test(String(l["msg"])))
+        .reduce((sum, l) => sum + Number(l["dropped"]), 0);
+    await until(() => logged() === worker.stats().shed, {
+      name: "the logged drops adding up to stats().shed",
+      timeout: 5000,
+    });
   });
 });

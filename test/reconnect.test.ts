@@ -36,12 +36,14 @@ describe("a worker whose NATS server crashes and comes back", () => {
     await server?.stop();
   });
 
-  it("answers again after the restart, with its decisions and rules intact, and follows new rules", async () => {
+  it("permits again after the restart, with its decisions and rules intact, and follows new rules", async () => {
     await using before = await connectTo(server.url);
-    const first = await before.request("wasmcloud.policy", fixtureBytes("start-component"), {
+    // The example rules permit a wasmCloud-signed provider: a worker that lost its rules (or its
+    // decision log) would deny it, so only a worker that really recovered passes.
+    const first = await before.request("wasmcloud.policy", fixtureBytes("start-provider"), {
       timeout: 5000,
     });
-    expect(PolicyResponseV1.parse(JSON.parse(first.string())).permitted).toBe(false);
+    expect(PolicyResponseV1.parse(JSON.parse(first.string())).permitted).toBe(true);
 
     await server.kill();
     await server.restart();
@@ -49,14 +51,16 @@ describe("a worker whose NATS server crashes and comes back", () => {
     await using client = await connectTo(server.url);
     const again = await until(
       async () => {
-        const reply = await client.request("wasmcloud.policy", fixtureBytes("start-component"), {
+        const reply = await client.request("wasmcloud.policy", fixtureBytes("start-provider"), {
           timeout: 2000,
         });
         return PolicyResponseV1.parse(JSON.parse(reply.string()));
       },
       { name: "an answer after the restart", timeout: 30_000 },
     );
-    expect(again.permitted).toBe(false);
+    expect(again).toMatchObject({ permitted: true, message: "signed by wasmCloud" });
+    expect(worker.revision).toBe(1);
+    await until(() => worker.health.state === "ready", { name: "the worker ready after the restart" });
 
     const store = await openJetStreamStore(client);
     let recorded = 0;
@@ -70,6 +74,7 @@ describe("a worker whose NATS server crashes and comes back", () => {
     });
     expect(revision).toBe(2);
     await until(() => worker.revision === 2, { name: "the worker following revision 2", timeout: 30_000 });
+    // Denied under the example rules, permitted under the new ones.
     const reply = await client.request("wasmcloud.policy", fixtureBytes("start-component"), {
       timeout: 5000,
     });

@@ -4,7 +4,7 @@ import { type ArbiterStore, createRulesAdmin, openJetStreamStore, type RulesAdmi
 import { createSigner, generateKey, type Signer } from "@arbiter/trust";
 import { createWorker, type Worker, type WorkerConfig } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { connectTo, type NatsServerProcess, startNatsServer } from "../harness/index.js";
 import { exampleRulesText } from "./fixtures.js";
 
@@ -21,8 +21,14 @@ export interface SingleNodeArbiter {
   stop(): Promise<void>;
 }
 
-/** Starts a {@link SingleNodeArbiter}; `stop()` (in `afterAll`) ends the worker, the connection and the server. */
-export async function startSingleNodeArbiter(worker: WorkerConfig = {}): Promise<SingleNodeArbiter> {
+/**
+ * Starts a {@link SingleNodeArbiter} (the worker logging to `options.logger`, silent by default);
+ * `stop()` (in `afterAll`) ends the worker, the connection and the server.
+ */
+export async function startSingleNodeArbiter(
+  worker: WorkerConfig = {},
+  options: { readonly logger?: Logger } = {},
+): Promise<SingleNodeArbiter> {
   const server = await startNatsServer();
   const nc = await connectTo(server.url);
   const signer = createSigner(generateKey("O").seed);
@@ -31,7 +37,7 @@ export async function startSingleNodeArbiter(worker: WorkerConfig = {}): Promise
   await admin.apply(parseRulesDocument(exampleRulesText()));
   const running = createWorker({
     nc,
-    logger: pino({ level: "silent" }),
+    logger: options.logger ?? pino({ level: "silent" }),
     config: { ...worker, adminKeys: [signer.publicKey, ...(worker.adminKeys ?? [])] },
   });
   await running.start();

@@ -105,6 +105,11 @@ export const DecisionV1 = z.object({
   trust: z.object({ verified: z.boolean(), reasons: z.array(z.string()) }),
   cause: DecisionCause,
   latencyMicros: z.number().nonnegative(),
+  /**
+   * Fields cut to keep the record within the decision log's message size, each with its original
+   * length (characters, or bytes for `request`, which is then null); absent when nothing was cut.
+   */
+  truncated: z.record(z.string(), z.number().int().nonnegative()).optional(),
   /** Where the record sits in the batch the worker signed (see `verifySealedJson`). */
   proof: z.object({
     index: z.number().int().nonnegative(),

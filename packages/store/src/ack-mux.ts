@@ -1,17 +1,28 @@
+import { randomBytes } from "node:crypto";
 import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import { z } from "zod";
+import { StoreUnavailableError } from "./errors.js";
 
-/** JetStream's answer to a publish: where it was stored, or why not. */
-const PubAckReply = z.union([
-  z.object({ stream: z.string(), seq: z.number().int(), duplicate: z.boolean().optional() }),
-  z.object({
-    error: z.object({
+/**
+ * JetStream's answer to a publish. The server sends `error` together with `stream` and `seq: 0`
+ * when it refuses a message (a full stream, an exhausted account), so the fields are read
+ * together and judged by {@link AckMux}, never matched as alternatives.
+ */
+const PubAckReply = z.object({
+  stream: z.string().optional(),
+  seq: z.number().int().optional(),
+  duplicate: z.boolean().optional(),
+  error: z
+    .object({
       code: z.number().optional(),
       err_code: z.number().optional(),
-      description: z.string(),
-    }),
-  }),
-]);
+      description: z.string().optional(),
+    })
+    .optional(),
+});
+
+/** Random bytes in each acknowledgement subject: a forged acknowledgement must guess them. */
+const TOKEN_BYTES = 16;
 
 interface Waiter {
   readonly resolve: (ack: { seq: number; duplicate: boolean }) => void;
@@ -20,28 +31,34 @@ interface Waiter {
 }
 
 /**
- * Publishes to JetStream and matches acknowledgements through one wildcard inbox subscription.
- * It does what `JetStreamClient.publish` does for a single message, with a fraction of the
- * client CPU (no per-publish request object, timer or error capture), which matters on the
- * decision path where every answer waits for one acknowledgement.
+ * Publishes to one JetStream stream and matches acknowledgements through one wildcard inbox
+ * subscription. It does what `JetStreamClient.publish` does for a single message, with a fraction
+ * of the client CPU (no per-publish request object, timer or error capture), which matters on the
+ * decision path where every answer waits for one acknowledgement. Each publish gets an
+ * unguessable reply token, and an acknowledgement counts only when it carries no error, names the
+ * expected stream and a sequence above 0.
  */
 export class AckMux {
   readonly #nc: NatsConnection;
+  readonly #stream: string;
   readonly #prefix = createInbox();
   readonly #waiting = new Map<string, Waiter>();
   readonly #timeoutMs: number;
   #subscription: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;
-  #next = 0;
+  #pool = randomBytes(4096);
+  #poolAt = 0;
 
-  constructor(nc: NatsConnection, timeoutMs: number) {
+  constructor(nc: NatsConnection, stream: string, timeoutMs: number) {
     this.#nc = nc;
+    this.#stream = stream;
     this.#timeoutMs = timeoutMs;
   }
 
   /**
    * Publishes `data` with `msgId` for de-duplication and any `extraHeaders`; resolves with the
-   * stream sequence once acknowledged.
+   * stream sequence once acknowledged. Rejects with `StoreUnavailableError` (its `jsErrCode` set
+   * when JetStream refused the message) on a refusal, a bad or missing acknowledgement.
    */
   publish(
     subject: string,
@@ -50,17 +67,21 @@ export class AckMux {
     extraHeaders: Readonly<Record<string, string>> = {},
   ): Promise<{ seq: number; duplicate: boolean }> {
     this.#start();
-    const token = (this.#next++).toString(36);
+    const token = this.#token();
     const hdrs = headers();
     hdrs.set("Nats-Msg-Id", msgId);
     for (const [key, value] of Object.entries(extraHeaders)) hdrs.set(key, value);
     return new Promise((resolve, reject) => {
-      this.#waiting.set(token, { resolve, reject, deadline: Date.now() + this.#timeoutMs });
+      this.#waiting.set(token, {
+        resolve,
+        reject,
+        deadline: Date.now() + this.#timeoutMs,
+      });
       try {
         this.#nc.publish(subject, data, { reply: `${this.#prefix}.${token}`, headers: hdrs });
       } catch (err) {
         this.#waiting.delete(token);
-        reject(err instanceof Error ? err : new Error(String(err)));
+        reject(new StoreUnavailableError(`cannot publish: ${String(err)}`, { cause: err }));
       }
     });
   }
@@ -70,7 +91,17 @@ export class AckMux {
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
     clearInterval(this.#sweeper);
-    this.#failAll(new Error("the publisher was closed before JetStream acknowledged"));
+    this.#failAll(new StoreUnavailableError("the publisher was closed before JetStream acknowledged"));
+  }
+
+  #token(): string {
+    if (this.#poolAt + TOKEN_BYTES > this.#pool.length) {
+      this.#pool = randomBytes(4096);
+      this.#poolAt = 0;
+    }
+    const token = this.#pool.toString("base64url", this.#poolAt, this.#poolAt + TOKEN_BYTES);
+    this.#poolAt += TOKEN_BYTES;
+    return token;
   }
 
   #start(): void {
@@ -78,7 +109,9 @@ export class AckMux {
     this.#subscription = this.#nc.subscribe(`${this.#prefix}.*`, {
       callback: (_err, msg) => this.#onReply(msg),
     });
-    void this.#subscription.closed.then(() => this.#failAll(new Error("the connection to NATS closed")));
+    void this.#subscription.closed.then(() =>
+      this.#failAll(new StoreUnavailableError("the connection to NATS closed")),
+    );
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(250, this.#timeoutMs)).unref();
   }
 
@@ -87,20 +120,40 @@ export class AckMux {
     const waiter = this.#waiting.get(token);
     if (!waiter) return;
     this.#waiting.delete(token);
+    const outcome = this.#judge(msg);
+    if (outcome instanceof Error) waiter.reject(outcome);
+    else waiter.resolve(outcome);
+  }
+
+  /** What an acknowledgement says: where the message was stored, or why it does not count. */
+  #judge(msg: Msg): { seq: number; duplicate: boolean } | StoreUnavailableError {
     if (msg.headers?.code === 503) {
-      waiter.reject(new Error("no JetStream stream answered (no responders)"));
-      return;
+      return new StoreUnavailableError("no JetStream stream answered (no responders)");
     }
-    let reply: z.infer<typeof PubAckReply>;
-    try {
-      reply = PubAckReply.parse(JSON.parse(msg.string()));
-    } catch {
-      waiter.reject(new Error(`unreadable JetStream acknowledgement: ${msg.string().slice(0, 200)}`));
-      return;
+    const parsed = PubAckReply.safeParse(parseJson(msg.data));
+    if (!parsed.success) {
+      return new StoreUnavailableError(`unreadable JetStream acknowledgement: ${msg.string().slice(0, 200)}`);
     }
-    if ("error" in reply)
-      waiter.reject(new Error(`JetStream refused the message: ${reply.error.description}`));
-    else waiter.resolve({ seq: reply.seq, duplicate: reply.duplicate === true });
+    const { error, stream, seq, duplicate } = parsed.data;
+    if (error !== undefined) {
+      const code = error.err_code ?? null;
+      return new StoreUnavailableError(
+        `JetStream refused the message: ${error.description ?? "no description"} (err_code ${code ?? "none"})`,
+        { jsErrCode: code },
+      );
+    }
+    if (stream !== this.#stream) {
+      return new StoreUnavailableError(
+        `an acknowledgement named stream ${JSON.stringify(stream ?? null)}, not ${this.#stream}`,
+      );
+    }
+    // No lower bound beyond 1: a stream deleted and created again numbers from 1 once more.
+    if (seq === undefined || seq <= 0) {
+      return new StoreUnavailableError(
+        `an acknowledgement carried sequence ${seq ?? "none"}, not a stored one`,
+      );
+    }
+    return { seq, duplicate: duplicate === true };
   }
 
   #sweep(): void {
@@ -108,12 +161,20 @@ export class AckMux {
     for (const [token, waiter] of this.#waiting) {
       if (waiter.deadline > now) continue;
       this.#waiting.delete(token);
-      waiter.reject(new Error(`no acknowledgement within ${this.#timeoutMs} ms`));
+      waiter.reject(new StoreUnavailableError(`no acknowledgement within ${this.#timeoutMs} ms`));
     }
   }
 
   #failAll(err: Error): void {
     for (const waiter of this.#waiting.values()) waiter.reject(err);
     this.#waiting.clear();
+  }
+}
+
+function parseJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
+  } catch {
+    return undefined;
   }
 }

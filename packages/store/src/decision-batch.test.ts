@@ -1,6 +1,14 @@
 import { createSigner, generateKey, verifySealedJson } from "@arbiter/trust";
 import { describe, expect, it } from "vitest";
-import { decisionBatchFromTexts, sealedDecisionTexts } from "./decision-batch.js";
+import {
+  batchLines,
+  batchRuns,
+  decisionBatchFromTexts,
+  maxDecisionRecordBytes,
+  sealedDecisionTexts,
+  signDecisionBatch,
+  splitDecisionBatches,
+} from "./decision-batch.js";
 
 const worker = createSigner(generateKey("N").seed);
 
@@ -25,5 +33,72 @@ describe("sealedDecisionTexts", () => {
     expect(sealedDecisionTexts(Buffer.from('{"n":1}'), undefined)).toEqual(['{"n":1}']);
     expect(sealedDecisionTexts(Buffer.from('{"n":1}'), "not base64url!")).toEqual(['{"n":1}']);
     expect(sealedDecisionTexts(new Uint8Array(), "c2ln")).toEqual([""]);
+  });
+});
+
+describe("batchRuns", () => {
+  it("keeps every message within the limit, in order, covering every line", () => {
+    expect(batchRuns([], 100)).toEqual([]);
+    expect(batchRuns([10, 10, 10], 100)).toEqual([[0, 3]]);
+    // 40 + 40 + 21 - 1 (no newline after the last line) = 100 fits; one more byte does not.
+    expect(batchRuns([40, 40, 21], 100)).toEqual([[0, 3]]);
+    expect(batchRuns([40, 40, 22], 100)).toEqual([
+      [0, 2],
+      [2, 3],
+    ]);
+    expect(batchRuns([60, 60, 60, 10], 100)).toEqual([
+      [0, 1],
+      [1, 2],
+      [2, 4],
+    ]);
+  });
+
+  it("gives a line larger than the limit a message of its own", () => {
+    expect(batchRuns([10, 500, 10], 100)).toEqual([
+      [0, 1],
+      [1, 2],
+      [2, 3],
+    ]);
+  });
+});
+
+describe("batchLines", () => {
+  it("writes the bodies one per line, with no newline after the last", () => {
+    const bodies = ['{"a":1}', '{"b":"ü"}'].map((text) => Buffer.from(text));
+    const lines = batchLines(bodies);
+    expect(lines.toString()).toBe('{"a":1}\n{"b":"ü"}');
+    expect(lines.length + 1).toBe(bodies[0]!.length + 1 + bodies[1]!.length + 1);
+    expect(batchLines([bodies[0]!]).toString()).toBe('{"a":1}');
+  });
+});
+
+describe("signDecisionBatch and splitDecisionBatches", () => {
+  it("frames one record per line, signed once, and refuses a body with a line break", () => {
+    const decisions = ['{"n":1}', '{"n":2}'].map((text, i) => ({
+      decisionId: `d${i}`,
+      body: Buffer.from(text),
+    }));
+    const batch = signDecisionBatch(decisions, worker);
+    expect(Buffer.from(batch.lines).toString()).toBe('{"n":1}\n{"n":2}');
+    expect(batch.decisionIds).toEqual(["d0", "d1"]);
+    for (const text of sealedDecisionTexts(batch.lines, batch.signature)) {
+      expect(verifySealedJson(text, worker.publicKey)).toBe(true);
+    }
+    for (const broken of ['{"n":\n1}', '{"n":\r1}']) {
+      expect(() => signDecisionBatch([{ decisionId: "x", body: Buffer.from(broken) }], worker)).toThrow(
+        /line break/,
+      );
+    }
+  });
+
+  it("keeps each message within the server's max_payload less room for the headers", () => {
+    const limit = maxDecisionRecordBytes(4096);
+    expect(limit).toBeLessThan(4096);
+    const body = (size: number) => ({ decisionId: "d", body: Buffer.alloc(size, 0x61) });
+    expect(splitDecisionBatches([body(limit), body(1)], 4096)).toEqual([
+      [0, 1],
+      [1, 2],
+    ]);
+    expect(splitDecisionBatches([body(10), body(10)], 4096)).toEqual([[0, 2]]);
   });
 });

@@ -2,6 +2,7 @@ import { batchSeals, type Signer, signBatch } from "@arbiter/trust";
 import type { DecisionBatch, DecisionFilter } from "./contracts.js";
 
 const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
@@ -9,6 +10,99 @@ const utf8 = new TextDecoder();
 
 /** The message header that carries a stored batch's signature. */
 export const BATCH_SIGNATURE_HEADER = "Arbiter-Batch-Signature";
+
+/** Room left in a decision message for its headers (message id and batch signature). */
+const HEADER_ROOM_BYTES = 1024;
+/** NATS's default max_payload, for the moment before the server's INFO has arrived. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/** A decision ready to be stored: its id and its record's JSON text in UTF-8, on one line. */
+export interface DecisionLine {
+  readonly decisionId: string;
+  readonly body: Uint8Array;
+}
+
+/**
+ * The largest record text one decision message can hold on a server whose max_payload is
+ * `maxPayload` (the NATS default when unknown): a record larger than this cannot be stored.
+ */
+export function maxDecisionRecordBytes(maxPayload: number | undefined): number {
+  return (maxPayload ?? DEFAULT_MAX_PAYLOAD) - HEADER_ROOM_BYTES;
+}
+
+/** True when `bytes` holds no line break (LF or CR), so it can be one line of a batch. */
+export function isOneLine(bytes: Uint8Array): boolean {
+  return bytes.indexOf(NEWLINE) === -1 && bytes.indexOf(CARRIAGE_RETURN) === -1;
+}
+
+/**
+ * Splits decisions, in order, into the runs that each fit one message on a server whose
+ * max_payload is `maxPayload`. A record too large on its own still gets a run of its own (and
+ * will be refused by the server). Returns `[from, to)` index pairs covering every decision.
+ */
+export function splitDecisionBatches(
+  decisions: readonly DecisionLine[],
+  maxPayload: number | undefined,
+): Array<[number, number]> {
+  return batchRuns(
+    decisions.map((d) => d.body.length + 1),
+    maxDecisionRecordBytes(maxPayload),
+  );
+}
+
+/**
+ * Frames decisions as one batch (one record per line) and signs it once with `signer`. Throws
+ * TypeError for an empty list or a body that is not a one-line JSON object.
+ */
+export function signDecisionBatch(decisions: readonly DecisionLine[], signer: Signer): DecisionBatch {
+  const bodies = decisions.map((d) => d.body);
+  for (const [i, body] of bodies.entries()) {
+    if (!isOneLine(body))
+      throw new TypeError(`decision ${decisions[i]!.decisionId}: its text has a line break`);
+  }
+  return {
+    decisionIds: decisions.map((d) => d.decisionId),
+    lines: batchLines(bodies),
+    signature: signBatch(bodies, signer),
+  };
+}
+
+/**
+ * Splits lines of the given sizes (newline included), in order, into runs whose message stays
+ * within `limit` bytes. A line larger than `limit` on its own still gets a run of its own. Returns
+ * `[from, to)` index pairs covering every line.
+ */
+export function batchRuns(sizes: readonly number[], limit: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  let from = 0;
+  let bytes = 0;
+  for (let i = 0; i < sizes.length; i++) {
+    const size = sizes[i]!;
+    // The last line of a message has no newline: a run may end one byte past the limit's count.
+    if (i > from && bytes + size - 1 > limit) {
+      runs.push([from, i]);
+      from = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (sizes.length > 0) runs.push([from, sizes.length]);
+  return runs;
+}
+
+/** The body of a batch message: the bodies, one per line. */
+export function batchLines(bodies: readonly Uint8Array[]): Buffer {
+  let size = -1;
+  for (const body of bodies) size += body.length + 1;
+  const lines = Buffer.allocUnsafe(Math.max(size, 0));
+  let at = 0;
+  for (const body of bodies) {
+    lines.set(body, at);
+    at += body.length;
+    if (at < lines.length) lines[at++] = NEWLINE;
+  }
+  return lines;
+}
 
 /**
  * Checks that `batch` is what {@link DecisionBatch} promises: at least one id, as many lines as
@@ -47,15 +141,10 @@ export function decisionBatchFromTexts(
   decisions: readonly { readonly decisionId: string; readonly text: string }[],
   signer: Signer,
 ): DecisionBatch {
-  for (const { decisionId, text } of decisions) {
-    if (text.includes("\n")) throw new TypeError(`decision ${decisionId}: its text has a line break`);
-  }
-  const bodies = decisions.map((d) => Buffer.from(d.text));
-  return {
-    decisionIds: decisions.map((d) => d.decisionId),
-    lines: Buffer.from(decisions.map((d) => d.text).join("\n")),
-    signature: signBatch(bodies, signer),
-  };
+  return signDecisionBatch(
+    decisions.map((d) => ({ decisionId: d.decisionId, body: Buffer.from(d.text) })),
+    signer,
+  );
 }
 
 /**

@@ -46,11 +46,19 @@ export function isRevisionNotFoundError(err: unknown): err is RevisionNotFoundEr
   return isArbiterError(err, ErrorCode.RevisionNotFound);
 }
 
-/** JetStream (or the store behind it) did not answer or refused a write. */
+/**
+ * JetStream (or the store behind it) did not answer or refused a write. `jsErrCode` is the
+ * JetStream error code (`err_code`, e.g. 10077 for a full stream) when JetStream refused one.
+ */
 export class StoreUnavailableError extends ArbiterError {
-  constructor(message: string, options?: ErrorOptions) {
+  readonly jsErrCode: number | null;
+
+  constructor(message: string, options?: ErrorOptions & { jsErrCode?: number | null }) {
     super(ErrorCode.StoreUnavailable, message, options);
     this.name = "StoreUnavailableError";
+    this.jsErrCode =
+      options?.jsErrCode ??
+      (options?.cause instanceof StoreUnavailableError ? options.cause.jsErrCode : null);
   }
 }
 

@@ -9,7 +9,14 @@ export type {
   StoredDecision,
   StoredRuleEvent,
 } from "./contracts.js";
-export { decisionBatchFromTexts } from "./decision-batch.js";
+export type { DecisionLine } from "./decision-batch.js";
+export {
+  decisionBatchFromTexts,
+  isOneLine,
+  maxDecisionRecordBytes,
+  signDecisionBatch,
+  splitDecisionBatches,
+} from "./decision-batch.js";
 export {
   isRevisionNotFoundError,
   isRuleConflictError,

@@ -1,7 +1,14 @@
-import { type ResourceNames, resourceNames } from "@arbiter/protocol";
+import {
+  ArbiterError,
+  ErrorCode,
+  isArbiterError,
+  type ResourceNames,
+  resourceNames,
+} from "@arbiter/protocol";
 import {
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiCodes,
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
@@ -53,8 +60,6 @@ export const JetStreamStoreOptions = z.object({
 });
 export type JetStreamStoreOptions = z.input<typeof JetStreamStoreOptions>;
 
-const WRONG_LAST_SEQUENCE = 10071;
-const STREAM_NAME_IN_USE = 10058;
 const SNAPSHOT_KEY = "snapshot";
 
 /**
@@ -73,10 +78,15 @@ export async function openJetStreamStore(
     jsm = await jetstreamManager(nc, { timeout: config.ackTimeoutMs });
     if (config.create) await createResources(jsm, names, config.replicas);
   } catch (err) {
+    if (isArbiterError(err)) throw err;
     throw new StoreUnavailableError(`JetStream is not available: ${errorText(err)}`, { cause: err });
   }
   const kv = await openBucket(js, names.rulesBucket, config.replicas, config.create);
-  const decisions = new JetStreamDecisionLog(js, new AckMux(nc, config.ackTimeoutMs), names);
+  const decisions = new JetStreamDecisionLog(
+    js,
+    new AckMux(nc, names.decisionsStream, config.ackTimeoutMs),
+    names,
+  );
   return {
     names,
     rules: new JetStreamRuleEventStore(js, jsm, names),
@@ -126,13 +136,31 @@ async function ensureStream(
     await jsm.streams.info(config.name);
     return;
   } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
   }
   try {
     await jsm.streams.add(config);
   } catch (err) {
-    // Another worker created it between our look and our add.
-    if (err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE) return;
+    // Another worker may have created it between our look and our add: then it is there now.
+    const there = await jsm.streams.info(config.name).then(
+      () => true,
+      () => false,
+    );
+    if (there) return;
+    const replicas = config.num_replicas ?? 1;
+    // A single server answers "replicas > 1 not supported in non-clustered mode", a cluster too
+    // small "insufficient resources": either way the setting is wrong, not the service down.
+    if (
+      err instanceof JetStreamApiError &&
+      replicas > 1 &&
+      /insufficient resources|replicas > 1 not supported/i.test(err.message)
+    ) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `replicas ${replicas}: the NATS servers cannot hold ${replicas} replicas of stream ${config.name} (${err.message}); use 1 for a single server`,
+        { cause: err },
+      );
+    }
     throw err;
   }
 }
@@ -164,7 +192,7 @@ class JetStreamRuleEventStore implements RuleEventStore {
       });
       return ack.seq;
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence) {
         const actual = /wrong last sequence: (\d+)/.exec(err.message)?.[1];
         throw new RuleConflictError(expectedRevision, actual === undefined ? null : Number(actual), {
           cause: err,
@@ -199,12 +227,26 @@ class JetStreamRuleEventStore implements RuleEventStore {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: Math.max(from, 1),
     });
-    const messages = await consumer.consume({ max_messages: 64 });
+    // Pulls expire every 5 s, so a vanished stream is noticed within seconds (two missed
+    // heartbeats), not the half-minute of the default.
+    const messages = await consumer.consume({ max_messages: 64, expires: 5000 });
     let stopped = false;
+    let broken: StoreUnavailableError | null = null;
+    // An ordered consumer retries on its own for ever; a stream that is gone means the rules can
+    // no longer be followed, so the tail ends there and its owner decides what to do.
+    void (async () => {
+      for await (const status of messages.status()) {
+        if (status.type === "stream_not_found") {
+          broken = new StoreUnavailableError(`the rules stream ${status.name} is gone`);
+          await messages.close();
+          return;
+        }
+      }
+    })().catch(() => {});
     const ended = (async (): Promise<Error | null> => {
       try {
         for await (const m of messages) onEvent({ revision: m.seq, text: m.string() });
-        return stopped ? null : new StoreUnavailableError("the rule event tail ended");
+        return stopped ? null : (broken ?? new StoreUnavailableError("the rule event tail ended"));
       } catch (err) {
         return stopped
           ? null
@@ -276,7 +318,7 @@ class KvSnapshotStore implements SnapshotStore {
         return;
       } catch (err) {
         // Lost a race with another writer: look again and keep the later revision.
-        if (!(err instanceof JetStreamApiError) || err.code !== WRONG_LAST_SEQUENCE) {
+        if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamWrongLastSequence) {
           throw new StoreUnavailableError(`cannot write the rules snapshot: ${errorText(err)}`, {
             cause: err,
           });

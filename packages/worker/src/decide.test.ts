@@ -111,3 +111,36 @@ describe("decisionRecord", () => {
     ).toThrow(RangeError);
   });
 });
+
+describe("rejectionRecord", () => {
+  it("cuts long text fields to a bound, noting each one's original length, and keeps the request last", () => {
+    const long = "x".repeat(10_000);
+    const record = rejectionRecord(
+      {
+        ok: false,
+        requestId: long,
+        reason: `unknown kind ${long}`,
+        kind: long,
+        input: { host: { publicKey: long, lattice: "default" } },
+      },
+      context,
+    );
+    expect(record.kind).toHaveLength(257);
+    expect(record.requestId).toHaveLength(257);
+    expect(record.host).toHaveLength(257);
+    expect(record.lattice).toBe("default");
+    expect(record.message).toHaveLength(1025);
+    expect(record.rejection).toBe(record.message);
+    expect(record.truncated).toEqual({ kind: 10_000, requestId: 10_000, host: 10_000, rejection: 10_013 });
+    expect(Object.keys(record).at(-1)).toBe("request");
+  });
+
+  it("adds nothing when every field is within its bound", () => {
+    const record = rejectionRecord(
+      { ok: false, requestId: "r1", reason: "bad", kind: null, input: null },
+      context,
+    );
+    expect(record).not.toHaveProperty("truncated");
+    expect(record.kind).toBe("invalid");
+  });
+});

@@ -1,5 +1,6 @@
 import type { DecodedRequest, NormalizedRequest, UnsignedDecisionV1 } from "@arbiter/protocol";
 import { type Evaluation, evaluate, type RulesetState } from "@arbiter/rules";
+import { isOneLine } from "@arbiter/store";
 
 /** What the zero-trust checks found about a request (none apply to policy requests yet). */
 export interface TrustResult {
@@ -80,26 +81,40 @@ export function decisionRecord(
   };
 }
 
+/** Longest identifier-like text (`requestId`, `kind`, host fields) a rejection record keeps. */
+const MAX_REJECTION_FIELD = 256;
+/** Longest reason a rejection record keeps. */
+const MAX_REJECTION_REASON = 1024;
+
 /**
  * Builds the record of a request refused at the edge: denied, with the reason as its message.
- * A request without a usable id is answered (and recorded) with the id `""`.
+ * A request without a usable id is answered (and recorded) with the id `""`. Its text fields are
+ * bounded, cut ones listed with their original length in `truncated`, so that the record of a
+ * rejection always fits the decision log once its request body is left out.
  */
 export function rejectionRecord(
   rejected: Omit<Extract<DecodedRequest, { ok: false }>, "requestId"> & { requestId: string },
   context: { decisionId: string; revision: number; now: Date; worker: DecidingWorker; latencyMicros: number },
 ): UnsignedDecisionV1 {
   const host = pick(rejected.input, "host");
-  return {
+  const truncated: Record<string, number> = {};
+  const bound = (field: string, value: string, max = MAX_REJECTION_FIELD): string => {
+    if (value.length <= max) return value;
+    truncated[field] = value.length;
+    return `${value.slice(0, max)}…`;
+  };
+  const reason = bound("rejection", rejected.reason, MAX_REJECTION_REASON);
+  const record: UnsignedDecisionV1 = {
     decisionId: context.decisionId,
-    requestId: rejected.requestId,
-    lattice: str(pick(host, "lattice")) ?? str(pick(host, "latticeId")) ?? "",
-    host: str(pick(host, "publicKey")) ?? "",
-    kind: rejected.kind ?? "invalid",
+    requestId: bound("requestId", rejected.requestId),
+    lattice: bound("lattice", str(pick(host, "lattice")) ?? str(pick(host, "latticeId")) ?? ""),
+    host: bound("host", str(pick(host, "publicKey")) ?? ""),
+    kind: bound("kind", rejected.kind ?? "invalid"),
     cacheKey: "",
     lineage: null,
-    rejection: rejected.reason,
+    rejection: reason,
     permitted: false,
-    message: rejected.reason,
+    message: reason,
     decidingRule: null,
     matchedRules: [],
     dryRunRules: [],
@@ -112,6 +127,11 @@ export function rejectionRecord(
     latencyMicros: context.latencyMicros,
     request: rejected.input,
   };
+  if (Object.keys(truncated).length > 0) {
+    const { request, ...head } = record;
+    return { ...head, truncated, request };
+  }
+  return record;
 }
 
 let lastIso = { ms: Number.NaN, text: "" };
@@ -142,11 +162,11 @@ function str(value: unknown): string | undefined {
  * parsed to `record.request`), the request is written as those very bytes instead of being
  * serialized again: the record keeps the request exactly as the host sent it, and the worker
  * saves the larger half of the serialization. A payload with a line break is serialized instead,
- * since a record must stay on one line in its batch.
+ * since a record must stay on one line in its batch (`isOneLine` in @arbiter/store).
  */
 export function encodeDecisionRecord(record: UnsignedDecisionV1, requestBytes: Uint8Array | null): Buffer {
   const request = requestBytes === null ? null : trimmedJson(requestBytes);
-  if (request === null || request.indexOf(LF) !== -1 || request.indexOf(CR) !== -1) {
+  if (request === null || !isOneLine(request)) {
     return Buffer.from(JSON.stringify(record));
   }
   const value = record.request;

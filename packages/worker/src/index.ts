@@ -1,4 +1,6 @@
+export type { ParsedWorkerConfig } from "./config.js";
+export { isInboxReply, parseWorkerConfig, WorkerConfig } from "./config.js";
 export type { DecidingWorker, TrustResult } from "./decide.js";
 export { decideRequest, decisionRecord, rejectionRecord, UNVERIFIED } from "./decide.js";
-export type { Worker, WorkerDeps, WorkerStats, WorkerStatus } from "./worker.js";
-export { createWorker, parseWorkerConfig, WorkerConfig } from "./worker.js";
+export type { Worker, WorkerDeps, WorkerHealth, WorkerStats, WorkerStatus } from "./worker.js";
+export { createWorker } from "./worker.js";

@@ -1,6 +1,10 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { ArbiterError, ErrorCode, isArbiterError } from "@arbiter/protocol";
 import { createSigner } from "@arbiter/trust";
-import { createWorker, parseWorkerConfig } from "@arbiter/worker";
+import { createWorker, parseWorkerConfig, type WorkerConfig } from "@arbiter/worker";
+import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
+import type { Logger } from "pino";
 import {
   type ConnectionFlags,
   connectNats,
@@ -20,7 +24,27 @@ interface WorkerFlags extends ConnectionFlags {
   adminKeys?: string;
   maxPayload?: string;
   maxQueued?: string;
+  inboxPrefix?: string;
+  onLogOutage?: string;
 }
+
+/** Where each worker setting comes from on the command line, for messages that name it. */
+const SETTING_SOURCES: Readonly<Record<string, string>> = {
+  id: "--name",
+  policyTopic: "--policy-topic (WASMCLOUD_POLICY_TOPIC)",
+  changesTopic: "--changes-topic (WASMCLOUD_POLICY_CHANGES_TOPIC)",
+  prefix: "--prefix (ARBITER_PREFIX)",
+  replicas: "--replicas (ARBITER_REPLICAS)",
+  adminKeys: "--admin-keys (ARBITER_ADMIN_KEYS)",
+  workerSeed: "ARBITER_WORKER_SEED",
+  maxPayloadBytes: "--max-payload",
+  maxQueuedRequests: "--max-queued",
+  inboxPrefixes: "--inbox-prefix (ARBITER_INBOX_PREFIXES)",
+  onLogOutage: "--on-log-outage (ARBITER_ON_LOG_OUTAGE)",
+};
+
+/** Longest pause between attempts to reach NATS before the worker's first connection. */
+const MAX_CONNECT_PAUSE_MS = 5000;
 
 /** `arbiter worker`: one decision worker in the queue group, until SIGINT/SIGTERM. */
 export function workerCommand(): Command {
@@ -47,35 +71,32 @@ export function workerCommand(): Command {
       "requests waiting to be decided beyond which new ones are dropped unanswered (hosts fail closed)",
       "10000",
     )
+    .option(
+      "--inbox-prefix <prefixes>",
+      "reply subject prefixes answered, comma-separated (env ARBITER_INBOX_PREFIXES; default _INBOX.)",
+    )
+    .option(
+      "--on-log-outage <mode>",
+      "when the decision log fails: silent (no answer; hosts deny without caching) or deny (answer a denial, which hosts cache for their lifetime) (env ARBITER_ON_LOG_OUTAGE)",
+    )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
       const log = createLogger("arbiter-worker");
-      const adminKeys = resolveAdminKeys(flags.adminKeys);
-      if (adminKeys.length === 0) {
-        const local = localAdminSeed(false);
-        if (local) {
-          adminKeys.push(createSigner(local, "O").publicKey);
-          log.warn("no ARBITER_ADMIN_KEYS: accepting the local admin key of `arbiter up`");
-        }
-      }
+      const config = workerConfig(flags, log);
       const servers = resolveServers(flags);
-      const config = parseWorkerConfig({
-        ...(flags.name ? { id: flags.name } : {}),
-        ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
-        ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
-        ...(process.env["ARBITER_WORKER_SEED"] ? { workerSeed: process.env["ARBITER_WORKER_SEED"] } : {}),
-        prefix: resolvePrefix(flags),
-        replicas: resolveReplicas(flags),
-        adminKeys,
-        maxPayloadBytes: Number(flags.maxPayload),
-        maxQueuedRequests: Number(flags.maxQueued),
-      });
-      log.info({ servers }, "connecting to NATS (retrying until it answers)");
       const name = `arbiter-worker${flags.name ? `-${flags.name}` : ""}`;
+      await waitForNats(servers, name, log);
       const nc = await connectNats(servers, name, true);
       const storeNc = await connectNats(servers, `${name}-store`, true);
+      reportConnection(nc, log);
       const worker = createWorker({ nc, storeNc, logger: log, config });
-      await worker.start();
+      try {
+        await worker.start();
+      } catch (err) {
+        // Nothing may keep the process alive once the worker cannot start: it exits at once.
+        await Promise.allSettled([nc.close(), storeNc.close()]);
+        throw namingTheSetting(err);
+      }
       emit(
         flags.json === true,
         {
@@ -83,6 +104,7 @@ export function workerCommand(): Command {
           publicKey: worker.publicKey,
           revision: worker.revision,
           status: worker.status,
+          reason: worker.health.reason,
           servers,
         },
         () =>
@@ -93,4 +115,132 @@ export function workerCommand(): Command {
         await Promise.allSettled([nc.drain(), storeNc.drain()]);
       }, log);
     });
+}
+
+/** The worker's configuration from flags and environment; throws INVALID_CONFIG naming the flag or variable. */
+function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseWorkerConfig> {
+  const adminKeys = resolveAdminKeys(flags.adminKeys);
+  if (adminKeys.length === 0) {
+    const local = localAdminSeed(false);
+    if (local) {
+      adminKeys.push(createSigner(local, "O").publicKey);
+      log.warn("no ARBITER_ADMIN_KEYS: accepting the local admin key of `arbiter up`");
+    }
+  }
+  const workerSeed = process.env["ARBITER_WORKER_SEED"];
+  if (workerSeed) {
+    try {
+      createSigner(workerSeed, "N");
+    } catch (err) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `ARBITER_WORKER_SEED: not a worker seed (expected an nkeys host seed, SN…): ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+  const inboxes = flags.inboxPrefix ?? process.env["ARBITER_INBOX_PREFIXES"];
+  const onLogOutage = flags.onLogOutage ?? process.env["ARBITER_ON_LOG_OUTAGE"];
+  if (onLogOutage !== undefined && onLogOutage !== "silent" && onLogOutage !== "deny") {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${SETTING_SOURCES["onLogOutage"]} ${JSON.stringify(onLogOutage)}: expected silent or deny`,
+    );
+  }
+  const config: WorkerConfig = {
+    ...(flags.name ? { id: flags.name } : {}),
+    ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
+    ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
+    ...(workerSeed ? { workerSeed } : {}),
+    ...(inboxes !== undefined ? { inboxPrefixes: inboxes.split(",").map((p) => p.trim()) } : {}),
+    ...(onLogOutage !== undefined ? { onLogOutage } : {}),
+    prefix: resolvePrefix(flags),
+    replicas: resolveReplicas(flags),
+    adminKeys,
+    maxPayloadBytes: strictInteger("--max-payload", flags.maxPayload ?? "1048576"),
+    maxQueuedRequests: strictInteger("--max-queued", flags.maxQueued ?? "10000"),
+  };
+  try {
+    return parseWorkerConfig(config);
+  } catch (err) {
+    throw namingTheSetting(err);
+  }
+}
+
+/** A positive decimal integer, or INVALID_CONFIG naming `flag`. */
+function strictInteger(flag: string, raw: string): number {
+  const value = Number(raw);
+  if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value <= 0) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${flag} ${JSON.stringify(raw)}: expected a positive integer`,
+    );
+  }
+  return value;
+}
+
+/** A configuration error with the worker's setting names replaced by the flags and variables that set them. */
+function namingTheSetting(err: unknown): unknown {
+  if (!isArbiterError(err, ErrorCode.InvalidConfig)) return err;
+  const message = err.message.replace(/(^|: |; )(\w+)(?=[: ])/g, (whole, lead: string, key: string) =>
+    SETTING_SOURCES[key] ? `${lead}${SETTING_SOURCES[key]}` : whole,
+  );
+  return message === err.message ? err : new ArbiterError(ErrorCode.InvalidConfig, message, { cause: err });
+}
+
+/**
+ * Waits until a NATS server in `servers` accepts a connection, logging every failed attempt (the
+ * attempts themselves spaced out, up to one every 5 s), so an operator sees why the worker is
+ * not serving yet.
+ */
+async function waitForNats(servers: string[], name: string, log: Logger): Promise<void> {
+  let pause = 500;
+  for (let attempt = 1; ; attempt++) {
+    let probe: NatsConnection;
+    try {
+      probe = await connectNats(servers, `${name}-probe`, false);
+    } catch (err) {
+      log.warn(
+        { servers, attempt, retryInMs: pause, err: (err as Error).message },
+        "cannot reach NATS yet; retrying",
+      );
+      await delay(pause);
+      pause = Math.min(pause * 2, MAX_CONNECT_PAUSE_MS);
+      continue;
+    }
+    await probe.close();
+    return;
+  }
+}
+
+/**
+ * Logs the connection's losses and recoveries: the disconnect and the reconnect at once, and the
+ * failed attempts in between at most once every 5 s, each line with the attempts since the last.
+ */
+function reportConnection(nc: NatsConnection, log: Logger): void {
+  void (async () => {
+    let attempts = 0;
+    let lastLine = 0;
+    for await (const status of nc.status()) {
+      switch (status.type) {
+        case "disconnect":
+          log.warn({ server: status.server }, "lost the connection to NATS; reconnecting");
+          break;
+        case "reconnecting":
+          attempts++;
+          if (Date.now() - lastLine >= MAX_CONNECT_PAUSE_MS) {
+            log.warn({ attempts }, "cannot reach NATS yet; retrying");
+            attempts = 0;
+            lastLine = Date.now();
+          }
+          break;
+        case "reconnect":
+          log.info({ server: status.server, attempts }, "reconnected to NATS");
+          attempts = 0;
+          break;
+        default:
+          break;
+      }
+    }
+  })();
 }

@@ -1,0 +1,43 @@
+import { isArbiterError } from "@arbiter/protocol";
+import { describe, expect, it } from "vitest";
+import { isInboxReply, parseWorkerConfig } from "./config.js";
+
+describe("parseWorkerConfig", () => {
+  it("answers _INBOX. by default", () => {
+    const config = parseWorkerConfig({});
+    expect(config.inboxPrefixes).toEqual(["_INBOX."]);
+    expect(config.onLogOutage).toBe("silent");
+    expect(isInboxReply("_INBOX.abc.1", config.inboxPrefixes)).toBe(true);
+    expect(isInboxReply("wasmcloud.policy.changes", config.inboxPrefixes)).toBe(false);
+    expect(isInboxReply("arbiter.decisions.recorded", config.inboxPrefixes)).toBe(false);
+  });
+
+  it("refuses an inbox prefix that would reach the changes topic, the policy topic or Arbiter's subjects", () => {
+    for (const inboxPrefixes of [
+      ["wasmcloud."],
+      ["wasmcloud.policy.changes"],
+      ["arbiter."],
+      ["arb"],
+      ["w"],
+      ["wasmcloud.policy.changes.x."],
+    ]) {
+      let caught: unknown;
+      try {
+        parseWorkerConfig({ inboxPrefixes });
+      } catch (err) {
+        caught = err;
+      }
+      expect(isArbiterError(caught, "INVALID_CONFIG"), inboxPrefixes[0]).toBe(true);
+      expect((caught as Error).message).toMatch(/^inboxPrefixes: /);
+    }
+    expect(() => parseWorkerConfig({ inboxPrefixes: ["_INBOX.>"] })).toThrow(/inboxPrefixes/);
+    expect(() => parseWorkerConfig({ inboxPrefixes: [] })).toThrow(/inboxPrefixes/);
+    expect(parseWorkerConfig({ inboxPrefixes: ["myapp.replies."] }).inboxPrefixes).toEqual([
+      "myapp.replies.",
+    ]);
+  });
+
+  it("names the setting of a bad admin key", () => {
+    expect(() => parseWorkerConfig({ adminKeys: ["Onope"] })).toThrow(/^adminKeys: /);
+  });
+});

@@ -1,0 +1,116 @@
+import {
+  ArbiterError,
+  DEFAULT_CHANGES_TOPIC,
+  DEFAULT_POLICY_TOPIC,
+  DEFAULT_PREFIX,
+  DEFAULT_QUEUE_GROUP,
+  ErrorCode,
+} from "@arbiter/protocol";
+import { decodePublicKey } from "@arbiter/trust";
+import { z } from "zod";
+
+/** Configuration of a decision worker, parsed and defaulted before anything starts. */
+export const WorkerConfig = z.object({
+  /** Stable name of this worker in decisions and status (default: host name, pid and a random suffix). */
+  id: z.string().min(1).optional(),
+  policyTopic: z.string().min(1).default(DEFAULT_POLICY_TOPIC),
+  changesTopic: z.string().min(1).default(DEFAULT_CHANGES_TOPIC),
+  queueGroup: z.string().min(1).default(DEFAULT_QUEUE_GROUP),
+  prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, "use letters, digits, - and _")
+    .default(DEFAULT_PREFIX),
+  /** Replicas used when the worker has to create a stream or bucket. */
+  replicas: z.number().int().min(1).max(5).default(1),
+  /** Public keys (`O…`) whose signed rule events this worker accepts. */
+  adminKeys: z.array(z.string()).default([]),
+  /** This worker's signing seed (`SN…`); one is generated when absent. */
+  workerSeed: z.string().optional(),
+  /** Largest request accepted, in bytes. */
+  maxPayloadBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
+  /** How long to wait for JetStream to acknowledge a decision before giving up on it. */
+  ackTimeoutMs: z.number().int().positive().default(2000),
+  /** How long `start()` waits to catch up with the rule events before serving anyway (degraded). */
+  catchUpTimeoutMs: z.number().int().positive().default(30_000),
+  /**
+   * Requests waiting to be decided beyond which new ones are dropped unanswered: the host times out
+   * and fails closed, as when no worker answers, and the worker's memory stays bounded.
+   */
+  maxQueuedRequests: z.number().int().positive().default(10_000),
+  /**
+   * Reply subject prefixes the worker answers to (hosts' inboxes). A request with any other reply
+   * subject is recorded, counted and not answered, so no answer can be steered onto the changes
+   * topic or into Arbiter's own streams.
+   */
+  inboxPrefixes: z
+    .array(z.string().regex(/^[^\s*>]+$/, "a subject prefix without spaces or wildcards"))
+    .min(1)
+    .default(["_INBOX."]),
+  /**
+   * What to do when the decision log does not acknowledge: `silent` (default) leaves the request
+   * unanswered, so the host fails closed without caching; `deny` answers `permitted: false`, which
+   * hosts cache for their lifetime.
+   */
+  onLogOutage: z.enum(["silent", "deny"]).default("silent"),
+  /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
+  followRetryMs: z.number().int().positive().default(250),
+});
+/** A worker configuration as given (defaults not yet applied). */
+export type WorkerConfig = z.input<typeof WorkerConfig>;
+/** A worker configuration with its defaults applied. */
+export type ParsedWorkerConfig = z.output<typeof WorkerConfig>;
+
+/**
+ * Validates a worker configuration and fills in its defaults; throws `ArbiterError`
+ * (INVALID_CONFIG) naming each problem by its setting (`adminKeys`, `workerSeed`, `inboxPrefixes`, …).
+ */
+export function parseWorkerConfig(config: WorkerConfig): ParsedWorkerConfig {
+  const parsed = WorkerConfig.safeParse(config);
+  if (!parsed.success) {
+    const problems = parsed.error.issues
+      .map((i) => `${i.path.join(".") || "config"}: ${i.message}`)
+      .join("; ");
+    throw new ArbiterError(ErrorCode.InvalidConfig, `invalid worker configuration: ${problems}`);
+  }
+  const out = parsed.data;
+  for (const key of out.adminKeys) {
+    try {
+      decodePublicKey(key, "O");
+    } catch (err) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `adminKeys: invalid admin key ${JSON.stringify(key)}: ${(err as Error).message}`,
+      );
+    }
+  }
+  for (const inbox of out.inboxPrefixes) {
+    const owned = ownSubjects(out).find((own) => overlaps(inbox, own));
+    if (owned !== undefined) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `inboxPrefixes: ${JSON.stringify(inbox)} would let answers reach ${JSON.stringify(owned)}, a subject of Arbiter or wasmCloud's policy topics`,
+      );
+    }
+  }
+  return out;
+}
+
+/** True when the worker may answer on `reply`: it starts with one of `inboxPrefixes`. */
+export function isInboxReply(reply: string, inboxPrefixes: readonly string[]): boolean {
+  for (const prefix of inboxPrefixes) if (reply.startsWith(prefix)) return true;
+  return false;
+}
+
+/** Subjects (each with everything under it) no answer may ever be sent to. */
+function ownSubjects(config: ParsedWorkerConfig): string[] {
+  return [config.changesTopic, config.policyTopic, config.prefix];
+}
+
+/** True when some subject starting with `inbox` is `subject` or under it. */
+function overlaps(inbox: string, subject: string): boolean {
+  return subject.startsWith(inbox) || inbox === subject || inbox.startsWith(`${subject}.`);
+}

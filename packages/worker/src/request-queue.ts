@@ -1,0 +1,79 @@
+import type { Msg } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import { RateLimitedWarning } from "./rate-limited-warning.js";
+
+/** Requests handled before the worker yields to I/O (acknowledgements, replies, new requests). */
+const REQUESTS_PER_SLICE = 16;
+
+/** What {@link RequestQueue} needs. */
+export interface RequestQueueDeps {
+  /** Requests waiting beyond which new ones are dropped unanswered. */
+  readonly limit: number;
+  readonly log: Logger;
+  /**
+   * Handles one slice of requests, in arrival order; `more` says whether others are still waiting
+   * (so the caller can hold its batch open). Must not throw.
+   */
+  readonly onSlice: (slice: readonly Msg[], more: boolean) => void;
+}
+
+/**
+ * The bounded queue between the policy subscription and deciding: requests beyond the limit are
+ * dropped unanswered (the host times out and fails closed) and reported with their true count;
+ * queued requests are handled a slice at a time, yielding to I/O between slices, so
+ * acknowledgements and replies are not held behind a long run of new requests.
+ */
+export class RequestQueue {
+  readonly #deps: RequestQueueDeps;
+  readonly #shedWarning: RateLimitedWarning;
+  #queue: Msg[] = [];
+  #draining = false;
+  shed = 0;
+
+  constructor(deps: RequestQueueDeps) {
+    this.#deps = deps;
+    this.#shedWarning = new RateLimitedWarning(
+      deps.log,
+      "overloaded: dropping policy requests unanswered (hosts fail closed)",
+      "dropped",
+      () => ({ queued: this.#queue.length, limit: deps.limit }),
+    );
+  }
+
+  /** Requests waiting. */
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  /** Queues a request, or drops it (counted, reported) when the queue is full. */
+  push(msg: Msg): void {
+    if (this.#queue.length >= this.#deps.limit) {
+      this.shed++;
+      this.#shedWarning.count();
+      return;
+    }
+    this.#queue.push(msg);
+    if (!this.#draining) {
+      this.#draining = true;
+      setImmediate(() => this.#drain());
+    }
+  }
+
+  /** Reports drops not yet logged (for `stop()`). */
+  flushWarnings(): void {
+    this.#shedWarning.flush();
+  }
+
+  #drain(): void {
+    let slice: Msg[];
+    if (this.#queue.length <= REQUESTS_PER_SLICE) {
+      slice = this.#queue;
+      this.#queue = [];
+    } else {
+      slice = this.#queue.splice(0, REQUESTS_PER_SLICE);
+    }
+    this.#deps.onSlice(slice, this.#queue.length > 0);
+    if (this.#queue.length > 0) setImmediate(() => this.#drain());
+    else this.#draining = false;
+  }
+}
