@@ -202,7 +202,7 @@ const STORE_READY_DEADLINE_MS = 60_000;
 /**
  * Opens (creating them the first time) Arbiter's streams once JetStream answers. A cluster restarted
  * on its data has a meta leader before its R3 streams have elected theirs, and JetStream requests
- * time out until they have, so STORE_UNAVAILABLE is retried until {@link STORE_READY_DEADLINE_MS}.
+ * time out until they have (the rules stream and the snapshot bucket are asked), so STORE_UNAVAILABLE is retried until {@link STORE_READY_DEADLINE_MS}.
  */
 async function openStoreWhenReady(
   nc: NatsConnection,
@@ -213,7 +213,10 @@ async function openStoreWhenReady(
   for (let attempt = 1; ; attempt++) {
     try {
       const store = await openJetStreamStore(nc, { replicas });
-      return { store, latest: await store.rules.lastRevision() };
+      const latest = await store.rules.lastRevision();
+      // The snapshot bucket is a stream of its own, with a leader of its own to wait for.
+      await store.snapshots.load();
+      return { store, latest };
     } catch (err) {
       if (!isStoreUnavailableError(err) || Date.now() >= deadline) throw err;
       log.info({ attempt, err: err.message }, "JetStream not ready yet; trying again");
