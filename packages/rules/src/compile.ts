@@ -7,7 +7,7 @@ import {
   parse,
   plan,
 } from "@bufbuild/cel";
-import { describeStaticType, typeOf } from "./condition-type.js";
+import { describeStaticType, TYPE_NAMES, typeOf } from "./condition-type.js";
 import {
   type Rule,
   type RuleEffectV1,
@@ -117,21 +117,6 @@ type CompiledExpression =
   | { ok: false; problems: Problem[] };
 
 const env: CelEnv = celEnv();
-
-// Type names are identifiers in CEL (`type(x) == int`).
-const TYPE_NAMES: ReadonlySet<string> = new Set([
-  "int",
-  "uint",
-  "double",
-  "bool",
-  "string",
-  "bytes",
-  "list",
-  "map",
-  "null_type",
-  "type",
-  "dyn",
-]);
 
 // Calls the @bufbuild/cel planner implements itself rather than through env.funcs (planner.ts).
 const PLANNER_CALLS: ReadonlySet<string> = new Set([

@@ -101,7 +101,8 @@ const RESULTS: Readonly<Record<string, CelStaticType>> = {
   getMilliseconds: INT,
 };
 
-const TYPE_NAMES: ReadonlySet<string> = new Set([
+/** Type names, which are identifiers in CEL (`type(x) == int`). */
+export const TYPE_NAMES: ReadonlySet<string> = new Set([
   "int",
   "uint",
   "double",
