@@ -99,10 +99,42 @@ export function parseWorkerConfig(config: WorkerConfig): ParsedWorkerConfig {
   return out;
 }
 
-/** True when the worker may answer on `reply`: it starts with one of `inboxPrefixes`. */
+/**
+ * True when the worker may answer on `reply`: it starts with one of `inboxPrefixes`, something
+ * follows the prefix, and it is one literal subject. A reply with a wildcard token (`_INBOX.>`,
+ * `_INBOX.abc.*`) would reach every subscription the wildcard matches (other hosts' and Arbiter's
+ * own inboxes among them) instead of one inbox; an empty token or a space makes no subject at all.
+ */
 export function isInboxReply(reply: string, inboxPrefixes: readonly string[]): boolean {
-  for (const prefix of inboxPrefixes) if (reply.startsWith(prefix)) return true;
+  for (const prefix of inboxPrefixes) {
+    if (reply.length > prefix.length && reply.startsWith(prefix)) return isLiteralSubject(reply);
+  }
   return false;
+}
+
+const DOT = 0x2e;
+const STAR = 0x2a;
+const GREATER = 0x3e;
+const DEL = 0x7f;
+
+/** True when `subject` has no empty token, no `*` or `>` token, and no space or control character. */
+function isLiteralSubject(subject: string): boolean {
+  let tokenStart = 0;
+  for (let i = 0; i <= subject.length; i++) {
+    const c = i === subject.length ? DOT : subject.charCodeAt(i);
+    if (c === DOT) {
+      const length = i - tokenStart;
+      if (length === 0) return false;
+      if (length === 1) {
+        const only = subject.charCodeAt(tokenStart);
+        if (only === STAR || only === GREATER) return false;
+      }
+      tokenStart = i + 1;
+    } else if (c <= 0x20 || c === DEL) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /** Subjects (each with everything under it) no answer may ever be sent to. */
