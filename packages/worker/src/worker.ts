@@ -138,6 +138,8 @@ class DecisionWorker implements Worker {
   readonly #clock: () => Date;
   readonly #nextId = monotonicFactory(pooledRandom());
   readonly #refusedWarning: RateLimitedWarning;
+  readonly #rejectedWarning: RateLimitedWarning;
+  readonly #unanswerableWarning: RateLimitedWarning;
   #running: Running | undefined;
   #state: LifecycleState = "stopped";
   #subscriptionProblem: string | null = null;
@@ -170,6 +172,19 @@ class DecisionWorker implements Worker {
       this.#log,
       "policy requests whose reply subject is not an inbox: recorded, not answered",
       "refused",
+    );
+    // Bad input and requests without a reply come at whatever rate a host publishes them: one
+    // line per request would let any host flood the log, so each kind is one line a second
+    // with its count and one example.
+    this.#rejectedWarning = new RateLimitedWarning(
+      this.#log,
+      "rejected policy requests: answered permitted: false and recorded",
+      "rejected",
+    );
+    this.#unanswerableWarning = new RateLimitedWarning(
+      this.#log,
+      "policy requests without a reply subject: not answered",
+      "unanswerable",
     );
   }
 
@@ -360,6 +375,8 @@ class DecisionWorker implements Worker {
     running.queue.flushWarnings();
     running.recorder.flushWarnings();
     this.#refusedWarning.flush();
+    this.#rejectedWarning.flush();
+    this.#unanswerableWarning.flush();
     if (running.ownsStore) await running.store.close();
     this.#finished = {
       ...running.recorder.stats,
@@ -397,10 +414,9 @@ class DecisionWorker implements Worker {
     const reply = msg.reply;
     if (!reply) {
       this.#counts.unanswerable++;
-      this.#log.warn(
-        { requestId: decoded.ok ? decoded.request.requestId : decoded.requestId },
-        "policy request without a reply subject; not answered",
-      );
+      this.#unanswerableWarning.count(1, {
+        requestId: decoded.ok ? decoded.request.requestId : decoded.requestId,
+      });
       return null;
     }
     const requestId = decoded.ok ? decoded.request.requestId : (decoded.requestId ?? "");
@@ -429,7 +445,7 @@ class DecisionWorker implements Worker {
         record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
       } else {
         this.#counts.rejected++;
-        this.#log.warn({ requestId, reason: decoded.reason }, "rejected a policy request");
+        this.#rejectedWarning.count(1, { requestId, reason: decoded.reason });
         record = rejectionRecord({ ...decoded, requestId }, context);
       }
       record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
@@ -441,7 +457,7 @@ class DecisionWorker implements Worker {
         // denied for its size), so the answer is on record too.
         if (record.rejection === null) {
           const reason = `the request is too large to record: its decision record is ${body.length} bytes and the NATS server accepts at most ${limit}`;
-          this.#log.warn({ requestId, reason }, "rejected a policy request");
+          this.#rejectedWarning.count(1, { requestId, reason });
           record = rejectionRecord({ ok: false, requestId, reason, input: null, kind: record.kind }, context);
         } else {
           record = { ...record, request: null, truncated: { ...record.truncated, request: body.length } };
