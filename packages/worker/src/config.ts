@@ -37,8 +37,9 @@ export const WorkerConfig = z.object({
   /** How long `start()` waits to catch up with the rule events before serving anyway (degraded). */
   catchUpTimeoutMs: z.number().int().positive().default(30_000),
   /**
-   * Requests waiting to be decided beyond which new ones are dropped unanswered: the host times out
-   * and fails closed, as when no worker answers, and the worker's memory stays bounded.
+   * Requests held (waiting to be decided, or decided and waiting for their record) beyond which new
+   * ones are dropped unanswered: the host times out and fails closed, as when no worker answers,
+   * and the worker's memory stays bounded even while the decision log is slow or silent.
    */
   maxQueuedRequests: z.number().int().positive().default(10_000),
   /**

@@ -49,7 +49,7 @@ export interface WorkerStats {
   readonly unanswerable: number;
   /** Requests recorded but not answered because their reply subject is not an inbox. */
   readonly refusedReply: number;
-  /** Requests dropped unanswered because `maxQueuedRequests` were already waiting. */
+  /** Requests dropped unanswered because `maxQueuedRequests` were already waiting or being recorded. */
   readonly shed: number;
   /** Decisions the decision log did not acknowledge. */
   readonly logFailures: number;
@@ -293,6 +293,7 @@ class DecisionWorker implements Worker {
       });
       const queue = new RequestQueue({
         limit: this.#config.maxQueuedRequests,
+        held: () => recorder.held,
         log: this.#log,
         onSlice: (slice, more) => {
           for (const msg of slice) {
