@@ -52,6 +52,12 @@ export const WorkerConfig = z.object({
     .min(1)
     .default(["_INBOX."]),
   /**
+   * How long a reply subject that was answered stays refused: each inbox gets one answer, so that
+   * a host cannot steer a stream of answers into an inbox it predicts another host will use
+   * (see AnsweredReplies). Longer than any host waits for an answer.
+   */
+  replyOnceWindowMs: z.number().int().positive().default(10_000),
+  /**
    * What to do when the decision log does not acknowledge: `silent` (default) leaves the request
    * unanswered, so the host fails closed without caching; `deny` answers `permitted: false`, which
    * hosts cache for their lifetime.

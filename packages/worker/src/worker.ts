@@ -15,6 +15,7 @@ import { createSigner, generateKey, type Signer } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
+import { AnsweredReplies } from "./answered-replies.js";
 import { isInboxReply, type ParsedWorkerConfig, parseWorkerConfig, type WorkerConfig } from "./config.js";
 import {
   type DecidingWorker,
@@ -47,7 +48,7 @@ export interface WorkerStats {
   readonly rejected: number;
   /** Requests that could not be answered because they carry no reply subject. */
   readonly unanswerable: number;
-  /** Requests recorded but not answered because their reply subject is not an inbox. */
+  /** Requests recorded but not answered because their reply subject is not an inbox, or was answered already. */
   readonly refusedReply: number;
   /** Requests dropped unanswered because `maxQueuedRequests` were already waiting or being recorded. */
   readonly shed: number;
@@ -138,6 +139,7 @@ class DecisionWorker implements Worker {
   readonly #clock: () => Date;
   readonly #nextId = monotonicFactory(pooledRandom());
   readonly #refusedWarning: RateLimitedWarning;
+  readonly #answeredReplies: AnsweredReplies;
   readonly #rejectedWarning: RateLimitedWarning;
   readonly #unanswerableWarning: RateLimitedWarning;
   #running: Running | undefined;
@@ -170,9 +172,10 @@ class DecisionWorker implements Worker {
     this.#trust = { adminKeys: new Set(config.adminKeys) };
     this.#refusedWarning = new RateLimitedWarning(
       this.#log,
-      "policy requests whose reply subject is not an inbox: recorded, not answered",
+      "policy requests whose reply subject is not an inbox or was answered already: recorded, not answered",
       "refused",
     );
+    this.#answeredReplies = new AnsweredReplies(config.replyOnceWindowMs);
     // Bad input and requests without a reply come at whatever rate a host publishes them: one
     // line per request would let any host flood the log, so each kind is one line a second
     // with its count and one example.
@@ -405,7 +408,7 @@ class DecisionWorker implements Worker {
   /**
    * Decides one request, or answers it at once when that is all that can be done (no reply
    * subject: nothing; an internal failure: a denial). A request whose reply subject is not an
-   * inbox is recorded as a rejection and not answered. Never throws.
+   * inbox, or is one answered already, is recorded as a rejection and not answered. Never throws.
    */
   #decide(msg: Msg, recorder: DecisionRecorder): Decided | null {
     const started = process.hrtime.bigint();
@@ -421,6 +424,8 @@ class DecisionWorker implements Worker {
       return null;
     }
     const requestId = decoded.ok ? decoded.request.requestId : (decoded.requestId ?? "");
+    const inbox = isInboxReply(reply, this.#config.inboxPrefixes);
+    const answer = inbox && this.#answeredReplies.claim(reply);
     try {
       const context = {
         decisionId: this.#nextId(),
@@ -429,12 +434,14 @@ class DecisionWorker implements Worker {
         worker: this.#identity,
         latencyMicros: 0,
       };
-      const answer = isInboxReply(reply, this.#config.inboxPrefixes);
       let record: UnsignedDecisionV1;
       if (!answer) {
         this.#counts.refusedReply++;
         this.#refusedWarning.count(1, { requestId, reply: reply.slice(0, 256) });
-        const reason = `the reply subject ${JSON.stringify(reply.slice(0, 256))} is not an inbox (${this.#config.inboxPrefixes.join(", ")}); not answered`;
+        const subject = JSON.stringify(reply.slice(0, 256));
+        const reason = inbox
+          ? `the reply subject ${subject} was answered already (an inbox takes one answer); not answered`
+          : `the reply subject ${subject} is not an inbox (${this.#config.inboxPrefixes.join(", ")}); not answered`;
         // Recorded with what was sent, so an operator can see who tried to steer an answer where.
         record = rejectionRecord(
           decoded.ok
@@ -469,7 +476,7 @@ class DecisionWorker implements Worker {
     } catch (err) {
       // Deciding never throws by contract; this guards against a defect, not input.
       this.#log.error({ err, requestId }, "decision failed");
-      if (isInboxReply(reply, this.#config.inboxPrefixes)) {
+      if (answer) {
         recorder.reply(
           msg,
           requestId,
