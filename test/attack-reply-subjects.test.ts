@@ -1,4 +1,4 @@
-import { DecisionV1 } from "@arbiter/protocol";
+import { DecisionV1, resourceNames } from "@arbiter/protocol";
 import type { Msg } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, until } from "./harness/index.js";
@@ -11,6 +11,7 @@ import { fixtureJson } from "./support/fixtures.js";
 // request subscriptions of other clients and of Arbiter itself.
 
 const encoder = new TextEncoder();
+const names = resourceNames();
 
 function request(requestId: string): Uint8Array {
   return encoder.encode(JSON.stringify({ ...fixtureJson("start-provider"), requestId }));
@@ -34,7 +35,8 @@ describe("reply subjects that are not one inbox", () => {
     for (const subject of ["_INBOX.>", "_INBOX.victim.*", "_INBOX.*.*"]) {
       listener.subscribe(subject, {
         callback: (_err, msg) => {
-          if (msg.string().includes('"requestId":"wild-')) heard.push(msg);
+          const text = msg.string();
+          if (text.includes('"requestId":"wild-') || text.includes('"publicKey"')) heard.push(msg);
         },
       });
     }
@@ -51,6 +53,9 @@ describe("reply subjects that are not one inbox", () => {
     for (const [i, reply] of replies.entries()) {
       arbiter.nc.publish("wasmcloud.policy", request(`wild-${i}`), { reply });
     }
+    // The status responder answers inbox subjects only too: one request to a wildcard reply would
+    // otherwise broadcast every worker's status to every inbox it matches.
+    for (const reply of replies) arbiter.nc.publish(names.statusSubject, new Uint8Array(), { reply });
     await until(() => arbiter.worker.stats().refusedReply === replies.length, {
       name: "every wildcard or empty-token reply refused",
     });
