@@ -108,6 +108,16 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       ]);
     });
 
+    it("refuses a batch whose first id already names other decisions, storing nothing", async () => {
+      const first = await store.decisions.append(batch([{ decisionId: "d1", text: '{"n":1}' }]));
+      await expect(
+        store.decisions.append(batch([{ decisionId: "d1", text: '{"n":"other"}' }])),
+      ).rejects.toMatchObject({ code: "STORE_UNAVAILABLE", message: expect.stringMatching(/not stored/) });
+      expect((await collect(store.decisions.read())).map(unsealed)).toEqual([
+        { seq: first.seq, index: 0, text: '{"n":1}' },
+      ]);
+    });
+
     it("stores a batch as one message and reads its decisions back in order", async () => {
       const texts = ['{"n":1}', '{"n":"two, with \\n"}', '{"n":"drei ü"}'];
       const { seq } = await store.decisions.append(

@@ -64,7 +64,8 @@ export interface DecisionLog {
   /**
    * Appends a batch as one message, de-duplicated on its first decision's id (a retried batch is
    * stored once); resolves after the acknowledgement. Throws TypeError for a malformed batch and
-   * StoreUnavailableError when the store does not acknowledge.
+   * StoreUnavailableError when the store does not acknowledge, or when the id already names a
+   * message that is not this very batch (then this batch is not stored).
    */
   append(batch: DecisionBatch): Promise<{ seq: number; duplicate: boolean }>;
   /** Decisions in log order, optionally filtered by kind and host, from a sequence or time. */

@@ -104,6 +104,17 @@ export function batchLines(bodies: readonly Uint8Array[]): Buffer {
   return lines;
 }
 
+/** True when a stored message (its lines and signature header) is `batch` exactly. */
+export function isSameBatch(
+  batch: DecisionBatch,
+  stored: { readonly data: Uint8Array; readonly signature: string | undefined },
+): boolean {
+  return (
+    stored.signature === batch.signature &&
+    Buffer.from(stored.data.buffer, stored.data.byteOffset, stored.data.byteLength).equals(batch.lines)
+  );
+}
+
 /**
  * Checks that `batch` is what {@link DecisionBatch} promises: at least one id, as many lines as
  * ids, each a JSON object's text (`{…}`), and a base64url signature. Throws TypeError naming the

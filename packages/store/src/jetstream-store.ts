@@ -39,6 +39,7 @@ import {
   BATCH_SIGNATURE_HEADER,
   checkDecisionBatch,
   decisionMatches,
+  isSameBatch,
   sealedDecisionTexts,
 } from "./decision-batch.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
@@ -84,6 +85,7 @@ export async function openJetStreamStore(
   const kv = await openBucket(js, names.rulesBucket, config.replicas, config.create);
   const decisions = new JetStreamDecisionLog(
     js,
+    jsm,
     new AckMux(nc, names.decisionsStream, config.ackTimeoutMs),
     names,
   );
@@ -330,13 +332,15 @@ class KvSnapshotStore implements SnapshotStore {
 
 class JetStreamDecisionLog implements DecisionLog {
   readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
   readonly #acks: AckMux;
   readonly #stream: string;
   readonly #subject: string;
   readonly #subjects: string;
 
-  constructor(js: JetStreamClient, acks: AckMux, names: ResourceNames) {
+  constructor(js: JetStreamClient, jsm: JetStreamManager, acks: AckMux, names: ResourceNames) {
     this.#js = js;
+    this.#jsm = jsm;
     this.#acks = acks;
     this.#stream = names.decisionsStream;
     this.#subject = names.decisionsSubject;
@@ -349,14 +353,42 @@ class JetStreamDecisionLog implements DecisionLog {
 
   async append(batch: DecisionBatch): Promise<{ seq: number; duplicate: boolean }> {
     checkDecisionBatch(batch);
+    let ack: { seq: number; duplicate: boolean };
     try {
-      return await this.#acks.publish(this.#subject, batch.lines, batch.decisionIds[0]!, {
+      ack = await this.#acks.publish(this.#subject, batch.lines, batch.decisionIds[0]!, {
         [BATCH_SIGNATURE_HEADER]: batch.signature,
       });
     } catch (err) {
       throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, {
         cause: err,
       });
+    }
+    if (ack.duplicate) await this.#checkDuplicate(batch, ack.seq);
+    return ack;
+  }
+
+  /**
+   * A duplicate acknowledgement stores nothing: it says a message with the batch's id is already
+   * there. It counts as this batch's record only when that message is this very batch (a retry);
+   * any other message under the id (one published first by whoever learned or guessed it) leaves
+   * this batch unrecorded, so the append fails.
+   */
+  async #checkDuplicate(batch: DecisionBatch, seq: number): Promise<void> {
+    let stored: { data: Uint8Array; signature: string | undefined };
+    try {
+      const message = await this.#jsm.streams.getMessage(this.#stream, { seq });
+      if (message === null) throw new Error(`message ${seq} is not there`);
+      stored = { data: message.data, signature: message.header?.get(BATCH_SIGNATURE_HEADER) || undefined };
+    } catch (err) {
+      throw new StoreUnavailableError(
+        `the decision log took decision ${batch.decisionIds[0]} for a duplicate of message ${seq}, which cannot be read back: ${errorText(err)}`,
+        { cause: err },
+      );
+    }
+    if (!isSameBatch(batch, stored)) {
+      throw new StoreUnavailableError(
+        `the decision log took decision ${batch.decisionIds[0]} for a duplicate of message ${seq}, which holds other decisions: this batch was not stored`,
+      );
     }
   }
 

@@ -9,8 +9,8 @@ import type {
   StoredDecision,
   StoredRuleEvent,
 } from "./contracts.js";
-import { checkDecisionBatch, decisionMatches, sealedDecisionTexts } from "./decision-batch.js";
-import { RuleConflictError } from "./errors.js";
+import { checkDecisionBatch, decisionMatches, isSameBatch, sealedDecisionTexts } from "./decision-batch.js";
+import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 
 /**
  * An in-memory {@link ArbiterStore} with the same contract as the JetStream one: for unit tests
@@ -87,7 +87,15 @@ class MemoryDecisionLog implements DecisionLog {
     checkDecisionBatch(batch);
     const id = batch.decisionIds[0]!;
     const existing = this.#ids.get(id);
-    if (existing !== undefined) return { seq: existing, duplicate: true };
+    if (existing !== undefined) {
+      const stored = this.#messages[existing - 1]!;
+      if (!isSameBatch(batch, { data: stored.lines, signature: stored.signature })) {
+        throw new StoreUnavailableError(
+          `the decision log took decision ${id} for a duplicate of message ${existing}, which holds other decisions: this batch was not stored`,
+        );
+      }
+      return { seq: existing, duplicate: true };
+    }
     this.#messages.push({ lines: Uint8Array.from(batch.lines), signature: batch.signature, at: new Date() });
     const seq = this.#messages.length;
     this.#ids.set(id, seq);

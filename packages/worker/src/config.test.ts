@@ -12,6 +12,30 @@ describe("parseWorkerConfig", () => {
     expect(isInboxReply("arbiter.decisions.recorded", config.inboxPrefixes)).toBe(false);
   });
 
+  it("answers only one literal subject under the prefix: no wildcard or empty token, no space", () => {
+    const prefixes = parseWorkerConfig({}).inboxPrefixes;
+    for (const reply of ["_INBOX.a*b.1", "_INBOX.>x", "_INBOX.ab-c_D.9"]) {
+      expect(isInboxReply(reply, prefixes), reply).toBe(true);
+    }
+    for (const reply of [
+      "_INBOX",
+      "_INBOX.",
+      "_INBOXabc",
+      "_INBOX.>",
+      "_INBOX.*",
+      "_INBOX.abc.*",
+      "_INBOX.*.abc",
+      "_INBOX..abc",
+      "_INBOX.abc.",
+      "_INBOX.a b",
+      "_INBOX.a\tb",
+      "_INBOX.a\u0000b",
+      "_INBOX.a\u007fb",
+    ]) {
+      expect(isInboxReply(reply, prefixes), JSON.stringify(reply)).toBe(false);
+    }
+  });
+
   it("refuses an inbox prefix that would reach the changes topic, the policy topic or Arbiter's subjects", () => {
     for (const inboxPrefixes of [
       ["wasmcloud."],

@@ -37,8 +37,9 @@ export const WorkerConfig = z.object({
   /** How long `start()` waits to catch up with the rule events before serving anyway (degraded). */
   catchUpTimeoutMs: z.number().int().positive().default(30_000),
   /**
-   * Requests waiting to be decided beyond which new ones are dropped unanswered: the host times out
-   * and fails closed, as when no worker answers, and the worker's memory stays bounded.
+   * Requests held (waiting to be decided, or decided and waiting for their record) beyond which new
+   * ones are dropped unanswered: the host times out and fails closed, as when no worker answers,
+   * and the worker's memory stays bounded even while the decision log is slow or silent.
    */
   maxQueuedRequests: z.number().int().positive().default(10_000),
   /**
@@ -50,6 +51,12 @@ export const WorkerConfig = z.object({
     .array(z.string().regex(/^[^\s*>]+$/, "a subject prefix without spaces or wildcards"))
     .min(1)
     .default(["_INBOX."]),
+  /**
+   * How long a reply subject that was answered stays refused: each inbox gets one answer, so that
+   * a host cannot steer a stream of answers into an inbox it predicts another host will use
+   * (see AnsweredReplies). Longer than any host waits for an answer.
+   */
+  replyOnceWindowMs: z.number().int().positive().default(10_000),
   /**
    * What to do when the decision log does not acknowledge: `silent` (default) leaves the request
    * unanswered, so the host fails closed without caching; `deny` answers `permitted: false`, which
@@ -99,10 +106,42 @@ export function parseWorkerConfig(config: WorkerConfig): ParsedWorkerConfig {
   return out;
 }
 
-/** True when the worker may answer on `reply`: it starts with one of `inboxPrefixes`. */
+/**
+ * True when the worker may answer on `reply`: it starts with one of `inboxPrefixes`, something
+ * follows the prefix, and it is one literal subject. A reply with a wildcard token (`_INBOX.>`,
+ * `_INBOX.abc.*`) would reach every subscription the wildcard matches (other hosts' and Arbiter's
+ * own inboxes among them) instead of one inbox; an empty token or a space makes no subject at all.
+ */
 export function isInboxReply(reply: string, inboxPrefixes: readonly string[]): boolean {
-  for (const prefix of inboxPrefixes) if (reply.startsWith(prefix)) return true;
+  for (const prefix of inboxPrefixes) {
+    if (reply.length > prefix.length && reply.startsWith(prefix)) return isLiteralSubject(reply);
+  }
   return false;
+}
+
+const DOT = 0x2e;
+const STAR = 0x2a;
+const GREATER = 0x3e;
+const DEL = 0x7f;
+
+/** True when `subject` has no empty token, no `*` or `>` token, and no space or control character. */
+function isLiteralSubject(subject: string): boolean {
+  let tokenStart = 0;
+  for (let i = 0; i <= subject.length; i++) {
+    const c = i === subject.length ? DOT : subject.charCodeAt(i);
+    if (c === DOT) {
+      const length = i - tokenStart;
+      if (length === 0) return false;
+      if (length === 1) {
+        const only = subject.charCodeAt(tokenStart);
+        if (only === STAR || only === GREATER) return false;
+      }
+      tokenStart = i + 1;
+    } else if (c <= 0x20 || c === DEL) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /** Subjects (each with everything under it) no answer may ever be sent to. */

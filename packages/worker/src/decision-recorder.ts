@@ -54,6 +54,7 @@ export class DecisionRecorder {
   readonly #inFlight = new Set<Promise<void>>();
   readonly #outageWarning: RateLimitedWarning;
   #pending: Decided[] = [];
+  #held = 0;
   #problem: string | null = null;
   readonly stats: RecorderStats = {
     decisions: 0,
@@ -85,9 +86,18 @@ export class DecisionRecorder {
     return this.#inFlight.size;
   }
 
+  /**
+   * Requests handed over and not yet answered or given up: in the open batch or waiting for their
+   * acknowledgement. Each still holds its message and record in memory.
+   */
+  get held(): number {
+    return this.#held;
+  }
+
   /** Adds a decision to the open batch; {@link DecisionRecorder.flush} records it. */
   add(decided: Decided): void {
     this.#pending.push(decided);
+    this.#held++;
   }
 
   /**
@@ -128,12 +138,16 @@ export class DecisionRecorder {
 
   /** Stores `decided` in as few messages as max_payload allows, answering each request after. */
   async #record(decided: readonly Decided[]): Promise<void> {
-    const lines = decided.map((d) => ({ decisionId: d.record.decisionId, body: d.body }));
-    await Promise.all(
-      splitDecisionBatches(lines, this.#deps.maxPayload()).map(([from, to]) =>
-        this.#appendAndAnswer(decided.slice(from, to), lines.slice(from, to)),
-      ),
-    );
+    try {
+      const lines = decided.map((d) => ({ decisionId: d.record.decisionId, body: d.body }));
+      await Promise.all(
+        splitDecisionBatches(lines, this.#deps.maxPayload()).map(([from, to]) =>
+          this.#appendAndAnswer(decided.slice(from, to), lines.slice(from, to)),
+        ),
+      );
+    } finally {
+      this.#held -= decided.length;
+    }
   }
 
   async #appendAndAnswer(

@@ -7,8 +7,16 @@ const REQUESTS_PER_SLICE = 16;
 
 /** What {@link RequestQueue} needs. */
 export interface RequestQueueDeps {
-  /** Requests waiting beyond which new ones are dropped unanswered. */
+  /**
+   * Requests held beyond which new ones are dropped unanswered: those waiting here and those
+   * {@link RequestQueueDeps.held} elsewhere.
+   */
   readonly limit: number;
+  /**
+   * Requests already taken from the queue and not yet answered (waiting for their record): they
+   * hold memory too, so they count against `limit`.
+   */
+  readonly held: () => number;
   readonly log: Logger;
   /**
    * Handles one slice of requests, in arrival order; `more` says whether others are still waiting
@@ -18,8 +26,9 @@ export interface RequestQueueDeps {
 }
 
 /**
- * The bounded queue between the policy subscription and deciding: requests beyond the limit are
- * dropped unanswered (the host times out and fails closed) and reported with their true count;
+ * The bounded queue between the policy subscription and deciding: requests beyond the limit
+ * (counting those still waiting for their record, so that a slow or silent decision log cannot
+ * make a flood pile up in memory) are dropped unanswered (the host times out and fails closed) and reported with their true count;
  * queued requests are handled a slice at a time, yielding to I/O between slices, so
  * acknowledgements and replies are not held behind a long run of new requests.
  */
@@ -36,7 +45,7 @@ export class RequestQueue {
       deps.log,
       "overloaded: dropping policy requests unanswered (hosts fail closed)",
       "dropped",
-      () => ({ queued: this.#queue.length, limit: deps.limit }),
+      () => ({ queued: this.#queue.length, held: deps.held(), limit: deps.limit }),
     );
   }
 
@@ -47,7 +56,7 @@ export class RequestQueue {
 
   /** Queues a request, or drops it (counted, reported) when the queue is full. */
   push(msg: Msg): void {
-    if (this.#queue.length >= this.#deps.limit) {
+    if (this.#queue.length + this.#deps.held() >= this.#deps.limit) {
       this.shed++;
       this.#shedWarning.count();
       return;

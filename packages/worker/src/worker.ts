@@ -15,6 +15,7 @@ import { createSigner, generateKey, type Signer } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
+import { AnsweredReplies } from "./answered-replies.js";
 import { isInboxReply, type ParsedWorkerConfig, parseWorkerConfig, type WorkerConfig } from "./config.js";
 import {
   type DecidingWorker,
@@ -47,9 +48,9 @@ export interface WorkerStats {
   readonly rejected: number;
   /** Requests that could not be answered because they carry no reply subject. */
   readonly unanswerable: number;
-  /** Requests recorded but not answered because their reply subject is not an inbox. */
+  /** Requests recorded but not answered because their reply subject is not an inbox, or was answered already. */
   readonly refusedReply: number;
-  /** Requests dropped unanswered because `maxQueuedRequests` were already waiting. */
+  /** Requests dropped unanswered because `maxQueuedRequests` were already waiting or being recorded. */
   readonly shed: number;
   /** Decisions the decision log did not acknowledge. */
   readonly logFailures: number;
@@ -138,6 +139,9 @@ class DecisionWorker implements Worker {
   readonly #clock: () => Date;
   readonly #nextId = monotonicFactory(pooledRandom());
   readonly #refusedWarning: RateLimitedWarning;
+  readonly #answeredReplies: AnsweredReplies;
+  readonly #rejectedWarning: RateLimitedWarning;
+  readonly #unanswerableWarning: RateLimitedWarning;
   #running: Running | undefined;
   #state: LifecycleState = "stopped";
   #subscriptionProblem: string | null = null;
@@ -168,8 +172,22 @@ class DecisionWorker implements Worker {
     this.#trust = { adminKeys: new Set(config.adminKeys) };
     this.#refusedWarning = new RateLimitedWarning(
       this.#log,
-      "policy requests whose reply subject is not an inbox: recorded, not answered",
+      "policy requests whose reply subject is not an inbox or was answered already: recorded, not answered",
       "refused",
+    );
+    this.#answeredReplies = new AnsweredReplies(config.replyOnceWindowMs);
+    // Bad input and requests without a reply come at whatever rate a host publishes them: one
+    // line per request would let any host flood the log, so each kind is one line a second
+    // with its count and one example.
+    this.#rejectedWarning = new RateLimitedWarning(
+      this.#log,
+      "rejected policy requests: answered permitted: false and recorded",
+      "rejected",
+    );
+    this.#unanswerableWarning = new RateLimitedWarning(
+      this.#log,
+      "policy requests without a reply subject: not answered",
+      "unanswerable",
     );
   }
 
@@ -278,6 +296,7 @@ class DecisionWorker implements Worker {
       });
       const queue = new RequestQueue({
         limit: this.#config.maxQueuedRequests,
+        held: () => recorder.held,
         log: this.#log,
         onSlice: (slice, more) => {
           for (const msg of slice) {
@@ -360,6 +379,8 @@ class DecisionWorker implements Worker {
     running.queue.flushWarnings();
     running.recorder.flushWarnings();
     this.#refusedWarning.flush();
+    this.#rejectedWarning.flush();
+    this.#unanswerableWarning.flush();
     if (running.ownsStore) await running.store.close();
     this.#finished = {
       ...running.recorder.stats,
@@ -387,7 +408,7 @@ class DecisionWorker implements Worker {
   /**
    * Decides one request, or answers it at once when that is all that can be done (no reply
    * subject: nothing; an internal failure: a denial). A request whose reply subject is not an
-   * inbox is recorded as a rejection and not answered. Never throws.
+   * inbox, or is one answered already, is recorded as a rejection and not answered. Never throws.
    */
   #decide(msg: Msg, recorder: DecisionRecorder): Decided | null {
     const started = process.hrtime.bigint();
@@ -397,13 +418,14 @@ class DecisionWorker implements Worker {
     const reply = msg.reply;
     if (!reply) {
       this.#counts.unanswerable++;
-      this.#log.warn(
-        { requestId: decoded.ok ? decoded.request.requestId : decoded.requestId },
-        "policy request without a reply subject; not answered",
-      );
+      this.#unanswerableWarning.count(1, {
+        requestId: decoded.ok ? decoded.request.requestId : decoded.requestId,
+      });
       return null;
     }
     const requestId = decoded.ok ? decoded.request.requestId : (decoded.requestId ?? "");
+    const inbox = isInboxReply(reply, this.#config.inboxPrefixes);
+    const answer = inbox && this.#answeredReplies.claim(reply);
     try {
       const context = {
         decisionId: this.#nextId(),
@@ -412,12 +434,14 @@ class DecisionWorker implements Worker {
         worker: this.#identity,
         latencyMicros: 0,
       };
-      const answer = isInboxReply(reply, this.#config.inboxPrefixes);
       let record: UnsignedDecisionV1;
       if (!answer) {
         this.#counts.refusedReply++;
         this.#refusedWarning.count(1, { requestId, reply: reply.slice(0, 256) });
-        const reason = `the reply subject ${JSON.stringify(reply.slice(0, 256))} is not an inbox (${this.#config.inboxPrefixes.join(", ")}); not answered`;
+        const subject = JSON.stringify(reply.slice(0, 256));
+        const reason = inbox
+          ? `the reply subject ${subject} was answered already (an inbox takes one answer); not answered`
+          : `the reply subject ${subject} is not an inbox (${this.#config.inboxPrefixes.join(", ")}); not answered`;
         // Recorded with what was sent, so an operator can see who tried to steer an answer where.
         record = rejectionRecord(
           decoded.ok
@@ -429,7 +453,7 @@ class DecisionWorker implements Worker {
         record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
       } else {
         this.#counts.rejected++;
-        this.#log.warn({ requestId, reason: decoded.reason }, "rejected a policy request");
+        this.#rejectedWarning.count(1, { requestId, reason: decoded.reason });
         record = rejectionRecord({ ...decoded, requestId }, context);
       }
       record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
@@ -441,7 +465,7 @@ class DecisionWorker implements Worker {
         // denied for its size), so the answer is on record too.
         if (record.rejection === null) {
           const reason = `the request is too large to record: its decision record is ${body.length} bytes and the NATS server accepts at most ${limit}`;
-          this.#log.warn({ requestId, reason }, "rejected a policy request");
+          this.#rejectedWarning.count(1, { requestId, reason });
           record = rejectionRecord({ ok: false, requestId, reason, input: null, kind: record.kind }, context);
         } else {
           record = { ...record, request: null, truncated: { ...record.truncated, request: body.length } };
@@ -452,7 +476,7 @@ class DecisionWorker implements Worker {
     } catch (err) {
       // Deciding never throws by contract; this guards against a defect, not input.
       this.#log.error({ err, requestId }, "decision failed");
-      if (isInboxReply(reply, this.#config.inboxPrefixes)) {
+      if (answer) {
         recorder.reply(
           msg,
           requestId,
