@@ -1,0 +1,92 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generateKey } from "@arbiter/trust";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NatsServerProcess, startNatsServer } from "./harness/index.js";
+import { runArbiter } from "./support/cli.js";
+
+const ALLOW_ALL = "version: 1\ndefault: allow\nrules: []\n";
+
+describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong servers", () => {
+  let server: NatsServerProcess;
+  let bare: NatsServerProcess;
+  let home: string;
+  let rulesFile: string;
+  let env: Record<string, string>;
+  const adminKey = generateKey("O");
+
+  beforeAll(async () => {
+    [server, bare] = await Promise.all([startNatsServer(), startNatsServer({ jetstream: false })]);
+    home = mkdtempSync(join(tmpdir(), "arbiter-operator-"));
+    rulesFile = join(home, "allow-all.yaml");
+    writeFileSync(rulesFile, ALLOW_ALL);
+    // No worker runs, no admin keys are configured and ARBITER_HOME holds no local key.
+    env = {
+      NATS_URL: server.url,
+      ARBITER_ADMIN_SEED: "",
+      ARBITER_ADMIN_KEYS: "",
+      ARBITER_HOME: join(home, "no-up-here"),
+      ARBITER_LOG_LEVEL: "warn",
+    };
+    const applied = await runArbiter(["rules", "apply", rulesFile], {
+      ...env,
+      ARBITER_ADMIN_SEED: adminKey.seed,
+    });
+    expect(applied.code, applied.stderr).toBe(0);
+  });
+
+  afterAll(async () => {
+    await Promise.all([server?.stop(), bare?.stop()]);
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it("rules show and history do not claim workers rejected an event when no worker answered and no key is known", async () => {
+    for (const args of [
+      ["rules", "show"],
+      ["rules", "history"],
+    ]) {
+      const result = await runArbiter(args, env);
+      expect(result.stdout, args.join(" ")).not.toMatch(/REJECTED/);
+      expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toMatch(
+        /cannot tell which rule events the workers apply: no worker answered .* and no admin key is configured/,
+      );
+      expect(result.stderr).toContain(server.url);
+    }
+    const known = await runArbiter(["rules", "show", "--json"], {
+      ...env,
+      ARBITER_ADMIN_KEYS: adminKey.publicKey,
+    });
+    expect(known.code, known.stderr).toBe(0);
+    expect(JSON.parse(known.stdout)).toMatchObject({
+      keysFrom: "configured",
+      latestRejected: null,
+      document: { default: "allow" },
+    });
+  });
+
+  it("read-only commands do not offer --replicas, which only creating streams uses", async () => {
+    for (const args of [
+      ["rules", "show"],
+      ["rules", "history"],
+    ]) {
+      const help = await runArbiter([...args, "--help"], env);
+      expect(help.code).toBe(0);
+      expect(help.stdout, args.join(" ")).not.toContain("--replicas");
+    }
+    const apply = await runArbiter(["rules", "apply", "--help"], env);
+    expect(apply.stdout).toContain("--replicas");
+  });
+
+  it("rules apply --replicas 3 on one server names the flag (or ARBITER_REPLICAS) it cannot use", async () => {
+    const fresh = { ...env, ARBITER_ADMIN_SEED: adminKey.seed, ARBITER_PREFIX: "fresh" };
+    const flag = await runArbiter(["rules", "apply", rulesFile, "--replicas", "3"], fresh);
+    expect(flag.code, flag.stderr).toBe(2);
+    expect(flag.stderr).toMatch(/^arbiter: --replicas 3: the NATS servers cannot hold 3 replicas/);
+    expect(flag.stderr).toContain("use 1 for a single server");
+    const variable = await runArbiter(["rules", "apply", rulesFile], { ...fresh, ARBITER_REPLICAS: "3" });
+    expect(variable.code, variable.stderr).toBe(2);
+    expect(variable.stderr).toMatch(/^arbiter: ARBITER_REPLICAS 3: /);
+  });
+});
