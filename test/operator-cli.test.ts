@@ -89,4 +89,18 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     expect(variable.code, variable.stderr).toBe(2);
     expect(variable.stderr).toMatch(/^arbiter: ARBITER_REPLICAS 3: /);
   });
+
+  it("decisions list and tail refuse a --host that is not a whole host key instead of finding nothing", async () => {
+    const host = generateKey("N").publicKey;
+    for (const sub of ["list", "tail"]) {
+      for (const value of [host.slice(0, 8), `${host}X`, generateKey("O").publicKey]) {
+        const result = await runArbiter(["decisions", sub, "--host", value], env);
+        expect(result.code, `decisions ${sub} --host ${value}: ${result.stderr}`).toBe(2);
+        expect(result.stderr).toMatch(/^arbiter: --host ".*": expected a host public key in full/);
+      }
+    }
+    const whole = await runArbiter(["decisions", "list", "--host", host], env);
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(whole.stdout).toBe("no decisions\n");
+  });
 });

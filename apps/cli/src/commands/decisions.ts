@@ -1,5 +1,6 @@
-import { DecisionV1 } from "@arbiter/protocol";
+import { ArbiterError, DecisionV1, ErrorCode } from "@arbiter/protocol";
 import type { DecisionFilter } from "@arbiter/store";
+import { decodePublicKey } from "@arbiter/trust";
 import { Command } from "commander";
 import {
   type ConnectionFlags,
@@ -58,7 +59,24 @@ function describeDecision(d: DecisionV1): string {
   return line + errors.join("");
 }
 
+/**
+ * The filter the flags ask for. `--host` must be a whole host key: the filter matches it exactly,
+ * so a prefix or a typo would match nothing and look like an empty log. Throws INVALID_CONFIG.
+ */
 function filterFrom(flags: DecisionFlags): DecisionFilter {
+  if (flags.host !== undefined) {
+    try {
+      // The codec ignores characters past the 56 of a key, so the length is checked here.
+      if (flags.host.length !== 56) throw new Error(`${flags.host.length} characters`);
+      decodePublicKey(flags.host, "N");
+    } catch (err) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `--host ${JSON.stringify(flags.host)}: expected a host public key in full (N…, 56 characters, as in the HOST column): ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
   return {
     ...(flags.since ? { since: parseTime(flags.since, "--since") } : {}),
     ...(flags.host ? { host: flags.host } : {}),
