@@ -103,4 +103,24 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     expect(whole.code, whole.stderr).toBe(0);
     expect(whole.stdout).toBe("no decisions\n");
   });
+
+  it("a server without JetStream is named as such, not as one where `arbiter up` or a worker would help", async () => {
+    const noJs = { ...env, NATS_URL: bare.url };
+    for (const args of [
+      ["rules", "show"],
+      ["decisions", "list"],
+      ["decisions", "tail"],
+    ]) {
+      const result = await runArbiter(args, noJs);
+      expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(4);
+      expect(result.stderr).toContain(`NATS server ${bare.url} has no JetStream`);
+      expect(result.stderr).not.toMatch(/start a worker/);
+    }
+    const apply = await runArbiter(["rules", "apply", rulesFile], {
+      ...noJs,
+      ARBITER_ADMIN_SEED: adminKey.seed,
+    });
+    expect(apply.code, apply.stderr).toBe(4);
+    expect(apply.stderr).toContain(bare.url);
+  });
 });

@@ -4,6 +4,7 @@ import { ArbiterError, DEFAULT_PREFIX, ErrorCode, resourceNames } from "@arbiter
 import { openJetStreamStore } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
 import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
+import { jserrors } from "@nats-io/jetstream/internal";
 import { type Authenticator, credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { z } from "zod";
@@ -209,6 +210,18 @@ export function reportServer(flags: ConnectionFlags, nc: NatsConnection): void {
 }
 
 /**
+ * STORE_UNAVAILABLE for a server without JetStream, where neither `arbiter up`'s streams nor a
+ * worker can be: naming the server and what it lacks.
+ */
+function withoutJetStream(nc: NatsConnection, cause: unknown): ArbiterError {
+  return new ArbiterError(
+    ErrorCode.StoreUnavailable,
+    `NATS server ${serverOf(nc)} has no JetStream (jetstream is not enabled), so it holds no Arbiter streams; point --servers or NATS_URL at a JetStream server (nats-server -js), or run \`arbiter up\``,
+    { cause },
+  );
+}
+
+/**
  * Opens Arbiter's existing streams and bucket without creating anything, for read-only commands.
  * Throws STORE_UNAVAILABLE naming the server when they are not there (or JetStream is not).
  */
@@ -237,6 +250,7 @@ export async function openExistingStore(
     }
   } catch (err) {
     if (err instanceof ArbiterError) throw err;
+    if (err instanceof jserrors.JetStreamNotEnabled) throw withoutJetStream(nc, err);
     throw missing(`: ${(err as Error).message}`, err);
   }
   try {
