@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type NatsServerProcess, startNatsServer } from "./harness/index.js";
-import { runArbiter } from "./support/cli.js";
+import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { runArbiter, spawnArbiter } from "./support/cli.js";
 
 const ALLOW_ALL = "version: 1\ndefault: allow\nrules: []\n";
 
@@ -122,5 +122,26 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     });
     expect(apply.code, apply.stderr).toBe(4);
     expect(apply.stderr).toContain(bare.url);
+  });
+
+  it("arbiter worker refuses a policy or changes topic it cannot use, naming it, before it connects", async () => {
+    const worker = { ...env, ARBITER_ADMIN_KEYS: adminKey.publicKey, NATS_URL: "nats://127.0.0.1:1" };
+    for (const [args, named] of [
+      [["--policy-topic", "a b"], "--policy-topic (WASMCLOUD_POLICY_TOPIC)"],
+      [["--policy-topic", "wasmcloud.>"], "--policy-topic (WASMCLOUD_POLICY_TOPIC)"],
+      [["--changes-topic", "changes..x"], "--changes-topic (WASMCLOUD_POLICY_CHANGES_TOPIC)"],
+      [["--changes-topic", "wasmcloud.policy"], "--changes-topic (WASMCLOUD_POLICY_CHANGES_TOPIC)"],
+    ] as const) {
+      // A worker that takes the setting would keep trying to reach NATS: it is stopped by pid.
+      await using running = spawnArbiter(["worker", ...args], worker);
+      const exited = await until(() => running.child.exitCode !== null && running.stderr().includes("\n"), {
+        name: `arbiter worker ${args.join(" ")} exits with its message`,
+        timeout: 20_000,
+      }).catch(() => false);
+      expect(exited, `${args.join(" ")} still runs: ${running.stderr()}`).toBe(true);
+      expect(running.child.exitCode, `${args.join(" ")}: ${running.stderr()}`).toBe(2);
+      expect(running.stderr()).toContain(`arbiter: ${named}`);
+      expect(running.stderr()).not.toMatch(/cannot reach NATS/);
+    }
   });
 });

@@ -1,5 +1,11 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { ArbiterError, ErrorCode, isArbiterError } from "@arbiter/protocol";
+import {
+  ArbiterError,
+  DEFAULT_CHANGES_TOPIC,
+  DEFAULT_POLICY_TOPIC,
+  ErrorCode,
+  isArbiterError,
+} from "@arbiter/protocol";
 import { createSigner } from "@arbiter/trust";
 import { createWorker, parseWorkerConfig, type WorkerConfig } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -147,10 +153,18 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
       `${SETTING_SOURCES["onLogOutage"]} ${JSON.stringify(onLogOutage)}: expected silent or deny`,
     );
   }
+  const policyTopic = flags.policyTopic ? plainSubject("policyTopic", flags.policyTopic) : undefined;
+  const changesTopic = flags.changesTopic ? plainSubject("changesTopic", flags.changesTopic) : undefined;
+  if ((policyTopic ?? DEFAULT_POLICY_TOPIC) === (changesTopic ?? DEFAULT_CHANGES_TOPIC)) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${SETTING_SOURCES["changesTopic"]} ${JSON.stringify(changesTopic ?? DEFAULT_CHANGES_TOPIC)}: the same subject as ${SETTING_SOURCES["policyTopic"]}; hosts would take overrides for requests`,
+    );
+  }
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
-    ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
-    ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
+    ...(policyTopic ? { policyTopic } : {}),
+    ...(changesTopic ? { changesTopic } : {}),
     ...(workerSeed ? { workerSeed } : {}),
     ...(inboxes !== undefined ? { inboxPrefixes: inboxes.split(",").map((p) => p.trim()) } : {}),
     ...(onLogOutage !== undefined ? { onLogOutage } : {}),
@@ -165,6 +179,22 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
   } catch (err) {
     throw namingTheSetting(err);
   }
+}
+
+/**
+ * A topic as a NATS subject to subscribe or publish on: dot-separated non-empty tokens, no spaces
+ * and no wildcards (a wildcard policy topic would take any message as a request). Throws
+ * INVALID_CONFIG naming the flag and variable, before anything connects.
+ */
+function plainSubject(setting: "policyTopic" | "changesTopic", subject: string): string {
+  const tokens = subject.split(".");
+  if (tokens.some((t) => t.length === 0 || /[\s*>]/.test(t))) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${SETTING_SOURCES[setting]} ${JSON.stringify(subject)}: expected a NATS subject of dot-separated tokens, without spaces or wildcards (* >)`,
+    );
+  }
+  return subject;
 }
 
 /** A positive decimal integer, or INVALID_CONFIG naming `flag`. */
