@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKey } from "@arbiter/trust";
@@ -142,6 +142,21 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
       expect(running.child.exitCode, `${args.join(" ")}: ${running.stderr()}`).toBe(2);
       expect(running.stderr()).toContain(`arbiter: ${named}`);
       expect(running.stderr()).not.toMatch(/cannot reach NATS/);
+    }
+  });
+
+  it("arbiter up with a bad ARBITER_ADMIN_SEED names it and starts no nats-server", async () => {
+    const upHome = join(home, "up-bad-seed");
+    for (const seed of ["SOAFOO", generateKey("N").seed]) {
+      const result = await runArbiter(["up", "--port", "0", "--workers", "1"], {
+        ...env,
+        ARBITER_HOME: upHome,
+        ARBITER_ADMIN_SEED: seed,
+      });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toMatch(/^arbiter: ARBITER_ADMIN_SEED: /m);
+      expect(existsSync(join(upHome, "nats"))).toBe(false);
+      expect(existsSync(join(upHome, "nats-server.pid"))).toBe(false);
     }
   });
 });

@@ -157,10 +157,11 @@ export function localAdminSeed(create: boolean): string | null {
 
 /**
  * The admin key that signs rule events: `ARBITER_ADMIN_SEED`, else the local key of
- * `arbiter up`. Throws INVALID_CONFIG saying how to provide one.
+ * `arbiter up`. Throws INVALID_CONFIG saying how to provide one, or naming the one that is not a seed.
  */
 export function adminSigner(): Signer {
-  const seed = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
+  const fromEnv = process.env["ARBITER_ADMIN_SEED"];
+  const seed = fromEnv || localAdminSeed(false);
   if (!seed) {
     throw new ArbiterError(
       ErrorCode.InvalidConfig,
@@ -170,9 +171,8 @@ export function adminSigner(): Signer {
   try {
     return createSigner(seed, "O");
   } catch (err) {
-    throw new ArbiterError(ErrorCode.InvalidConfig, `ARBITER_ADMIN_SEED: ${(err as Error).message}`, {
-      cause: err,
-    });
+    const source = fromEnv ? "ARBITER_ADMIN_SEED" : localAdminSeedFile();
+    throw new ArbiterError(ErrorCode.InvalidConfig, `${source}: ${(err as Error).message}`, { cause: err });
   }
 }
 

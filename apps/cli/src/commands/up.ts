@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
-import { join, relative } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import {
@@ -19,15 +19,16 @@ import {
   openJetStreamStore,
   type RulesAdmin,
 } from "@arbiter/store";
-import { createSigner } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
 import type { Logger } from "pino";
 import {
+  adminSigner,
   arbiterHome,
   connectNats,
   localAdminSeed,
+  localAdminSeedFile,
   readLocalState,
   resolveAdminKeys,
   writeLocalState,
@@ -94,6 +95,10 @@ export function upCommand(): Command {
           `arbiter up is already running for ${home} (pid ${running.pid}, NATS at ${running.url}); stop it first, or set ARBITER_HOME to another folder`,
         );
       }
+      // The admin key is checked before any nats-server starts, so a bad seed leaves nothing running.
+      const seedFromEnv = Boolean(process.env["ARBITER_ADMIN_SEED"]);
+      if (!seedFromEnv) localAdminSeed(true);
+      const signer = adminSigner();
       // A local.json whose process is gone was left by an `up` that was killed (SIGKILL).
       writeLocalState(null);
       await findNatsServer({ log: (line) => log.info(line) });
@@ -132,7 +137,6 @@ export function upCommand(): Command {
         writeLocalState(null);
       };
       try {
-        const signer = createSigner(process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(true)!, "O");
         const control = await connectNats(urls, "arbiter-up");
         connections.push(control);
         const { store, latest } = await openStoreWhenReady(control, replicas, log);
@@ -181,11 +185,11 @@ export function upCommand(): Command {
               `NATS ${urls.join(",")}`,
               `Arbiter is up: ${workerCount} worker${workerCount === 1 ? "" : "s"} answering on ${DEFAULT_POLICY_TOPIC} (queue group "arbiter"), ${nodes === 3 ? "3-node JetStream cluster, R3 streams" : "1 NATS server"}.`,
               `  rules       revision ${revision}: ${rules.applied ? `applied ${shownRules}` : "kept"} (${rules.reason})`,
-              `  admin key   ${signer.publicKey} (seed in ${relative(process.cwd(), localAdminSeedPath(home)) || localAdminSeedPath(home)})`,
+              `  admin key   ${signer.publicKey} (${seedFromEnv ? "seed from ARBITER_ADMIN_SEED" : `seed in ${shownPath(localAdminSeedFile())}`})`,
               `  data        ${home}`,
               "Point wasmCloud hosts at it:",
               `  WASMCLOUD_POLICY_TOPIC=${DEFAULT_POLICY_TOPIC} WASMCLOUD_POLICY_CHANGES_TOPIC=${DEFAULT_CHANGES_TOPIC} (NATS at the URL above)`,
-              "From another terminal in this folder: arbiter rules show | arbiter rules apply FILE | arbiter decisions tail",
+              `From another terminal in ${process.cwd()}: ${cliHint(home)}`,
               "Ctrl-C stops everything.",
             ].join("\n"),
         );
@@ -265,8 +269,19 @@ async function rulesAtStart(
   };
 }
 
-function localAdminSeedPath(home: string): string {
-  return join(home, "admin.seed");
+/** A path as the operator would type it: relative when under the current folder, else absolute. */
+function shownPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel === "" || rel.startsWith("..") || isAbsolute(rel) ? path : rel;
+}
+
+/**
+ * The commands to run from another terminal, as they work there: through `npx` (`arbiter` is on
+ * PATH only once linked), with the ARBITER_HOME they need to find this `up`.
+ */
+function cliHint(home: string): string {
+  const arbiter = `${home === resolve(".arbiter") ? "" : `ARBITER_HOME=${home} `}npx arbiter`;
+  return `${arbiter} rules show | ${arbiter} rules apply FILE | ${arbiter} decisions tail`;
 }
 
 function isFree(port: number): Promise<boolean> {
