@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKey } from "@arbiter/trust";
@@ -42,5 +42,37 @@ describe("what arbiter up tells a new operator to do next", () => {
     const shown = await runArbiter(["rules", "show", "--json"], { ARBITER_HOME: home, NATS_URL: "" });
     expect(shown.code, shown.stderr).toBe(0);
     expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 1, latestRejected: null });
+  });
+
+  it("stops, exits 4 and says why when its nats-server dies, instead of running on with nothing to serve", async () => {
+    const lostHome = mkdtempSync(join(tmpdir(), "arbiter-operator-lost-"));
+    try {
+      const env = { ARBITER_HOME: lostHome, ARBITER_LOG_LEVEL: "warn", NATS_URL: "", ARBITER_ADMIN_SEED: "" };
+      await using lonely = spawnArbiter(["up", "--port", "0", "--workers", "1"], env);
+      await until(
+        () =>
+          lonely.stdout().includes("Ctrl-C stops everything") ||
+          (lonely.child.exitCode !== null && `exited: ${lonely.stderr()}`),
+        { name: "arbiter up ready", timeout: 30_000 },
+      );
+      const natsPid = Number(readFileSync(join(lostHome, "nats-server.pid"), "utf8").trim());
+      process.kill(natsPid, "SIGKILL");
+      const code = await until(() => lonely.child.exitCode ?? false, {
+        name: "arbiter up to exit after its nats-server died",
+        timeout: 20_000,
+      });
+      expect(code, lonely.stderr()).toBe(4);
+      expect(lonely.stderr()).toMatch(
+        new RegExp(
+          `^arbiter: nats-server nats://127\\.0\\.0\\.1:\\d+ \\(pid ${natsPid}\\) was killed by SIGKILL`,
+          "m",
+        ),
+      );
+      // Nothing is left for the next command to mistake for a running up.
+      expect(existsSync(join(lostHome, "local.json"))).toBe(false);
+      expect(existsSync(join(lostHome, "nats-server.pid"))).toBe(false);
+    } finally {
+      rmSync(lostHome, { recursive: true, force: true });
+    }
   });
 });

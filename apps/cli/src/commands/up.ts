@@ -129,13 +129,16 @@ export function upCommand(): Command {
 
       const connections: NatsConnection[] = [];
       const workers: Worker[] = [];
+      let stopping = false;
       const stopAll = async () => {
+        stopping = true;
         await Promise.allSettled(workers.map((w) => w.stop()));
         await Promise.allSettled(connections.map((c) => c.drain()));
         await nats.stop();
         clearNatsPids(home);
         writeLocalState(null);
       };
+      const lost = natsLost(servers, () => stopping, log);
       try {
         const control = await connectNats(urls, "arbiter-up");
         connections.push(control);
@@ -197,8 +200,41 @@ export function upCommand(): Command {
         await stopAll();
         throw err;
       }
-      await untilSignal(stopAll, log);
+      const reason = await Promise.race([untilSignal(stopAll, log).then(() => null), lost]);
+      if (reason !== null) {
+        // Nothing can answer or record without NATS: stop the rest, so no `up` lingers that serves nothing.
+        stopping = true;
+        await Promise.allSettled(connections.map((c) => c.close()));
+        await stopAll();
+        throw new ArbiterError(ErrorCode.StoreUnavailable, `${reason}; arbiter up stopped`);
+      }
     });
+}
+
+/**
+ * Resolves with what happened once fewer than a majority of the servers run (for one server: once
+ * it ends) while `up` is not stopping them itself; each server that ends is logged as it does.
+ */
+function natsLost(
+  servers: readonly NatsServerProcess[],
+  stopping: () => boolean,
+  log: Logger,
+): Promise<string> {
+  return new Promise((resolve) => {
+    let ended = 0;
+    for (const server of servers) {
+      void server.exited().then((how) => {
+        if (stopping()) return;
+        ended++;
+        const running = servers.length - ended;
+        log.error({ natsPid: server.pid, server: server.url, running }, `nats-server ${how}`);
+        if (running <= servers.length / 2)
+          resolve(
+            `nats-server ${server.url} (pid ${server.pid}) ${how}, leaving ${running} of ${servers.length}`,
+          );
+      });
+    }
+  });
 }
 
 const STORE_READY_DEADLINE_MS = 60_000;
