@@ -159,4 +159,15 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
       expect(existsSync(join(upHome, "nats-server.pid"))).toBe(false);
     }
   });
+
+  it("arbiter up --port on a port in use names the flag, instead of dumping the nats-server log", async () => {
+    const result = await runArbiter(["up", "--port", String(server.port), "--workers", "1"], {
+      ...env,
+      ARBITER_HOME: join(home, "up-port-taken"),
+    });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toBe(
+      `arbiter: --port ${server.port}: the port is in use on 127.0.0.1; pass another, or --port 0 for a free one\n`,
+    );
+  });
 });

@@ -83,6 +83,12 @@ export function upCommand(): Command {
           `--nodes ${JSON.stringify(flags.nodes)}: expected 1 or 3`,
         );
       const requestedPort = parseOptionalIntegerFlag(flags.port, "--port", { min: 0, max: 65535 });
+      if (requestedPort !== undefined && requestedPort > 0 && !(await isFree(requestedPort))) {
+        throw new ArbiterError(
+          ErrorCode.InvalidConfig,
+          `--port ${requestedPort}: the port is in use on 127.0.0.1; pass another, or --port 0 for a free one`,
+        );
+      }
       if (flags.rules !== undefined && flags.rules !== "-" && !existsSync(flags.rules)) {
         throw new ArbiterError(ErrorCode.InvalidConfig, `rules file ${flags.rules} not found`);
       }
