@@ -1,4 +1,5 @@
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import pretty from "pino-pretty";
@@ -72,4 +73,27 @@ export function untilSignal(stop: () => Promise<void>, log: Logger): Promise<voi
     };
     for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   });
+}
+
+/** How long a stopping command lets a NATS connection drain before closing it. */
+const DRAIN_DEADLINE_MS = 5000;
+
+/**
+ * Drains `nc` (pending messages handled, publishes flushed) and closes it. A drain that fails or
+ * has not finished by the deadline, as when NATS is gone and the drain would wait for a reconnect
+ * that may never come, is cut short by closing the connection, so a stop always ends.
+ */
+export async function drainOrClose(nc: NatsConnection, deadlineMs = DRAIN_DEADLINE_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, deadlineMs);
+  });
+  try {
+    await Promise.race([nc.drain(), late]);
+  } catch {
+    // Closed below either way.
+  } finally {
+    clearTimeout(timer);
+    if (!nc.isClosed()) await nc.close();
+  }
 }

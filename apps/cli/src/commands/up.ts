@@ -35,7 +35,7 @@ import {
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
 import { clearNatsPids, recordNatsPids, stopLeftoverNats } from "../leftover-nats.js";
-import { createLogger, untilSignal } from "../lifecycle.js";
+import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
 import { readRulesFile } from "./rules.js";
 
@@ -139,7 +139,7 @@ export function upCommand(): Command {
       const stopAll = async () => {
         stopping = true;
         await Promise.allSettled(workers.map((w) => w.stop()));
-        await Promise.allSettled(connections.map((c) => c.drain()));
+        await Promise.allSettled(connections.map((c) => drainOrClose(c)));
         await nats.stop();
         clearNatsPids(home);
         writeLocalState(null);

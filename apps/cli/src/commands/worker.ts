@@ -20,7 +20,7 @@ import {
   resolveReplicas,
   resolveServers,
 } from "../context.js";
-import { createLogger, untilSignal } from "../lifecycle.js";
+import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
 
 interface WorkerFlags extends ConnectionFlags {
@@ -118,7 +118,7 @@ export function workerCommand(): Command {
       );
       await untilSignal(async () => {
         await worker.stop();
-        await Promise.allSettled([nc.drain(), storeNc.drain()]);
+        await Promise.allSettled([drainOrClose(nc), drainOrClose(storeNc)]);
       }, log);
     });
 }
