@@ -1,9 +1,9 @@
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { spawnArbiter } from "./support/cli.js";
+import { runArbiter, spawnArbiter } from "./support/cli.js";
 
-describe("arbiter worker stopped by an operator while NATS is away", () => {
+describe("long-running commands while NATS is away", () => {
   let server: NatsServerProcess;
 
   beforeAll(async () => {
@@ -32,5 +32,35 @@ describe("arbiter worker stopped by an operator while NATS is away", () => {
     // A worker that hangs is killed (SIGKILL) by stop() after its grace period: its exit code is then null.
     expect(await worker.stop("SIGTERM"), worker.stderr()).toBe(0);
     expect(worker.stderr()).toMatch(/"msg":"worker stopped"/);
+  });
+
+  it("decisions tail says when it loses NATS and when it is back, instead of looking like a quiet log", async () => {
+    if (!server.running) await server.restart();
+    const admin = generateKey("O");
+    const env = {
+      NATS_URL: server.url,
+      ARBITER_ADMIN_SEED: admin.seed,
+      ARBITER_HOME: "/nonexistent-arbiter-home",
+      ARBITER_LOG_LEVEL: "info",
+    };
+    const rules = new URL("../deploy/rules/example.yaml", import.meta.url).pathname;
+    const applied = await runArbiter(["rules", "apply", rules], env);
+    expect(applied.code, applied.stderr).toBe(0);
+    await using tail = spawnArbiter(["decisions", "tail"], env);
+    await until(() => tail.stdout().startsWith("EVALUATED AT"), {
+      name: "the tail's header",
+      timeout: 20_000,
+    });
+    await server.kill();
+    await until(() => tail.stderr().includes("lost the connection to NATS; reconnecting"), {
+      name: "decisions tail saying it lost NATS",
+      timeout: 20_000,
+    });
+    await server.restart();
+    await until(() => tail.stderr().includes("reconnected to NATS"), {
+      name: "decisions tail saying NATS is back",
+      timeout: 20_000,
+    });
+    expect(await tail.stop("SIGINT"), tail.stderr()).toBe(0);
   });
 });

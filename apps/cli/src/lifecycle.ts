@@ -97,3 +97,38 @@ export async function drainOrClose(nc: NatsConnection, deadlineMs = DRAIN_DEADLI
     if (!nc.isClosed()) await nc.close();
   }
 }
+
+/** Longest quiet time between two "cannot reach NATS yet" lines while a connection is away. */
+const RECONNECT_LINE_MS = 5000;
+
+/**
+ * Logs the connection's losses and recoveries: the disconnect and the reconnect at once, and the
+ * failed attempts in between at most once every 5 s, each line with the attempts since the last.
+ */
+export function reportConnection(nc: NatsConnection, log: Logger): void {
+  void (async () => {
+    let attempts = 0;
+    let lastLine = 0;
+    for await (const status of nc.status()) {
+      switch (status.type) {
+        case "disconnect":
+          log.warn({ server: status.server }, "lost the connection to NATS; reconnecting");
+          break;
+        case "reconnecting":
+          attempts++;
+          if (Date.now() - lastLine >= RECONNECT_LINE_MS) {
+            log.warn({ attempts }, "cannot reach NATS yet; retrying");
+            attempts = 0;
+            lastLine = Date.now();
+          }
+          break;
+        case "reconnect":
+          log.info({ server: status.server, attempts }, "reconnected to NATS");
+          attempts = 0;
+          break;
+        default:
+          break;
+      }
+    }
+  })();
+}

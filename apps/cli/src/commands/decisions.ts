@@ -11,7 +11,7 @@ import {
 } from "../context.js";
 import { parseTime } from "../duration.js";
 import { parseIntegerFlag } from "../flags.js";
-import { createLogger, untilSignal } from "../lifecycle.js";
+import { createLogger, reportConnection, untilSignal } from "../lifecycle.js";
 
 interface DecisionFlags extends ConnectionFlags {
   since?: string;
@@ -142,8 +142,11 @@ export function decisionsCommand(): Command {
     try {
       reportServer(flags, nc);
       const store = await openExistingStore(nc, flags);
+      const log = createLogger("arbiter-cli");
+      // A follower that goes quiet because NATS went away must say so, or it looks like an idle log.
+      reportConnection(nc, log);
       const abort = new AbortController();
-      const stopped = untilSignal(async () => abort.abort(), createLogger("arbiter-cli"));
+      const stopped = untilSignal(async () => abort.abort(), log);
       if (!flags.json) process.stdout.write(`${row(COLUMNS)}\n`);
       const follow = { since: new Date(), ...filter, follow: true, signal: abort.signal };
       for await (const stored of store.decisions.read(follow)) {

@@ -20,7 +20,7 @@ import {
   resolveReplicas,
   resolveServers,
 } from "../context.js";
-import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
+import { createLogger, drainOrClose, reportConnection, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
 
 interface WorkerFlags extends ConnectionFlags {
@@ -241,36 +241,4 @@ async function waitForNats(servers: string[], name: string, log: Logger): Promis
     await probe.close();
     return;
   }
-}
-
-/**
- * Logs the connection's losses and recoveries: the disconnect and the reconnect at once, and the
- * failed attempts in between at most once every 5 s, each line with the attempts since the last.
- */
-function reportConnection(nc: NatsConnection, log: Logger): void {
-  void (async () => {
-    let attempts = 0;
-    let lastLine = 0;
-    for await (const status of nc.status()) {
-      switch (status.type) {
-        case "disconnect":
-          log.warn({ server: status.server }, "lost the connection to NATS; reconnecting");
-          break;
-        case "reconnecting":
-          attempts++;
-          if (Date.now() - lastLine >= MAX_CONNECT_PAUSE_MS) {
-            log.warn({ attempts }, "cannot reach NATS yet; retrying");
-            attempts = 0;
-            lastLine = Date.now();
-          }
-          break;
-        case "reconnect":
-          log.info({ server: status.server, attempts }, "reconnected to NATS");
-          attempts = 0;
-          break;
-        default:
-          break;
-      }
-    }
-  })();
 }
