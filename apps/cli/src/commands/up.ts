@@ -198,7 +198,8 @@ export function upCommand(): Command {
               `  data        ${home}`,
               "Point wasmCloud hosts at it:",
               `  WASMCLOUD_POLICY_TOPIC=${DEFAULT_POLICY_TOPIC} WASMCLOUD_POLICY_CHANGES_TOPIC=${DEFAULT_CHANGES_TOPIC} (NATS at the URL above)`,
-              `From another terminal in ${process.cwd()}: ${cliHint(home)}`,
+              `From another terminal in ${process.cwd()}:`,
+              ...cliHint(home),
               "Ctrl-C stops everything.",
             ].join("\n"),
         );
@@ -321,9 +322,11 @@ function shownPath(path: string): string {
  * The commands to run from another terminal, as they work there: through `npx` (`arbiter` is on
  * PATH only once linked), with the ARBITER_HOME they need to find this `up`.
  */
-function cliHint(home: string): string {
-  const arbiter = `${home === resolve(".arbiter") ? "" : `ARBITER_HOME=${home} `}npx arbiter`;
-  return `${arbiter} rules show | ${arbiter} rules apply FILE | ${arbiter} decisions tail`;
+function cliHint(home: string): string[] {
+  return [
+    ...(home === resolve(".arbiter") ? [] : [`  export ARBITER_HOME=${home}`]),
+    "  npx arbiter rules show | npx arbiter rules apply FILE | npx arbiter decisions tail",
+  ];
 }
 
 function isFree(port: number): Promise<boolean> {
