@@ -170,4 +170,26 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
       `arbiter: --port ${server.port}: the port is in use on 127.0.0.1; pass another, or --port 0 for a free one\n`,
     );
   });
+
+  it("rules show --revision of an earlier revision says it is not the latest, so it is not read as today's rules", async () => {
+    const asAdmin = { ...env, ARBITER_ADMIN_SEED: adminKey.seed, ARBITER_ADMIN_KEYS: adminKey.publicKey };
+    const denyAll = join(home, "deny-all.yaml");
+    writeFileSync(denyAll, "version: 1\ndefault: deny\nrules: []\n");
+    const applied = await runArbiter(["rules", "apply", denyAll, "--json"], asAdmin);
+    expect(applied.code, applied.stderr).toBe(0);
+    const latest = (JSON.parse(applied.stdout) as { revision: number }).revision;
+    const past = await runArbiter(["rules", "show", "--revision", "1"], asAdmin);
+    expect(past.code, past.stderr).toBe(0);
+    expect(past.stdout).toMatch(
+      new RegExp(`^# revision 1 \\(the latest is ${latest}\\): the rules of revision 1 were in force\n`),
+    );
+    const none = await runArbiter(["rules", "show", "--revision", "0"], asAdmin);
+    expect(none.stdout).toBe(
+      `# revision 0 (the latest is ${latest}): no rules were in force (every request was denied)\n`,
+    );
+    const now = await runArbiter(["rules", "show"], asAdmin);
+    expect(now.stdout).toMatch(
+      new RegExp(`^# revision ${latest}: the rules of revision ${latest} are in force\n`),
+    );
+  });
 });

@@ -260,9 +260,18 @@ export function rulesCommand(): Command {
       const rejected = shown.latestRejected
         ? `# revision ${shown.latestRejected.revision} was REJECTED ${by}: ${shown.latestRejected.reason}\n`
         : "";
-      if (shown.document === null)
-        return `${rejected}# revision ${shown.revision}: no rules in force (every request is denied)`;
-      return `${rejected}# revision ${shown.revision}: the rules of revision ${shown.documentRevision} are in force\n${serializeRulesDocument(shown.document, "yaml").trimEnd()}`;
+      // An earlier revision is history: say so, so it is not read as what the workers enforce now.
+      const past = shown.revision < shown.latestRevision;
+      const at = past
+        ? `# revision ${shown.revision} (the latest is ${shown.latestRevision})`
+        : `# revision ${shown.revision}`;
+      if (shown.document === null) {
+        const none = past
+          ? "no rules were in force (every request was denied)"
+          : "no rules in force (every request is denied)";
+        return `${rejected}${at}: ${none}`;
+      }
+      return `${rejected}${at}: the rules of revision ${shown.documentRevision} ${past ? "were" : "are"} in force\n${serializeRulesDocument(shown.document, "yaml").trimEnd()}`;
     });
   });
 
