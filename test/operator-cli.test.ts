@@ -8,6 +8,19 @@ import { runArbiter, spawnArbiter } from "./support/cli.js";
 
 const ALLOW_ALL = "version: 1\ndefault: allow\nrules: []\n";
 
+/**
+ * Runs a command that should exit on its own (a worker refusing its settings) and returns how it
+ * exited, or a null code when it was still running at the deadline; it is then stopped by pid.
+ */
+async function runToExit(args: string[], env: Record<string, string>) {
+  await using running = spawnArbiter(args, env);
+  const exited = await until(() => running.child.exitCode !== null && running.stderr().includes("\n"), {
+    name: `arbiter ${args.join(" ")} to exit with its message`,
+    timeout: 20_000,
+  }).catch(() => false);
+  return { code: exited === true ? running.child.exitCode : null, stderr: running.stderr() };
+}
+
 describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong servers", () => {
   let server: NatsServerProcess;
   let bare: NatsServerProcess;
@@ -132,16 +145,11 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
       [["--changes-topic", "changes..x"], "--changes-topic (WASMCLOUD_POLICY_CHANGES_TOPIC)"],
       [["--changes-topic", "wasmcloud.policy"], "--changes-topic (WASMCLOUD_POLICY_CHANGES_TOPIC)"],
     ] as const) {
-      // A worker that takes the setting would keep trying to reach NATS: it is stopped by pid.
-      await using running = spawnArbiter(["worker", ...args], worker);
-      const exited = await until(() => running.child.exitCode !== null && running.stderr().includes("\n"), {
-        name: `arbiter worker ${args.join(" ")} exits with its message`,
-        timeout: 20_000,
-      }).catch(() => false);
-      expect(exited, `${args.join(" ")} still runs: ${running.stderr()}`).toBe(true);
-      expect(running.child.exitCode, `${args.join(" ")}: ${running.stderr()}`).toBe(2);
-      expect(running.stderr()).toContain(`arbiter: ${named}`);
-      expect(running.stderr()).not.toMatch(/cannot reach NATS/);
+      // A worker that takes the setting would keep trying to reach NATS.
+      const result = await runToExit(["worker", ...args], worker);
+      expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toContain(`arbiter: ${named}`);
+      expect(result.stderr).not.toMatch(/cannot reach NATS/);
     }
   });
 
@@ -191,5 +199,33 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     expect(now.stdout).toMatch(
       new RegExp(`^# revision ${latest}: the rules of revision ${latest} are in force\n`),
     );
+  });
+
+  it("credentials NATS refuses are named as such (exit 2), not as a NATS to start; a worker exits at once", async () => {
+    await using guarded = await startNatsServer({
+      extraConfig: 'authorization { user: "arbiter", password: "right" }\n',
+    });
+    const cases: [Record<string, string>, string, string[]][] = [
+      [{}, "a connection without credentials", ["rules", "show"]],
+      [
+        { NATS_USER: "arbiter", NATS_PASSWORD: "wrong" },
+        'NATS_USER "arbiter" and its NATS_PASSWORD',
+        ["decisions", "list"],
+      ],
+      [
+        { NATS_USER: "arbiter", NATS_PASSWORD: "wrong" },
+        'NATS_USER "arbiter" and its NATS_PASSWORD',
+        ["worker"],
+      ],
+    ];
+    for (const [credentials, described, args] of cases) {
+      const result = await runToExit(args, { ...env, ...credentials, NATS_URL: guarded.url });
+      expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toContain(
+        `arbiter: NATS at ${guarded.url} refused ${described}: Authorization Violation`,
+      );
+      expect(result.stderr).not.toContain("wrong");
+      expect(result.stderr).not.toMatch(/Start one with `arbiter up`/);
+    }
   });
 });

@@ -5,7 +5,13 @@ import { openJetStreamStore } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
 import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { jserrors } from "@nats-io/jetstream/internal";
-import { type Authenticator, credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
+import {
+  type Authenticator,
+  AuthorizationError,
+  credsAuthenticator,
+  type NatsConnection,
+  UserAuthenticationExpiredError,
+} from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { z } from "zod";
 import { parseIntegerFlag } from "./flags.js";
@@ -109,12 +115,29 @@ export async function connectNats(
       noAsyncTraces: true,
     });
   } catch (err) {
+    // A server that answers but refuses the credentials is there: starting one would not help.
+    if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `NATS at ${servers.join(",")} refused ${describeAuth()}: ${err.message}. Set NATS_USER and NATS_PASSWORD, or NATS_CREDS (see deploy/nats/accounts.conf).`,
+        { cause: err },
+      );
+    }
     throw new ArbiterError(
       ErrorCode.StoreUnavailable,
       `cannot connect to NATS at ${servers.join(",")}: ${(err as Error).message}. Start one with \`arbiter up\`, or pass --servers / set NATS_URL.`,
       { cause: err },
     );
   }
+}
+
+/** Which credentials {@link natsAuth} used, for messages (never the secret itself). */
+function describeAuth(): string {
+  if (process.env["NATS_CREDS"]) return `the credentials in NATS_CREDS (${process.env["NATS_CREDS"]})`;
+  const user = process.env["NATS_USER"];
+  return user
+    ? `NATS_USER ${JSON.stringify(user)} and its NATS_PASSWORD`
+    : "a connection without credentials";
 }
 
 /**

@@ -230,6 +230,8 @@ async function waitForNats(servers: string[], name: string, log: Logger): Promis
     try {
       probe = await connectNats(servers, `${name}-probe`, false);
     } catch (err) {
+      // Refused credentials are a setting the worker cannot use, as a bad seed is: it exits at once.
+      if (isArbiterError(err, ErrorCode.InvalidConfig)) throw err;
       log.warn(
         { servers, attempt, retryInMs: pause, err: (err as Error).message },
         "cannot reach NATS yet; retrying",
