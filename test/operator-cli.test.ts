@@ -228,4 +228,15 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
       expect(result.stderr).not.toMatch(/Start one with `arbiter up`/);
     }
   });
+
+  it("arbiter up with ARBITER_HOME on a file exits 2 naming ARBITER_HOME, not 1 with a bare EEXIST", async () => {
+    const result = await runArbiter(["up", "--port", "0", "--workers", "1"], {
+      ...env,
+      ARBITER_HOME: rulesFile,
+    });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(
+      new RegExp(`^arbiter: ARBITER_HOME ${rulesFile} cannot hold Arbiter's data: `),
+    );
+  });
 });

@@ -1,4 +1,13 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join, resolve } from "node:path";
 import { ArbiterError, DEFAULT_PREFIX, ErrorCode, resourceNames } from "@arbiter/protocol";
 import { openJetStreamStore } from "@arbiter/store";
@@ -28,6 +37,27 @@ export interface ConnectionFlags {
 /** The folder where `arbiter up` keeps its data and local admin key (`ARBITER_HOME`, default `.arbiter`). */
 export function arbiterHome(): string {
   return resolve(process.env["ARBITER_HOME"] || ".arbiter");
+}
+
+/**
+ * Creates {@link arbiterHome} if needed and checks it is a folder this process can write, for
+ * `arbiter up`. Throws INVALID_CONFIG naming ARBITER_HOME (a file there, no permission).
+ */
+export function prepareArbiterHome(): string {
+  const home = arbiterHome();
+  try {
+    mkdirSync(home, { recursive: true });
+    if (!statSync(home).isDirectory()) throw new Error("not a folder");
+    accessSync(home, constants.W_OK);
+  } catch (err) {
+    const source = process.env["ARBITER_HOME"] ? "ARBITER_HOME" : "the default ARBITER_HOME";
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${source} ${home} cannot hold Arbiter's data: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return home;
 }
 
 const LocalState = z.object({

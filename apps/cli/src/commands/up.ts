@@ -25,10 +25,10 @@ import { Command } from "commander";
 import type { Logger } from "pino";
 import {
   adminSigner,
-  arbiterHome,
   connectNats,
   localAdminSeed,
   localAdminSeedFile,
+  prepareArbiterHome,
   readLocalState,
   resolveAdminKeys,
   writeLocalState,
@@ -93,7 +93,7 @@ export function upCommand(): Command {
         throw new ArbiterError(ErrorCode.InvalidConfig, `rules file ${flags.rules} not found`);
       }
       const explicitRules = flags.rules === undefined ? undefined : readRulesFile(flags.rules);
-      const home = arbiterHome();
+      const home = prepareArbiterHome();
       const running = readLocalState();
       if (running) {
         throw new ArbiterError(
