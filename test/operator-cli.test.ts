@@ -2,8 +2,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKey } from "@arbiter/trust";
+import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
 
 const ALLOW_ALL = "version: 1\ndefault: allow\nrules: []\n";
@@ -237,6 +238,24 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(
       new RegExp(`^arbiter: ARBITER_HOME ${rulesFile} cannot hold Arbiter's data: `),
+    );
+  });
+
+  it("decisions list says how many stored entries it skipped as not sealed decision records", async () => {
+    const nc = await connectTo(server.url);
+    try {
+      await jetstream(nc).publish(
+        "arbiter.decisions.recorded",
+        '{"permitted":true,"message":"not from a worker"}',
+      );
+    } finally {
+      await nc.close();
+    }
+    const listed = await runArbiter(["decisions", "list"], env);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toBe("no decisions\n");
+    expect(listed.stderr).toBe(
+      "arbiter: skipped 1 stored entry of the decision log that is not a sealed decision record\n",
     );
   });
 });

@@ -108,18 +108,28 @@ export function decisionsCommand(): Command {
     const filter = filterFrom(flags);
     const nc = await connectNats(resolveServers(flags), "arbiter-cli");
     const found: ReadDecision[] = [];
+    let skipped = 0;
     try {
       reportServer(flags, nc);
       const store = await openExistingStore(nc, flags);
       for await (const stored of store.decisions.read(filter)) {
         const record = parseDecision(stored.text);
-        if (record === null) continue;
+        if (record === null) {
+          skipped++;
+          continue;
+        }
         found.push({ text: stored.text, record });
         if (found.length > limit) found.shift();
       }
     } finally {
       await nc.close();
     }
+    // Entries of the log that are not sealed decision records (unsigned, malformed, written by
+    // something other than a worker) are not shown, and are not hidden silently either.
+    if (skipped > 0)
+      process.stderr.write(
+        `arbiter: skipped ${skipped} stored entr${skipped === 1 ? "y" : "ies"} of the decision log that ${skipped === 1 ? "is" : "are"} not a sealed decision record\n`,
+      );
     if (flags.json) {
       // The stored texts are spliced in unchanged: re-serialising would break their signatures.
       const body = found.map((d) => `  ${d.text}`).join(",\n");
@@ -151,7 +161,13 @@ export function decisionsCommand(): Command {
       const follow = { since: new Date(), ...filter, follow: true, signal: abort.signal };
       for await (const stored of store.decisions.read(follow)) {
         const record = parseDecision(stored.text);
-        if (record === null) continue;
+        if (record === null) {
+          log.warn(
+            { text: stored.text.slice(0, 200) },
+            "skipped an entry that is not a sealed decision record",
+          );
+          continue;
+        }
         process.stdout.write(`${flags.json ? stored.text : describeDecision(record)}\n`);
       }
       await stopped;
