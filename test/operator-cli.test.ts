@@ -258,4 +258,16 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
       "arbiter: skipped 1 stored entry of the decision log that is not a sealed decision record\n",
     );
   });
+
+  it("rules history has a header row over aligned columns", async () => {
+    const history = await runArbiter(["rules", "history"], {
+      ...env,
+      ARBITER_ADMIN_KEYS: adminKey.publicKey,
+    });
+    expect(history.code, history.stderr).toBe(0);
+    const [header, first] = history.stdout.split("\n");
+    expect(header).toMatch(/^REVISION {2}STATUS {4}TYPE {14}AT {24}ACTOR {53}REASON$/);
+    expect(first).toMatch(/^ {7}1 {2}applied {3}ruleset\.replaced {2}\S{24} {2}O[A-Z2-7]{55}$/);
+    expect(header?.indexOf("ACTOR")).toBe(first?.indexOf(adminKey.publicKey));
+  });
 });

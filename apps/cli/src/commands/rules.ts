@@ -279,15 +279,32 @@ export function rulesCommand(): Command {
     rules.command("history").description("list every rule event and whether workers apply it"),
   ).action(async (flags: RulesFlags) => {
     const history = await read(flags, (admin) => admin.history());
+    const line = (
+      revision: string,
+      status: string,
+      type: string,
+      at: string,
+      actor: string,
+      reason: string,
+    ) =>
+      `${revision.padStart(8)}  ${status.padEnd(8)}  ${type.padEnd(16)}  ${at.padEnd(24)}  ${actor.padEnd(56)}  ${reason}`.trimEnd();
     emit(flags.json === true, history, () =>
       history.length === 0
         ? "no rule events yet"
-        : history
-            .map(
+        : [
+            line("REVISION", "STATUS", "TYPE", "AT", "ACTOR", "REASON"),
+            ...history.map(
               (e) =>
-                `${String(e.revision).padStart(5)}  ${e.applied ? "applied " : "REJECTED"}  ${e.type ?? "?"}  ${e.at ?? "?"}  ${e.actor ?? "?"}${e.reason ? `  ${e.reason}` : ""}${e.rejection ? `\n       ${e.rejection}` : ""}`,
-            )
-            .join("\n"),
+                line(
+                  String(e.revision),
+                  e.applied ? "applied" : "REJECTED",
+                  e.type ?? "?",
+                  e.at ?? "?",
+                  e.actor ?? "?",
+                  e.reason ?? "",
+                ) + (e.rejection ? `\n          ${e.rejection}` : ""),
+            ),
+          ].join("\n"),
     );
   });
 
