@@ -114,7 +114,7 @@ export function workerCommand(): Command {
           servers,
         },
         () =>
-          `worker ${worker.id} ${worker.status} at rules revision ${worker.revision} (${servers.join(",")})`,
+          `worker ${worker.id} ${worker.status} at rules revision ${worker.revision} (${servers.join(",")})${worker.revision === 0 ? "; no rules were applied yet, so every request is denied until `arbiter rules apply`" : ""}`,
       );
       await untilSignal(async () => {
         await worker.stop();
