@@ -2,10 +2,13 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateKey } from "@arbiter/trust";
+import { createWorker } from "@arbiter/worker";
 import { jetstream } from "@nats-io/jetstream";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
+import { fixtureBytes } from "./support/fixtures.js";
 
 const ALLOW_ALL = "version: 1\ndefault: allow\nrules: []\n";
 
@@ -269,5 +272,34 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     expect(header).toMatch(/^REVISION {2}STATUS {4}TYPE {14}AT {24}ACTOR {53}REASON$/);
     expect(first).toMatch(/^ {7}1 {2}applied {3}ruleset\.replaced {2}\S{24} {2}O[A-Z2-7]{55}$/);
     expect(header?.indexOf("ACTOR")).toBe(first?.indexOf(adminKey.publicKey));
+  });
+
+  it("decisions list lines up the columns after SUBJECT under their headings", async () => {
+    const nc = await connectTo(server.url);
+    const worker = createWorker({
+      nc,
+      logger: pino({ level: "silent" }),
+      config: { adminKeys: [adminKey.publicKey] },
+    });
+    try {
+      await worker.start();
+      for (const name of ["start-component", "start-provider"])
+        await nc.request("wasmcloud.policy", fixtureBytes(name), { timeout: 5000 });
+    } finally {
+      await worker.stop();
+      await nc.close();
+    }
+    const listed = await runArbiter(["decisions", "list"], env);
+    expect(listed.code, listed.stderr).toBe(0);
+    const [header, ...rows] = listed.stdout.trimEnd().split("\n");
+    expect(rows).toHaveLength(2);
+    for (const column of ["REVISION", "MESSAGE"]) {
+      const at = header?.indexOf(column) ?? -1;
+      for (const line of rows) {
+        expect(line.slice(at - 2, at), `${column} in ${line}`).toBe("  ");
+        expect(line.charAt(at), `${column} in ${line}`).not.toBe(" ");
+      }
+    }
+    for (const line of rows) expect(line.slice(header?.indexOf("REVISION")).split(" ")[0]).toMatch(/^r\d+$/);
   });
 });

@@ -37,24 +37,39 @@ interface ReadDecision {
 }
 
 const COLUMNS = ["EVALUATED AT", "ANSWER", "KIND", "HOST", "SUBJECT", "REVISION", "MESSAGE"] as const;
-const WIDTHS = [24, 6, 17, 56, 0, 0, 0] as const;
+const WIDTHS = [24, 6, 17, 56, 0, 8, 0] as const;
+/** The SUBJECT column's width when the rows are not known in advance (`tail`). */
+const TAIL_SUBJECT_WIDTH = 0;
 
-function row(cells: readonly string[]): string {
-  return cells.map((cell, i) => ((WIDTHS[i] ?? 0) > 0 ? cell.padEnd(WIDTHS[i] ?? 0) : cell)).join("  ");
+function row(cells: readonly string[], subjectWidth: number): string {
+  return cells
+    .map((cell, i) => {
+      const width = i === 4 ? subjectWidth : (WIDTHS[i] ?? 0);
+      return width > 0 ? cell.padEnd(width) : cell;
+    })
+    .join("  ");
+}
+
+/** What the SUBJECT column shows: the cache key without its kind. */
+function subjectOf(d: DecisionV1): string {
+  return d.cacheKey.slice(d.cacheKey.indexOf(":") + 1) || "-";
 }
 
 /** One decision as text: a row under {@link COLUMNS}, then one indented line per rule error. */
-function describeDecision(d: DecisionV1): string {
-  const subject = d.cacheKey.slice(d.cacheKey.indexOf(":") + 1) || "-";
-  const line = row([
-    d.evaluatedAt,
-    d.permitted ? "PERMIT" : "DENY",
-    d.kind,
-    d.host || "-",
-    subject,
-    `r${d.revision}`,
-    d.message,
-  ]);
+function describeDecision(d: DecisionV1, subjectWidth = TAIL_SUBJECT_WIDTH): string {
+  const subject = subjectOf(d);
+  const line = row(
+    [
+      d.evaluatedAt,
+      d.permitted ? "PERMIT" : "DENY",
+      d.kind,
+      d.host || "-",
+      subject,
+      `r${d.revision}`,
+      d.message,
+    ],
+    subjectWidth,
+  );
   const errors = d.ruleErrors.map((e) => `\n    rule error in ${JSON.stringify(e.ruleId)}: ${e.message}`);
   return line + errors.join("");
 }
@@ -135,8 +150,12 @@ export function decisionsCommand(): Command {
       const body = found.map((d) => `  ${d.text}`).join(",\n");
       process.stdout.write(found.length === 0 ? "[]\n" : `[\n${body}\n]\n`);
     } else if (found.length === 0) process.stdout.write("no decisions\n");
-    else
-      process.stdout.write(`${row(COLUMNS)}\n${found.map((d) => describeDecision(d.record)).join("\n")}\n`);
+    else {
+      // All rows are known here, so the columns after SUBJECT line up under their headings.
+      const width = Math.max(COLUMNS[4].length, ...found.map((d) => subjectOf(d.record).length));
+      const rows = found.map((d) => describeDecision(d.record, width));
+      process.stdout.write(`${row(COLUMNS, width)}\n${rows.join("\n")}\n`);
+    }
   });
 
   withFilters(
@@ -157,7 +176,7 @@ export function decisionsCommand(): Command {
       reportConnection(nc, log);
       const abort = new AbortController();
       const stopped = untilSignal(async () => abort.abort(), log);
-      if (!flags.json) process.stdout.write(`${row(COLUMNS)}\n`);
+      if (!flags.json) process.stdout.write(`${row(COLUMNS, TAIL_SUBJECT_WIDTH)}\n`);
       const follow = { since: new Date(), ...filter, follow: true, signal: abort.signal };
       for await (const stored of store.decisions.read(follow)) {
         const record = parseDecision(stored.text);
