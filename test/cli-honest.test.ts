@@ -126,7 +126,10 @@ describe("every command is honest about what it did and where", () => {
       latestRejected: { revision: 3, reason: expect.stringContaining("not an accepted admin key") },
     });
     const text = await runArbiter(["rules", "show"], asAdmin);
-    expect(text.stdout).toMatch(/# revision 3 was REJECTED by the workers: signed by O/);
+    // No worker answered: the rejection is the configured keys' verdict, and says so.
+    expect(text.stdout).toMatch(
+      /# revision 3 was REJECTED under the configured admin keys \(no worker answered\): signed by O/,
+    );
     expect(text.stdout).toMatch(
       /the rules of revision 2 are in force\ndefault: deny|the rules of revision 2 are in force\nversion: 1/,
     );

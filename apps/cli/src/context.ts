@@ -1,10 +1,26 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join, resolve } from "node:path";
 import { ArbiterError, DEFAULT_PREFIX, ErrorCode, resourceNames } from "@arbiter/protocol";
 import { openJetStreamStore } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
 import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
-import { type Authenticator, credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
+import { jserrors } from "@nats-io/jetstream/internal";
+import {
+  type Authenticator,
+  AuthorizationError,
+  credsAuthenticator,
+  type NatsConnection,
+  UserAuthenticationExpiredError,
+} from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { z } from "zod";
 import { parseIntegerFlag } from "./flags.js";
@@ -21,6 +37,27 @@ export interface ConnectionFlags {
 /** The folder where `arbiter up` keeps its data and local admin key (`ARBITER_HOME`, default `.arbiter`). */
 export function arbiterHome(): string {
   return resolve(process.env["ARBITER_HOME"] || ".arbiter");
+}
+
+/**
+ * Creates {@link arbiterHome} if needed and checks it is a folder this process can write, for
+ * `arbiter up`. Throws INVALID_CONFIG naming ARBITER_HOME (a file there, no permission).
+ */
+export function prepareArbiterHome(): string {
+  const home = arbiterHome();
+  try {
+    mkdirSync(home, { recursive: true });
+    if (!statSync(home).isDirectory()) throw new Error("not a folder");
+    accessSync(home, constants.W_OK);
+  } catch (err) {
+    const source = process.env["ARBITER_HOME"] ? "ARBITER_HOME" : "the default ARBITER_HOME";
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${source} ${home} cannot hold Arbiter's data: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return home;
 }
 
 const LocalState = z.object({
@@ -108,12 +145,29 @@ export async function connectNats(
       noAsyncTraces: true,
     });
   } catch (err) {
+    // A server that answers but refuses the credentials is there: starting one would not help.
+    if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `NATS at ${servers.join(",")} refused ${describeAuth()}: ${err.message}. Set NATS_USER and NATS_PASSWORD, or NATS_CREDS (see deploy/nats/accounts.conf).`,
+        { cause: err },
+      );
+    }
     throw new ArbiterError(
       ErrorCode.StoreUnavailable,
       `cannot connect to NATS at ${servers.join(",")}: ${(err as Error).message}. Start one with \`arbiter up\`, or pass --servers / set NATS_URL.`,
       { cause: err },
     );
   }
+}
+
+/** Which credentials {@link natsAuth} used, for messages (never the secret itself). */
+function describeAuth(): string {
+  if (process.env["NATS_CREDS"]) return `the credentials in NATS_CREDS (${process.env["NATS_CREDS"]})`;
+  const user = process.env["NATS_USER"];
+  return user
+    ? `NATS_USER ${JSON.stringify(user)} and its NATS_PASSWORD`
+    : "a connection without credentials";
 }
 
 /**
@@ -156,10 +210,11 @@ export function localAdminSeed(create: boolean): string | null {
 
 /**
  * The admin key that signs rule events: `ARBITER_ADMIN_SEED`, else the local key of
- * `arbiter up`. Throws INVALID_CONFIG saying how to provide one.
+ * `arbiter up`. Throws INVALID_CONFIG saying how to provide one, or naming the one that is not a seed.
  */
 export function adminSigner(): Signer {
-  const seed = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
+  const fromEnv = process.env["ARBITER_ADMIN_SEED"];
+  const seed = fromEnv || localAdminSeed(false);
   if (!seed) {
     throw new ArbiterError(
       ErrorCode.InvalidConfig,
@@ -169,9 +224,8 @@ export function adminSigner(): Signer {
   try {
     return createSigner(seed, "O");
   } catch (err) {
-    throw new ArbiterError(ErrorCode.InvalidConfig, `ARBITER_ADMIN_SEED: ${(err as Error).message}`, {
-      cause: err,
-    });
+    const source = fromEnv ? "ARBITER_ADMIN_SEED" : localAdminSeedFile();
+    throw new ArbiterError(ErrorCode.InvalidConfig, `${source}: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -209,6 +263,18 @@ export function reportServer(flags: ConnectionFlags, nc: NatsConnection): void {
 }
 
 /**
+ * STORE_UNAVAILABLE for a server without JetStream, where neither `arbiter up`'s streams nor a
+ * worker can be: naming the server and what it lacks.
+ */
+function withoutJetStream(nc: NatsConnection, cause: unknown): ArbiterError {
+  return new ArbiterError(
+    ErrorCode.StoreUnavailable,
+    `NATS server ${serverOf(nc)} has no JetStream (jetstream is not enabled), so it holds no Arbiter streams; point --servers or NATS_URL at a JetStream server (nats-server -js), or run \`arbiter up\``,
+    { cause },
+  );
+}
+
+/**
  * Opens Arbiter's existing streams and bucket without creating anything, for read-only commands.
  * Throws STORE_UNAVAILABLE naming the server when they are not there (or JetStream is not).
  */
@@ -237,6 +303,7 @@ export async function openExistingStore(
     }
   } catch (err) {
     if (err instanceof ArbiterError) throw err;
+    if (err instanceof jserrors.JetStreamNotEnabled) throw withoutJetStream(nc, err);
     throw missing(`: ${(err as Error).message}`, err);
   }
   try {

@@ -1,4 +1,5 @@
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import pretty from "pino-pretty";
@@ -72,4 +73,62 @@ export function untilSignal(stop: () => Promise<void>, log: Logger): Promise<voi
     };
     for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   });
+}
+
+/** How long a stopping command lets a NATS connection drain before closing it. */
+const DRAIN_DEADLINE_MS = 5000;
+
+/**
+ * Drains `nc` (pending messages handled, publishes flushed) and closes it. A drain that fails or
+ * has not finished by the deadline, as when NATS is gone and the drain would wait for a reconnect
+ * that may never come, is cut short by closing the connection, so a stop always ends.
+ */
+export async function drainOrClose(nc: NatsConnection, deadlineMs = DRAIN_DEADLINE_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, deadlineMs);
+  });
+  try {
+    await Promise.race([nc.drain(), late]);
+  } catch {
+    // Closed below either way.
+  } finally {
+    clearTimeout(timer);
+    if (!nc.isClosed()) await nc.close();
+  }
+}
+
+/** Longest quiet time between two "cannot reach NATS yet" lines while a connection is away. */
+const RECONNECT_LINE_MS = 5000;
+
+/**
+ * Logs the connection's losses and recoveries: the disconnect and the reconnect at once, and the
+ * failed attempts in between at most once every 5 s, each line with the attempts since the last.
+ */
+export function reportConnection(nc: NatsConnection, log: Logger): void {
+  void (async () => {
+    let attempts = 0;
+    let lastLine = 0;
+    for await (const status of nc.status()) {
+      switch (status.type) {
+        case "disconnect":
+          log.warn({ server: status.server }, "lost the connection to NATS; reconnecting");
+          break;
+        case "reconnecting":
+          attempts++;
+          if (Date.now() - lastLine >= RECONNECT_LINE_MS) {
+            log.warn({ attempts }, "cannot reach NATS yet; retrying");
+            attempts = 0;
+            lastLine = Date.now();
+          }
+          break;
+        case "reconnect":
+          log.info({ server: status.server, attempts }, "reconnected to NATS");
+          attempts = 0;
+          break;
+        default:
+          break;
+      }
+    }
+  })();
 }

@@ -75,6 +75,11 @@ export interface NatsServerProcess extends AsyncDisposable {
   readonly serverName: string;
   /** True while the process is alive. */
   readonly running: boolean;
+  /**
+   * Resolves, once the current process has ended (stopped, killed or crashed), with how it ended:
+   * "exited with code 1", "was killed by SIGKILL". After a restart it follows the new process.
+   */
+  exited(): Promise<string>;
   /** SIGTERM, SIGKILL after 5 s, wait for exit, then remove the temporary directories. Idempotent. */
   stop(): Promise<void>;
   /** SIGKILL at once and wait for exit; keeps the store directory (for crash tests). */
@@ -222,6 +227,11 @@ class ChildNatsServer implements NatsServerProcess {
 
   get running(): boolean {
     return this.#child !== undefined && this.#exitReason === undefined;
+  }
+
+  async exited(): Promise<string> {
+    await this.#exited;
+    return this.#exitReason ?? "exited";
   }
 
   stop(): Promise<void> {

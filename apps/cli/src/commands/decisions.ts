@@ -1,5 +1,6 @@
-import { DecisionV1 } from "@arbiter/protocol";
+import { ArbiterError, DecisionV1, ErrorCode } from "@arbiter/protocol";
 import type { DecisionFilter } from "@arbiter/store";
+import { decodePublicKey } from "@arbiter/trust";
 import { Command } from "commander";
 import {
   type ConnectionFlags,
@@ -10,7 +11,7 @@ import {
 } from "../context.js";
 import { parseTime } from "../duration.js";
 import { parseIntegerFlag } from "../flags.js";
-import { createLogger, untilSignal } from "../lifecycle.js";
+import { createLogger, reportConnection, untilSignal } from "../lifecycle.js";
 
 interface DecisionFlags extends ConnectionFlags {
   since?: string;
@@ -36,29 +37,61 @@ interface ReadDecision {
 }
 
 const COLUMNS = ["EVALUATED AT", "ANSWER", "KIND", "HOST", "SUBJECT", "REVISION", "MESSAGE"] as const;
-const WIDTHS = [24, 6, 17, 56, 0, 0, 0] as const;
+const WIDTHS = [24, 6, 17, 56, 0, 8, 0] as const;
+/** The SUBJECT column's width when the rows are not known in advance (`tail`). */
+const TAIL_SUBJECT_WIDTH = 0;
 
-function row(cells: readonly string[]): string {
-  return cells.map((cell, i) => ((WIDTHS[i] ?? 0) > 0 ? cell.padEnd(WIDTHS[i] ?? 0) : cell)).join("  ");
+function row(cells: readonly string[], subjectWidth: number): string {
+  return cells
+    .map((cell, i) => {
+      const width = i === 4 ? subjectWidth : (WIDTHS[i] ?? 0);
+      return width > 0 ? cell.padEnd(width) : cell;
+    })
+    .join("  ");
+}
+
+/** What the SUBJECT column shows: the cache key without its kind. */
+function subjectOf(d: DecisionV1): string {
+  return d.cacheKey.slice(d.cacheKey.indexOf(":") + 1) || "-";
 }
 
 /** One decision as text: a row under {@link COLUMNS}, then one indented line per rule error. */
-function describeDecision(d: DecisionV1): string {
-  const subject = d.cacheKey.slice(d.cacheKey.indexOf(":") + 1) || "-";
-  const line = row([
-    d.evaluatedAt,
-    d.permitted ? "PERMIT" : "DENY",
-    d.kind,
-    d.host || "-",
-    subject,
-    `r${d.revision}`,
-    d.message,
-  ]);
+function describeDecision(d: DecisionV1, subjectWidth = TAIL_SUBJECT_WIDTH): string {
+  const subject = subjectOf(d);
+  const line = row(
+    [
+      d.evaluatedAt,
+      d.permitted ? "PERMIT" : "DENY",
+      d.kind,
+      d.host || "-",
+      subject,
+      `r${d.revision}`,
+      d.message,
+    ],
+    subjectWidth,
+  );
   const errors = d.ruleErrors.map((e) => `\n    rule error in ${JSON.stringify(e.ruleId)}: ${e.message}`);
   return line + errors.join("");
 }
 
+/**
+ * The filter the flags ask for. `--host` must be a whole host key: the filter matches it exactly,
+ * so a prefix or a typo would match nothing and look like an empty log. Throws INVALID_CONFIG.
+ */
 function filterFrom(flags: DecisionFlags): DecisionFilter {
+  if (flags.host !== undefined) {
+    try {
+      // The codec ignores characters past the 56 of a key, so the length is checked here.
+      if (flags.host.length !== 56) throw new Error(`${flags.host.length} characters`);
+      decodePublicKey(flags.host, "N");
+    } catch (err) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `--host ${JSON.stringify(flags.host)}: expected a host public key in full (N…, 56 characters, as in the HOST column): ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
   return {
     ...(flags.since ? { since: parseTime(flags.since, "--since") } : {}),
     ...(flags.host ? { host: flags.host } : {}),
@@ -90,25 +123,39 @@ export function decisionsCommand(): Command {
     const filter = filterFrom(flags);
     const nc = await connectNats(resolveServers(flags), "arbiter-cli");
     const found: ReadDecision[] = [];
+    let skipped = 0;
     try {
       reportServer(flags, nc);
       const store = await openExistingStore(nc, flags);
       for await (const stored of store.decisions.read(filter)) {
         const record = parseDecision(stored.text);
-        if (record === null) continue;
+        if (record === null) {
+          skipped++;
+          continue;
+        }
         found.push({ text: stored.text, record });
         if (found.length > limit) found.shift();
       }
     } finally {
       await nc.close();
     }
+    // Entries of the log that are not sealed decision records (unsigned, malformed, written by
+    // something other than a worker) are not shown, and are not hidden silently either.
+    if (skipped > 0)
+      process.stderr.write(
+        `arbiter: skipped ${skipped} stored entr${skipped === 1 ? "y" : "ies"} of the decision log that ${skipped === 1 ? "is" : "are"} not a sealed decision record\n`,
+      );
     if (flags.json) {
       // The stored texts are spliced in unchanged: re-serialising would break their signatures.
       const body = found.map((d) => `  ${d.text}`).join(",\n");
       process.stdout.write(found.length === 0 ? "[]\n" : `[\n${body}\n]\n`);
     } else if (found.length === 0) process.stdout.write("no decisions\n");
-    else
-      process.stdout.write(`${row(COLUMNS)}\n${found.map((d) => describeDecision(d.record)).join("\n")}\n`);
+    else {
+      // All rows are known here, so the columns after SUBJECT line up under their headings.
+      const width = Math.max(COLUMNS[4].length, ...found.map((d) => subjectOf(d.record).length));
+      const rows = found.map((d) => describeDecision(d.record, width));
+      process.stdout.write(`${row(COLUMNS, width)}\n${rows.join("\n")}\n`);
+    }
   });
 
   withFilters(
@@ -124,13 +171,22 @@ export function decisionsCommand(): Command {
     try {
       reportServer(flags, nc);
       const store = await openExistingStore(nc, flags);
+      const log = createLogger("arbiter-cli");
+      // A follower that goes quiet because NATS went away must say so, or it looks like an idle log.
+      reportConnection(nc, log);
       const abort = new AbortController();
-      const stopped = untilSignal(async () => abort.abort(), createLogger("arbiter-cli"));
-      if (!flags.json) process.stdout.write(`${row(COLUMNS)}\n`);
+      const stopped = untilSignal(async () => abort.abort(), log);
+      if (!flags.json) process.stdout.write(`${row(COLUMNS, TAIL_SUBJECT_WIDTH)}\n`);
       const follow = { since: new Date(), ...filter, follow: true, signal: abort.signal };
       for await (const stored of store.decisions.read(follow)) {
         const record = parseDecision(stored.text);
-        if (record === null) continue;
+        if (record === null) {
+          log.warn(
+            { text: stored.text.slice(0, 200) },
+            "skipped an entry that is not a sealed decision record",
+          );
+          continue;
+        }
         process.stdout.write(`${flags.json ? stored.text : describeDecision(record)}\n`);
       }
       await stopped;

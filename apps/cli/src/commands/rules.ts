@@ -1,12 +1,19 @@
 import { readFileSync } from "node:fs";
-import { ArbiterError, ErrorCode, resourceNames, type WorkerStatusV1 } from "@arbiter/protocol";
+import {
+  ArbiterError,
+  ErrorCode,
+  isArbiterError,
+  resourceNames,
+  type WorkerStatusV1,
+} from "@arbiter/protocol";
 import { parseRulesDocument, serializeRulesDocument } from "@arbiter/rules";
 import { type AppliedRules, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
-import { createSigner, type Signer } from "@arbiter/trust";
+import type { Signer } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
 import {
   adminSigner,
+  arbiterHome,
   type ConnectionFlags,
   connectNats,
   localAdminSeed,
@@ -103,7 +110,11 @@ async function change(
   try {
     reportServer(flags, nc);
     const confirmation = await confirmSigner(nc, flags, signer);
-    const store = await openJetStreamStore(nc, { prefix: resolvePrefix(flags), replicas });
+    const store = await openJetStreamStore(nc, { prefix: resolvePrefix(flags), replicas }).catch(
+      (err: unknown) => {
+        throw onServer(nc, namingReplicas(err, flags));
+      },
+    );
     const admin = createRulesAdmin({ store, signer, adminKeys: resolveAdminKeys(flags.adminKeys) });
     return { ...(await body(admin)), ...confirmation, server: serverOf(nc) };
   } finally {
@@ -112,38 +123,76 @@ async function change(
 }
 
 /**
+ * A store error about the replica count, naming the flag or variable that set it
+ * (`replicas 3: …` becomes `--replicas 3: …`).
+ */
+function namingReplicas(err: unknown, flags: RulesFlags): unknown {
+  if (!isArbiterError(err, ErrorCode.InvalidConfig) || !err.message.startsWith("replicas ")) return err;
+  const source = flags.replicas !== undefined ? "--replicas" : "ARBITER_REPLICAS";
+  return new ArbiterError(ErrorCode.InvalidConfig, `${source}${err.message.slice("replicas".length)}`, {
+    cause: err,
+  });
+}
+
+/** An unavailable store that does not say which server it was asked on, with the server named. */
+function onServer(nc: NatsConnection, err: unknown): unknown {
+  const server = serverOf(nc);
+  if (!isArbiterError(err, ErrorCode.StoreUnavailable) || err.message.includes(server)) return err;
+  return new ArbiterError(err.code, `NATS server ${server}: ${err.message}`, { cause: err });
+}
+
+/** Whose admin keys a read folded the rules with. */
+type KeysFrom = "workers" | "configured";
+
+/**
  * Reads the rules as the workers fold them, creating nothing: with the keys the running workers
  * accept when any answers, else the configured admin keys and the local key of `arbiter up`.
+ * Throws INVALID_CONFIG when neither is there: which events count could then not be told.
  */
 async function read<T>(
   flags: RulesFlags,
-  body: (admin: RulesAdmin, server: string) => Promise<T>,
+  body: (admin: RulesAdmin, server: string, keysFrom: KeysFrom) => Promise<T>,
 ): Promise<T> {
   const nc = await connectNats(resolveServers(flags), "arbiter-cli");
   try {
     reportServer(flags, nc);
     const store = await openExistingStore(nc, flags);
     const workers = await askWorkers(nc, store.names.statusSubject);
-    let adminKeys: string[];
-    if (workers.length > 0) adminKeys = [...new Set(workers.flatMap((w) => w.adminKeys))];
-    else {
-      const local = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
-      adminKeys = resolveAdminKeys(flags.adminKeys, local ? createSigner(local, "O") : undefined);
+    if (workers.length > 0) {
+      const adminKeys = [...new Set(workers.flatMap((w) => w.adminKeys))];
+      return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "workers");
     }
-    return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc));
+    const local = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
+    const adminKeys = resolveAdminKeys(flags.adminKeys, local ? adminSigner() : undefined);
+    if (adminKeys.length === 0) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `cannot tell which rule events the workers apply: no worker answered on ${store.names.statusSubject} at ${serverOf(nc)}, and no admin key is configured (--admin-keys, ARBITER_ADMIN_KEYS, ARBITER_ADMIN_SEED, or the local key of \`arbiter up\` in ${arbiterHome()})`,
+      );
+    }
+    return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "configured");
   } finally {
     await nc.close();
   }
 }
 
+/** The options of the read-only commands, which create nothing (so take no `--replicas`). */
 const connectionOptions = (command: Command) =>
   command
     .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
-    .option("--replicas <n>", "replicas for streams created on first use: 1, 3 or 5 (env ARBITER_REPLICAS)")
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--admin-keys <keys>", "admin public keys whose events count (env ARBITER_ADMIN_KEYS)")
     .option("-v, --verbose", "say on stderr which NATS server was used")
     .option("--json", "print the result as JSON");
+
+/** The options of the commands that write, and create the streams on first use. */
+const changeConnectionOptions = (command: Command) =>
+  connectionOptions(
+    command.option(
+      "--replicas <n>",
+      "replicas for streams created on first use: 1, 3 or 5 (env ARBITER_REPLICAS)",
+    ),
+  );
 
 const changeOptions = (flags: RulesFlags) => ({
   ...(flags.expectRevision === undefined
@@ -156,7 +205,7 @@ const changeOptions = (flags: RulesFlags) => ({
 export function rulesCommand(): Command {
   const rules = new Command("rules").description("change and inspect the event-sourced rules");
 
-  connectionOptions(
+  changeConnectionOptions(
     rules
       .command("apply")
       .description(
@@ -186,12 +235,13 @@ export function rulesCommand(): Command {
       .option("--revision <n>", "revision to show"),
   ).action(async (flags: RulesFlags) => {
     const revision = parseOptionalIntegerFlag(flags.revision, "--revision", { min: 0 });
-    const shown = await read(flags, async (admin, server) => {
+    const shown = await read(flags, async (admin, server, keysFrom) => {
       const state = await admin.stateAt(revision);
       const history = await admin.history();
       const event = history.find((e) => e.revision === state.revision);
       return {
         server,
+        keysFrom,
         revision: state.revision,
         latestRevision: history.at(-1)?.revision ?? 0,
         documentRevision: state.documentRevision,
@@ -203,12 +253,25 @@ export function rulesCommand(): Command {
       };
     });
     emit(flags.json === true, shown, () => {
+      const by =
+        shown.keysFrom === "workers"
+          ? "by the workers"
+          : "under the configured admin keys (no worker answered)";
       const rejected = shown.latestRejected
-        ? `# revision ${shown.latestRejected.revision} was REJECTED by the workers: ${shown.latestRejected.reason}\n`
+        ? `# revision ${shown.latestRejected.revision} was REJECTED ${by}: ${shown.latestRejected.reason}\n`
         : "";
-      if (shown.document === null)
-        return `${rejected}# revision ${shown.revision}: no rules in force (every request is denied)`;
-      return `${rejected}# revision ${shown.revision}: the rules of revision ${shown.documentRevision} are in force\n${serializeRulesDocument(shown.document, "yaml").trimEnd()}`;
+      // An earlier revision is history: say so, so it is not read as what the workers enforce now.
+      const past = shown.revision < shown.latestRevision;
+      const at = past
+        ? `# revision ${shown.revision} (the latest is ${shown.latestRevision})`
+        : `# revision ${shown.revision}`;
+      if (shown.document === null) {
+        const none = past
+          ? "no rules were in force (every request was denied)"
+          : "no rules in force (every request is denied)";
+        return `${rejected}${at}: ${none}`;
+      }
+      return `${rejected}${at}: the rules of revision ${shown.documentRevision} ${past ? "were" : "are"} in force\n${serializeRulesDocument(shown.document, "yaml").trimEnd()}`;
     });
   });
 
@@ -216,19 +279,36 @@ export function rulesCommand(): Command {
     rules.command("history").description("list every rule event and whether workers apply it"),
   ).action(async (flags: RulesFlags) => {
     const history = await read(flags, (admin) => admin.history());
+    const line = (
+      revision: string,
+      status: string,
+      type: string,
+      at: string,
+      actor: string,
+      reason: string,
+    ) =>
+      `${revision.padStart(8)}  ${status.padEnd(8)}  ${type.padEnd(16)}  ${at.padEnd(24)}  ${actor.padEnd(56)}  ${reason}`.trimEnd();
     emit(flags.json === true, history, () =>
       history.length === 0
         ? "no rule events yet"
-        : history
-            .map(
+        : [
+            line("REVISION", "STATUS", "TYPE", "AT", "ACTOR", "REASON"),
+            ...history.map(
               (e) =>
-                `${String(e.revision).padStart(5)}  ${e.applied ? "applied " : "REJECTED"}  ${e.type ?? "?"}  ${e.at ?? "?"}  ${e.actor ?? "?"}${e.reason ? `  ${e.reason}` : ""}${e.rejection ? `\n       ${e.rejection}` : ""}`,
-            )
-            .join("\n"),
+                line(
+                  String(e.revision),
+                  e.applied ? "applied" : "REJECTED",
+                  e.type ?? "?",
+                  e.at ?? "?",
+                  e.actor ?? "?",
+                  e.reason ?? "",
+                ) + (e.rejection ? `\n          ${e.rejection}` : ""),
+            ),
+          ].join("\n"),
     );
   });
 
-  connectionOptions(
+  changeConnectionOptions(
     rules
       .command("rollback")
       .description("restore the rules of an earlier revision, as a new event")

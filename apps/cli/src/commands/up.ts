@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
-import { join, relative } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import {
@@ -19,22 +19,23 @@ import {
   openJetStreamStore,
   type RulesAdmin,
 } from "@arbiter/store";
-import { createSigner } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
 import type { Logger } from "pino";
 import {
-  arbiterHome,
+  adminSigner,
   connectNats,
   localAdminSeed,
+  localAdminSeedFile,
+  prepareArbiterHome,
   readLocalState,
   resolveAdminKeys,
   writeLocalState,
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
 import { clearNatsPids, recordNatsPids, stopLeftoverNats } from "../leftover-nats.js";
-import { createLogger, untilSignal } from "../lifecycle.js";
+import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
 import { readRulesFile } from "./rules.js";
 
@@ -82,11 +83,17 @@ export function upCommand(): Command {
           `--nodes ${JSON.stringify(flags.nodes)}: expected 1 or 3`,
         );
       const requestedPort = parseOptionalIntegerFlag(flags.port, "--port", { min: 0, max: 65535 });
+      if (requestedPort !== undefined && requestedPort > 0 && !(await isFree(requestedPort))) {
+        throw new ArbiterError(
+          ErrorCode.InvalidConfig,
+          `--port ${requestedPort}: the port is in use on 127.0.0.1; pass another, or --port 0 for a free one`,
+        );
+      }
       if (flags.rules !== undefined && flags.rules !== "-" && !existsSync(flags.rules)) {
         throw new ArbiterError(ErrorCode.InvalidConfig, `rules file ${flags.rules} not found`);
       }
       const explicitRules = flags.rules === undefined ? undefined : readRulesFile(flags.rules);
-      const home = arbiterHome();
+      const home = prepareArbiterHome();
       const running = readLocalState();
       if (running) {
         throw new ArbiterError(
@@ -94,6 +101,10 @@ export function upCommand(): Command {
           `arbiter up is already running for ${home} (pid ${running.pid}, NATS at ${running.url}); stop it first, or set ARBITER_HOME to another folder`,
         );
       }
+      // The admin key is checked before any nats-server starts, so a bad seed leaves nothing running.
+      const seedFromEnv = Boolean(process.env["ARBITER_ADMIN_SEED"]);
+      if (!seedFromEnv) localAdminSeed(true);
+      const signer = adminSigner();
       // A local.json whose process is gone was left by an `up` that was killed (SIGKILL).
       writeLocalState(null);
       await findNatsServer({ log: (line) => log.info(line) });
@@ -124,15 +135,17 @@ export function upCommand(): Command {
 
       const connections: NatsConnection[] = [];
       const workers: Worker[] = [];
+      let stopping = false;
       const stopAll = async () => {
+        stopping = true;
         await Promise.allSettled(workers.map((w) => w.stop()));
-        await Promise.allSettled(connections.map((c) => c.drain()));
+        await Promise.allSettled(connections.map((c) => drainOrClose(c)));
         await nats.stop();
         clearNatsPids(home);
         writeLocalState(null);
       };
+      const lost = natsLost(servers, () => stopping, log);
       try {
-        const signer = createSigner(process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(true)!, "O");
         const control = await connectNats(urls, "arbiter-up");
         connections.push(control);
         const { store, latest } = await openStoreWhenReady(control, replicas, log);
@@ -181,11 +194,12 @@ export function upCommand(): Command {
               `NATS ${urls.join(",")}`,
               `Arbiter is up: ${workerCount} worker${workerCount === 1 ? "" : "s"} answering on ${DEFAULT_POLICY_TOPIC} (queue group "arbiter"), ${nodes === 3 ? "3-node JetStream cluster, R3 streams" : "1 NATS server"}.`,
               `  rules       revision ${revision}: ${rules.applied ? `applied ${shownRules}` : "kept"} (${rules.reason})`,
-              `  admin key   ${signer.publicKey} (seed in ${relative(process.cwd(), localAdminSeedPath(home)) || localAdminSeedPath(home)})`,
+              `  admin key   ${signer.publicKey} (${seedFromEnv ? "seed from ARBITER_ADMIN_SEED" : `seed in ${shownPath(localAdminSeedFile())}`})`,
               `  data        ${home}`,
               "Point wasmCloud hosts at it:",
               `  WASMCLOUD_POLICY_TOPIC=${DEFAULT_POLICY_TOPIC} WASMCLOUD_POLICY_CHANGES_TOPIC=${DEFAULT_CHANGES_TOPIC} (NATS at the URL above)`,
-              "From another terminal in this folder: arbiter rules show | arbiter rules apply FILE | arbiter decisions tail",
+              `From another terminal in ${process.cwd()}:`,
+              ...cliHint(home),
               "Ctrl-C stops everything.",
             ].join("\n"),
         );
@@ -193,8 +207,41 @@ export function upCommand(): Command {
         await stopAll();
         throw err;
       }
-      await untilSignal(stopAll, log);
+      const reason = await Promise.race([untilSignal(stopAll, log).then(() => null), lost]);
+      if (reason !== null) {
+        // Nothing can answer or record without NATS: stop the rest, so no `up` lingers that serves nothing.
+        stopping = true;
+        await Promise.allSettled(connections.map((c) => c.close()));
+        await stopAll();
+        throw new ArbiterError(ErrorCode.StoreUnavailable, `${reason}; arbiter up stopped`);
+      }
     });
+}
+
+/**
+ * Resolves with what happened once fewer than a majority of the servers run (for one server: once
+ * it ends) while `up` is not stopping them itself; each server that ends is logged as it does.
+ */
+function natsLost(
+  servers: readonly NatsServerProcess[],
+  stopping: () => boolean,
+  log: Logger,
+): Promise<string> {
+  return new Promise((resolve) => {
+    let ended = 0;
+    for (const server of servers) {
+      void server.exited().then((how) => {
+        if (stopping()) return;
+        ended++;
+        const running = servers.length - ended;
+        log.error({ natsPid: server.pid, server: server.url, running }, `nats-server ${how}`);
+        if (running <= servers.length / 2)
+          resolve(
+            `nats-server ${server.url} (pid ${server.pid}) ${how}, leaving ${running} of ${servers.length}`,
+          );
+      });
+    }
+  });
 }
 
 const STORE_READY_DEADLINE_MS = 60_000;
@@ -265,8 +312,21 @@ async function rulesAtStart(
   };
 }
 
-function localAdminSeedPath(home: string): string {
-  return join(home, "admin.seed");
+/** A path as the operator would type it: relative when under the current folder, else absolute. */
+function shownPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel === "" || rel.startsWith("..") || isAbsolute(rel) ? path : rel;
+}
+
+/**
+ * The commands to run from another terminal, as they work there: through `npx` (`arbiter` is on
+ * PATH only once linked), with the ARBITER_HOME they need to find this `up`.
+ */
+function cliHint(home: string): string[] {
+  return [
+    ...(home === resolve(".arbiter") ? [] : [`  export ARBITER_HOME=${home}`]),
+    "  npx arbiter rules show | npx arbiter rules apply FILE | npx arbiter decisions tail",
+  ];
 }
 
 function isFree(port: number): Promise<boolean> {

@@ -1,5 +1,11 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { ArbiterError, ErrorCode, isArbiterError } from "@arbiter/protocol";
+import {
+  ArbiterError,
+  DEFAULT_CHANGES_TOPIC,
+  DEFAULT_POLICY_TOPIC,
+  ErrorCode,
+  isArbiterError,
+} from "@arbiter/protocol";
 import { createSigner } from "@arbiter/trust";
 import { createWorker, parseWorkerConfig, type WorkerConfig } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -14,7 +20,7 @@ import {
   resolveReplicas,
   resolveServers,
 } from "../context.js";
-import { createLogger, untilSignal } from "../lifecycle.js";
+import { createLogger, drainOrClose, reportConnection, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
 
 interface WorkerFlags extends ConnectionFlags {
@@ -108,11 +114,11 @@ export function workerCommand(): Command {
           servers,
         },
         () =>
-          `worker ${worker.id} ${worker.status} at rules revision ${worker.revision} (${servers.join(",")})`,
+          `worker ${worker.id} ${worker.status} at rules revision ${worker.revision} (${servers.join(",")})${worker.revision === 0 ? "; no rules were applied yet, so every request is denied until `arbiter rules apply`" : ""}`,
       );
       await untilSignal(async () => {
         await worker.stop();
-        await Promise.allSettled([nc.drain(), storeNc.drain()]);
+        await Promise.allSettled([drainOrClose(nc), drainOrClose(storeNc)]);
       }, log);
     });
 }
@@ -147,10 +153,18 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
       `${SETTING_SOURCES["onLogOutage"]} ${JSON.stringify(onLogOutage)}: expected silent or deny`,
     );
   }
+  const policyTopic = flags.policyTopic ? plainSubject("policyTopic", flags.policyTopic) : undefined;
+  const changesTopic = flags.changesTopic ? plainSubject("changesTopic", flags.changesTopic) : undefined;
+  if ((policyTopic ?? DEFAULT_POLICY_TOPIC) === (changesTopic ?? DEFAULT_CHANGES_TOPIC)) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${SETTING_SOURCES["changesTopic"]} ${JSON.stringify(changesTopic ?? DEFAULT_CHANGES_TOPIC)}: the same subject as ${SETTING_SOURCES["policyTopic"]}; hosts would take overrides for requests`,
+    );
+  }
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
-    ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
-    ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
+    ...(policyTopic ? { policyTopic } : {}),
+    ...(changesTopic ? { changesTopic } : {}),
     ...(workerSeed ? { workerSeed } : {}),
     ...(inboxes !== undefined ? { inboxPrefixes: inboxes.split(",").map((p) => p.trim()) } : {}),
     ...(onLogOutage !== undefined ? { onLogOutage } : {}),
@@ -165,6 +179,22 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
   } catch (err) {
     throw namingTheSetting(err);
   }
+}
+
+/**
+ * A topic as a NATS subject to subscribe or publish on: dot-separated non-empty tokens, no spaces
+ * and no wildcards (a wildcard policy topic would take any message as a request). Throws
+ * INVALID_CONFIG naming the flag and variable, before anything connects.
+ */
+function plainSubject(setting: "policyTopic" | "changesTopic", subject: string): string {
+  const tokens = subject.split(".");
+  if (tokens.some((t) => t.length === 0 || /[\s*>]/.test(t))) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${SETTING_SOURCES[setting]} ${JSON.stringify(subject)}: expected a NATS subject of dot-separated tokens, without spaces or wildcards (* >)`,
+    );
+  }
+  return subject;
 }
 
 /** A positive decimal integer, or INVALID_CONFIG naming `flag`. */
@@ -200,6 +230,8 @@ async function waitForNats(servers: string[], name: string, log: Logger): Promis
     try {
       probe = await connectNats(servers, `${name}-probe`, false);
     } catch (err) {
+      // Refused credentials are a setting the worker cannot use, as a bad seed is: it exits at once.
+      if (isArbiterError(err, ErrorCode.InvalidConfig)) throw err;
       log.warn(
         { servers, attempt, retryInMs: pause, err: (err as Error).message },
         "cannot reach NATS yet; retrying",
@@ -211,36 +243,4 @@ async function waitForNats(servers: string[], name: string, log: Logger): Promis
     await probe.close();
     return;
   }
-}
-
-/**
- * Logs the connection's losses and recoveries: the disconnect and the reconnect at once, and the
- * failed attempts in between at most once every 5 s, each line with the attempts since the last.
- */
-function reportConnection(nc: NatsConnection, log: Logger): void {
-  void (async () => {
-    let attempts = 0;
-    let lastLine = 0;
-    for await (const status of nc.status()) {
-      switch (status.type) {
-        case "disconnect":
-          log.warn({ server: status.server }, "lost the connection to NATS; reconnecting");
-          break;
-        case "reconnecting":
-          attempts++;
-          if (Date.now() - lastLine >= MAX_CONNECT_PAUSE_MS) {
-            log.warn({ attempts }, "cannot reach NATS yet; retrying");
-            attempts = 0;
-            lastLine = Date.now();
-          }
-          break;
-        case "reconnect":
-          log.info({ server: status.server, attempts }, "reconnected to NATS");
-          attempts = 0;
-          break;
-        default:
-          break;
-      }
-    }
-  })();
 }
