@@ -74,7 +74,7 @@ export function workerCommand(): Command {
     .option("--max-payload <bytes>", "largest accepted request in bytes", "1048576")
     .option(
       "--max-queued <n>",
-      "requests waiting to be decided beyond which new ones are dropped unanswered (hosts fail closed)",
+      "requests waiting to be decided or recorded beyond which new ones are dropped unanswered (hosts fail closed)",
       "10000",
     )
     .option(
