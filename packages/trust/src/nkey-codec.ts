@@ -80,8 +80,15 @@ function checkRole(what: string, role: KeyRole, expected?: KeyRole | readonly Ke
   if (expected === undefined) return;
   const allowed = typeof expected === "string" ? [expected] : expected;
   if (!allowed.includes(role)) {
-    throw new InvalidKeyError(`${abbreviate(what)} is a ${role} key; expected ${allowed.join(" or ")}`);
+    throw new InvalidKeyError(
+      `${abbreviate(what)} is ${withArticle(role)} key; expected ${allowed.join(" or ")}`,
+    );
   }
+}
+
+/** `an N`, `a V`: the article as the letter is spoken ("en", "vee"). */
+function withArticle(role: KeyRole): string {
+  return `${"AMNO".includes(role) ? "an" : "a"} ${role}`;
 }
 
 function roleOf(prefix: number): KeyRole | undefined {

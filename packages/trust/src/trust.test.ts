@@ -42,8 +42,18 @@ describe("nkey codec", () => {
       expect.unreachable();
     } catch (err) {
       expect(isInvalidKeyError(err)).toBe(true);
-      expect(String(err)).toMatch(/V key; expected M/);
+      expect(String(err)).toMatch(/is a V key; expected M/);
     }
+  });
+
+  it("names the wrong role with the article its letter takes", () => {
+    expect(() => decodePublicKey(REAL_KEYS.A, "M")).toThrow(/is an A key; expected M/);
+    expect(() => decodePublicKey(REAL_KEYS.N, "O")).toThrow(/is an N key; expected O/);
+    expect(() => decodePublicKey(REAL_KEYS.M, "V")).toThrow(/is an M key; expected V/);
+    expect(() => decodePublicKey(createOperator().getPublicKey(), "N")).toThrow(/is an O key; expected N/);
+    expect(() => decodePublicKey(generateKey("C").publicKey, "N")).toThrow(/is a C key; expected N/);
+    expect(() => decodePublicKey(generateKey("U").publicKey, "N")).toThrow(/is a U key; expected N/);
+    expect(() => decodeSeed(generateKey("N").seed, "O")).toThrow(/^.*the seed is an N key; expected O$/);
   });
 });
 
