@@ -152,7 +152,8 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
       // A worker that takes the setting would keep trying to reach NATS.
       const result = await runToExit(["worker", ...args], worker);
       expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(2);
-      expect(result.stderr).toContain(`arbiter: ${named}`);
+      expect(result.stderr).toMatch(/^arbiter: invalid worker configuration: /m);
+      expect(result.stderr).toContain(`${named}: ${JSON.stringify(args[1])}: `);
       expect(result.stderr).not.toMatch(/cannot reach NATS/);
     }
   });

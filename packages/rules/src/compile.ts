@@ -7,7 +7,7 @@ import {
   parse,
   plan,
 } from "@bufbuild/cel";
-import { describeStaticType, TYPE_NAMES, typeOf } from "./condition-type.js";
+import { describeStaticType, TYPE_NAMES, typeOf, typeProblems } from "./condition-type.js";
 import {
   type Rule,
   type RuleEffectV1,
@@ -58,8 +58,9 @@ export interface CompiledRules {
 /**
  * Validates `doc` and compiles every rule's `when` with @bufbuild/cel. Throws
  * {@link InvalidRulesError} listing every rule whose expression does not parse, refers to a
- * variable other than the documented ones or to a function CEL does not have, or has a type other
- * than bool (`when: kind`), with the rule id and the line and column inside the expression.
+ * variable other than the documented ones or to a function CEL does not have, applies an operator
+ * to operands of known types it has no overload for (`subject.maxInstances > "3"`), or has a type
+ * other than bool (`when: kind`), with the rule id and the line and column inside the expression.
  */
 export function compileRules(doc: RulesDocumentInput): CompiledRules {
   const document = validateRulesDocument(doc);
@@ -155,6 +156,16 @@ function compileExpression(source: string): CompiledExpression {
       problems.push(position === undefined ? { message } : { message, position });
     },
   });
+  // An operator whose operand types are known and have no overload would fail on every request
+  // (`subject.maxInstances > "3"`); one on a `dyn` operand (`input.x`) is checked when it runs.
+  if (problems.length === 0) {
+    for (const problem of typeProblems(parsed.expr)) {
+      const position = positionOf(problem.expr.id);
+      problems.push(
+        position === undefined ? { message: problem.message } : { message: problem.message, position },
+      );
+    }
+  }
   // A condition whose type is known and is not bool could never match (`when: kind`); a `dyn` one
   // (`input.x`) is checked when it runs.
   const type = typeOf(parsed.expr);

@@ -125,6 +125,36 @@ export function typeOf(
   expr: Expr | undefined,
   scope: ReadonlyMap<string, CelStaticType> = new Map(),
 ): CelStaticType {
+  return infer(expr, scope, undefined);
+}
+
+/** An operator or call whose operand types, known before it runs, CEL has no overload for. */
+export interface TypeProblem {
+  /** The call; its id gives the position. */
+  readonly expr: Expr;
+  readonly message: string;
+}
+
+/**
+ * Every operator or call in `expr` whose operands have types known before it runs and CEL
+ * has no overload for (`subject.maxInstances > "3"`, `!kind`, `kind + 1`), which would fail on
+ * every request, and every `==`, `!=` or `in` between scalars of different types
+ * (`subject.maxInstances == "3"`), which CEL answers the same whatever the facts. Operands
+ * that are `dyn` (`input.x`, `claims.expiresAt`) are never reported: only the run can tell.
+ */
+export function typeProblems(expr: Expr | undefined): TypeProblem[] {
+  const problems: TypeProblem[] = [];
+  infer(expr, new Map(), (at, message) => problems.push({ expr: at, message }));
+  return problems;
+}
+
+type Report = (expr: Expr, message: string) => void;
+
+function infer(
+  expr: Expr | undefined,
+  scope: ReadonlyMap<string, CelStaticType>,
+  report: Report | undefined,
+): CelStaticType {
   if (expr === undefined) return DYN;
   const kind = expr.exprKind;
   switch (kind.case) {
@@ -137,25 +167,33 @@ export function typeOf(
       if (Object.hasOwn(VARIABLE_TYPES, name)) return VARIABLE_TYPES[name as VariableName];
       return TYPE_NAMES.has(name) ? scalar("type") : DYN;
     }
-    case "selectExpr":
-      return kind.value.testOnly ? BOOL : member(typeOf(kind.value.operand, scope), kind.value.field);
+    case "selectExpr": {
+      const operand = infer(kind.value.operand, scope, report);
+      return kind.value.testOnly ? BOOL : member(operand, kind.value.field);
+    }
     case "callExpr": {
       const { function: name, args } = kind.value;
-      const operands = args.map((arg) => typeOf(arg, scope));
-      return callType(
-        name,
-        kind.value.target === undefined ? operands : [typeOf(kind.value.target, scope), ...operands],
-      );
+      const operands = args.map((arg) => infer(arg, scope, report));
+      const all =
+        kind.value.target === undefined ? operands : [infer(kind.value.target, scope, report), ...operands];
+      if (report !== undefined) {
+        const problem = callProblem(name, all, kind.value.target !== undefined);
+        if (problem !== undefined) report(expr, problem);
+      }
+      return callType(name, all);
     }
     case "listExpr":
-      return list(common(kind.value.elements.map((element) => typeOf(element, scope))));
+      return list(common(kind.value.elements.map((element) => infer(element, scope, report))));
     case "structExpr": {
-      if (kind.value.messageName !== "") return DYN;
+      if (kind.value.messageName !== "") {
+        for (const entry of kind.value.entries) infer(entry.value, scope, report);
+        return DYN;
+      }
       const keys: CelStaticType[] = [];
       const values: CelStaticType[] = [];
       for (const entry of kind.value.entries) {
-        if (entry.keyKind.case === "mapKey") keys.push(typeOf(entry.keyKind.value, scope));
-        values.push(typeOf(entry.value, scope));
+        if (entry.keyKind.case === "mapKey") keys.push(infer(entry.keyKind.value, scope, report));
+        values.push(infer(entry.value, scope, report));
       }
       return map(common(keys), common(values));
     }
@@ -163,11 +201,27 @@ export function typeOf(
       // The standard macros never change the accumulator's type, so its initial value tells the
       // result's (`all`: bool, `map`: a list); the loop variables do not reach the result.
       const c = kind.value;
-      return typeOf(c.result, new Map([...scope, [c.accuVar, typeOf(c.accuInit, scope)]]));
+      const accu = new Map([...scope, [c.accuVar, infer(c.accuInit, scope, report)]]);
+      if (report !== undefined) {
+        const range = infer(c.iterRange, scope, report);
+        const loop = new Map([...accu, [c.iterVar, c.iterVar2 === "" ? iterated(range) : DYN]]);
+        if (c.iterVar2 !== "") loop.set(c.iterVar2, DYN);
+        infer(c.loopCondition, loop, report);
+        infer(c.loopStep, loop, report);
+      }
+      return infer(c.result, accu, report);
     }
     case undefined:
       return DYN;
   }
+}
+
+/** What a comprehension's variable is bound to: a list's elements, a map's keys. */
+function iterated(range: CelStaticType): CelStaticType {
+  if (range.kind === "list") return range.element;
+  if (range.kind === "map") return range.key;
+  if (range.kind === "record") return STRING;
+  return DYN;
 }
 
 /** How a type reads in a message: `a string`, `a map`, `an int`. */
@@ -274,4 +328,145 @@ function same(a: CelStaticType, b: CelStaticType): boolean {
   if (a.kind === "map" && b.kind === "map") return same(a.key, b.key) && same(a.value, b.value);
   if (a.kind === "record" && b.kind === "record") return a === b;
   return true;
+}
+
+const OPERATORS: Readonly<Record<string, string>> = {
+  "_<_": "<",
+  "_<=_": "<=",
+  "_>_": ">",
+  "_>=_": ">=",
+  "_+_": "+",
+  "_-_": "-",
+  "_*_": "*",
+  "_/_": "/",
+  "_%_": "%",
+  "-_": "-",
+  "!_": "!",
+  "_&&_": "&&",
+  "_||_": "||",
+  "_?_:_": "?:",
+  "@in": "in",
+  "_[_]": "[]",
+  "_==_": "==",
+  "_!=_": "!=",
+};
+
+// Kinds a value of each known type can have at run time, as CEL sees them; a record is a map
+// (or null, where the facts allow: either way no operator below takes it).
+type Kind = CelStaticType["kind"];
+const ORDERED: ReadonlySet<Kind> = new Set(["string", "bytes", "bool", "timestamp", "duration"]);
+const ADDABLE: ReadonlySet<Kind> = new Set(["int", "uint", "double", "string", "bytes", "duration"]);
+const SUBTRACTABLE: ReadonlySet<Kind> = new Set(["int", "uint", "double", "duration"]);
+const SCALARS: ReadonlySet<Kind> = new Set([
+  "bool",
+  "int",
+  "uint",
+  "double",
+  "string",
+  "bytes",
+  "timestamp",
+  "duration",
+  "type",
+]);
+const MAP_KEYS: ReadonlySet<Kind> = new Set(["int", "uint", "double", "bool", "string"]);
+const STRING_TESTS: ReadonlySet<string> = new Set(["contains", "startsWith", "endsWith", "matches"]);
+
+/**
+ * Why CEL has no overload of `name` for `operands` (the target first for a method call), or
+ * undefined when it has one or an operand is `dyn`. Mirrors @bufbuild/cel's runtime overloads:
+ * ordering and equality across int, uint and double are allowed, `%` is only for int and uint.
+ */
+function callProblem(name: string, operands: readonly CelStaticType[], method: boolean): string | undefined {
+  const [a, b] = operands;
+  if (a === undefined) return undefined;
+  const op = OPERATORS[name] ?? name;
+  const known = (t: CelStaticType | undefined): t is CelStaticType => t !== undefined && t.kind !== "dyn";
+  const pair = () => `no "${op}" between ${describeStaticType(a)} and ${describeStaticType(b ?? DYN)}`;
+  switch (name) {
+    case "_<_":
+    case "_<=_":
+    case "_>_":
+    case "_>=_":
+      if (!known(b) || (isNumeric(a) && isNumeric(b)) || (a.kind === b.kind && ORDERED.has(a.kind)))
+        return undefined;
+      return known(a) ? pair() : undefined;
+    case "_+_":
+      if (!known(a) || !known(b)) return undefined;
+      if (a.kind === b.kind && (ADDABLE.has(a.kind) || a.kind === "list")) return undefined;
+      if (
+        (a.kind === "timestamp" && b.kind === "duration") ||
+        (a.kind === "duration" && b.kind === "timestamp")
+      )
+        return undefined;
+      return pair();
+    case "_-_":
+      if (!known(a) || !known(b)) return undefined;
+      if (a.kind === b.kind && SUBTRACTABLE.has(a.kind)) return undefined;
+      if (a.kind === "timestamp" && (b.kind === "timestamp" || b.kind === "duration")) return undefined;
+      return pair();
+    case "_*_":
+    case "_/_":
+      if (!known(a) || !known(b) || (a.kind === b.kind && isNumeric(a))) return undefined;
+      return pair();
+    case "_%_":
+      if (!known(a) || !known(b) || (a.kind === b.kind && (a.kind === "int" || a.kind === "uint")))
+        return undefined;
+      return pair();
+    case "-_":
+      return known(a) && a.kind !== "int" && a.kind !== "double"
+        ? `no "-" for ${describeStaticType(a)}`
+        : undefined;
+    case "!_":
+      return known(a) && a.kind !== "bool"
+        ? `no "!" for ${describeStaticType(a)}, only for a bool`
+        : undefined;
+    case "_&&_":
+    case "_||_": {
+      const wrong = operands.find((t) => known(t) && t.kind !== "bool");
+      return wrong === undefined ? undefined : `"${op}" takes bools, not ${describeStaticType(wrong)}`;
+    }
+    case "_?_:_":
+      return known(a) && a.kind !== "bool"
+        ? `the test of "?:" is ${describeStaticType(a)}, not a bool`
+        : undefined;
+    case "_==_":
+    case "_!=_":
+      if (b === undefined || !neverEqual(a, b)) return undefined;
+      return `"${op}" between ${describeStaticType(a)} and ${describeStaticType(b)} is always ${name === "_==_" ? "false" : "true"}`;
+    case "@in": {
+      if (!known(b)) return undefined;
+      if ((b.kind === "map" || b.kind === "record") && known(a) && !MAP_KEYS.has(a.kind))
+        return `no "in" of ${describeStaticType(a)} in a map: its keys are strings, numbers or bools`;
+      if (b.kind === "list" || b.kind === "map" || b.kind === "record") {
+        const inside = b.kind === "list" ? b.element : b.kind === "map" ? b.key : STRING;
+        return neverEqual(a, inside)
+          ? `"in" looks for ${describeStaticType(a)} among ${b.kind === "list" ? "elements" : "keys"} that are ${describeStaticType(inside)}: always false`
+          : undefined;
+      }
+      return `no "in" on ${describeStaticType(b)}, only on a list or a map`;
+    }
+    case "_[_]":
+      return known(a) && (SCALARS.has(a.kind) || a.kind === "null")
+        ? `${describeStaticType(a)} cannot be indexed`
+        : undefined;
+    case "size":
+      return known(a) &&
+        (SCALARS.has(a.kind) || a.kind === "null") &&
+        a.kind !== "string" &&
+        a.kind !== "bytes"
+        ? `no size() of ${describeStaticType(a)}`
+        : undefined;
+    default:
+      if (!method || !STRING_TESTS.has(name)) return undefined;
+      if (known(a) && a.kind !== "string")
+        return `no ${name}() on ${describeStaticType(a)}, only on a string`;
+      if (known(b) && b.kind !== "string") return `${name}() takes a string, not ${describeStaticType(b)}`;
+      return undefined;
+  }
+}
+
+/** True when values of `a` and `b` are known scalars that CEL never finds equal (`1 == "1"`). */
+function neverEqual(a: CelStaticType, b: CelStaticType): boolean {
+  if (!SCALARS.has(a.kind) || !SCALARS.has(b.kind)) return false;
+  return a.kind !== b.kind && !(isNumeric(a) && isNumeric(b));
 }

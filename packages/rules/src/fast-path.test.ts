@@ -36,10 +36,10 @@ const SIMPLE = [
   "invocation != null && invocation.function == 'handle'",
   "subject.annotations.tier == 'gold' && !trust.verified",
   "true",
-  "kind == true",
+  "input.kind == true",
   "null == claims",
-  "claims.issuer || claims.expired",
-  "!kind",
+  "input.request.claims.issuer || claims.expired",
+  "!input.kind",
 ];
 
 /** Expressions left to @bufbuild/cel alone. */

@@ -18,6 +18,9 @@ export const KeyPrefix = {
 export type KeyRole = keyof typeof KeyPrefix;
 
 const SEED_PREFIX = 18 << 3;
+// base32 characters in prefix ‖ key ‖ CRC: 35 bytes for a public key, 36 for a seed.
+const PUBLIC_KEY_LENGTH = 56;
+const SEED_LENGTH = 58;
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const LOOKUP = new Map([...ALPHABET].map((c, i) => [c, i]));
 
@@ -45,7 +48,12 @@ export function decodePublicKey(
   text: string,
   expected?: KeyRole | readonly KeyRole[],
 ): { role: KeyRole; raw: Uint8Array } {
-  const bytes = decodeWithChecksum(text);
+  if (text.length !== PUBLIC_KEY_LENGTH) {
+    throw new InvalidKeyError(
+      `${abbreviate(text)} is not a public key: its length is ${text.length}, a public nkey has ${PUBLIC_KEY_LENGTH} characters`,
+    );
+  }
+  const bytes = decodeWithChecksum(text, abbreviate(text));
   if (bytes.length !== 33)
     throw new InvalidKeyError(`${abbreviate(text)} is not a public key (wrong length)`);
   const role = roleOf(bytes[0]!);
@@ -66,7 +74,12 @@ export function decodeSeed(
   text: string,
   expected?: KeyRole | readonly KeyRole[],
 ): { role: KeyRole; raw: Uint8Array } {
-  const bytes = decodeWithChecksum(text);
+  if (text.length !== SEED_LENGTH) {
+    throw new InvalidKeyError(
+      `not an nkey seed: its length is ${text.length}, a seed has ${SEED_LENGTH} characters`,
+    );
+  }
+  const bytes = decodeWithChecksum(text, "the seed");
   if (bytes.length !== 34 || (bytes[0]! & 0xf8) !== SEED_PREFIX) {
     throw new InvalidKeyError("not an nkey seed: a seed starts with S and holds 32 bytes");
   }
@@ -80,8 +93,15 @@ function checkRole(what: string, role: KeyRole, expected?: KeyRole | readonly Ke
   if (expected === undefined) return;
   const allowed = typeof expected === "string" ? [expected] : expected;
   if (!allowed.includes(role)) {
-    throw new InvalidKeyError(`${abbreviate(what)} is a ${role} key; expected ${allowed.join(" or ")}`);
+    throw new InvalidKeyError(
+      `${abbreviate(what)} is ${withArticle(role)} key; expected ${allowed.join(" or ")}`,
+    );
   }
+}
+
+/** `an N`, `a V`: the article as the letter is spoken ("en", "vee"). */
+function withArticle(role: KeyRole): string {
+  return `${"AMNO".includes(role) ? "an" : "a"} ${role}`;
 }
 
 function roleOf(prefix: number): KeyRole | undefined {
@@ -93,12 +113,13 @@ function encodeWithChecksum(payload: Uint8Array): string {
   return base32Encode(Uint8Array.of(...payload, crc & 0xff, crc >> 8));
 }
 
-function decodeWithChecksum(text: string): Uint8Array {
-  const bytes = base32Decode(text);
-  if (bytes.length < 3) throw new InvalidKeyError(`${abbreviate(text)} is too short to be an nkey`);
+/** `what` names the text in messages, so that a seed's characters are never shown. */
+function decodeWithChecksum(text: string, what: string): Uint8Array {
+  const bytes = base32Decode(text, what);
+  if (bytes.length < 3) throw new InvalidKeyError(`${what} is too short to be an nkey`);
   const payload = bytes.subarray(0, bytes.length - 2);
   const crc = bytes[bytes.length - 2]! | (bytes[bytes.length - 1]! << 8);
-  if (crc !== crc16(payload)) throw new InvalidKeyError(`${abbreviate(text)} has an invalid checksum`);
+  if (crc !== crc16(payload)) throw new InvalidKeyError(`${what} has an invalid checksum`);
   return payload;
 }
 
@@ -118,14 +139,14 @@ function base32Encode(bytes: Uint8Array): string {
   return out;
 }
 
-function base32Decode(text: string): Uint8Array {
+function base32Decode(text: string, what: string): Uint8Array {
   const out: number[] = [];
   let buffer = 0;
   let bits = 0;
   for (const char of text) {
     const value = LOOKUP.get(char);
     if (value === undefined)
-      throw new InvalidKeyError(`${abbreviate(text)} is not base32 (character ${JSON.stringify(char)})`);
+      throw new InvalidKeyError(`${what} is not base32 (character ${JSON.stringify(char)})`);
     buffer = ((buffer << 5) | value) & 0xffff;
     bits += 5;
     if (bits >= 8) {
@@ -133,6 +154,9 @@ function base32Decode(text: string): Uint8Array {
       bits -= 8;
     }
   }
+  // The encoder pads the last character with zero bits; anything else is a mistyped key.
+  if ((buffer & ((1 << bits) - 1)) !== 0)
+    throw new InvalidKeyError(`${what} is not canonical base32: its last character has stray bits`);
   return Uint8Array.from(out);
 }
 

@@ -36,14 +36,61 @@ describe("nkey codec", () => {
   it("rejects a flipped character, an unknown alphabet and the wrong role", () => {
     const flipped = `${REAL_KEYS.M.slice(0, 10)}${REAL_KEYS.M[10] === "A" ? "B" : "A"}${REAL_KEYS.M.slice(11)}`;
     expect(() => decodePublicKey(flipped)).toThrow(/checksum/);
-    expect(() => decodePublicKey("M0000")).toThrow(/base32/);
+    expect(() => decodePublicKey(`${REAL_KEYS.M.slice(0, 55)}0`)).toThrow(/base32/);
     try {
       decodePublicKey(REAL_KEYS.V, "M");
       expect.unreachable();
     } catch (err) {
       expect(isInvalidKeyError(err)).toBe(true);
-      expect(String(err)).toMatch(/V key; expected M/);
+      expect(String(err)).toMatch(/is a V key; expected M/);
     }
+  });
+
+  it("refuses a public key or seed with a character too many or too few", () => {
+    for (const key of [
+      `${REAL_KEYS.M}A`,
+      `${REAL_KEYS.M}Q`,
+      REAL_KEYS.M.slice(0, 55),
+      `${REAL_KEYS.N}AAAA`,
+    ]) {
+      expect(() => decodePublicKey(key)).toThrow(
+        new RegExp(`its length is ${key.length}, a public nkey has 56 characters`),
+      );
+    }
+    const { seed } = generateKey("O");
+    for (const text of [`${seed}A`, seed.slice(0, 57), `${seed}AA`]) {
+      expect(() => decodeSeed(text)).toThrow(
+        new RegExp(`its length is ${text.length}, a seed has 58 characters`),
+      );
+    }
+  });
+
+  it("refuses a seed whose last character carries stray bits, without showing the seed", () => {
+    const { seed } = generateKey("O");
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const last = alphabet.indexOf(seed.at(-1)!);
+    // 58 characters carry 290 bits for 288: the last character's low 2 bits are padding.
+    for (const pad of [1, 2, 3]) {
+      const stray = `${seed.slice(0, 57)}${alphabet[last ^ pad]}`;
+      expect(() => decodeSeed(stray)).toThrow(
+        /the seed is not canonical base32: its last character has stray bits/,
+      );
+    }
+    try {
+      decodeSeed(`${seed.slice(0, 57)}${alphabet[last ^ 1]}`);
+    } catch (err) {
+      expect(String(err)).not.toContain(seed.slice(0, 8));
+    }
+  });
+
+  it("names the wrong role with the article its letter takes", () => {
+    expect(() => decodePublicKey(REAL_KEYS.A, "M")).toThrow(/is an A key; expected M/);
+    expect(() => decodePublicKey(REAL_KEYS.N, "O")).toThrow(/is an N key; expected O/);
+    expect(() => decodePublicKey(REAL_KEYS.M, "V")).toThrow(/is an M key; expected V/);
+    expect(() => decodePublicKey(createOperator().getPublicKey(), "N")).toThrow(/is an O key; expected N/);
+    expect(() => decodePublicKey(generateKey("C").publicKey, "N")).toThrow(/is a C key; expected N/);
+    expect(() => decodePublicKey(generateKey("U").publicKey, "N")).toThrow(/is a U key; expected N/);
+    expect(() => decodeSeed(generateKey("N").seed, "O")).toThrow(/^.*the seed is an N key; expected O$/);
   });
 });
 

@@ -3,6 +3,61 @@ import { describe, expect, it } from "vitest";
 import { isInboxReply, parseWorkerConfig } from "./config.js";
 
 describe("parseWorkerConfig", () => {
+  it("refuses a policy or changes topic with a space, an empty token or a wildcard, naming it", () => {
+    for (const topic of [
+      "",
+      "a b",
+      " wasmcloud.policy",
+      "wasmcloud.policy\t",
+      "wasmcloud.\u0000policy",
+      "wasmcloud..policy",
+      ".wasmcloud",
+      "wasmcloud.",
+      "wasmcloud.>",
+      "wasmcloud.*.policy",
+      "*",
+      ">",
+      "wasm*cloud.policy",
+    ]) {
+      for (const setting of ["policyTopic", "changesTopic"] as const) {
+        const other = setting === "policyTopic" ? { changesTopic: "c.changes" } : { policyTopic: "c.policy" };
+        let thrown: unknown;
+        try {
+          parseWorkerConfig({ [setting]: topic, ...other });
+        } catch (err) {
+          thrown = err;
+        }
+        expect(isArbiterError(thrown, "INVALID_CONFIG"), `${setting} ${JSON.stringify(topic)}`).toBe(true);
+        expect(String(thrown)).toContain(`${setting}: ${JSON.stringify(topic)}: expected a NATS subject`);
+      }
+    }
+  });
+
+  it("refuses the same subject as both policy and changes topic", () => {
+    for (const config of [
+      { policyTopic: "lattice.policy", changesTopic: "lattice.policy" },
+      { policyTopic: "wasmcloud.policy.changes" },
+      { changesTopic: "wasmcloud.policy" },
+    ]) {
+      expect(() => parseWorkerConfig(config), JSON.stringify(config)).toThrow(
+        /changesTopic: "[\w.]+": the same subject as policyTopic/,
+      );
+    }
+  });
+
+  it("takes literal topics, defaulting to wasmCloud's", () => {
+    expect(parseWorkerConfig({})).toMatchObject({
+      policyTopic: "wasmcloud.policy",
+      changesTopic: "wasmcloud.policy.changes",
+    });
+    const config = parseWorkerConfig({
+      policyTopic: "lattice-1.policy_v2",
+      changesTopic: "lattice-1.changes",
+    });
+    expect(config.policyTopic).toBe("lattice-1.policy_v2");
+    expect(config.changesTopic).toBe("lattice-1.changes");
+  });
+
   it("answers _INBOX. by default", () => {
     const config = parseWorkerConfig({});
     expect(config.inboxPrefixes).toEqual(["_INBOX."]);

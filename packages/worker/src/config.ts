@@ -9,63 +9,82 @@ import {
 import { decodePublicKey } from "@arbiter/trust";
 import { z } from "zod";
 
-/** Configuration of a decision worker, parsed and defaulted before anything starts. */
-export const WorkerConfig = z.object({
-  /** Stable name of this worker in decisions and status (default: host name, pid and a random suffix). */
-  id: z.string().min(1).optional(),
-  policyTopic: z.string().min(1).default(DEFAULT_POLICY_TOPIC),
-  changesTopic: z.string().min(1).default(DEFAULT_CHANGES_TOPIC),
-  queueGroup: z.string().min(1).default(DEFAULT_QUEUE_GROUP),
-  prefix: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+$/, "use letters, digits, - and _")
-    .default(DEFAULT_PREFIX),
-  /** Replicas used when the worker has to create a stream or bucket. */
-  replicas: z.number().int().min(1).max(5).default(1),
-  /** Public keys (`O…`) whose signed rule events this worker accepts. */
-  adminKeys: z.array(z.string()).default([]),
-  /** This worker's signing seed (`SN…`); one is generated when absent. */
-  workerSeed: z.string().optional(),
-  /** Largest request accepted, in bytes. */
-  maxPayloadBytes: z
-    .number()
-    .int()
-    .positive()
-    .default(1024 * 1024),
-  /** How long to wait for JetStream to acknowledge a decision before giving up on it. */
-  ackTimeoutMs: z.number().int().positive().default(2000),
-  /** How long `start()` waits to catch up with the rule events before serving anyway (degraded). */
-  catchUpTimeoutMs: z.number().int().positive().default(30_000),
-  /**
-   * Requests held (waiting to be decided, or decided and waiting for their record) beyond which new
-   * ones are dropped unanswered: the host times out and fails closed, as when no worker answers,
-   * and the worker's memory stays bounded even while the decision log is slow or silent.
-   */
-  maxQueuedRequests: z.number().int().positive().default(10_000),
-  /**
-   * Reply subject prefixes the worker answers to (hosts' inboxes). A request with any other reply
-   * subject is recorded, counted and not answered, so no answer can be steered onto the changes
-   * topic or into Arbiter's own streams.
-   */
-  inboxPrefixes: z
-    .array(z.string().regex(/^[^\s*>]+$/, "a subject prefix without spaces or wildcards"))
-    .min(1)
-    .default(["_INBOX."]),
-  /**
-   * How long a reply subject that was answered stays refused: each inbox gets one answer, so that
-   * a host cannot steer a stream of answers into an inbox it predicts another host will use
-   * (see AnsweredReplies). Longer than any host waits for an answer.
-   */
-  replyOnceWindowMs: z.number().int().positive().default(10_000),
-  /**
-   * What to do when the decision log does not acknowledge: `silent` (default) leaves the request
-   * unanswered, so the host fails closed without caching; `deny` answers `permitted: false`, which
-   * hosts cache for their lifetime.
-   */
-  onLogOutage: z.enum(["silent", "deny"]).default("silent"),
-  /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
-  followRetryMs: z.number().int().positive().default(250),
+/**
+ * A topic the worker subscribes or publishes on: one literal NATS subject. A wildcard policy topic
+ * would take any message as a request, and a space or an empty token makes no subject at all.
+ */
+const Topic = z.string().refine(isPlainSubject, {
+  error: (issue) =>
+    `${JSON.stringify(issue.input)}: expected a NATS subject of dot-separated tokens, without spaces or wildcards (* >)`,
 });
+
+/** Configuration of a decision worker, parsed and defaulted before anything starts. */
+export const WorkerConfig = z
+  .object({
+    /** Stable name of this worker in decisions and status (default: host name, pid and a random suffix). */
+    id: z.string().min(1).optional(),
+    policyTopic: Topic.default(DEFAULT_POLICY_TOPIC),
+    changesTopic: Topic.default(DEFAULT_CHANGES_TOPIC),
+    queueGroup: z.string().min(1).default(DEFAULT_QUEUE_GROUP),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/, "use letters, digits, - and _")
+      .default(DEFAULT_PREFIX),
+    /** Replicas used when the worker has to create a stream or bucket. */
+    replicas: z.number().int().min(1).max(5).default(1),
+    /** Public keys (`O…`) whose signed rule events this worker accepts. */
+    adminKeys: z.array(z.string()).default([]),
+    /** This worker's signing seed (`SN…`); one is generated when absent. */
+    workerSeed: z.string().optional(),
+    /** Largest request accepted, in bytes. */
+    maxPayloadBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(1024 * 1024),
+    /** How long to wait for JetStream to acknowledge a decision before giving up on it. */
+    ackTimeoutMs: z.number().int().positive().default(2000),
+    /** How long `start()` waits to catch up with the rule events before serving anyway (degraded). */
+    catchUpTimeoutMs: z.number().int().positive().default(30_000),
+    /**
+     * Requests held (waiting to be decided, or decided and waiting for their record) beyond which new
+     * ones are dropped unanswered: the host times out and fails closed, as when no worker answers,
+     * and the worker's memory stays bounded even while the decision log is slow or silent.
+     */
+    maxQueuedRequests: z.number().int().positive().default(10_000),
+    /**
+     * Reply subject prefixes the worker answers to (hosts' inboxes). A request with any other reply
+     * subject is recorded, counted and not answered, so no answer can be steered onto the changes
+     * topic or into Arbiter's own streams.
+     */
+    inboxPrefixes: z
+      .array(z.string().regex(/^[^\s*>]+$/, "a subject prefix without spaces or wildcards"))
+      .min(1)
+      .default(["_INBOX."]),
+    /**
+     * How long a reply subject that was answered stays refused: each inbox gets one answer, so that
+     * a host cannot steer a stream of answers into an inbox it predicts another host will use
+     * (see AnsweredReplies). Longer than any host waits for an answer.
+     */
+    replyOnceWindowMs: z.number().int().positive().default(10_000),
+    /**
+     * What to do when the decision log does not acknowledge: `silent` (default) leaves the request
+     * unanswered, so the host fails closed without caching; `deny` answers `permitted: false`, which
+     * hosts cache for their lifetime.
+     */
+    onLogOutage: z.enum(["silent", "deny"]).default("silent"),
+    /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
+    followRetryMs: z.number().int().positive().default(250),
+  })
+  .superRefine((config, ctx) => {
+    if (config.policyTopic === config.changesTopic) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["changesTopic"],
+        message: `${JSON.stringify(config.changesTopic)}: the same subject as policyTopic; hosts would take overrides for requests`,
+      });
+    }
+  });
 /** A worker configuration as given (defaults not yet applied). */
 export type WorkerConfig = z.input<typeof WorkerConfig>;
 /** A worker configuration with its defaults applied. */
@@ -142,6 +161,11 @@ function isLiteralSubject(subject: string): boolean {
     }
   }
   return true;
+}
+
+/** True when `subject` is one literal subject with no `*`, `>` or white space anywhere, even inside a token. */
+function isPlainSubject(subject: string): boolean {
+  return isLiteralSubject(subject) && !/[\s*>]/.test(subject);
 }
 
 /** Subjects (each with everything under it) no answer may ever be sent to. */

@@ -1,11 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import {
-  ArbiterError,
-  DEFAULT_CHANGES_TOPIC,
-  DEFAULT_POLICY_TOPIC,
-  ErrorCode,
-  isArbiterError,
-} from "@arbiter/protocol";
+import { ArbiterError, ErrorCode, isArbiterError } from "@arbiter/protocol";
 import { createSigner } from "@arbiter/trust";
 import { createWorker, parseWorkerConfig, type WorkerConfig } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -153,18 +147,10 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
       `${SETTING_SOURCES["onLogOutage"]} ${JSON.stringify(onLogOutage)}: expected silent or deny`,
     );
   }
-  const policyTopic = flags.policyTopic ? plainSubject("policyTopic", flags.policyTopic) : undefined;
-  const changesTopic = flags.changesTopic ? plainSubject("changesTopic", flags.changesTopic) : undefined;
-  if ((policyTopic ?? DEFAULT_POLICY_TOPIC) === (changesTopic ?? DEFAULT_CHANGES_TOPIC)) {
-    throw new ArbiterError(
-      ErrorCode.InvalidConfig,
-      `${SETTING_SOURCES["changesTopic"]} ${JSON.stringify(changesTopic ?? DEFAULT_CHANGES_TOPIC)}: the same subject as ${SETTING_SOURCES["policyTopic"]}; hosts would take overrides for requests`,
-    );
-  }
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
-    ...(policyTopic ? { policyTopic } : {}),
-    ...(changesTopic ? { changesTopic } : {}),
+    ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
+    ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
     ...(workerSeed ? { workerSeed } : {}),
     ...(inboxes !== undefined ? { inboxPrefixes: inboxes.split(",").map((p) => p.trim()) } : {}),
     ...(onLogOutage !== undefined ? { onLogOutage } : {}),
@@ -179,22 +165,6 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
   } catch (err) {
     throw namingTheSetting(err);
   }
-}
-
-/**
- * A topic as a NATS subject to subscribe or publish on: dot-separated non-empty tokens, no spaces
- * and no wildcards (a wildcard policy topic would take any message as a request). Throws
- * INVALID_CONFIG naming the flag and variable, before anything connects.
- */
-function plainSubject(setting: "policyTopic" | "changesTopic", subject: string): string {
-  const tokens = subject.split(".");
-  if (tokens.some((t) => t.length === 0 || /[\s*>]/.test(t))) {
-    throw new ArbiterError(
-      ErrorCode.InvalidConfig,
-      `${SETTING_SOURCES[setting]} ${JSON.stringify(subject)}: expected a NATS subject of dot-separated tokens, without spaces or wildcards (* >)`,
-    );
-  }
-  return subject;
 }
 
 /** A positive decimal integer, or INVALID_CONFIG naming `flag`. */
@@ -212,7 +182,7 @@ function strictInteger(flag: string, raw: string): number {
 /** A configuration error with the worker's setting names replaced by the flags and variables that set them. */
 function namingTheSetting(err: unknown): unknown {
   if (!isArbiterError(err, ErrorCode.InvalidConfig)) return err;
-  const message = err.message.replace(/(^|: |; )(\w+)(?=[: ])/g, (whole, lead: string, key: string) =>
+  const message = err.message.replace(/(^|: |; | as )(\w+)(?=[:; ])/g, (whole, lead: string, key: string) =>
     SETTING_SOURCES[key] ? `${lead}${SETTING_SOURCES[key]}` : whole,
   );
   return message === err.message ? err : new ArbiterError(ErrorCode.InvalidConfig, message, { cause: err });
