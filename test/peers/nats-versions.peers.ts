@@ -1,6 +1,8 @@
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { startNatsServer } from "../harness/index.js";
+import { CORE_TESTS } from "./core-tests.js";
 import { buildHint, cachedNatsServers } from "./peers-cache.js";
 
 // The nats-server releases in the peers cache: vitest.peers.config.ts runs Arbiter's core integration
@@ -27,6 +29,11 @@ describe("nats-server releases in the peers cache", () => {
       );
     }
     console.log(`nats-server releases under test: ${servers.map((s) => s.version).join(", ")}`);
+  });
+
+  it("runs core test files that all exist (a renamed file would otherwise drop out unseen)", () => {
+    const missing = CORE_TESTS.filter((file) => !existsSync(new URL(`../../${file}`, import.meta.url)));
+    expect(missing, "core test files named in test/peers/core-tests.ts that are gone").toEqual([]);
   });
 
   it("starts each release with JetStream through the harness", async () => {
