@@ -8,6 +8,8 @@
 // with one job (go -p=1, cargo -j 1): the machine is small and shared.
 //
 // Usage: node scripts/peers.mjs [--only nats|opa|host[,…]] [--force]
+//        node scripts/peers.mjs --check   exits 0 when every peer is in the cache, 1 (saying what is missing)
+//                                         otherwise; builds nothing and needs no network
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
@@ -31,13 +33,14 @@ function peersDir(env) {
 
 function usage(message) {
   if (message) console.error(message);
-  console.error("usage: node scripts/peers.mjs [--only nats|opa|host[,…]] [--force]");
+  console.error("usage: node scripts/peers.mjs [--only nats|opa|host[,…]] [--force] | --check");
   process.exit(2);
 }
 
 function parseArgs(argv) {
   let only = KINDS;
   let force = false;
+  let check = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--only") {
@@ -47,13 +50,15 @@ function parseArgs(argv) {
       for (const kind of only) if (!KINDS.includes(kind)) usage(`--only: unknown kind "${kind}"`);
     } else if (arg === "--force") {
       force = true;
+    } else if (arg === "--check") {
+      check = true;
     } else if (arg === "--help" || arg === "-h") {
       usage();
     } else {
       usage(`unknown argument ${arg}`);
     }
   }
-  return { only, force };
+  return { only, force, check };
 }
 
 /** Runs a command under `nice -n 19`, its output streamed to ours; rejects on a non-zero exit. */
@@ -261,7 +266,42 @@ async function buildHost(force) {
 
 const STEPS = { nats: buildNats, opa: buildOpa, host: buildHost };
 
-const { only, force } = parseArgs(process.argv.slice(2));
+/** What `--check` requires: the suite's minimum, at least three nats-server releases from 2.10 on. */
+async function checkCache() {
+  const missing = [];
+  const nats = (await cachedNatsVersions()).filter((version) => compareVersions(version, "v2.10.0") >= 0);
+  const natsBins = [];
+  for (const version of nats) {
+    if (await isExecutable(join(PEERS_DIR, "nats-server", version, "nats-server"))) natsBins.push(version);
+  }
+  if (natsBins.length < 3)
+    missing.push(`nats-server releases from 2.10 on (have ${natsBins.join(", ") || "none"})`);
+  if (!(await isExecutable(join(PEERS_DIR, "opa-policy-server", "opa-policy-server"))))
+    missing.push("the OPA policy server");
+  let hosts = [];
+  try {
+    hosts = await readdir(join(PEERS_DIR, "wasmcloud-host"));
+  } catch {
+    // No host built yet.
+  }
+  let host;
+  for (const crate of hosts)
+    if (await isExecutable(join(PEERS_DIR, "wasmcloud-host", crate, HOST_BINARY))) host = crate;
+  if (!host) missing.push("the wasmCloud host");
+  if (missing.length > 0) {
+    console.log(`peers cache ${PEERS_DIR} lacks ${missing.join("; ")}: \`npm run peers\` builds them`);
+    process.exit(1);
+  }
+  console.log(
+    `peers cache ${PEERS_DIR}: nats-server ${natsBins.join(", ")}, OPA policy server, wasmCloud host (wasmcloud-host ${host})`,
+  );
+}
+
+const { only, force, check } = parseArgs(process.argv.slice(2));
+if (check) {
+  await checkCache();
+  process.exit(0);
+}
 console.log(`peers cache: ${PEERS_DIR}`);
 await mkdir(PEERS_DIR, { recursive: true });
 const failures = [];
