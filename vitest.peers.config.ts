@@ -17,11 +17,20 @@ const shared = { testTimeout: 60_000, hookTimeout: 60_000, maxWorkers: 2 } as co
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: "peers", include: ["test/peers/**/*.peers.ts"], ...shared } },
-      // One project per release: the harness honours NATS_SERVER_BIN in every test of the project.
-      ...natsServers.map((natsServer) => ({
+      {
+        test: {
+          name: "peers",
+          include: ["test/peers/**/*.peers.ts"],
+          sequence: { groupOrder: 0 },
+          ...shared,
+        },
+      },
+      // One project per release, one after another (two cores): the harness honours NATS_SERVER_BIN in
+      // every test of the project.
+      ...natsServers.map((natsServer, i) => ({
         test: {
           name: `nats-server ${natsServer.version}`,
+          sequence: { groupOrder: i + 1 },
           include: [HARNESS_CHECK, ...CORE_TESTS],
           env: { NATS_SERVER_BIN: natsServer.bin },
           provide: { natsServer },
