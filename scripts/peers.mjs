@@ -13,7 +13,7 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import { access, copyFile, mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { access, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,6 +29,11 @@ const HOST_BINARY = "arbiter-wasmcloud-host";
 /** The cache folder: `env.ARBITER_PEERS_DIR`, default `~/.cache/arbiter-peers`. */
 function peersDir(env) {
   return env["ARBITER_PEERS_DIR"] || join(homedir(), ".cache", "arbiter-peers");
+}
+
+/** Where cargo keeps its downloads: `env.CARGO_HOME`, default `~/.cargo`. */
+function cargoHome(env) {
+  return env["CARGO_HOME"] || join(homedir(), ".cargo");
 }
 
 function usage(message) {
@@ -238,9 +243,67 @@ async function lockedCrateVersion(lockFile, name) {
   return match[1];
 }
 
+/** The `.crate` archive cargo downloaded for `name@version`, or `undefined`. */
+async function findCrateArchive(name, version) {
+  const cache = join(cargoHome(process.env), "registry", "cache");
+  let registries = [];
+  try {
+    registries = await readdir(cache);
+  } catch {
+    return undefined;
+  }
+  for (const registry of registries) {
+    const archive = join(cache, registry, `${name}-${version}.crate`);
+    try {
+      await access(archive);
+      return archive;
+    } catch {
+      // Not from this registry.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Unpacks wasmcloud-host `crate` as crates.io serves it into peers/wasmcloud-host/vendor/ (the
+ * `[patch.crates-io]` of its Cargo.toml) and adds the one crate attribute rustc 1.95 needs to compile
+ * it: `#![recursion_limit = "256"]` (without it: "queries overflow the depth limit!").
+ */
+async function vendorPatchedHost(source, crate) {
+  const vendor = join(source, "vendor");
+  const dir = join(vendor, "wasmcloud-host");
+  const stampFile = join(dir, ".arbiter-patched");
+  if ((await readStamp(stampFile)) === crate) return;
+  let archive = await findCrateArchive("wasmcloud-host", crate);
+  if (!archive) {
+    // Cargo cannot fetch through the manifest whose patch is missing; a one-line manifest downloads it.
+    const fetcher = join(PEERS_DIR, "fetch-wasmcloud-host");
+    await mkdir(join(fetcher, "src"), { recursive: true });
+    await writeFile(
+      join(fetcher, "Cargo.toml"),
+      `[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n\n[dependencies]\nwasmcloud-host = "=${crate}"\n`,
+    );
+    await writeFile(join(fetcher, "src", "main.rs"), "fn main() {}\n");
+    await niced("cargo", ["fetch"], { cwd: fetcher });
+    archive = await findCrateArchive("wasmcloud-host", crate);
+    if (!archive) throw new Error(`cargo fetch did not download wasmcloud-host ${crate}`);
+  }
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(vendor, { recursive: true });
+  await run("tar", ["xzf", archive, "-C", vendor]);
+  await rename(join(vendor, `wasmcloud-host-${crate}`), dir);
+  const lib = join(dir, "src", "lib.rs");
+  await writeFile(lib, `#![recursion_limit = "256"]\n${await readFile(lib, "utf8")}`);
+  await writeFile(stampFile, `${crate}\n`);
+  console.log(
+    `  unpacked wasmcloud-host ${crate} from ${archive} into ${relative(ROOT, dir)}, with #![recursion_limit = "256"]`,
+  );
+}
+
 async function buildHost(force) {
   const source = join(ROOT, "peers", "wasmcloud-host");
   const crate = await lockedCrateVersion(join(source, "Cargo.lock"), "wasmcloud-host");
+  await vendorPatchedHost(source, crate);
   const outDir = join(PEERS_DIR, "wasmcloud-host", crate);
   const bin = join(outDir, HOST_BINARY);
   const stampFile = join(outDir, "source.sha256");
