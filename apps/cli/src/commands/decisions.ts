@@ -178,16 +178,22 @@ export function decisionsCommand(): Command {
       const stopped = untilSignal(async () => abort.abort(), log);
       if (!flags.json) process.stdout.write(`${row(COLUMNS, TAIL_SUBJECT_WIDTH)}\n`);
       const follow = { since: new Date(), ...filter, follow: true, signal: abort.signal };
-      for await (const stored of store.decisions.read(follow)) {
-        const record = parseDecision(stored.text);
-        if (record === null) {
-          log.warn(
-            { text: stored.text.slice(0, 200) },
-            "skipped an entry that is not a sealed decision record",
-          );
-          continue;
+      try {
+        for await (const stored of store.decisions.read(follow)) {
+          const record = parseDecision(stored.text);
+          if (record === null) {
+            log.warn(
+              { text: stored.text.slice(0, 200) },
+              "skipped an entry that is not a sealed decision record",
+            );
+            continue;
+          }
+          process.stdout.write(`${flags.json ? stored.text : describeDecision(record)}\n`);
         }
-        process.stdout.write(`${flags.json ? stored.text : describeDecision(record)}\n`);
+      } catch (err) {
+        // Closing the consumer on Ctrl-C can race a request it had under way (after a reconnect, its
+        // re-creation): once stopping, that is the end of the tail, not a failure.
+        if (!abort.signal.aborted) throw err;
       }
       await stopped;
     } finally {
