@@ -1,10 +1,9 @@
 import { resourceNames } from "@arbiter/protocol";
-import { jetstreamManager } from "@nats-io/jetstream";
-import type { Msg } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, until } from "./harness/index.js";
 import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
 import { fixtureBytes, fixtureJson } from "./support/fixtures.js";
+import { stallDecisionLog } from "./support/stalled-log.js";
 
 // While the decision log is slow or silent, every decided request waits in the worker for its
 // acknowledgement, holding its message (up to max_payload) and its record. A host flooding the
@@ -27,23 +26,10 @@ describe("requests waiting for their record", () => {
   });
 
   it("count against maxQueuedRequests: a flood during a silent decision log is shed, not held", async () => {
-    const { nc, worker } = arbiter;
-    // The decision log goes silent: the stream no longer takes the decision subject, and a
-    // subscriber there holds every publish without acknowledging it.
-    const jsm = await jetstreamManager(nc);
-    const info = await jsm.streams.info(names.decisionsStream);
-    await jsm.streams.update(names.decisionsStream, {
-      ...info.config,
-      subjects: [`${names.decisionsSubjects.slice(0, -1)}elsewhere`],
-    });
-    await using stall = await connectTo(arbiter.server.url);
-    const stalled: Msg[] = [];
-    const silent = stall.subscribe(names.decisionsSubject, {
-      callback: (_err, msg) => {
-        stalled.push(msg);
-      },
-    });
-    await stall.flush();
+    const { worker } = arbiter;
+    // The decision log goes silent: every publish is held, none acknowledged.
+    await using stall = await stallDecisionLog(arbiter);
+    const { stalled } = stall;
 
     await using attacker = await connectTo(arbiter.server.url);
     const request = new TextEncoder().encode(JSON.stringify(fixtureJson("start-provider")));
@@ -68,8 +54,7 @@ describe("requests waiting for their record", () => {
       );
     }
     await until(() => worker.stats().logFailures === LIMIT, { name: "the held requests given up" });
-    silent.unsubscribe();
-    await jsm.streams.update(names.decisionsStream, info.config);
+    await stall.resume();
     expect((await arbiter.ask(fixtureBytes("start-provider"))).permitted).toBe(true);
     expect(worker.stats()).toMatchObject({ shed: SENT - LIMIT, logFailures: LIMIT, decisions: 1 });
   });

@@ -1,10 +1,9 @@
 import { resourceNames } from "@arbiter/protocol";
-import { jetstreamManager } from "@nats-io/jetstream";
-import type { Msg, Subscription } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, until } from "./harness/index.js";
 import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
 import { fixtureBytes } from "./support/fixtures.js";
+import { stallDecisionLog } from "./support/stalled-log.js";
 
 // An attacker who can read and publish to `_INBOX.>` (the permissions that prevent it are another
 // layer) learns the worker's acknowledgement subjects from the real acknowledgements it sees, and
@@ -47,22 +46,9 @@ describe("forged JetStream acknowledgements", () => {
     expect((await arbiter.ask(fixtureBytes("start-provider"))).permitted).toBe(true);
     await until(() => seenAcks.length > 0, { name: "a real acknowledgement seen by the attacker" });
 
-    // JetStream stalls: the stream no longer takes the decision subject, and a silent subscriber
-    // keeps the publish from bouncing as "no responders".
-    const jsm = await jetstreamManager(arbiter.nc);
-    const info = await jsm.streams.info(names.decisionsStream);
-    await jsm.streams.update(names.decisionsStream, {
-      ...info.config,
-      subjects: [`${names.decisionsSubjects.slice(0, -1)}elsewhere`],
-    });
-    await using stall = await connectTo(arbiter.server.url);
-    const stalled: Msg[] = [];
-    const silent: Subscription = stall.subscribe(names.decisionsSubject, {
-      callback: (_err, msg) => {
-        stalled.push(msg);
-      },
-    });
-    await stall.flush();
+    // JetStream stalls: the worker publishes the next decision and hears nothing back.
+    await using stall = await stallDecisionLog(arbiter);
+    const { stalled, subscription: silent } = stall;
 
     // Forge acknowledgements for every token a counter or a short guess would give.
     const seen = seenAcks.at(-1)!;
@@ -91,12 +77,12 @@ describe("forged JetStream acknowledgements", () => {
 
     // A responder on the decision subject that acknowledges for another stream is not believed.
     silent.unsubscribe();
-    const wrongStream = stall.subscribe(names.decisionsSubject, {
+    const wrongStream = stall.nc.subscribe(names.decisionsSubject, {
       callback: (_err, msg) => {
         msg.respond(JSON.stringify({ stream: "OTHER", seq: 7 }));
       },
     });
-    await stall.flush();
+    await stall.nc.flush();
     expect(await askOrNull(arbiter)).toBeNull();
     expect(arbiter.worker.stats()).toMatchObject({ decisions: 1, logFailures: 2 });
     expect(arbiter.worker.health.reason).toMatch(/stream "OTHER"/);
