@@ -3,6 +3,18 @@ import { describe, expect, it } from "vitest";
 import { isInboxReply, parseWorkerConfig } from "./config.js";
 
 describe("parseWorkerConfig", () => {
+  it("refuses a maxPayloadBytes too small for any real request, naming it", () => {
+    let thrown: unknown;
+    try {
+      parseWorkerConfig({ maxPayloadBytes: 10 });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(isArbiterError(thrown, "INVALID_CONFIG")).toBe(true);
+    expect(String(thrown)).toMatch(/maxPayloadBytes: at least 4096 bytes/);
+    expect(parseWorkerConfig({ maxPayloadBytes: 4096 }).maxPayloadBytes).toBe(4096);
+  });
+
   it("refuses a policy or changes topic with a space, an empty token or a wildcard, naming it", () => {
     for (const topic of [
       "",

@@ -9,6 +9,9 @@ import {
 import { decodePublicKey } from "@arbiter/trust";
 import { z } from "zod";
 
+/** The smallest `maxPayloadBytes` a worker takes. */
+export const MIN_PAYLOAD_BYTES = 4096;
+
 /**
  * A topic the worker subscribes or publishes on: one literal NATS subject. A wildcard policy topic
  * would take any message as a request, and a space or an empty token makes no subject at all.
@@ -40,7 +43,12 @@ export const WorkerConfig = z
     maxPayloadBytes: z
       .number()
       .int()
-      .positive()
+      // A wasmCloud request with claims and a few labels is about 1 KB: less than this would
+      // refuse every real request, which is a mistyped setting rather than a policy.
+      .min(
+        MIN_PAYLOAD_BYTES,
+        `at least ${MIN_PAYLOAD_BYTES} bytes: a smaller limit refuses real wasmCloud requests`,
+      )
       .default(1024 * 1024),
     /** How long to wait for JetStream to acknowledge a decision before giving up on it. */
     ackTimeoutMs: z.number().int().positive().default(2000),
