@@ -162,7 +162,7 @@ function humanReport(r: DecisionsBenchReport): string {
         ]
       : [`opa: phases skipped (${opa.reason})`];
   return [
-    `arbiter bench: 1 worker (decision log on) vs bare NATS echo vs the OPA example's policy server, ${s.concurrency} concurrent requesters, ${s.durationSeconds} s after ${s.warmupSeconds} s warm-up, ${s.payloads.length} real wasmCloud 1.x requests`,
+    `arbiter bench: 1 worker (decision log on) vs bare NATS echo${opa.status === "measured" ? " vs the OPA example's policy server" : ""}, ${s.concurrency} concurrent requesters, ${s.durationSeconds} s after ${s.warmupSeconds} s warm-up, ${s.payloads.length} real wasmCloud 1.x requests`,
     ...table,
     `worker/echo: throughput ${r.ratio.throughput.toFixed(3)} (target >= ${r.target.throughputRatio}: ${r.target.met ? "met" : "NOT met"}), p50 x${r.ratio.p50.toFixed(1)}, p99 x${r.ratio.p99.toFixed(1)}`,
     `decision log: ${log.recorded} decisions in ${log.stream} for ${log.answered} worker answers (${log.ok ? "ok" : "MISSING DECISIONS"})`,
