@@ -1,12 +1,39 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { opaPolicyServerBin } from "./peers/peers-cache.js";
 import { runArbiter } from "./support/cli.js";
+
+interface OpaPhase {
+  instances: number;
+  queueGroup: string | null;
+  answers: number;
+  errors: { total: number };
+  mismatches: number;
+  requestIdNotEchoed: number;
+  wrongAnswersByPayload: Record<string, number>;
+}
+
+type OpaReport =
+  | { status: "measured"; single: OpaPhase; queue: OpaPhase; differsFromArbiter: unknown[] }
+  | { status: "skipped"; reason: string };
+
+function opaInCache(): boolean {
+  try {
+    opaPolicyServerBin();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 // The benchmark's figures are never asserted (this machine is shared); only that it runs on its own
 // servers, gets every answer right and finds every answer in the decision log.
 describe("arbiter bench", () => {
-  it("measures the echo and the worker, with every answer right and recorded", async () => {
+  it("measures the echo and the worker (and the OPA server when cached), with every answer right and recorded", async () => {
     const { code, stdout, stderr } = await runArbiter(
-      ["bench", "--duration", "1", "--warmup", "0.2", "--concurrency", "8", "--json"],
+      ["bench", "--duration", "1", "--warmup", "0.2", "--concurrency", "8", "--opa-instances", "2", "--json"],
       { ARBITER_LOG_LEVEL: "warn" },
     );
     expect(code, stderr).toBe(0);
@@ -22,6 +49,8 @@ describe("arbiter bench", () => {
       };
       ratio: { throughput: number };
       target: { throughputRatio: number; met: boolean };
+      opa: OpaReport;
+      guarantees: Record<string, string>;
     };
     for (const phase of [report.echo, report.worker]) {
       expect(phase.answers).toBeGreaterThan(0);
@@ -41,5 +70,51 @@ describe("arbiter bench", () => {
     expect(report.target.met).toBe(
       report.worker.answersPerSecond >= report.target.throughputRatio * report.echo.answersPerSecond,
     );
+    expect(Object.keys(report.guarantees).sort()).toEqual(["echo", "opa", "worker"]);
+    if (!opaInCache()) {
+      expect(report.opa.status).toBe("skipped");
+      return;
+    }
+    if (report.opa.status !== "measured") throw new Error(`OPA phases not measured: ${report.opa.reason}`);
+    expect(report.opa.single).toMatchObject({ instances: 1, queueGroup: null });
+    expect(report.opa.queue).toMatchObject({ instances: 2, queueGroup: expect.any(String) });
+    for (const phase of [report.opa.single, report.opa.queue]) {
+      expect(phase.answers).toBeGreaterThan(0);
+      expect(phase.errors.total).toBe(0);
+      // The example's server replies with a new random requestId: counted, not a mismatch.
+      expect(phase.mismatches).toBe(0);
+      expect(phase.requestIdNotEchoed).toBe(phase.answers);
+      expect(phase.wrongAnswersByPayload).toEqual({});
+    }
+    expect(report.opa.differsFromArbiter).toEqual([]);
+  });
+
+  it("skips the OPA phases, saying how to build the server, when the peers cache has none", async () => {
+    const empty = mkdtempSync(join(tmpdir(), "arbiter-bench-peers-"));
+    try {
+      const { code, stdout, stderr } = await runArbiter(
+        ["bench", "--duration", "0.3", "--warmup", "0", "--concurrency", "4", "--json"],
+        { ARBITER_LOG_LEVEL: "warn", ARBITER_PEERS_DIR: empty },
+      );
+      expect(code, stderr).toBe(0);
+      const report = JSON.parse(stdout) as { worker: { answers: number }; opa: OpaReport };
+      expect(report.worker.answers).toBeGreaterThan(0);
+      expect(report.opa.status).toBe("skipped");
+      expect(report.opa.status === "skipped" && report.opa.reason).toContain("npm run peers -- --only opa");
+      expect(stderr).toContain("OPA phases skipped");
+      expect(stderr).toContain("npm run peers -- --only opa");
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  it("skips the OPA phases on --no-opa", async () => {
+    const { code, stdout, stderr } = await runArbiter(
+      ["bench", "--duration", "0.3", "--warmup", "0", "--concurrency", "4", "--no-opa"],
+      { ARBITER_LOG_LEVEL: "warn" },
+    );
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain("opa: phases skipped (--no-opa)");
+    expect(stdout).not.toMatch(/^opa x1/m);
   });
 });

@@ -6,7 +6,7 @@ export interface ChildExit {
   readonly signal: NodeJS.Signals | null;
 }
 
-/** A Node process the benchmark started; killed by pid when the benchmark exits, whatever happens. */
+/** A process the benchmark started; killed by pid when the benchmark exits, whatever happens. */
 export interface BenchChild {
   readonly name: string;
   readonly pid: number;
@@ -16,6 +16,8 @@ export interface BenchChild {
   readonly exit: ChildExit | null;
   /** The last lines the process wrote on stderr, for error messages. */
   stderrTail(): string;
+  /** Resolves once the process has printed `line` on stdout; rejects when it exits first. */
+  printed(line: string): Promise<void>;
   /** Sends `signal` (default SIGTERM), SIGKILL after `graceMs`, and waits for the exit. Idempotent. */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<ChildExit>;
 }
@@ -36,23 +38,47 @@ export function killLiveChildren(): void {
   live.clear();
 }
 
-/**
- * Starts `node <args>` with stdout ignored and stderr kept (its tail) for error messages. The pid
- * is remembered so that an exit of this process, even through an uncaught exception, kills it.
- */
+/** Starts `node <args>`; see {@link spawnChild}. */
 export function spawnNode(name: string, args: readonly string[], env: NodeJS.ProcessEnv): BenchChild {
+  return spawnChild(name, process.execPath, args, env);
+}
+
+/**
+ * Starts `command <args>` with its stdout lines and stderr tail kept for {@link BenchChild.printed}
+ * and error messages. The pid is remembered so that an exit of this process, even through an
+ * uncaught exception, kills it.
+ */
+export function spawnChild(
+  name: string,
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): BenchChild {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on("exit", killLiveChildren);
   }
-  const child = spawn(process.execPath, args, { env, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not start the ${name} process (node ${args.join(" ")})`);
+  if (pid === undefined)
+    throw new Error(`could not start the ${name} process (${command} ${args.join(" ")})`);
   live.add(pid);
   const tail: string[] = [];
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
     tail.push(...chunk.split("\n").filter((line) => line.length > 0));
     if (tail.length > STDERR_TAIL_LINES) tail.splice(0, tail.length - STDERR_TAIL_LINES);
+  });
+  const lines = new Set<string>();
+  const waiting: Array<{ line: string; resolve: () => void }> = [];
+  let partial = "";
+  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+    const parts = (partial + chunk).split("\n");
+    partial = parts.pop() ?? "";
+    for (const line of parts) {
+      lines.add(line.trim());
+      for (const w of waiting.filter((w) => w.line === line.trim())) w.resolve();
+    }
+    if (lines.size > STDERR_TAIL_LINES) lines.clear();
   });
   let exit: ChildExit | null = null;
   const exited = new Promise<ChildExit>((resolve) => {
@@ -76,6 +102,19 @@ export function spawnNode(name: string, args: readonly string[], env: NodeJS.Pro
       return exit;
     },
     stderrTail: () => tail.join("\n"),
+    printed: (line) =>
+      lines.has(line)
+        ? Promise.resolve()
+        : new Promise<void>((resolve, reject) => {
+            waiting.push({ line, resolve });
+            void exited.then((e) =>
+              reject(
+                new Error(
+                  `the ${name} (pid ${pid}) exited (code ${e.code}, signal ${e.signal}) before printing ${JSON.stringify(line)}:\n${tail.join("\n")}`,
+                ),
+              ),
+            );
+          }),
     async stop(signal = "SIGTERM", graceMs = 10_000) {
       if (exit) return exit;
       try {

@@ -10,8 +10,9 @@ import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { type BenchChild, type ChildExit, spawnNode } from "./child-process.js";
+import { type BenchChild, type ChildExit, spawnChild, spawnNode } from "./child-process.js";
 import { type LoadResult, loadRequestTemplate, type RequestTemplate, runLoad } from "./load.js";
+import { opaPolicyServerVersion } from "./opa-peer.js";
 import { type CpuSample, cpuPercent, sampleCpu } from "./process-cpu.js";
 
 /** Settings of {@link runDecisionsBench}. */
@@ -20,6 +21,11 @@ export interface DecisionsBenchOptions {
   readonly warmupMs: number;
   readonly durationMs: number;
   readonly timeoutMs: number;
+  /**
+   * The OPA example's policy server to measure, once alone and once as `instances` processes in a
+   * queue group; or why its phases are skipped.
+   */
+  readonly opa: { readonly bin: string; readonly instances: number } | { readonly skipped: string };
   /** Run the worker under `node --cpu-prof`, writing its profile into this folder. */
   readonly workerCpuProfDir?: string;
   /** Aborting stops the load, cleans up and rejects with {@link BenchInterruptedError}. */
@@ -53,6 +59,44 @@ export interface PhaseReport extends LoadResult {
   };
 }
 
+/** One measured phase of the OPA example's policy server. */
+export interface OpaPhaseReport extends PhaseReport {
+  readonly instances: number;
+  readonly queueGroup: string | null;
+}
+
+/** A payload on which the OPA server's answers differ from Arbiter's under the example rules. */
+export interface AnswerDifference {
+  readonly payload: string;
+  /** Arbiter's answer: what the example rules decide (`permittedUnderExampleRules`). */
+  readonly arbiterPermitted: boolean;
+  /** Answers of the worker phase that were not that (0 when Arbiter kept to its rules). */
+  readonly arbiterWrongAnswers: number;
+  /** Answers of the OPA phases that were not that. */
+  readonly opaWrongAnswers: number;
+}
+
+/** The OPA phases: measured beside the others, or skipped with the reason and how to build it. */
+export type OpaReport =
+  | {
+      readonly status: "measured";
+      readonly bin: string;
+      readonly version: string;
+      readonly single: OpaPhaseReport;
+      readonly queue: OpaPhaseReport;
+      /** Payloads where the OPA server (seed's policy.rego) and Arbiter (example rules) disagree. */
+      readonly differsFromArbiter: readonly AnswerDifference[];
+    }
+  | { readonly status: "skipped"; readonly reason: string };
+
+/** What each measured responder guarantees about an answer, in the report's words. */
+export const GUARANTEES = {
+  echo: "nothing: answers permitted to everything (the cost of NATS and JSON alone)",
+  worker:
+    "every decision recorded in the decision log (acknowledged by JetStream) before the answer; echoes the requestId; records signed (Ed25519 over batches)",
+  opa: "no record of any decision; replies with a new random requestId, not the request's",
+} as const;
+
 /** The report of `arbiter bench`: the worker beside the echo baseline, same server, same run. */
 export interface DecisionsBenchReport {
   readonly benchmark: "decisions";
@@ -82,6 +126,8 @@ export interface DecisionsBenchReport {
   /** Worker figure divided by the echo figure. */
   readonly ratio: { readonly throughput: number; readonly p50: number; readonly p99: number };
   readonly target: { readonly throughputRatio: number; readonly met: boolean };
+  readonly opa: OpaReport;
+  readonly guarantees: typeof GUARANTEES;
 }
 
 /** Ctrl-C (or SIGTERM) during the benchmark; everything it started has been stopped. */
@@ -114,6 +160,9 @@ const FIXTURE_FILES = [
 const READY_TIMEOUT_MS = 30_000;
 const READY_POLL_MS = 50;
 const WORKER_NAME = "bench-worker";
+const OPA_QUEUE_GROUP = "bench-opa";
+/** What the OPA server prints once it has subscribed (as the example does). */
+const OPA_READY_LINE = "Listening for policy requests...";
 /** Settings a worker would otherwise pick up from our environment and that would move it elsewhere. */
 const FOREIGN_ENV = [
   "NATS_URL",
@@ -154,16 +203,18 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
     interrupted();
 
     const load = async (
-      responder: BenchChild,
+      responders: readonly BenchChild[],
       expectPermitted: (t: RequestTemplate) => boolean,
+      requestIdMustEcho = true,
     ): Promise<Omit<PhaseReport, "responder">> => {
-      const pids = [responder.pid, nats.pid, process.pid];
+      const pids = [...responders.map((r) => r.pid), nats.pid, process.pid];
       const samples: CpuSample[] = [];
       const result = await runLoad({
         nc,
         subject: DEFAULT_POLICY_TOPIC,
         templates,
         expectPermitted,
+        requestIdMustEcho,
         concurrency: options.concurrency,
         warmupMs: options.warmupMs,
         durationMs: options.durationMs,
@@ -173,10 +224,13 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
       });
       const [from, to] = samples;
       const cpu = (pid: number) => (from && to ? cpuPercent(from, to, pid) : null);
+      const responderCpu = responders.map((r) => cpu(r.pid));
       return {
         ...result,
         cpuPercent: {
-          responder: cpu(responder.pid),
+          responder: responderCpu.includes(null)
+            ? null
+            : Math.round(responderCpu.reduce((sum: number, c) => sum + (c ?? 0), 0) * 10) / 10,
           natsServer: cpu(nats.pid),
           loadGenerator: cpu(process.pid),
         },
@@ -202,7 +256,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
     cleanups.push(() => echo.stop());
     await untilAnswering(nc, echo, probe, true, signal);
     log.info({ echoPid: echo.pid }, "measuring the echo responder");
-    const echoResult = await load(echo, () => true);
+    const echoResult = await load([echo], () => true);
     await echo.stop();
     interrupted();
 
@@ -238,9 +292,71 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
     cleanups.push(() => worker.stop());
     const probeAnswers = await untilAnswering(nc, worker, probe, true, signal);
     log.info({ workerPid: worker.pid, revision }, "measuring the worker");
-    const workerResult = await load(worker, (t) => t.permittedUnderExampleRules);
+    const workerResult = await load([worker], (t) => t.permittedUnderExampleRules);
     const workerExit = await worker.stop("SIGTERM");
     interrupted();
+
+    const opaPhase = async (bin: string, instances: number, queue: boolean): Promise<OpaPhaseReport> => {
+      const servers: BenchChild[] = [];
+      try {
+        for (let i = 0; i < instances; i++) {
+          const args = ["-nats", nats.url, "-topic", DEFAULT_POLICY_TOPIC];
+          const server = spawnChild(
+            `OPA policy server ${i + 1}/${instances}`,
+            bin,
+            queue ? [...args, "-queue", OPA_QUEUE_GROUP] : args,
+            childEnv,
+          );
+          servers.push(server);
+          cleanups.push(() => server.stop());
+          await server.printed(OPA_READY_LINE);
+        }
+        await untilAnswering(nc, servers[0]!, probe, null, signal);
+        log.info({ pids: servers.map((s) => s.pid) }, `measuring ${instances} OPA policy server(s)`);
+        const result = await load(servers, (t) => t.permittedUnderExampleRules, false);
+        return {
+          responder: queue
+            ? `${instances} × OPA example policy server in queue group ${OPA_QUEUE_GROUP} (Go processes)`
+            : "1 × OPA example policy server, no queue group (Go process)",
+          ...result,
+          instances,
+          queueGroup: queue ? OPA_QUEUE_GROUP : null,
+        };
+      } finally {
+        await Promise.all(servers.map((server) => server.stop()));
+      }
+    };
+    let opa: OpaReport;
+    if ("bin" in options.opa) {
+      const { bin, instances } = options.opa;
+      const single = await opaPhase(bin, 1, false);
+      interrupted();
+      const queue = await opaPhase(bin, instances, true);
+      interrupted();
+      const differsFromArbiter = templates.flatMap((t): AnswerDifference[] => {
+        const opaWrongAnswers =
+          (single.wrongAnswersByPayload[t.name] ?? 0) + (queue.wrongAnswersByPayload[t.name] ?? 0);
+        if (opaWrongAnswers === 0) return [];
+        return [
+          {
+            payload: t.name,
+            arbiterPermitted: t.permittedUnderExampleRules,
+            arbiterWrongAnswers: workerResult.wrongAnswersByPayload[t.name] ?? 0,
+            opaWrongAnswers,
+          },
+        ];
+      });
+      opa = {
+        status: "measured",
+        bin,
+        version: opaPolicyServerVersion(bin),
+        single,
+        queue,
+        differsFromArbiter,
+      };
+    } else {
+      opa = { status: "skipped", reason: options.opa.skipped };
+    }
 
     // Every record, not every message: a message holds a batch of decisions.
     let recorded = 0;
@@ -285,6 +401,8 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
         throughputRatio: THROUGHPUT_TARGET,
         met: workerResult.answersPerSecond >= THROUGHPUT_TARGET * echoResult.answersPerSecond,
       },
+      opa,
+      guarantees: GUARANTEES,
     };
   } catch (err) {
     if (signal.aborted) throw new BenchInterruptedError();
@@ -297,15 +415,16 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
 }
 
 /**
- * Polls with a real request until `child` gives the expected answer; returns how many answers it
- * got (each is a decision when the child is a worker). Throws when the child exits first or
- * after {@link READY_TIMEOUT_MS}.
+ * Polls with a real request until `child` gives the expected answer (echoing the request id), or
+ * with `permitted` null any `permitted` under any id; returns how many answers it got (each is a
+ * decision when the child is a worker). Throws when the child exits first or after
+ * {@link READY_TIMEOUT_MS}.
  */
 async function untilAnswering(
   nc: NatsConnection,
   child: BenchChild,
   template: RequestTemplate,
-  permitted: boolean,
+  permitted: boolean | null,
   signal: AbortSignal,
 ): Promise<number> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -330,7 +449,12 @@ async function untilAnswering(
       const reply = await nc.request(DEFAULT_POLICY_TOPIC, template.payload(id), { timeout: 1000 });
       answers++;
       const answer = JSON.parse(reply.string()) as { requestId?: unknown; permitted?: unknown };
-      if (answer.requestId === id && answer.permitted === permitted) return answers;
+      if (
+        permitted === null
+          ? typeof answer.permitted === "boolean"
+          : answer.requestId === id && answer.permitted === permitted
+      )
+        return answers;
       last = `answered ${reply.string()}`;
     } catch (err) {
       last = err instanceof Error ? err.message : String(err);

@@ -53,6 +53,11 @@ export interface LoadOptions {
   readonly templates: readonly RequestTemplate[];
   /** The `permitted` a correct answer to this request carries. */
   readonly expectPermitted: (template: RequestTemplate) => boolean;
+  /**
+   * Whether an answer must carry the request's own id (default true). When false (the OPA example
+   * server replies with a new random id), such answers are counted in `requestIdNotEchoed` only.
+   */
+  readonly requestIdMustEcho?: boolean;
   readonly concurrency: number;
   readonly warmupMs: number;
   readonly durationMs: number;
@@ -88,8 +93,15 @@ export interface LoadResult {
     /** The first error message seen, if any. */
     readonly sample: string | null;
   };
-  /** Answers with another request id, undecodable, or with an unexpected `permitted`. */
+  /**
+   * Answers undecodable or with an unexpected `permitted`, and (unless the phase allows it) answers
+   * with another request id.
+   */
   readonly mismatches: number;
+  /** Answers whose `requestId` is not the request's, whether or not that counts as a mismatch. */
+  readonly requestIdNotEchoed: number;
+  /** Per payload (template name): answers with an unexpected `permitted` or undecodable. */
+  readonly wrongAnswersByPayload: Readonly<Record<string, number>>;
   /** Measured window, in milliseconds (the requested duration, give or take a timer tick). */
   readonly windowMs: number;
   /** Every answer of the phase, warm-up and the final in-flight requests included. */
@@ -109,6 +121,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const latencies: number[] = [];
   let answersTotal = 0;
   let mismatches = 0;
+  let requestIdNotEchoed = 0;
+  const wrongByTemplate = templates.map(() => 0);
+  const idMustEcho = options.requestIdMustEcho ?? true;
   let timeouts = 0;
   let noResponders = 0;
   let other = 0;
@@ -119,14 +134,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     while (!signal.aborted) {
       const sentAt = nowMs();
       if (sentAt >= measureUntil) return;
-      const template = templates[next++ % templates.length]!;
+      const index = next++ % templates.length;
+      const template = templates[index]!;
       const id = randomUUID();
-      let correct = false;
+      let verdict: Verdict = "undecodable";
       let failure: "timeout" | "noResponders" | "other" | null = null;
       try {
         const reply = await nc.request(subject, template.payload(id), { timeout: timeoutMs });
         answersTotal++;
-        correct = isCorrectAnswer(reply.string(), id, options.expectPermitted(template));
+        verdict = judgeAnswer(reply.string(), id, options.expectPermitted(template));
       } catch (err) {
         failure = classify(err);
         sample ??= err instanceof Error ? err.message : String(err);
@@ -135,7 +151,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (doneAt < measureFrom || doneAt > measureUntil) continue;
       if (failure === null) {
         latencies.push(doneAt - sentAt);
-        if (!correct) mismatches++;
+        if (verdict === "right") continue;
+        if (verdict === "otherId") {
+          requestIdNotEchoed++;
+          if (idMustEcho) mismatches++;
+          continue;
+        }
+        if (verdict === "wrongOtherId") requestIdNotEchoed++;
+        mismatches++;
+        wrongByTemplate[index]!++;
       } else if (failure === "timeout") timeouts++;
       else if (failure === "noResponders") noResponders++;
       else other++;
@@ -173,6 +197,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     latencyMs: summarize(latencies),
     errors: { total: errorCount, timeouts, noResponders, other, sample },
     mismatches,
+    requestIdNotEchoed,
+    wrongAnswersByPayload: Object.fromEntries(
+      templates.flatMap((t, i) => (wrongByTemplate[i]! > 0 ? [[t.name, wrongByTemplate[i]!]] : [])),
+    ),
     windowMs: Math.max(0, windowMs),
     answersTotal,
   };
@@ -183,13 +211,20 @@ function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-function isCorrectAnswer(text: string, id: string, permitted: boolean): boolean {
+/** An answer's `permitted` and `requestId` against the request's (`wrong…`: `permitted` is off). */
+type Verdict = "right" | "otherId" | "wrong" | "wrongOtherId" | "undecodable";
+
+function judgeAnswer(text: string, id: string, permitted: boolean): Verdict {
+  let answer: { requestId?: unknown; permitted?: unknown };
   try {
-    const answer = JSON.parse(text) as { requestId?: unknown; permitted?: unknown };
-    return answer.requestId === id && answer.permitted === permitted;
+    answer = JSON.parse(text) as { requestId?: unknown; permitted?: unknown };
   } catch {
-    return false;
+    return "undecodable";
   }
+  if (typeof answer !== "object" || answer === null) return "undecodable";
+  const echoed = answer.requestId === id;
+  if (answer.permitted === permitted) return echoed ? "right" : "otherId";
+  return echoed ? "wrong" : "wrongOtherId";
 }
 
 function classify(err: unknown): "timeout" | "noResponders" | "other" {

@@ -3,11 +3,13 @@ import { resolve } from "node:path";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { Command } from "commander";
 import {
+  type DecisionsBenchOptions,
   type DecisionsBenchReport,
   isBenchInterruptedError,
   type PhaseReport,
   runDecisionsBench,
 } from "../bench/decisions-bench.js";
+import { isExecutableFile, OPA_BUILD_HINT, opaPolicyServerPath } from "../bench/opa-peer.js";
 import { parseIntegerFlag } from "../flags.js";
 import { createLogger } from "../lifecycle.js";
 import { emit, reportError } from "../output.js";
@@ -20,18 +22,25 @@ interface BenchFlags {
   workerCpuProf?: string;
   out?: string;
   json?: boolean;
+  opa: boolean;
+  opaInstances: string;
 }
 
-/** `arbiter bench`: decisions/s and latency of one worker beside a bare NATS echo responder. */
+/**
+ * `arbiter bench`: decisions/s and latency of one worker beside a bare NATS echo responder and the
+ * OPA example's policy server (one, and several in a queue group) when the peers cache has it.
+ */
 export function benchCommand(): Command {
   return new Command("bench")
     .description(
-      "benchmark one decision worker (decision log on) against a bare NATS echo responder, same embedded nats-server, same run",
+      "benchmark one decision worker (decision log on) against a bare NATS echo responder and the OPA example's policy server (from the peers cache), same embedded nats-server, same run",
     )
     .option("--duration <s>", "measured seconds per responder", "10")
     .option("--warmup <s>", "unmeasured seconds of load before each measurement", "2")
     .option("--concurrency <n>", "concurrent requesters (each waits for its answer)", "64")
     .option("--timeout <ms>", "per-request timeout; a late answer counts as an error", "1000")
+    .option("--no-opa", "skip the OPA policy server phases")
+    .option("--opa-instances <n>", "OPA policy servers in the queue-group phase", "2")
     .option("--worker-cpu-prof <dir>", "run the worker under node --cpu-prof, writing its profile into <dir>")
     .option("--out <file>", "also write the JSON report to <file>")
     .option("--json", "print the whole report as JSON")
@@ -47,8 +56,18 @@ export function benchCommand(): Command {
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
+      const opaInstances = parseIntegerFlag(flags.opaInstances, "--opa-instances", { min: 1 });
+      const opaBin = opaPolicyServerPath();
+      let opa: DecisionsBenchOptions["opa"];
+      if (!flags.opa) opa = { skipped: "--no-opa" };
+      else if (isExecutableFile(opaBin)) opa = { bin: opaBin, instances: opaInstances };
+      else {
+        opa = { skipped: `the OPA policy server is not in ${opaBin}; \`${OPA_BUILD_HINT}\` builds it` };
+        process.stderr.write(`arbiter bench: OPA phases skipped: ${opa.skipped}\n`);
+      }
       try {
         const report = await runDecisionsBench({
+          opa,
           concurrency: parseIntegerFlag(flags.concurrency, "--concurrency", { min: 1 }),
           warmupMs: seconds(flags.warmup, "--warmup", true),
           durationMs: seconds(flags.duration, "--duration", false),
@@ -91,7 +110,9 @@ function humanReport(r: DecisionsBenchReport): string {
     "max ms",
     "errors",
     "mismatches",
+    "id not echoed",
     "cpu% responder/nats/load",
+    "cpu µs/req",
   ];
   const percent = (value: number | null) => (value === null ? "?" : value.toFixed(0));
   const row = (name: string, p: PhaseReport) => [
@@ -103,9 +124,19 @@ function humanReport(r: DecisionsBenchReport): string {
     p.latencyMs.max.toFixed(2),
     String(p.errors.total),
     String(p.mismatches),
+    String(p.requestIdNotEchoed),
     [p.cpuPercent.responder, p.cpuPercent.natsServer, p.cpuPercent.loadGenerator].map(percent).join("/"),
+    cpuPerRequest(p),
   ];
-  const rows = [header, row("echo", r.echo), row("worker", r.worker)];
+  const opa = r.opa;
+  const rows = [
+    header,
+    row("echo", r.echo),
+    row("worker", r.worker),
+    ...(opa.status === "measured"
+      ? [row("opa x1", opa.single), row(`opa x${opa.queue.instances} queue`, opa.queue)]
+      : []),
+  ];
   const widths = header.map((_, i) => Math.max(...rows.map((cells) => cells[i]!.length)));
   const table = rows.map((cells) =>
     cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "),
@@ -113,17 +144,51 @@ function humanReport(r: DecisionsBenchReport): string {
   const s = r.settings;
   const log = r.worker.decisionLog;
   const m = r.machine;
-  const firstError = [r.echo, r.worker].find((p) => p.errors.sample !== null)?.errors.sample;
+  const phases = opa.status === "measured" ? [r.echo, r.worker, opa.single, opa.queue] : [r.echo, r.worker];
+  const firstError = phases.find((p) => p.errors.sample !== null)?.errors.sample;
+  const opaLines =
+    opa.status === "measured"
+      ? [
+          `opa/echo: throughput x1 ${ratio(opa.single.answersPerSecond, r.echo.answersPerSecond)}, x${opa.queue.instances} queue ${ratio(opa.queue.answersPerSecond, r.echo.answersPerSecond)}; worker/opa x1 ${ratio(r.worker.answersPerSecond, opa.single.answersPerSecond)}`,
+          opa.differsFromArbiter.length === 0
+            ? "answers: the OPA server (seed's policy.rego) gave Arbiter's answer (example rules) to every payload"
+            : `answers DIFFER from Arbiter's: ${opa.differsFromArbiter
+                .map(
+                  (d) =>
+                    `${d.payload} (Arbiter permitted=${d.arbiterPermitted}; ${d.opaWrongAnswers} OPA answers otherwise, ${d.arbiterWrongAnswers} of Arbiter's)`,
+                )
+                .join(", ")}`,
+          `opa server: ${opa.version} (${opa.bin})`,
+        ]
+      : [`opa: phases skipped (${opa.reason})`];
   return [
-    `arbiter bench: 1 worker (decision log on) vs bare NATS echo, ${s.concurrency} concurrent requesters, ${s.durationSeconds} s after ${s.warmupSeconds} s warm-up, ${s.payloads.length} real wasmCloud 1.x requests`,
+    `arbiter bench: 1 worker (decision log on) vs bare NATS echo${opa.status === "measured" ? " vs the OPA example's policy server" : ""}, ${s.concurrency} concurrent requesters, ${s.durationSeconds} s after ${s.warmupSeconds} s warm-up, ${s.payloads.length} real wasmCloud 1.x requests`,
     ...table,
     `worker/echo: throughput ${r.ratio.throughput.toFixed(3)} (target >= ${r.target.throughputRatio}: ${r.target.met ? "met" : "NOT met"}), p50 x${r.ratio.p50.toFixed(1)}, p99 x${r.ratio.p99.toFixed(1)}`,
     `decision log: ${log.recorded} decisions in ${log.stream} for ${log.answered} worker answers (${log.ok ? "ok" : "MISSING DECISIONS"})`,
+    ...opaLines,
     ...(firstError ? [`first error: ${firstError}`] : []),
+    "what each answer guarantees:",
+    `  echo:   ${r.guarantees.echo}`,
+    `  worker: ${r.guarantees.worker}`,
+    `  opa:    ${r.guarantees.opa}`,
     ...(s.workerCpuProfDir
       ? [`worker CPU profile in ${s.workerCpuProfDir} (profiling slows the worker)`]
       : []),
     `machine: ${m.cpuModel}, ${m.cores} cores, ${m.platform}, node ${m.node}, nats-server ${m.natsServer}, load ${m.loadAverageBefore.join(" ")} -> ${m.loadAverageAfter.join(" ")}`,
     `date: ${r.date}`,
   ].join("\n");
+}
+
+/** CPU of responder + nats-server + load generator per answer, in µs (`?` when unknown). */
+function cpuPerRequest(p: PhaseReport): string {
+  const { responder, natsServer, loadGenerator } = p.cpuPercent;
+  if (responder === null || natsServer === null || loadGenerator === null || p.answersPerSecond <= 0)
+    return "?";
+  const us = (percent: number) => ((percent / 100 / p.answersPerSecond) * 1e6).toFixed(1);
+  return [responder, natsServer, loadGenerator].map(us).join("/");
+}
+
+function ratio(a: number, b: number): string {
+  return b > 0 ? (a / b).toFixed(3) : "?";
 }
