@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isProcessAlive } from "@arbiter/embedded-nats";
 import { afterAll, describe, expect, it } from "vitest";
 import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
 import { type RunningArbiter, runArbiter, spawnArbiter } from "./support/cli.js";
@@ -20,23 +21,8 @@ interface UpReport {
   rules: { file: string | null; applied: boolean; reason: string };
 }
 
-/** True once the pid is gone, or is a zombie that nobody has reaped yet. */
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
-  } catch {
-    return true;
-  }
-}
-
 async function allGone(pids: readonly number[], name: string): Promise<void> {
-  await until(() => pids.every(isGone), { name, timeout: 20_000 });
+  await until(() => pids.every((pid) => !isProcessAlive(pid)), { name, timeout: 20_000 });
 }
 
 /** Waits for `up --json` to print its report (or to exit, which fails with its stderr). */
@@ -101,7 +87,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
           .split("\n")
           .map(Number)
           .filter((p) => p > 0)) {
-          if (!isGone(pid)) process.kill(pid, "SIGKILL");
+          if (isProcessAlive(pid)) process.kill(pid, "SIGKILL");
         }
       }
       rmSync(home, { recursive: true, force: true });
@@ -149,7 +135,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     expect(r3.rules).toMatchObject({ applied: true, reason: "--rules given" });
     expect(r3.revision).toBe(3);
     expect(await third.stop("SIGKILL")).toBe(null);
-    expect(r3.natsPids.some((pid) => !isGone(pid))).toBe(true);
+    expect(r3.natsPids.some((pid) => isProcessAlive(pid))).toBe(true);
     expect(existsSync(join(home, "local.json"))).toBe(true);
 
     const fourth = up([], env);

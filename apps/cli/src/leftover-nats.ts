@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { isProcessAlive } from "@arbiter/embedded-nats";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 
 /** Where `arbiter up` records the pids of its nats-server processes, one per line. */
@@ -35,7 +36,7 @@ export async function stopLeftoverNats(home: string): Promise<number[]> {
     .filter((pid) => Number.isSafeInteger(pid) && pid > 0);
   const stopped: number[] = [];
   for (const pid of pids) {
-    const command = alive(pid) ? commandLine(pid) : null;
+    const command = isProcessAlive(pid) ? commandLine(pid) : null;
     if (command === null || !command.some((arg, i) => i === 0 && basename(arg).startsWith("nats-server")))
       continue;
     if (!servesHome(pid, command, home)) {
@@ -90,27 +91,11 @@ function servesHome(pid: number, command: readonly string[], home: string): bool
   }
 }
 
-/** True while the pid runs; a zombie (exited, not yet reaped by its new parent) counts as gone. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    // The state follows the parenthesised command name in /proc/<pid>/stat.
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return true;
-  }
-}
-
 /** SIGTERM, then SIGKILL if it is still there at the deadline; resolves once the pid is gone. */
 async function terminate(pid: number): Promise<void> {
   process.kill(pid, "SIGTERM");
   const deadline = Date.now() + STOP_DEADLINE_MS;
-  while (alive(pid) && Date.now() < deadline) await delay(50);
-  if (alive(pid)) process.kill(pid, "SIGKILL");
-  while (alive(pid)) await delay(50);
+  while (isProcessAlive(pid) && Date.now() < deadline) await delay(50);
+  if (isProcessAlive(pid)) process.kill(pid, "SIGKILL");
+  while (isProcessAlive(pid)) await delay(50);
 }

@@ -12,3 +12,4 @@ export type { NatsCluster, NatsClusterOptions } from "./nats-cluster.js";
 export { startNatsCluster } from "./nats-cluster.js";
 export type { NatsServerClusterOptions, NatsServerOptions, NatsServerProcess } from "./nats-server.js";
 export { startNatsServer } from "./nats-server.js";
+export { isProcessAlive } from "./process-alive.js";
