@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { NatsClusterFormationError } from "./errors.js";
+import { isNatsClusterFormationError, NatsClusterFormationError } from "./errors.js";
 import { findNatsServer } from "./find-nats-server.js";
 import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
 import { pollUntil } from "./poll.js";
@@ -63,7 +63,8 @@ const PORT_ATTEMPTS = 3;
 /**
  * Starts a JetStream cluster of `nodes` servers (default 3): route ports are reserved up front, below
  * the OS's ephemeral range, so each node routes to all others; client and monitoring ports are free
- * ones. A start that loses a route port to another process is tried again with new ones. Resolves once
+ * ones. A start that loses a route port to another process, or (without `storeDir`) whose routes do not
+ * all connect in time, is tried again with new ones. Resolves once
  * {@link NatsCluster.waitUntilFormed} does. Rejects like {@link startNatsServer} or with
  * {@link NatsClusterFormationError}; nodes already started are stopped first.
  */
@@ -76,8 +77,8 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
   const routeHost = bracketIpv6(host === "0.0.0.0" ? "127.0.0.1" : host);
   const name = options.name ?? "arbiter";
   const binary = options.binary ?? (await findNatsServer());
-  let servers: NatsServerProcess[] = [];
   for (let attempt = 1; ; attempt++) {
+    let servers: NatsServerProcess[] = [];
     const clusterPorts = await reserveRoutePorts(host, nodes);
     const started = await Promise.allSettled(
       clusterPorts.map((port, index) => {
@@ -106,19 +107,24 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     );
     servers = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
     const failed = started.find((result) => result.status === "rejected");
-    if (!failed) break;
-    await Promise.all(servers.map((server) => server.stop()));
-    // A reserved route port can be bound by another process before its node binds it; new ports then.
-    if (attempt >= PORT_ATTEMPTS || !isPortTaken(failed.reason)) throw failed.reason;
+    if (failed) {
+      await Promise.all(servers.map((server) => server.stop()));
+      // A reserved route port can be bound by another process before its node binds it; new ports then.
+      if (attempt >= PORT_ATTEMPTS || !isPortTaken(failed.reason)) throw failed.reason;
+      continue;
+    }
+    const cluster = new LocalNatsCluster(name, servers);
+    try {
+      await cluster.waitUntilFormed({ timeout: options.formTimeout ?? DEFAULT_FORM_TIMEOUT_MS });
+      return cluster;
+    } catch (err) {
+      await cluster.stop();
+      // A fresh cluster whose routes never all connected (seen now and then with nats-server 2.10)
+      // is started again on new ports; one on a store of its own is not, since its data is the point.
+      if (attempt >= PORT_ATTEMPTS || options.storeDir !== undefined || !isNatsClusterFormationError(err))
+        throw err;
+    }
   }
-  const cluster = new LocalNatsCluster(name, servers);
-  try {
-    await cluster.waitUntilFormed({ timeout: options.formTimeout ?? DEFAULT_FORM_TIMEOUT_MS });
-  } catch (err) {
-    await cluster.stop();
-    throw err;
-  }
-  return cluster;
 }
 
 class LocalNatsCluster implements NatsCluster {
