@@ -1,3 +1,5 @@
+export type { DecodedJwt, MalformedJwt } from "./compact-jwt.js";
+export { decodeJwt, encodeJwt, isDecodedJwt, verifyJwtSignature } from "./compact-jwt.js";
 export type { KeyRole } from "./nkey-codec.js";
 export {
   decodePublicKey,
