@@ -23,6 +23,7 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, ExitCode>> = {
   [ErrorCode.AdminKeyNotAccepted]: ExitCode.InvalidInput,
   [ErrorCode.StoreUnavailable]: ExitCode.Unavailable,
   [ErrorCode.InvalidConfig]: ExitCode.InvalidInput,
+  [ErrorCode.InvalidInvocation]: ExitCode.InvalidInput,
   [ErrorCode.InvalidUsage]: ExitCode.InvalidInput,
   [ErrorCode.NatsServerNotFound]: ExitCode.Unavailable,
   [ErrorCode.NatsServerStartFailed]: ExitCode.Unavailable,

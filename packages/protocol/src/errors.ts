@@ -12,6 +12,8 @@ export const ErrorCode = {
   AdminKeyNotAccepted: "ADMIN_KEY_NOT_ACCEPTED",
   StoreUnavailable: "STORE_UNAVAILABLE",
   InvalidConfig: "INVALID_CONFIG",
+  /** Bytes that are not a zero-trust invocation (neither JSON nor msgpack of one). */
+  InvalidInvocation: "INVALID_INVOCATION",
   /** A command line commander could not parse (unknown option, missing argument, …). */
   InvalidUsage: "INVALID_USAGE",
   NatsServerNotFound: "NATS_SERVER_NOT_FOUND",

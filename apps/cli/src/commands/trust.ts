@@ -1,13 +1,21 @@
+import { readFileSync } from "node:fs";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
-import { generateKey, type KeyRole } from "@arbiter/trust";
+import {
+  decodePublicKey,
+  generateKey,
+  type KeyRole,
+  parseInvocation,
+  verifyInvocation,
+} from "@arbiter/trust";
 import { Command } from "commander";
 import { emit } from "../output.js";
 
-const ROLES: Record<string, { role: KeyRole; env: string; use: string }> = {
+const ROLES: Record<string, { role: KeyRole; env: string; publicEnv?: string; use: string }> = {
   cluster: {
     role: "C",
     env: "WASMCLOUD_CLUSTER_SEED",
-    use: "signs zero-trust invocations (public key goes in WASMCLOUD_CLUSTER_ISSUERS)",
+    publicEnv: "WASMCLOUD_CLUSTER_ISSUERS",
+    use: "signs zero-trust invocations and signed policy requests (public key goes in WASMCLOUD_CLUSTER_ISSUERS)",
   },
   admin: {
     role: "O",
@@ -17,14 +25,14 @@ const ROLES: Record<string, { role: KeyRole; env: string; use: string }> = {
   host: { role: "N", env: "", use: "identifies a host or an Arbiter worker (ARBITER_WORKER_SEED)" },
 };
 
-/** `arbiter trust keygen cluster|admin|host`. */
+/** `arbiter trust keygen cluster|admin|host` and `arbiter trust verify-invocation`. */
 export function trustCommand(): Command {
   const trust = new Command("trust").description("keys and signatures");
   trust
     .command("keygen")
     .description("generate an nkey: cluster (C…), admin (O…) or host (N…)")
     .argument("<kind>", "cluster | admin | host")
-    .option("--json", "print {kind, publicKey, seed} as JSON")
+    .option("--json", "print {kind, publicKey, seed} as JSON (cluster keys also {env})")
     .action((kind: string, flags: { json?: boolean }) => {
       const spec = ROLES[kind];
       if (!spec)
@@ -33,13 +41,88 @@ export function trustCommand(): Command {
           `unknown key kind ${JSON.stringify(kind)}: expected cluster, admin or host`,
         );
       const key = generateKey(spec.role);
-      emit(flags.json === true, { kind, publicKey: key.publicKey, seed: key.seed }, () =>
-        [
-          `# ${kind} key: ${spec.use}`,
-          `public: ${key.publicKey}`,
-          `seed:   ${key.seed}   (keep secret${spec.env ? `; ${spec.env}` : ""})`,
-        ].join("\n"),
+      const env =
+        spec.publicEnv !== undefined ? { [spec.env]: key.seed, [spec.publicEnv]: key.publicKey } : undefined;
+      emit(
+        flags.json === true,
+        { kind, publicKey: key.publicKey, seed: key.seed, ...(env ? { env } : {}) },
+        () =>
+          [
+            `# ${kind} key: ${spec.use}`,
+            `public: ${key.publicKey}`,
+            `seed:   ${key.seed}   (keep secret${spec.env ? `; ${spec.env}` : ""})`,
+            ...(env
+              ? ["# as a wasmCloud host takes them:", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)]
+              : []),
+          ].join("\n"),
       );
     });
+  trust
+    .command("verify-invocation")
+    .description(
+      "verify a zero-trust invocation (JSON with msg in base64, or msgpack bytes) as a wasmCloud host does; exit 1 when invalid",
+    )
+    .argument("<file>", "the invocation file, or - for standard input")
+    .option("--issuers <keys>", "valid cluster issuers (C…), comma-separated (env WASMCLOUD_CLUSTER_ISSUERS)")
+    .option("--json", 'print {"valid", "reasons": [{code, message}]} as JSON')
+    .action((file: string, flags: { issuers?: string; json?: boolean }) => {
+      const issuers = clusterIssuers(flags.issuers);
+      const bytes = readInvocationBytes(file);
+      const parsed = parseInvocation(bytes);
+      if (!parsed.ok) {
+        throw new ArbiterError(
+          ErrorCode.InvalidInvocation,
+          `${file === "-" ? "standard input" : file}: ${parsed.reason}`,
+        );
+      }
+      const result = verifyInvocation(parsed.invocation, { issuers, now: new Date() });
+      const out = { valid: result.valid, reasons: result.reasons };
+      emit(flags.json === true, out, () =>
+        result.valid
+          ? `valid: signed by cluster issuer ${result.claims?.iss} (${parsed.format} invocation ${parsed.invocation.operation})`
+          : ["invalid:", ...result.reasons.map((r) => `  ${r.code}: ${r.message}`)].join("\n"),
+      );
+      if (!result.valid) process.exitCode = 1;
+    });
   return trust;
+}
+
+/** `--issuers`, else WASMCLOUD_CLUSTER_ISSUERS; INVALID_CONFIG when neither names a key or one is not a cluster key. */
+function clusterIssuers(flag: string | undefined): string[] {
+  const [raw, source] =
+    flag !== undefined
+      ? [flag, "--issuers"]
+      : [process.env["WASMCLOUD_CLUSTER_ISSUERS"] ?? "", "WASMCLOUD_CLUSTER_ISSUERS"];
+  const keys = raw
+    .split(",")
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
+  if (keys.length === 0) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `no cluster issuers: pass --issuers C…[,C…] or set WASMCLOUD_CLUSTER_ISSUERS (${source} is empty); without them no invocation can be valid`,
+    );
+  }
+  for (const key of keys) {
+    try {
+      decodePublicKey(key, "C");
+    } catch (err) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `${source}: ${JSON.stringify(key)} is not a cluster public key: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+  return keys;
+}
+
+function readInvocationBytes(file: string): Buffer {
+  try {
+    return readFileSync(file === "-" ? 0 : file);
+  } catch (err) {
+    throw new ArbiterError(ErrorCode.InvalidInvocation, `cannot read ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }
