@@ -4,13 +4,21 @@ import {
   DEFAULT_CHANGES_TOPIC,
   DEFAULT_POLICY_TOPIC,
   HostInfoV1,
+  normalizeV082,
   type PerformInvocationBodyV1,
   type PolicyRequestV1,
   type PolicyRequestV082,
   type StartComponentBodyV1,
   type StartProviderBodyV1,
 } from "@arbiter/protocol";
-import { type NatsConnection, RequestError, type Subscription, TimeoutError } from "@nats-io/nats-core";
+import { createSigner, POLICY_INVOCATION_HEADER, type Signer, signPolicyRequest } from "@arbiter/trust";
+import {
+  headers,
+  type NatsConnection,
+  RequestError,
+  type Subscription,
+  TimeoutError,
+} from "@nats-io/nats-core";
 import { z } from "zod";
 import { HostClientStoppedError, HostConfigError } from "./errors.js";
 import {
@@ -51,6 +59,12 @@ export interface HostPolicyClientOptions {
    * a response instead, not cached, with `failure: "mismatched-request-id"`.
    */
   readonly strictRequestId?: boolean;
+  /**
+   * Signs every request as a zero-trust invocation with this cluster seed (`SC…`, as
+   * `WASMCLOUD_CLUSTER_SEED`): the token goes in the `Wasmcloud-Invocation` header. A real 1.x
+   * host does not sign its policy requests; a sidecar in front of it, or these tests, do.
+   */
+  readonly clusterSeed?: string;
 }
 
 /** Why an answer is a fail-closed denial rather than the policy service's decision. */
@@ -183,6 +197,7 @@ const OptionsSchema = z.object({
   host: HostInfoV1,
   lineage: z.enum(["v1", "v0.82"]).default("v1"),
   strictRequestId: z.boolean().default(false),
+  clusterSeed: z.string().optional(),
 });
 type ResolvedOptions = z.output<typeof OptionsSchema>;
 
@@ -196,7 +211,15 @@ export function createHostPolicyClient(options: HostPolicyClientOptions): HostPo
     const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "options"}: ${i.message}`);
     throw new HostConfigError(`invalid host policy client options: ${issues.join("; ")}`);
   }
-  return new HostPolicyClientImpl(parsed.data);
+  let signer: Signer | null = null;
+  if (parsed.data.clusterSeed !== undefined) {
+    try {
+      signer = createSigner(parsed.data.clusterSeed, "C");
+    } catch (err) {
+      throw new HostConfigError(`invalid host policy client options: clusterSeed: ${(err as Error).message}`);
+    }
+  }
+  return new HostPolicyClientImpl(parsed.data, signer);
 }
 
 type MutableStats = { -readonly [K in keyof HostPolicyStats]: HostPolicyStats[K] };
@@ -224,8 +247,11 @@ class HostPolicyClientImpl implements HostPolicyClient {
   /** Tail of the 0.82 lineage's cache lock: each holder runs after the previous one settles. */
   #lockTail: Promise<unknown> = Promise.resolve();
 
-  constructor(options: ResolvedOptions) {
+  readonly #signer: Signer | null;
+
+  constructor(options: ResolvedOptions, signer: Signer | null) {
     this.#options = options;
+    this.#signer = signer;
   }
 
   get status(): HostPolicyClientStatus {
@@ -339,7 +365,11 @@ class HostPolicyClientImpl implements HostPolicyClient {
     this.#stats.requests++;
     let data: Uint8Array;
     try {
-      const reply = await nc.request(policyTopic, encodeRequest(request), { timeout: timeoutMs });
+      const payload = encodeRequest(request);
+      const reply = await nc.request(policyTopic, payload, {
+        timeout: timeoutMs,
+        ...(this.#signer ? { headers: this.#signedHeaders(request, payload, this.#signer) } : {}),
+      });
       data = reply.data;
     } catch (err) {
       return this.#failRequest(requestId, err);
@@ -369,6 +399,29 @@ class HostPolicyClientImpl implements HostPolicyClient {
     this.#cache.set(cacheKey, entry);
     this.#requestKeys.set(requestId, cacheKey);
     return { ...entry, cached: false };
+  }
+
+  /** The header carrying the request's invocation token: from this host, to the policy topic, over these bytes. */
+  #signedHeaders(request: PolicyRequestV1 | PolicyRequestV082, payload: Uint8Array, signer: Signer) {
+    const about =
+      "action" in request
+        ? (({ host, kind }) => ({ ...host, kind }))(normalizeV082(request))
+        : { publicKey: request.host.publicKey, lattice: request.host.lattice, kind: request.kind };
+    const h = headers();
+    h.set(
+      POLICY_INVOCATION_HEADER,
+      signPolicyRequest(
+        {
+          hostKey: about.publicKey,
+          lattice: about.lattice,
+          policyTopic: this.#options.policyTopic,
+          kind: about.kind,
+          request: payload,
+        },
+        signer,
+      ),
+    );
+    return h;
   }
 
   #failRequest(requestId: string, err: unknown): PolicyAnswer {

@@ -14,6 +14,8 @@ export interface ResourceNames {
   readonly revocationsStream: string;
   readonly revocationsSubjects: string;
   readonly activeBucket: string;
+  /** The KV bucket of signed-request token ids seen recently, shared by the workers against replays. */
+  readonly replayBucket: string;
   /**
    * The subject every worker answers (no queue group) with its {@link WorkerStatusV1}: the CLI
    * gathers the answers to learn which workers run, their state and which admin keys they accept.
@@ -48,6 +50,7 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
     revocationsStream: `${upper}_REVOCATIONS`,
     revocationsSubjects: `${prefix}.revocations.>`,
     activeBucket: `${prefix}-active`,
+    replayBucket: `${prefix}-replay`,
     statusSubject: `${prefix}.workers.status`,
   };
 }

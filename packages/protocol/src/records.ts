@@ -91,7 +91,10 @@ export const DecisionV1 = z.object({
   lineage: z.enum(["v1", "v0.82"]).nullable(),
   /** The request as received (parsed JSON), or null when it was not JSON. */
   request: z.unknown(),
-  /** Non-null when the request was refused at the edge (bad input); the rules were not run. */
+  /**
+   * Non-null when the request was refused at the edge (bad input, or a signature required and not
+   * valid); the rules were not run.
+   */
   rejection: z.string().nullable(),
   permitted: z.boolean(),
   message: z.string(),
@@ -102,7 +105,20 @@ export const DecisionV1 = z.object({
   revision: z.number().int().nonnegative(),
   evaluatedAt: z.iso.datetime({ offset: true }),
   worker: z.object({ id: z.string(), publicKey: z.string() }),
-  trust: z.object({ verified: z.boolean(), reasons: z.array(z.string()) }),
+  trust: z.object({
+    /** True only for a request whose signature (a wascap invocation token) was checked and held. */
+    verified: z.boolean(),
+    /** Stable codes of what failed (`unsigned`, `bad-signature`, `replayed`, …); empty when verified. */
+    reasons: z.array(z.string()),
+    /** Whether the request carried a token; absent in records of workers that do not check. */
+    signed: z.boolean().optional(),
+    /** The token's issuer (a cluster key), when it could be read. */
+    issuer: z.string().nullable().optional(),
+    /** The token's id (`jti`), when it could be read. */
+    tokenId: z.string().nullable().optional(),
+    /** The token's `iat`, ISO-8601, when it could be read. */
+    issuedAt: z.string().nullable().optional(),
+  }),
   cause: DecisionCause,
   latencyMicros: z.number().nonnegative(),
   /**

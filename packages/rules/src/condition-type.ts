@@ -47,7 +47,7 @@ const STRING_MAP = map(STRING, STRING);
 /**
  * The declared type of each variable, as the facts are bound (facts.ts, cel-values.ts): `subject`,
  * `claims` and `invocation` may also be null, which CEL compares with `==` whatever the type;
- * `claims.expiresAt` is an int or null, so `dyn`; `input` is the request as received, so `dyn`.
+ * `claims.expiresAt` and `trust.issuer`/`trust.tokenId` are strings or null, so `dyn`; `input` is the request as received, so `dyn`.
  */
 export const VARIABLE_TYPES: Readonly<Record<VariableName, CelStaticType>> = {
   kind: STRING,
@@ -57,7 +57,7 @@ export const VARIABLE_TYPES: Readonly<Record<VariableName, CelStaticType>> = {
   invocation: record({ interface: STRING, function: STRING }),
   input: DYN,
   now: TIMESTAMP,
-  trust: record({ verified: BOOL, reasons: list(STRING) }),
+  trust: record({ verified: BOOL, reasons: list(STRING), signed: BOOL, issuer: DYN, tokenId: DYN }),
 };
 
 // Result types of the standard functions and operators whose result does not depend on operands.

@@ -20,7 +20,17 @@ export const EvaluationFacts = z.object({
   invocation: z.object({ interface: z.string(), function: z.string() }).nullable(),
   input: z.unknown(),
   now: z.date(),
-  trust: z.looseObject({ verified: z.boolean(), reasons: z.array(z.string()) }),
+  /**
+   * What the worker's signature checks found (see `requestSignatures`): `verified`, `signed`, the
+   * failed checks' codes in `reasons`, the token's `issuer` and `tokenId` (null when unknown).
+   */
+  trust: z.looseObject({
+    verified: z.boolean(),
+    reasons: z.array(z.string()),
+    signed: z.boolean().optional(),
+    issuer: z.string().nullable().optional(),
+    tokenId: z.string().nullable().optional(),
+  }),
 });
 export type EvaluationFacts = z.infer<typeof EvaluationFacts>;
 

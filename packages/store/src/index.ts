@@ -27,5 +27,7 @@ export {
 } from "./errors.js";
 export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
 export { createMemoryStore } from "./memory-store.js";
+export type { ReplayGuard } from "./replay-guard.js";
+export { createMemoryReplayGuard, openJetStreamReplayGuard, ReplayGuardOptions } from "./replay-guard.js";
 export type { AppliedRules, RuleHistoryEntry, RulesAdmin, RulesAdminOptions } from "./rules-admin.js";
 export { createRulesAdmin } from "./rules-admin.js";

@@ -83,8 +83,28 @@ export const WorkerConfig = z
     onLogOutage: z.enum(["silent", "deny"]).default("silent"),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
+    /**
+     * Signed policy requests (a wascap invocation token in the `Wasmcloud-Invocation` header):
+     * `off` (default) reads no header; `verify-if-present` checks a token when there is one and
+     * denies a request whose token fails; `required` also denies every unsigned request.
+     */
+    requestSignatures: z.enum(["off", "verify-if-present", "required"]).default("off"),
+    /** Cluster keys (`C…`, `WASMCLOUD_CLUSTER_ISSUERS`) whose signed requests are believed. */
+    clusterIssuers: z.array(z.string()).default([]),
+    /** Oldest signed request accepted, by its token's `iat`; its token id is refused again for as long. */
+    maxTokenAgeMs: z.number().int().positive().default(60_000),
+    /** How far in the future a token's `iat` may be (clocks differ) before the token is refused. */
+    maxClockSkewMs: z.number().int().nonnegative().default(5_000),
   })
   .superRefine((config, ctx) => {
+    if (config.requestSignatures === "required" && config.clusterIssuers.length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["clusterIssuers"],
+        message:
+          "requestSignatures is required but no cluster issuers are configured: no request could be verified, so every one would be denied",
+      });
+    }
     if (config.policyTopic === config.changesTopic) {
       ctx.addIssue({
         code: "custom",
@@ -118,6 +138,16 @@ export function parseWorkerConfig(config: WorkerConfig): ParsedWorkerConfig {
       throw new ArbiterError(
         ErrorCode.InvalidConfig,
         `adminKeys: invalid admin key ${JSON.stringify(key)}: ${(err as Error).message}`,
+      );
+    }
+  }
+  for (const key of out.clusterIssuers) {
+    try {
+      decodePublicKey(key, "C");
+    } catch (err) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `clusterIssuers: invalid cluster key ${JSON.stringify(key)}: ${(err as Error).message}`,
       );
     }
   }

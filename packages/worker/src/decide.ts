@@ -1,15 +1,18 @@
 import type { DecodedRequest, NormalizedRequest, UnsignedDecisionV1 } from "@arbiter/protocol";
 import { type Evaluation, evaluate, type RulesetState } from "@arbiter/rules";
 import { isOneLine } from "@arbiter/store";
+import type { TrustResult } from "./request-signatures.js";
 
-/** What the zero-trust checks found about a request (none apply to policy requests yet). */
-export interface TrustResult {
-  readonly verified: boolean;
-  readonly reasons: readonly string[];
-}
-
-/** The trust result recorded when nothing was verified. */
-export const UNVERIFIED: TrustResult = Object.freeze({ verified: false, reasons: [] });
+/** The trust result of a request when signatures are not checked (`requestSignatures: off`). */
+export const UNVERIFIED: TrustResult = Object.freeze({
+  verified: false,
+  reasons: [],
+  signed: false,
+  issuer: null,
+  tokenId: null,
+  issuedAt: null,
+  problems: [],
+});
 
 /**
  * Decides one request under the folded rules. Pure: the same request, ruleset and `now` always
@@ -39,7 +42,13 @@ export function decideRequest(
     invocation: request.invocation,
     input: request.input,
     now,
-    trust: { verified: trust.verified, reasons: [...trust.reasons] },
+    trust: {
+      verified: trust.verified,
+      reasons: [...trust.reasons],
+      signed: trust.signed,
+      issuer: trust.issuer,
+      tokenId: trust.tokenId,
+    },
   });
 }
 
@@ -49,11 +58,15 @@ export interface DecidingWorker {
   readonly publicKey: string;
 }
 
-/** Builds the record of a decision on a request (before it is signed). */
+/**
+ * Builds the record of a decision on a request (before it is signed). With `trust` (signatures
+ * checked), the record's `trust` carries the checks' outcome; without, it is unverified.
+ */
 export function decisionRecord(
   request: NormalizedRequest,
   evaluation: Evaluation,
   context: { decisionId: string; revision: number; now: Date; worker: DecidingWorker; latencyMicros: number },
+  trust?: TrustResult,
 ): UnsignedDecisionV1 {
   return {
     decisionId: context.decisionId,
@@ -73,12 +86,30 @@ export function decisionRecord(
     revision: context.revision,
     evaluatedAt: isoText(context.now),
     worker: context.worker,
-    trust: { verified: UNVERIFIED.verified, reasons: [...UNVERIFIED.reasons] },
+    trust:
+      trust === undefined
+        ? { verified: false, reasons: [] }
+        : {
+            verified: trust.verified,
+            reasons: [...trust.reasons],
+            signed: trust.signed,
+            issuer: trust.issuer,
+            tokenId: trust.tokenId,
+            issuedAt: trust.issuedAt,
+          },
     cause: "request",
     latencyMicros: context.latencyMicros,
     // Last, so that encodeDecisionRecord can append the request's own bytes.
     request: request.input,
   };
+}
+
+/**
+ * The evaluation of a request denied for its signature before the rules ran: `message` says why
+ * (the record's `rejection` carries it too, so replaying the rules leaves it alone).
+ */
+export function trustRefusal(message: string): Evaluation {
+  return { permitted: false, message, decidingRule: null, matchedRules: [], dryRunRules: [], errors: [] };
 }
 
 /** Longest identifier-like text (`requestId`, `kind`, host fields) a rejection record keeps. */

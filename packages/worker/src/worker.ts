@@ -5,13 +5,20 @@ import {
   decodePolicyRequest,
   ErrorCode,
   type LifecycleState,
+  type NormalizedRequest,
   resourceNames,
   type UnsignedDecisionV1,
   type WorkerStatusV1,
 } from "@arbiter/protocol";
-import type { RulesetTrust } from "@arbiter/rules";
-import { type ArbiterStore, maxDecisionRecordBytes, openJetStreamStore } from "@arbiter/store";
-import { createSigner, generateKey, type Signer } from "@arbiter/trust";
+import type { RulesetState, RulesetTrust } from "@arbiter/rules";
+import {
+  type ArbiterStore,
+  maxDecisionRecordBytes,
+  openJetStreamReplayGuard,
+  openJetStreamStore,
+  type ReplayGuard,
+} from "@arbiter/store";
+import { createSigner, generateKey, POLICY_INVOCATION_HEADER, type Signer } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
@@ -23,10 +30,12 @@ import {
   decisionRecord,
   encodeDecisionRecord,
   rejectionRecord,
+  trustRefusal,
 } from "./decide.js";
 import { type Decided, DecisionRecorder } from "./decision-recorder.js";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
 import { RequestQueue } from "./request-queue.js";
+import { RequestVerifier, type TrustResult, trustDenial } from "./request-signatures.js";
 import { RulesFollower } from "./rules-follower.js";
 
 /** Lifecycle states shared by Arbiter's long-running parts. */
@@ -50,6 +59,8 @@ export interface WorkerStats {
   readonly unanswerable: number;
   /** Requests recorded but not answered because their reply subject is not an inbox, or was answered already. */
   readonly refusedReply: number;
+  /** Requests denied because their signature was required and missing, or present and not valid. */
+  readonly untrusted: number;
   /** Requests dropped unanswered because `maxQueuedRequests` were already waiting or being recorded. */
   readonly shed: number;
   /** Decisions the decision log did not acknowledge. */
@@ -101,6 +112,11 @@ export interface WorkerDeps {
   readonly logger?: Logger;
   /** The store to use; by default the JetStream store on `storeNc`. */
   readonly store?: ArbiterStore;
+  /**
+   * Where signed requests' token ids are claimed (when `requestSignatures` is not `off`); by
+   * default the replay bucket on `storeNc`, shared by every worker.
+   */
+  readonly replayGuard?: ReplayGuard;
   readonly clock?: () => Date;
 }
 
@@ -114,6 +130,9 @@ export function createWorker(deps: WorkerDeps): Worker {
   return new DecisionWorker(deps, parseWorkerConfig(deps.config ?? {}));
 }
 
+/** What every record of one request shares: its id, the revision and clock it was decided at, who decided. */
+type DecisionContext = Parameters<typeof decisionRecord>[2];
+
 /** The parts that live between `start()` and `stop()`. */
 interface Running {
   readonly store: ArbiterStore;
@@ -121,6 +140,10 @@ interface Running {
   readonly follower: RulesFollower;
   readonly recorder: DecisionRecorder;
   readonly queue: RequestQueue;
+  /** Null when `requestSignatures` is `off`: no header is read. */
+  readonly verifier: RequestVerifier | null;
+  /** Signed requests waiting for their replay check. */
+  readonly verifying: Set<Promise<void>>;
   subscription?: Subscription;
   statusSubscription?: Subscription;
 }
@@ -134,6 +157,7 @@ class DecisionWorker implements Worker {
   readonly #log: Logger;
   readonly #signer: Signer;
   readonly #givenStore: ArbiterStore | undefined;
+  readonly #givenReplayGuard: ReplayGuard | undefined;
   readonly #identity: DecidingWorker;
   readonly #trust: RulesetTrust;
   readonly #clock: () => Date;
@@ -142,19 +166,22 @@ class DecisionWorker implements Worker {
   readonly #answeredReplies: AnsweredReplies;
   readonly #rejectedWarning: RateLimitedWarning;
   readonly #unanswerableWarning: RateLimitedWarning;
+  readonly #untrustedWarning: RateLimitedWarning;
+  #flushScheduled = false;
   #running: Running | undefined;
   #state: LifecycleState = "stopped";
   #subscriptionProblem: string | null = null;
   #lastHealth: WorkerHealth = { state: "stopped", reason: null };
-  #counts = { rejected: 0, unanswerable: 0, refusedReply: 0 };
+  #counts = { rejected: 0, unanswerable: 0, refusedReply: 0, untrusted: 0 };
   /** Counters of the parts of the last run, kept after `stop()`. */
-  #finished: Omit<WorkerStats, "rejected" | "unanswerable" | "refusedReply"> | undefined;
+  #finished: Omit<WorkerStats, "rejected" | "unanswerable" | "refusedReply" | "untrusted"> | undefined;
 
   constructor(deps: WorkerDeps, config: ParsedWorkerConfig) {
     this.#nc = deps.nc;
     this.#storeNc = deps.storeNc ?? deps.nc;
     this.#config = config;
     this.#givenStore = deps.store;
+    this.#givenReplayGuard = deps.replayGuard;
     this.#clock = deps.clock ?? (() => new Date());
     try {
       this.#signer = createSigner(config.workerSeed ?? generateKey("N").seed, "N");
@@ -188,6 +215,11 @@ class DecisionWorker implements Worker {
       this.#log,
       "policy requests without a reply subject: not answered",
       "unanswerable",
+    );
+    this.#untrustedWarning = new RateLimitedWarning(
+      this.#log,
+      "policy requests denied for their signature (missing where required, or not valid): recorded",
+      "denied",
     );
   }
 
@@ -286,6 +318,7 @@ class DecisionWorker implements Worker {
         onChange,
       });
       await follower.start(this.#config.catchUpTimeoutMs);
+      const verifier = await this.#requestVerifier();
       const recorder = new DecisionRecorder({
         log: store.decisions,
         signer: this.#signer,
@@ -294,14 +327,16 @@ class DecisionWorker implements Worker {
         onLogOutage: this.#config.onLogOutage,
         onChange,
       });
+      const verifying = new Set<Promise<void>>();
       const queue = new RequestQueue({
         limit: this.#config.maxQueuedRequests,
-        held: () => recorder.held,
+        held: () => recorder.held + verifying.size,
         log: this.#log,
         onSlice: (slice, more) => {
           for (const msg of slice) {
             const decided = this.#decide(msg, recorder);
-            if (decided !== null) recorder.add(decided);
+            if (decided instanceof Promise) this.#later(decided, recorder, verifying);
+            else if (decided !== null) recorder.add(decided);
           }
           recorder.flush(more);
         },
@@ -312,6 +347,8 @@ class DecisionWorker implements Worker {
         follower,
         recorder,
         queue,
+        verifier,
+        verifying,
       };
       this.#running = running;
       running.subscription = this.#nc.subscribe(this.#config.policyTopic, {
@@ -371,8 +408,9 @@ class DecisionWorker implements Worker {
     running.subscription = undefined;
     statusSubscription?.unsubscribe();
     if (subscription && !subscription.isClosed()) await subscription.drain().catch(() => {});
-    while (running.queue.length > 0 || running.recorder.inFlight > 0) {
+    while (running.queue.length > 0 || running.recorder.inFlight > 0 || running.verifying.size > 0) {
       if (running.queue.length > 0) await new Promise((resolve) => setImmediate(resolve));
+      if (running.verifying.size > 0) await Promise.allSettled([...running.verifying]);
       await running.recorder.settled();
     }
     await running.follower.stop();
@@ -381,6 +419,7 @@ class DecisionWorker implements Worker {
     this.#refusedWarning.flush();
     this.#rejectedWarning.flush();
     this.#unanswerableWarning.flush();
+    this.#untrustedWarning.flush();
     if (running.ownsStore) await running.store.close();
     this.#finished = {
       ...running.recorder.stats,
@@ -410,7 +449,7 @@ class DecisionWorker implements Worker {
    * subject: nothing; an internal failure: a denial). A request whose reply subject is not an
    * inbox, or is one answered already, is recorded as a rejection and not answered. Never throws.
    */
-  #decide(msg: Msg, recorder: DecisionRecorder): Decided | null {
+  #decide(msg: Msg, recorder: DecisionRecorder): Decided | null | Promise<Decided | null> {
     const started = process.hrtime.bigint();
     const ruleset = this.#running!.follower.ruleset;
     const now = this.#clock();
@@ -450,42 +489,151 @@ class DecisionWorker implements Worker {
           context,
         );
       } else if (decoded.ok) {
-        record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
+        const verifier = this.#running!.verifier;
+        if (verifier === null) {
+          record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
+        } else {
+          const request = decoded.request;
+          const token = msg.headers?.get(POLICY_INVOCATION_HEADER);
+          const trust = verifier.check(request, msg.data, token, now);
+          if (trust instanceof Promise) {
+            return trust
+              .then((checked) =>
+                this.#sealed(
+                  msg,
+                  requestId,
+                  this.#trustedRecord(request, checked, verifier.mode, ruleset, now, context),
+                  msg.data,
+                  started,
+                  context,
+                ),
+              )
+              .catch((err: unknown) => {
+                this.#failed(err, msg, requestId, recorder);
+                return null;
+              });
+          }
+          record = this.#trustedRecord(request, trust, verifier.mode, ruleset, now, context);
+        }
       } else {
         this.#counts.rejected++;
         this.#rejectedWarning.count(1, { requestId, reason: decoded.reason });
         record = rejectionRecord({ ...decoded, requestId }, context);
       }
-      record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
-      let body = encodeDecisionRecord(record, decoded.ok && answer ? msg.data : null);
-      const limit = maxDecisionRecordBytes(this.#storeNc.info?.max_payload);
-      if (body.length > limit) {
-        // The request fits the policy topic but its record would not fit the decision stream:
-        // record it without the request body (a bad request keeps its reason, a valid one is
-        // denied for its size), so the answer is on record too.
-        if (record.rejection === null) {
-          const reason = `the request is too large to record: its decision record is ${body.length} bytes and the NATS server accepts at most ${limit}`;
-          this.#rejectedWarning.count(1, { requestId, reason });
-          record = rejectionRecord({ ok: false, requestId, reason, input: null, kind: record.kind }, context);
-        } else {
-          record = { ...record, request: null, truncated: { ...record.truncated, request: body.length } };
-        }
-        body = encodeDecisionRecord(record, null);
-      }
-      return { msg, requestId, record, body, answer };
+      if (!answer) return this.#sealed(msg, requestId, record, null, started, context, false);
+      return this.#sealed(msg, requestId, record, decoded.ok ? msg.data : null, started, context);
     } catch (err) {
-      // Deciding never throws by contract; this guards against a defect, not input.
-      this.#log.error({ err, requestId }, "decision failed");
-      if (answer) {
-        recorder.reply(
-          msg,
-          requestId,
-          false,
-          "Arbiter could not decide this request (internal error); denied",
-        );
-      }
+      this.#failed(err, msg, answer ? requestId : null, recorder);
       return null;
     }
+  }
+
+  /** The worker's request verifier (opening the shared replay bucket), or null when signatures are off. */
+  async #requestVerifier(): Promise<RequestVerifier | null> {
+    const config = this.#config;
+    if (config.requestSignatures === "off") return null;
+    const guard =
+      this.#givenReplayGuard ??
+      (await openJetStreamReplayGuard(this.#storeNc, {
+        prefix: config.prefix,
+        replicas: config.replicas,
+        windowMs: config.maxTokenAgeMs + config.maxClockSkewMs,
+        ackTimeoutMs: config.ackTimeoutMs,
+      }));
+    this.#log.info(
+      { mode: config.requestSignatures, issuers: config.clusterIssuers, maxTokenAgeMs: config.maxTokenAgeMs },
+      "checking signed policy requests",
+    );
+    return new RequestVerifier({
+      mode: config.requestSignatures,
+      issuers: config.clusterIssuers,
+      policyTopic: config.policyTopic,
+      maxTokenAgeMs: config.maxTokenAgeMs,
+      maxClockSkewMs: config.maxClockSkewMs,
+      guard,
+    });
+  }
+
+  /**
+   * The record of a request whose signature was checked: a denial naming what failed when the
+   * signature was required and missing, or present and not valid (the rules do not run); else
+   * the rules' decision, with `trust` for them to see.
+   */
+  #trustedRecord(
+    request: NormalizedRequest,
+    trust: TrustResult,
+    mode: "verify-if-present" | "required",
+    ruleset: RulesetState,
+    now: Date,
+    context: DecisionContext,
+  ): UnsignedDecisionV1 {
+    if (!trust.verified && (trust.signed || mode === "required")) {
+      const message = trustDenial(trust, mode);
+      this.#counts.untrusted++;
+      this.#untrustedWarning.count(1, { requestId: request.requestId, reasons: trust.reasons });
+      const record = decisionRecord(request, trustRefusal(message), context, trust);
+      record.rejection = message;
+      return record;
+    }
+    return decisionRecord(request, decideRequest(request, ruleset, now, trust), context, trust);
+  }
+
+  /** Hands a decision made after an asynchronous check to the recorder, batched with others of the same turn. */
+  #later(decided: Promise<Decided | null>, recorder: DecisionRecorder, verifying: Set<Promise<void>>): void {
+    const done = decided.then((d) => {
+      verifying.delete(done);
+      if (d === null) return;
+      recorder.add(d);
+      if (this.#flushScheduled) return;
+      this.#flushScheduled = true;
+      setImmediate(() => {
+        this.#flushScheduled = false;
+        recorder.flush(false);
+      });
+    });
+    verifying.add(done);
+  }
+
+  /** Logs a defect in deciding and, when `requestId` is not null, answers a denial. */
+  #failed(err: unknown, msg: Msg, requestId: string | null, recorder: DecisionRecorder): void {
+    // Deciding never throws by contract; this guards against a defect, not input.
+    this.#log.error({ err, requestId }, "decision failed");
+    if (requestId !== null) {
+      recorder.reply(msg, requestId, false, "Arbiter could not decide this request (internal error); denied");
+    }
+  }
+
+  /**
+   * Finishes a record: its latency, its bytes (the request's own bytes when given), and when the
+   * record would not fit the decision log, the same record without the request body.
+   */
+  #sealed(
+    msg: Msg,
+    requestId: string,
+    recordMade: UnsignedDecisionV1,
+    requestBytes: Uint8Array | null,
+    started: bigint,
+    context: DecisionContext,
+    answer = true,
+  ): Decided {
+    let record = recordMade;
+    record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
+    let body = encodeDecisionRecord(record, requestBytes);
+    const limit = maxDecisionRecordBytes(this.#storeNc.info?.max_payload);
+    if (body.length > limit) {
+      // The request fits the policy topic but its record would not fit the decision stream:
+      // record it without the request body (a bad request keeps its reason, a valid one is
+      // denied for its size), so the answer is on record too.
+      if (record.rejection === null) {
+        const reason = `the request is too large to record: its decision record is ${body.length} bytes and the NATS server accepts at most ${limit}`;
+        this.#rejectedWarning.count(1, { requestId, reason });
+        record = rejectionRecord({ ok: false, requestId, reason, input: null, kind: record.kind }, context);
+      } else {
+        record = { ...record, request: null, truncated: { ...record.truncated, request: body.length } };
+      }
+      body = encodeDecisionRecord(record, null);
+    }
+    return { msg, requestId, record, body, answer };
   }
 }
 

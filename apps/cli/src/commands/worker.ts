@@ -26,6 +26,9 @@ interface WorkerFlags extends ConnectionFlags {
   maxQueued?: string;
   inboxPrefix?: string;
   onLogOutage?: string;
+  requestSignatures?: string;
+  clusterIssuers?: string;
+  maxTokenAge?: string;
 }
 
 /** Where each worker setting comes from on the command line, for messages that name it. */
@@ -41,7 +44,12 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   maxQueuedRequests: "--max-queued",
   inboxPrefixes: "--inbox-prefix (ARBITER_INBOX_PREFIXES)",
   onLogOutage: "--on-log-outage (ARBITER_ON_LOG_OUTAGE)",
+  requestSignatures: "--request-signatures (ARBITER_REQUEST_SIGNATURES)",
+  clusterIssuers: "--cluster-issuers (WASMCLOUD_CLUSTER_ISSUERS)",
+  maxTokenAgeMs: "--max-token-age (ARBITER_MAX_TOKEN_AGE)",
 };
+
+const SIGNATURE_MODES = ["off", "verify-if-present", "required"] as const;
 
 /** Longest pause between attempts to reach NATS before the worker's first connection. */
 const MAX_CONNECT_PAUSE_MS = 5000;
@@ -78,6 +86,18 @@ export function workerCommand(): Command {
     .option(
       "--on-log-outage <mode>",
       "when the decision log fails: silent (no answer; hosts deny without caching) or deny (answer a denial, which hosts cache for their lifetime) (env ARBITER_ON_LOG_OUTAGE)",
+    )
+    .option(
+      "--request-signatures <mode>",
+      "signed policy requests (Wasmcloud-Invocation header): off (default), verify-if-present (deny a bad signature) or required (also deny unsigned requests) (env ARBITER_REQUEST_SIGNATURES)",
+    )
+    .option(
+      "--cluster-issuers <keys>",
+      "cluster keys (C…) whose signed requests are believed, comma-separated (env WASMCLOUD_CLUSTER_ISSUERS)",
+    )
+    .option(
+      "--max-token-age <seconds>",
+      "oldest signed request accepted, by its token's iat; token ids are remembered as long (env ARBITER_MAX_TOKEN_AGE; default 60)",
     )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
@@ -147,6 +167,16 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
       `${SETTING_SOURCES["onLogOutage"]} ${JSON.stringify(onLogOutage)}: expected silent or deny`,
     );
   }
+  const signatures = flags.requestSignatures ?? (process.env["ARBITER_REQUEST_SIGNATURES"] || undefined);
+  const requestSignatures = SIGNATURE_MODES.find((mode) => mode === signatures);
+  if (signatures !== undefined && requestSignatures === undefined) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${SETTING_SOURCES["requestSignatures"]} ${JSON.stringify(signatures)}: expected ${SIGNATURE_MODES.join(", ")}`,
+    );
+  }
+  const issuers = flags.clusterIssuers ?? process.env["WASMCLOUD_CLUSTER_ISSUERS"];
+  const maxTokenAge = flags.maxTokenAge ?? (process.env["ARBITER_MAX_TOKEN_AGE"] || undefined);
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
     ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
@@ -154,6 +184,18 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
     ...(workerSeed ? { workerSeed } : {}),
     ...(inboxes !== undefined ? { inboxPrefixes: inboxes.split(",").map((p) => p.trim()) } : {}),
     ...(onLogOutage !== undefined ? { onLogOutage } : {}),
+    ...(requestSignatures !== undefined ? { requestSignatures } : {}),
+    ...(issuers !== undefined
+      ? {
+          clusterIssuers: issuers
+            .split(",")
+            .map((k) => k.trim())
+            .filter((k) => k.length > 0),
+        }
+      : {}),
+    ...(maxTokenAge !== undefined
+      ? { maxTokenAgeMs: strictInteger(SETTING_SOURCES["maxTokenAgeMs"]!, maxTokenAge) * 1000 }
+      : {}),
     prefix: resolvePrefix(flags),
     replicas: resolveReplicas(flags),
     adminKeys,
