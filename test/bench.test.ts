@@ -47,17 +47,29 @@ describe("arbiter bench", () => {
         exit: { code: number | null };
         decisionLog: { recorded: number; answered: number; ok: boolean };
       };
-      ratio: { throughput: number };
+      signedWorker: {
+        answers: number;
+        answersPerSecond: number;
+        errors: { total: number };
+        mismatches: number;
+        exit: { code: number | null };
+      };
+      ratio: { throughput: number; signedThroughput: number };
       target: { throughputRatio: number; met: boolean };
       opa: OpaReport;
       guarantees: Record<string, string>;
     };
-    for (const phase of [report.echo, report.worker]) {
+    for (const phase of [report.echo, report.worker, report.signedWorker]) {
       expect(phase.answers).toBeGreaterThan(0);
       expect(phase.errors.total).toBe(0);
       expect(phase.mismatches).toBe(0);
     }
     expect(report.worker.exit.code).toBe(0);
+    expect(report.signedWorker.exit.code).toBe(0);
+    expect(report.ratio.signedThroughput).toBeCloseTo(
+      report.signedWorker.answersPerSecond / report.worker.answersPerSecond,
+      2,
+    );
     // At least: a request answered after the generator gave up on it is recorded, not counted.
     expect(report.worker.decisionLog.ok).toBe(true);
     expect(report.worker.decisionLog.recorded).toBeGreaterThanOrEqual(report.worker.decisionLog.answered);
@@ -70,7 +82,7 @@ describe("arbiter bench", () => {
     expect(report.target.met).toBe(
       report.worker.answersPerSecond >= report.target.throughputRatio * report.echo.answersPerSecond,
     );
-    expect(Object.keys(report.guarantees).sort()).toEqual(["echo", "opa", "worker"]);
+    expect(Object.keys(report.guarantees).sort()).toEqual(["echo", "opa", "signedWorker", "worker"]);
     if (!opaInCache()) {
       expect(report.opa.status).toBe("skipped");
       return;

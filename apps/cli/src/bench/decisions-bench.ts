@@ -7,8 +7,14 @@ import { type NatsServerProcess, startNatsServer } from "@arbiter/embedded-nats"
 import { ArbiterError, DEFAULT_POLICY_TOPIC, DEFAULT_QUEUE_GROUP, ErrorCode } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
 import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  createSigner,
+  generateKey,
+  POLICY_INVOCATION_HEADER,
+  type Signer,
+  signPolicyRequest,
+} from "@arbiter/trust";
+import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { type BenchChild, type ChildExit, spawnChild, spawnNode } from "./child-process.js";
 import { type LoadResult, loadRequestTemplate, type RequestTemplate, runLoad } from "./load.js";
@@ -94,6 +100,8 @@ export const GUARANTEES = {
   echo: "nothing: answers permitted to everything (the cost of NATS and JSON alone)",
   worker:
     "every decision recorded in the decision log (acknowledged by JetStream) before the answer; echoes the requestId; records signed (Ed25519 over batches)",
+  signedWorker:
+    "as the worker, and each request's invocation token verified (Ed25519, cluster issuer, origin, target, hash, age) and its id claimed in the shared replay bucket before deciding",
   opa: "no record of any decision; replies with a new random requestId, not the request's",
 } as const;
 
@@ -112,6 +120,12 @@ export interface DecisionsBenchReport {
     readonly workerCpuProfDir: string | null;
   };
   readonly echo: PhaseReport;
+  /**
+   * A worker in `requestSignatures: required` mode under the same load, every request signed by
+   * the load generator (an invocation token per request): the cost of verifying the signature
+   * and claiming the token id in the shared replay bucket.
+   */
+  readonly signedWorker: PhaseReport & { readonly exit: ChildExit };
   readonly worker: PhaseReport & {
     readonly rulesRevision: number;
     readonly exit: ChildExit;
@@ -123,8 +137,13 @@ export interface DecisionsBenchReport {
       readonly ok: boolean;
     };
   };
-  /** Worker figure divided by the echo figure. */
-  readonly ratio: { readonly throughput: number; readonly p50: number; readonly p99: number };
+  /** Worker figure divided by the echo figure; `signedThroughput`: signed worker over unsigned worker. */
+  readonly ratio: {
+    readonly throughput: number;
+    readonly p50: number;
+    readonly p99: number;
+    readonly signedThroughput: number;
+  };
   readonly target: { readonly throughputRatio: number; readonly met: boolean };
   readonly opa: OpaReport;
   readonly guarantees: typeof GUARANTEES;
@@ -160,6 +179,7 @@ const FIXTURE_FILES = [
 const READY_TIMEOUT_MS = 30_000;
 const READY_POLL_MS = 50;
 const WORKER_NAME = "bench-worker";
+const SIGNED_WORKER_NAME = "bench-worker-signed";
 const OPA_QUEUE_GROUP = "bench-opa";
 /** What the OPA server prints once it has subscribed (as the example does). */
 const OPA_READY_LINE = "Listening for policy requests...";
@@ -172,6 +192,9 @@ const FOREIGN_ENV = [
   "ARBITER_ADMIN_SEED",
   "WASMCLOUD_POLICY_TOPIC",
   "WASMCLOUD_POLICY_CHANGES_TOPIC",
+  "WASMCLOUD_CLUSTER_ISSUERS",
+  "ARBITER_REQUEST_SIGNATURES",
+  "ARBITER_MAX_TOKEN_AGE",
 ];
 
 /**
@@ -206,6 +229,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
       responders: readonly BenchChild[],
       expectPermitted: (t: RequestTemplate) => boolean,
       requestIdMustEcho = true,
+      sign?: (template: RequestTemplate, payload: Uint8Array) => MsgHdrs,
     ): Promise<Omit<PhaseReport, "responder">> => {
       const pids = [...responders.map((r) => r.pid), nats.pid, process.pid];
       const samples: CpuSample[] = [];
@@ -220,6 +244,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
         durationMs: options.durationMs,
         timeoutMs: options.timeoutMs,
         signal,
+        ...(sign ? { sign } : {}),
         onWindow: () => samples.push(sampleCpu(pids)),
       });
       const [from, to] = samples;
@@ -296,6 +321,34 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
     const workerExit = await worker.stop("SIGTERM");
     interrupted();
 
+    const cluster = createSigner(generateKey("C").seed, "C");
+    const signRequest = (template: RequestTemplate, payload: Uint8Array) =>
+      signedHeaders(cluster, template, payload);
+    const signedWorker = spawnNode(
+      "signed-request worker",
+      [
+        CLI_MAIN,
+        "worker",
+        "--servers",
+        nats.url,
+        "--name",
+        SIGNED_WORKER_NAME,
+        "--admin-keys",
+        admin.publicKey,
+        "--request-signatures",
+        "required",
+        "--cluster-issuers",
+        cluster.publicKey,
+      ],
+      childEnv,
+    );
+    cleanups.push(() => signedWorker.stop());
+    const signedProbeAnswers = await untilAnswering(nc, signedWorker, probe, true, signal, signRequest);
+    log.info({ workerPid: signedWorker.pid }, "measuring the worker on signed requests");
+    const signedResult = await load([signedWorker], (t) => t.permittedUnderExampleRules, true, signRequest);
+    const signedExit = await signedWorker.stop("SIGTERM");
+    interrupted();
+
     const opaPhase = async (bin: string, instances: number, queue: boolean): Promise<OpaPhaseReport> => {
       const servers: BenchChild[] = [];
       try {
@@ -361,7 +414,8 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
     // Every record, not every message: a message holds a batch of decisions.
     let recorded = 0;
     for await (const _ of store.decisions.read()) recorded++;
-    const answered = workerResult.answersTotal + probeAnswers;
+    const answered =
+      workerResult.answersTotal + probeAnswers + signedResult.answersTotal + signedProbeAnswers;
 
     return {
       benchmark: "decisions",
@@ -385,6 +439,11 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
         workerCpuProfDir: options.workerCpuProfDir ?? null,
       },
       echo: { responder: "bare NATS echo (separate Node process, JSON.parse + reply)", ...echoResult },
+      signedWorker: {
+        responder: `arbiter worker --name ${SIGNED_WORKER_NAME} --request-signatures required (separate process, decision log on, every request signed)`,
+        ...signedResult,
+        exit: signedExit,
+      },
       worker: {
         responder: `arbiter worker --name ${WORKER_NAME} (separate process, decision log on)`,
         ...workerResult,
@@ -396,6 +455,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
         throughput: ratio(workerResult.answersPerSecond, echoResult.answersPerSecond),
         p50: ratio(workerResult.latencyMs.p50, echoResult.latencyMs.p50),
         p99: ratio(workerResult.latencyMs.p99, echoResult.latencyMs.p99),
+        signedThroughput: ratio(signedResult.answersPerSecond, workerResult.answersPerSecond),
       },
       target: {
         throughputRatio: THROUGHPUT_TARGET,
@@ -426,6 +486,7 @@ async function untilAnswering(
   template: RequestTemplate,
   permitted: boolean | null,
   signal: AbortSignal,
+  sign?: (template: RequestTemplate, payload: Uint8Array) => MsgHdrs,
 ): Promise<number> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let answers = 0;
@@ -446,7 +507,11 @@ async function untilAnswering(
     }
     const id = randomUUID();
     try {
-      const reply = await nc.request(DEFAULT_POLICY_TOPIC, template.payload(id), { timeout: 1000 });
+      const payload = template.payload(id);
+      const reply = await nc.request(DEFAULT_POLICY_TOPIC, payload, {
+        timeout: 1000,
+        ...(sign ? { headers: sign(template, payload) } : {}),
+      });
       answers++;
       const answer = JSON.parse(reply.string()) as { requestId?: unknown; permitted?: unknown };
       if (
@@ -461,6 +526,25 @@ async function untilAnswering(
     }
     await delay(READY_POLL_MS, undefined, { signal }).catch(() => {});
   }
+}
+
+/** The header a signing host (or its sidecar) attaches: an invocation token over these very bytes. */
+function signedHeaders(cluster: Signer, template: RequestTemplate, payload: Uint8Array): MsgHdrs {
+  const h = headers();
+  h.set(
+    POLICY_INVOCATION_HEADER,
+    signPolicyRequest(
+      {
+        hostKey: template.host.publicKey,
+        lattice: template.host.lattice,
+        policyTopic: DEFAULT_POLICY_TOPIC,
+        kind: template.kind,
+        request: payload,
+      },
+      cluster,
+    ),
+  );
+  return h;
 }
 
 function ratio(a: number, b: number): number {

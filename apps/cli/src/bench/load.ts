@@ -1,12 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { errors, type NatsConnection } from "@nats-io/transport-node";
+import { errors, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 
 /** A real host request whose `requestId` is replaced by a fresh one on every send. */
 export interface RequestTemplate {
   /** File name of the fixture, e.g. `start-provider.json`. */
   readonly name: string;
   readonly kind: string;
+  /** The asking host's key and lattice (`host.publicKey`, `host.lattice`), for signing the request. */
+  readonly host: { readonly publicKey: string; readonly lattice: string };
   /** What the example rules answer; the echo responder answers `true` to everything. */
   readonly permittedUnderExampleRules: boolean;
   /** The fixture's bytes with `id` as its request id: what a host would put on the wire. */
@@ -23,7 +25,11 @@ export function loadRequestTemplate(
   permittedUnderExampleRules: boolean,
 ): RequestTemplate {
   const text = readFileSync(file, "utf8").trim();
-  const parsed = JSON.parse(text) as { requestId?: unknown; kind?: unknown };
+  const parsed = JSON.parse(text) as {
+    requestId?: unknown;
+    kind?: unknown;
+    host?: { publicKey?: unknown; lattice?: unknown };
+  };
   if (typeof parsed.requestId !== "string" || typeof parsed.kind !== "string") {
     throw new Error(`${file}: not a wasmCloud 1.x policy request (no requestId or kind)`);
   }
@@ -35,6 +41,7 @@ export function loadRequestTemplate(
   return {
     name,
     kind: parsed.kind,
+    host: { publicKey: String(parsed.host?.publicKey ?? ""), lattice: String(parsed.host?.lattice ?? "") },
     permittedUnderExampleRules,
     payload: (id) => {
       const out = Buffer.allocUnsafe(before.length + Buffer.byteLength(id) + after.length);
@@ -64,6 +71,8 @@ export interface LoadOptions {
   /** Per-request timeout; a late answer counts as an error, as a host would deny on it. */
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
+  /** Headers for each request (its signature), made by the requester just before it is sent. */
+  readonly sign?: (template: RequestTemplate, payload: Uint8Array) => MsgHdrs;
   /** Called when the measured window opens and when it closes (on timers, so within a tick). */
   readonly onWindow?: (edge: "start" | "end") => void;
 }
@@ -140,7 +149,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       let verdict: Verdict = "undecodable";
       let failure: "timeout" | "noResponders" | "other" | null = null;
       try {
-        const reply = await nc.request(subject, template.payload(id), { timeout: timeoutMs });
+        const payload = template.payload(id);
+        const reply = await nc.request(subject, payload, {
+          timeout: timeoutMs,
+          ...(options.sign ? { headers: options.sign(template, payload) } : {}),
+        });
         answersTotal++;
         verdict = judgeAnswer(reply.string(), id, options.expectPermitted(template));
       } catch (err) {

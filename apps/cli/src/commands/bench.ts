@@ -133,6 +133,7 @@ function humanReport(r: DecisionsBenchReport): string {
     header,
     row("echo", r.echo),
     row("worker", r.worker),
+    row("worker signed", r.signedWorker),
     ...(opa.status === "measured"
       ? [row("opa x1", opa.single), row(`opa x${opa.queue.instances} queue`, opa.queue)]
       : []),
@@ -144,7 +145,10 @@ function humanReport(r: DecisionsBenchReport): string {
   const s = r.settings;
   const log = r.worker.decisionLog;
   const m = r.machine;
-  const phases = opa.status === "measured" ? [r.echo, r.worker, opa.single, opa.queue] : [r.echo, r.worker];
+  const phases =
+    opa.status === "measured"
+      ? [r.echo, r.worker, r.signedWorker, opa.single, opa.queue]
+      : [r.echo, r.worker, r.signedWorker];
   const firstError = phases.find((p) => p.errors.sample !== null)?.errors.sample;
   const opaLines =
     opa.status === "measured"
@@ -165,12 +169,14 @@ function humanReport(r: DecisionsBenchReport): string {
     `arbiter bench: 1 worker (decision log on) vs bare NATS echo${opa.status === "measured" ? " vs the OPA example's policy server" : ""}, ${s.concurrency} concurrent requesters, ${s.durationSeconds} s after ${s.warmupSeconds} s warm-up, ${s.payloads.length} real wasmCloud 1.x requests`,
     ...table,
     `worker/echo: throughput ${r.ratio.throughput.toFixed(3)} (target >= ${r.target.throughputRatio}: ${r.target.met ? "met" : "NOT met"}), p50 x${r.ratio.p50.toFixed(1)}, p99 x${r.ratio.p99.toFixed(1)}`,
+    `signed requests (worker --request-signatures required, every request signed by the load generator): ${r.signedWorker.answersPerSecond.toFixed(0)}/s, ${r.ratio.signedThroughput.toFixed(3)} of unsigned decisions`,
     `decision log: ${log.recorded} decisions in ${log.stream} for ${log.answered} worker answers (${log.ok ? "ok" : "MISSING DECISIONS"})`,
     ...opaLines,
     ...(firstError ? [`first error: ${firstError}`] : []),
     "what each answer guarantees:",
     `  echo:   ${r.guarantees.echo}`,
     `  worker: ${r.guarantees.worker}`,
+    `  signed: ${r.guarantees.signedWorker}`,
     `  opa:    ${r.guarantees.opa}`,
     ...(s.workerCpuProfDir
       ? [`worker CPU profile in ${s.workerCpuProfDir} (profiling slows the worker)`]
