@@ -64,6 +64,11 @@ export class RequestVerifier {
     return this.#options.mode;
   }
 
+  /** Closes the replay guard. */
+  close(): void {
+    this.#options.guard.close();
+  }
+
   /**
    * The result for `request` (received as `bytes`) and the token of its header (`""` or undefined
    * when it had none), or a promise of it when only the replay check remains. Never throws or rejects.

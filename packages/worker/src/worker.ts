@@ -414,6 +414,7 @@ class DecisionWorker implements Worker {
       await running.recorder.settled();
     }
     await running.follower.stop();
+    if (running.verifier !== null && this.#givenReplayGuard === undefined) running.verifier.close();
     running.queue.flushWarnings();
     running.recorder.flushWarnings();
     this.#refusedWarning.flush();
