@@ -1,4 +1,5 @@
 import { createHash, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { encode as encodeMsgpack } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { entityUrl, targetUrl, type WasmcloudEntity } from "./entity-url.js";
 import {
@@ -313,6 +314,15 @@ describe("invocation codecs", () => {
     const json = parseInvocation(Buffer.from(`  ${JSON.stringify(invocationToJson(inv))}`));
     expect(json.ok && json.format).toBe("json");
     if (json.ok) expect(verify(json.invocation).valid).toBe(true);
+  });
+
+  it("reads a msgpack msg written as an array of byte values, as rmp-serde writes a plain Vec<u8>", () => {
+    const inv = forged();
+    const packed = encodeMsgpack({ ...invocationToJson(inv), msg: [...msg] });
+    const parsed = parseInvocation(packed);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    expect(Buffer.from(parsed.invocation.msg).equals(msg)).toBe(true);
+    expect(verify(parsed.invocation).valid).toBe(true);
   });
 
   it("says what is wrong with bytes that are no invocation", () => {
