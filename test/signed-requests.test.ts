@@ -1,6 +1,7 @@
 import { createHostPolicyClient } from "@arbiter/host";
 import { DecisionV1, PolicyResponseV1, type StartProviderBodyV1 } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
+import { type ReplayGuard, StoreUnavailableError } from "@arbiter/store";
 import {
   createSigner,
   generateKey,
@@ -33,13 +34,13 @@ function request(): { requestId: string; bytes: Uint8Array } {
 function token(
   bytes: Uint8Array,
   signer: Signer,
-  about: { hostKey?: string; kind?: string; now?: Date; jti?: string } = {},
+  about: { hostKey?: string; kind?: string; now?: Date; jti?: string; topic?: string } = {},
 ): string {
   return signPolicyRequest(
     {
       hostKey: about.hostKey ?? provider.host.publicKey,
       lattice: provider.host.lattice,
-      policyTopic: TOPIC,
+      policyTopic: about.topic ?? TOPIC,
       kind: about.kind ?? "startProvider",
       request: bytes,
     },
@@ -48,10 +49,18 @@ function token(
   );
 }
 
-async function ask(nc: NatsConnection, bytes: Uint8Array, signature?: string): Promise<PolicyResponseV1> {
+async function ask(
+  nc: NatsConnection,
+  bytes: Uint8Array,
+  signature?: string,
+  options: { topic?: string; timeout?: number } = {},
+): Promise<PolicyResponseV1> {
   const h = headers();
   if (signature !== undefined) h.set(POLICY_INVOCATION_HEADER, signature);
-  const reply = await nc.request(TOPIC, bytes, { timeout: 5000, headers: h });
+  const reply = await nc.request(options.topic ?? TOPIC, bytes, {
+    timeout: options.timeout ?? 5000,
+    headers: h,
+  });
   return PolicyResponseV1.parse(JSON.parse(reply.string()));
 }
 
@@ -309,5 +318,70 @@ rules:
     expect(await ask(arbiter.nc, signed.bytes, token(signed.bytes, cluster))).toMatchObject({
       permitted: true,
     });
+  });
+});
+
+describe("a replay bucket that does not answer", () => {
+  let arbiter: SingleNodeArbiter;
+  const workers: Worker[] = [];
+  const down: ReplayGuard = {
+    claim: async () => {
+      throw new StoreUnavailableError("the replay bucket is gone");
+    },
+    close: () => {},
+  };
+
+  beforeAll(async () => {
+    arbiter = await startSingleNodeArbiter({ id: "w-off" });
+  });
+  afterAll(async () => {
+    for (const w of workers) await w.stop();
+    await arbiter?.stop();
+  });
+
+  async function workerOn(topic: string, onLogOutage: "silent" | "deny"): Promise<Worker> {
+    const worker = createWorker({
+      nc: arbiter.nc,
+      logger: pino({ level: "silent" }),
+      replayGuard: down,
+      config: {
+        id: `w-${onLogOutage}`,
+        policyTopic: topic,
+        requestSignatures: "required",
+        clusterIssuers: [cluster.publicKey],
+        adminKeys: [arbiter.signer.publicKey],
+        onLogOutage,
+      },
+    });
+    await worker.start();
+    workers.push(worker);
+    return worker;
+  }
+
+  it("leaves a valid signed request unanswered (hosts fail closed without caching), or denies it with onLogOutage deny", async () => {
+    const silent = await workerOn("policy.silent", "silent");
+    const quiet = request();
+    await expect(
+      ask(arbiter.nc, quiet.bytes, token(quiet.bytes, cluster, { topic: "policy.silent" }), {
+        topic: "policy.silent",
+        timeout: 1500,
+      }),
+    ).rejects.toThrow(/timeout|TIMEOUT/i);
+    expect(silent.stats()).toMatchObject({ unansweredReplayUnchecked: 1, decisions: 0 });
+
+    await workerOn("policy.deny", "deny");
+    const denied = request();
+    const answer = await ask(
+      arbiter.nc,
+      denied.bytes,
+      token(denied.bytes, cluster, { topic: "policy.deny" }),
+      {
+        topic: "policy.deny",
+      },
+    );
+    expect(answer.permitted).toBe(false);
+    expect(answer.message).toContain("(replay-unchecked)");
+    const [decision] = await recorded(arbiter, denied.requestId);
+    expect(decision?.trust.reasons).toEqual(["replay-unchecked"]);
   });
 });

@@ -35,7 +35,7 @@ import {
 import { type Decided, DecisionRecorder } from "./decision-recorder.js";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
 import { RequestQueue } from "./request-queue.js";
-import { RequestVerifier, type TrustResult, trustDenial } from "./request-signatures.js";
+import { RequestTrustReason, RequestVerifier, type TrustResult, trustDenial } from "./request-signatures.js";
 import { RulesFollower } from "./rules-follower.js";
 
 /** Lifecycle states shared by Arbiter's long-running parts. */
@@ -61,6 +61,8 @@ export interface WorkerStats {
   readonly refusedReply: number;
   /** Requests denied because their signature was required and missing, or present and not valid. */
   readonly untrusted: number;
+  /** Signed requests left unanswered because the replay bucket did not answer (`onLogOutage: "silent"`). */
+  readonly unansweredReplayUnchecked: number;
   /** Requests dropped unanswered because `maxQueuedRequests` were already waiting or being recorded. */
   readonly shed: number;
   /** Decisions the decision log did not acknowledge. */
@@ -130,6 +132,16 @@ export function createWorker(deps: WorkerDeps): Worker {
   return new DecisionWorker(deps, parseWorkerConfig(deps.config ?? {}));
 }
 
+/** The counters the worker keeps itself, beside those of its parts. */
+type WorkerCounts = {
+  -readonly [K in
+    | "rejected"
+    | "unanswerable"
+    | "refusedReply"
+    | "untrusted"
+    | "unansweredReplayUnchecked"]: number;
+};
+
 /** What every record of one request shares: its id, the revision and clock it was decided at, who decided. */
 type DecisionContext = Parameters<typeof decisionRecord>[2];
 
@@ -167,14 +179,21 @@ class DecisionWorker implements Worker {
   readonly #rejectedWarning: RateLimitedWarning;
   readonly #unanswerableWarning: RateLimitedWarning;
   readonly #untrustedWarning: RateLimitedWarning;
+  readonly #uncheckedWarning: RateLimitedWarning;
   #flushScheduled = false;
   #running: Running | undefined;
   #state: LifecycleState = "stopped";
   #subscriptionProblem: string | null = null;
   #lastHealth: WorkerHealth = { state: "stopped", reason: null };
-  #counts = { rejected: 0, unanswerable: 0, refusedReply: 0, untrusted: 0 };
+  #counts: WorkerCounts = {
+    rejected: 0,
+    unanswerable: 0,
+    refusedReply: 0,
+    untrusted: 0,
+    unansweredReplayUnchecked: 0,
+  };
   /** Counters of the parts of the last run, kept after `stop()`. */
-  #finished: Omit<WorkerStats, "rejected" | "unanswerable" | "refusedReply" | "untrusted"> | undefined;
+  #finished: Omit<WorkerStats, keyof WorkerCounts> | undefined;
 
   constructor(deps: WorkerDeps, config: ParsedWorkerConfig) {
     this.#nc = deps.nc;
@@ -220,6 +239,11 @@ class DecisionWorker implements Worker {
       this.#log,
       "policy requests denied for their signature (missing where required, or not valid): recorded",
       "denied",
+    );
+    this.#uncheckedWarning = new RateLimitedWarning(
+      this.#log,
+      "the replay bucket does not answer: signed policy requests left unanswered (hosts fail closed and ask again)",
+      "requests",
     );
   }
 
@@ -421,6 +445,7 @@ class DecisionWorker implements Worker {
     this.#rejectedWarning.flush();
     this.#unanswerableWarning.flush();
     this.#untrustedWarning.flush();
+    this.#uncheckedWarning.flush();
     if (running.ownsStore) await running.store.close();
     this.#finished = {
       ...running.recorder.stats,
@@ -499,16 +524,22 @@ class DecisionWorker implements Worker {
           const trust = verifier.check(request, msg.data, token, now);
           if (trust instanceof Promise) {
             return trust
-              .then((checked) =>
-                this.#sealed(
+              .then((checked) => {
+                if (
+                  checked.reasons.includes(RequestTrustReason.ReplayUnchecked) &&
+                  this.#unchecked(checked)
+                ) {
+                  return null;
+                }
+                return this.#sealed(
                   msg,
                   requestId,
                   this.#trustedRecord(request, checked, verifier.mode, ruleset, now, context),
                   msg.data,
                   started,
                   context,
-                ),
-              )
+                );
+              })
               .catch((err: unknown) => {
                 this.#failed(err, msg, requestId, recorder);
                 return null;
@@ -593,6 +624,18 @@ class DecisionWorker implements Worker {
       });
     });
     verifying.add(done);
+  }
+
+  /**
+   * Whether a request whose token could not be checked against replays goes unanswered: with
+   * `onLogOutage: "silent"` it does, as when the decision log fails (the replay bucket is in the
+   * same JetStream), so the host fails closed without caching a denial; with `deny` it is denied.
+   */
+  #unchecked(trust: TrustResult): boolean {
+    if (this.#config.onLogOutage !== "silent") return false;
+    this.#counts.unansweredReplayUnchecked++;
+    this.#uncheckedWarning.count(1, { reason: trust.problems.at(-1)?.message });
+    return true;
   }
 
   /** Logs a defect in deciding and, when `requestId` is not null, answers a denial. */
