@@ -39,6 +39,8 @@ export interface WasmcloudHostOptions {
   readonly policyTopic: string;
   readonly changesTopic: string;
   readonly policyTimeoutMs: number;
+  /** Extra environment for the host process (e.g. `TMPDIR`, where it unpacks provider binaries). */
+  readonly env?: Record<string, string>;
 }
 
 /** A running host and what it said about itself on start. */
@@ -70,7 +72,7 @@ export async function startWasmcloudHost(options: WasmcloudHostOptions): Promise
     {
       ready: /^\{"event":"started"/,
       timeout: 60_000,
-      env: { RUST_LOG: "info" },
+      env: { RUST_LOG: "info", ...options.env },
     },
   );
   const line = process.stdout.find((l) => l.startsWith('{"event":"started"'));
@@ -137,4 +139,38 @@ export function scaleOutcome(events: Recorder, componentId: string, from = 0) {
 /** The policy requests the host sent about `componentId`, as raw text. */
 export function requestsAbout(requests: Recorder, componentId: string): string[] {
   return requests.seen.map((r) => r.text).filter((text) => text.includes(`"componentId":"${componentId}"`));
+}
+
+/** Sends `provider.start` for a provider loaded from `providerRef`; resolves to the host's acknowledgement. */
+export async function startProviderFrom(
+  nc: NatsConnection,
+  host: RunningWasmcloudHost,
+  providerId: string,
+  providerRef: string,
+): Promise<{ success: boolean; message: string }> {
+  const command = { provider_id: providerId, provider_ref: providerRef, host_id: host.hostId, config: [] };
+  const reply = await nc.request(
+    `wasmbus.ctl.v1.${host.lattice}.provider.start.${host.hostId}`,
+    JSON.stringify(command),
+    { timeout: 10_000 },
+  );
+  return reply.json();
+}
+
+/** The host's provider_started or provider_start_failed event for `providerId`, after index `from`. */
+export function providerOutcome(events: Recorder, providerId: string, from = 0) {
+  return until(
+    () =>
+      events.seen
+        .slice(from)
+        .find(
+          (e) =>
+            (e.subject.endsWith(".provider_started") || e.subject.endsWith(".provider_start_failed")) &&
+            e.text.includes(`"${providerId}"`),
+        ),
+    {
+      name: `the host's provider_started or provider_start_failed event for ${providerId}`,
+      timeout: 20_000,
+    },
+  );
 }
