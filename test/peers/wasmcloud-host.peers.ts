@@ -22,6 +22,8 @@ import { fixtureJson } from "../support/fixtures.js";
 import { wasmcloudHostBin } from "./peers-cache.js";
 import { providerArchive } from "./provider-archive.js";
 import {
+  exportingComponent,
+  invokeRootFunction,
   providerOutcome,
   type RunningWasmcloudHost,
   record,
@@ -135,13 +137,19 @@ function shape(value: unknown, path = ""): string[] {
 /** The decision records Arbiter holds for start requests of `componentId` (or `providerId`). */
 async function decisionsFor(
   componentId: string,
-  kind: "startComponent" | "startProvider" = "startComponent",
+  kind: "startComponent" | "startProvider" | "performInvocation" = "startComponent",
 ): Promise<{ text: string; decision: DecisionV1 }[]> {
   const found: { text: string; decision: DecisionV1 }[] = [];
   for await (const stored of arbiter.store.decisions.read({ kind })) {
     const decision = DecisionV1.parse(JSON.parse(stored.text));
-    const request = decision.request as { request?: { componentId?: string; providerId?: string } };
-    const id = kind === "startComponent" ? request.request?.componentId : request.request?.providerId;
+    const request = decision.request as {
+      request?: { componentId?: string; providerId?: string; target?: { componentId?: string } };
+    };
+    const id = {
+      startComponent: request.request?.componentId,
+      startProvider: request.request?.providerId,
+      performInvocation: request.request?.target?.componentId,
+    }[kind];
     if (id === componentId) found.push({ text: stored.text, decision });
   }
   return found;
@@ -480,6 +488,63 @@ describe("a real wasmCloud 1.9 host beside Arbiter", () => {
     expect(sent).toHaveLength(1);
     // The issuer in the request is whatever the archive says: the signature was never checked.
     expect(JSON.parse(sent[0] ?? "{}").request.claims).toMatchObject({ issuer: ISSUER.publicKey });
+  });
+
+  it("asks Arbiter before running a wRPC invocation of a running component's export, naming the export", async () => {
+    const id = `${ALLOWED}-exporting`;
+    await using own = await freshHost();
+    const file = join(workDir, "exporting.wasm");
+    const signed = signComponent(exportingComponent(file), { subject: generateKey("M").publicKey }, ISSUER);
+    writeFileSync(file, signed.bytes);
+    await using requests = await record(nc, POLICY_TOPIC);
+    await using events = await record(nc, `wasmbus.evt.${LATTICE}.>`);
+
+    await scaleFromFile(nc, own, id, file);
+    const started = await scaleOutcome(events, id);
+    expect(started.subject, started.text).toBe(`wasmbus.evt.${LATTICE}.component_scaled`);
+
+    await invokeRootFunction(nc, LATTICE, id, "f");
+    const sent = await until(
+      () =>
+        requests.seen
+          .map((r) => r.text)
+          .find((text) => text.includes('"kind":"performInvocation"') && text.includes(`"${id}"`)),
+      { name: "the host's performInvocation request", timeout: 20_000 },
+    );
+    const request = JSON.parse(sent);
+    expect(request).toMatchObject({
+      kind: "performInvocation",
+      version: "v1",
+      // A root function export is served with an empty instance name: the interface is "".
+      request: {
+        interface: "",
+        function: "f",
+        target: {
+          componentId: id,
+          imageRef: pathToFileURL(file).href,
+          maxInstances: 0,
+          claims: policyRequestClaims(signed.claims),
+        },
+      },
+      host: { publicKey: own.hostId, lattice: LATTICE },
+    });
+    const fixtureShape = (value: unknown) =>
+      shape(value).filter(
+        (line) => !line.startsWith(".request.target.annotations.") && !line.startsWith(".host.labels."),
+      );
+    expect(fixtureShape(request)).toEqual(fixtureShape(fixtureJson("perform-invocation")));
+    capture("perform-invocation.json", sent);
+    expect(fixtureShape(request)).toEqual(fixtureShape(captured("perform-invocation")));
+
+    const [recorded] = await until(
+      async () => {
+        const found = await decisionsFor(id, "performInvocation");
+        return found.length > 0 && found;
+      },
+      { name: "Arbiter's record of the invocation request" },
+    );
+    expect(recorded?.decision.permitted).toBe(false);
+    expect(recorded?.text).toContain(sent);
   });
 
   // Last: it stops the suite's worker.
