@@ -223,6 +223,22 @@ describe("0.82 request serialization", () => {
   });
 });
 
+describe("performInvocation requests", () => {
+  // The host fills the target itself with `max_instances: 0` (crate `policy.rs`,
+  // `evaluate_perform_invocation`), whatever the component runs with.
+  it("always send the target with maxInstances 0, as the host does", () => {
+    const invocation = fixture("perform-invocation");
+    if (invocation.kind !== "performInvocation") throw new Error("not an invocation fixture");
+    const { request } = invocation;
+    const built = buildRequestV1(
+      "id",
+      { kind: "performInvocation", request: { ...request, target: { ...request.target, maxInstances: 5 } } },
+      invocation.host,
+    );
+    expect(built.request).toMatchObject({ target: { maxInstances: 0 } });
+  });
+});
+
 describe("response decoding, as the host's serde does it", () => {
   it("accepts a response and ignores unknown fields", () => {
     const decoded = decodeResponse(bytes('{"requestId":"r","permitted":true,"message":"ok","extra":[1]}'));

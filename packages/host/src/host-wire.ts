@@ -80,10 +80,11 @@ export function buildRequestV1(requestId: string, action: HostActionV1, host: Ho
     }
     case "performInvocation": {
       const body = parseBody(PerformInvocationBodyV1, action.request, action.kind);
+      // The host builds the target itself, always with `max_instances: 0` (`evaluate_perform_invocation`).
       const request = {
         interface: body.interface,
         function: body.function,
-        target: componentInformation(body.target),
+        target: componentInformation({ ...body.target, maxInstances: 0 }),
       };
       return { requestId, kind: action.kind, version: "v1", request, host: hostInfo };
     }
