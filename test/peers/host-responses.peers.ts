@@ -21,6 +21,8 @@ import {
 
 const LATTICE = "peers-serde";
 const POLICY_TOPIC = "peers.serde.policy";
+/** The host's and the reference client's policy timeout; the stand-in answers at once or never. */
+const TIMEOUT_MS = 3_000;
 
 /** componentId → the answer's bytes, given the request's id. */
 const ANSWERS: Record<string, (requestId: string) => string> = {
@@ -57,7 +59,7 @@ beforeAll(async () => {
     lattice: LATTICE,
     policyTopic: POLICY_TOPIC,
     changesTopic: "peers.serde.changes",
-    policyTimeoutMs: 5_000,
+    policyTimeoutMs: TIMEOUT_MS,
     env: { TMPDIR: workDir },
   });
 });
@@ -92,6 +94,38 @@ describe("the real host decodes policy answers as serde does, and so does the re
     const answer = await client.evaluateStartComponent(body(id, file));
     expect(answer).toMatchObject({ permitted: false, failure: "undecodable", cached: false });
     expect(answer.message).toContain(reason);
+  });
+
+  it("fails closed when no answer comes within its timeout, caches nothing, and asks again", async () => {
+    const id = "serde-silent";
+    const file = join(workDir, `${id}.wasm`);
+    writeFileSync(file, tinyComponent(file));
+    await using requests = await record(nc, POLICY_TOPIC);
+    await using events = await record(nc, `wasmbus.evt.${LATTICE}.>`);
+    await scaleFromFile(nc, host, id, file);
+    const first = await scaleOutcome(events, id);
+    expect(first.subject).toBe(`wasmbus.evt.${LATTICE}.component_scale_failed`);
+    expect(first.text).toContain("timed out");
+    const from = events.seen.length;
+    await scaleFromFile(nc, host, id, file);
+    await scaleOutcome(events, id, from);
+    expect(requests.seen.filter((r) => r.text.includes(`"componentId":"${id}"`))).toHaveLength(2);
+
+    const client = createHostPolicyClient({
+      nc,
+      policyTopic: POLICY_TOPIC,
+      changesTopic: null,
+      timeoutMs: TIMEOUT_MS,
+      host: hostInfo(),
+    });
+    expect(await client.evaluateStartComponent(body(id, file))).toMatchObject({
+      permitted: false,
+      failure: "timeout",
+    });
+    expect(await client.evaluateStartComponent(body(id, file))).toMatchObject({
+      cached: false,
+      failure: "timeout",
+    });
   });
 
   // Last: the host starts one component per process (see the README).
