@@ -503,13 +503,15 @@ describe("a real wasmCloud 1.9 host beside Arbiter", () => {
     const started = await scaleOutcome(events, id);
     expect(started.subject, started.text).toBe(`wasmbus.evt.${LATTICE}.component_scaled`);
 
-    await invokeRootFunction(nc, LATTICE, id, "f");
+    // The host subscribes on its RPC connection, its event comes on another: invoke until it is heard.
     const sent = await until(
-      () =>
-        requests.seen
+      async () => {
+        await invokeRootFunction(nc, LATTICE, id, "f");
+        return requests.seen
           .map((r) => r.text)
-          .find((text) => text.includes('"kind":"performInvocation"') && text.includes(`"${id}"`)),
-      { name: "the host's performInvocation request", timeout: 20_000 },
+          .find((text) => text.includes('"kind":"performInvocation"') && text.includes(`"${id}"`));
+      },
+      { name: "the host's performInvocation request", timeout: 20_000, interval: 500 },
     );
     const request = JSON.parse(sent);
     expect(request).toMatchObject({
