@@ -287,6 +287,31 @@ describe("signComponent and inspectComponent", () => {
     expect(truncated.encoding).toBeNull();
   });
 
+  it("reads claims in a nested module's jwt section, where the host finds them, and counts them with the top level's", () => {
+    const componentHeader = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    const nested = (inner: Uint8Array) => [0x01, ...leb(inner.length), ...inner];
+    const plain = Uint8Array.from([...componentHeader, ...nested(MODULE)]);
+    const hash = moduleHash(plain);
+    const token = (seed: string) => {
+      const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+      const input = `${b64({ typ: "jwt", alg: "Ed25519" })}.${b64({ ...claimsFor(MODULE), wascap: { hash } })}`;
+      return Buffer.from(`${input}.${createSigner(seed).sign(input)}`);
+    };
+    const inNested = Uint8Array.from([
+      ...componentHeader,
+      ...nested(Uint8Array.from([...MODULE, ...customSection("jwt", token(account.seed))])),
+    ]);
+    expect(inspectComponent(inNested, { nowSeconds: NOW })).toMatchObject({ valid: true, section: "jwt" });
+    // A nested wasmcloud_jwt section is not read by the host: the component counts as unsigned.
+    const ignored = Uint8Array.from([
+      ...componentHeader,
+      ...nested(Uint8Array.from([...MODULE, ...customSection("wasmcloud_jwt", token(account.seed))])),
+    ]);
+    expect(codes(ignored)).toEqual(["unsigned"]);
+    const both = Uint8Array.from([...inNested, ...customSection("wasmcloud_jwt", token(account.seed))]);
+    expect(codes(both)).toEqual(["multiple-claims-sections"]);
+  });
+
   it("re-signing replaces the old claims section instead of adding one", () => {
     const once = signComponent(MODULE, { subject: component.publicKey, name: "first" }, issuer).bytes;
     const twice = signComponent(once, { subject: component.publicKey, name: "second" }, issuer).bytes;

@@ -125,7 +125,7 @@ export function inspectComponent(
     return invalid({ encoding: null, moduleHash: null }, [{ code: "malformed-module", message }]);
   }
   const moduleHash = hashOf(binary);
-  const found = binary.sections.filter(isClaimsSection);
+  const found = claimsSectionsRead(binary);
   const [first] = found;
   if (first === undefined) {
     return invalid({ encoding: binary.encoding, moduleHash }, [
@@ -312,6 +312,20 @@ export function policyRequestClaims(claims: ComponentClaimsV1, nowSeconds = Math
     expiresAt: claims.exp ?? null,
     expired: claims.exp != null && nowSeconds > claims.exp,
   };
+}
+
+/**
+ * The claims sections the host would consider, in the order it meets them (wascap `extract_claims`
+ * walks nested modules and components where they sit): `jwt` at any depth, `wasmcloud_jwt` only
+ * at the top level. The host takes the first; Arbiter refuses a binary with more than one.
+ */
+function claimsSectionsRead(binary: WasmBinary, depth = 0): WasmSection[] {
+  return binary.sections.flatMap((section) => {
+    if (section.nested) return claimsSectionsRead(section.nested, depth + 1);
+    if (section.customName === "jwt" || (section.customName === "wasmcloud_jwt" && depth === 0))
+      return [section];
+    return [];
+  });
 }
 
 function isClaimsSection(section: WasmSection): boolean {
