@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { inspectComponent, moduleHash, policyRequestClaims, signComponent } from "./component-claims.js";
 import { createSigner, generateKey } from "./signing.js";
@@ -103,6 +104,62 @@ describe("module hash", () => {
     const signed = signComponent(MODULE, { subject: component.publicKey }, issuer).bytes;
     expect(moduleHash(signed)).toBe(referenceHash(MODULE));
     expect(referenceHash(signed)).toBe(referenceHash(MODULE));
+  });
+});
+
+describe("against wascap 0.16.2 (test/data/wascap-0.16.2)", () => {
+  const data = (name: string) =>
+    new Uint8Array(readFileSync(new URL(`../../../test/data/wascap-0.16.2/${name}`, import.meta.url)));
+  const input = data("component.wasm");
+  const byWascap = data("signed-by-wascap.wasm");
+  /** A binary less its last section (the claims section both signers append). */
+  const withoutLastSection = (bytes: Uint8Array) => {
+    let at = 8;
+    let last = 8;
+    while (at < bytes.length) {
+      last = at;
+      let length = 0;
+      let shift = 0;
+      let i = at + 1;
+      let byte: number;
+      do {
+        byte = bytes[i++] ?? 0;
+        length += (byte & 0x7f) * 2 ** shift;
+        shift += 7;
+      } while (byte & 0x80);
+      at = i + length;
+    }
+    return bytes.subarray(0, last);
+  };
+
+  it("accepts a component wascap signed, with the hash wascap computed", () => {
+    const inspection = inspectComponent(byWascap);
+    expect(inspection).toMatchObject({ valid: true, encoding: "component", section: "wasmcloud_jwt" });
+    expect(inspection.claims).toMatchObject({
+      wascap: { name: "wascap-fixture", tags: ["fixture"], rev: 1, ver: "0.1.0", prov: false },
+      wascap_revision: 3,
+    });
+    expect(inspection.claims?.wascap.hash).toBe(moduleHash(input));
+  });
+
+  it("signs the same bytes as wascap, up to the claims section", () => {
+    const signed = signComponent(input, { subject: component.publicKey }, issuer).bytes;
+    expect(Buffer.from(withoutLastSection(signed)).equals(Buffer.from(withoutLastSection(byWascap)))).toBe(
+      true,
+    );
+    expect(
+      Buffer.from(withoutLastSection(data("signed-by-arbiter.wasm"))).equals(
+        Buffer.from(withoutLastSection(byWascap)),
+      ),
+    ).toBe(true);
+    expect(inspectComponent(data("signed-by-arbiter.wasm")).valid).toBe(true);
+  });
+
+  it("refuses wascap's component with one byte changed", () => {
+    const tampered = Uint8Array.from(byWascap);
+    const at = Buffer.from(tampered).indexOf(Buffer.from([0x41, 0x2a, 0x0b]));
+    tampered[at + 1] = 0x2b;
+    expect(codes(tampered)).toEqual(["hash-mismatch"]);
   });
 });
 
