@@ -39,6 +39,8 @@ export interface WasmcloudHostOptions {
   readonly policyTopic: string;
   readonly changesTopic: string;
   readonly policyTimeoutMs: number;
+  /** Extra environment for the host process (e.g. `TMPDIR`, where it unpacks provider binaries). */
+  readonly env?: Record<string, string>;
 }
 
 /** A running host and what it said about itself on start. */
@@ -70,7 +72,7 @@ export async function startWasmcloudHost(options: WasmcloudHostOptions): Promise
     {
       ready: /^\{"event":"started"/,
       timeout: 60_000,
-      env: { RUST_LOG: "info" },
+      env: { RUST_LOG: "info", ...options.env },
     },
   );
   const line = process.stdout.find((l) => l.startsWith('{"event":"started"'));
@@ -137,4 +139,85 @@ export function scaleOutcome(events: Recorder, componentId: string, from = 0) {
 /** The policy requests the host sent about `componentId`, as raw text. */
 export function requestsAbout(requests: Recorder, componentId: string): string[] {
   return requests.seen.map((r) => r.text).filter((text) => text.includes(`"componentId":"${componentId}"`));
+}
+
+/** Sends `provider.start` for a provider loaded from `providerRef`; resolves to the host's acknowledgement. */
+export async function startProviderFrom(
+  nc: NatsConnection,
+  host: RunningWasmcloudHost,
+  providerId: string,
+  providerRef: string,
+): Promise<{ success: boolean; message: string }> {
+  const command = { provider_id: providerId, provider_ref: providerRef, host_id: host.hostId, config: [] };
+  const reply = await nc.request(
+    `wasmbus.ctl.v1.${host.lattice}.provider.start.${host.hostId}`,
+    JSON.stringify(command),
+    { timeout: 10_000 },
+  );
+  return reply.json();
+}
+
+/** The host's provider_started or provider_start_failed event for `providerId`, after index `from`. */
+export function providerOutcome(events: Recorder, providerId: string, from = 0) {
+  return until(
+    () =>
+      events.seen
+        .slice(from)
+        .find(
+          (e) =>
+            (e.subject.endsWith(".provider_started") || e.subject.endsWith(".provider_start_failed")) &&
+            e.text.includes(`"${providerId}"`),
+        ),
+    {
+      name: `the host's provider_started or provider_start_failed event for ${providerId}`,
+      timeout: 20_000,
+    },
+  );
+}
+
+/** `(module (func (export "f") (result i32) i32.const 42))`. */
+const ANSWER_MODULE = [
+  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+  ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f],
+  ...[0x03, 0x02, 0x01, 0x00],
+  ...[0x07, 0x05, 0x01, 0x01, 0x66, 0x00, 0x00],
+  ...[0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x2a, 0x0b],
+];
+
+/**
+ * A component exporting one root function `f: func() -> u32` (returning 42), hand-assembled from
+ * the component model's binary format: the core module above, an instance of it, the function type,
+ * an alias of the core export, `canon lift` and the export; then `label` in a custom section. The
+ * host serves such an export over wRPC as `{lattice}.{component id}.wrpc.0.0.1.f`.
+ */
+export function exportingComponent(label: string): Uint8Array {
+  const section = (id: number, content: number[]) => [id, ...leb128(content.length), ...content];
+  const name = new TextEncoder().encode("arbiter-peers");
+  const payload = new TextEncoder().encode(label);
+  return Uint8Array.from([
+    ...COMPONENT_PREAMBLE,
+    ...section(0x01, ANSWER_MODULE), // core module
+    ...section(0x02, [0x01, 0x00, 0x00, 0x00]), // core instance: instantiate module 0, no args
+    ...section(0x07, [0x01, 0x40, 0x00, 0x00, 0x79]), // type 0: func() -> u32
+    ...section(0x06, [0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x66]), // alias core func: instance 0 export "f"
+    ...section(0x08, [0x01, 0x00, 0x00, 0x00, 0x00, 0x00]), // canon lift core func 0, no options, type 0
+    ...section(0x0b, [0x01, 0x00, 0x01, 0x66, 0x01, 0x00, 0x00]), // export "f" (func 0)
+    ...section(0x00, [...leb128(name.length), ...name, ...payload]),
+  ]);
+}
+
+/**
+ * Publishes a wRPC invocation of the root function `func` of `componentId` with an empty payload and
+ * a reply subject, as a wRPC client's handshake: enough for the host to run its policy check.
+ */
+export async function invokeRootFunction(
+  nc: NatsConnection,
+  lattice: string,
+  componentId: string,
+  func: string,
+): Promise<void> {
+  nc.publish(`${lattice}.${componentId}.wrpc.0.0.1.${func}`, new Uint8Array(), {
+    reply: `_INBOX.arbiter-peers.${componentId}`,
+  });
+  await nc.flush();
 }

@@ -20,6 +20,7 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, ExitCode>> = {
   [ErrorCode.RuleConflict]: ExitCode.Conflict,
   [ErrorCode.RevisionNotFound]: ExitCode.InvalidInput,
   [ErrorCode.InvalidKey]: ExitCode.InvalidInput,
+  [ErrorCode.InvalidWasm]: ExitCode.InvalidInput,
   [ErrorCode.AdminKeyNotAccepted]: ExitCode.InvalidInput,
   [ErrorCode.StoreUnavailable]: ExitCode.Unavailable,
   [ErrorCode.InvalidConfig]: ExitCode.InvalidInput,

@@ -37,6 +37,30 @@ describe("createHostPolicyClient options", () => {
     expect(() => createHostPolicyClient(options)).toThrow(HostConfigError);
   });
 
+  // A 1.9 host without a policy topic asks no one and permits everything (crate
+  // `policy.rs`, `evaluate_action`): that is the host's real default, not wasmcloud.policy.
+  it("with policyTopic null permits without a request, caching nothing, as a host without a policy topic does", async () => {
+    const refuse = () => {
+      throw new Error("no request expected");
+    };
+    const client = createHostPolicyClient({
+      nc: { request: refuse, subscribe: refuse } as never,
+      host,
+      policyTopic: null,
+      changesTopic: null,
+    });
+
+    expect(await client.evaluateStartComponent(body)).toEqual({
+      permitted: true,
+      message: null,
+      requestId: "",
+      cached: false,
+    });
+    expect(client.stats().requests).toBe(0);
+    expect(client.cacheEntries().size).toBe(0);
+    expect(client.sentRequestIds()).toEqual([]);
+  });
+
   it("refuses to evaluate or start once stopped", async () => {
     const client = createHostPolicyClient({ nc, host, changesTopic: null });
 

@@ -35,9 +35,13 @@ import {
 export interface HostPolicyClientOptions {
   /** The connection to use; it belongs to the caller, who closes it. */
   readonly nc: NatsConnection;
-  /** `--policy-topic` / `WASMCLOUD_POLICY_TOPIC`; default `wasmcloud.policy`. */
-  readonly policyTopic?: string;
-  /** `--policy-changes-topic`; default `wasmcloud.policy.changes`; `null` = no subscription. */
+  /**
+   * `--policy-topic` / `WASMCLOUD_POLICY_TOPIC`; default `wasmcloud.policy` (Arbiter's). A real host
+   * has no default: `null` reproduces a host started without one, which asks no one and permits
+   * everything, caching nothing.
+   */
+  readonly policyTopic?: string | null;
+  /** `--policy-changes-topic`; default `wasmcloud.policy.changes` (a real host: none); `null` = no subscription. */
   readonly changesTopic?: string | null;
   /** `WASMCLOUD_POLICY_TIMEOUT` in milliseconds; default 1000. */
   readonly timeoutMs?: number;
@@ -191,7 +195,7 @@ const OptionsSchema = z.object({
       typeof (value as Record<string, unknown>)["subscribe"] === "function",
     { message: "expected a NatsConnection" },
   ),
-  policyTopic: subject.default(DEFAULT_POLICY_TOPIC),
+  policyTopic: subject.nullable().default(DEFAULT_POLICY_TOPIC),
   changesTopic: subject.nullable().default(DEFAULT_CHANGES_TOPIC),
   timeoutMs: z.number().int().positive().default(1000),
   host: HostInfoV1,
@@ -354,13 +358,15 @@ class HostPolicyClientImpl implements HostPolicyClient {
 
   /** The host's `evaluate_action`: cache lookup, request, decode, cache. */
   async #decide(request: PolicyRequestV1 | PolicyRequestV082, cacheKey: string): Promise<PolicyAnswer> {
+    const { nc, policyTopic, timeoutMs } = this.#options;
+    // Without a policy topic the host permits before it looks at its cache (`evaluate_action`).
+    if (policyTopic === null) return { permitted: true, message: null, requestId: "", cached: false };
     const hit = this.#cache.get(cacheKey);
     if (hit !== undefined) {
       this.#stats.cacheHits++;
       return { ...hit, cached: true };
     }
     const { requestId } = request;
-    const { nc, policyTopic, timeoutMs } = this.#options;
     this.#sent.push(requestId);
     this.#stats.requests++;
     let data: Uint8Array;
@@ -368,7 +374,9 @@ class HostPolicyClientImpl implements HostPolicyClient {
       const payload = encodeRequest(request);
       const reply = await nc.request(policyTopic, payload, {
         timeout: timeoutMs,
-        ...(this.#signer ? { headers: this.#signedHeaders(request, payload, this.#signer) } : {}),
+        ...(this.#signer
+          ? { headers: this.#signedHeaders(request, payload, policyTopic, this.#signer) }
+          : {}),
       });
       data = reply.data;
     } catch (err) {
@@ -402,7 +410,12 @@ class HostPolicyClientImpl implements HostPolicyClient {
   }
 
   /** The header carrying the request's invocation token: from this host, to the policy topic, over these bytes. */
-  #signedHeaders(request: PolicyRequestV1 | PolicyRequestV082, payload: Uint8Array, signer: Signer) {
+  #signedHeaders(
+    request: PolicyRequestV1 | PolicyRequestV082,
+    payload: Uint8Array,
+    policyTopic: string,
+    signer: Signer,
+  ) {
     const about =
       "action" in request
         ? (({ host, kind }) => ({ ...host, kind }))(normalizeV082(request))
@@ -414,7 +427,7 @@ class HostPolicyClientImpl implements HostPolicyClient {
         {
           hostKey: about.publicKey,
           lattice: about.lattice,
-          policyTopic: this.#options.policyTopic,
+          policyTopic,
           kind: about.kind,
           request: payload,
         },

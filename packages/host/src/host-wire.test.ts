@@ -223,6 +223,22 @@ describe("0.82 request serialization", () => {
   });
 });
 
+describe("performInvocation requests", () => {
+  // The host fills the target itself with `max_instances: 0` (crate `policy.rs`,
+  // `evaluate_perform_invocation`), whatever the component runs with.
+  it("always send the target with maxInstances 0, as the host does", () => {
+    const invocation = fixture("perform-invocation");
+    if (invocation.kind !== "performInvocation") throw new Error("not an invocation fixture");
+    const { request } = invocation;
+    const built = buildRequestV1(
+      "id",
+      { kind: "performInvocation", request: { ...request, target: { ...request.target, maxInstances: 5 } } },
+      invocation.host,
+    );
+    expect(built.request).toMatchObject({ target: { maxInstances: 0 } });
+  });
+});
+
 describe("response decoding, as the host's serde does it", () => {
   it("accepts a response and ignores unknown fields", () => {
     const decoded = decodeResponse(bytes('{"requestId":"r","permitted":true,"message":"ok","extra":[1]}'));
@@ -247,9 +263,52 @@ describe("response decoding, as the host's serde does it", () => {
     ["permitted as a string", '{"requestId":"r","permitted":"true","message":null}'],
     ["numeric id", '{"requestId":1,"permitted":true,"message":null}'],
     ["non-string message", '{"requestId":"r","permitted":true,"message":5}'],
-    ["an array", "[]"],
+    ["an empty array", "[]"],
   ])("rejects %s", (_, payload) => {
     expect(decodeResponse(bytes(payload))).toMatchObject({ ok: false });
+  });
+
+  // serde_json's derived `Response` reads a struct from a JSON array too, field by field in
+  // declaration order (requestId, permitted, message), exactly three elements; the real 1.9 host
+  // applies such an override (test/peers/wasmcloud-host.peers.ts).
+  it("accepts the array form of a response, as serde reads a struct from a sequence", () => {
+    expect(decodeResponse(bytes('["r",true,"granted"]'))).toEqual({
+      ok: true,
+      response: { requestId: "r", permitted: true, message: "granted" },
+    });
+    expect(decodeResponse(bytes('["r",false,null]'))).toEqual({
+      ok: true,
+      response: { requestId: "r", permitted: false, message: null },
+    });
+  });
+
+  it.each([
+    ["an array of two (message has no default in a sequence)", '["r",true]'],
+    ["an array of four", '["r",true,null,1]'],
+    ["an array with a non-boolean permitted", '["r","yes",null]'],
+    ["a duplicate permitted", '{"requestId":"r","permitted":true,"permitted":false}'],
+    ["a duplicate requestId, escaped", '{"requestId":"r","\\u0072equestId":"s","permitted":true}'],
+    ["a duplicate message", '{"requestId":"r","permitted":true,"message":null,"message":"x"}'],
+    ["a lone surrogate in requestId", '{"requestId":"\\ud800","permitted":true}'],
+    ["a lone trailing surrogate in message", '{"requestId":"r","permitted":true,"message":"\\udc00"}'],
+    ["a lone surrogate in a top-level key", '{"requestId":"r","permitted":true,"\\ud800":1}'],
+    ["a byte order mark", '\ufeff{"requestId":"r","permitted":true}'],
+  ])("rejects what serde_json rejects: %s", (_, payload) => {
+    expect(decodeResponse(bytes(payload))).toMatchObject({ ok: false });
+  });
+
+  it.each([
+    ["a duplicate unknown field", '{"requestId":"r","x":1,"x":2,"permitted":true}'],
+    ["a duplicate nested key", '{"requestId":"r","permitted":true,"x":{"a":1,"a":2}}'],
+    ["a lone surrogate in an ignored value", '{"requestId":"r","permitted":true,"x":"\\ud800"}'],
+    // serde_json skips an ignored value without its recursion limit of 128.
+    [
+      "an ignored value nested 300 deep",
+      `{"requestId":"r","permitted":true,"x":${"[".repeat(300)}${"]".repeat(300)}}`,
+    ],
+    ["a paired surrogate", '{"requestId":"\\ud83d\\ude00","permitted":true}'],
+  ])("accepts what serde_json accepts: %s", (_, payload) => {
+    expect(decodeResponse(bytes(payload))).toMatchObject({ ok: true });
   });
 
   it("rejects invalid UTF-8", () => {

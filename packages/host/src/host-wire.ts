@@ -80,10 +80,11 @@ export function buildRequestV1(requestId: string, action: HostActionV1, host: Ho
     }
     case "performInvocation": {
       const body = parseBody(PerformInvocationBodyV1, action.request, action.kind);
+      // The host builds the target itself, always with `max_instances: 0` (`evaluate_perform_invocation`).
       const request = {
         interface: body.interface,
         function: body.function,
-        target: componentInformation(body.target),
+        target: componentInformation({ ...body.target, maxInstances: 0 }),
       };
       return { requestId, kind: action.kind, version: "v1", request, host: hostInfo };
     }
@@ -122,26 +123,99 @@ const HostResponse = PolicyResponseV1.extend({
     .transform((message) => message ?? null),
 });
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** With the `u` flag a paired surrogate is one code point, so this matches only lone ones. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** The fields of the host's `Response`, in declaration order (which a sequence follows). */
+const RESPONSE_FIELDS = ["requestId", "permitted", "message"] as const;
+
+// `ignoreBOM` keeps a byte order mark in the text, where JSON.parse refuses it as serde_json does.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Decodes a policy response, or an override from the changes topic, the way a host does
  * (`serde_json::from_slice::<Response>`). Never throws: invalid UTF-8, bad JSON or a wrong shape
- * come back as `ok: false` with the reason.
+ * come back as `ok: false` with the reason. Beyond JSON.parse it applies serde_json's rules: a
+ * struct may also be written as an array of its three fields in order; a field may not repeat; a
+ * string the struct reads (a top-level key, `requestId`, `message`) may not hold a lone surrogate.
  */
 export function decodeResponse(bytes: Uint8Array): DecodeResponseResult {
+  let text: string;
   let value: unknown;
   try {
-    value = JSON.parse(utf8.decode(bytes));
+    text = utf8.decode(bytes);
+    value = JSON.parse(text);
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
     return { ok: false, reason: `response is not UTF-8 JSON: ${detail}` };
   }
-  const parsed = HostResponse.safeParse(value);
+  let fields: unknown = value;
+  if (Array.isArray(value)) {
+    if (value.length !== RESPONSE_FIELDS.length) {
+      return {
+        ok: false,
+        reason: `invalid length ${value.length}, expected struct Response with 3 elements`,
+      };
+    }
+    fields = Object.fromEntries(RESPONSE_FIELDS.map((field, i) => [field, value[i]]));
+  } else if (typeof value === "object" && value !== null) {
+    const refused = serdeFieldProblem(text, Object.keys(value));
+    if (refused) return { ok: false, reason: refused };
+  }
+  const parsed = HostResponse.safeParse(fields);
   if (!parsed.success) {
     return { ok: false, reason: formatIssues(parsed.error).replace(/^invalid request/, "invalid response") };
   }
+  const { requestId, message } = parsed.data;
+  if (LONE_SURROGATE.test(requestId) || (message !== null && LONE_SURROGATE.test(message))) {
+    return { ok: false, reason: "lone surrogate in hex escape" };
+  }
   return { ok: true, response: parsed.data };
+}
+
+/** Why serde would refuse the object's keys: a lone surrogate in one, or a field written twice. */
+function serdeFieldProblem(text: string, keys: readonly string[]): string | null {
+  if (keys.some((key) => LONE_SURROGATE.test(key))) return "lone surrogate in hex escape in a key";
+  const seen = new Set<string>();
+  for (const key of topLevelKeys(text)) {
+    if (!(RESPONSE_FIELDS as readonly string[]).includes(key)) continue;
+    if (seen.has(key)) return `duplicate field \`${key}\``;
+    seen.add(key);
+  }
+  return null;
+}
+
+/** The keys of the top-level object of a JSON text JSON.parse accepted, unescaped, repeats included. */
+function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      const end = stringEnd(text, i);
+      if (depth === 1 && expectKey) keys.push(JSON.parse(text.slice(i, end + 1)) as string);
+      expectKey = false;
+      i = end;
+    } else if (c === "{" || c === "[") {
+      depth++;
+      expectKey = depth === 1;
+    } else if (c === "}" || c === "]") {
+      depth--;
+    } else if (c === "," && depth === 1) {
+      expectKey = true;
+    }
+  }
+  return keys;
+}
+
+/** The index of the quote that closes the string opening at `start`. */
+function stringEnd(text: string, start: number): number {
+  for (let i = start + 1; i < text.length; i++) {
+    if (text[i] === "\\") i++;
+    else if (text[i] === '"') return i;
+  }
+  return text.length;
 }
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown, kind: string): T {

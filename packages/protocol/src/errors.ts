@@ -8,6 +8,8 @@ export const ErrorCode = {
   RuleConflict: "RULE_CONFLICT",
   RevisionNotFound: "REVISION_NOT_FOUND",
   InvalidKey: "INVALID_KEY",
+  /** Bytes that are not a well-formed WebAssembly module or component (truncated, over-long, bad header). */
+  InvalidWasm: "INVALID_WASM",
   /** A rule change signed by a key that the configured admin keys or the running workers do not accept. */
   AdminKeyNotAccepted: "ADMIN_KEY_NOT_ACCEPTED",
   StoreUnavailable: "STORE_UNAVAILABLE",

@@ -1,5 +1,24 @@
 export type { DecodedJwt, MalformedJwt } from "./compact-jwt.js";
 export { decodeJwt, encodeJwt, isDecodedJwt, verifyJwtSignature } from "./compact-jwt.js";
+export type {
+  ClaimsSectionName,
+  ComponentClaimsInput,
+  ComponentClaimsReason,
+  ComponentClaimsReasonCode,
+  ComponentInspection,
+  InspectComponentOptions,
+  SignedComponent,
+} from "./component-claims.js";
+export {
+  CLAIMS_SECTION_NAMES,
+  ComponentClaimsV1,
+  ComponentMetadataV1,
+  inspectComponent,
+  moduleHash,
+  policyRequestClaims,
+  signComponent,
+  WASCAP_REVISION,
+} from "./component-claims.js";
 export { entityUrl, targetUrl, WasmcloudEntity } from "./entity-url.js";
 export type { ParsedInvocation } from "./invocation.js";
 export { encodeInvocationMsgpack, InvocationV1, invocationToJson, parseInvocation } from "./invocation.js";
@@ -45,3 +64,11 @@ export {
   signInvocationClaims,
   verifyInvocation,
 } from "./verify-invocation.js";
+export type { WasmBinary, WasmEncoding, WasmSection } from "./wasm-sections.js";
+export {
+  encodeVarU32,
+  isMalformedWasmError,
+  MalformedWasmError,
+  parseWasm,
+  readVarU32,
+} from "./wasm-sections.js";

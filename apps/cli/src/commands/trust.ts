@@ -9,6 +9,7 @@ import {
 } from "@arbiter/trust";
 import { Command } from "commander";
 import { emit } from "../output.js";
+import { addComponentCommands } from "./trust-components.js";
 
 const ROLES: Record<string, { role: KeyRole; env: string; publicEnv?: string; use: string }> = {
   cluster: {
@@ -23,22 +24,27 @@ const ROLES: Record<string, { role: KeyRole; env: string; publicEnv?: string; us
     use: "signs rule events (public key goes in ARBITER_ADMIN_KEYS)",
   },
   host: { role: "N", env: "", use: "identifies a host or an Arbiter worker (ARBITER_WORKER_SEED)" },
+  account: {
+    role: "A",
+    env: "ARBITER_ISSUER_SEED",
+    use: "issues component claims (trust sign-component; rules match claims.issuer)",
+  },
 };
 
-/** `arbiter trust keygen cluster|admin|host` and `arbiter trust verify-invocation`. */
+/** `arbiter trust keygen cluster|admin|host|account`, `trust verify-invocation`, `trust inspect`, `trust sign-component`. */
 export function trustCommand(): Command {
   const trust = new Command("trust").description("keys and signatures");
   trust
     .command("keygen")
-    .description("generate an nkey: cluster (C…), admin (O…) or host (N…)")
-    .argument("<kind>", "cluster | admin | host")
+    .description("generate an nkey: cluster (C…), admin (O…), host (N…) or account (A…)")
+    .argument("<kind>", "cluster | admin | host | account")
     .option("--json", "print {kind, publicKey, seed} as JSON (cluster keys also {env})")
     .action((kind: string, flags: { json?: boolean }) => {
       const spec = ROLES[kind];
       if (!spec)
         throw new ArbiterError(
           ErrorCode.InvalidConfig,
-          `unknown key kind ${JSON.stringify(kind)}: expected cluster, admin or host`,
+          `unknown key kind ${JSON.stringify(kind)}: expected ${Object.keys(ROLES).join(", ")}`,
         );
       const key = generateKey(spec.role);
       const env =
@@ -84,6 +90,7 @@ export function trustCommand(): Command {
       );
       if (!result.valid) process.exitCode = 1;
     });
+  addComponentCommands(trust);
   return trust;
 }
 
