@@ -8,6 +8,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsCluster, startNatsCluster, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { exampleRulesText, fixtureJson } from "./support/fixtures.js";
 
 const silent = pino({ level: "silent" });
@@ -58,7 +59,7 @@ describe("three workers on a three-node JetStream cluster (R3)", () => {
         nc,
         storeNc,
         logger: silent,
-        config: { id: `w${i + 1}`, adminKeys: [signer.publicKey], replicas: 3 },
+        config: { id: `w${i + 1}`, adminKeys: [signer.publicKey], replicas: 3, ...configuredWorkerKey() },
       });
       await worker.start();
       workers.push(worker);

@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
 
 describe("a worker whose NATS server crashes and comes back", () => {
@@ -25,7 +26,7 @@ describe("a worker whose NATS server crashes and comes back", () => {
     worker = createWorker({
       nc: workerNc,
       logger: pino({ level: "silent" }),
-      config: { adminKeys: [signer.publicKey] },
+      config: { adminKeys: [signer.publicKey], ...configuredWorkerKey() },
     });
     await worker.start();
   });

@@ -7,7 +7,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, startNatsServer, until } from "./harness/index.js";
-import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
+import { configuredWorkerKey, type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
 import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
 
 const names = resourceNames();
@@ -54,7 +54,11 @@ describe("a worker whose start fails", () => {
   it("leaves nothing open when JetStream is not there", async () => {
     await using server = await startNatsServer({ jetstream: false });
     await using nc = await connectTo(server.url);
-    const worker = createWorker({ nc, logger: silent, config: { ackTimeoutMs: 500 } });
+    const worker = createWorker({
+      nc,
+      logger: silent,
+      config: { ackTimeoutMs: 500, ...configuredWorkerKey() },
+    });
     await expect(worker.start()).rejects.toThrow(/JetStream/);
     expect(worker.health).toEqual({ state: "stopped", reason: null });
     await expect(
@@ -79,7 +83,7 @@ describe("a worker whose start fails", () => {
       nc,
       store,
       logger: silent,
-      config: { adminKeys: [createSigner(generateKey("O").seed).publicKey] },
+      config: { adminKeys: [createSigner(generateKey("O").seed).publicKey], ...configuredWorkerKey() },
     });
     await expect(worker.start()).rejects.toThrow(/rules unavailable/);
     expect(worker.status).toBe("stopped");

@@ -22,6 +22,8 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, ExitCode>> = {
   [ErrorCode.InvalidKey]: ExitCode.InvalidInput,
   [ErrorCode.AdminKeyNotAccepted]: ExitCode.InvalidInput,
   [ErrorCode.StoreUnavailable]: ExitCode.Unavailable,
+  [ErrorCode.ChainBroken]: ExitCode.Unavailable,
+  [ErrorCode.WorkerNotEnrolled]: ExitCode.InvalidInput,
   [ErrorCode.InvalidConfig]: ExitCode.InvalidInput,
   [ErrorCode.InvalidUsage]: ExitCode.InvalidInput,
   [ErrorCode.NatsServerNotFound]: ExitCode.Unavailable,

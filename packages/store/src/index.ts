@@ -18,6 +18,8 @@ export {
   splitDecisionBatches,
 } from "./decision-batch.js";
 export {
+  ChainBrokenError,
+  isChainBrokenError,
   isRevisionNotFoundError,
   isRuleConflictError,
   isStoreUnavailableError,
@@ -27,5 +29,13 @@ export {
 } from "./errors.js";
 export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
 export { createMemoryStore } from "./memory-store.js";
-export type { AppliedRules, RuleHistoryEntry, RulesAdmin, RulesAdminOptions } from "./rules-admin.js";
-export { createRulesAdmin } from "./rules-admin.js";
+export type {
+  AppliedRules,
+  ChangeOptions,
+  RuleHistoryEntry,
+  RulesAdmin,
+  RulesAdminOptions,
+} from "./rules-admin.js";
+export { createRulesAdmin, newDeploymentId } from "./rules-admin.js";
+export type { DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
+export { verifyDecision } from "./verify-decision.js";

@@ -170,6 +170,10 @@ const FOREIGN_ENV = [
   "ARBITER_REPLICAS",
   "ARBITER_ADMIN_KEYS",
   "ARBITER_ADMIN_SEED",
+  "ARBITER_WORKER_SEED",
+  "ARBITER_WORKER_KEYS",
+  "ARBITER_DEPLOYMENT",
+  "ARBITER_ALLOW_UNENROLLED",
   "WASMCLOUD_POLICY_TOPIC",
   "WASMCLOUD_POLICY_CHANGES_TOPIC",
 ];
@@ -262,7 +266,12 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
 
     const admin = createSigner(generateKey("O").seed, "O");
     const store = await openJetStreamStore(nc, { replicas: 1 });
-    const { revision } = await createRulesAdmin({ store, signer: admin }).apply(document, {
+    const rulesAdmin = createRulesAdmin({ store, signer: admin });
+    await rulesAdmin.apply(document, { reason: "arbiter bench" });
+    // The measured worker serves as in production: with a key enrolled in the deployment.
+    const workerKey = generateKey("N");
+    const { revision } = await rulesAdmin.enrollWorker(workerKey.publicKey, {
+      name: WORKER_NAME,
       reason: "arbiter bench",
     });
     const profiling = options.workerCpuProfDir
@@ -287,7 +296,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
         "--admin-keys",
         admin.publicKey,
       ],
-      childEnv,
+      { ...childEnv, ARBITER_WORKER_SEED: workerKey.seed },
     );
     cleanups.push(() => worker.stop());
     const probeAnswers = await untilAnswering(nc, worker, probe, true, signal);

@@ -13,6 +13,7 @@ import {
   resolvePrefix,
   resolveReplicas,
   resolveServers,
+  resolveWorkerKeys,
 } from "../context.js";
 import { createLogger, drainOrClose, reportConnection, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
@@ -26,6 +27,9 @@ interface WorkerFlags extends ConnectionFlags {
   maxQueued?: string;
   inboxPrefix?: string;
   onLogOutage?: string;
+  deployment?: string;
+  workerKeys?: string;
+  allowUnenrolled?: boolean;
 }
 
 /** Where each worker setting comes from on the command line, for messages that name it. */
@@ -41,6 +45,8 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   maxQueuedRequests: "--max-queued",
   inboxPrefixes: "--inbox-prefix (ARBITER_INBOX_PREFIXES)",
   onLogOutage: "--on-log-outage (ARBITER_ON_LOG_OUTAGE)",
+  deployment: "--deployment (ARBITER_DEPLOYMENT)",
+  workerKeys: "--worker-keys (ARBITER_WORKER_KEYS)",
 };
 
 /** Longest pause between attempts to reach NATS before the worker's first connection. */
@@ -79,6 +85,18 @@ export function workerCommand(): Command {
       "--on-log-outage <mode>",
       "when the decision log fails: silent (no answer; hosts deny without caching) or deny (answer a denial, which hosts cache for their lifetime) (env ARBITER_ON_LOG_OUTAGE)",
     )
+    .option(
+      "--deployment <id>",
+      "the deployment this worker belongs to: a rules stream or snapshot of another is refused (env ARBITER_DEPLOYMENT; default: the one the genesis event names)",
+    )
+    .option(
+      "--worker-keys <keys>",
+      "worker public keys (N…) enrolled by configuration, comma-separated (env ARBITER_WORKER_KEYS)",
+    )
+    .option(
+      "--allow-unenrolled",
+      "serve even though this worker's key is not enrolled (its decisions will not verify; logged loudly) (env ARBITER_ALLOW_UNENROLLED=true)",
+    )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
       const log = createLogger("arbiter-worker");
@@ -102,6 +120,7 @@ export function workerCommand(): Command {
         {
           worker: worker.id,
           publicKey: worker.publicKey,
+          deployment: worker.statusRecord().deployment ?? null,
           revision: worker.revision,
           status: worker.status,
           reason: worker.health.reason,
@@ -147,8 +166,21 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
       `${SETTING_SOURCES["onLogOutage"]} ${JSON.stringify(onLogOutage)}: expected silent or deny`,
     );
   }
+  const deployment = flags.deployment ?? process.env["ARBITER_DEPLOYMENT"];
+  const workerKeys = resolveWorkerKeys(flags.workerKeys);
+  const allowEnv = process.env["ARBITER_ALLOW_UNENROLLED"];
+  if (allowEnv !== undefined && allowEnv !== "" && allowEnv !== "true" && allowEnv !== "false") {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `ARBITER_ALLOW_UNENROLLED ${JSON.stringify(allowEnv)}: expected true or false`,
+    );
+  }
+  const allowUnenrolled = flags.allowUnenrolled === true || allowEnv === "true";
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
+    ...(deployment ? { deployment } : {}),
+    ...(workerKeys.length > 0 ? { workerKeys } : {}),
+    ...(allowUnenrolled ? { allowUnenrolled } : {}),
     ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
     ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
     ...(workerSeed ? { workerSeed } : {}),
