@@ -173,7 +173,7 @@ describe("bad input on the policy topic", () => {
     for (const c of ODD_BUT_VALID_INPUTS) {
       const decisions = byRequest.get(c.requestId) ?? [];
       expect(decisions, `decisions for "${c.name}"`).toHaveLength(1);
-      expect(decisions[0]).toMatchObject({ rejection: null, permitted: c.permitted, revision: 1 });
+      expect(decisions[0]).toMatchObject({ rejection: null, permitted: c.permitted, revision: 2 });
     }
   });
 

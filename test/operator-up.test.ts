@@ -42,7 +42,7 @@ describe("what arbiter up tells a new operator to do next", () => {
     // The hint works as printed (through the built CLI here, as npx runs it).
     const shown = await runArbiter(["rules", "show", "--json"], { ARBITER_HOME: home, NATS_URL: "" });
     expect(shown.code, shown.stderr).toBe(0);
-    expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 1, latestRejected: null });
+    expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 3, latestRejected: null });
   });
 
   it("stops, exits 4 and says why when its nats-server dies, instead of running on with nothing to serve", async () => {

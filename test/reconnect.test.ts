@@ -60,7 +60,7 @@ describe("a worker whose NATS server crashes and comes back", () => {
       { name: "an answer after the restart", timeout: 30_000 },
     );
     expect(again).toMatchObject({ permitted: true, message: "signed by wasmCloud" });
-    expect(worker.revision).toBe(1);
+    expect(worker.revision).toBe(2);
     await until(() => worker.health.state === "ready", { name: "the worker ready after the restart" });
 
     const store = await openJetStreamStore(client);
@@ -73,8 +73,8 @@ describe("a worker whose NATS server crashes and comes back", () => {
       default: "allow",
       rules: [],
     });
-    expect(revision).toBe(2);
-    await until(() => worker.revision === 2, { name: "the worker following revision 2", timeout: 30_000 });
+    expect(revision).toBe(3);
+    await until(() => worker.revision === 3, { name: "the worker following revision 3", timeout: 30_000 });
     // Denied under the example rules, permitted under the new ones.
     const reply = await client.request("wasmcloud.policy", fixtureBytes("start-component"), {
       timeout: 5000,

@@ -168,7 +168,7 @@ describe("reply subjects the worker answers to", () => {
       publicKey: worker.publicKey,
       state: "ready",
       reason: null,
-      revision: 1,
+      revision: 2,
       stats: expect.objectContaining({ refusedReply: expect.any(Number) }),
     });
     expect(mine?.adminKeys).toHaveLength(1);

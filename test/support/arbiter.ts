@@ -15,6 +15,8 @@ export interface SingleNodeArbiter {
   readonly store: ArbiterStore;
   readonly admin: RulesAdmin;
   readonly signer: Signer;
+  /** The seed of `signer`, for `arbiter` commands that sign (ARBITER_ADMIN_SEED). */
+  readonly adminSeed: string;
   readonly worker: Worker;
   /** The deployment the rules stream belongs to. */
   readonly deployment: string;
@@ -33,7 +35,8 @@ export async function startSingleNodeArbiter(
 ): Promise<SingleNodeArbiter> {
   const server = await startNatsServer();
   const nc = await connectTo(server.url);
-  const signer = createSigner(generateKey("O").seed);
+  const adminSeed = generateKey("O").seed;
+  const signer = createSigner(adminSeed);
   const store = await openJetStreamStore(nc);
   const admin = createRulesAdmin({ store, signer });
   const { deployment } = await admin.apply(parseRulesDocument(exampleRulesText()));
@@ -53,6 +56,7 @@ export async function startSingleNodeArbiter(
     store,
     admin,
     signer,
+    adminSeed,
     worker: running,
     deployment,
     ask: async (bytes) => {

@@ -152,11 +152,17 @@ export function upCommand(): Command {
         connections.push(control);
         const { store, latest } = await openStoreWhenReady(control, replicas, log);
         const admin = createRulesAdmin({ store, signer });
-        const { revision, rules } = await rulesAtStart(admin, latest, flags.rules, explicitRules);
-        log.info({ revision, rules }, rules.applied ? "rules applied" : "rules kept");
+        const { revision: rulesRevision, rules } = await rulesAtStart(
+          admin,
+          latest,
+          flags.rules,
+          explicitRules,
+        );
+        log.info({ revision: rulesRevision, rules }, rules.applied ? "rules applied" : "rules kept");
         const adminKeys = resolveAdminKeys(undefined, signer);
         const seeds = await enrollLocalWorkers(admin, workerCount);
-        const deployment = (await admin.stateAt()).deployment;
+        // The workers serve the revision after their keys' enrollment, if that took events.
+        const { revision, deployment } = await admin.stateAt();
         for (let i = 1; i <= workerCount; i++) {
           const nc = await connectNats(urls, `arbiter-worker-local-${i}`, true);
           connections.push(nc);
