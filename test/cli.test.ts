@@ -133,7 +133,10 @@ describe("the arbiter command against a real server", () => {
     const show = await runArbiter(["rules", "show", "--json"], env);
     const shown1 = await runArbiter(["rules", "show", "--revision", "2", "--json"], env);
     expect(JSON.parse(show.stdout).document).toEqual(JSON.parse(shown1.stdout).document);
-    expect(JSON.parse(show.stdout).revision).toBe(4);
+    expect(JSON.parse(show.stdout)).toMatchObject({
+      revision: 4,
+      deployment: expect.stringMatching(/^[A-Z2-7]{26}$/),
+    });
   });
 
   it("lists the revisions in rules history --json", async () => {

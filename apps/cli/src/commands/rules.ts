@@ -250,6 +250,7 @@ export function rulesCommand(): Command {
       return {
         server,
         keysFrom,
+        deployment: state.deployment,
         revision: state.revision,
         latestRevision: history.at(-1)?.revision ?? 0,
         documentRevision: state.documentRevision,
