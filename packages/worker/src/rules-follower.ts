@@ -156,7 +156,10 @@ export class RulesFollower {
     await follower?.stop();
   }
 
-  /** Resolves once rule events up to `revision` are folded; rejects with STORE_UNAVAILABLE at `timeoutMs`. */
+  /**
+   * Resolves once rule events up to `revision` are folded, or at once when the history is broken
+   * (it will not advance: see `ruleset.broken`); rejects with STORE_UNAVAILABLE at `timeoutMs`.
+   */
   waitForRevision(revision: number, timeoutMs = 30_000): Promise<void> {
     if (this.#ruleset.revision >= revision || this.#ruleset.broken !== null) return Promise.resolve();
     return new Promise((resolve, reject) => {

@@ -80,7 +80,7 @@ export interface Worker {
   stats(): WorkerStats;
   /** What the worker answers on the status subject. */
   statusRecord(): WorkerStatusV1;
-  /** Resolves once the worker has consumed rule events up to `revision`. */
+  /** Resolves once the worker has consumed rule events up to `revision`, or its rules history stopped chaining (see `health`). */
   waitForRevision(revision: number, timeoutMs?: number): Promise<void>;
   /**
    * Opens the store, catches up with the rules and joins the queue group. On failure it leaves
