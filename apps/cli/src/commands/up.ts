@@ -14,7 +14,9 @@ import { ArbiterError, DEFAULT_CHANGES_TOPIC, DEFAULT_POLICY_TOPIC, ErrorCode } 
 import { isEnrolled, type RulesDocument } from "@arbiter/rules";
 import {
   type ArbiterStore,
+  ChainBrokenError,
   createRulesAdmin,
+  isChainBrokenError,
   isStoreUnavailableError,
   openJetStreamStore,
   type RulesAdmin,
@@ -160,7 +162,14 @@ export function upCommand(): Command {
         );
         log.info({ revision: rulesRevision, rules }, rules.applied ? "rules applied" : "rules kept");
         const adminKeys = resolveAdminKeys(undefined, signer);
-        const seeds = await enrollLocalWorkers(admin, workerCount);
+        const seeds = await enrollLocalWorkers(admin, workerCount).catch((err: unknown) => {
+          if (!isChainBrokenError(err)) throw err;
+          throw new ChainBrokenError(
+            `${err.message}. The rules in ${home} cannot be used: remove that folder (or set ARBITER_HOME to another) to start a new deployment`,
+            err.revision,
+            { cause: err },
+          );
+        });
         // The workers serve the revision after their keys' enrollment, if that took events.
         const { revision, deployment } = await admin.stateAt();
         for (let i = 1; i <= workerCount; i++) {
