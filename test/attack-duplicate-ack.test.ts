@@ -8,6 +8,7 @@ import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
 
 // The decision stream de-duplicates on a batch's first decision id (Nats-Msg-Id). Whoever gets a
@@ -53,7 +54,7 @@ describe("a duplicate acknowledgement for a batch that is not the one stored", (
       nc,
       store,
       logger: pino({ level: "silent" }),
-      config: { adminKeys: [signer.publicKey] },
+      config: { adminKeys: [signer.publicKey], ...configuredWorkerKey() },
     });
     await worker.start();
   });

@@ -1,5 +1,5 @@
 import { DecisionV1, decodePolicyRequest, PolicyResponseV1 } from "@arbiter/protocol";
-import { compileRules, parseRulesDocument, type RulesetState } from "@arbiter/rules";
+import { compileRules, initialRulesetState, parseRulesDocument, type RulesetState } from "@arbiter/rules";
 import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
 import { createWorker, decideRequest, type Worker } from "@arbiter/worker";
@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import {
   BAD_INPUTS,
   type BadInput,
@@ -62,7 +63,13 @@ describe("bad input on the policy topic", () => {
   const admin = createSigner(generateKey("O").seed);
   const rules: RulesetState = (() => {
     const document = parseRulesDocument(exampleRulesText());
-    return { revision: 1, document, compiled: compileRules(document), documentRevision: 1 };
+    return {
+      ...initialRulesetState(),
+      revision: 2,
+      document,
+      compiled: compileRules(document),
+      documentRevision: 2,
+    };
   })();
 
   beforeAll(async () => {
@@ -73,7 +80,12 @@ describe("bad input on the policy topic", () => {
     await createRulesAdmin({ store, signer: admin }).apply(parseRulesDocument(exampleRulesText()));
     worker = createWorker({
       nc: workerNc,
-      config: { adminKeys: [admin.publicKey], id: "bad-input", maxPayloadBytes: MAX_PAYLOAD_BYTES },
+      config: {
+        adminKeys: [admin.publicKey],
+        id: "bad-input",
+        maxPayloadBytes: MAX_PAYLOAD_BYTES,
+        ...configuredWorkerKey(),
+      },
       logger: silent,
     });
     await worker.start();
@@ -98,7 +110,7 @@ describe("bad input on the policy topic", () => {
       ids.length,
     );
     expect(worker.status).toBe("ready");
-    expect(worker.revision).toBe(1);
+    expect(worker.revision).toBe(2);
   });
 
   it.for(BAD_INPUTS)("denies and explains: $name", async (c: BadInput) => {
@@ -161,7 +173,7 @@ describe("bad input on the policy topic", () => {
     for (const c of ODD_BUT_VALID_INPUTS) {
       const decisions = byRequest.get(c.requestId) ?? [];
       expect(decisions, `decisions for "${c.name}"`).toHaveLength(1);
-      expect(decisions[0]).toMatchObject({ rejection: null, permitted: c.permitted, revision: 1 });
+      expect(decisions[0]).toMatchObject({ rejection: null, permitted: c.permitted, revision: 2 });
     }
   });
 

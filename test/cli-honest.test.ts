@@ -8,6 +8,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { runArbiter } from "./support/cli.js";
 import { fixtureBytes, fixtureJson } from "./support/fixtures.js";
 
@@ -98,20 +99,22 @@ describe("every command is honest about what it did and where", () => {
   it("applies with no worker to ask, says so, and names the server in --json", async () => {
     const applied = await runArbiter(["rules", "apply", EXAMPLE, "--json", "-v"], env);
     expect(applied.code, applied.stderr).toBe(0);
-    expect(JSON.parse(applied.stdout)).toMatchObject({ revision: 1, server: server.url, acceptedBy: [] });
+    expect(JSON.parse(applied.stdout)).toMatchObject({ revision: 2, server: server.url, acceptedBy: [] });
     expect(applied.stderr).toContain(`using NATS server ${server.url}`);
-    const text = await runArbiter(["rules", "apply", EXAMPLE, "--expect-revision", "1"], env);
+    const text = await runArbiter(["rules", "apply", EXAMPLE, "--expect-revision", "2"], env);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/no worker was reachable to confirm/);
   });
 
   it("rules show prints the latest applied document and says when the latest event was rejected", async () => {
     // Signed by `other`, outside the keys given below; with no worker to ask, the CLI cannot tell.
+    // Its writer accepts the admin key that signed the deployment's genesis event, to chain onto it.
     const permissive = join(home, "allow-all.yaml");
     writeFileSync(permissive, "version: 1\ndefault: allow\nrules: []\n");
     const applied = await runArbiter(["rules", "apply", permissive, "--json"], {
       ...env,
       ARBITER_ADMIN_SEED: otherKey.seed,
+      ARBITER_ADMIN_KEYS: `${admin.publicKey},${other.publicKey}`,
     });
     expect(applied.code, applied.stderr).toBe(0);
     const asAdmin = { ...env, ARBITER_ADMIN_KEYS: admin.publicKey };
@@ -119,19 +122,19 @@ describe("every command is honest about what it did and where", () => {
     expect(shown.code, shown.stderr).toBe(0);
     expect(JSON.parse(shown.stdout)).toMatchObject({
       server: server.url,
-      revision: 3,
-      latestRevision: 3,
-      documentRevision: 2,
+      revision: 4,
+      latestRevision: 4,
+      documentRevision: 3,
       document: { default: "deny" },
-      latestRejected: { revision: 3, reason: expect.stringContaining("not an accepted admin key") },
+      latestRejected: { revision: 4, reason: expect.stringContaining("not an accepted admin key") },
     });
     const text = await runArbiter(["rules", "show"], asAdmin);
     // No worker answered: the rejection is the configured keys' verdict, and says so.
     expect(text.stdout).toMatch(
-      /# revision 3 was REJECTED under the configured admin keys \(no worker answered\): signed by O/,
+      /# revision 4 was REJECTED under the configured admin keys \(no worker answered\): signed by O/,
     );
     expect(text.stdout).toMatch(
-      /the rules of revision 2 are in force\ndefault: deny|the rules of revision 2 are in force\nversion: 1/,
+      /the rules of revision 3 are in force\ndefault: deny|the rules of revision 3 are in force\nversion: 1/,
     );
   });
 
@@ -139,7 +142,7 @@ describe("every command is honest about what it did and where", () => {
     for (const to of ["0", "99"]) {
       const result = await runArbiter(["rules", "rollback", "--to", to], env);
       expect(result.code).toBe(2);
-      expect(result.stderr).toMatch(/the latest revision is 3/);
+      expect(result.stderr).toMatch(/the latest revision is 4/);
     }
   });
 
@@ -152,13 +155,14 @@ describe("every command is honest about what it did and where", () => {
     const worker = createWorker({
       nc,
       logger: pino({ level: "silent" }),
-      config: { id: "honest-w2", adminKeys: [other.publicKey] },
+      config: { id: "honest-w2", adminKeys: [admin.publicKey, other.publicKey], ...configuredWorkerKey() },
     });
     await worker.start();
     workers.push(worker);
     const applied = await runArbiter(["rules", "apply", withError], {
       ...env,
       ARBITER_ADMIN_SEED: otherKey.seed,
+      ARBITER_ADMIN_KEYS: `${admin.publicKey},${other.publicKey}`,
     });
     expect(applied.code, applied.stderr).toBe(0);
     await until(

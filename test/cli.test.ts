@@ -7,6 +7,7 @@ import { createSigner, generateKey } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerEnv } from "./support/arbiter.js";
 import { type RunningArbiter, runArbiter, spawnArbiter } from "./support/cli.js";
 import { FIXTURES, fixtureJson } from "./support/fixtures.js";
 
@@ -68,11 +69,14 @@ describe("the arbiter command against a real server", () => {
   it("rules apply prints the new revision", async () => {
     const applied = await runArbiter(["rules", "apply", EXAMPLE, "--json"], env);
     expect(applied.code, applied.stderr).toBe(0);
-    expect(JSON.parse(applied.stdout)).toMatchObject({ revision: 1 });
+    expect(JSON.parse(applied.stdout)).toMatchObject({
+      revision: 2,
+      deployment: expect.stringMatching(/^[A-Z2-7]{26}$/),
+    });
   });
 
   it("a worker started by `arbiter worker` gives the fixtures their documented answers", async () => {
-    worker = spawnArbiter(["worker", "--name", "cli-w1", "--json"], env);
+    worker = spawnArbiter(["worker", "--name", "cli-w1", "--json"], { ...env, ...configuredWorkerEnv() });
     const ready = await until(
       () => worker.stdout().trim() || (worker.child.exitCode !== null && worker.stderr()),
       {
@@ -80,7 +84,7 @@ describe("the arbiter command against a real server", () => {
         timeout: 20_000,
       },
     );
-    expect(JSON.parse(ready)).toMatchObject({ worker: "cli-w1", revision: 1, status: "ready" });
+    expect(JSON.parse(ready)).toMatchObject({ worker: "cli-w1", revision: 2, status: "ready" });
     for (const fixture of FIXTURES) {
       const answer = await askAsHost(nc, fixture.name);
       // strictRequestId: an answer that does not echo the request id comes back as a failure.
@@ -102,7 +106,7 @@ describe("the arbiter command against a real server", () => {
   it("rejects a stale --expect-revision with a conflict and a non-zero exit", async () => {
     const stale = await runArbiter(["rules", "apply", EXAMPLE, "--expect-revision", "0"], env);
     expect(stale.code).toBe(3);
-    expect(stale.stderr).toMatch(/revision 1, not 0/);
+    expect(stale.stderr).toMatch(/revision 2, not 0/);
     const json = await runArbiter(["rules", "apply", EXAMPLE, "--expect-revision", "0", "--json"], env);
     expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: "RULE_CONFLICT" } });
   });
@@ -110,26 +114,29 @@ describe("the arbiter command against a real server", () => {
   it("serves changed rules without a restart, and rolls back", async () => {
     const permissive = join(home, "allow-all.yaml");
     writeFileSync(permissive, "version: 1\ndefault: allow\nrules: []\n");
-    const applied = await runArbiter(["rules", "apply", permissive, "--expect-revision", "1", "--json"], env);
+    const applied = await runArbiter(["rules", "apply", permissive, "--expect-revision", "2", "--json"], env);
     expect(applied.code, applied.stderr).toBe(0);
-    expect(JSON.parse(applied.stdout).revision).toBe(2);
+    expect(JSON.parse(applied.stdout).revision).toBe(3);
     await until(async () => (await askAsHost(nc, "start-component", "changed-1")).permitted, {
-      name: "the worker permitting under revision 2",
+      name: "the worker permitting under revision 3",
       timeout: 10_000,
     });
 
-    const rollback = await runArbiter(["rules", "rollback", "--to", "1", "--json"], env);
+    const rollback = await runArbiter(["rules", "rollback", "--to", "2", "--json"], env);
     expect(rollback.code, rollback.stderr).toBe(0);
-    expect(JSON.parse(rollback.stdout)).toMatchObject({ revision: 3, restored: 1 });
+    expect(JSON.parse(rollback.stdout)).toMatchObject({ revision: 4, restored: 2 });
     await until(async () => !(await askAsHost(nc, "start-component", "changed-2")).permitted, {
-      name: "the worker denying again under revision 3",
+      name: "the worker denying again under revision 4",
       timeout: 10_000,
     });
 
     const show = await runArbiter(["rules", "show", "--json"], env);
-    const shown1 = await runArbiter(["rules", "show", "--revision", "1", "--json"], env);
+    const shown1 = await runArbiter(["rules", "show", "--revision", "2", "--json"], env);
     expect(JSON.parse(show.stdout).document).toEqual(JSON.parse(shown1.stdout).document);
-    expect(JSON.parse(show.stdout).revision).toBe(3);
+    expect(JSON.parse(show.stdout)).toMatchObject({
+      revision: 4,
+      deployment: expect.stringMatching(/^[A-Z2-7]{26}$/),
+    });
   });
 
   it("lists the revisions in rules history --json", async () => {
@@ -140,10 +147,20 @@ describe("the arbiter command against a real server", () => {
       applied: boolean;
       type: string;
       reason: string | null;
+      hash: string;
+      prev: string | null;
+      broken: string | null;
     }[];
-    expect(entries.map((e) => e.revision)).toEqual([1, 2, 3]);
-    expect(entries.every((e) => e.applied && e.type === "ruleset.replaced")).toBe(true);
-    expect(entries[2]?.reason).toBe("rollback to revision 1");
+    expect(entries.map((e) => e.revision)).toEqual([1, 2, 3, 4]);
+    expect(entries.map((e) => e.type)).toEqual([
+      "deployment.created",
+      "ruleset.replaced",
+      "ruleset.replaced",
+      "ruleset.replaced",
+    ]);
+    expect(entries.every((e) => e.applied && e.broken === null)).toBe(true);
+    expect(entries.map((e) => e.prev)).toEqual([null, ...entries.slice(0, 3).map((e) => e.hash)]);
+    expect(entries[3]?.reason).toBe("rollback to revision 2");
   });
 
   it("explains invalid rules by rule and position, and changes nothing", async () => {
@@ -157,7 +174,7 @@ describe("the arbiter command against a real server", () => {
     expect(result.stderr).toMatch(/rule "oops"/);
     expect(result.stderr).toMatch(/column \d+/);
     const history = JSON.parse((await runArbiter(["rules", "history", "--json"], env)).stdout) as unknown[];
-    expect(history).toHaveLength(3);
+    expect(history).toHaveLength(4);
   });
 
   it("lists decisions with filters", async () => {

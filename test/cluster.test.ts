@@ -8,6 +8,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsCluster, startNatsCluster, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { exampleRulesText, fixtureJson } from "./support/fixtures.js";
 
 const silent = pino({ level: "silent" });
@@ -58,7 +59,7 @@ describe("three workers on a three-node JetStream cluster (R3)", () => {
         nc,
         storeNc,
         logger: silent,
-        config: { id: `w${i + 1}`, adminKeys: [signer.publicKey], replicas: 3 },
+        config: { id: `w${i + 1}`, adminKeys: [signer.publicKey], replicas: 3, ...configuredWorkerKey() },
       });
       await worker.start();
       workers.push(worker);
@@ -90,15 +91,15 @@ describe("three workers on a three-node JetStream cluster (R3)", () => {
       { version: 1, default: "allow", rules: [] },
       { reason: "open up" },
     );
-    expect(revision).toBe(2);
-    await until(() => workers.every((w) => w.revision === 2), {
-      name: "all workers at revision 2",
+    expect(revision).toBe(3);
+    await until(() => workers.every((w) => w.revision === 3), {
+      name: "all workers at revision 3",
       timeout: 10_000,
     });
     for (let i = 0; i < 60; i++) expect((await ask(`after-${i}`)).permitted).toBe(true);
-    const atRevision2 = (await decisions()).filter((d) => d.revision === 2);
-    expect(atRevision2.every((d) => d.permitted)).toBe(true);
-    expect(new Set(atRevision2.map((d) => d.worker.id)).size).toBe(3);
+    const atRevision3 = (await decisions()).filter((d) => d.revision === 3);
+    expect(atRevision3.every((d) => d.permitted)).toBe(true);
+    expect(new Set(atRevision3.map((d) => d.worker.id)).size).toBe(3);
   });
 
   it("has every answer a host received in ARBITER_DECISIONS", async () => {

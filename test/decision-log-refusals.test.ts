@@ -12,6 +12,7 @@ import { DiscardPolicy, jetstream, jetstreamManager, StorageType } from "@nats-i
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterEach, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { exampleRulesText, fixtureJson } from "./support/fixtures.js";
 import { type CapturedLog, captureLog } from "./support/log-capture.js";
 
@@ -47,7 +48,7 @@ async function setUp(server: NatsServerProcess, auth: { user?: string; pass?: st
   const worker = createWorker({
     nc,
     logger: log.logger,
-    config: { adminKeys: [signer.publicKey], ackTimeoutMs: 1000 },
+    config: { adminKeys: [signer.publicKey], ackTimeoutMs: 1000, ...configuredWorkerKey() },
   });
   await worker.start();
   running = { server, nc, worker, log };

@@ -27,7 +27,7 @@ describe("decision path on one server", () => {
 
   it("answers the real fixtures as the example policy says, echoing the request id", async () => {
     expect(worker.status).toBe("ready");
-    expect(worker.revision).toBe(1);
+    expect(worker.revision).toBe(2);
     for (const fixture of FIXTURES) {
       const reply = await nc.request("wasmcloud.policy", fixtureBytes(fixture.name), { timeout: 2000 });
       const answer = PolicyResponseV1.parse(JSON.parse(decoder.decode(reply.data)));
@@ -79,7 +79,7 @@ describe("decision path on one server", () => {
       permitted: true,
       message: "signed by wasmCloud",
       decidingRule: "only-wasmcloud-signed",
-      revision: 1,
+      revision: 2,
       worker: { id: "w1", publicKey: worker.publicKey },
       cause: "request",
     });

@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { runArbiter } from "./support/cli.js";
 import { fixtureBytes } from "./support/fixtures.js";
 
@@ -48,7 +49,7 @@ describe("deploy/nats/accounts.conf on a real server", () => {
     worker = createWorker({
       nc: workerNc,
       logger: pino({ level: "silent" }),
-      config: { adminKeys: [admin.publicKey] },
+      config: { adminKeys: [admin.publicKey], ...configuredWorkerKey() },
     });
     await worker.start();
   });

@@ -7,6 +7,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
 import { fixtureBytes } from "./support/fixtures.js";
 
@@ -191,10 +192,10 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     const applied = await runArbiter(["rules", "apply", denyAll, "--json"], asAdmin);
     expect(applied.code, applied.stderr).toBe(0);
     const latest = (JSON.parse(applied.stdout) as { revision: number }).revision;
-    const past = await runArbiter(["rules", "show", "--revision", "1"], asAdmin);
+    const past = await runArbiter(["rules", "show", "--revision", "2"], asAdmin);
     expect(past.code, past.stderr).toBe(0);
     expect(past.stdout).toMatch(
-      new RegExp(`^# revision 1 \\(the latest is ${latest}\\): the rules of revision 1 were in force\n`),
+      new RegExp(`^# revision 2 \\(the latest is ${latest}\\): the rules of revision 2 were in force\n`),
     );
     const none = await runArbiter(["rules", "show", "--revision", "0"], asAdmin);
     expect(none.stdout).toBe(
@@ -270,8 +271,10 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     });
     expect(history.code, history.stderr).toBe(0);
     const [header, first] = history.stdout.split("\n");
-    expect(header).toMatch(/^REVISION {2}STATUS {4}TYPE {14}AT {24}ACTOR {53}REASON$/);
-    expect(first).toMatch(/^ {7}1 {2}applied {3}ruleset\.replaced {2}\S{24} {2}O[A-Z2-7]{55}$/);
+    expect(header).toMatch(/^REVISION {2}STATUS {4}TYPE {16}AT {24}ACTOR {53}HASH {10}PREV {10}REASON$/);
+    expect(first).toMatch(
+      /^ {7}1 {2}applied {3}deployment\.created {2}\S{24} {2}O[A-Z2-7]{55} {2}[0-9a-f]{12} {2}- {13}a new deployment$/,
+    );
     expect(header?.indexOf("ACTOR")).toBe(first?.indexOf(adminKey.publicKey));
   });
 
@@ -280,7 +283,7 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     const worker = createWorker({
       nc,
       logger: pino({ level: "silent" }),
-      config: { adminKeys: [adminKey.publicKey] },
+      config: { adminKeys: [adminKey.publicKey], ...configuredWorkerKey() },
     });
     try {
       await worker.start();

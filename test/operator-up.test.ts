@@ -1,9 +1,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateKey } from "@arbiter/trust";
+import { openJetStreamStore } from "@arbiter/store";
+import { createSigner, generateKey, signJson } from "@arbiter/trust";
 import { afterAll, describe, expect, it } from "vitest";
-import { until } from "./harness/index.js";
+import { connectTo, startNatsServer, until } from "./harness/index.js";
 import { type RunningArbiter, runArbiter, spawnArbiter } from "./support/cli.js";
 
 describe("what arbiter up tells a new operator to do next", () => {
@@ -42,7 +43,48 @@ describe("what arbiter up tells a new operator to do next", () => {
     // The hint works as printed (through the built CLI here, as npx runs it).
     const shown = await runArbiter(["rules", "show", "--json"], { ARBITER_HOME: home, NATS_URL: "" });
     expect(shown.code, shown.stderr).toBe(0);
-    expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 1, latestRejected: null });
+    expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 3, latestRejected: null });
+  });
+
+  it("refuses, naming ARBITER_HOME, data whose rules history is of the earlier unchained format", async () => {
+    const oldHome = mkdtempSync(join(tmpdir(), "arbiter-operator-old-"));
+    try {
+      // The stream as an earlier Arbiter left it: signed events without deployment or prev.
+      const server = await startNatsServer({ storeDir: join(oldHome, "nats") });
+      try {
+        const nc = await connectTo(server.url);
+        const store = await openJetStreamStore(nc);
+        const signer = createSigner(admin.seed);
+        const old = {
+          type: "ruleset.replaced",
+          eventId: "old",
+          at: new Date().toISOString(),
+          actor: signer.publicKey,
+        };
+        await store.rules.append(
+          signJson(
+            { ...old, previous: 0, payload: { document: { version: 1, default: "allow", rules: [] } } },
+            signer,
+          ),
+          0,
+        );
+        await nc.close();
+      } finally {
+        await server.stop();
+      }
+      const result = await runArbiter(["up", "--port", "0", "--workers", "1"], {
+        ARBITER_HOME: oldHome,
+        ARBITER_ADMIN_SEED: admin.seed,
+        ARBITER_ADMIN_KEYS: "",
+        ARBITER_LOG_LEVEL: "warn",
+        NATS_URL: "",
+      });
+      expect(result.code, result.stderr).toBe(4);
+      expect(result.stderr).toContain("no genesis event at revision 1");
+      expect(result.stderr).toContain(`The rules in ${oldHome} cannot be used: remove that folder`);
+    } finally {
+      rmSync(oldHome, { recursive: true, force: true });
+    }
   });
 
   it("stops, exits 4 and says why when its nats-server dies, instead of running on with nothing to serve", async () => {

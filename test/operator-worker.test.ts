@@ -1,6 +1,7 @@
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerEnv } from "./support/arbiter.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
 
 describe("long-running commands while NATS is away", () => {
@@ -17,6 +18,7 @@ describe("long-running commands while NATS is away", () => {
   it("exits 0 on SIGTERM instead of waiting for NATS forever to drain", async () => {
     await using worker = spawnArbiter(["worker", "--servers", server.url], {
       ARBITER_ADMIN_KEYS: generateKey("O").publicKey,
+      ...configuredWorkerEnv(),
       ARBITER_HOME: "/nonexistent-arbiter-home",
       ARBITER_LOG_LEVEL: "info",
     });

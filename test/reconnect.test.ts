@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
 
 describe("a worker whose NATS server crashes and comes back", () => {
@@ -25,7 +26,7 @@ describe("a worker whose NATS server crashes and comes back", () => {
     worker = createWorker({
       nc: workerNc,
       logger: pino({ level: "silent" }),
-      config: { adminKeys: [signer.publicKey] },
+      config: { adminKeys: [signer.publicKey], ...configuredWorkerKey() },
     });
     await worker.start();
   });
@@ -59,7 +60,7 @@ describe("a worker whose NATS server crashes and comes back", () => {
       { name: "an answer after the restart", timeout: 30_000 },
     );
     expect(again).toMatchObject({ permitted: true, message: "signed by wasmCloud" });
-    expect(worker.revision).toBe(1);
+    expect(worker.revision).toBe(2);
     await until(() => worker.health.state === "ready", { name: "the worker ready after the restart" });
 
     const store = await openJetStreamStore(client);
@@ -72,8 +73,8 @@ describe("a worker whose NATS server crashes and comes back", () => {
       default: "allow",
       rules: [],
     });
-    expect(revision).toBe(2);
-    await until(() => worker.revision === 2, { name: "the worker following revision 2", timeout: 30_000 });
+    expect(revision).toBe(3);
+    await until(() => worker.revision === 3, { name: "the worker following revision 3", timeout: 30_000 });
     // Denied under the example rules, permitted under the new ones.
     const reply = await client.request("wasmcloud.policy", fixtureBytes("start-component"), {
       timeout: 5000,

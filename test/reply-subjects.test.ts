@@ -8,6 +8,7 @@ import { createInbox, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { exampleRulesText, fixtureBytes, fixtureJson } from "./support/fixtures.js";
 import { captureLog } from "./support/log-capture.js";
 
@@ -35,7 +36,7 @@ describe("reply subjects the worker answers to", () => {
     worker = createWorker({
       nc,
       logger: log.logger,
-      config: { id: "inboxes", adminKeys: [signer.publicKey] },
+      config: { id: "inboxes", adminKeys: [signer.publicKey], ...configuredWorkerKey() },
     });
     await worker.start();
     custom = createWorker({
@@ -44,6 +45,7 @@ describe("reply subjects the worker answers to", () => {
       config: {
         id: "custom-inboxes",
         adminKeys: [signer.publicKey],
+        ...configuredWorkerKey(),
         policyTopic: "custom.policy",
         inboxPrefixes: ["myapp.replies."],
       },
@@ -166,7 +168,7 @@ describe("reply subjects the worker answers to", () => {
       publicKey: worker.publicKey,
       state: "ready",
       reason: null,
-      revision: 1,
+      revision: 2,
       stats: expect.objectContaining({ refusedReply: expect.any(Number) }),
     });
     expect(mine?.adminKeys).toHaveLength(1);

@@ -9,6 +9,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer } from "./harness/index.js";
+import { configuredWorkerKey } from "./support/arbiter.js";
 import { runArbiter } from "./support/cli.js";
 
 const EXAMPLE = new URL("../deploy/rules/example.yaml", import.meta.url).pathname;
@@ -39,7 +40,7 @@ describe("rules apply asks the running workers whether they accept its key", () 
     worker = createWorker({
       nc,
       logger: pino({ level: "silent" }),
-      config: { id: "apply-w1", adminKeys: [accepted.publicKey] },
+      config: { id: "apply-w1", adminKeys: [accepted.publicKey], ...configuredWorkerKey() },
     });
     await worker.start();
   });
@@ -76,7 +77,7 @@ describe("rules apply asks the running workers whether they accept its key", () 
     });
     expect(applied.code, applied.stderr).toBe(0);
     expect(JSON.parse(applied.stdout)).toMatchObject({
-      revision: 1,
+      revision: 2,
       acceptedBy: ["apply-w1"],
       refusedBy: [],
     });

@@ -1,11 +1,12 @@
 import { resourceNames } from "@arbiter/protocol";
+import { ruleEventHash } from "@arbiter/rules";
 import { createSigner, generateKey, signJson } from "@arbiter/trust";
 import { createWorker } from "@arbiter/worker";
 import { jetstream } from "@nats-io/jetstream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
-import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
+import { configuredWorkerKey, type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
 import { fixtureBytes } from "./support/fixtures.js";
 
 const names = resourceNames();
@@ -24,13 +25,18 @@ describe("rule events that are not validly signed change nothing", () => {
     return (await arbiter.ask(fixtureBytes("start-component"))).permitted;
   }
 
-  function event(previous: number, extra: Record<string, unknown> = {}) {
+  /** A rule event chained onto what the stream holds now, as an admin would sign it. */
+  async function event(extra: Record<string, unknown> = {}) {
+    const previous = await arbiter.store.rules.lastRevision();
+    const last = await arbiter.store.rules.get(previous);
     return {
       type: "ruleset.replaced",
       eventId: `e-${previous}`,
       at: new Date().toISOString(),
       actor: arbiter.signer.publicKey,
       previous,
+      deployment: arbiter.deployment,
+      prev: last === null ? null : ruleEventHash(last.text),
       payload: { document: allowAll },
       ...extra,
     };
@@ -44,39 +50,36 @@ describe("rule events that are not validly signed change nothing", () => {
     await arbiter?.stop();
   });
 
-  it("skips unsigned, foreign-signed, tampered and replayed events and keeps its rules", async () => {
+  it("skips unsigned, foreign-signed, tampered and invalid events and keeps its rules", async () => {
     const { worker, signer, admin } = arbiter;
     expect(await startComponentPermitted()).toBe(false);
-    const valid = signJson(event(1), signer);
     const brokenRules = {
       version: 1,
       default: "allow",
       rules: [{ id: "x", effect: "allow", when: "kind ==" }],
     };
-    const forged = [
-      JSON.stringify({ ...event(1), signature: "AAAA" }),
-      signJson({ ...event(2), actor: intruder.publicKey }, intruder),
-      valid.replace('"previous":1', '"previous":3'),
-      "not json at all",
-      signJson({ ...event(5), payload: { document: brokenRules } }, signer),
-    ];
-    for (const text of forged) await publishRaw(text);
-    expect(await publishRaw(valid)).toBe(7); // signed for position 2, replayed at 7
+    const valid = signJson(await event(), signer);
+    await publishRaw(JSON.stringify({ ...(await event()), signature: "AAAA" }));
+    await publishRaw(signJson({ ...(await event()), actor: intruder.publicKey }, intruder));
+    await publishRaw(valid.replace('"previous":2', '"previous":3'));
+    await publishRaw("not json at all");
+    expect(await publishRaw(signJson(await event({ payload: { document: brokenRules } }), signer))).toBe(7);
     await until(() => worker.revision === 7, { name: "worker consumed revision 7", timeout: 10_000 });
-    expect(worker.stats().ruleEventsRejected).toBe(6);
+    expect(worker.stats().ruleEventsRejected).toBe(5);
+    expect(worker.health.state).toBe("ready");
     expect(await startComponentPermitted()).toBe(false);
 
     const history = await admin.history();
-    expect(history.slice(1).map((h) => h.applied)).toEqual([false, false, false, false, false, false]);
-    expect(history[1]?.rejection).toMatch(/signature/);
-    expect(history[2]?.rejection).toMatch(/not an accepted admin key/);
-    expect(history[3]?.rejection).toMatch(/signature .* is not valid/);
-    expect(history[4]?.rejection).toMatch(/not a valid rule event/);
-    expect(history[5]?.rejection).toMatch(/compile|invalid rules/);
-    expect(history[6]?.rejection).toMatch(/replayed/);
+    expect(history.slice(2).map((h) => h.applied)).toEqual([false, false, false, false, false]);
+    expect(history.every((h) => h.broken === null)).toBe(true);
+    expect(history[2]?.rejection).toMatch(/signature/);
+    expect(history[3]?.rejection).toMatch(/not an accepted admin key/);
+    expect(history[4]?.rejection).toMatch(/signature .* is not valid/);
+    expect(history[5]?.rejection).toMatch(/not a valid rule event/);
+    expect(history[6]?.rejection).toMatch(/compile|invalid rules/);
   });
 
-  it("applies the next validly signed change", async () => {
+  it("applies the next validly signed change, chained over the skipped events", async () => {
     const { revision } = await arbiter.admin.apply(allowAll, { expectedRevision: 7 });
     expect(revision).toBe(8);
     await until(() => arbiter.worker.revision === 8, { name: "worker at revision 8", timeout: 10_000 });
@@ -87,7 +90,7 @@ describe("rule events that are not validly signed change nothing", () => {
     const fresh = createWorker({
       nc: arbiter.nc,
       logger: pino({ level: "silent" }),
-      config: { adminKeys: [arbiter.signer.publicKey], queueGroup: "other" },
+      config: { adminKeys: [arbiter.signer.publicKey], queueGroup: "other", ...configuredWorkerKey() },
     });
     await fresh.start();
     try {
@@ -118,7 +121,7 @@ describe("rule events that are not validly signed change nothing", () => {
     expect(await arbiter.store.rules.lastRevision()).toBe(8);
 
     const rejectedBefore = worker.stats().ruleEventsRejected;
-    expect(await publishRaw(signJson(event(8, { payload: { document: oops } }), signer))).toBe(9);
+    expect(await publishRaw(signJson(await event({ payload: { document: oops } }), signer))).toBe(9);
     await until(() => worker.revision === 9, { name: "worker consumed revision 9", timeout: 10_000 });
     expect(worker.stats().ruleEventsRejected).toBe(rejectedBefore + 1);
     expect(await startComponentPermitted()).toBe(true);
@@ -127,5 +130,21 @@ describe("rule events that are not validly signed change nothing", () => {
       applied: false,
       rejection: expect.stringMatching(/rule "oops": when, column 1: the condition is a string, not a bool/),
     });
+  });
+
+  it("a validly signed event replayed later breaks the chain: the worker keeps its rules, degraded", async () => {
+    const { worker, store } = arbiter;
+    const replayed = (await store.rules.get(8))!.text;
+    expect(await publishRaw(replayed)).toBe(10);
+    await until(() => worker.stats().chainBreaks === 1, {
+      name: "the replay breaks the chain",
+      timeout: 10_000,
+    });
+    expect(worker.revision).toBe(9);
+    expect(worker.health).toEqual({
+      state: "degraded",
+      reason: expect.stringMatching(/stops chaining at revision 10 .*signed to follow revision 7/),
+    });
+    expect(await startComponentPermitted()).toBe(true);
   });
 });

@@ -14,7 +14,7 @@ import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, until } from "./harness/index.js";
-import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
+import { configuredWorkerKey, type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
 import { fixtureJson } from "./support/fixtures.js";
 
 const TOPIC = "wasmcloud.policy";
@@ -228,7 +228,13 @@ describe("a replayed token", () => {
     const worker = createWorker({
       nc,
       logger: pino({ level: "silent" }),
-      config: { id, ...config, adminKeys: [arbiter.signer.publicKey], ...(queueGroup ? { queueGroup } : {}) },
+      config: {
+        id,
+        ...config,
+        ...configuredWorkerKey(),
+        adminKeys: [arbiter.signer.publicKey],
+        ...(queueGroup ? { queueGroup } : {}),
+      },
     });
     await worker.start();
     others.push(worker);
@@ -346,6 +352,7 @@ describe("a replay bucket that does not answer", () => {
       replayGuard: down,
       config: {
         id: `w-${onLogOutage}`,
+        ...configuredWorkerKey(),
         policyTopic: topic,
         requestSignatures: "required",
         clusterIssuers: [cluster.publicKey],

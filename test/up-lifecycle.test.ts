@@ -18,6 +18,8 @@ interface UpReport {
   servers: string[];
   natsPids: number[];
   revision: number;
+  deployment: string;
+  workerKeys: string[];
   rules: { file: string | null; applied: boolean; reason: string };
 }
 
@@ -103,7 +105,9 @@ describe("arbiter up over restarts, signals and crashes", () => {
       applied: true,
       reason: expect.stringMatching(/rules stream was empty/),
     });
-    expect(r1.revision).toBe(1);
+    // Genesis, the example rules, and the worker key enrolled.
+    expect(r1.revision).toBe(3);
+    expect(r1.deployment).toMatch(/^[A-Z2-7]{26}$/);
     expect(first.stderr()).toMatch(/"msg":"rules applied"/);
 
     const operatorRules = join(home, "allow-all.yaml");
@@ -120,11 +124,14 @@ describe("arbiter up over restarts, signals and crashes", () => {
     const r2 = await report(second);
     expect(r2.rules).toMatchObject({
       applied: false,
-      reason: expect.stringMatching(/already has revision 2/),
+      reason: expect.stringMatching(/already has revision 4/),
     });
     expect(second.stderr()).toMatch(/"msg":"rules kept"/);
     const shown = await runArbiter(["rules", "show", "--json"], env);
-    expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 2, document: { default: "allow" } });
+    expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 4, document: { default: "allow" } });
+    // The worker's seed is kept in ARBITER_HOME: a restart enrolls nothing again.
+    expect(r2.deployment).toBe(r1.deployment);
+    expect(r2.workerKeys).toEqual(r1.workerKeys);
     expect(await second.stop("SIGHUP")).toBe(0);
     await allGone(r2.natsPids, "the nats-server of the second up to exit after SIGHUP");
     expect(existsSync(join(home, "local.json"))).toBe(false);
@@ -133,7 +140,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     const third = up(["--rules", example], env);
     const r3 = await report(third);
     expect(r3.rules).toMatchObject({ applied: true, reason: "--rules given" });
-    expect(r3.revision).toBe(3);
+    expect(r3.revision).toBe(5);
     expect(await third.stop("SIGKILL")).toBe(null);
     expect(r3.natsPids.some((pid) => isProcessAlive(pid))).toBe(true);
     expect(existsSync(join(home, "local.json"))).toBe(true);
@@ -145,7 +152,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     expect(JSON.parse(readFileSync(join(home, "local.json"), "utf8"))).toMatchObject({
       pid: fourth.child.pid,
     });
-    expect(r4).toMatchObject({ revision: 3, rules: { applied: false } });
+    expect(r4).toMatchObject({ revision: 5, rules: { applied: false } });
     expect(await fourth.stop("SIGINT")).toBe(0);
     await allGone(r4.natsPids, "the nats-server of the fourth up to exit after SIGINT");
   });
@@ -188,7 +195,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     const again = spawnArbiter(["up", "--nodes", "3", "--workers", "1", "--port", "0", "--json"], env);
     running.push(again);
     const r2 = await report(again);
-    expect(r2).toMatchObject({ revision: 1, rules: { applied: false } });
+    expect(r2).toMatchObject({ revision: 3, rules: { applied: false } });
     expect(await again.stop("SIGTERM")).toBe(0);
     await allGone(r2.natsPids, "the restarted nats-servers to exit after SIGTERM");
   });

@@ -60,7 +60,7 @@ describe("arbiter up", () => {
     // The other commands find the local cluster and its admin key in ARBITER_HOME.
     const shown = await runArbiter(["rules", "show", "--json"], env);
     expect(shown.code, shown.stderr).toBe(0);
-    expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 1, document: { default: "deny" } });
+    expect(JSON.parse(shown.stdout)).toMatchObject({ revision: 4, document: { default: "deny" } });
     const applied = await runArbiter(
       ["rules", "apply", new URL("../deploy/rules/example.yaml", import.meta.url).pathname, "--json"],
       env,

@@ -1,6 +1,7 @@
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerEnv } from "./support/arbiter.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
 
 // `arbiter worker` that cannot start exits at once, non-zero, naming the setting; one that cannot
@@ -51,10 +52,52 @@ describe("arbiter worker that cannot start", () => {
   it("starts with a custom inbox prefix and onLogOutage from the environment", async () => {
     await using worker = spawnArbiter(["worker", "--json", "--inbox-prefix", "myapp.replies.,_INBOX."], {
       ...env,
+      ...configuredWorkerEnv(),
       ARBITER_ON_LOG_OUTAGE: "deny",
     });
     await until(() => worker.stdout().includes('"status"'), { name: "the worker ready", timeout: 20_000 });
     expect(JSON.parse(worker.stdout())).toMatchObject({ servers: [server.url] });
+  });
+
+  it("exits 2 with a key that is not enrolled, naming the key and how to enroll it", async () => {
+    const key = generateKey("N");
+    const given = await runArbiter(["worker"], { ...env, ARBITER_WORKER_SEED: key.seed });
+    expect(given.code, given.stderr).toBe(2);
+    expect(given.stderr).toContain(
+      `this worker's key ${key.publicKey} is not enrolled in the deployment (the rules stream has no genesis event yet): enroll it with \`arbiter workers enroll ${key.publicKey}\``,
+    );
+    expect(given.stderr).toMatch(/--allow-unenrolled/);
+    // A key generated for the run cannot have been enrolled: the message says to give it a seed.
+    const generated = await runArbiter(["worker"], env);
+    expect(generated.code, generated.stderr).toBe(2);
+    expect(generated.stderr).toMatch(
+      /give the worker that key's seed \(ARBITER_WORKER_SEED; this key was generated/,
+    );
+  });
+
+  it("serves with an unenrolled key only when told to, saying so loudly", async () => {
+    await using worker = spawnArbiter(["worker", "--json", "--allow-unenrolled"], {
+      ...env,
+      ARBITER_LOG_LEVEL: "warn",
+    });
+    await until(() => worker.stdout().includes('"status"'), { name: "the worker ready", timeout: 20_000 });
+    expect(JSON.parse(worker.stdout())).toMatchObject({
+      status: "degraded",
+      reason: expect.stringMatching(/serving with the unenrolled key N[A-Z2-7]{55}/),
+    });
+    expect(worker.stderr()).toMatch(/SERVING WITH AN UNENROLLED KEY/);
+  });
+
+  it("exits 2 naming --deployment or ARBITER_WORKER_KEYS for a value that is not one", async () => {
+    const deployment = await runArbiter(["worker", "--deployment", "staging"], {
+      ...env,
+      ...configuredWorkerEnv(),
+    });
+    expect(deployment.code, deployment.stderr).toBe(2);
+    expect(deployment.stderr).toMatch(/--deployment \(ARBITER_DEPLOYMENT\): .*deployment id/);
+    const keys = await runArbiter(["worker"], { ...env, ARBITER_WORKER_KEYS: generateKey("O").publicKey });
+    expect(keys.code, keys.stderr).toBe(2);
+    expect(keys.stderr).toMatch(/ARBITER_WORKER_KEYS: "O[A-Z2-7]+" is not a worker public key/);
   });
 });
 

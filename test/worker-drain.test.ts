@@ -3,6 +3,7 @@ import { generateKey } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerEnv } from "./support/arbiter.js";
 import { type RunningArbiter, runArbiter, spawnArbiter } from "./support/cli.js";
 import { fixtureJson } from "./support/fixtures.js";
 
@@ -34,7 +35,7 @@ describe("a worker stopped with SIGTERM under load", () => {
     };
     expect((await runArbiter(["rules", "apply", EXAMPLE], env)).code).toBe(0);
     for (const name of ["drained", "survivor"]) {
-      const worker = spawnArbiter(["worker", "--name", name, "--json"], env);
+      const worker = spawnArbiter(["worker", "--name", name, "--json"], { ...env, ...configuredWorkerEnv() });
       workers.push(worker);
       await until(() => worker.stdout().includes('"ready"'), {
         name: `worker ${name} ready`,

@@ -1,14 +1,19 @@
-import { PolicyResponseV1, resourceNames } from "@arbiter/protocol";
-import { parseRulesDocument } from "@arbiter/rules";
-import { createMemoryStore, createRulesAdmin, openJetStreamStore } from "@arbiter/store";
+import { resourceNames } from "@arbiter/protocol";
+import {
+  type ArbiterStore,
+  createMemoryStore,
+  createRulesAdmin,
+  openJetStreamStore,
+  StoreUnavailableError,
+} from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
 import { createWorker } from "@arbiter/worker";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, startNatsServer, until } from "./harness/index.js";
-import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
-import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
+import { configuredWorkerKey, type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
+import { fixtureBytes } from "./support/fixtures.js";
 
 const names = resourceNames();
 const silent = pino({ level: "silent" });
@@ -24,29 +29,67 @@ describe("a worker whose rules feed breaks", () => {
     await arbiter?.stop();
   });
 
-  it("goes degraded with the reason, follows again from its revision, and is ready once caught up", async () => {
-    const { worker, nc } = arbiter;
-    expect(worker.health).toEqual({ state: "ready", reason: null });
-    const jsm = await jetstreamManager(nc);
-    const rules = await jsm.streams.info(names.rulesStream);
-    await jsm.streams.delete(names.rulesStream);
-    await until(() => worker.health.state === "degraded", { name: "the worker degraded" });
-    expect(worker.health.reason).toMatch(/rule event/);
-    // Still deciding, on the rules it had, while the feed is down.
-    expect((await arbiter.ask(fixtureBytes("start-provider"))).permitted).toBe(true);
+  it("goes degraded with the reason, follows again from its revision once the stream is restored, and is ready", async () => {
+    const { nc } = arbiter;
+    // The worker reads the rules through a gate the test closes while it restores the stream, so
+    // that it never looks at a half-restored stream (which it would take for a refilled one).
+    const store = await openJetStreamStore(nc);
+    let restoring = false;
+    const gate = <T>(read: () => Promise<T>): Promise<T> =>
+      restoring ? Promise.reject(new StoreUnavailableError("the rules stream is being restored")) : read();
+    const rules = store.rules;
+    const gated: ArbiterStore = {
+      ...store,
+      rules: {
+        append: (text, expected) => rules.append(text, expected),
+        read: (range) => rules.read(range),
+        lastRevision: () => gate(() => rules.lastRevision()),
+        get: (revision) => gate(() => rules.get(revision)),
+        follow: (from, onEvent) => gate(() => rules.follow(from, onEvent)),
+      },
+    };
+    const worker = createWorker({
+      nc,
+      store: gated,
+      logger: silent,
+      config: {
+        adminKeys: [arbiter.signer.publicKey],
+        followRetryMs: 50,
+        queueGroup: "gated",
+        ...configuredWorkerKey(),
+      },
+    });
+    await worker.start();
+    try {
+      expect(worker.health).toEqual({ state: "ready", reason: null });
+      const jsm = await jetstreamManager(nc);
+      const info = await jsm.streams.info(names.rulesStream);
+      const texts: string[] = [];
+      for await (const e of rules.read()) texts.push(e.text);
+      restoring = true;
+      await jsm.streams.delete(names.rulesStream);
+      await until(() => worker.health.state === "degraded", { name: "the worker degraded" });
+      expect(worker.health.reason).toMatch(/rule event/);
+      // Still deciding, on the rules it had, while the feed is down.
+      expect((await arbiter.ask(fixtureBytes("start-provider"))).permitted).toBe(true);
 
-    await jsm.streams.add(rules.config);
-    await until(() => worker.health.state === "ready", { name: "the worker ready again", timeout: 15_000 });
-    expect(worker.stats().ruleFeedRestarts).toBeGreaterThan(0);
+      // Restored as it was: the same events, byte for byte, so the chain is whole.
+      await jsm.streams.add(info.config);
+      for (const [i, text] of texts.entries()) await rules.append(text, i);
+      restoring = false;
+      await until(() => worker.health.state === "ready", { name: "the worker ready again", timeout: 15_000 });
+      expect(worker.stats().ruleFeedRestarts).toBeGreaterThan(0);
+      expect(worker.stats().chainBreaks).toBe(0);
 
-    // The new feed is followed from the worker's revision on: revision 2 is folded and enforced.
-    const admin = createRulesAdmin({ store: await openJetStreamStore(nc), signer: arbiter.signer });
-    await admin.apply(parseRulesDocument(exampleRulesText()));
-    await admin.apply({ version: 1, default: "allow", rules: [] });
-    await until(() => worker.revision === 2, { name: "revision 2 folded", timeout: 15_000 });
-    const reply = await nc.request("wasmcloud.policy", fixtureBytes("start-component"), { timeout: 5000 });
-    expect(PolicyResponseV1.parse(JSON.parse(reply.string())).permitted).toBe(true);
-    expect(worker.health).toEqual({ state: "ready", reason: null });
+      // The restored feed is followed from the worker's revision on: the next change is enforced.
+      const admin = createRulesAdmin({ store, signer: arbiter.signer });
+      const { revision } = await admin.apply({ version: 1, default: "allow", rules: [] });
+      await until(() => worker.revision === revision, { name: "the new revision folded", timeout: 15_000 });
+      expect(worker.health).toEqual({ state: "ready", reason: null });
+    } finally {
+      restoring = false;
+      await worker.stop();
+    }
   });
 });
 
@@ -54,7 +97,11 @@ describe("a worker whose start fails", () => {
   it("leaves nothing open when JetStream is not there", async () => {
     await using server = await startNatsServer({ jetstream: false });
     await using nc = await connectTo(server.url);
-    const worker = createWorker({ nc, logger: silent, config: { ackTimeoutMs: 500 } });
+    const worker = createWorker({
+      nc,
+      logger: silent,
+      config: { ackTimeoutMs: 500, ...configuredWorkerKey() },
+    });
     await expect(worker.start()).rejects.toThrow(/JetStream/);
     expect(worker.health).toEqual({ state: "stopped", reason: null });
     await expect(
@@ -79,7 +126,7 @@ describe("a worker whose start fails", () => {
       nc,
       store,
       logger: silent,
-      config: { adminKeys: [createSigner(generateKey("O").seed).publicKey] },
+      config: { adminKeys: [createSigner(generateKey("O").seed).publicKey], ...configuredWorkerKey() },
     });
     await expect(worker.start()).rejects.toThrow(/rules unavailable/);
     expect(worker.status).toBe("stopped");

@@ -6,6 +6,7 @@ import { createSigner, generateKey } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerEnv } from "./support/arbiter.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
 import { exampleRulesText, fixtureBytes, fixtureJson } from "./support/fixtures.js";
 
@@ -29,6 +30,7 @@ describe("arbiter worker --request-signatures", () => {
       ARBITER_LOG_LEVEL: "warn",
       WASMCLOUD_CLUSTER_ISSUERS: "",
       ARBITER_REQUEST_SIGNATURES: "",
+      ...configuredWorkerEnv(),
     };
   });
   afterAll(async () => {

@@ -88,13 +88,26 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       await follower.stop();
     });
 
-    it("keeps the snapshot with the later revision", async () => {
+    it("gets one event by its revision, null where there is none", async () => {
+      await store.rules.append("one", 0);
+      await store.rules.append("two", 1);
+      expect(await store.rules.get(2)).toEqual({ revision: 2, text: "two" });
+      expect(await store.rules.get(3)).toBeNull();
+      expect(await store.rules.get(0)).toBeNull();
+    });
+
+    it("keeps the snapshot with the later revision of the same deployment", async () => {
+      const snapshot = (revision: number, deployment = "D1") => JSON.stringify({ revision, deployment });
       expect(await store.snapshots.load()).toBeNull();
-      await store.snapshots.save('{"revision":2}', 2);
-      await store.snapshots.save('{"revision":1}', 1);
-      expect(await store.snapshots.load()).toBe('{"revision":2}');
-      await store.snapshots.save('{"revision":3}', 3);
-      expect(await store.snapshots.load()).toBe('{"revision":3}');
+      await store.snapshots.save(snapshot(2), 2);
+      await store.snapshots.save(snapshot(1), 1);
+      expect(await store.snapshots.load()).toBe(snapshot(2));
+      await store.snapshots.save(snapshot(3), 3);
+      expect(await store.snapshots.load()).toBe(snapshot(3));
+      // One copied in from another deployment (at any revision) gives way to this deployment's.
+      await store.snapshots.save(snapshot(99, "D2"), 99);
+      await store.snapshots.save(snapshot(4), 4);
+      expect(await store.snapshots.load()).toBe(snapshot(4));
     });
 
     it("de-duplicates a batch on its first decision's id", async () => {

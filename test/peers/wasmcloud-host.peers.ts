@@ -17,7 +17,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, until } from "../harness/index.js";
-import { type SingleNodeArbiter, startSingleNodeArbiter } from "../support/arbiter.js";
+import { configuredWorkerKey, type SingleNodeArbiter, startSingleNodeArbiter } from "../support/arbiter.js";
 import { fixtureJson } from "../support/fixtures.js";
 import { wasmcloudHostBin } from "./peers-cache.js";
 import { providerArchive } from "./provider-archive.js";
@@ -567,7 +567,7 @@ describe("a real wasmCloud 1.9 host beside Arbiter", () => {
     const worker = createWorker({
       nc: arbiter.nc,
       logger: pino({ level: "silent" }),
-      config: { adminKeys: [arbiter.signer.publicKey] },
+      config: { adminKeys: [arbiter.signer.publicKey], ...configuredWorkerKey() },
     });
     await worker.start();
     try {

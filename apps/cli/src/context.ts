@@ -209,6 +209,20 @@ export function localAdminSeed(create: boolean): string | null {
 }
 
 /**
+ * The seed of `arbiter up`'s local worker number `index`, in ARBITER_HOME/workers (mode 0600),
+ * created when missing.
+ */
+export function localWorkerSeed(index: number): string {
+  const folder = join(arbiterHome(), "workers");
+  const file = join(folder, `local-${index}.seed`);
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  mkdirSync(folder, { recursive: true, mode: 0o700 });
+  const key = generateKey("N");
+  writeFileSync(file, `${key.seed}\n`, { mode: 0o600 });
+  return key.seed;
+}
+
+/**
  * The admin key that signs rule events: `ARBITER_ADMIN_SEED`, else the local key of
  * `arbiter up`. Throws INVALID_CONFIG saying how to provide one, or naming the one that is not a seed.
  */
@@ -249,6 +263,31 @@ export function resolveAdminKeys(flag: string | undefined, signer?: Signer): str
     }
   }
   return [...new Set([...listed, ...(signer ? [signer.publicKey] : [])])];
+}
+
+/**
+ * Worker keys enrolled by configuration: `--worker-keys`, else `ARBITER_WORKER_KEYS`
+ * (comma-separated `N…` keys). Throws INVALID_CONFIG naming a key that is not one.
+ */
+export function resolveWorkerKeys(flag: string | undefined): string[] {
+  const source = flag !== undefined ? "--worker-keys" : "ARBITER_WORKER_KEYS";
+  const listed = (flag ?? process.env["ARBITER_WORKER_KEYS"] ?? "")
+    .split(",")
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
+  for (const key of listed) {
+    try {
+      if (key.length !== 56) throw new Error(`${key.length} characters, not 56`);
+      decodePublicKey(key, "N");
+    } catch (err) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `${source}: ${JSON.stringify(key)} is not a worker public key (N…): ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+  return listed;
 }
 
 /** The server a connection is using, as a URL, for output and error messages. */

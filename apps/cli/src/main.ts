@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { Command, CommanderError } from "commander";
+import { auditCommand } from "./commands/audit.js";
 import { benchCommand } from "./commands/bench.js";
 import { decisionsCommand } from "./commands/decisions.js";
 import { rulesCommand } from "./commands/rules.js";
 import { trustCommand } from "./commands/trust.js";
 import { upCommand } from "./commands/up.js";
 import { workerCommand } from "./commands/worker.js";
+import { workersCommand } from "./commands/workers.js";
 import { resolveLogSettings } from "./lifecycle.js";
 import { ExitCode, reportError } from "./output.js";
 
@@ -18,8 +20,10 @@ const program = new Command("arbiter")
   .showHelpAfterError()
   .addCommand(upCommand())
   .addCommand(workerCommand())
+  .addCommand(workersCommand())
   .addCommand(rulesCommand())
   .addCommand(decisionsCommand())
+  .addCommand(auditCommand())
   .addCommand(benchCommand())
   .addCommand(trustCommand())
   // A bad ARBITER_LOG_LEVEL or ARBITER_LOG_FORMAT fails every command the same way, before it starts.

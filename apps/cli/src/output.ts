@@ -23,6 +23,8 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, ExitCode>> = {
   [ErrorCode.InvalidWasm]: ExitCode.InvalidInput,
   [ErrorCode.AdminKeyNotAccepted]: ExitCode.InvalidInput,
   [ErrorCode.StoreUnavailable]: ExitCode.Unavailable,
+  [ErrorCode.ChainBroken]: ExitCode.Unavailable,
+  [ErrorCode.WorkerNotEnrolled]: ExitCode.InvalidInput,
   [ErrorCode.InvalidConfig]: ExitCode.InvalidInput,
   [ErrorCode.InvalidInvocation]: ExitCode.InvalidInput,
   [ErrorCode.InvalidUsage]: ExitCode.InvalidInput,

@@ -13,6 +13,10 @@ export const ErrorCode = {
   /** A rule change signed by a key that the configured admin keys or the running workers do not accept. */
   AdminKeyNotAccepted: "ADMIN_KEY_NOT_ACCEPTED",
   StoreUnavailable: "STORE_UNAVAILABLE",
+  /** The rules history does not chain (another deployment, a wrong prev hash, a refilled stream): nothing is written on it. */
+  ChainBroken: "CHAIN_BROKEN",
+  /** A worker key that is not enrolled in the deployment (a worker refusing to start with it). */
+  WorkerNotEnrolled: "WORKER_NOT_ENROLLED",
   InvalidConfig: "INVALID_CONFIG",
   /** Bytes that are not a zero-trust invocation (neither JSON nor msgpack of one). */
   InvalidInvocation: "INVALID_INVOCATION",

@@ -20,14 +20,18 @@ export {
 export type { DistributiveOmit, UnsignedDecisionV1, UnsignedRuleEventV1 } from "./records.js";
 export {
   AdminPublicKey,
+  ChainHash,
   DecisionCause,
   DecisionV1,
+  DeploymentId,
   PolicyOverrideV1,
   RevocationV1,
   RuleErrorV1,
   RuleEventType,
   RuleEventV1,
   RulesSnapshotV1,
+  WorkerEnrollmentV1,
+  WorkerPublicKey,
 } from "./records.js";
 export {
   ClaimsV1,

@@ -14,8 +14,30 @@ const publicKey = (prefix: string) =>
 /** An admin (nkeys operator) public key: `O…`. */
 export const AdminPublicKey = publicKey("O");
 
+/** A worker (nkeys host) public key: `N…`, the key that signs a worker's decisions. */
+export const WorkerPublicKey = publicKey("N");
+
+/**
+ * The id of a deployment: 128 random bits in base32 (RFC 4648 alphabet, no padding). Fixed by the
+ * genesis event of a rules stream and named by every later event and snapshot.
+ */
+export const DeploymentId = z
+  .string()
+  .regex(/^[A-Z2-7]{26}$/, "expected a deployment id: 26 characters of base32 (A-Z, 2-7)");
+export type DeploymentId = z.infer<typeof DeploymentId>;
+
+/** SHA-256 of a stored rule event's exact text (UTF-8), lower-case hex: a link of the chain. */
+export const ChainHash = z.string().regex(/^[0-9a-f]{64}$/, "expected a SHA-256 hash in lower-case hex");
+
 /** Types of rule event; the stream sequence of an event is the rules revision it creates. */
-export const RuleEventType = z.enum(["ruleset.replaced", "rule.upserted", "rule.removed"]);
+export const RuleEventType = z.enum([
+  "deployment.created",
+  "ruleset.replaced",
+  "rule.upserted",
+  "rule.removed",
+  "worker.enrolled",
+  "worker.removed",
+]);
 export type RuleEventType = z.infer<typeof RuleEventType>;
 
 const ruleEventBase = {
@@ -30,14 +52,34 @@ const ruleEventBase = {
    * signature to its position means a signed event replayed later onto the stream is rejected.
    */
   previous: z.number().int().nonnegative(),
+  /** The deployment whose history this is (fixed by the genesis event at revision 1). */
+  deployment: DeploymentId,
+  /**
+   * SHA-256 of the exact stored text of the event at `previous` (null only in the genesis event):
+   * the history is a hash chain, so a stream refilled with other events no longer links up.
+   */
+  prev: ChainHash.nullable(),
   signature: z.string().min(1),
 };
+
+const WorkerKeyPayload = z.object({
+  publicKey: WorkerPublicKey,
+  /** A name for people (the worker's id or host); not checked. */
+  name: z.string().optional(),
+});
 
 /**
  * A signed change to the rules. Payload documents and rules are validated by `@arbiter/rules`
  * when the event is folded, so a structurally valid event with a bad document is skipped there.
+ * `deployment.created` is the genesis event (revision 1, `prev` null); `worker.enrolled` and
+ * `worker.removed` say which worker keys may sign decisions from that revision on.
  */
 export const RuleEventV1 = z.discriminatedUnion("type", [
+  z.object({
+    ...ruleEventBase,
+    type: z.literal("deployment.created"),
+    payload: z.object({}),
+  }),
   z.object({
     ...ruleEventBase,
     type: z.literal("ruleset.replaced"),
@@ -53,16 +95,47 @@ export const RuleEventV1 = z.discriminatedUnion("type", [
     type: z.literal("rule.removed"),
     payload: z.object({ ruleId: z.string().min(1) }),
   }),
+  z.object({
+    ...ruleEventBase,
+    type: z.literal("worker.enrolled"),
+    payload: WorkerKeyPayload,
+  }),
+  z.object({
+    ...ruleEventBase,
+    type: z.literal("worker.removed"),
+    payload: WorkerKeyPayload,
+  }),
 ]);
 export type RuleEventV1 = z.infer<typeof RuleEventV1>;
 
 /** A rule event before it is signed. */
 export type UnsignedRuleEventV1 = DistributiveOmit<RuleEventV1, "signature">;
 
-/** Snapshot of the folded rules at a revision, kept in KV so a worker need not read all history. */
+/**
+ * A period during which a worker key was enrolled: from the revision of its `worker.enrolled`
+ * event up to (not including) the revision of its `worker.removed` event, or still (`to` null).
+ */
+export const WorkerEnrollmentV1 = z.object({
+  publicKey: WorkerPublicKey,
+  name: z.string().nullable(),
+  from: z.number().int().positive(),
+  to: z.number().int().positive().nullable(),
+});
+export type WorkerEnrollmentV1 = z.infer<typeof WorkerEnrollmentV1>;
+
+/**
+ * Snapshot of the folded rules at a revision, kept in KV so a worker need not read all history.
+ * It names its deployment and the chain head it summarizes (the revision and the hash of the
+ * event stored there), so a worker takes it only when that event is in the stream it follows.
+ */
 export const RulesSnapshotV1 = z.object({
   revision: z.number().int().nonnegative(),
+  deployment: DeploymentId,
+  head: z.object({ revision: z.number().int().positive(), hash: ChainHash }),
   document: z.unknown(),
+  /** The revision whose event produced `document` (0: none). */
+  documentRevision: z.number().int().nonnegative(),
+  workers: z.array(WorkerEnrollmentV1),
   at: z.iso.datetime({ offset: true }),
   actor: AdminPublicKey,
   signature: z.string().min(1),

@@ -18,6 +18,10 @@ export const WorkerStatusV1 = z.object({
   reason: z.string().nullable(),
   revision: z.number().int().nonnegative(),
   adminKeys: z.array(z.string()),
+  /** The deployment of the rules the worker follows (null before a genesis event). */
+  deployment: z.string().nullable().optional(),
+  /** Whether the worker's key is enrolled (in the rules stream or by configuration). */
+  enrolled: z.boolean().optional(),
   /** The worker's counters since it started (names as in the worker's `stats()`). */
   stats: z.record(z.string(), z.number()),
 });

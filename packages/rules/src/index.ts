@@ -14,5 +14,14 @@ export { InvalidRulesError, isInvalidRulesError, RulesIssue, RulesIssueStage } f
 export { Evaluation, evaluate } from "./evaluate.js";
 export type { VariableName } from "./facts.js";
 export { EvaluationFacts, VARIABLE_NAMES } from "./facts.js";
-export type { FoldOutcome, RulesetState, RulesetTrust, StoredRuleEvent } from "./ruleset.js";
-export { evolveRuleset, initialRulesetState, restoreSnapshot, signSnapshot } from "./ruleset.js";
+export type { ChainBreak, FoldOutcome, RulesetState, RulesetTrust, StoredRuleEvent } from "./ruleset.js";
+export {
+  evolveRuleset,
+  initialRulesetState,
+  isEnrolled,
+  isEnrolledAt,
+  restoreSnapshot,
+  ruleEventHash,
+  signSnapshot,
+  snapshotHeadMatches,
+} from "./ruleset.js";

@@ -1,4 +1,5 @@
-import { RuleEventV1, RulesSnapshotV1 } from "@arbiter/protocol";
+import { createHash } from "node:crypto";
+import { RuleEventV1, RulesSnapshotV1, type WorkerEnrollmentV1 } from "@arbiter/protocol";
 import { type Signer, signJson, verifySignedJson } from "@arbiter/trust";
 import { type CompiledRules, compileRules } from "./compile.js";
 import { type RulesDocument, RuleV1, validateRulesDocument } from "./document.js";
@@ -20,39 +21,117 @@ export interface RulesetState {
   readonly compiled: CompiledRules | null;
   /** The revision of the event that produced the current document (0 = none). */
   readonly documentRevision: number;
+  /** The deployment fixed by the genesis event at revision 1; null before it. */
+  readonly deployment: string | null;
+  /** The hash ({@link ruleEventHash}) of the event at `revision`, which the next event must name as `prev`. */
+  readonly head: string | null;
+  /** Every period a worker key was enrolled, in the order of the events. */
+  readonly workers: readonly WorkerEnrollmentV1[];
+  /**
+   * Where the history stopped chaining (another deployment, a wrong `prev`, a genesis out of
+   * place); once set, no later event is applied and `revision` stays the last good one.
+   */
+  readonly broken: ChainBreak | null;
 }
 
-/** Which admin keys may change the rules. */
+/** The first event of a history that does not chain, and why. */
+export interface ChainBreak {
+  readonly revision: number;
+  readonly reason: string;
+}
+
+/** Which admin keys may change the rules, and optionally the only deployment accepted. */
 export interface RulesetTrust {
   readonly adminKeys: ReadonlySet<string>;
-}
-
-/** What happened to one event during a fold: applied, or skipped and why. */
-export type FoldOutcome = { readonly applied: true } | { readonly applied: false; readonly reason: string };
-
-/** The state before any rule event. */
-export function initialRulesetState(): RulesetState {
-  return { revision: 0, document: null, compiled: null, documentRevision: 0 };
+  /** When set, a history whose genesis names another deployment does not chain. */
+  readonly deployment?: string;
 }
 
 /**
- * Folds one stored rule event into the state. Pure: the event is applied only when it parses,
- * is signed by an accepted admin key, was signed for this exact position, and leaves a document
- * that validates and compiles; otherwise the state keeps its rules and the outcome says why.
+ * What happened to one event during a fold: applied, or skipped and why. `breaksChain` is true
+ * for the event where the history stopped chaining (see {@link RulesetState.broken}).
+ */
+export type FoldOutcome =
+  | { readonly applied: true }
+  | { readonly applied: false; readonly reason: string; readonly breaksChain: boolean };
+
+/** The state before any rule event. */
+export function initialRulesetState(): RulesetState {
+  return {
+    revision: 0,
+    document: null,
+    compiled: null,
+    documentRevision: 0,
+    deployment: null,
+    head: null,
+    workers: [],
+    broken: null,
+  };
+}
+
+/** SHA-256 of a stored event's text in UTF-8, lower-case hex: what the next event names as `prev`. */
+export function ruleEventHash(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+/** True when `publicKey` was enrolled at `revision` (enrolled at or before it, not removed by then). */
+export function isEnrolledAt(
+  workers: readonly WorkerEnrollmentV1[],
+  publicKey: string,
+  revision: number,
+): boolean {
+  return workers.some(
+    (w) => w.publicKey === publicKey && w.from <= revision && (w.to === null || revision < w.to),
+  );
+}
+
+/** True when `publicKey` is enrolled now (its last period is still open). */
+export function isEnrolled(workers: readonly WorkerEnrollmentV1[], publicKey: string): boolean {
+  return workers.some((w) => w.publicKey === publicKey && w.to === null);
+}
+
+/**
+ * Folds one stored rule event into the state. Pure. An event that is not a validly signed
+ * event of an accepted admin, or whose rules do not validate and compile, is skipped (the state
+ * keeps its rules and moves past it). A validly signed event that does not chain (another
+ * deployment, a `prev` that is not the hash of the event before it, a genesis out of place)
+ * breaks the history: it and everything after it is refused, and the state keeps its last good
+ * revision.
  */
 export function evolveRuleset(
   state: RulesetState,
   stored: StoredRuleEvent,
   trust: RulesetTrust,
 ): { state: RulesetState; outcome: FoldOutcome } {
+  if (state.broken !== null) {
+    return {
+      state,
+      outcome: {
+        applied: false,
+        reason: `after the break at revision ${state.broken.revision}: nothing after it is applied`,
+        breaksChain: false,
+      },
+    };
+  }
+  const hash = ruleEventHash(stored.text);
   const skip = (reason: string) => ({
-    state: { ...state, revision: Math.max(state.revision, stored.revision) },
-    outcome: { applied: false as const, reason },
+    state: { ...state, revision: Math.max(state.revision, stored.revision), head: hash },
+    outcome: { applied: false as const, reason, breaksChain: false },
+  });
+  const breakAt = (reason: string) => ({
+    state: { ...state, broken: { revision: stored.revision, reason } },
+    outcome: { applied: false as const, reason, breaksChain: true },
   });
   if (stored.revision !== state.revision + 1) {
     return skip(`event at revision ${stored.revision} arrived out of order (expected ${state.revision + 1})`);
   }
-  const parsed = RuleEventV1.safeParse(parseJsonOrNull(stored.text));
+  const raw = parseJsonOrNull(stored.text);
+  if (isUnchainedFormat(raw)) {
+    return skip(
+      "written in the unchained format of an earlier Arbiter (no deployment, no prev): start a new rules stream and apply the rules again",
+    );
+  }
+  const parsed = RuleEventV1.safeParse(raw);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
     return skip(
@@ -64,10 +143,56 @@ export function evolveRuleset(
     return skip(`signed by ${event.actor}, which is not an accepted admin key`);
   if (!verifySignedJson(stored.text, event.actor))
     return skip(`the signature by ${event.actor} is not valid`);
-  if (event.previous !== stored.revision - 1) {
-    return skip(
-      `signed to follow revision ${event.previous} but stored at revision ${stored.revision} (replayed?)`,
+
+  // Validly signed by an admin from here on: does it belong here?
+  if (event.type === "deployment.created") {
+    if (stored.revision !== 1 || state.deployment !== null) {
+      return breakAt(
+        `a genesis event of deployment ${event.deployment} at revision ${stored.revision}: a history starts once, at revision 1`,
+      );
+    }
+    if (event.prev !== null || event.previous !== 0) {
+      return breakAt("the genesis event names an event before it");
+    }
+    if (trust.deployment !== undefined && event.deployment !== trust.deployment) {
+      return breakAt(
+        `the history belongs to deployment ${event.deployment}, not to ${trust.deployment} (the deployment this reader is pinned to)`,
+      );
+    }
+    return {
+      state: { ...state, revision: 1, head: hash, deployment: event.deployment },
+      outcome: { applied: true },
+    };
+  }
+  if (state.deployment === null) {
+    return breakAt(
+      `revision ${stored.revision} follows no genesis event: a history starts with deployment.created at revision 1`,
     );
+  }
+  if (event.deployment !== state.deployment) {
+    return breakAt(
+      `the event belongs to deployment ${event.deployment}, not to ${state.deployment} (copied from another deployment?)`,
+    );
+  }
+  if (event.previous !== stored.revision - 1 || event.prev !== state.head) {
+    return breakAt(
+      `the event was signed to follow revision ${event.previous} with prev ${shortHash(event.prev)}, but it is stored at revision ${stored.revision} after an event that hashes to ${shortHash(state.head)} (the stream was refilled, or the event replayed?)`,
+    );
+  }
+
+  const chained = { ...state, revision: stored.revision, head: hash };
+  if (event.type === "worker.enrolled" || event.type === "worker.removed") {
+    const key = event.payload.publicKey;
+    if (event.type === "worker.enrolled") {
+      if (isEnrolled(state.workers, key)) return skip(`worker key ${key} is enrolled already`);
+      const period = { publicKey: key, name: event.payload.name ?? null, from: stored.revision, to: null };
+      return { state: { ...chained, workers: [...state.workers, period] }, outcome: { applied: true } };
+    }
+    if (!isEnrolled(state.workers, key)) return skip(`worker key ${key} is not enrolled`);
+    const workers = state.workers.map((w) =>
+      w.publicKey === key && w.to === null ? { ...w, to: stored.revision } : w,
+    );
+    return { state: { ...chained, workers }, outcome: { applied: true } };
   }
 
   let next: RulesDocument;
@@ -83,12 +208,30 @@ export function evolveRuleset(
     return skip(`the rules do not compile: ${errorText(err)}`);
   }
   return {
-    state: { revision: stored.revision, document: next, compiled, documentRevision: stored.revision },
+    state: { ...chained, document: next, compiled, documentRevision: stored.revision },
     outcome: { applied: true },
   };
 }
 
-function applyEvent(current: RulesDocument | null, event: RuleEventV1): RulesDocument {
+/** A JSON object signed as a rule event but without the fields that chain it. */
+function isUnchainedFormat(raw: unknown): boolean {
+  return (
+    typeof raw === "object" &&
+    raw !== null &&
+    "actor" in raw &&
+    "signature" in raw &&
+    !("deployment" in raw) &&
+    !("prev" in raw)
+  );
+}
+
+function shortHash(hash: string | null): string {
+  return hash === null ? "null" : `${hash.slice(0, 12)}…`;
+}
+
+type RulesChange = Extract<RuleEventV1, { type: "ruleset.replaced" | "rule.upserted" | "rule.removed" }>;
+
+function applyEvent(current: RulesDocument | null, event: RulesChange): RulesDocument {
   switch (event.type) {
     case "ruleset.replaced":
       return validateRulesDocument(event.payload.document);
@@ -113,11 +256,22 @@ function applyEvent(current: RulesDocument | null, event: RuleEventV1): RulesDoc
   }
 }
 
-/** Signs a snapshot of the state with an admin key; the text goes to the snapshot store. */
+/**
+ * Signs a snapshot of the state with an admin key; the text goes to the snapshot store. Throws
+ * TypeError for a state with no deployment or head (nothing folded yet) or a broken history.
+ */
 export function signSnapshot(state: RulesetState, signer: Signer, at: Date): string {
+  if (state.deployment === null || state.head === null || state.revision === 0) {
+    throw new TypeError("a snapshot summarizes a history: this state has no genesis event yet");
+  }
+  if (state.broken !== null) throw new TypeError("a history that does not chain has no snapshot");
   const snapshot: Omit<RulesSnapshotV1, "signature"> = {
     revision: state.revision,
+    deployment: state.deployment,
+    head: { revision: state.revision, hash: state.head },
     document: state.document,
+    documentRevision: state.documentRevision,
+    workers: [...state.workers],
     at: at.toISOString(),
     actor: signer.publicKey,
   };
@@ -126,14 +280,20 @@ export function signSnapshot(state: RulesetState, signer: Signer, at: Date): str
 
 /**
  * Restores a state from a snapshot text, or explains why it cannot be trusted (bad JSON, an
- * unknown or invalid signature, a document that does not validate): the caller then folds the
- * whole history instead.
+ * unknown or invalid signature, another deployment than the pinned one, a document that does
+ * not validate; `foreign` for a valid snapshot of another deployment): the caller then folds the
+ * whole history instead. The caller must still check
+ * that the snapshot's head is in the stream it follows ({@link snapshotHeadMatches}).
  */
 export function restoreSnapshot(
   text: string,
   trust: RulesetTrust,
-): { ok: true; state: RulesetState } | { ok: false; reason: string } {
-  const parsed = RulesSnapshotV1.safeParse(parseJsonOrNull(text));
+): { ok: true; state: RulesetState } | { ok: false; reason: string; foreign?: true } {
+  const raw = parseJsonOrNull(text);
+  if (typeof raw === "object" && raw !== null && !("head" in raw) && "revision" in raw) {
+    return { ok: false, reason: "the snapshot is in the unchained format of an earlier Arbiter (no head)" };
+  }
+  const parsed = RulesSnapshotV1.safeParse(raw);
   if (!parsed.success) return { ok: false, reason: "the snapshot is not a valid RulesSnapshotV1" };
   const snapshot = parsed.data;
   if (!trust.adminKeys.has(snapshot.actor)) {
@@ -144,23 +304,52 @@ export function restoreSnapshot(
   }
   if (!verifySignedJson(text, snapshot.actor))
     return { ok: false, reason: "the snapshot signature is not valid" };
-  if (snapshot.document === null) {
-    return { ok: true, state: { ...initialRulesetState(), revision: snapshot.revision } };
+  if (snapshot.head.revision !== snapshot.revision) {
+    return { ok: false, reason: "the snapshot's head is not at its revision" };
   }
+  if (trust.deployment !== undefined && snapshot.deployment !== trust.deployment) {
+    return {
+      ok: false,
+      reason: `the snapshot belongs to deployment ${snapshot.deployment}, not to ${trust.deployment}`,
+      foreign: true,
+    };
+  }
+  const base: RulesetState = {
+    ...initialRulesetState(),
+    revision: snapshot.revision,
+    deployment: snapshot.deployment,
+    head: snapshot.head.hash,
+    workers: snapshot.workers,
+  };
+  if (snapshot.document === null) return { ok: true, state: base };
   try {
     const document = validateRulesDocument(snapshot.document);
     return {
       ok: true,
       state: {
-        revision: snapshot.revision,
+        ...base,
         document,
         compiled: compileRules(document),
-        documentRevision: snapshot.revision,
+        documentRevision: snapshot.documentRevision,
       },
     };
   } catch (err) {
     return { ok: false, reason: `the snapshot document is invalid: ${errorText(err)}` };
   }
+}
+
+/**
+ * Whether a restored state's head is the event stored at its revision in the stream being
+ * followed: null when it is, else why not (the snapshot then summarizes another history).
+ */
+export function snapshotHeadMatches(state: RulesetState, stored: StoredRuleEvent | null): string | null {
+  if (stored === null || stored.revision !== state.revision) {
+    return `the snapshot names revision ${state.revision} of deployment ${state.deployment}, which the rules stream does not have`;
+  }
+  if (ruleEventHash(stored.text) !== state.head) {
+    return `the snapshot names revision ${state.revision} with hash ${shortHash(state.head)}, but the event stored there hashes to ${shortHash(ruleEventHash(stored.text))} (a snapshot of another history)`;
+  }
+  return null;
 }
 
 function parseJsonOrNull(text: string): unknown {

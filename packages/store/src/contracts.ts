@@ -18,6 +18,8 @@ export interface RuleEventStore {
   append(text: string, expectedRevision: number): Promise<number>;
   /** The latest revision, 0 when there are no events. */
   lastRevision(): Promise<number>;
+  /** The event stored at `revision`, or null when the stream has none there. */
+  get(revision: number): Promise<StoredRuleEvent | null>;
   /** Events with `from <= revision <= to` (defaults: 1 and the latest at call time), in order. */
   read(range?: { from?: number; to?: number }): AsyncIterable<StoredRuleEvent>;
   /** Calls `onEvent` for every event from `from` on, in order, including ones appended later. */
@@ -27,7 +29,10 @@ export interface RuleEventStore {
 /** The latest rules snapshot (its signed JSON text), so a worker need not read all history. */
 export interface SnapshotStore {
   load(): Promise<string | null>;
-  /** Stores the snapshot unless one at a later revision is already there. */
+  /**
+   * Stores the snapshot unless one of the same deployment at a later revision is already there
+   * (a snapshot of another deployment is replaced).
+   */
   save(text: string, revision: number): Promise<void>;
 }
 

@@ -66,3 +66,23 @@ export class StoreUnavailableError extends ArbiterError {
 export function isStoreUnavailableError(err: unknown): err is StoreUnavailableError {
   return isArbiterError(err, ErrorCode.StoreUnavailable);
 }
+
+/**
+ * The rules history does not chain where a writer would append (a break in the stream, no genesis
+ * event, a snapshot naming a head the stream does not have): nothing was written.
+ */
+export class ChainBrokenError extends ArbiterError {
+  /** The revision where the history stops chaining, when there is one. */
+  readonly revision: number | null;
+
+  constructor(message: string, revision: number | null, options?: ErrorOptions) {
+    super(ErrorCode.ChainBroken, message, options);
+    this.name = "ChainBrokenError";
+    this.revision = revision;
+  }
+}
+
+/** True when `err` is a {@link ChainBrokenError}. */
+export function isChainBrokenError(err: unknown): err is ChainBrokenError {
+  return isArbiterError(err, ErrorCode.ChainBroken);
+}

@@ -18,6 +18,8 @@ export {
   splitDecisionBatches,
 } from "./decision-batch.js";
 export {
+  ChainBrokenError,
+  isChainBrokenError,
   isRevisionNotFoundError,
   isRuleConflictError,
   isStoreUnavailableError,
@@ -29,5 +31,13 @@ export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js"
 export { createMemoryStore } from "./memory-store.js";
 export type { ReplayGuard } from "./replay-guard.js";
 export { createMemoryReplayGuard, openJetStreamReplayGuard, ReplayGuardOptions } from "./replay-guard.js";
-export type { AppliedRules, RuleHistoryEntry, RulesAdmin, RulesAdminOptions } from "./rules-admin.js";
-export { createRulesAdmin } from "./rules-admin.js";
+export type {
+  AppliedRules,
+  ChangeOptions,
+  RuleHistoryEntry,
+  RulesAdmin,
+  RulesAdminOptions,
+} from "./rules-admin.js";
+export { createRulesAdmin, newDeploymentId } from "./rules-admin.js";
+export type { DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
+export { verifyDecision } from "./verify-decision.js";

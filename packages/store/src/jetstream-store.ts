@@ -43,7 +43,7 @@ import {
   sealedDecisionTexts,
 } from "./decision-batch.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
-import { errorText, parseJsonOrNull } from "./text.js";
+import { errorText, keepsStoredSnapshot } from "./text.js";
 
 /** Options for {@link openJetStreamStore}; parsed with defaults before anything is created. */
 export const JetStreamStoreOptions = z.object({
@@ -213,6 +213,19 @@ class JetStreamRuleEventStore implements RuleEventStore {
     }
   }
 
+  async get(revision: number): Promise<StoredRuleEvent | null> {
+    if (!Number.isSafeInteger(revision) || revision < 1) return null;
+    try {
+      const message = await this.#jsm.streams.getMessage(this.#names.rulesStream, { seq: revision });
+      return message === null ? null : { revision: message.seq, text: message.string() };
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound) return null;
+      throw new StoreUnavailableError(`cannot read revision ${revision} of the rules: ${errorText(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
   async *read(range: { from?: number; to?: number } = {}): AsyncIterable<StoredRuleEvent> {
     const last = await this.lastRevision();
     const to = Math.min(range.to ?? last, last);
@@ -289,8 +302,6 @@ async function* readStream<T>(
   }
 }
 
-const SnapshotRevision = z.object({ revision: z.number().int().nonnegative() });
-
 class KvSnapshotStore implements SnapshotStore {
   readonly #kv: KV;
 
@@ -310,10 +321,7 @@ class KvSnapshotStore implements SnapshotStore {
   async save(text: string, revision: number): Promise<void> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const entry = await this.#kv.get(SNAPSHOT_KEY);
-      if (entry && entry.operation === "PUT") {
-        const stored = SnapshotRevision.safeParse(parseJsonOrNull(entry.string()));
-        if (stored.success && stored.data.revision >= revision) return;
-      }
+      if (entry && entry.operation === "PUT" && keepsStoredSnapshot(entry.string(), text, revision)) return;
       try {
         if (entry) await this.#kv.update(SNAPSHOT_KEY, text, entry.revision);
         else await this.#kv.create(SNAPSHOT_KEY, text);

@@ -11,6 +11,7 @@ import type {
 } from "./contracts.js";
 import { checkDecisionBatch, decisionMatches, isSameBatch, sealedDecisionTexts } from "./decision-batch.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
+import { keepsStoredSnapshot } from "./text.js";
 
 /**
  * An in-memory {@link ArbiterStore} with the same contract as the JetStream one: for unit tests
@@ -42,6 +43,11 @@ class MemoryRuleEventStore implements RuleEventStore {
     return this.#events.length;
   }
 
+  async get(revision: number): Promise<StoredRuleEvent | null> {
+    const text = this.#events[revision - 1];
+    return revision >= 1 && text !== undefined ? { revision, text } : null;
+  }
+
   async *read(range: { from?: number; to?: number } = {}): AsyncIterable<StoredRuleEvent> {
     const to = Math.min(range.to ?? this.#events.length, this.#events.length);
     for (let revision = Math.max(range.from ?? 1, 1); revision <= to; revision++) {
@@ -67,14 +73,14 @@ class MemoryRuleEventStore implements RuleEventStore {
 }
 
 class MemorySnapshotStore implements SnapshotStore {
-  #latest: { text: string; revision: number } | null = null;
+  #latest: string | null = null;
 
   async load(): Promise<string | null> {
-    return this.#latest?.text ?? null;
+    return this.#latest;
   }
 
   async save(text: string, revision: number): Promise<void> {
-    if (this.#latest === null || this.#latest.revision < revision) this.#latest = { text, revision };
+    if (this.#latest === null || !keepsStoredSnapshot(this.#latest, text, revision)) this.#latest = text;
   }
 }
 

@@ -1,8 +1,25 @@
 import { isArbiterError } from "@arbiter/protocol";
+import { generateKey } from "@arbiter/trust";
 import { describe, expect, it } from "vitest";
 import { isInboxReply, parseWorkerConfig } from "./config.js";
 
 describe("parseWorkerConfig", () => {
+  it("takes a deployment id and enrolled worker keys, refusing what is not one, and refuses unenrolled keys by default", () => {
+    const key = generateKey("N").publicKey;
+    const parsed = parseWorkerConfig({ deployment: "ABCDEFGHIJKLMNOPQRSTUVWXYZ", workerKeys: [key] });
+    expect(parsed).toMatchObject({
+      deployment: "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+      workerKeys: [key],
+      allowUnenrolled: false,
+    });
+    expect(() => parseWorkerConfig({ deployment: "staging" })).toThrow(
+      /deployment: expected a deployment id/,
+    );
+    expect(() => parseWorkerConfig({ workerKeys: [generateKey("O").publicKey] })).toThrow(
+      /workerKeys\.0: expected an nkey public key starting with N/,
+    );
+  });
+
   it("refuses a maxPayloadBytes too small for any real request, naming it", () => {
     let thrown: unknown;
     try {

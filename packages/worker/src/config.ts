@@ -4,7 +4,9 @@ import {
   DEFAULT_POLICY_TOPIC,
   DEFAULT_PREFIX,
   DEFAULT_QUEUE_GROUP,
+  DeploymentId,
   ErrorCode,
+  WorkerPublicKey,
 } from "@arbiter/protocol";
 import { decodePublicKey } from "@arbiter/trust";
 import { z } from "zod";
@@ -39,6 +41,21 @@ export const WorkerConfig = z
     adminKeys: z.array(z.string()).default([]),
     /** This worker's signing seed (`SN…`); one is generated when absent. */
     workerSeed: z.string().optional(),
+    /**
+     * The deployment this worker belongs to; when set, a rules stream or snapshot of another
+     * deployment is refused (a fresh worker cannot be pointed at a foreign stream). Otherwise
+     * the worker takes the deployment of the genesis event it reads.
+     */
+    deployment: DeploymentId.optional(),
+    /** Worker public keys (`N…`) enrolled by configuration, besides those enrolled in the rules stream. */
+    workerKeys: z.array(WorkerPublicKey).default([]),
+    /**
+     * Serve even though this worker's key is not enrolled (its decisions will not verify); logged
+     * loudly and reported as degraded. For trying things out, not for production.
+     */
+    allowUnenrolled: z.boolean().default(false),
+    /** How often the worker checks that the rules stream still holds the event it folded last. */
+    chainCheckMs: z.number().int().positive().default(5000),
     /** Largest request accepted, in bytes. */
     maxPayloadBytes: z
       .number()

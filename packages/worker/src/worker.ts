@@ -10,7 +10,7 @@ import {
   type UnsignedDecisionV1,
   type WorkerStatusV1,
 } from "@arbiter/protocol";
-import type { RulesetState, RulesetTrust } from "@arbiter/rules";
+import { isEnrolled, type RulesetState, type RulesetTrust } from "@arbiter/rules";
 import {
   type ArbiterStore,
   maxDecisionRecordBytes,
@@ -71,6 +71,10 @@ export interface WorkerStats {
   readonly unansweredOutage: number;
   readonly ruleEventsApplied: number;
   readonly ruleEventsRejected: number;
+  /** Rules snapshots refused at start: of another deployment, or naming a head the stream does not have. */
+  readonly snapshotsRefused: number;
+  /** Times the rules history stopped chaining (another deployment, a wrong prev, a refilled stream). */
+  readonly chainBreaks: number;
   /** Times the worker followed the rule events again after the feed broke. */
   readonly ruleFeedRestarts: number;
   readonly inFlight: number;
@@ -89,7 +93,7 @@ export interface Worker {
   stats(): WorkerStats;
   /** What the worker answers on the status subject. */
   statusRecord(): WorkerStatusV1;
-  /** Resolves once the worker has consumed rule events up to `revision`. */
+  /** Resolves once the worker has consumed rule events up to `revision`, or its rules history stopped chaining (see `health`). */
   waitForRevision(revision: number, timeoutMs?: number): Promise<void>;
   /**
    * Opens the store, catches up with the rules and joins the queue group. On failure it leaves
@@ -172,6 +176,7 @@ class DecisionWorker implements Worker {
   readonly #givenReplayGuard: ReplayGuard | undefined;
   readonly #identity: DecidingWorker;
   readonly #trust: RulesetTrust;
+  readonly #generatedKey: boolean;
   readonly #clock: () => Date;
   readonly #nextId = monotonicFactory(pooledRandom());
   readonly #refusedWarning: RateLimitedWarning;
@@ -215,7 +220,11 @@ class DecisionWorker implements Worker {
     this.publicKey = this.#signer.publicKey;
     this.#identity = { id: this.id, publicKey: this.publicKey };
     this.#log = (deps.logger ?? pino({ name: "arbiter-worker" })).child({ worker: this.id });
-    this.#trust = { adminKeys: new Set(config.adminKeys) };
+    this.#generatedKey = config.workerSeed === undefined;
+    this.#trust = {
+      adminKeys: new Set(config.adminKeys),
+      ...(config.deployment === undefined ? {} : { deployment: config.deployment }),
+    };
     this.#refusedWarning = new RateLimitedWarning(
       this.#log,
       "policy requests whose reply subject is not an inbox or was answered already: recorded, not answered",
@@ -256,9 +265,12 @@ class DecisionWorker implements Worker {
     if (this.#state !== "ready" || running === undefined) {
       return { state: this.#state, reason: this.#state === "starting" ? "starting" : null };
     }
-    const reasons = [this.#subscriptionProblem, running.follower.problem, running.recorder.problem].filter(
-      (r): r is string => r !== null,
-    );
+    const reasons = [
+      this.#subscriptionProblem,
+      running.follower.problem,
+      running.recorder.problem,
+      this.#enrollmentProblem(running.follower.ruleset),
+    ].filter((r): r is string => r !== null);
     return reasons.length === 0
       ? { state: "ready", reason: null }
       : { state: "degraded", reason: reasons.join("; ") };
@@ -276,6 +288,8 @@ class DecisionWorker implements Worker {
           shed: running.queue.shed,
           ruleEventsApplied: running.follower.applied,
           ruleEventsRejected: running.follower.rejected,
+          snapshotsRefused: running.follower.snapshotsRefused,
+          chainBreaks: running.follower.chainBreaks,
           ruleFeedRestarts: running.follower.restarts,
           inFlight: running.recorder.inFlight,
         }
@@ -288,6 +302,8 @@ class DecisionWorker implements Worker {
           shed: 0,
           ruleEventsApplied: 0,
           ruleEventsRejected: 0,
+          snapshotsRefused: 0,
+          chainBreaks: 0,
           ruleFeedRestarts: 0,
           inFlight: 0,
         });
@@ -304,6 +320,8 @@ class DecisionWorker implements Worker {
       reason,
       revision: this.revision,
       adminKeys: [...this.#trust.adminKeys],
+      deployment: this.#running?.follower.ruleset.deployment ?? null,
+      enrolled: this.#running ? this.#isEnrolled(this.#running.follower.ruleset) : false,
       stats: { ...stats },
     };
   }
@@ -339,9 +357,11 @@ class DecisionWorker implements Worker {
         trust: this.#trust,
         log: this.#log,
         retryMs: this.#config.followRetryMs,
+        chainCheckMs: this.#config.chainCheckMs,
         onChange,
       });
       await follower.start(this.#config.catchUpTimeoutMs);
+      this.#checkBelongs(follower.ruleset);
       const verifier = await this.#requestVerifier();
       const recorder = new DecisionRecorder({
         log: store.decisions,
@@ -452,12 +472,62 @@ class DecisionWorker implements Worker {
       shed: running.queue.shed,
       ruleEventsApplied: running.follower.applied,
       ruleEventsRejected: running.follower.rejected,
+      snapshotsRefused: running.follower.snapshotsRefused,
+      chainBreaks: running.follower.chainBreaks,
       ruleFeedRestarts: running.follower.restarts,
       inFlight: 0,
     };
     this.#running = undefined;
     this.#state = "stopped";
     this.#log.info({ stats: this.stats() }, "worker stopped");
+  }
+
+  /** True when this worker's key is enrolled now, in the rules or by configuration. */
+  #isEnrolled(ruleset: RulesetState): boolean {
+    return this.#config.workerKeys.includes(this.publicKey) || isEnrolled(ruleset.workers, this.publicKey);
+  }
+
+  /** Why serving with this key is not as it should be (not enrolled, or removed), or null. */
+  #enrollmentProblem(ruleset: RulesetState): string | null {
+    if (this.#isEnrolled(ruleset)) return null;
+    const removed = ruleset.workers.findLast((w) => w.publicKey === this.publicKey);
+    if (removed !== undefined && removed.to !== null) {
+      return `this worker's key ${this.publicKey} was removed at revision ${removed.to}: its decisions no longer verify`;
+    }
+    return `serving with the unenrolled key ${this.publicKey} (allowUnenrolled): its decisions do not verify`;
+  }
+
+  /**
+   * Refuses to start in a deployment this worker does not belong to (pinned to another one) or
+   * with a key that is not enrolled there, unless `allowUnenrolled` says otherwise.
+   */
+  #checkBelongs(ruleset: RulesetState): void {
+    const pinned = this.#config.deployment;
+    if (pinned !== undefined && ruleset.broken !== null && ruleset.deployment === null) {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `deployment: this worker is pinned to deployment ${pinned}, and the rules stream does not chain to it: ${ruleset.broken.reason}`,
+      );
+    }
+    if (this.#isEnrolled(ruleset)) return;
+    const where =
+      ruleset.deployment === null
+        ? "the deployment (the rules stream has no genesis event yet)"
+        : `deployment ${ruleset.deployment}`;
+    if (this.#config.allowUnenrolled) {
+      this.#log.warn(
+        { publicKey: this.publicKey, deployment: ruleset.deployment },
+        `SERVING WITH AN UNENROLLED KEY (allowUnenrolled): ${this.publicKey} is not enrolled in ${where}, so no decision this worker signs will verify`,
+      );
+      return;
+    }
+    const seed = this.#generatedKey
+      ? " and give the worker that key's seed (ARBITER_WORKER_SEED; this key was generated for this run because none was given: make one with `arbiter trust keygen host`)"
+      : "";
+    throw new ArbiterError(
+      ErrorCode.WorkerNotEnrolled,
+      `this worker's key ${this.publicKey} is not enrolled in ${where}: enroll it with \`arbiter workers enroll ${this.publicKey}\` (or list it in ARBITER_WORKER_KEYS)${seed}, or start the worker with --allow-unenrolled`,
+    );
   }
 
   /** Logs each change of health, once. */

@@ -190,6 +190,10 @@ const FOREIGN_ENV = [
   "ARBITER_REPLICAS",
   "ARBITER_ADMIN_KEYS",
   "ARBITER_ADMIN_SEED",
+  "ARBITER_WORKER_SEED",
+  "ARBITER_WORKER_KEYS",
+  "ARBITER_DEPLOYMENT",
+  "ARBITER_ALLOW_UNENROLLED",
   "WASMCLOUD_POLICY_TOPIC",
   "WASMCLOUD_POLICY_CHANGES_TOPIC",
   "WASMCLOUD_CLUSTER_ISSUERS",
@@ -287,7 +291,12 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
 
     const admin = createSigner(generateKey("O").seed, "O");
     const store = await openJetStreamStore(nc, { replicas: 1 });
-    const { revision } = await createRulesAdmin({ store, signer: admin }).apply(document, {
+    const rulesAdmin = createRulesAdmin({ store, signer: admin });
+    await rulesAdmin.apply(document, { reason: "arbiter bench" });
+    // The measured worker serves as in production: with a key enrolled in the deployment.
+    const workerKey = generateKey("N");
+    const { revision } = await rulesAdmin.enrollWorker(workerKey.publicKey, {
+      name: WORKER_NAME,
       reason: "arbiter bench",
     });
     const profiling = options.workerCpuProfDir
@@ -312,7 +321,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
         "--admin-keys",
         admin.publicKey,
       ],
-      childEnv,
+      { ...childEnv, ARBITER_WORKER_SEED: workerKey.seed },
     );
     cleanups.push(() => worker.stop());
     const probeAnswers = await untilAnswering(nc, worker, probe, true, signal);
@@ -340,7 +349,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
         "--cluster-issuers",
         cluster.publicKey,
       ],
-      childEnv,
+      { ...childEnv, ARBITER_WORKER_SEED: workerKey.seed },
     );
     cleanups.push(() => signedWorker.stop());
     const signedProbeAnswers = await untilAnswering(nc, signedWorker, probe, true, signal, signRequest);

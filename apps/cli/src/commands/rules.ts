@@ -7,7 +7,13 @@ import {
   type WorkerStatusV1,
 } from "@arbiter/protocol";
 import { parseRulesDocument, serializeRulesDocument } from "@arbiter/rules";
-import { type AppliedRules, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
+import {
+  type AppliedRules,
+  type ArbiterStore,
+  createRulesAdmin,
+  openJetStreamStore,
+  type RulesAdmin,
+} from "@arbiter/store";
 import type { Signer } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
@@ -29,7 +35,8 @@ import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
 import { emit } from "../output.js";
 import { askWorkers } from "../worker-status.js";
 
-interface RulesFlags extends ConnectionFlags {
+/** Flags of the commands that read or change the rules stream. */
+export interface RulesFlags extends ConnectionFlags {
   adminKeys?: string;
   expectRevision?: string;
   revision?: string;
@@ -93,14 +100,14 @@ async function confirmSigner(
 }
 
 /** The line that says how far the workers confirmed the signing key. */
-function describeConfirmation(c: KeyConfirmation): string {
+export function describeConfirmation(c: KeyConfirmation): string {
   if (c.acceptedBy.length === 0) return "no worker was reachable to confirm that it accepts the signing key";
   const refused = c.refusedBy.length > 0 ? `; NOT accepted by ${c.refusedBy.join(", ")}` : "";
   return `signing key accepted by ${c.acceptedBy.join(", ")}${refused}`;
 }
 
 /** Signs and appends a change (creating the streams if needed) once the workers' keys allow it. */
-async function change(
+export async function change(
   flags: RulesFlags,
   body: (admin: RulesAdmin) => Promise<AppliedRules>,
 ): Promise<AppliedRules & KeyConfirmation & { server: string }> {
@@ -142,16 +149,16 @@ function onServer(nc: NatsConnection, err: unknown): unknown {
 }
 
 /** Whose admin keys a read folded the rules with. */
-type KeysFrom = "workers" | "configured";
+export type KeysFrom = "workers" | "configured";
 
 /**
  * Reads the rules as the workers fold them, creating nothing: with the keys the running workers
  * accept when any answers, else the configured admin keys and the local key of `arbiter up`.
  * Throws INVALID_CONFIG when neither is there: which events count could then not be told.
  */
-async function read<T>(
+export async function read<T>(
   flags: RulesFlags,
-  body: (admin: RulesAdmin, server: string, keysFrom: KeysFrom) => Promise<T>,
+  body: (admin: RulesAdmin, server: string, keysFrom: KeysFrom, store: ArbiterStore) => Promise<T>,
 ): Promise<T> {
   const nc = await connectNats(resolveServers(flags), "arbiter-cli");
   try {
@@ -160,7 +167,7 @@ async function read<T>(
     const workers = await askWorkers(nc, store.names.statusSubject);
     if (workers.length > 0) {
       const adminKeys = [...new Set(workers.flatMap((w) => w.adminKeys))];
-      return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "workers");
+      return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "workers", store);
     }
     const local = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
     const adminKeys = resolveAdminKeys(flags.adminKeys, local ? adminSigner() : undefined);
@@ -170,14 +177,14 @@ async function read<T>(
         `cannot tell which rule events the workers apply: no worker answered on ${store.names.statusSubject} at ${serverOf(nc)}, and no admin key is configured (--admin-keys, ARBITER_ADMIN_KEYS, ARBITER_ADMIN_SEED, or the local key of \`arbiter up\` in ${arbiterHome()})`,
       );
     }
-    return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "configured");
+    return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "configured", store);
   } finally {
     await nc.close();
   }
 }
 
 /** The options of the read-only commands, which create nothing (so take no `--replicas`). */
-const connectionOptions = (command: Command) =>
+export const connectionOptions = (command: Command) =>
   command
     .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
@@ -186,7 +193,7 @@ const connectionOptions = (command: Command) =>
     .option("--json", "print the result as JSON");
 
 /** The options of the commands that write, and create the streams on first use. */
-const changeConnectionOptions = (command: Command) =>
+export const changeConnectionOptions = (command: Command) =>
   connectionOptions(
     command.option(
       "--replicas <n>",
@@ -194,7 +201,8 @@ const changeConnectionOptions = (command: Command) =>
     ),
   );
 
-const changeOptions = (flags: RulesFlags) => ({
+/** The options of a change from its flags (`--expect-revision`, `--reason`). */
+export const changeOptions = (flags: RulesFlags) => ({
   ...(flags.expectRevision === undefined
     ? {}
     : { expectedRevision: parseIntegerFlag(flags.expectRevision, "--expect-revision", { min: 0 }) }),
@@ -242,6 +250,7 @@ export function rulesCommand(): Command {
       return {
         server,
         keysFrom,
+        deployment: state.deployment,
         revision: state.revision,
         latestRevision: history.at(-1)?.revision ?? 0,
         documentRevision: state.documentRevision,
@@ -276,34 +285,52 @@ export function rulesCommand(): Command {
   });
 
   connectionOptions(
-    rules.command("history").description("list every rule event and whether workers apply it"),
+    rules
+      .command("history")
+      .description(
+        "list every rule event: whether workers apply it, its hash and the hash it names before it, and where the chain breaks",
+      ),
   ).action(async (flags: RulesFlags) => {
-    const history = await read(flags, (admin) => admin.history());
-    const line = (
-      revision: string,
-      status: string,
-      type: string,
-      at: string,
-      actor: string,
-      reason: string,
-    ) =>
-      `${revision.padStart(8)}  ${status.padEnd(8)}  ${type.padEnd(16)}  ${at.padEnd(24)}  ${actor.padEnd(56)}  ${reason}`.trimEnd();
+    const { history, snapshotProblem } = await read(flags, async (admin) => ({
+      history: await admin.history(),
+      snapshotProblem: await admin.snapshotProblem(),
+    }));
+    // Refill detection needs the snapshot: a shorter copy of the same chain looks whole on its own.
+    if (snapshotProblem !== null) {
+      process.stderr.write(
+        `arbiter: the rules stream does not hold the snapshot's head: ${snapshotProblem}\n`,
+      );
+    }
+    const short = (hash: string | null) => (hash === null ? "-" : hash.slice(0, 12));
+    const line = (cells: readonly string[]) =>
+      cells
+        .map((cell, i) => cell.padEnd([8, 8, 18, 24, 56, 12, 12][i] ?? 0))
+        .join("  ")
+        .trimEnd();
     emit(flags.json === true, history, () =>
       history.length === 0
         ? "no rule events yet"
         : [
-            line("REVISION", "STATUS", "TYPE", "AT", "ACTOR", "REASON"),
-            ...history.map(
-              (e) =>
-                line(
-                  String(e.revision),
-                  e.applied ? "applied" : "REJECTED",
-                  e.type ?? "?",
-                  e.at ?? "?",
-                  e.actor ?? "?",
-                  e.reason ?? "",
-                ) + (e.rejection ? `\n          ${e.rejection}` : ""),
-            ),
+            line(["REVISION", "STATUS", "TYPE", "AT", "ACTOR", "HASH", "PREV", "REASON"]),
+            ...history.map((e) => {
+              const status = e.broken ? "BROKEN" : e.applied ? "applied" : "REJECTED";
+              const row = line([
+                String(e.revision).padStart(8),
+                status,
+                e.type ?? "?",
+                e.at ?? "?",
+                e.actor ?? "?",
+                short(e.hash),
+                short(e.prev),
+                e.reason ?? "",
+              ]);
+              const why = e.broken
+                ? `\n          the chain breaks here: ${e.broken}`
+                : e.rejection
+                  ? `\n          ${e.rejection}`
+                  : "";
+              return row + why;
+            }),
           ].join("\n"),
     );
   });

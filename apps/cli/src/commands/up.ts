@@ -11,14 +11,17 @@ import {
   startNatsServer,
 } from "@arbiter/embedded-nats";
 import { ArbiterError, DEFAULT_CHANGES_TOPIC, DEFAULT_POLICY_TOPIC, ErrorCode } from "@arbiter/protocol";
-import type { RulesDocument } from "@arbiter/rules";
+import { isEnrolled, type RulesDocument } from "@arbiter/rules";
 import {
   type ArbiterStore,
+  ChainBrokenError,
   createRulesAdmin,
+  isChainBrokenError,
   isStoreUnavailableError,
   openJetStreamStore,
   type RulesAdmin,
 } from "@arbiter/store";
+import { createSigner } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
@@ -28,6 +31,7 @@ import {
   connectNats,
   localAdminSeed,
   localAdminSeedFile,
+  localWorkerSeed,
   prepareArbiterHome,
   readLocalState,
   resolveAdminKeys,
@@ -150,9 +154,24 @@ export function upCommand(): Command {
         connections.push(control);
         const { store, latest } = await openStoreWhenReady(control, replicas, log);
         const admin = createRulesAdmin({ store, signer });
-        const { revision, rules } = await rulesAtStart(admin, latest, flags.rules, explicitRules);
-        log.info({ revision, rules }, rules.applied ? "rules applied" : "rules kept");
+        const { revision: rulesRevision, rules } = await rulesAtStart(
+          admin,
+          latest,
+          flags.rules,
+          explicitRules,
+        );
+        log.info({ revision: rulesRevision, rules }, rules.applied ? "rules applied" : "rules kept");
         const adminKeys = resolveAdminKeys(undefined, signer);
+        const seeds = await enrollLocalWorkers(admin, workerCount).catch((err: unknown) => {
+          if (!isChainBrokenError(err)) throw err;
+          throw new ChainBrokenError(
+            `${err.message}. The rules in ${home} cannot be used: remove that folder (or set ARBITER_HOME to another) to start a new deployment`,
+            err.revision,
+            { cause: err },
+          );
+        });
+        // The workers serve the revision after their keys' enrollment, if that took events.
+        const { revision, deployment } = await admin.stateAt();
         for (let i = 1; i <= workerCount; i++) {
           const nc = await connectNats(urls, `arbiter-worker-local-${i}`, true);
           connections.push(nc);
@@ -162,7 +181,13 @@ export function upCommand(): Command {
             nc,
             storeNc,
             logger: log,
-            config: { id: `local-${i}`, adminKeys, replicas },
+            config: {
+              id: `local-${i}`,
+              adminKeys,
+              replicas,
+              workerSeed: seeds[i - 1]!,
+              ...(deployment === null ? {} : { deployment }),
+            },
           });
           await worker.start();
           workers.push(worker);
@@ -182,6 +207,8 @@ export function upCommand(): Command {
             nodes,
             natsPids: servers.map((s) => s.pid),
             workers: workers.map((w) => w.id),
+            workerKeys: workers.map((w) => w.publicKey),
+            deployment,
             revision,
             rules,
             adminPublicKey: signer.publicKey,
@@ -194,6 +221,7 @@ export function upCommand(): Command {
               `NATS ${urls.join(",")}`,
               `Arbiter is up: ${workerCount} worker${workerCount === 1 ? "" : "s"} answering on ${DEFAULT_POLICY_TOPIC} (queue group "arbiter"), ${nodes === 3 ? "3-node JetStream cluster, R3 streams" : "1 NATS server"}.`,
               `  rules       revision ${revision}: ${rules.applied ? `applied ${shownRules}` : "kept"} (${rules.reason})`,
+              `  deployment  ${deployment}; worker keys enrolled, seeds in ${shownPath(join(home, "workers"))}`,
               `  admin key   ${signer.publicKey} (${seedFromEnv ? "seed from ARBITER_ADMIN_SEED" : `seed in ${shownPath(localAdminSeedFile())}`})`,
               `  data        ${home}`,
               "Point wasmCloud hosts at it:",
@@ -216,6 +244,23 @@ export function upCommand(): Command {
         throw new ArbiterError(ErrorCode.StoreUnavailable, `${reason}; arbiter up stopped`);
       }
     });
+}
+
+/**
+ * The seeds of the local workers (kept in ARBITER_HOME/workers, mode 0600, so a restart reuses
+ * them), each worker's key enrolled in the deployment unless it is already.
+ */
+async function enrollLocalWorkers(admin: RulesAdmin, count: number): Promise<string[]> {
+  const seeds: string[] = [];
+  for (let i = 1; i <= count; i++) seeds.push(localWorkerSeed(i));
+  await admin.ensureDeployment();
+  for (const [i, seed] of seeds.entries()) {
+    const publicKey = createSigner(seed, "N").publicKey;
+    if (!isEnrolled((await admin.stateAt()).workers, publicKey)) {
+      await admin.enrollWorker(publicKey, { name: `local-${i + 1}`, reason: "arbiter up" });
+    }
+  }
+  return seeds;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   resolvePrefix,
   resolveReplicas,
   resolveServers,
+  resolveWorkerKeys,
 } from "../context.js";
 import { createLogger, drainOrClose, reportConnection, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
@@ -29,6 +30,9 @@ interface WorkerFlags extends ConnectionFlags {
   requestSignatures?: string;
   clusterIssuers?: string;
   maxTokenAge?: string;
+  deployment?: string;
+  workerKeys?: string;
+  allowUnenrolled?: boolean;
 }
 
 /** Where each worker setting comes from on the command line, for messages that name it. */
@@ -47,6 +51,8 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   requestSignatures: "--request-signatures (ARBITER_REQUEST_SIGNATURES)",
   clusterIssuers: "--cluster-issuers (WASMCLOUD_CLUSTER_ISSUERS)",
   maxTokenAgeMs: "--max-token-age (ARBITER_MAX_TOKEN_AGE)",
+  deployment: "--deployment (ARBITER_DEPLOYMENT)",
+  workerKeys: "--worker-keys (ARBITER_WORKER_KEYS)",
 };
 
 const SIGNATURE_MODES = ["off", "verify-if-present", "required"] as const;
@@ -99,6 +105,18 @@ export function workerCommand(): Command {
       "--max-token-age <seconds>",
       "oldest signed request accepted, by its token's iat; token ids are remembered as long (env ARBITER_MAX_TOKEN_AGE; default 60)",
     )
+    .option(
+      "--deployment <id>",
+      "the deployment this worker belongs to: a rules stream or snapshot of another is refused (env ARBITER_DEPLOYMENT; default: the one the genesis event names)",
+    )
+    .option(
+      "--worker-keys <keys>",
+      "worker public keys (N…) enrolled by configuration, comma-separated (env ARBITER_WORKER_KEYS)",
+    )
+    .option(
+      "--allow-unenrolled",
+      "serve even though this worker's key is not enrolled (its decisions will not verify; logged loudly) (env ARBITER_ALLOW_UNENROLLED=true)",
+    )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
       const log = createLogger("arbiter-worker");
@@ -122,6 +140,7 @@ export function workerCommand(): Command {
         {
           worker: worker.id,
           publicKey: worker.publicKey,
+          deployment: worker.statusRecord().deployment ?? null,
           revision: worker.revision,
           status: worker.status,
           reason: worker.health.reason,
@@ -177,8 +196,21 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
   }
   const issuers = flags.clusterIssuers ?? process.env["WASMCLOUD_CLUSTER_ISSUERS"];
   const maxTokenAge = flags.maxTokenAge ?? (process.env["ARBITER_MAX_TOKEN_AGE"] || undefined);
+  const deployment = flags.deployment ?? process.env["ARBITER_DEPLOYMENT"];
+  const workerKeys = resolveWorkerKeys(flags.workerKeys);
+  const allowEnv = process.env["ARBITER_ALLOW_UNENROLLED"];
+  if (allowEnv !== undefined && allowEnv !== "" && allowEnv !== "true" && allowEnv !== "false") {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `ARBITER_ALLOW_UNENROLLED ${JSON.stringify(allowEnv)}: expected true or false`,
+    );
+  }
+  const allowUnenrolled = flags.allowUnenrolled === true || allowEnv === "true";
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
+    ...(deployment ? { deployment } : {}),
+    ...(workerKeys.length > 0 ? { workerKeys } : {}),
+    ...(allowUnenrolled ? { allowUnenrolled } : {}),
     ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
     ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
     ...(workerSeed ? { workerSeed } : {}),

@@ -1,0 +1,95 @@
+import { isEnrolled } from "@arbiter/rules";
+import { Command } from "commander";
+import { emit } from "../output.js";
+import {
+  change,
+  changeConnectionOptions,
+  changeOptions,
+  connectionOptions,
+  describeConfirmation,
+  type RulesFlags,
+  read,
+} from "./rules.js";
+
+interface WorkersFlags extends RulesFlags {
+  name?: string;
+}
+
+/** `arbiter workers enroll|remove|list`: which worker keys may sign decisions. */
+export function workersCommand(): Command {
+  const workers = new Command("workers").description(
+    "enroll and remove the worker keys whose decisions verify (signed events in the rules stream)",
+  );
+
+  changeConnectionOptions(
+    workers
+      .command("enroll")
+      .description(
+        "enroll a worker public key (N…): a worker with this key may serve, and the decisions it signs from now on verify",
+      )
+      .argument("<key>", "the worker's public key (N…; `arbiter trust keygen host` makes a key pair)")
+      .option("--name <name>", "a name for people, recorded in the event")
+      .option("--expect-revision <n>", "fail unless the rules are still at revision N")
+      .option("--reason <text>", "why, recorded in the event"),
+  ).action(async (key: string, flags: WorkersFlags) => {
+    const options = { ...changeOptions(flags), ...(flags.name ? { name: flags.name } : {}) };
+    const result = await change(flags, (admin) => admin.enrollWorker(key, options));
+    emit(
+      flags.json === true,
+      { ...result, publicKey: key },
+      () =>
+        `worker key ${key} enrolled at revision ${result.revision} of deployment ${result.deployment}; ${describeConfirmation(result)}`,
+    );
+  });
+
+  changeConnectionOptions(
+    workers
+      .command("remove")
+      .description(
+        "remove a worker key: decisions it signs at later revisions no longer verify, and a worker with it no longer starts",
+      )
+      .argument("<key>", "the worker's public key (N…)")
+      .option("--expect-revision <n>", "fail unless the rules are still at revision N")
+      .option("--reason <text>", "why, recorded in the event"),
+  ).action(async (key: string, flags: WorkersFlags) => {
+    const result = await change(flags, (admin) => admin.removeWorker(key, changeOptions(flags)));
+    emit(
+      flags.json === true,
+      { ...result, publicKey: key },
+      () =>
+        `worker key ${key} removed at revision ${result.revision} of deployment ${result.deployment}; ${describeConfirmation(result)}`,
+    );
+  });
+
+  connectionOptions(
+    workers
+      .command("list")
+      .description("list the enrolled worker keys, and the ones removed, with their revisions"),
+  ).action(async (flags: WorkersFlags) => {
+    const listed = await read(flags, async (admin, server) => {
+      const state = await admin.stateAt();
+      return {
+        server,
+        deployment: state.deployment,
+        revision: state.revision,
+        workers: state.workers.map((w) => ({
+          ...w,
+          enrolled: w.to === null && isEnrolled(state.workers, w.publicKey),
+        })),
+      };
+    });
+    emit(flags.json === true, listed, () =>
+      listed.workers.length === 0
+        ? `no worker keys enrolled in ${listed.deployment === null ? "this rules stream (no deployment yet)" : `deployment ${listed.deployment}`}`
+        : [
+            `# deployment ${listed.deployment}, revision ${listed.revision}`,
+            `${"PUBLIC KEY".padEnd(56)}  ${"STATE".padEnd(8)}  ${"FROM".padEnd(6)}  ${"TO".padEnd(6)}  NAME`,
+            ...listed.workers.map((w) =>
+              `${w.publicKey}  ${(w.enrolled ? "enrolled" : "removed").padEnd(8)}  ${`r${w.from}`.padEnd(6)}  ${(w.to === null ? "-" : `r${w.to}`).padEnd(6)}  ${w.name ?? ""}`.trimEnd(),
+            ),
+          ].join("\n"),
+    );
+  });
+
+  return workers;
+}
