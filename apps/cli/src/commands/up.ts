@@ -306,6 +306,8 @@ async function openStoreWhenReady(
     try {
       const store = await openJetStreamStore(nc, { replicas });
       const latest = await store.rules.lastRevision();
+      // A restarted cluster may answer stream info before reads: read the event the chain checks next.
+      if (latest > 0) await store.rules.get(latest);
       // The snapshot bucket is a stream of its own, with a leader of its own to wait for.
       await store.snapshots.load();
       return { store, latest };
