@@ -38,5 +38,6 @@ export {
   rolePermissions,
   SERVICE_IMPORT_REPLY_PREFIX,
   WORKER_INBOX_PREFIX,
+  WORKER_REPLY_PREFIXES,
 } from "./permissions.js";
 export { isProcessAlive } from "./process-alive.js";

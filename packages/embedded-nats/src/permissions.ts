@@ -67,7 +67,7 @@ function arbiterStreams(names: ResourceNames): readonly string[] {
 /**
  * The JetStream API calls that read and follow one stream by its name: stream info, message gets,
  * and ephemeral consumers. Durable consumers (`DURABLE.CREATE`, the six-token form a deny-list
- * misses) only where `durable` says so.
+ * misses) and listing the stream's consumers only where `durable` says so.
  */
 function streamUse(stream: string, { durable }: { durable: boolean }): string[] {
   const subjects = [
@@ -83,7 +83,12 @@ function streamUse(stream: string, { durable }: { durable: boolean }): string[] 
     `$JS.ACK.${stream}.>`,
     `$JS.FC.${stream}.>`,
   ];
-  if (durable) subjects.push(`$JS.API.CONSUMER.DURABLE.CREATE.${stream}.>`);
+  if (durable)
+    subjects.push(
+      `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.>`,
+      `$JS.API.CONSUMER.LIST.${stream}`,
+      `$JS.API.CONSUMER.NAMES.${stream}`,
+    );
   return subjects;
 }
 
@@ -188,6 +193,16 @@ export const ROLE_ACCOUNT: Readonly<Record<NatsRole, string>> = {
  * --inbox-prefix _R_.`). The worker cannot see the host's own reply subject (README, "Threat model").
  */
 export const SERVICE_IMPORT_REPLY_PREFIX = "_R_.";
+
+/**
+ * What a worker under these permissions answers (`arbiter worker --inbox-prefix
+ * _R_.,_INBOX_arbiter_admin.`): hosts' requests through the service import, and admins' status
+ * requests. Nothing else reaches a worker's subscriptions.
+ */
+export const WORKER_REPLY_PREFIXES: readonly string[] = [
+  SERVICE_IMPORT_REPLY_PREFIX,
+  `${ADMIN_INBOX_PREFIX}.`,
+];
 
 /**
  * What crosses between the two accounts: the {@link ARBITER_ACCOUNT} exports the policy topic as a
