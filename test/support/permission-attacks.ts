@@ -397,6 +397,53 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       heardByVictim.length = 0;
     });
 
+    it("delivers nothing into Arbiter's streams or snapshot through a push consumer on a host's bucket", async () => {
+      // nats-server does not check a push consumer's deliver subject against its creator's
+      // permissions: in one account this wrote into the rules stream. Arbiter's account is another.
+      const rules = await rulesRevision();
+      const snapshot = await snapshotRevision();
+      const jsm = await hostJsm();
+      for (const deliver of [
+        "arbiter.rules.events",
+        "$KV.arbiter-rules.snapshot",
+        "arbiter.decisions.recorded",
+      ]) {
+        await jsm.consumers.add("KV_LATTICEDATA_default", {
+          deliver_subject: deliver,
+          ack_policy: AckPolicy.None,
+          deliver_policy: DeliverPolicy.LastPerSubject,
+          filter_subject: "$KV.LATTICEDATA_default.evil",
+        });
+      }
+      await (await new Kvm(attackerNc).open("LATTICEDATA_default")).put(
+        "evil",
+        '{"type":"ruleset.replaced"}',
+      );
+      await processed(attackerNc, adminNc);
+      expect(await rulesRevision()).toBe(rules);
+      expect(await snapshotRevision()).toBe(snapshot);
+    });
+
+    it("still possible (README, Threat model): a host's push consumer delivers onto the changes topic", async () => {
+      const jsm = await hostJsm();
+      await jsm.consumers.add("KV_LATTICEDATA_default", {
+        deliver_subject: "wasmcloud.policy.changes",
+        ack_policy: AckPolicy.None,
+        deliver_policy: DeliverPolicy.New,
+        filter_subject: "$KV.LATTICEDATA_default.forged",
+      });
+      const forged = JSON.stringify({
+        requestId: "forged",
+        request_id: "forged",
+        permitted: true,
+        message: "x",
+      });
+      await (await new Kvm(attackerNc).open("LATTICEDATA_default")).put("forged", forged);
+      await until(() => heardByVictim.length > 0, { name: "the delivered forgery arrives" });
+      expect(heardByVictim.map((m) => m.string())).toEqual([forged]);
+      heardByVictim.length = 0;
+    });
+
     it("fills none of Arbiter's storage from a host's bucket", async () => {
       const jsm = await jetstreamManager(adminNc);
       const before = (await jsm.getAccountInfo()).storage;
