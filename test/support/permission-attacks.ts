@@ -12,7 +12,7 @@ import {
 } from "@arbiter/embedded-nats";
 import { createHostPolicyClient, type HostPolicyClient } from "@arbiter/host";
 import type { PerformInvocationBodyV1, StartComponentBodyV1, StartProviderBodyV1 } from "@arbiter/protocol";
-import { generateKey } from "@arbiter/trust";
+import { createSigner, generateKey } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
@@ -44,6 +44,8 @@ export interface SecuredNats {
   readonly url: string;
   /** Replicas of Arbiter's streams (3 on a cluster); default 1. */
   readonly replicas?: number;
+  /** The admin seed the deployment's rules are signed with already (`arbiter up`'s); default a fresh one. */
+  readonly adminSeed?: string;
   /** Credentials of a role, as nats.js takes them. */
   auth(role: NatsRole): Omit<NodeConnectionOptions, "servers">;
   /** Environment for the `arbiter` command as that role. */
@@ -115,7 +117,11 @@ async function processed(...connections: NatsConnection[]): Promise<void> {
 /** Collects what arrives on `subject` for `nc` (closed with the connection). */
 function collect(nc: NatsConnection, subject: string): Msg[] {
   const seen: Msg[] = [];
-  nc.subscribe(subject, { callback: (_err, msg) => seen.push(msg) });
+  nc.subscribe(subject, {
+    callback: (_err, msg) => {
+      seen.push(msg);
+    },
+  });
   return seen;
 }
 
@@ -147,7 +153,7 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
     let victimNc: NatsConnection;
     let victim: HostPolicyClient;
     let heardByVictim: Msg[];
-    const admin = generateKey("O");
+    let admin = generateKey("O");
 
     const connectAs = async (role: NatsRole): Promise<NatsConnection> => {
       const prefix = INBOX_PREFIX[role];
@@ -174,6 +180,8 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
 
     beforeAll(async () => {
       nats = await start();
+      if (nats.adminSeed)
+        admin = { ...admin, seed: nats.adminSeed, publicKey: createSigner(nats.adminSeed).publicKey };
       const replicas = nats.replicas ?? 1;
       const applied = await runArbiter(
         ["rules", "apply", EXAMPLE_RULES, "--json", "--replicas", String(replicas)],
@@ -249,7 +257,7 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
           jsm.streams.add({ name: "EVIL_REPUBLISH", subjects: ["wasmbus.evt.default.evil"], republish }),
         ).rejects.toThrow();
         // Under the name of its own bucket: it exists already, so nothing is created or changed.
-        const asBucket: Partial<StreamConfig> = {
+        const asBucket: Partial<StreamConfig> & { name: string } = {
           name: "KV_LATTICEDATA_default",
           subjects: ["$KV.LATTICEDATA_default.>"],
           republish: { src: "$KV.LATTICEDATA_default.evil", dest },
@@ -343,6 +351,7 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       await processed(attackerNc);
       await victim.evaluateStartComponent({ ...component, componentId: "sniffed-component" });
       const statuses = await adminNc.requestMany("arbiter.workers.status", undefined, {
+        strategy: "count",
         maxMessages: 1,
         maxWait: 5000,
       });
@@ -379,11 +388,16 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
     it("hears no answer steered onto the changes topic by a host's reply subject", async () => {
       const [sent] = victim.sentRequestIds();
       const before = worker.stats().decisions;
-      const request = { ...fixtureJson("start-provider"), requestId: sent };
-      attackerNc.publish("wasmcloud.policy", JSON.stringify(request), { reply: "wasmcloud.policy.changes" });
-      await until(() => worker.stats().decisions > before, {
-        name: "the worker decides the steered request",
-      });
+      const request = JSON.stringify({ ...fixtureJson("start-provider"), requestId: sent });
+      // Asked again until this suite's worker has taken one (`arbiter up` runs workers of its own).
+      await until(
+        () => {
+          if (worker.stats().decisions > before) return true;
+          attackerNc.publish("wasmcloud.policy", request, { reply: "wasmcloud.policy.changes" });
+          return false;
+        },
+        { name: "this suite's worker decides a steered request", interval: 100 },
+      );
       // The answer leaves the worker's connection before this genuine override does: order holds.
       const sentinel = JSON.stringify({
         requestId: "sentinel",

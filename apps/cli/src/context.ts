@@ -126,7 +126,7 @@ export interface ConnectOptions {
   /** Wait for the first server (default: `forever`). */
   waitOnFirstConnect?: boolean;
   /**
-   * The connection's inbox prefix (nats.js `inboxPrefix`): `NATS_INBOX_PREFIX`, else this, else
+   * The connection's inbox prefix (nats.js `inboxPrefix`): this, else `NATS_INBOX_PREFIX`, else
    * the admins' own `_INBOX_arbiter_admin`, which the shipped permissions reserve for them.
    */
   inboxPrefix?: string;
@@ -151,7 +151,7 @@ export async function connectNats(
       servers,
       name,
       ...auth,
-      inboxPrefix: process.env["NATS_INBOX_PREFIX"] || inboxPrefix || ADMIN_INBOX_PREFIX,
+      inboxPrefix: inboxPrefix || process.env["NATS_INBOX_PREFIX"] || ADMIN_INBOX_PREFIX,
       timeout: 5000,
       maxReconnectAttempts: forever ? -1 : 10,
       reconnectTimeWait: 500,

@@ -91,7 +91,7 @@ export function workerCommand(): Command {
       const config = workerConfig(flags, log);
       const servers = resolveServers(flags);
       const name = `arbiter-worker${flags.name ? `-${flags.name}` : ""}`;
-      const inboxPrefix = flags.natsInboxPrefix ?? WORKER_INBOX_PREFIX;
+      const inboxPrefix = flags.natsInboxPrefix || process.env["NATS_INBOX_PREFIX"] || WORKER_INBOX_PREFIX;
       await waitForNats(servers, name, log, inboxPrefix);
       const nc = await connectNats(servers, name, true, { inboxPrefix });
       const storeNc = await connectNats(servers, `${name}-store`, true, { inboxPrefix });
