@@ -1,10 +1,14 @@
 import {
+  ADMIN_INBOX_PREFIX,
   DEFAULT_CHANGES_TOPIC,
   DEFAULT_POLICY_TOPIC,
   DEFAULT_PREFIX,
   type ResourceNames,
   resourceNames,
+  WORKER_INBOX_PREFIX,
 } from "@arbiter/protocol";
+
+export { ADMIN_INBOX_PREFIX, WORKER_INBOX_PREFIX };
 
 /** The three kinds of NATS credential in a lattice with Arbiter. */
 export type NatsRole = "host" | "worker" | "admin";
@@ -36,10 +40,6 @@ export interface PermissionOptions {
   prefix?: string;
 }
 
-/** The inbox prefix (nats.js `inboxPrefix`) of Arbiter's decision workers: nobody else may use it. */
-export const WORKER_INBOX_PREFIX = "_INBOX_arbiter_worker";
-/** The inbox prefix of Arbiter's command line (rule administrators): nobody else may use it. */
-export const ADMIN_INBOX_PREFIX = "_INBOX_arbiter_admin";
 /** The inbox prefix wasmCloud hosts use (async-nats' default; the host has no setting for it). */
 export const HOST_INBOX_PREFIX = "_INBOX";
 
