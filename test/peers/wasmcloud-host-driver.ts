@@ -39,6 +39,8 @@ export interface WasmcloudHostOptions {
   readonly policyTopic: string;
   readonly changesTopic: string;
   readonly policyTimeoutMs: number;
+  /** A NATS `.creds` file (user JWT and seed) for both of the host's connections; default none. */
+  readonly credsFile?: string;
 }
 
 /** A running host and what it said about itself on start. */
@@ -66,6 +68,7 @@ export async function startWasmcloudHost(options: WasmcloudHostOptions): Promise
       options.changesTopic,
       "--policy-timeout-ms",
       String(options.policyTimeoutMs),
+      ...(options.credsFile === undefined ? [] : ["--nats-creds", options.credsFile]),
     ],
     {
       ready: /^\{"event":"started"/,

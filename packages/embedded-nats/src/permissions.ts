@@ -109,7 +109,15 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
   const lattice = options.lattice ?? "default";
   const { policyTopic, changesTopic } = topics(options);
   const names = resourceNames(options.prefix ?? DEFAULT_PREFIX);
-  const latticeSubjects = [`wasmbus.ctl.v1.${lattice}.>`, `wasmbus.evt.${lattice}.>`, `${lattice}.>`];
+  // The host crate's subjects: control interface, events, provider RPC (link definitions, health,
+  // shutdown), the config service, and wRPC (`<lattice>.<component>.wrpc…`).
+  const latticeSubjects = [
+    `wasmbus.ctl.v1.${lattice}.>`,
+    `wasmbus.evt.${lattice}.>`,
+    `wasmbus.rpc.${lattice}.>`,
+    `wasmbus.cfg.${lattice}.>`,
+    `${lattice}.>`,
+  ];
   const bucketStreams = latticeBucketStreams(lattice);
   const streams = arbiterStreams(names);
   const created = (list: readonly string[]) => list.map((stream) => `$JS.API.STREAM.CREATE.${stream}`);
