@@ -13,6 +13,7 @@ export { startNatsCluster } from "./nats-cluster.js";
 export type { NatsIdentity, OperatorSetup } from "./nats-jwt.js";
 export {
   createOperatorSetup,
+  natsJwtId,
   renderCredsFile,
   renderOperatorConfig,
   signNatsClaims,

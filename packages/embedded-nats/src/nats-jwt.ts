@@ -13,9 +13,10 @@ import {
 } from "./permissions.js";
 
 // NATS JWT v2 (nats-io/jwt v2): header {"typ":"JWT","alg":"ed25519-nkey"}; claims jti, iat, iss,
-// name, sub and a `nats` object whose `type` and `version: 2` say what it is. The jti is the
-// unpadded base32 of SHA-512/256 over the claims JSON without jti, as the Go library computes it
-// (nats-server does not check it, but tools such as nsc show it).
+// name, sub (in that order, as the Go library writes them) and a `nats` object whose `type` and
+// `version: 2` say what it is. The jti is the unpadded base32 of SHA-512/256 over the JSON of the
+// standard claims alone (iat, iss, name, sub; no jti, no `nats`), as the Go library's
+// ClaimsData.hash computes it. nats-server does not check it; nsc and the resolvers show it.
 
 const NATS_JWT_HEADER = { typ: "JWT", alg: "ed25519-nkey" } as const;
 const NO_LIMIT = -1;
@@ -58,6 +59,17 @@ function base32(bytes: Uint8Array): string {
   return out;
 }
 
+/** The jti of a NATS JWT v2 whose standard claims are `standard` (see the comment at the top). */
+export function natsJwtId(standard: { iat: number; iss: string; name: string; sub: string }): string {
+  const json = JSON.stringify({
+    iat: standard.iat,
+    iss: standard.iss,
+    name: standard.name,
+    sub: standard.sub,
+  });
+  return base32(createHash("sha512-256").update(json).digest());
+}
+
 /**
  * Signs NATS JWT v2 claims with `issuerSeed`: sets iss and iat (seconds, `now`) and the jti.
  * Throws `InvalidKeyError` when the seed is not an operator or account seed.
@@ -68,15 +80,13 @@ export function signNatsClaims(
   now: Date = new Date(),
 ): string {
   const signer = createSigner(issuerSeed, ["O", "A"]);
-  const body = {
+  const standard = {
     iat: Math.floor(now.getTime() / 1000),
     iss: signer.publicKey,
     name: claims.name,
     sub: claims.sub,
-    nats: claims.nats,
   };
-  const jti = base32(createHash("sha512-256").update(JSON.stringify(body)).digest());
-  return encodeJwt(NATS_JWT_HEADER, { jti, ...body }, signer);
+  return encodeJwt(NATS_JWT_HEADER, { jti: natsJwtId(standard), ...standard, nats: claims.nats }, signer);
 }
 
 /** The `nats` claims of a user JWT with `permissions` (nats-io/jwt v2 `User`). */
