@@ -37,6 +37,44 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
+describe("the lattice account's mapping of the changes topic", () => {
+  it("is what keeps an answer steered by a host's reply subject from every host (without it, all hear it)", async () => {
+    const withoutMapping = ACCOUNTS.split("\n")
+      .filter((line) => !line.includes("mappings:"))
+      .join("\n");
+    expect(withoutMapping).not.toBe(ACCOUNTS);
+    await using server = await startNatsServer({ extraConfig: withoutMapping, env: { ...TEST_PASSWORDS } });
+    const as = (user: string, pass: string | undefined, inboxPrefix?: string) =>
+      connectTo(server.url, { user, pass, ...(inboxPrefix ? { inboxPrefix } : {}) });
+    await using service = await as(
+      "arbiter-worker",
+      TEST_PASSWORDS["ARBITER_WORKER_PASSWORD"],
+      "_INBOX_arbiter_worker",
+    );
+    // The worker cannot see where its answer goes: a service import hands it a `_R_.` reply subject.
+    const replies: string[] = [];
+    service.subscribe("wasmcloud.policy", {
+      callback: (_err, msg) => {
+        replies.push(msg.reply ?? "");
+        msg.respond('{"requestId":"victims-request","permitted":true,"message":null}');
+      },
+    });
+    await service.flush();
+    await using attacker = await as("wasmcloud-host", TEST_PASSWORDS["WASMCLOUD_HOST_PASSWORD"]);
+    await using victim = await as("wasmcloud-host", TEST_PASSWORDS["WASMCLOUD_HOST_PASSWORD"]);
+    const heard: string[] = [];
+    victim.subscribe("wasmcloud.policy.changes", {
+      callback: (_err, msg) => {
+        heard.push(msg.string());
+      },
+    });
+    await victim.flush();
+    attacker.publish("wasmcloud.policy", "{}", { reply: "wasmcloud.policy.changes" });
+    await until(() => heard.length > 0, { name: "the steered answer reaches another host" });
+    expect(replies[0]).toMatch(/^_R_\./);
+  });
+});
+
 describe("deploy/nats/single-node.conf", () => {
   it("starts as `nats-server -c single-node.conf -p PORT -sd DIR` and serves JetStream to the admin", async () => {
     const port = await freePort();
