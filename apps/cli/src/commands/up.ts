@@ -363,13 +363,16 @@ async function createLatticeBuckets(urls: string[], secure: SecureNats): Promise
   }
 }
 
-/** How a wasmCloud 1.x host signs in under `--secure`: the host user's JWT and seed, by file or value. */
+/**
+ * How a wasmCloud 1.x host signs in under `--secure`: the host user's JWT and seed, by file or value
+ * (the `wasmcloud` binary's `--nats-creds` / `WASMCLOUD_NATS_CREDS`, `--nats-jwt` and `--nats-seed`).
+ */
 function hostCredentialHint(url: string, secure: SecureNats): string[] {
   const { hostname, port } = new URL(url);
   const creds = shownPath(secure.credsFiles.host);
   return [
-    `  WASMCLOUD_NATS_HOST=${hostname} WASMCLOUD_NATS_PORT=${port} WASMCLOUD_CTL_CREDSFILE=${creds} WASMCLOUD_RPC_CREDSFILE=${creds}`,
-    `  (or WASMCLOUD_NATS_JWT / WASMCLOUD_NATS_SEED: the JWT and the seed in ${creds})`,
+    `  WASMCLOUD_NATS_HOST=${hostname} WASMCLOUD_NATS_PORT=${port} WASMCLOUD_NATS_CREDS=${creds}`,
+    `  (or WASMCLOUD_NATS_JWT and WASMCLOUD_NATS_SEED: the JWT and the seed in ${creds})`,
   ];
 }
 
