@@ -413,7 +413,7 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
 
     it("delivers nothing into Arbiter's streams or snapshot through a push consumer on a host's bucket", async () => {
       // nats-server does not check a push consumer's deliver subject against its creator's
-      // permissions: in one account this wrote into the rules stream. Arbiter's account is another.
+      // permissions: in one account this wrote into the rules stream. The buckets are in another.
       const rules = await rulesRevision();
       const snapshot = await snapshotRevision();
       const jsm = await hostJsm();
@@ -438,24 +438,33 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect(await snapshotRevision()).toBe(snapshot);
     });
 
-    it("still possible (README, Threat model): a host's push consumer delivers onto the changes topic", async () => {
+    it("delivers no override onto the changes topic from a push consumer on a host's bucket, only into inboxes", async () => {
       const jsm = await hostJsm();
-      await jsm.consumers.add("KV_LATTICEDATA_default", {
-        deliver_subject: "wasmcloud.policy.changes",
-        ack_policy: AckPolicy.None,
-        deliver_policy: DeliverPolicy.New,
-        filter_subject: "$KV.LATTICEDATA_default.forged",
-      });
+      const inbox = collect(victimNc, "_INBOX.victimprobe.delivered");
+      await processed(victimNc);
+      for (const deliver of ["wasmcloud.policy.changes", "_INBOX.victimprobe.delivered"]) {
+        await jsm.consumers.add("KV_LATTICEDATA_default", {
+          deliver_subject: deliver,
+          ack_policy: AckPolicy.None,
+          deliver_policy: DeliverPolicy.New,
+          filter_subject: "$KV.LATTICEDATA_default.forged",
+        });
+      }
+      const kv = await new Kvm(attackerNc).open("LATTICEDATA_default");
       const forged = JSON.stringify({
         requestId: "forged",
         request_id: "forged",
         permitted: true,
         message: "x",
       });
-      await (await new Kvm(attackerNc).open("LATTICEDATA_default")).put("forged", forged);
-      await until(() => heardByVictim.length > 0, { name: "the delivered forgery arrives" });
-      expect(heardByVictim.map((m) => m.string())).toEqual([forged]);
-      heardByVictim.length = 0;
+      await kv.put("forged", forged);
+      // Still possible (README, Threat model): the delivery into a host's inbox arrives. A second
+      // one after it means the first put was delivered by every consumer.
+      await until(() => inbox.length >= 1, { name: "the first delivery into the inbox" });
+      await kv.put("forged", forged);
+      await until(() => inbox.length >= 2, { name: "the second delivery into the inbox" });
+      await processed(victimNc);
+      expect(heardByVictim).toEqual([]);
     });
 
     it("fills none of Arbiter's storage from a host's bucket", async () => {

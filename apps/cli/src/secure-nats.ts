@@ -15,7 +15,7 @@ const Identity = z.object({ publicKey: z.string(), seed: z.string(), jwt: z.stri
 const StoredSetup = z.object({
   operator: Identity,
   systemAccount: Identity,
-  accounts: z.object({ ARBITER: Identity, LATTICE: Identity }),
+  accounts: z.object({ ARBITER: Identity, LATTICE: Identity, LATTICE_JS: Identity }),
   users: z.object({ host: Identity, worker: Identity, admin: Identity }),
 });
 

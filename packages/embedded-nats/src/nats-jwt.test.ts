@@ -77,10 +77,29 @@ describe("NATS JWT v2 claims", () => {
       limits: { disk_storage: -1 },
     });
     expect(lattice).toMatchObject({
-      imports: [
-        { subject: "wasmcloud.policy", account: setup.accounts.ARBITER.publicKey, type: "service" },
-        { subject: "wasmcloud.policy.changes", account: setup.accounts.ARBITER.publicKey, type: "stream" },
-      ],
+      imports: expect.arrayContaining([
+        expect.objectContaining({
+          subject: "wasmcloud.policy",
+          account: setup.accounts.ARBITER.publicKey,
+          type: "service",
+        }),
+        expect.objectContaining({
+          subject: "wasmcloud.policy.changes",
+          account: setup.accounts.ARBITER.publicKey,
+          type: "stream",
+        }),
+        expect.objectContaining({
+          subject: "$JS.API.>",
+          account: setup.accounts.LATTICE_JS.publicKey,
+          type: "service",
+        }),
+        expect.objectContaining({
+          subject: "_INBOX.>",
+          account: setup.accounts.LATTICE_JS.publicKey,
+          type: "stream",
+        }),
+      ]),
+      limits: { disk_storage: 0, mem_storage: 0 },
       mappings: {
         "wasmcloud.policy.changes": [{ subject: "_ARBITER_DROPPED.wasmcloud.policy.changes", weight: 100 }],
       },

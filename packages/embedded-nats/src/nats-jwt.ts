@@ -3,7 +3,9 @@ import { createSigner, encodeJwt, generateKey } from "@arbiter/trust";
 import {
   ARBITER_ACCOUNT,
   accountLinks,
+  hostJetStreamLinks,
   LATTICE_ACCOUNT,
+  LATTICE_JETSTREAM_ACCOUNT,
   NATS_ROLES,
   type NatsRole,
   type PermissionOptions,
@@ -32,13 +34,15 @@ export interface NatsIdentity {
 
 /**
  * Everything an operator-mode server and its clients need for one lattice: the operator, a system
- * account, the Arbiter and lattice accounts (JetStream enabled, linked by the policy service and the
- * changes stream) and one user per role with its allow-lists.
+ * account, Arbiter's account, the lattice's (hosts) and the lattice's JetStream account, linked as in
+ * the password form (`renderAccountsConfig`), and one user per role with its allow-lists.
  */
 export interface OperatorSetup {
   readonly operator: NatsIdentity;
   readonly systemAccount: NatsIdentity;
-  readonly accounts: Readonly<Record<typeof ARBITER_ACCOUNT | typeof LATTICE_ACCOUNT, NatsIdentity>>;
+  readonly accounts: Readonly<
+    Record<typeof ARBITER_ACCOUNT | typeof LATTICE_ACCOUNT | typeof LATTICE_JETSTREAM_ACCOUNT, NatsIdentity>
+  >;
   readonly users: Readonly<Record<NatsRole, NatsIdentity>>;
 }
 
@@ -140,6 +144,7 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
   const systemKey = generateKey("A");
   const arbiterKey = generateKey("A");
   const latticeKey = generateKey("A");
+  const latticeJsKey = generateKey("A");
   const operatorJwt = signNatsClaims(
     {
       sub: operatorKey.publicKey,
@@ -173,12 +178,34 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
     [LATTICE_ACCOUNT]: account(
       latticeKey,
       LATTICE_ACCOUNT,
-      accountNatsClaims(true, {
+      accountNatsClaims(false, {
         imports: [
           { name: "policy", subject: service, account: arbiterKey.publicKey, type: "service" },
           { name: "changes", subject: stream, account: arbiterKey.publicKey, type: "stream" },
+          ...hostJetStreamLinks.services.map((subject) => ({
+            name: subject,
+            subject,
+            account: latticeJsKey.publicKey,
+            type: "service",
+          })),
+          {
+            name: "deliveries",
+            subject: hostJetStreamLinks.stream,
+            account: latticeJsKey.publicKey,
+            type: "stream",
+          },
         ],
         mappings: { [stream]: [{ subject: localChangesMappedTo, weight: 100 }] },
+      }),
+    ),
+    [LATTICE_JETSTREAM_ACCOUNT]: account(
+      latticeJsKey,
+      LATTICE_JETSTREAM_ACCOUNT,
+      accountNatsClaims(true, {
+        exports: [
+          ...hostJetStreamLinks.services.map((subject) => ({ name: subject, subject, type: "service" })),
+          { name: "deliveries", subject: hostJetStreamLinks.stream, type: "stream" },
+        ],
       }),
     ),
   };

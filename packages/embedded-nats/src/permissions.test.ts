@@ -59,6 +59,11 @@ describe("rolePermissions", () => {
     const text = renderAccountsConfig();
     expect(text).toMatch(/ARBITER \{[\s\S]*"arbiter-worker"[\s\S]*"arbiter-admin"[\s\S]*exports/);
     expect(text).toMatch(/LATTICE \{[\s\S]*"wasmcloud-host"[\s\S]*imports/);
+    // The hosts' own JetStream is a third account without users, reached through imports.
+    expect(text).toMatch(/LATTICE_JS \{\n\s*jetstream: enabled\n\s*exports/);
+    expect(text.slice(text.indexOf("  LATTICE {"), text.indexOf("  LATTICE_JS {"))).not.toContain(
+      "jetstream",
+    );
     expect(accountLinks()).toEqual({
       service: "wasmcloud.policy",
       stream: "wasmcloud.policy.changes",

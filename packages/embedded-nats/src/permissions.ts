@@ -95,7 +95,8 @@ function streamUse(stream: string, { durable }: { durable: boolean }): string[] 
 /**
  * The allow-lists of the three roles for one lattice and one Arbiter deployment. Workers and admins
  * are in the {@link ARBITER_ACCOUNT} with Arbiter's streams; hosts in the {@link LATTICE_ACCOUNT},
- * which imports the policy service and the changes topic from it (see {@link accountLinks}).
+ * which imports the policy service and the changes topic from it (see {@link accountLinks}) and its
+ * buckets' JetStream from the {@link LATTICE_JETSTREAM_ACCOUNT} (see {@link hostJetStreamLinks}).
  * - host: exactly what a wasmCloud 1.x host uses (control interface, events and wRPC of its lattice,
  *   its two lattice buckets), asking on the policy topic and hearing the changes topic; inboxes
  *   only as answers.
@@ -186,8 +187,25 @@ function topics(options: PermissionOptions): { policyTopic: string; changesTopic
 
 /** The account of Arbiter's workers and admins, and of its streams and buckets. */
 export const ARBITER_ACCOUNT = "ARBITER";
-/** The account of the wasmCloud hosts and their lattice buckets. */
+/** The account of the wasmCloud hosts; it has no JetStream of its own. */
 export const LATTICE_ACCOUNT = "LATTICE";
+/**
+ * The account that holds the hosts' lattice buckets, with no users: hosts reach its JetStream
+ * through imports, and only its deliveries on inboxes come back (see {@link hostJetStreamLinks}).
+ */
+export const LATTICE_JETSTREAM_ACCOUNT = "LATTICE_JS";
+
+/**
+ * What the {@link LATTICE_JETSTREAM_ACCOUNT} exports and the {@link LATTICE_ACCOUNT} imports: the
+ * JetStream API, KV puts, flow control and acks as services, and deliveries on inboxes as a stream.
+ * A push consumer a host creates on its own bucket delivers inside that account, so whatever
+ * deliver subject it names (the changes topic, Arbiter's subjects) reaches no host unless it is an
+ * inbox: nats-server does not check a deliver subject against its creator's permissions.
+ */
+export const hostJetStreamLinks: { readonly services: readonly string[]; readonly stream: string } = {
+  services: ["$JS.API.>", "$KV.>", "$JS.FC.>", "$JS.ACK.>"],
+  stream: `${HOST_INBOX_PREFIX}.>`,
+};
 /** The account each role's users are in. */
 export const ROLE_ACCOUNT: Readonly<Record<NatsRole, string>> = {
   worker: ARBITER_ACCOUNT,
@@ -213,7 +231,7 @@ export const WORKER_REPLY_PREFIXES: readonly string[] = [
 ];
 
 /**
- * What crosses between the two accounts: the {@link ARBITER_ACCOUNT} exports the policy topic as a
+ * What crosses between Arbiter and the lattice: the {@link ARBITER_ACCOUNT} exports the policy topic as a
  * service and the changes topic as a stream; the {@link LATTICE_ACCOUNT} imports both, and maps its
  * own publishes on the changes topic away.
  */
@@ -252,7 +270,7 @@ const ROLE_COMMENTS: Record<NatsRole, string> = {
 };
 
 /**
- * The shared include (`accounts.conf`): the two accounts, their import and export, the three
+ * The shared include (`accounts.conf`): the three accounts, their imports and exports, the three
  * password users with their allow-lists, passwords read from the server's environment.
  * Deterministic for the same options.
  */
@@ -304,9 +322,8 @@ export function renderAccountsConfig(options: PermissionOptions = {}): string {
     `      { stream: ${q(links.stream)} }`,
     "    ]",
     "  }",
-    "  # The wasmCloud lattice: its hosts and their lattice buckets.",
+    "  # The wasmCloud lattice: its hosts, with JetStream only through imports.",
     `  ${LATTICE_ACCOUNT} {`,
-    "    jetstream: enabled",
     "    # Overrides come only from Arbiter, not from inside the lattice (an answer steered there).",
     `    mappings: { ${q(links.stream)}: ${q(links.localChangesMappedTo)} }`,
     "    users: [",
@@ -315,6 +332,19 @@ export function renderAccountsConfig(options: PermissionOptions = {}): string {
     "    imports: [",
     `      { service: { account: ${ARBITER_ACCOUNT}, subject: ${q(links.service)} } }`,
     `      { stream: { account: ${ARBITER_ACCOUNT}, subject: ${q(links.stream)} } }`,
+    ...hostJetStreamLinks.services.map(
+      (subject) => `      { service: { account: ${LATTICE_JETSTREAM_ACCOUNT}, subject: ${q(subject)} } }`,
+    ),
+    `      { stream: { account: ${LATTICE_JETSTREAM_ACCOUNT}, subject: ${q(hostJetStreamLinks.stream)} } }`,
+    "    ]",
+    "  }",
+    "  # The hosts' lattice buckets. No users: what a host's consumer delivers here reaches no one",
+    "  # but an inbox.",
+    `  ${LATTICE_JETSTREAM_ACCOUNT} {`,
+    "    jetstream: enabled",
+    "    exports: [",
+    ...hostJetStreamLinks.services.map((subject) => `      { service: ${q(subject)} }`),
+    `      { stream: ${q(hostJetStreamLinks.stream)} }`,
     "    ]",
     "  }",
     "}",
