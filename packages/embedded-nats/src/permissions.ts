@@ -53,15 +53,16 @@ export function latticeBucketStreams(lattice: string): readonly string[] {
   return latticeBuckets(lattice).map((bucket) => `KV_${bucket}`);
 }
 
-/** Arbiter's streams, the ones behind its buckets included. */
-function arbiterStreams(names: ResourceNames): readonly string[] {
-  return [
-    names.rulesStream,
-    names.decisionsStream,
-    names.revocationsStream,
-    `KV_${names.rulesBucket}`,
-    `KV_${names.activeBucket}`,
-  ];
+/**
+ * Arbiter's streams and buckets, read off {@link ResourceNames} (every `…Stream` and `…Bucket`), so
+ * that a stream or bucket added there is in the permissions too (and the shipped files, which a
+ * unit test compares, are regenerated).
+ */
+function arbiterResources(names: ResourceNames): { streams: readonly string[]; buckets: readonly string[] } {
+  const entries = Object.entries(names) as [string, string][];
+  const buckets = entries.filter(([key]) => key.endsWith("Bucket")).map(([, value]) => value);
+  const streams = entries.filter(([key]) => key.endsWith("Stream")).map(([, value]) => value);
+  return { streams: [...streams, ...buckets.map((bucket) => `KV_${bucket}`)], buckets };
 }
 
 /**
@@ -120,7 +121,12 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
     `${lattice}.>`,
   ];
   const bucketStreams = latticeBucketStreams(lattice);
-  const streams = arbiterStreams(names);
+  const { streams, buckets } = arbiterResources(names);
+  // Workers write every bucket but the rules snapshot, and may create every stream but the rules'.
+  const workerBuckets = buckets.filter((bucket) => bucket !== names.rulesBucket);
+  const workerCreated = streams.filter(
+    (stream) => stream !== names.rulesStream && stream !== `KV_${names.rulesBucket}`,
+  );
   const created = (list: readonly string[]) => list.map((stream) => `$JS.API.STREAM.CREATE.${stream}`);
   const host: RolePermissions = {
     publish: {
@@ -147,10 +153,10 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         changesTopic,
         names.decisionsSubjects,
         names.revocationsSubjects,
-        `$KV.${names.activeBucket}.>`,
+        ...workerBuckets.map((bucket) => `$KV.${bucket}.>`),
         "$JS.API.INFO",
         ...streams.flatMap((stream) => streamUse(stream, { durable: true })),
-        ...created([names.decisionsStream, names.revocationsStream, `KV_${names.activeBucket}`]),
+        ...created(workerCreated),
       ],
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
     },
