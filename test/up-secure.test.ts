@@ -25,18 +25,24 @@ async function startUp(
   args: string[],
 ): Promise<{ up: RunningArbiter; started: Record<string, unknown> }> {
   const up = spawnArbiter(["up", "--json", "--port", "0", "--workers", "1", ...args], upEnv(home));
-  const started = await until(
-    () => {
-      if (up.child.exitCode !== null) throw new Error(`arbiter up exited: ${up.stderr()}`);
-      try {
-        return JSON.parse(up.stdout()) as Record<string, unknown>;
-      } catch {
-        return undefined;
-      }
-    },
-    { name: "arbiter up's JSON", timeout: 60_000 },
-  );
-  return { up, started };
+  try {
+    const started = await until(
+      () => {
+        if (up.child.exitCode !== null) throw new Error(`arbiter up exited: ${up.stderr()}`);
+        try {
+          return JSON.parse(up.stdout()) as Record<string, unknown>;
+        } catch {
+          return undefined;
+        }
+      },
+      { name: "arbiter up's JSON", timeout: 60_000 },
+    );
+    return { up, started };
+  } catch (err) {
+    // An `up` that never got ready is stopped here, as no test will stop it.
+    await up.stop();
+    throw err;
+  }
 }
 
 describe("arbiter up --secure", () => {
