@@ -108,7 +108,11 @@ async function isExecutable(path) {
   }
 }
 
-/** A hash of the files a peer is built from, so a changed source is rebuilt and an unchanged one reused. */
+/**
+ * A hash of the files a peer is built from, so a changed source is rebuilt and an unchanged one
+ * reused. Build outputs (target/) and vendor/ (unpacked from the registry by this script) are not
+ * sources.
+ */
 async function sourceHash(dir, include) {
   const hash = createHash("sha256");
   const walk = async (current) => {
@@ -118,7 +122,7 @@ async function sourceHash(dir, include) {
     for (const entry of entries) {
       const path = join(current, entry.name);
       if (entry.isDirectory()) {
-        if (entry.name !== "target") await walk(path);
+        if (entry.name !== "target" && entry.name !== "vendor") await walk(path);
       } else if (include(entry.name)) {
         hash
           .update(relative(dir, path))
@@ -300,6 +304,11 @@ async function vendorPatchedHost(source, crate) {
   );
 }
 
+/** The host's source hash: main.rs, Cargo.toml and Cargo.lock (the crate itself is pinned there). */
+function hostSourceHash(source) {
+  return sourceHash(source, (name) => /\.rs$|^Cargo\.(toml|lock)$/.test(name));
+}
+
 async function buildHost(force) {
   const source = join(ROOT, "peers", "wasmcloud-host");
   const crate = await lockedCrateVersion(join(source, "Cargo.lock"), "wasmcloud-host");
@@ -308,7 +317,7 @@ async function buildHost(force) {
   const bin = join(outDir, HOST_BINARY);
   const stampFile = join(outDir, "source.sha256");
   const targetDir = join(PEERS_DIR, "cargo-target");
-  const hash = await sourceHash(source, (name) => /\.rs$|^Cargo\.(toml|lock)$/.test(name));
+  const hash = await hostSourceHash(source);
   const started = performance.now();
   let action = "reused";
   if (force || !(await isExecutable(bin)) || (await readStamp(stampFile)) !== hash) {
@@ -347,10 +356,19 @@ async function checkCache() {
   } catch {
     // No host built yet.
   }
+  const source = join(ROOT, "peers", "wasmcloud-host");
+  const wanted = await lockedCrateVersion(join(source, "Cargo.lock"), "wasmcloud-host");
   let host;
   for (const crate of hosts)
     if (await isExecutable(join(PEERS_DIR, "wasmcloud-host", crate, HOST_BINARY))) host = crate;
   if (!host) missing.push("the wasmCloud host");
+  else if (host !== wanted) missing.push(`the wasmCloud host on wasmcloud-host ${wanted} (have ${host})`);
+  else {
+    // A host built from another peers/wasmcloud-host (an older main.rs) lacks its flags.
+    const stamp = await readStamp(join(PEERS_DIR, "wasmcloud-host", host, "source.sha256"));
+    if (stamp !== (await hostSourceHash(source)))
+      missing.push("a wasmCloud host built from the current peers/wasmcloud-host (it changed since)");
+  }
   if (missing.length > 0) {
     console.log(`peers cache ${PEERS_DIR} lacks ${missing.join("; ")}: \`npm run peers\` builds them`);
     process.exit(1);

@@ -12,7 +12,7 @@ export const CORE_TESTS: readonly string[] = [
   "test/rules-trust.test.ts",
   "test/host-client.test.ts",
   "test/cluster.test.ts",
-  "test/nats-permissions.test.ts",
+  "test/attack-permissions.test.ts",
   "test/reconnect.test.ts",
   "test/log-unavailable.test.ts",
   "test/worker-drain.test.ts",

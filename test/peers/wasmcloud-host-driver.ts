@@ -41,6 +41,8 @@ export interface WasmcloudHostOptions {
   readonly policyTimeoutMs: number;
   /** Extra environment for the host process (e.g. `TMPDIR`, where it unpacks provider binaries). */
   readonly env?: Record<string, string>;
+  /** A NATS `.creds` file (user JWT and seed) for both of the host's connections; default none. */
+  readonly credsFile?: string;
 }
 
 /** A running host and what it said about itself on start. */
@@ -68,6 +70,7 @@ export async function startWasmcloudHost(options: WasmcloudHostOptions): Promise
       options.changesTopic,
       "--policy-timeout-ms",
       String(options.policyTimeoutMs),
+      ...(options.credsFile === undefined ? [] : ["--nats-creds", options.credsFile]),
     ],
     {
       ready: /^\{"event":"started"/,

@@ -9,6 +9,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
+import { ADMIN_INBOX_PREFIX } from "@arbiter/embedded-nats";
 import { ArbiterError, DEFAULT_PREFIX, ErrorCode, resourceNames } from "@arbiter/protocol";
 import { openJetStreamStore } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
@@ -120,6 +121,19 @@ export function resolvePrefix(flags: ConnectionFlags): string {
   return flags.prefix || process.env["ARBITER_PREFIX"] || DEFAULT_PREFIX;
 }
 
+/** How {@link connectNats} connects beyond the servers and the client name. */
+export interface ConnectOptions {
+  /** Wait for the first server (default: `forever`). */
+  waitOnFirstConnect?: boolean;
+  /**
+   * The connection's inbox prefix (nats.js `inboxPrefix`): this, else `NATS_INBOX_PREFIX`, else
+   * the admins' own `_INBOX_arbiter_admin`, which the shipped permissions reserve for them.
+   */
+  inboxPrefix?: string;
+  /** A `.creds` file to authenticate with instead of what the environment says. */
+  credsFile?: string;
+}
+
 /**
  * Connects to NATS. Commands fail fast when no server answers; a worker (`forever`) keeps
  * reconnecting for as long as it runs, and waits for the first server unless `waitOnFirstConnect`
@@ -129,14 +143,15 @@ export async function connectNats(
   servers: string[],
   name: string,
   forever = false,
-  { waitOnFirstConnect = forever }: { waitOnFirstConnect?: boolean } = {},
+  { waitOnFirstConnect = forever, inboxPrefix, credsFile }: ConnectOptions = {},
 ): Promise<NatsConnection> {
-  const auth = natsAuth();
+  const auth = natsAuth(credsFile);
   try {
     return await connect({
       servers,
       name,
       ...auth,
+      inboxPrefix: inboxPrefix || process.env["NATS_INBOX_PREFIX"] || ADMIN_INBOX_PREFIX,
       timeout: 5000,
       maxReconnectAttempts: forever ? -1 : 10,
       reconnectTimeWait: 500,
@@ -149,7 +164,7 @@ export async function connectNats(
     if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
       throw new ArbiterError(
         ErrorCode.InvalidConfig,
-        `NATS at ${servers.join(",")} refused ${describeAuth()}: ${err.message}. Set NATS_USER and NATS_PASSWORD, or NATS_CREDS (see deploy/nats/accounts.conf).`,
+        `NATS at ${servers.join(",")} refused ${describeAuth(credsFile)}: ${err.message}. Set NATS_USER and NATS_PASSWORD, or NATS_CREDS (see deploy/nats/accounts.conf).`,
         { cause: err },
       );
     }
@@ -162,7 +177,8 @@ export async function connectNats(
 }
 
 /** Which credentials {@link natsAuth} used, for messages (never the secret itself). */
-function describeAuth(): string {
+function describeAuth(given: string | undefined): string {
+  if (given) return `the credentials in ${given}`;
   if (process.env["NATS_CREDS"]) return `the credentials in NATS_CREDS (${process.env["NATS_CREDS"]})`;
   const user = process.env["NATS_USER"];
   return user
@@ -172,13 +188,12 @@ function describeAuth(): string {
 
 /**
  * Credentials for NATS from the environment: `NATS_CREDS` (a JWT credentials file), else
- * `NATS_USER` and `NATS_PASSWORD`, else none.
+ * `NATS_USER` and `NATS_PASSWORD`, else none; `credsFile` wins over all of them.
  */
-function natsAuth():
-  | { authenticator: Authenticator }
-  | { user: string; pass: string }
-  | Record<string, never> {
-  const credsFile = process.env["NATS_CREDS"];
+function natsAuth(
+  given?: string,
+): { authenticator: Authenticator } | { user: string; pass: string } | Record<string, never> {
+  const credsFile = given ?? process.env["NATS_CREDS"];
   if (credsFile) {
     try {
       return { authenticator: credsAuthenticator(readFileSync(credsFile)) };

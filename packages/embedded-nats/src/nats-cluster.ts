@@ -36,6 +36,10 @@ export interface NatsClusterOptions {
   formTimeout?: number;
   /** Path of the `nats-server` binary; default {@link findNatsServer}'s answer. */
   binary?: string;
+  /** Configuration appended to every node's file (accounts and permissions), as `NatsServerOptions.extraConfig`. */
+  extraConfig?: string;
+  /** Extra environment for every node (passwords its configuration reads). */
+  env?: Record<string, string>;
 }
 
 /** A running local cluster. Disposing it stops every node. */
@@ -95,6 +99,8 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
           ...(options.storeDir !== undefined && { storeDir: join(options.storeDir, serverName) }),
           ...(index === 0 && options.port !== undefined && { port: options.port }),
           ...(options.startTimeout !== undefined && { startTimeout: options.startTimeout }),
+          ...(options.extraConfig !== undefined && { extraConfig: options.extraConfig }),
+          ...(options.env !== undefined && { env: options.env }),
           cluster: {
             name,
             port,

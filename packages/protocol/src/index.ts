@@ -1,11 +1,13 @@
 export { ArbiterError, ErrorCode, isArbiterError, toArbiterError } from "./errors.js";
 export type { ResourceNames } from "./names.js";
 export {
+  ADMIN_INBOX_PREFIX,
   DEFAULT_CHANGES_TOPIC,
   DEFAULT_POLICY_TOPIC,
   DEFAULT_PREFIX,
   DEFAULT_QUEUE_GROUP,
   resourceNames,
+  WORKER_INBOX_PREFIX,
 } from "./names.js";
 export type { DecodedRequest, DecodeLimits, Lineage, NormalizedRequest } from "./policy-request.js";
 export {

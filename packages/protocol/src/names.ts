@@ -29,6 +29,13 @@ export const DEFAULT_POLICY_TOPIC = "wasmcloud.policy";
 export const DEFAULT_CHANGES_TOPIC = "wasmcloud.policy.changes";
 /** The queue group every decision worker joins. */
 export const DEFAULT_QUEUE_GROUP = "arbiter";
+/**
+ * The inbox prefix (nats.js `inboxPrefix`) of Arbiter's command line and admins; the shipped NATS
+ * permissions reserve it for them, and workers answer status requests there.
+ */
+export const ADMIN_INBOX_PREFIX = "_INBOX_arbiter_admin";
+/** The inbox prefix of Arbiter's decision workers, reserved for them by the shipped permissions. */
+export const WORKER_INBOX_PREFIX = "_INBOX_arbiter_worker";
 /** The default resource prefix. */
 export const DEFAULT_PREFIX = "arbiter";
 

@@ -41,7 +41,7 @@ interface Waiter {
 export class AckMux {
   readonly #nc: NatsConnection;
   readonly #stream: string;
-  readonly #prefix = createInbox();
+  readonly #prefix: string;
   readonly #waiting = new Map<string, Waiter>();
   readonly #timeoutMs: number;
   #subscription: Subscription | undefined;
@@ -51,6 +51,9 @@ export class AckMux {
 
   constructor(nc: NatsConnection, stream: string, timeoutMs: number) {
     this.#nc = nc;
+    // Under the connection's own inbox prefix (nats.js `inboxPrefix`), which the NATS permissions
+    // may reserve for this credential: acknowledgements then reach no one else.
+    this.#prefix = createInbox(connectionInboxPrefix(nc));
     this.#stream = stream;
     this.#timeoutMs = timeoutMs;
   }
@@ -177,4 +180,12 @@ function parseJson(data: Uint8Array): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** The `inboxPrefix` `nc` was connected with, or undefined for nats.js' default (`_INBOX`). */
+function connectionInboxPrefix(nc: NatsConnection): string | undefined {
+  const options: unknown = Reflect.get(nc, "options");
+  if (typeof options !== "object" || options === null) return undefined;
+  const prefix: unknown = Reflect.get(options, "inboxPrefix");
+  return typeof prefix === "string" && prefix.length > 0 ? prefix : undefined;
 }

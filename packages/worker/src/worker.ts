@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import {
+  ADMIN_INBOX_PREFIX,
   ArbiterError,
   decodePolicyRequest,
   ErrorCode,
@@ -170,6 +171,8 @@ class DecisionWorker implements Worker {
   readonly #nc: NatsConnection;
   readonly #storeNc: NatsConnection;
   readonly #config: ParsedWorkerConfig;
+  /** Hosts' inboxes, and the admins' own, which the CLI asks from (the shipped permissions reserve it). */
+  readonly #statusReplyPrefixes: readonly string[];
   readonly #log: Logger;
   readonly #signer: Signer;
   readonly #givenStore: ArbiterStore | undefined;
@@ -204,6 +207,7 @@ class DecisionWorker implements Worker {
     this.#nc = deps.nc;
     this.#storeNc = deps.storeNc ?? deps.nc;
     this.#config = config;
+    this.#statusReplyPrefixes = [...config.inboxPrefixes, `${ADMIN_INBOX_PREFIX}.`];
     this.#givenStore = deps.store;
     this.#givenReplayGuard = deps.replayGuard;
     this.#clock = deps.clock ?? (() => new Date());
@@ -413,7 +417,7 @@ class DecisionWorker implements Worker {
             this.#log.warn({ err }, "the status subscription failed; status requests go unanswered");
             return;
           }
-          if (!msg.reply || !isInboxReply(msg.reply, this.#config.inboxPrefixes)) return;
+          if (!msg.reply || !isInboxReply(msg.reply, this.#statusReplyPrefixes)) return;
           try {
             msg.respond(Buffer.from(JSON.stringify(this.statusRecord())));
           } catch (failure) {

@@ -20,9 +20,13 @@ const WASMCLOUD_HOST_CRATE: &str = "0.27.1";
 
 const USAGE: &str = "usage: arbiter-wasmcloud-host [--nats-url URL] [--lattice NAME] [--policy-topic T]
   [--policy-changes-topic T] [--policy-timeout-ms N] [--host-seed SN...] [--label K=V]... [--no-file-load]
-  [--version]
+  [--nats-jwt JWT --nats-seed SU...] [--ctl-jwt JWT --ctl-seed SU...] [--rpc-jwt JWT --rpc-seed SU...]
+  [--nats-creds FILE] [--version]
 Unset flags fall back to NATS_URL, WASMCLOUD_LATTICE, WASMCLOUD_POLICY_TOPIC,
 WASMCLOUD_POLICY_CHANGES_TOPIC, WASMCLOUD_POLICY_TIMEOUT (ms) and WASMCLOUD_HOST_SEED.
+NATS credentials (a user JWT and its nkey seed, as wasmCloud 1.x takes them) fall back to
+WASMCLOUD_NATS_JWT/_SEED (both connections), WASMCLOUD_CTL_JWT/_SEED and WASMCLOUD_RPC_JWT/_SEED;
+--nats-creds reads both from a NATS .creds file. A JWT needs its seed and a seed its JWT.
 Loading components from files is allowed unless --no-file-load is given.
 Prints one JSON line {\"event\":\"started\",...} on stdout once the host is up; logs go to stderr
 (RUST_LOG filters them). SIGINT or SIGTERM stops the host gracefully.";
@@ -36,6 +40,59 @@ struct Settings {
     host_seed: Option<String>,
     labels: HashMap<String, String>,
     allow_file_load: bool,
+    ctl_credentials: Credentials,
+    rpc_credentials: Credentials,
+}
+
+/// A NATS user JWT and its nkey seed for one of the host's two connections; both or neither.
+#[derive(Default, Clone)]
+struct Credentials {
+    jwt: Option<String>,
+    seed: Option<String>,
+}
+
+impl Credentials {
+    fn from_env(prefix: &str) -> Self {
+        Credentials {
+            jwt: env(&format!("{prefix}_JWT")).or_else(|| env("WASMCLOUD_NATS_JWT")),
+            seed: env(&format!("{prefix}_SEED")).or_else(|| env("WASMCLOUD_NATS_SEED")),
+        }
+    }
+
+    /// The JWT and the key pair of its seed, or None when no credentials were given.
+    fn resolve(&self, connection: &str) -> anyhow::Result<(Option<String>, Option<Arc<KeyPair>>)> {
+        match (&self.jwt, &self.seed) {
+            (None, None) => Ok((None, None)),
+            (Some(jwt), Some(seed)) => {
+                let key = KeyPair::from_seed(seed)
+                    .with_context(|| format!("the {connection} NATS seed is not an nkey seed"))?;
+                Ok((Some(jwt.clone()), Some(Arc::new(key))))
+            }
+            (Some(_), None) => bail!("the {connection} NATS JWT was given without its seed"),
+            (None, Some(_)) => bail!("the {connection} NATS seed was given without its JWT"),
+        }
+    }
+}
+
+/// The user JWT and seed of a NATS `.creds` file (the two armored blocks `nsc` writes).
+fn read_creds_file(path: &str) -> anyhow::Result<Credentials> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    let block = |what: &str| -> anyhow::Result<String> {
+        let begin = format!("-----BEGIN {what}-----");
+        let start = text
+            .find(&begin)
+            .with_context(|| format!("{path} has no {what} block"))?
+            + begin.len();
+        let rest = &text[start..];
+        let end = rest
+            .find("------END")
+            .with_context(|| format!("{path}: the {what} block is not closed"))?;
+        Ok(rest[..end].trim().to_string())
+    };
+    Ok(Credentials {
+        jwt: Some(block("NATS USER JWT")?),
+        seed: Some(block("USER NKEY SEED")?),
+    })
 }
 
 fn env(name: &str) -> Option<String> {
@@ -52,6 +109,8 @@ fn parse_settings(mut args: impl Iterator<Item = String>) -> anyhow::Result<Sett
         host_seed: env("WASMCLOUD_HOST_SEED"),
         labels: HashMap::new(),
         allow_file_load: true,
+        ctl_credentials: Credentials::from_env("WASMCLOUD_CTL"),
+        rpc_credentials: Credentials::from_env("WASMCLOUD_RPC"),
     };
     let mut timeout_ms = env("WASMCLOUD_POLICY_TIMEOUT");
     while let Some(flag) = args.next() {
@@ -71,6 +130,25 @@ fn parse_settings(mut args: impl Iterator<Item = String>) -> anyhow::Result<Sett
                 settings.labels.insert(key.to_string(), val.to_string());
             }
             "--no-file-load" => settings.allow_file_load = false,
+            "--nats-jwt" => {
+                let jwt = value()?;
+                settings.ctl_credentials.jwt = Some(jwt.clone());
+                settings.rpc_credentials.jwt = Some(jwt);
+            }
+            "--nats-seed" => {
+                let seed = value()?;
+                settings.ctl_credentials.seed = Some(seed.clone());
+                settings.rpc_credentials.seed = Some(seed);
+            }
+            "--ctl-jwt" => settings.ctl_credentials.jwt = Some(value()?),
+            "--ctl-seed" => settings.ctl_credentials.seed = Some(value()?),
+            "--rpc-jwt" => settings.rpc_credentials.jwt = Some(value()?),
+            "--rpc-seed" => settings.rpc_credentials.seed = Some(value()?),
+            "--nats-creds" => {
+                let creds = read_creds_file(&value()?)?;
+                settings.ctl_credentials = creds.clone();
+                settings.rpc_credentials = creds;
+            }
             "--version" => {
                 println!("arbiter-wasmcloud-host wasmcloud-host={WASMCLOUD_HOST_CRATE} wasmcloud={WASMCLOUD_VERSION}");
                 std::process::exit(0);
@@ -111,10 +189,16 @@ async fn main() -> anyhow::Result<()> {
         None => KeyPair::new_server(),
     };
     let host_id = host_key.public_key();
+    let (ctl_jwt, ctl_key) = settings.ctl_credentials.resolve("control")?;
+    let (rpc_jwt, rpc_key) = settings.rpc_credentials.resolve("RPC")?;
 
     let config = HostConfig {
         ctl_nats_url: nats_url.clone(),
+        ctl_jwt,
+        ctl_key,
         rpc_nats_url: nats_url,
+        rpc_jwt,
+        rpc_key,
         lattice: Arc::from(settings.lattice.as_str()),
         host_key: Some(Arc::new(host_key)),
         labels: settings.labels,

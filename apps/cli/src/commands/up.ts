@@ -5,10 +5,13 @@ import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import {
   findNatsServer,
+  latticeBuckets,
   type NatsCluster,
   type NatsServerProcess,
   startNatsCluster,
   startNatsServer,
+  WORKER_INBOX_PREFIX,
+  WORKER_REPLY_PREFIXES,
 } from "@arbiter/embedded-nats";
 import { ArbiterError, DEFAULT_CHANGES_TOPIC, DEFAULT_POLICY_TOPIC, ErrorCode } from "@arbiter/protocol";
 import { isEnrolled, type RulesDocument } from "@arbiter/rules";
@@ -23,6 +26,7 @@ import {
 } from "@arbiter/store";
 import { createSigner } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
+import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
 import type { Logger } from "pino";
@@ -41,6 +45,7 @@ import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
 import { clearNatsPids, recordNatsPids, stopLeftoverNats } from "../leftover-nats.js";
 import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
+import { prepareSecureNats, type SecureNats } from "../secure-nats.js";
 import { readRulesFile } from "./rules.js";
 
 interface UpFlags {
@@ -48,6 +53,7 @@ interface UpFlags {
   nodes: string;
   rules?: string;
   port?: string;
+  secure?: boolean;
   json?: boolean;
 }
 
@@ -75,6 +81,10 @@ export function upCommand(): Command {
     .option(
       "--port <n>",
       "client port of the (first) NATS server; 0 for a free one (default 4222, or a free one if taken)",
+    )
+    .option(
+      "--secure",
+      "run NATS with the shipped accounts and permissions (operator mode); credentials go into ARBITER_HOME/secure",
     )
     .option("--json", "print the started cluster as JSON")
     .action(async (flags: UpFlags) => {
@@ -117,10 +127,16 @@ export function upCommand(): Command {
         log.warn({ pids: leftover }, "stopped the nats-server left running by an earlier arbiter up");
 
       const replicas = nodes === 3 ? 3 : 1;
+      const secure: SecureNats | undefined = flags.secure === true ? prepareSecureNats(home) : undefined;
+      if (!secure)
+        log.warn(
+          "NATS runs open (no accounts, no permissions): anyone who reaches it can answer hosts, override their decisions and read every record; use --secure for the shipped permissions",
+        );
+      const extra = secure ? { extraConfig: secure.config } : {};
       let nats: NatsServerProcess | NatsCluster;
       const port = requestedPort === 0 ? -1 : (requestedPort ?? ((await isFree(4222)) ? 4222 : -1));
       if (nodes === 1) {
-        nats = await startNatsServer({ port, storeDir: join(home, "nats"), detached: true });
+        nats = await startNatsServer({ port, storeDir: join(home, "nats"), detached: true, ...extra });
       } else {
         nats = await startNatsCluster({
           nodes: 3,
@@ -128,6 +144,7 @@ export function upCommand(): Command {
           storeDir: join(home, "nats-cluster"),
           logDir: join(home, "logs"),
           detached: true,
+          ...extra,
         });
       }
       const servers = "servers" in nats ? nats.servers : [nats];
@@ -150,7 +167,7 @@ export function upCommand(): Command {
       };
       const lost = natsLost(servers, () => stopping, log);
       try {
-        const control = await connectNats(urls, "arbiter-up");
+        const control = await connectNats(urls, "arbiter-up", false, credentials(secure, "admin"));
         connections.push(control);
         const { store, latest } = await openStoreWhenReady(control, replicas, log);
         const admin = createRulesAdmin({ store, signer });
@@ -172,10 +189,12 @@ export function upCommand(): Command {
         });
         // The workers serve the revision after their keys' enrollment, if that took events.
         const { revision, deployment } = await admin.stateAt();
+        if (secure) await createLatticeBuckets(urls, secure);
+        const workerConnection = { inboxPrefix: WORKER_INBOX_PREFIX, ...credentials(secure, "worker") };
         for (let i = 1; i <= workerCount; i++) {
-          const nc = await connectNats(urls, `arbiter-worker-local-${i}`, true);
+          const nc = await connectNats(urls, `arbiter-worker-local-${i}`, true, workerConnection);
           connections.push(nc);
-          const storeNc = await connectNats(urls, `arbiter-worker-local-${i}-store`, true);
+          const storeNc = await connectNats(urls, `arbiter-worker-local-${i}-store`, true, workerConnection);
           connections.push(storeNc);
           const worker = createWorker({
             nc,
@@ -187,6 +206,8 @@ export function upCommand(): Command {
               replicas,
               workerSeed: seeds[i - 1]!,
               ...(deployment === null ? {} : { deployment }),
+              // Through the lattice account's service import, hosts' requests arrive with `_R_.` replies.
+              ...(secure ? { inboxPrefixes: [...WORKER_REPLY_PREFIXES] } : {}),
             },
           });
           await worker.start();
@@ -215,6 +236,8 @@ export function upCommand(): Command {
             dataDir: home,
             policyTopic: DEFAULT_POLICY_TOPIC,
             changesTopic: DEFAULT_CHANGES_TOPIC,
+            secure: secure !== undefined,
+            ...(secure ? { credentials: secure.credsFiles } : {}),
           },
           () =>
             [
@@ -226,7 +249,9 @@ export function upCommand(): Command {
               `  data        ${home}`,
               "Point wasmCloud hosts at it:",
               `  WASMCLOUD_POLICY_TOPIC=${DEFAULT_POLICY_TOPIC} WASMCLOUD_POLICY_CHANGES_TOPIC=${DEFAULT_CHANGES_TOPIC} (NATS at the URL above)`,
+              ...(secure ? hostCredentialHint(urls[0] ?? "", secure) : []),
               `From another terminal in ${process.cwd()}:`,
+              ...(secure ? [`  export NATS_CREDS=${shownPath(secure.credsFiles.admin)}`] : []),
               ...cliHint(home),
               "Ctrl-C stops everything.",
             ].join("\n"),
@@ -357,6 +382,41 @@ async function rulesAtStart(
       reason: `the rules stream already has revision ${latest}; pass --rules FILE to replace them`,
     },
   };
+}
+
+/** Connection options of a role under `--secure` (its `.creds` file), none without. */
+function credentials(secure: SecureNats | undefined, role: "admin" | "worker"): { credsFile?: string } {
+  return secure ? { credsFile: secure.credsFiles[role] } : {};
+}
+
+/**
+ * Creates the lattice buckets of lattice `default` with the host credentials before any host
+ * connects: whoever creates them first chooses their configuration (README, "Threat model").
+ */
+async function createLatticeBuckets(urls: string[], secure: SecureNats): Promise<void> {
+  const nc = await connectNats(urls, "arbiter-up-lattice", false, {
+    inboxPrefix: "_INBOX",
+    credsFile: secure.credsFiles.host,
+  });
+  try {
+    const kvm = new Kvm(nc);
+    for (const bucket of latticeBuckets("default")) await kvm.create(bucket);
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * How a wasmCloud 1.x host signs in under `--secure`: the host user's JWT and seed, by file or value
+ * (the `wasmcloud` binary's `--nats-creds` / `WASMCLOUD_NATS_CREDS`, `--nats-jwt` and `--nats-seed`).
+ */
+function hostCredentialHint(url: string, secure: SecureNats): string[] {
+  const { hostname, port } = new URL(url);
+  const creds = shownPath(secure.credsFiles.host);
+  return [
+    `  WASMCLOUD_NATS_HOST=${hostname} WASMCLOUD_NATS_PORT=${port} WASMCLOUD_NATS_CREDS=${creds}`,
+    `  (or WASMCLOUD_NATS_JWT and WASMCLOUD_NATS_SEED: the JWT and the seed in ${creds})`,
+  ];
 }
 
 /** A path as the operator would type it: relative when under the current folder, else absolute. */

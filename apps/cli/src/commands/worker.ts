@@ -1,4 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
+import { WORKER_INBOX_PREFIX } from "@arbiter/embedded-nats";
 import { ArbiterError, ErrorCode, isArbiterError } from "@arbiter/protocol";
 import { createSigner } from "@arbiter/trust";
 import { createWorker, parseWorkerConfig, type WorkerConfig } from "@arbiter/worker";
@@ -26,6 +27,7 @@ interface WorkerFlags extends ConnectionFlags {
   maxPayload?: string;
   maxQueued?: string;
   inboxPrefix?: string;
+  natsInboxPrefix?: string;
   onLogOutage?: string;
   requestSignatures?: string;
   clusterIssuers?: string;
@@ -117,15 +119,20 @@ export function workerCommand(): Command {
       "--allow-unenrolled",
       "serve even though this worker's key is not enrolled (its decisions will not verify; logged loudly) (env ARBITER_ALLOW_UNENROLLED=true)",
     )
+    .option(
+      "--nats-inbox-prefix <prefix>",
+      `this worker's own inbox prefix on NATS, which the shipped permissions reserve for workers (env NATS_INBOX_PREFIX; default ${WORKER_INBOX_PREFIX})`,
+    )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
       const log = createLogger("arbiter-worker");
       const config = workerConfig(flags, log);
       const servers = resolveServers(flags);
       const name = `arbiter-worker${flags.name ? `-${flags.name}` : ""}`;
-      await waitForNats(servers, name, log);
-      const nc = await connectNats(servers, name, true);
-      const storeNc = await connectNats(servers, `${name}-store`, true);
+      const inboxPrefix = flags.natsInboxPrefix || process.env["NATS_INBOX_PREFIX"] || WORKER_INBOX_PREFIX;
+      await waitForNats(servers, name, log, inboxPrefix);
+      const nc = await connectNats(servers, name, true, { inboxPrefix });
+      const storeNc = await connectNats(servers, `${name}-store`, true, { inboxPrefix });
       reportConnection(nc, log);
       const worker = createWorker({ nc, storeNc, logger: log, config });
       try {
@@ -267,12 +274,12 @@ function namingTheSetting(err: unknown): unknown {
  * attempts themselves spaced out, up to one every 5 s), so an operator sees why the worker is
  * not serving yet.
  */
-async function waitForNats(servers: string[], name: string, log: Logger): Promise<void> {
+async function waitForNats(servers: string[], name: string, log: Logger, inboxPrefix: string): Promise<void> {
   let pause = 500;
   for (let attempt = 1; ; attempt++) {
     let probe: NatsConnection;
     try {
-      probe = await connectNats(servers, `${name}-probe`, false);
+      probe = await connectNats(servers, `${name}-probe`, false, { inboxPrefix });
     } catch (err) {
       // Refused credentials are a setting the worker cannot use, as a bad seed is: it exits at once.
       if (isArbiterError(err, ErrorCode.InvalidConfig)) throw err;
