@@ -242,14 +242,36 @@ describe("a replayed token", () => {
     await arbiter.worker.stop();
     const second = await startWorker("w-second");
     await second.waitForRevision(1);
-    const replayed = await ask(arbiter.nc, bytes, header);
-    expect(replayed.permitted).toBe(false);
-    expect(replayed.message).toContain("(replayed)");
+    // Not answered: a replay's sender gets nothing, and a host whose own request came second
+    // fails closed without caching a denial.
+    await expect(ask(arbiter.nc, bytes, header, { timeout: 1500 })).rejects.toThrow(/timeout/i);
     const decisions = await recorded(arbiter, requestId, 2);
     expect(decisions.map((d) => [d.worker.id, d.permitted, d.trust.reasons])).toEqual([
       ["w-first", true, []],
       ["w-second", false, ["replayed"]],
     ]);
+    expect(decisions[1]?.rejection).toMatch(/\(replayed\); not answered$/);
+    expect(second.stats()).toMatchObject({ replayed: 1 });
+  });
+
+  it("sent first by someone who copied it leaves the host's own request unanswered, not a cached denial", async () => {
+    const { requestId, bytes } = request();
+    const header = token(bytes, cluster);
+    const attacker = await connectTo(arbiter.server.url);
+    try {
+      const stolen = await ask(attacker, bytes, header);
+      expect(stolen.permitted).toBe(true);
+      const host = await connectTo(arbiter.server.url);
+      try {
+        await expect(ask(host, bytes, header, { timeout: 1500 })).rejects.toThrow(/timeout/i);
+      } finally {
+        await host.close();
+      }
+      const decisions = await recorded(arbiter, requestId, 2);
+      expect(decisions.map((d) => d.trust.reasons)).toEqual([[], ["replayed"]]);
+    } finally {
+      await attacker.close();
+    }
   });
 
   it("is permitted by exactly one of the workers that receive it at once", async () => {

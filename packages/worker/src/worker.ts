@@ -63,6 +63,8 @@ export interface WorkerStats {
   readonly untrusted: number;
   /** Signed requests left unanswered because the replay bucket did not answer (`onLogOutage: "silent"`). */
   readonly unansweredReplayUnchecked: number;
+  /** Signed requests recorded but not answered because their token id was used before. */
+  readonly replayed: number;
   /** Requests dropped unanswered because `maxQueuedRequests` were already waiting or being recorded. */
   readonly shed: number;
   /** Decisions the decision log did not acknowledge. */
@@ -139,7 +141,8 @@ type WorkerCounts = {
     | "unanswerable"
     | "refusedReply"
     | "untrusted"
-    | "unansweredReplayUnchecked"]: number;
+    | "unansweredReplayUnchecked"
+    | "replayed"]: number;
 };
 
 /** What every record of one request shares: its id, the revision and clock it was decided at, who decided. */
@@ -179,6 +182,7 @@ class DecisionWorker implements Worker {
   readonly #rejectedWarning: RateLimitedWarning;
   readonly #unanswerableWarning: RateLimitedWarning;
   readonly #untrustedWarning: RateLimitedWarning;
+  readonly #replayedWarning: RateLimitedWarning;
   readonly #uncheckedWarning: RateLimitedWarning;
   #flushScheduled = false;
   #running: Running | undefined;
@@ -191,6 +195,7 @@ class DecisionWorker implements Worker {
     refusedReply: 0,
     untrusted: 0,
     unansweredReplayUnchecked: 0,
+    replayed: 0,
   };
   /** Counters of the parts of the last run, kept after `stop()`. */
   #finished: Omit<WorkerStats, keyof WorkerCounts> | undefined;
@@ -239,6 +244,11 @@ class DecisionWorker implements Worker {
       this.#log,
       "policy requests denied for their signature (missing where required, or not valid): recorded",
       "denied",
+    );
+    this.#replayedWarning = new RateLimitedWarning(
+      this.#log,
+      "signed policy requests whose token was used before: recorded, not answered",
+      "replayed",
     );
     this.#uncheckedWarning = new RateLimitedWarning(
       this.#log,
@@ -445,6 +455,7 @@ class DecisionWorker implements Worker {
     this.#rejectedWarning.flush();
     this.#unanswerableWarning.flush();
     this.#untrustedWarning.flush();
+    this.#replayedWarning.flush();
     this.#uncheckedWarning.flush();
     if (running.ownsStore) await running.store.close();
     this.#finished = {
@@ -531,6 +542,17 @@ class DecisionWorker implements Worker {
                 ) {
                   return null;
                 }
+                if (checked.reasons.includes(RequestTrustReason.Replayed)) {
+                  return this.#sealed(
+                    msg,
+                    requestId,
+                    this.#replayRecord(request, checked, context),
+                    msg.data,
+                    started,
+                    context,
+                    false,
+                  );
+                }
                 return this.#sealed(
                   msg,
                   requestId,
@@ -608,6 +630,24 @@ class DecisionWorker implements Worker {
       return record;
     }
     return decisionRecord(request, decideRequest(request, ruleset, now, trust), context, trust);
+  }
+
+  /**
+   * The record of a request whose token was used before. It is not answered: whoever sent a copy
+   * gets nothing, and a host whose own request arrived after a copy fails closed and asks again
+   * rather than caching a denial it never earned.
+   */
+  #replayRecord(
+    request: NormalizedRequest,
+    trust: TrustResult,
+    context: DecisionContext,
+  ): UnsignedDecisionV1 {
+    this.#counts.replayed++;
+    this.#replayedWarning.count(1, { requestId: request.requestId, tokenId: trust.tokenId });
+    const message = `the request's token was used before: ${trust.problems.map((p) => `${p.message} (${p.code})`).join("; ")}; not answered`;
+    const record = decisionRecord(request, trustRefusal(message), context, trust);
+    record.rejection = message;
+    return record;
   }
 
   /** Hands a decision made after an asynchronous check to the recorder, batched with others of the same turn. */
