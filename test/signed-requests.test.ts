@@ -199,6 +199,35 @@ describe("requestSignatures: required", () => {
     });
   }
 
+  it("denies a request carrying several tokens, however their header names are written", async () => {
+    const { requestId, bytes } = request();
+    for (const second of [POLICY_INVOCATION_HEADER, "wasmcloud-invocation", "WASMCLOUD-INVOCATION"]) {
+      const h = headers();
+      h.append(POLICY_INVOCATION_HEADER, token(bytes, cluster));
+      h.append(second, "not.a.token");
+      const reply = await arbiter.nc.request(TOPIC, bytes, { timeout: 5000, headers: h });
+      const answer = PolicyResponseV1.parse(JSON.parse(reply.string()));
+      expect(answer.permitted).toBe(false);
+      expect(answer.message).toMatch(/2 Wasmcloud-Invocation headers.*\(malformed-token\)/);
+    }
+    const decisions = await recorded(arbiter, requestId, 3);
+    expect(decisions.map((d) => d.trust.reasons)).toEqual([
+      ["malformed-token"],
+      ["malformed-token"],
+      ["malformed-token"],
+    ]);
+  });
+
+  it("reads the token under its header name in any case", async () => {
+    const { requestId, bytes } = request();
+    const h = headers();
+    h.set("wasmcloud-invocation", token(bytes, cluster));
+    const reply = await arbiter.nc.request(TOPIC, bytes, { timeout: 5000, headers: h });
+    expect(PolicyResponseV1.parse(JSON.parse(reply.string())).permitted).toBe(true);
+    const [decision] = await recorded(arbiter, requestId);
+    expect(decision?.trust).toMatchObject({ verified: true, signed: true });
+  });
+
   it("refuses to start with no cluster issuers", () => {
     expect(() =>
       createWorker({

@@ -1,11 +1,13 @@
 import type { NormalizedRequest } from "@arbiter/protocol";
 import type { ReplayGuard } from "@arbiter/store";
 import {
+  InvocationReason,
   POLICY_INVOCATION_HEADER,
   policyRequestInvocation,
   type TrustProblem,
   verifyInvocation,
 } from "@arbiter/trust";
+import type { MsgHdrs } from "@nats-io/nats-core";
 
 /** Codes of the request-level checks, beside the invocation checks' `InvocationReason` codes. */
 export const RequestTrustReason = {
@@ -20,6 +22,22 @@ export const RequestTrustReason = {
   /** The replay bucket did not answer, so the token could not be shown to be fresh. */
   ReplayUnchecked: "replay-unchecked",
 } as const;
+
+const HEADER_NAME = POLICY_INVOCATION_HEADER.toLowerCase();
+
+/**
+ * Every value of the {@link POLICY_INVOCATION_HEADER} header of a message, whatever the case of
+ * its name (NATS keeps the case a client writes): a request with two tokens is ambiguous, as two
+ * readers may each believe another, so the verifier refuses it rather than pick one.
+ */
+export function invocationTokens(h: MsgHdrs | undefined): readonly string[] {
+  if (h === undefined) return [];
+  const tokens: string[] = [];
+  for (const key of h.keys()) {
+    if (key.length === HEADER_NAME.length && key.toLowerCase() === HEADER_NAME) tokens.push(...h.values(key));
+  }
+  return tokens;
+}
 
 /** What the signature checks found about one request: recorded in its decision and seen by the rules as `trust`. */
 export interface TrustResult {
@@ -70,15 +88,25 @@ export class RequestVerifier {
   }
 
   /**
-   * The result for `request` (received as `bytes`) and the token of its header (`""` or undefined
-   * when it had none), or a promise of it when only the replay check remains. Never throws or rejects.
+   * The result for `request` (received as `bytes`) and the token of its header (`""`, undefined or
+   * no value when it had none; several values are refused), or a promise of it when only the replay
+   * check remains. Never throws or rejects.
    */
   check(
     request: NormalizedRequest,
     bytes: Uint8Array,
-    token: string | undefined,
+    tokens: string | readonly string[] | undefined,
     now: Date,
   ): TrustResult | Promise<TrustResult> {
+    if (typeof tokens !== "string" && tokens !== undefined && tokens.length > 1) {
+      return unverified(true, null, [
+        {
+          code: InvocationReason.MalformedToken,
+          message: `the request has ${tokens.length} ${POLICY_INVOCATION_HEADER} headers; a signed request has one`,
+        },
+      ]);
+    }
+    const token = typeof tokens === "string" || tokens === undefined ? tokens : tokens[0];
     if (token === undefined || token === "") {
       return unverified(false, null, [
         {

@@ -18,7 +18,7 @@ import {
   openJetStreamStore,
   type ReplayGuard,
 } from "@arbiter/store";
-import { createSigner, generateKey, POLICY_INVOCATION_HEADER, type Signer } from "@arbiter/trust";
+import { createSigner, generateKey, type Signer } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
@@ -35,7 +35,13 @@ import {
 import { type Decided, DecisionRecorder } from "./decision-recorder.js";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
 import { RequestQueue } from "./request-queue.js";
-import { RequestTrustReason, RequestVerifier, type TrustResult, trustDenial } from "./request-signatures.js";
+import {
+  invocationTokens,
+  RequestTrustReason,
+  RequestVerifier,
+  type TrustResult,
+  trustDenial,
+} from "./request-signatures.js";
 import { RulesFollower } from "./rules-follower.js";
 
 /** Lifecycle states shared by Arbiter's long-running parts. */
@@ -531,8 +537,7 @@ class DecisionWorker implements Worker {
           record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
         } else {
           const request = decoded.request;
-          const token = msg.headers?.get(POLICY_INVOCATION_HEADER);
-          const trust = verifier.check(request, msg.data, token, now);
+          const trust = verifier.check(request, msg.data, invocationTokens(msg.headers), now);
           if (trust instanceof Promise) {
             return trust
               .then((checked) => {
