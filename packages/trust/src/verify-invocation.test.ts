@@ -60,9 +60,9 @@ const independent = (() => {
     const { publicKey } = generateKeyPairSync("ed25519");
     return nkey("N", Buffer.from((publicKey.export({ format: "jwk" }) as { x: string }).x, "base64url"));
   };
-  const jwt = (header: object | string, claims: object, key: KeyObject) => {
+  const jwt = (header: object | string, claims: object | string, key: KeyObject) => {
     const h = b64url(Buffer.from(typeof header === "string" ? header : JSON.stringify(header)));
-    const c = b64url(Buffer.from(JSON.stringify(claims)));
+    const c = b64url(Buffer.from(typeof claims === "string" ? claims : JSON.stringify(claims)));
     return `${h}.${c}.${b64url(sign(null, Buffer.from(`${h}.${c}`, "ascii"), key))}`;
   };
   return { url, hash, clusterKey, hostKey, jwt, b64url };
@@ -296,6 +296,92 @@ describe("verifyInvocation", () => {
     ];
     for (const token of garbage) {
       expect(codes({ ...forged(), encoded_claims: token }), JSON.stringify(token)).toEqual([
+        InvocationReason.MalformedToken,
+      ]);
+    }
+  });
+});
+
+describe("a signer's odd claims", () => {
+  /** The valid invocation's token with its claims JSON text rewritten by `edit`, signed again. */
+  const rewritten = (edit: (text: string) => string): InvocationV1 => {
+    const inv = forged();
+    const claims = Buffer.from(inv.encoded_claims.split(".")[1]!, "base64url").toString("utf8");
+    const text = edit(claims);
+    expect(text).not.toBe(claims);
+    return {
+      ...inv,
+      encoded_claims: independent.jwt({ typ: "jwt", alg: "Ed25519" }, text, cluster.privateKey),
+    };
+  };
+
+  it("refuses a token id given twice: no reader can take one while another takes the other", () => {
+    const inv = rewritten((t) => t.replace('"jti":"a-token-id"', '"jti":"a-token-id","jti":"another-id"'));
+    const result = verify(inv);
+    expect(result.reasons.map((r) => r.code)).toEqual([InvocationReason.MalformedToken]);
+    expect(result.reasons[0]?.message).toContain('repeat the key "jti"');
+    expect(result.claims).toBeNull();
+  });
+
+  it("refuses a hash given twice inside wascap", () => {
+    const inv = rewritten((t) => t.replace('"hash":"', '"hash":"00","hash":"'));
+    expect(codes(inv)).toEqual([InvocationReason.MalformedToken]);
+  });
+
+  const values: Array<[string, string, unknown, InvocationReason[]]> = [
+    ["exp as a string", "exp", String(NOW_S + 60), [InvocationReason.MalformedToken]],
+    ["exp as a fraction", "exp", NOW_S + 60.5, [InvocationReason.MalformedToken]],
+    ["exp beyond 2^53", "exp", 2 ** 60, [InvocationReason.MalformedToken]],
+    ["exp of null", "exp", null, [InvocationReason.MalformedToken]],
+    ["exp of 0", "exp", 0, [InvocationReason.Expired]],
+    ["a negative exp", "exp", -1, [InvocationReason.Expired]],
+    ["exp equal to now", "exp", NOW_S, [InvocationReason.Expired]],
+    ["nbf as a string", "nbf", "0", [InvocationReason.MalformedToken]],
+    ["nbf one second ahead", "nbf", NOW_S + 1, [InvocationReason.NotYetValid]],
+    ["iat as a string", "iat", String(NOW_S), [InvocationReason.MalformedToken]],
+    ["iat as a fraction", "iat", NOW_S + 0.25, [InvocationReason.MalformedToken]],
+    ["iat beyond 2^53", "iat", 2 ** 60, [InvocationReason.MalformedToken]],
+    ["an empty jti", "jti", "", [InvocationReason.MalformedToken]],
+    ["a numeric jti", "jti", 7, [InvocationReason.MalformedToken]],
+    ["iss as an array", "iss", [cluster.publicKey], [InvocationReason.MalformedToken]],
+  ];
+  for (const [name, key, value, expected] of values) {
+    it(`gives ${name} its reason: ${expected.join(", ")}`, () => {
+      expect(codes(forged(setClaim(key, value)))).toEqual(expected);
+    });
+  }
+
+  it("reads a number written with an exponent or too large for a double as malformed, never as no expiry", () => {
+    for (const written of ["1e400", "-1e400", "9".repeat(400)]) {
+      const inv = rewritten((t) => t.replace('"wascap_revision":3', `"wascap_revision":3,"exp":${written}`));
+      expect(codes(inv), written).toEqual([InvocationReason.MalformedToken]);
+    }
+  });
+
+  it("refuses a header that is the right one but for a repeated key or extra spaces", () => {
+    for (const header of [
+      '{"typ":"jwt","alg":"Ed25519","alg":"Ed25519"}',
+      '{"typ":"jwt", "alg":"Ed25519"}',
+      '{"typ":"JWT","alg":"Ed25519"}',
+      '{"typ":"jwt","alg":"ed25519"}',
+      '{"typ":"jwt","alg":"EdDSA"}',
+    ]) {
+      expect(codes(forged(() => {}, { header })).length, header).toBeGreaterThan(0);
+      expect(verify(forged(() => {}, { header })).valid, header).toBe(false);
+    }
+  });
+
+  it("refuses a token with unicode look-alikes or more dots", () => {
+    const token = forged().encoded_claims;
+    for (const bad of [
+      `${token}.`,
+      `.${token}`,
+      token.replace(".", ".."),
+      `${token}\u0000`,
+      `${token} `,
+      `\ufeff${token}`,
+    ]) {
+      expect(codes({ ...forged(), encoded_claims: bad }), JSON.stringify(bad)).toEqual([
         InvocationReason.MalformedToken,
       ]);
     }
