@@ -411,6 +411,32 @@ describe("invocation codecs", () => {
     expect(verify(parsed.invocation).valid).toBe(true);
   });
 
+  it("reads a msg of many megabytes in base64, and refuses one that is not, without throwing", () => {
+    const inv = invocationToJson(forged());
+    for (const [msg, ok] of [
+      ["A".repeat(16_000_000), true],
+      [`${"A".repeat(16_000_000)}B`, false],
+      [`${"A".repeat(16_000_000)}==`, false],
+      [`${"A".repeat(15_999_998)}A=`, true],
+      [`${"A".repeat(15_999_998)}=A`, false],
+    ] as const) {
+      const parsed = parseInvocation(Buffer.from(JSON.stringify({ ...inv, msg })));
+      expect(parsed.ok, `${msg.length} characters ending ${msg.slice(-3)}`).toBe(ok);
+      if (!parsed.ok) expect(parsed.reason).toContain("base64");
+    }
+  });
+
+  it.each([
+    ["padding in the middle", "aGk=aGk="],
+    ["a single trailing character", "aGkhA"],
+    ["three padding characters", "aG==="],
+    ["url-safe characters", "aG-_"],
+    ["spaces", "aG k"],
+  ])("refuses a msg with %s", (_name, msg) => {
+    const parsed = parseInvocation(Buffer.from(JSON.stringify({ ...invocationToJson(forged()), msg })));
+    expect(parsed).toMatchObject({ ok: false, reason: expect.stringContaining("base64") });
+  });
+
   it("says what is wrong with bytes that are no invocation", () => {
     expect(parseInvocation(Buffer.from('{"msg": 3}'))).toMatchObject({
       ok: false,
