@@ -26,6 +26,13 @@ export const RequestTrustReason = {
 const HEADER_NAME = POLICY_INVOCATION_HEADER.toLowerCase();
 
 /**
+ * The longest token read, in characters. A policy request's token is about 700; anyone on the bus
+ * may send a header of up to the server's max_payload, and decoding and verifying it costs time in
+ * proportion, so longer ones are refused unread.
+ */
+export const MAX_INVOCATION_TOKEN_LENGTH = 8192;
+
+/**
  * Every value of the {@link POLICY_INVOCATION_HEADER} header of a message, whatever the case of
  * its name (NATS keeps the case a client writes): a request with two tokens is ambiguous, as two
  * readers may each believe another, so the verifier refuses it rather than pick one.
@@ -112,6 +119,14 @@ export class RequestVerifier {
         {
           code: RequestTrustReason.Unsigned,
           message: `the request has no ${POLICY_INVOCATION_HEADER} header`,
+        },
+      ]);
+    }
+    if (token.length > MAX_INVOCATION_TOKEN_LENGTH) {
+      return unverified(true, null, [
+        {
+          code: InvocationReason.MalformedToken,
+          message: `the token has ${token.length} characters, more than ${MAX_INVOCATION_TOKEN_LENGTH}`,
         },
       ]);
     }
