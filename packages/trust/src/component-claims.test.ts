@@ -344,6 +344,52 @@ describe("signComponent and inspectComponent", () => {
     expect(truncated.encoding).toBeNull();
   });
 
+  it("refuses claims that repeat a key, which wascap's serde refuses: no hash that one reader sees and another does not", () => {
+    const claims = JSON.stringify(claimsFor(MODULE)).replace(
+      '"hash":"',
+      `"hash":"${"0".repeat(64)}","hash":"`,
+    );
+    const b64 = (text: string) => Buffer.from(text).toString("base64url");
+    const signingInput = `${b64('{"typ":"jwt","alg":"Ed25519"}')}.${b64(claims)}`;
+    const token = `${signingInput}.${issuer.sign(signingInput)}`;
+    const bytes = Uint8Array.from([...MODULE, ...customSection("wasmcloud_jwt", Buffer.from(token))]);
+    const found = inspectComponent(bytes, { nowSeconds: NOW });
+    expect(found.reasons.map((r) => r.code)).toEqual(["malformed-token"]);
+    expect(found.reasons[0]?.message).toContain('repeat the key "hash"');
+  });
+
+  it.each([
+    [
+      "a section length of five LEB128 bytes above 2^32",
+      [0x01, 0xff, 0xff, 0xff, 0xff, 0x1f],
+      /does not fit in 32 bits/,
+    ],
+    [
+      "a section length of six LEB128 bytes",
+      [0x01, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+      /longer than 5 bytes/,
+    ],
+    ["a section length past the end", [0x01, 0xff, 0xff, 0xff, 0xff, 0x0f], /truncated/],
+    ["an empty custom section", [0x00, 0x00], /truncated/],
+    ["a custom section name past its section", [0x00, 0x02, 0x05, 0x6a], /name runs past/],
+    ["a custom section name that is not UTF-8", [0x00, 0x03, 0x02, 0xc3, 0x28], /not UTF-8/],
+    ["a section id with its high bit set", [0x80, 0x00], /malformed section id/],
+  ])("refuses %s as a malformed module, never throwing", (_name, tail, message) => {
+    const found = inspectComponent(Uint8Array.from([...PREAMBLE, ...tail]), { nowSeconds: NOW });
+    expect(found.reasons.map((r) => r.code)).toEqual(["malformed-module"]);
+    expect(found.reasons[0]?.message).toMatch(message);
+  });
+
+  it("refuses components nested thousands deep without exhausting the stack", () => {
+    const COMPONENT = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    let inner: number[] = [...MODULE];
+    for (let depth = 0; depth < 5000; depth++)
+      inner = [...COMPONENT, depth === 0 ? 1 : 4, ...leb(inner.length), ...inner];
+    const found = inspectComponent(Uint8Array.from(inner), { nowSeconds: NOW });
+    expect(found.reasons.map((r) => r.code)).toEqual(["malformed-module"]);
+    expect(found.reasons[0]?.message).toMatch(/nested deeper than 64/);
+  });
+
   it("reads claims in a nested module's jwt section, where the host finds them, and counts them with the top level's", () => {
     const componentHeader = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
     const nested = (inner: Uint8Array) => [0x01, ...leb(inner.length), ...inner];
