@@ -1,7 +1,7 @@
 import { createHostPolicyClient } from "@arbiter/host";
 import { DecisionV1, PolicyResponseV1, type StartProviderBodyV1 } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
-import { type ReplayGuard, StoreUnavailableError } from "@arbiter/store";
+import { openJetStreamReplayGuard, type ReplayGuard, StoreUnavailableError } from "@arbiter/store";
 import {
   createSigner,
   generateKey,
@@ -10,7 +10,8 @@ import {
   signPolicyRequest,
 } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
-import { headers, type NatsConnection } from "@nats-io/nats-core";
+import { DiscardPolicy, jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { headers, type NatsConnection, nanos } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, until } from "./harness/index.js";
@@ -318,6 +319,52 @@ describe("a replayed token", () => {
       ["replayed"],
       ["replayed"],
     ]);
+  });
+});
+
+describe("a replay bucket made by someone else", () => {
+  let arbiter: SingleNodeArbiter;
+
+  beforeAll(async () => {
+    arbiter = await startSingleNodeArbiter({ id: "w-bucket" });
+  });
+  afterAll(async () => {
+    await arbiter?.stop();
+  });
+
+  /** Creates `KV_{prefix}-replay` as someone allowed to create streams could, before any worker. */
+  async function planted(prefix: string, config: Partial<StreamConfig>): Promise<void> {
+    const jsm = await jetstreamManager(arbiter.nc);
+    await jsm.streams.add({
+      name: `KV_${prefix}-replay`,
+      subjects: [`$KV.${prefix}-replay.>`],
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.New,
+      allow_rollup_hdrs: true,
+      ...config,
+    });
+  }
+
+  it.each([
+    ["forgets token ids after a second", "short", { max_age: nanos(1000) }],
+    ["keeps only the last token id", "tiny", { max_msgs: 1, discard: DiscardPolicy.Old }],
+    ["keeps a few bytes of token ids", "small", { max_bytes: 512, discard: DiscardPolicy.Old }],
+  ] as const)("is refused when it %s: replays would pass", async (_name, prefix, config) => {
+    await planted(prefix, config);
+    await expect(openJetStreamReplayGuard(arbiter.nc, { prefix, windowMs: 65_000 })).rejects.toThrow(
+      new RegExp(`${prefix}-replay`),
+    );
+  });
+
+  it("is used when it remembers token ids at least as long as they are accepted", async () => {
+    await planted("long", { max_age: nanos(3_600_000) });
+    const guard = await openJetStreamReplayGuard(arbiter.nc, { prefix: "long", windowMs: 65_000 });
+    try {
+      expect(await guard.claim("t-1")).toBe(true);
+      expect(await guard.claim("t-1")).toBe(false);
+    } finally {
+      guard.close();
+    }
   });
 });
 
