@@ -1,3 +1,5 @@
+import { once } from "node:events";
+import { createConnection } from "node:net";
 import { createHostPolicyClient } from "@arbiter/host";
 import { DecisionV1, PolicyResponseV1, type StartProviderBodyV1 } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
@@ -11,7 +13,7 @@ import {
 } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import { DiscardPolicy, jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
-import { headers, type NatsConnection, nanos } from "@nats-io/nats-core";
+import { createInbox, headers, type Msg, type NatsConnection, nanos } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, until } from "./harness/index.js";
@@ -78,6 +80,29 @@ async function recorded(arbiter: SingleNodeArbiter, requestId: string, count = 1
     },
     { timeout: 10_000, name: `${count} record(s) of ${requestId}` },
   );
+}
+
+/** Publishes a message with `rawHeaders` written as they are, over the NATS protocol itself. */
+async function publishRaw(url: string, subject: string, reply: string, rawHeaders: string, body: Uint8Array) {
+  const { hostname, port } = new URL(url);
+  const socket = createConnection({ host: hostname, port: Number(port) });
+  let heard = "";
+  socket.on("data", (chunk: Buffer) => {
+    heard += chunk.toString();
+  });
+  try {
+    await once(socket, "connect");
+    const header = Buffer.from(rawHeaders);
+    socket.write(`CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n`);
+    socket.write(`HPUB ${subject} ${reply} ${header.length} ${header.length + body.length}\r\n`);
+    socket.write(Buffer.concat([header, body, Buffer.from("\r\nPING\r\n")]));
+    await until(() => heard.includes("PONG"), {
+      timeout: 5000,
+      name: "the server's PONG after the raw publish",
+    });
+  } finally {
+    socket.destroy();
+  }
 }
 
 const clusterSeed = generateKey("C").seed;
@@ -227,6 +252,22 @@ describe("requestSignatures: required", () => {
     expect(PolicyResponseV1.parse(JSON.parse(reply.string())).permitted).toBe(true);
     const [decision] = await recorded(arbiter, requestId);
     expect(decision?.trust).toMatchObject({ verified: true, signed: true });
+  });
+
+  it("denies and records a request whose headers cannot be read, as any client may write them", async () => {
+    const { requestId, bytes } = request();
+    const inbox = createInbox();
+    const sub = arbiter.nc.subscribe(inbox, { max: 1 });
+    await arbiter.nc.flush();
+    // nats.js refuses to write a header name with a space; the server passes it on as sent.
+    await publishRaw(arbiter.server.url, TOPIC, inbox, "NATS/1.0\r\nBad Name: x\r\n\r\n", bytes);
+    let reply: Msg | undefined;
+    for await (const m of sub) reply = m;
+    const answer = PolicyResponseV1.parse(JSON.parse(reply!.string()));
+    expect(answer).toMatchObject({ requestId, permitted: false });
+    expect(answer.message).toMatch(/headers cannot be read.*\(malformed-token\)/);
+    const [decision] = await recorded(arbiter, requestId);
+    expect(decision?.trust).toMatchObject({ verified: false, signed: true, reasons: ["malformed-token"] });
   });
 
   it("refuses to start with no cluster issuers", () => {

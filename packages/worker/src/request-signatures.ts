@@ -7,7 +7,7 @@ import {
   type TrustProblem,
   verifyInvocation,
 } from "@arbiter/trust";
-import type { MsgHdrs } from "@nats-io/nats-core";
+import type { Msg } from "@nats-io/nats-core";
 
 /** Codes of the request-level checks, beside the invocation checks' `InvocationReason` codes. */
 export const RequestTrustReason = {
@@ -32,18 +32,30 @@ const HEADER_NAME = POLICY_INVOCATION_HEADER.toLowerCase();
  */
 export const MAX_INVOCATION_TOKEN_LENGTH = 8192;
 
+/** Headers that could not be read (nats.js throws on a header name it would not write itself). */
+export interface UnreadableHeaders {
+  readonly unreadable: string;
+}
+
 /**
  * Every value of the {@link POLICY_INVOCATION_HEADER} header of a message, whatever the case of
  * its name (NATS keeps the case a client writes): a request with two tokens is ambiguous, as two
- * readers may each believe another, so the verifier refuses it rather than pick one.
+ * readers may each believe another, so the verifier refuses it rather than pick one. Never throws:
+ * headers any client may write but nats.js cannot decode come back as {@link UnreadableHeaders}.
  */
-export function invocationTokens(h: MsgHdrs | undefined): readonly string[] {
-  if (h === undefined) return [];
-  const tokens: string[] = [];
-  for (const key of h.keys()) {
-    if (key.length === HEADER_NAME.length && key.toLowerCase() === HEADER_NAME) tokens.push(...h.values(key));
+export function invocationTokens(msg: Pick<Msg, "headers">): readonly string[] | UnreadableHeaders {
+  try {
+    const h = msg.headers;
+    if (h === undefined) return [];
+    const tokens: string[] = [];
+    for (const key of h.keys()) {
+      if (key.length === HEADER_NAME.length && key.toLowerCase() === HEADER_NAME)
+        tokens.push(...h.values(key));
+    }
+    return tokens;
+  } catch (err) {
+    return { unreadable: err instanceof Error ? err.message : String(err) };
   }
-  return tokens;
 }
 
 /** What the signature checks found about one request: recorded in its decision and seen by the rules as `trust`. */
@@ -96,15 +108,23 @@ export class RequestVerifier {
 
   /**
    * The result for `request` (received as `bytes`) and the token of its header (`""`, undefined or
-   * no value when it had none; several values are refused), or a promise of it when only the replay
-   * check remains. Never throws or rejects.
+   * no value when it had none; several values, or headers that could not be read, are refused), or
+   * a promise of it when only the replay check remains. Never throws or rejects.
    */
   check(
     request: NormalizedRequest,
     bytes: Uint8Array,
-    tokens: string | readonly string[] | undefined,
+    tokens: string | readonly string[] | UnreadableHeaders | undefined,
     now: Date,
   ): TrustResult | Promise<TrustResult> {
+    if (typeof tokens === "object" && "unreadable" in tokens) {
+      return unverified(true, null, [
+        {
+          code: InvocationReason.MalformedToken,
+          message: `the request's headers cannot be read, so neither can its ${POLICY_INVOCATION_HEADER} header: ${tokens.unreadable.slice(0, 200)}`,
+        },
+      ]);
+    }
     if (typeof tokens !== "string" && tokens !== undefined && tokens.length > 1) {
       return unverified(true, null, [
         {

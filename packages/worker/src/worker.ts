@@ -537,7 +537,7 @@ class DecisionWorker implements Worker {
           record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
         } else {
           const request = decoded.request;
-          const trust = verifier.check(request, msg.data, invocationTokens(msg.headers), now);
+          const trust = verifier.check(request, msg.data, invocationTokens(msg), now);
           if (trust instanceof Promise) {
             return trust
               .then((checked) => {
