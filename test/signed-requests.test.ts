@@ -363,7 +363,7 @@ describe("a replayed token", () => {
   });
 });
 
-describe("a replay bucket made by someone else", () => {
+describe("signatures off: unreadable headers, and replay buckets made by someone else", () => {
   let arbiter: SingleNodeArbiter;
 
   beforeAll(async () => {
@@ -390,14 +390,26 @@ describe("a replay bucket made by someone else", () => {
     ["forgets token ids after a second", "short", { max_age: nanos(1000) }],
     ["keeps only the last token id", "tiny", { max_msgs: 1, discard: DiscardPolicy.Old }],
     ["keeps a few bytes of token ids", "small", { max_bytes: 512, discard: DiscardPolicy.Old }],
-  ] as const)("is refused when it %s: replays would pass", async (_name, prefix, config) => {
+  ] as const)("a replay bucket is refused when it %s: replays would pass", async (_name, prefix, config) => {
     await planted(prefix, config);
     await expect(openJetStreamReplayGuard(arbiter.nc, { prefix, windowMs: 65_000 })).rejects.toThrow(
       new RegExp(`${prefix}-replay`),
     );
   });
 
-  it("is used when it remembers token ids at least as long as they are accepted", async () => {
+  it("answers a request whose headers cannot be read as any other, as no header is read", async () => {
+    const { requestId, bytes } = request();
+    const inbox = createInbox();
+    const sub = arbiter.nc.subscribe(inbox, { max: 1 });
+    await arbiter.nc.flush();
+    await publishRaw(arbiter.server.url, TOPIC, inbox, "NATS/1.0\r\nBad Name: x\r\n\r\n", bytes);
+    let reply: Msg | undefined;
+    for await (const m of sub) reply = m;
+    expect(PolicyResponseV1.parse(JSON.parse(reply!.string()))).toMatchObject({ requestId, permitted: true });
+    expect((await ask(arbiter.nc, request().bytes)).permitted).toBe(true);
+  });
+
+  it("a replay bucket is used when it remembers token ids at least as long as they are accepted", async () => {
     await planted("long", { max_age: nanos(3_600_000) });
     const guard = await openJetStreamReplayGuard(arbiter.nc, { prefix: "long", windowMs: 65_000 });
     try {
