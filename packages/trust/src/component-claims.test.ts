@@ -300,6 +300,16 @@ describe("signComponent and inspectComponent", () => {
     ).toEqual([]);
   });
 
+  it("never throws for times past the last date JavaScript can hold, which serde's u64 allows", () => {
+    const far = 2 ** 53 - 1;
+    const bytes = referenceSign(MODULE, claimsFor(MODULE, { iat: far, exp: far, nbf: far }), account.seed);
+    const found = inspectComponent(bytes, { nowSeconds: NOW });
+    expect(found.reasons.map((r) => r.code)).toEqual(["not-yet-valid"]);
+    expect(found.reasons[0]?.message).toContain(`${far} s after the epoch`);
+    const expired = referenceSign(MODULE, claimsFor(MODULE, { exp: 0 }), account.seed);
+    expect(inspectComponent(expired, { nowSeconds: far }).reasons.map((r) => r.code)).toEqual(["expired"]);
+  });
+
   it("refuses claims from before revision 3, whose hash the host does not check", () => {
     const tampered = Uint8Array.from(MODULE);
     tampered[CONST_OFFSET] = 0x2b;
@@ -382,10 +392,16 @@ describe("signComponent and inspectComponent", () => {
 
   it("refuses components nested thousands deep without exhausting the stack", () => {
     const COMPONENT = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
-    let inner: number[] = [...MODULE];
-    for (let depth = 0; depth < 5000; depth++)
-      inner = [...COMPONENT, depth === 0 ? 1 : 4, ...leb(inner.length), ...inner];
-    const found = inspectComponent(Uint8Array.from(inner), { nowSeconds: NOW });
+    // Built from the inside out: each level is a preamble, a section id and the inner length.
+    const prefixes: number[][] = [];
+    let length = MODULE.length;
+    for (let depth = 0; depth < 2000; depth++) {
+      const prefix = [...COMPONENT, depth === 0 ? 1 : 4, ...leb(length)];
+      prefixes.push(prefix);
+      length += prefix.length;
+    }
+    const inner = Buffer.concat([...prefixes.reverse().map((p) => Uint8Array.from(p)), MODULE]);
+    const found = inspectComponent(inner, { nowSeconds: NOW });
     expect(found.reasons.map((r) => r.code)).toEqual(["malformed-module"]);
     expect(found.reasons[0]?.message).toMatch(/nested deeper than 64/);
   });

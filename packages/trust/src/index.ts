@@ -13,6 +13,7 @@ export {
   CLAIMS_SECTION_NAMES,
   ComponentClaimsV1,
   ComponentMetadataV1,
+  epochSecondsText,
   inspectComponent,
   moduleHash,
   policyRequestClaims,

@@ -3,6 +3,7 @@ import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import {
   type ComponentInspection,
   createSigner,
+  epochSecondsText,
   generateKey,
   inspectComponent,
   signComponent,
@@ -196,5 +197,5 @@ function describe(file: string, inspection: ComponentInspection): string {
 }
 
 function isoTime(seconds: number): string {
-  return new Date(seconds * 1000).toISOString();
+  return epochSecondsText(seconds);
 }
