@@ -1,5 +1,5 @@
 export type { DuplicateKey } from "./duplicate-keys.js";
-export { findDuplicateKey } from "./duplicate-keys.js";
+export { countWrittenKeys, findDuplicateKey } from "./duplicate-keys.js";
 export { ArbiterError, ErrorCode, isArbiterError, toArbiterError } from "./errors.js";
 export type { ResourceNames } from "./names.js";
 export {

@@ -1,4 +1,4 @@
-import { findDuplicateKey } from "@arbiter/protocol";
+import { countWrittenKeys, findDuplicateKey } from "@arbiter/protocol";
 import type { Signer } from "./signing.js";
 import { verifySignature } from "./signing.js";
 
@@ -121,8 +121,27 @@ function utf8(bytes: Uint8Array): string | null {
 // A lone surrogate can only be written as an escape, as the text is valid UTF-8.
 const LONE_SURROGATE =
   /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/;
-/** Nesting deeper than this is not searched for repeated keys; no JWT's claims nest so deep. */
+/** Nesting deeper than this is not searched to name a repeated key; no JWT's claims nest so deep. */
 const MAX_KEY_DEPTH = 32;
+
+/** How many keys the objects in a parsed JSON value hold, at every depth. */
+function countKeys(root: unknown): number {
+  let keys = 0;
+  const pending: unknown[] = [root];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (typeof value !== "object" || value === null) continue;
+    if (Array.isArray(value)) {
+      for (const item of value) pending.push(item);
+    } else {
+      for (const key in value) {
+        keys++;
+        pending.push((value as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  return keys;
+}
 
 /** The object `text` holds, or what is wrong with it, in words (`is`/`repeats`: "the header is"). */
 function parseObject(text: string, is: string, repeats: string): Record<string, unknown> | string {
@@ -133,8 +152,12 @@ function parseObject(text: string, is: string, repeats: string): Record<string, 
     return `${is} not a JSON object`;
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) return `${is} not a JSON object`;
-  const repeated = findDuplicateKey(text, MAX_KEY_DEPTH);
-  if (repeated !== null) return `${repeats} the key ${JSON.stringify(repeated.key.slice(0, 64))}`;
+  // The text writes more keys than the value holds exactly when an object repeats one; only then
+  // is it scanned again to name the key.
+  if (countWrittenKeys(text) !== countKeys(value)) {
+    const repeated = findDuplicateKey(text, MAX_KEY_DEPTH);
+    return `${repeats} the key ${JSON.stringify((repeated?.key ?? "").slice(0, 64))}`;
+  }
   if (LONE_SURROGATE.test(text)) return `${is} not valid: a string holds a lone surrogate`;
   return value as Record<string, unknown>;
 }
