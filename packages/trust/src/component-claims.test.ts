@@ -390,6 +390,21 @@ describe("signComponent and inspectComponent", () => {
     expect(found.reasons[0]?.message).toMatch(message);
   });
 
+  it("never throws on mutations of a signed module, and accepts none that changes its bytes", () => {
+    const signed = referenceSign(MODULE, claimsFor(MODULE), account.seed);
+    let seed = 11;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Uint8Array.from(signed);
+      for (let k = 0; k <= random(4); k++) bytes[random(bytes.length)] = random(256);
+      const found = inspectComponent(bytes, { nowSeconds: NOW });
+      if (found.valid) expect(Buffer.from(bytes).equals(Buffer.from(signed))).toBe(true);
+    }
+  });
+
   it("refuses components nested thousands deep without exhausting the stack", () => {
     const COMPONENT = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
     // Built from the inside out: each level is a preamble, a section id and the inner length.

@@ -437,6 +437,44 @@ describe("invocation codecs", () => {
     expect(parsed).toMatchObject({ ok: false, reason: expect.stringContaining("base64") });
   });
 
+  it("never throws on mutations of a msgpack invocation, and accepts none that changes what was signed", () => {
+    const packed = encodeInvocationMsgpack(forged());
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Uint8Array.from(packed);
+      for (let k = 0; k <= random(4); k++) bytes[random(bytes.length)] = random(256);
+      const parsed = parseInvocation(bytes);
+      if (!parsed.ok) continue;
+      const result = verify(parsed.invocation);
+      if (result.valid) {
+        // Only a change the format ignores may keep it valid: the id, content_length, traceContext.
+        const { id, content_length, traceContext, ...signed } = parsed.invocation;
+        const { id: _i, content_length: _c, traceContext: _t, ...original } = forged();
+        expect({ ...signed, msg: Buffer.from(signed.msg) }).toEqual({
+          ...original,
+          msg: Buffer.from(original.msg),
+        });
+      }
+    }
+  });
+
+  it("never hangs or throws on msgpack that announces more than it holds, or nests deeply", () => {
+    for (const bytes of [
+      [0xdd, 0xff, 0xff, 0xff, 0xff],
+      [0xdf, 0xff, 0xff, 0xff, 0xff],
+      [0xc6, 0xff, 0xff, 0xff, 0xff],
+      [0xdb, 0xff, 0xff, 0xff, 0xff],
+      [...new Array(100_000).fill(0x91), 0xc0],
+      [...new Array(100_000).fill(0x81).flatMap((b) => [b, 0xa0]), 0xc0],
+    ]) {
+      expect(parseInvocation(Uint8Array.from(bytes))).toMatchObject({ ok: false });
+    }
+  });
+
   it("says what is wrong with bytes that are no invocation", () => {
     expect(parseInvocation(Buffer.from('{"msg": 3}'))).toMatchObject({
       ok: false,
