@@ -149,6 +149,12 @@ describe("arbiter trust sign-component and inspect", () => {
     expect(text.stdout).toContain(`issued:    ${far} s after the epoch`);
   });
 
+  it("stops reading an input that never ends, saying how much it reads at most", async () => {
+    const run = await runArbiter(["trust", "inspect", "/dev/zero"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/\/dev\/zero: more than 268435456 bytes/);
+  });
+
   it("refuses to sign with a key that is not an account key, or without one", async () => {
     const operator = generateKey("O");
     const wrong = await runArbiter([

@@ -69,6 +69,7 @@ export type { WasmBinary, WasmEncoding, WasmSection } from "./wasm-sections.js";
 export {
   encodeVarU32,
   isMalformedWasmError,
+  MAX_WASM_BYTES,
   MalformedWasmError,
   parseWasm,
   readVarU32,
