@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateKey } from "@arbiter/trust";
+import { createSigner, generateKey, signComponent } from "@arbiter/trust";
 import { afterAll, describe, expect, it } from "vitest";
 import { runArbiter } from "./support/cli.js";
 
@@ -129,6 +129,30 @@ describe("arbiter trust sign-component and inspect", () => {
     expect(truncated.code).toBe(1);
     expect(truncated.result.reasons[0]).toMatchObject({ code: "malformed-module" });
     expect(truncated.result.reasons[0]?.message).toMatch(/truncated/);
+  });
+
+  it("inspects claims whose times lie past the last date JavaScript can hold, as serde's u64 allows", async () => {
+    const far = 2 ** 53 - 1;
+    const file = join(dir, "far.wasm");
+    const issuer = createSigner(account.seed, "A");
+    const subject = generateKey("M").publicKey;
+    writeFileSync(
+      file,
+      signComponent(MODULE, { subject, issuedAt: far, expiresAt: far, notBefore: far }, issuer).bytes,
+    );
+    const json = await inspect(file);
+    expect(json.code).toBe(1);
+    expect(json.result.reasons.map((r) => r.code)).toEqual(["not-yet-valid"]);
+    expect(json.result.claims?.expiresAt).toBe(`${far} s after the epoch`);
+    const text = await runArbiter(["trust", "inspect", file]);
+    expect(text.code, text.stderr).toBe(1);
+    expect(text.stdout).toContain(`issued:    ${far} s after the epoch`);
+  });
+
+  it("stops reading an input that never ends, saying how much it reads at most", async () => {
+    const run = await runArbiter(["trust", "inspect", "/dev/zero"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/\/dev\/zero: more than 268435456 bytes/);
   });
 
   it("refuses to sign with a key that is not an account key, or without one", async () => {

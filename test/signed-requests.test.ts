@@ -1,7 +1,9 @@
+import { once } from "node:events";
+import { createConnection } from "node:net";
 import { createHostPolicyClient } from "@arbiter/host";
 import { DecisionV1, PolicyResponseV1, type StartProviderBodyV1 } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
-import { type ReplayGuard, StoreUnavailableError } from "@arbiter/store";
+import { openJetStreamReplayGuard, type ReplayGuard, StoreUnavailableError } from "@arbiter/store";
 import {
   createSigner,
   generateKey,
@@ -10,7 +12,8 @@ import {
   signPolicyRequest,
 } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
-import { headers, type NatsConnection } from "@nats-io/nats-core";
+import { DiscardPolicy, jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { createInbox, headers, type Msg, type NatsConnection, nanos } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, until } from "./harness/index.js";
@@ -77,6 +80,29 @@ async function recorded(arbiter: SingleNodeArbiter, requestId: string, count = 1
     },
     { timeout: 10_000, name: `${count} record(s) of ${requestId}` },
   );
+}
+
+/** Publishes a message with `rawHeaders` written as they are, over the NATS protocol itself. */
+async function publishRaw(url: string, subject: string, reply: string, rawHeaders: string, body: Uint8Array) {
+  const { hostname, port } = new URL(url);
+  const socket = createConnection({ host: hostname, port: Number(port) });
+  let heard = "";
+  socket.on("data", (chunk: Buffer) => {
+    heard += chunk.toString();
+  });
+  try {
+    await once(socket, "connect");
+    const header = Buffer.from(rawHeaders);
+    socket.write(`CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n`);
+    socket.write(`HPUB ${subject} ${reply} ${header.length} ${header.length + body.length}\r\n`);
+    socket.write(Buffer.concat([header, body, Buffer.from("\r\nPING\r\n")]));
+    await until(() => heard.includes("PONG"), {
+      timeout: 5000,
+      name: "the server's PONG after the raw publish",
+    });
+  } finally {
+    socket.destroy();
+  }
 }
 
 const clusterSeed = generateKey("C").seed;
@@ -199,6 +225,51 @@ describe("requestSignatures: required", () => {
     });
   }
 
+  it("denies a request carrying several tokens, however their header names are written", async () => {
+    const { requestId, bytes } = request();
+    for (const second of [POLICY_INVOCATION_HEADER, "wasmcloud-invocation", "WASMCLOUD-INVOCATION"]) {
+      const h = headers();
+      h.append(POLICY_INVOCATION_HEADER, token(bytes, cluster));
+      h.append(second, "not.a.token");
+      const reply = await arbiter.nc.request(TOPIC, bytes, { timeout: 5000, headers: h });
+      const answer = PolicyResponseV1.parse(JSON.parse(reply.string()));
+      expect(answer.permitted).toBe(false);
+      expect(answer.message).toMatch(/2 Wasmcloud-Invocation headers.*\(malformed-token\)/);
+    }
+    const decisions = await recorded(arbiter, requestId, 3);
+    expect(decisions.map((d) => d.trust.reasons)).toEqual([
+      ["malformed-token"],
+      ["malformed-token"],
+      ["malformed-token"],
+    ]);
+  });
+
+  it("reads the token under its header name in any case", async () => {
+    const { requestId, bytes } = request();
+    const h = headers();
+    h.set("wasmcloud-invocation", token(bytes, cluster));
+    const reply = await arbiter.nc.request(TOPIC, bytes, { timeout: 5000, headers: h });
+    expect(PolicyResponseV1.parse(JSON.parse(reply.string())).permitted).toBe(true);
+    const [decision] = await recorded(arbiter, requestId);
+    expect(decision?.trust).toMatchObject({ verified: true, signed: true });
+  });
+
+  it("denies and records a request whose headers cannot be read, as any client may write them", async () => {
+    const { requestId, bytes } = request();
+    const inbox = createInbox();
+    const sub = arbiter.nc.subscribe(inbox, { max: 1 });
+    await arbiter.nc.flush();
+    // nats.js refuses to write a header name with a space; the server passes it on as sent.
+    await publishRaw(arbiter.server.url, TOPIC, inbox, "NATS/1.0\r\nBad Name: x\r\n\r\n", bytes);
+    let reply: Msg | undefined;
+    for await (const m of sub) reply = m;
+    const answer = PolicyResponseV1.parse(JSON.parse(reply!.string()));
+    expect(answer).toMatchObject({ requestId, permitted: false });
+    expect(answer.message).toMatch(/headers cannot be read.*\(malformed-token\)/);
+    const [decision] = await recorded(arbiter, requestId);
+    expect(decision?.trust).toMatchObject({ verified: false, signed: true, reasons: ["malformed-token"] });
+  });
+
   it("refuses to start with no cluster issuers", () => {
     expect(() =>
       createWorker({
@@ -248,14 +319,36 @@ describe("a replayed token", () => {
     await arbiter.worker.stop();
     const second = await startWorker("w-second");
     await second.waitForRevision(1);
-    const replayed = await ask(arbiter.nc, bytes, header);
-    expect(replayed.permitted).toBe(false);
-    expect(replayed.message).toContain("(replayed)");
+    // Not answered: a replay's sender gets nothing, and a host whose own request came second
+    // fails closed without caching a denial.
+    await expect(ask(arbiter.nc, bytes, header, { timeout: 1500 })).rejects.toThrow(/timeout/i);
     const decisions = await recorded(arbiter, requestId, 2);
     expect(decisions.map((d) => [d.worker.id, d.permitted, d.trust.reasons])).toEqual([
       ["w-first", true, []],
       ["w-second", false, ["replayed"]],
     ]);
+    expect(decisions[1]?.rejection).toMatch(/\(replayed\); not answered$/);
+    expect(second.stats()).toMatchObject({ replayed: 1 });
+  });
+
+  it("sent first by someone who copied it leaves the host's own request unanswered, not a cached denial", async () => {
+    const { requestId, bytes } = request();
+    const header = token(bytes, cluster);
+    const attacker = await connectTo(arbiter.server.url);
+    try {
+      const stolen = await ask(attacker, bytes, header);
+      expect(stolen.permitted).toBe(true);
+      const host = await connectTo(arbiter.server.url);
+      try {
+        await expect(ask(host, bytes, header, { timeout: 1500 })).rejects.toThrow(/timeout/i);
+      } finally {
+        await host.close();
+      }
+      const decisions = await recorded(arbiter, requestId, 2);
+      expect(decisions.map((d) => d.trust.reasons)).toEqual([[], ["replayed"]]);
+    } finally {
+      await attacker.close();
+    }
   });
 
   it("is permitted by exactly one of the workers that receive it at once", async () => {
@@ -273,6 +366,64 @@ describe("a replayed token", () => {
       ["replayed"],
       ["replayed"],
     ]);
+  });
+});
+
+describe("signatures off: unreadable headers, and replay buckets made by someone else", () => {
+  let arbiter: SingleNodeArbiter;
+
+  beforeAll(async () => {
+    arbiter = await startSingleNodeArbiter({ id: "w-bucket" });
+  });
+  afterAll(async () => {
+    await arbiter?.stop();
+  });
+
+  /** Creates `KV_{prefix}-replay` as someone allowed to create streams could, before any worker. */
+  async function planted(prefix: string, config: Partial<StreamConfig>): Promise<void> {
+    const jsm = await jetstreamManager(arbiter.nc);
+    await jsm.streams.add({
+      name: `KV_${prefix}-replay`,
+      subjects: [`$KV.${prefix}-replay.>`],
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.New,
+      allow_rollup_hdrs: true,
+      ...config,
+    });
+  }
+
+  it.each([
+    ["forgets token ids after a second", "short", { max_age: nanos(1000) }],
+    ["keeps only the last token id", "tiny", { max_msgs: 1, discard: DiscardPolicy.Old }],
+    ["keeps a few bytes of token ids", "small", { max_bytes: 512, discard: DiscardPolicy.Old }],
+  ] as const)("a replay bucket is refused when it %s: replays would pass", async (_name, prefix, config) => {
+    await planted(prefix, config);
+    await expect(openJetStreamReplayGuard(arbiter.nc, { prefix, windowMs: 65_000 })).rejects.toThrow(
+      new RegExp(`${prefix}-replay`),
+    );
+  });
+
+  it("answers a request whose headers cannot be read as any other, as no header is read", async () => {
+    const { requestId, bytes } = request();
+    const inbox = createInbox();
+    const sub = arbiter.nc.subscribe(inbox, { max: 1 });
+    await arbiter.nc.flush();
+    await publishRaw(arbiter.server.url, TOPIC, inbox, "NATS/1.0\r\nBad Name: x\r\n\r\n", bytes);
+    let reply: Msg | undefined;
+    for await (const m of sub) reply = m;
+    expect(PolicyResponseV1.parse(JSON.parse(reply!.string()))).toMatchObject({ requestId, permitted: true });
+    expect((await ask(arbiter.nc, request().bytes)).permitted).toBe(true);
+  });
+
+  it("a replay bucket is used when it remembers token ids at least as long as they are accepted", async () => {
+    await planted("long", { max_age: nanos(3_600_000) });
+    const guard = await openJetStreamReplayGuard(arbiter.nc, { prefix: "long", windowMs: 65_000 });
+    try {
+      expect(await guard.claim("t-1")).toBe(true);
+      expect(await guard.claim("t-1")).toBe(false);
+    } finally {
+      guard.close();
+    }
   });
 });
 

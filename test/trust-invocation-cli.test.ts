@@ -109,6 +109,18 @@ describe("arbiter trust verify-invocation and keygen cluster", () => {
     expect(error.error.message).toMatch(/standard input: not an invocation: origin/);
   });
 
+  it("stops reading an input that never ends, saying how much it reads at most", async () => {
+    const result = await runArbiter([
+      "trust",
+      "verify-invocation",
+      "/dev/zero",
+      "--issuers",
+      cluster.publicKey,
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/\/dev\/zero: more than 67108864 bytes/);
+  });
+
   it("keygen cluster prints the seed and key under the wasmCloud variable names", async () => {
     const result = await runArbiter(["trust", "keygen", "cluster", "--json"]);
     const key = JSON.parse(result.stdout) as { publicKey: string; seed: string; env: Record<string, string> };

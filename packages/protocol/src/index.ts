@@ -1,3 +1,5 @@
+export type { DuplicateKey } from "./duplicate-keys.js";
+export { countWrittenKeys, findDuplicateKey } from "./duplicate-keys.js";
 export { ArbiterError, ErrorCode, isArbiterError, toArbiterError } from "./errors.js";
 export type { ResourceNames } from "./names.js";
 export {

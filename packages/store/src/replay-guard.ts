@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { resourceNames } from "@arbiter/protocol";
-import { JetStreamApiCodes, jetstream } from "@nats-io/jetstream";
+import { DiscardPolicy, JetStreamApiCodes, jetstream, type StreamConfig } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
@@ -38,7 +38,8 @@ export type ReplayGuardOptions = z.input<typeof ReplayGuardOptions>;
 /**
  * Opens (creating it when missing) the replay bucket (`{prefix}-replay`): a KV bucket whose
  * entries expire after the window (its max_age), written create-only so that exactly one worker
- * wins each id. Throws StoreUnavailableError when the bucket cannot be opened.
+ * wins each id. Throws StoreUnavailableError when the bucket cannot be opened, or when an existing
+ * one would forget an id within the window (a shorter max_age, or limits that evict old entries).
  */
 export async function openJetStreamReplayGuard(
   nc: NatsConnection,
@@ -46,15 +47,20 @@ export async function openJetStreamReplayGuard(
 ): Promise<ReplayGuard> {
   const config = ReplayGuardOptions.parse(options);
   const name = resourceNames(config.prefix).replayBucket;
+  let problem: string | null;
   try {
-    await new Kvm(jetstream(nc, { timeout: config.ackTimeoutMs })).create(name, {
+    const kv = await new Kvm(jetstream(nc, { timeout: config.ackTimeoutMs })).create(name, {
       replicas: config.replicas,
       history: 1,
       ttl: config.windowMs,
     });
+    // An existing bucket is used as it is: whoever made it (another worker's settings, or anyone
+    // allowed to create streams before the workers) decides how long ids are remembered.
+    problem = forgetsTooSoon((await kv.status()).streamInfo.config, name, config.windowMs);
   } catch (err) {
     throw new StoreUnavailableError(`cannot open the ${name} bucket: ${errorText(err)}`, { cause: err });
   }
+  if (problem !== null) throw new StoreUnavailableError(problem);
   // A KV create is a publish that expects no earlier message on the key's subject; sent through
   // the AckMux it costs a fraction of the client CPU of `kv.create`, once per signed request.
   const acks = new AckMux(nc, `KV_${name}`, config.ackTimeoutMs);
@@ -101,6 +107,28 @@ export function createMemoryReplayGuard(windowMs: number, clock: () => number = 
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Why the bucket's stream would let a token id go before `windowMs`, or null when it keeps them. */
+function forgetsTooSoon(stream: StreamConfig, name: string, windowMs: number): string | null {
+  const lead = `the ${name} bucket (stream ${stream.name})`;
+  const maxAgeMs = Math.floor(Number(stream.max_age ?? 0) / 1e6);
+  if (maxAgeMs > 0 && maxAgeMs < windowMs) {
+    return `${lead} forgets token ids after ${maxAgeMs} ms, but they are accepted for ${windowMs} ms: replays would pass; delete the bucket or raise its max_age`;
+  }
+  if (stream.discard !== DiscardPolicy.New) {
+    const limits = [
+      (stream.max_msgs ?? -1) > 0 ? `max_msgs ${stream.max_msgs}` : null,
+      (stream.max_bytes ?? -1) > 0 ? `max_bytes ${stream.max_bytes}` : null,
+    ].filter((l) => l !== null);
+    if (limits.length > 0) {
+      return `${lead} drops old token ids when full (${limits.join(", ")}, discard old): replays would pass; delete the bucket`;
+    }
+  }
+  if (stream.mirror || (stream.sources?.length ?? 0) > 0) {
+    return `${lead} is a mirror or has sources, not a bucket workers write to; delete the bucket`;
+  }
+  return null;
+}
 
 /** A KV key for any token id: ids are chosen by whoever signs, and KV keys allow few characters. */
 function replayKey(tokenId: string): string {

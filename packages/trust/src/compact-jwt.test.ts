@@ -41,4 +41,70 @@ describe("compact JWT", () => {
     expect(isDecodedJwt(decoded)).toBe(false);
     if (!isDecodedJwt(decoded)) expect(decoded.detail).toContain(reason);
   });
+
+  describe("refuses what wascap's decoder (serde_json, canonical base64url) refuses", () => {
+    const part = (text: string | Buffer) => Buffer.from(text).toString("base64url");
+    const signed = (headerPart: string, claimsPart: string) =>
+      `${headerPart}.${claimsPart}.${signer.sign(`${headerPart}.${claimsPart}`)}`;
+    const header = part(JSON.stringify(HEADER));
+
+    it.each([
+      ["a key given twice", part('{"jti":"a","iat":1,"jti":"b"}'), 'claims repeat the key "jti"'],
+      ["a key given twice, once escaped", part('{"jti":"a","\\u006a\\u0074\\u0069":"b"}'), "repeat the key"],
+      [
+        "a nested key given twice",
+        part('{"wascap":{"hash":"A","hash":"B"}}'),
+        'claims repeat the key "hash"',
+      ],
+      [
+        "bytes that are not UTF-8",
+        part(Buffer.from([0x7b, 0x22, 0x6a, 0xff, 0x22, 0x3a, 0x31, 0x7d])),
+        "not UTF-8",
+      ],
+      ["a lone surrogate", part('{"jti":"\\ud800"}'), "lone surrogate"],
+      ["a lone trailing surrogate", part('{"jti":"x\\udc00"}'), "lone surrogate"],
+    ])("claims with %s", (_name, claimsPart, reason) => {
+      const decoded = decodeJwt(signed(header, claimsPart));
+      expect(isDecodedJwt(decoded)).toBe(false);
+      if (!isDecodedJwt(decoded)) expect(decoded.detail).toContain(reason);
+    });
+
+    it("a header with a key given twice", () => {
+      const decoded = decodeJwt(signed(part('{"typ":"jwt","alg":"none","alg":"Ed25519"}'), part("{}")));
+      expect(isDecodedJwt(decoded) ? null : decoded.detail).toContain('repeats the key "alg"');
+    });
+
+    it("accepts a surrogate pair, escaped or not", () => {
+      expect(isDecodedJwt(decodeJwt(signed(header, part('{"a":"\\ud83d\\ude00","b":"😀"}'))))).toBe(true);
+    });
+
+    it("a signature whose last character carries bits the 64 bytes do not have", () => {
+      const token = encodeJwt(HEADER, { jti: "x" }, signer);
+      const last = token.at(-1)!;
+      const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+      // 86 characters hold 516 bits: the last one's low 4 bits are padding and must be zero.
+      const twin = alphabet[alphabet.indexOf(last) | 0x0f]!;
+      expect(twin).not.toBe(last);
+      const malleated = `${token.slice(0, -1)}${twin}`;
+      expect(Buffer.from(malleated.split(".")[2]!, "base64url")).toEqual(
+        Buffer.from(token.split(".")[2]!, "base64url"),
+      );
+      const decoded = decodeJwt(malleated);
+      expect(isDecodedJwt(decoded) ? null : decoded.detail).toContain(
+        "signature part is not canonical base64url",
+      );
+      expect(isDecodedJwt(decodeJwt(token))).toBe(true);
+    });
+
+    it("claims whose base64url has trailing bits set", () => {
+      const claimsPart = part('{"a":1}'); // 7 bytes: 10 characters, the last holds 4 padding bits
+      const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+      const twin = `${claimsPart.slice(0, -1)}${alphabet[alphabet.indexOf(claimsPart.at(-1)!) | 0x03]}`;
+      expect(twin).not.toBe(claimsPart);
+      const decoded = decodeJwt(signed(header, twin));
+      expect(isDecodedJwt(decoded) ? null : decoded.detail).toContain(
+        "claims part is not canonical base64url",
+      );
+    });
+  });
 });

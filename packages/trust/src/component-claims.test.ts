@@ -300,6 +300,16 @@ describe("signComponent and inspectComponent", () => {
     ).toEqual([]);
   });
 
+  it("never throws for times past the last date JavaScript can hold, which serde's u64 allows", () => {
+    const far = 2 ** 53 - 1;
+    const bytes = referenceSign(MODULE, claimsFor(MODULE, { iat: far, exp: far, nbf: far }), account.seed);
+    const found = inspectComponent(bytes, { nowSeconds: NOW });
+    expect(found.reasons.map((r) => r.code)).toEqual(["not-yet-valid"]);
+    expect(found.reasons[0]?.message).toContain(`${far} s after the epoch`);
+    const expired = referenceSign(MODULE, claimsFor(MODULE, { exp: 0 }), account.seed);
+    expect(inspectComponent(expired, { nowSeconds: far }).reasons.map((r) => r.code)).toEqual(["expired"]);
+  });
+
   it("refuses claims from before revision 3, whose hash the host does not check", () => {
     const tampered = Uint8Array.from(MODULE);
     tampered[CONST_OFFSET] = 0x2b;
@@ -342,6 +352,73 @@ describe("signComponent and inspectComponent", () => {
     expect(truncated.reasons.map((r) => r.code)).toEqual(["malformed-module"]);
     expect(truncated.reasons[0]?.message).toMatch(/truncated/);
     expect(truncated.encoding).toBeNull();
+  });
+
+  it("refuses claims that repeat a key, which wascap's serde refuses: no hash that one reader sees and another does not", () => {
+    const claims = JSON.stringify(claimsFor(MODULE)).replace(
+      '"hash":"',
+      `"hash":"${"0".repeat(64)}","hash":"`,
+    );
+    const b64 = (text: string) => Buffer.from(text).toString("base64url");
+    const signingInput = `${b64('{"typ":"jwt","alg":"Ed25519"}')}.${b64(claims)}`;
+    const token = `${signingInput}.${issuer.sign(signingInput)}`;
+    const bytes = Uint8Array.from([...MODULE, ...customSection("wasmcloud_jwt", Buffer.from(token))]);
+    const found = inspectComponent(bytes, { nowSeconds: NOW });
+    expect(found.reasons.map((r) => r.code)).toEqual(["malformed-token"]);
+    expect(found.reasons[0]?.message).toContain('repeat the key "hash"');
+  });
+
+  it.each([
+    [
+      "a section length of five LEB128 bytes above 2^32",
+      [0x01, 0xff, 0xff, 0xff, 0xff, 0x1f],
+      /does not fit in 32 bits/,
+    ],
+    [
+      "a section length of six LEB128 bytes",
+      [0x01, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+      /longer than 5 bytes/,
+    ],
+    ["a section length past the end", [0x01, 0xff, 0xff, 0xff, 0xff, 0x0f], /truncated/],
+    ["an empty custom section", [0x00, 0x00], /truncated/],
+    ["a custom section name past its section", [0x00, 0x02, 0x05, 0x6a], /name runs past/],
+    ["a custom section name that is not UTF-8", [0x00, 0x03, 0x02, 0xc3, 0x28], /not UTF-8/],
+    ["a section id with its high bit set", [0x80, 0x00], /malformed section id/],
+  ])("refuses %s as a malformed module, never throwing", (_name, tail, message) => {
+    const found = inspectComponent(Uint8Array.from([...PREAMBLE, ...tail]), { nowSeconds: NOW });
+    expect(found.reasons.map((r) => r.code)).toEqual(["malformed-module"]);
+    expect(found.reasons[0]?.message).toMatch(message);
+  });
+
+  it("never throws on mutations of a signed module, and accepts none that changes its bytes", () => {
+    const signed = referenceSign(MODULE, claimsFor(MODULE), account.seed);
+    let seed = 11;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Uint8Array.from(signed);
+      for (let k = 0; k <= random(4); k++) bytes[random(bytes.length)] = random(256);
+      const found = inspectComponent(bytes, { nowSeconds: NOW });
+      if (found.valid) expect(Buffer.from(bytes).equals(Buffer.from(signed))).toBe(true);
+    }
+  });
+
+  it("refuses components nested thousands deep without exhausting the stack", () => {
+    const COMPONENT = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    // Built from the inside out: each level is a preamble, a section id and the inner length.
+    const prefixes: number[][] = [];
+    let length = MODULE.length;
+    for (let depth = 0; depth < 2000; depth++) {
+      const prefix = [...COMPONENT, depth === 0 ? 1 : 4, ...leb(length)];
+      prefixes.push(prefix);
+      length += prefix.length;
+    }
+    const inner = Buffer.concat([...prefixes.reverse().map((p) => Uint8Array.from(p)), MODULE]);
+    const found = inspectComponent(inner, { nowSeconds: NOW });
+    expect(found.reasons.map((r) => r.code)).toEqual(["malformed-module"]);
+    expect(found.reasons[0]?.message).toMatch(/nested deeper than 64/);
   });
 
   it("reads claims in a nested module's jwt section, where the host finds them, and counts them with the top level's", () => {

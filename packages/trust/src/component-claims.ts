@@ -216,13 +216,13 @@ export function inspectComponent(
   if (claims.exp != null && claims.exp < now) {
     reasons.push({
       code: "expired",
-      message: `the claims expired at ${new Date(claims.exp * 1000).toISOString()}`,
+      message: `the claims expired at ${epochSecondsText(claims.exp)}`,
     });
   }
   if (claims.nbf != null && claims.nbf > now) {
     reasons.push({
       code: "not-yet-valid",
-      message: `the claims are not valid before ${new Date(claims.nbf * 1000).toISOString()}`,
+      message: `the claims are not valid before ${epochSecondsText(claims.nbf)}`,
     });
   }
   return { valid: reasons.length === 0, reasons, ...base, token, claims };
@@ -337,6 +337,15 @@ function isClaimsSection(section: WasmSection): boolean {
 
 function hashOf(binary: WasmBinary): string {
   return sha256Hex(encodeWasm(binary, (section) => !isClaimsSection(section)));
+}
+
+/**
+ * A time in seconds since the epoch as ISO 8601, or as `N s after the epoch` when it lies past
+ * what a JavaScript date holds (about year 275760): claims are u64 seconds, and any u64 is valid.
+ */
+export function epochSecondsText(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? `${seconds} s after the epoch` : date.toISOString();
 }
 
 function sha256Hex(bytes: Uint8Array): string {

@@ -13,6 +13,7 @@ export {
   CLAIMS_SECTION_NAMES,
   ComponentClaimsV1,
   ComponentMetadataV1,
+  epochSecondsText,
   inspectComponent,
   moduleHash,
   policyRequestClaims,
@@ -68,6 +69,7 @@ export type { WasmBinary, WasmEncoding, WasmSection } from "./wasm-sections.js";
 export {
   encodeVarU32,
   isMalformedWasmError,
+  MAX_WASM_BYTES,
   MalformedWasmError,
   parseWasm,
   readVarU32,

@@ -60,9 +60,9 @@ const independent = (() => {
     const { publicKey } = generateKeyPairSync("ed25519");
     return nkey("N", Buffer.from((publicKey.export({ format: "jwk" }) as { x: string }).x, "base64url"));
   };
-  const jwt = (header: object | string, claims: object, key: KeyObject) => {
+  const jwt = (header: object | string, claims: object | string, key: KeyObject) => {
     const h = b64url(Buffer.from(typeof header === "string" ? header : JSON.stringify(header)));
-    const c = b64url(Buffer.from(JSON.stringify(claims)));
+    const c = b64url(Buffer.from(typeof claims === "string" ? claims : JSON.stringify(claims)));
     return `${h}.${c}.${b64url(sign(null, Buffer.from(`${h}.${c}`, "ascii"), key))}`;
   };
   return { url, hash, clusterKey, hostKey, jwt, b64url };
@@ -302,6 +302,92 @@ describe("verifyInvocation", () => {
   });
 });
 
+describe("a signer's odd claims", () => {
+  /** The valid invocation's token with its claims JSON text rewritten by `edit`, signed again. */
+  const rewritten = (edit: (text: string) => string): InvocationV1 => {
+    const inv = forged();
+    const claims = Buffer.from(inv.encoded_claims.split(".")[1]!, "base64url").toString("utf8");
+    const text = edit(claims);
+    expect(text).not.toBe(claims);
+    return {
+      ...inv,
+      encoded_claims: independent.jwt({ typ: "jwt", alg: "Ed25519" }, text, cluster.privateKey),
+    };
+  };
+
+  it("refuses a token id given twice: no reader can take one while another takes the other", () => {
+    const inv = rewritten((t) => t.replace('"jti":"a-token-id"', '"jti":"a-token-id","jti":"another-id"'));
+    const result = verify(inv);
+    expect(result.reasons.map((r) => r.code)).toEqual([InvocationReason.MalformedToken]);
+    expect(result.reasons[0]?.message).toContain('repeat the key "jti"');
+    expect(result.claims).toBeNull();
+  });
+
+  it("refuses a hash given twice inside wascap", () => {
+    const inv = rewritten((t) => t.replace('"hash":"', '"hash":"00","hash":"'));
+    expect(codes(inv)).toEqual([InvocationReason.MalformedToken]);
+  });
+
+  const values: Array<[string, string, unknown, InvocationReason[]]> = [
+    ["exp as a string", "exp", String(NOW_S + 60), [InvocationReason.MalformedToken]],
+    ["exp as a fraction", "exp", NOW_S + 60.5, [InvocationReason.MalformedToken]],
+    ["exp beyond 2^53", "exp", 2 ** 60, [InvocationReason.MalformedToken]],
+    ["exp of null", "exp", null, [InvocationReason.MalformedToken]],
+    ["exp of 0", "exp", 0, [InvocationReason.Expired]],
+    ["a negative exp", "exp", -1, [InvocationReason.Expired]],
+    ["exp equal to now", "exp", NOW_S, [InvocationReason.Expired]],
+    ["nbf as a string", "nbf", "0", [InvocationReason.MalformedToken]],
+    ["nbf one second ahead", "nbf", NOW_S + 1, [InvocationReason.NotYetValid]],
+    ["iat as a string", "iat", String(NOW_S), [InvocationReason.MalformedToken]],
+    ["iat as a fraction", "iat", NOW_S + 0.25, [InvocationReason.MalformedToken]],
+    ["iat beyond 2^53", "iat", 2 ** 60, [InvocationReason.MalformedToken]],
+    ["an empty jti", "jti", "", [InvocationReason.MalformedToken]],
+    ["a numeric jti", "jti", 7, [InvocationReason.MalformedToken]],
+    ["iss as an array", "iss", [cluster.publicKey], [InvocationReason.MalformedToken]],
+  ];
+  for (const [name, key, value, expected] of values) {
+    it(`gives ${name} its reason: ${expected.join(", ")}`, () => {
+      expect(codes(forged(setClaim(key, value)))).toEqual(expected);
+    });
+  }
+
+  it("reads a number written with an exponent or too large for a double as malformed, never as no expiry", () => {
+    for (const written of ["1e400", "-1e400", "9".repeat(400)]) {
+      const inv = rewritten((t) => t.replace('"wascap_revision":3', `"wascap_revision":3,"exp":${written}`));
+      expect(codes(inv), written).toEqual([InvocationReason.MalformedToken]);
+    }
+  });
+
+  it("refuses a header that is the right one but for a repeated key or extra spaces", () => {
+    for (const header of [
+      '{"typ":"jwt","alg":"Ed25519","alg":"Ed25519"}',
+      '{"typ":"jwt", "alg":"Ed25519"}',
+      '{"typ":"JWT","alg":"Ed25519"}',
+      '{"typ":"jwt","alg":"ed25519"}',
+      '{"typ":"jwt","alg":"EdDSA"}',
+    ]) {
+      expect(codes(forged(() => {}, { header })).length, header).toBeGreaterThan(0);
+      expect(verify(forged(() => {}, { header })).valid, header).toBe(false);
+    }
+  });
+
+  it("refuses a token with unicode look-alikes or more dots", () => {
+    const token = forged().encoded_claims;
+    for (const bad of [
+      `${token}.`,
+      `.${token}`,
+      token.replace(".", ".."),
+      `${token}\u0000`,
+      `${token} `,
+      `\ufeff${token}`,
+    ]) {
+      expect(codes({ ...forged(), encoded_claims: bad }), JSON.stringify(bad)).toEqual([
+        InvocationReason.MalformedToken,
+      ]);
+    }
+  });
+});
+
 describe("invocation codecs", () => {
   it("round-trips an invocation through msgpack and through JSON with msg in base64", () => {
     const inv = forged();
@@ -323,6 +409,70 @@ describe("invocation codecs", () => {
     if (!parsed.ok) throw new Error(parsed.reason);
     expect(Buffer.from(parsed.invocation.msg).equals(msg)).toBe(true);
     expect(verify(parsed.invocation).valid).toBe(true);
+  });
+
+  it("reads a msg of many megabytes in base64, and refuses one that is not, without throwing", () => {
+    const inv = invocationToJson(forged());
+    for (const [msg, ok] of [
+      ["A".repeat(16_000_000), true],
+      [`${"A".repeat(16_000_000)}B`, false],
+      [`${"A".repeat(16_000_000)}==`, false],
+      [`${"A".repeat(15_999_998)}A=`, true],
+      [`${"A".repeat(15_999_998)}=A`, false],
+    ] as const) {
+      const parsed = parseInvocation(Buffer.from(JSON.stringify({ ...inv, msg })));
+      expect(parsed.ok, `${msg.length} characters ending ${msg.slice(-3)}`).toBe(ok);
+      if (!parsed.ok) expect(parsed.reason).toContain("base64");
+    }
+  });
+
+  it.each([
+    ["padding in the middle", "aGk=aGk="],
+    ["a single trailing character", "aGkhA"],
+    ["three padding characters", "aG==="],
+    ["url-safe characters", "aG-_"],
+    ["spaces", "aG k"],
+  ])("refuses a msg with %s", (_name, msg) => {
+    const parsed = parseInvocation(Buffer.from(JSON.stringify({ ...invocationToJson(forged()), msg })));
+    expect(parsed).toMatchObject({ ok: false, reason: expect.stringContaining("base64") });
+  });
+
+  it("never throws on mutations of a msgpack invocation, and accepts none that changes what was signed", () => {
+    const packed = encodeInvocationMsgpack(forged());
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Uint8Array.from(packed);
+      for (let k = 0; k <= random(4); k++) bytes[random(bytes.length)] = random(256);
+      const parsed = parseInvocation(bytes);
+      if (!parsed.ok) continue;
+      const result = verify(parsed.invocation);
+      if (result.valid) {
+        // Only a change the format ignores may keep it valid: the id, content_length, traceContext.
+        const { id, content_length, traceContext, ...signed } = parsed.invocation;
+        const { id: _i, content_length: _c, traceContext: _t, ...original } = forged();
+        expect({ ...signed, msg: Buffer.from(signed.msg) }).toEqual({
+          ...original,
+          msg: Buffer.from(original.msg),
+        });
+      }
+    }
+  });
+
+  it("never hangs or throws on msgpack that announces more than it holds, or nests deeply", () => {
+    for (const bytes of [
+      [0xdd, 0xff, 0xff, 0xff, 0xff],
+      [0xdf, 0xff, 0xff, 0xff, 0xff],
+      [0xc6, 0xff, 0xff, 0xff, 0xff],
+      [0xdb, 0xff, 0xff, 0xff, 0xff],
+      [...new Array(100_000).fill(0x91), 0xc0],
+      [...new Array(100_000).fill(0x81).flatMap((b) => [b, 0xa0]), 0xc0],
+    ]) {
+      expect(parseInvocation(Uint8Array.from(bytes))).toMatchObject({ ok: false });
+    }
   });
 
   it("says what is wrong with bytes that are no invocation", () => {

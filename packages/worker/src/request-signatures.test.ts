@@ -3,7 +3,7 @@ import { createMemoryReplayGuard } from "@arbiter/store";
 import { createSigner, generateKey, signPolicyRequest } from "@arbiter/trust";
 import { describe, expect, it } from "vitest";
 import { parseWorkerConfig } from "./config.js";
-import { RequestVerifier } from "./request-signatures.js";
+import { MAX_INVOCATION_TOKEN_LENGTH, RequestVerifier } from "./request-signatures.js";
 
 const cluster = createSigner(generateKey("C").seed, "C");
 const hostKey = generateKey("N").publicKey;
@@ -60,6 +60,32 @@ describe("RequestVerifier", () => {
     // Refused before any claim, so the id is still unused when a valid token carries it.
     return expect(Promise.resolve(v.check(request, bytes, sign(NOW, "stale"), NOW))).resolves.toMatchObject({
       verified: true,
+    });
+  });
+
+  it("refuses a token longer than any real one before decoding it, even signed, and claims nothing", async () => {
+    const v = verifier();
+    const huge = sign(NOW, "x".repeat(20_000));
+    expect(huge.length).toBeGreaterThan(MAX_INVOCATION_TOKEN_LENGTH);
+    const result = v.check(request, bytes, huge, NOW);
+    expect(result).toMatchObject({
+      verified: false,
+      signed: true,
+      reasons: ["malformed-token"],
+      tokenId: null,
+    });
+    expect(JSON.stringify(result).length).toBeLessThan(1000);
+    expect(await v.check(request, bytes, sign(NOW, "x".repeat(200)), NOW)).toMatchObject({ verified: true });
+  });
+
+  it("refuses several tokens for one request, whichever of them is valid", () => {
+    const v = verifier();
+    expect(v.check(request, bytes, [sign(NOW, "first"), "garbage"], NOW)).toMatchObject({
+      signed: true,
+      reasons: ["malformed-token"],
+    });
+    expect(v.check(request, bytes, ["garbage", sign(NOW, "second")], NOW)).toMatchObject({
+      reasons: ["malformed-token"],
     });
   });
 });

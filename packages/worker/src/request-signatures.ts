@@ -1,11 +1,13 @@
 import type { NormalizedRequest } from "@arbiter/protocol";
 import type { ReplayGuard } from "@arbiter/store";
 import {
+  InvocationReason,
   POLICY_INVOCATION_HEADER,
   policyRequestInvocation,
   type TrustProblem,
   verifyInvocation,
 } from "@arbiter/trust";
+import type { Msg } from "@nats-io/nats-core";
 
 /** Codes of the request-level checks, beside the invocation checks' `InvocationReason` codes. */
 export const RequestTrustReason = {
@@ -20,6 +22,41 @@ export const RequestTrustReason = {
   /** The replay bucket did not answer, so the token could not be shown to be fresh. */
   ReplayUnchecked: "replay-unchecked",
 } as const;
+
+const HEADER_NAME = POLICY_INVOCATION_HEADER.toLowerCase();
+
+/**
+ * The longest token read, in characters. A policy request's token is about 700; anyone on the bus
+ * may send a header of up to the server's max_payload, and decoding and verifying it costs time in
+ * proportion, so longer ones are refused unread.
+ */
+export const MAX_INVOCATION_TOKEN_LENGTH = 8192;
+
+/** Headers that could not be read (nats.js throws on a header name it would not write itself). */
+export interface UnreadableHeaders {
+  readonly unreadable: string;
+}
+
+/**
+ * Every value of the {@link POLICY_INVOCATION_HEADER} header of a message, whatever the case of
+ * its name (NATS keeps the case a client writes): a request with two tokens is ambiguous, as two
+ * readers may each believe another, so the verifier refuses it rather than pick one. Never throws:
+ * headers any client may write but nats.js cannot decode come back as {@link UnreadableHeaders}.
+ */
+export function invocationTokens(msg: Pick<Msg, "headers">): readonly string[] | UnreadableHeaders {
+  try {
+    const h = msg.headers;
+    if (h === undefined) return [];
+    const tokens: string[] = [];
+    for (const key of h.keys()) {
+      if (key.length === HEADER_NAME.length && key.toLowerCase() === HEADER_NAME)
+        tokens.push(...h.values(key));
+    }
+    return tokens;
+  } catch (err) {
+    return { unreadable: err instanceof Error ? err.message : String(err) };
+  }
+}
 
 /** What the signature checks found about one request: recorded in its decision and seen by the rules as `trust`. */
 export interface TrustResult {
@@ -70,20 +107,46 @@ export class RequestVerifier {
   }
 
   /**
-   * The result for `request` (received as `bytes`) and the token of its header (`""` or undefined
-   * when it had none), or a promise of it when only the replay check remains. Never throws or rejects.
+   * The result for `request` (received as `bytes`) and the token of its header (`""`, undefined or
+   * no value when it had none; several values, or headers that could not be read, are refused), or
+   * a promise of it when only the replay check remains. Never throws or rejects.
    */
   check(
     request: NormalizedRequest,
     bytes: Uint8Array,
-    token: string | undefined,
+    tokens: string | readonly string[] | UnreadableHeaders | undefined,
     now: Date,
   ): TrustResult | Promise<TrustResult> {
+    if (typeof tokens === "object" && "unreadable" in tokens) {
+      return unverified(true, null, [
+        {
+          code: InvocationReason.MalformedToken,
+          message: `the request's headers cannot be read, so neither can its ${POLICY_INVOCATION_HEADER} header: ${tokens.unreadable.slice(0, 200)}`,
+        },
+      ]);
+    }
+    if (typeof tokens !== "string" && tokens !== undefined && tokens.length > 1) {
+      return unverified(true, null, [
+        {
+          code: InvocationReason.MalformedToken,
+          message: `the request has ${tokens.length} ${POLICY_INVOCATION_HEADER} headers; a signed request has one`,
+        },
+      ]);
+    }
+    const token = typeof tokens === "string" || tokens === undefined ? tokens : tokens[0];
     if (token === undefined || token === "") {
       return unverified(false, null, [
         {
           code: RequestTrustReason.Unsigned,
           message: `the request has no ${POLICY_INVOCATION_HEADER} header`,
+        },
+      ]);
+    }
+    if (token.length > MAX_INVOCATION_TOKEN_LENGTH) {
+      return unverified(true, null, [
+        {
+          code: InvocationReason.MalformedToken,
+          message: `the token has ${token.length} characters, more than ${MAX_INVOCATION_TOKEN_LENGTH}`,
         },
       ]);
     }

@@ -19,7 +19,7 @@ import {
   openJetStreamStore,
   type ReplayGuard,
 } from "@arbiter/store";
-import { createSigner, generateKey, POLICY_INVOCATION_HEADER, type Signer } from "@arbiter/trust";
+import { createSigner, generateKey, type Signer } from "@arbiter/trust";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
@@ -36,7 +36,13 @@ import {
 import { type Decided, DecisionRecorder } from "./decision-recorder.js";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
 import { RequestQueue } from "./request-queue.js";
-import { RequestTrustReason, RequestVerifier, type TrustResult, trustDenial } from "./request-signatures.js";
+import {
+  invocationTokens,
+  RequestTrustReason,
+  RequestVerifier,
+  type TrustResult,
+  trustDenial,
+} from "./request-signatures.js";
 import { RulesFollower } from "./rules-follower.js";
 
 /** Lifecycle states shared by Arbiter's long-running parts. */
@@ -64,6 +70,8 @@ export interface WorkerStats {
   readonly untrusted: number;
   /** Signed requests left unanswered because the replay bucket did not answer (`onLogOutage: "silent"`). */
   readonly unansweredReplayUnchecked: number;
+  /** Signed requests recorded but not answered because their token id was used before. */
+  readonly replayed: number;
   /** Requests dropped unanswered because `maxQueuedRequests` were already waiting or being recorded. */
   readonly shed: number;
   /** Decisions the decision log did not acknowledge. */
@@ -144,7 +152,8 @@ type WorkerCounts = {
     | "unanswerable"
     | "refusedReply"
     | "untrusted"
-    | "unansweredReplayUnchecked"]: number;
+    | "unansweredReplayUnchecked"
+    | "replayed"]: number;
 };
 
 /** What every record of one request shares: its id, the revision and clock it was decided at, who decided. */
@@ -187,6 +196,7 @@ class DecisionWorker implements Worker {
   readonly #rejectedWarning: RateLimitedWarning;
   readonly #unanswerableWarning: RateLimitedWarning;
   readonly #untrustedWarning: RateLimitedWarning;
+  readonly #replayedWarning: RateLimitedWarning;
   readonly #uncheckedWarning: RateLimitedWarning;
   #flushScheduled = false;
   #running: Running | undefined;
@@ -199,6 +209,7 @@ class DecisionWorker implements Worker {
     refusedReply: 0,
     untrusted: 0,
     unansweredReplayUnchecked: 0,
+    replayed: 0,
   };
   /** Counters of the parts of the last run, kept after `stop()`. */
   #finished: Omit<WorkerStats, keyof WorkerCounts> | undefined;
@@ -252,6 +263,11 @@ class DecisionWorker implements Worker {
       this.#log,
       "policy requests denied for their signature (missing where required, or not valid): recorded",
       "denied",
+    );
+    this.#replayedWarning = new RateLimitedWarning(
+      this.#log,
+      "signed policy requests whose token was used before: recorded, not answered",
+      "replayed",
     );
     this.#uncheckedWarning = new RateLimitedWarning(
       this.#log,
@@ -469,6 +485,7 @@ class DecisionWorker implements Worker {
     this.#rejectedWarning.flush();
     this.#unanswerableWarning.flush();
     this.#untrustedWarning.flush();
+    this.#replayedWarning.flush();
     this.#uncheckedWarning.flush();
     if (running.ownsStore) await running.store.close();
     this.#finished = {
@@ -594,8 +611,7 @@ class DecisionWorker implements Worker {
           record = decisionRecord(decoded.request, decideRequest(decoded.request, ruleset, now), context);
         } else {
           const request = decoded.request;
-          const token = msg.headers?.get(POLICY_INVOCATION_HEADER);
-          const trust = verifier.check(request, msg.data, token, now);
+          const trust = verifier.check(request, msg.data, invocationTokens(msg), now);
           if (trust instanceof Promise) {
             return trust
               .then((checked) => {
@@ -604,6 +620,17 @@ class DecisionWorker implements Worker {
                   this.#unchecked(checked)
                 ) {
                   return null;
+                }
+                if (checked.reasons.includes(RequestTrustReason.Replayed)) {
+                  return this.#sealed(
+                    msg,
+                    requestId,
+                    this.#replayRecord(request, checked, context),
+                    msg.data,
+                    started,
+                    context,
+                    false,
+                  );
                 }
                 return this.#sealed(
                   msg,
@@ -682,6 +709,24 @@ class DecisionWorker implements Worker {
       return record;
     }
     return decisionRecord(request, decideRequest(request, ruleset, now, trust), context, trust);
+  }
+
+  /**
+   * The record of a request whose token was used before. It is not answered: whoever sent a copy
+   * gets nothing, and a host whose own request arrived after a copy fails closed and asks again
+   * rather than caching a denial it never earned.
+   */
+  #replayRecord(
+    request: NormalizedRequest,
+    trust: TrustResult,
+    context: DecisionContext,
+  ): UnsignedDecisionV1 {
+    this.#counts.replayed++;
+    this.#replayedWarning.count(1, { requestId: request.requestId, tokenId: trust.tokenId });
+    const message = `the request's token was used before: ${trust.problems.map((p) => `${p.message} (${p.code})`).join("; ")}; not answered`;
+    const record = decisionRecord(request, trustRefusal(message), context, trust);
+    record.rejection = message;
+    return record;
   }
 
   /** Hands a decision made after an asynchronous check to the recorder, batched with others of the same turn. */

@@ -1,13 +1,16 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import {
   type ComponentInspection,
   createSigner,
+  epochSecondsText,
   generateKey,
   inspectComponent,
+  MAX_WASM_BYTES,
   signComponent,
 } from "@arbiter/trust";
 import type { Command } from "commander";
+import { InputTooLargeError, readBounded } from "../bounded-read.js";
 import { parseOptionalIntegerFlag } from "../flags.js";
 import { ExitCode, emit } from "../output.js";
 
@@ -24,12 +27,12 @@ export function addComponentCommands(trust: Command): void {
     .argument("<file>", "a .wasm module or component")
     .option("--issuers <keys>", "comma-separated A… keys; any other issuer is invalid")
     .option("--json", "print {file, valid, reasons, claims, …} as JSON")
-    .action((file: string, flags: { issuers?: string; json?: boolean }) => {
+    .action(async (file: string, flags: { issuers?: string; json?: boolean }) => {
       const issuers = flags.issuers
         ?.split(",")
         .map((key) => key.trim())
         .filter((key) => key !== "");
-      const inspection = inspectComponent(readInput(file), issuers ? { issuers } : {});
+      const inspection = inspectComponent(await readInput(file), issuers ? { issuers } : {});
       emit(flags.json === true, { file, ...summary(inspection) }, () => describe(file, inspection));
       if (!inspection.valid) process.exitCode = ExitCode.Failed;
     });
@@ -56,7 +59,7 @@ export function addComponentCommands(trust: Command): void {
     .option("--not-before-days <n>", "claims are not valid until this many days from now")
     .option("--out <file>", "where to write the signed binary; default FILE with .signed.wasm")
     .option("--json", "print {out, subject, issuer, hash, …} as JSON")
-    .action((file: string, flags: SignFlags) => {
+    .action(async (file: string, flags: SignFlags) => {
       const seed = flags.issuerSeed ?? process.env["ARBITER_ISSUER_SEED"];
       if (!seed) {
         throw new ArbiterError(
@@ -76,7 +79,7 @@ export function addComponentCommands(trust: Command): void {
       const expiresAt = days(flags.expiresInDays, "--expires-in-days");
       const notBefore = days(flags.notBeforeDays, "--not-before-days");
       const signed = signComponent(
-        readInput(file),
+        await readInput(file),
         {
           subject,
           issuedAt: now,
@@ -132,10 +135,13 @@ interface SignFlags {
   json?: boolean;
 }
 
-function readInput(file: string): Uint8Array {
+async function readInput(file: string): Promise<Uint8Array> {
   try {
-    return readFileSync(file);
+    return await readBounded(file, MAX_WASM_BYTES);
   } catch (err) {
+    if (err instanceof InputTooLargeError) {
+      throw new ArbiterError(ErrorCode.InvalidWasm, err.message, { cause: err });
+    }
     throw new ArbiterError(ErrorCode.InvalidConfig, `cannot read ${file}: ${(err as Error).message}`, {
       cause: err,
     });
@@ -196,5 +202,5 @@ function describe(file: string, inspection: ComponentInspection): string {
 }
 
 function isoTime(seconds: number): string {
-  return new Date(seconds * 1000).toISOString();
+  return epochSecondsText(seconds);
 }

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import {
   decodePublicKey,
@@ -8,6 +7,7 @@ import {
   verifyInvocation,
 } from "@arbiter/trust";
 import { Command } from "commander";
+import { InputTooLargeError, readBounded } from "../bounded-read.js";
 import { emit } from "../output.js";
 import { addComponentCommands } from "./trust-components.js";
 
@@ -71,9 +71,9 @@ export function trustCommand(): Command {
     .argument("<file>", "the invocation file, or - for standard input")
     .option("--issuers <keys>", "valid cluster issuers (C…), comma-separated (env WASMCLOUD_CLUSTER_ISSUERS)")
     .option("--json", 'print {"valid", "reasons": [{code, message}]} as JSON')
-    .action((file: string, flags: { issuers?: string; json?: boolean }) => {
+    .action(async (file: string, flags: { issuers?: string; json?: boolean }) => {
       const issuers = clusterIssuers(flags.issuers);
-      const bytes = readInvocationBytes(file);
+      const bytes = await readInvocationBytes(file);
       const parsed = parseInvocation(bytes);
       if (!parsed.ok) {
         throw new ArbiterError(
@@ -124,10 +124,16 @@ function clusterIssuers(flag: string | undefined): string[] {
   return keys;
 }
 
-function readInvocationBytes(file: string): Buffer {
+/** The most an invocation file is read: the largest max_payload a NATS server accepts. */
+const MAX_INVOCATION_BYTES = 64 * 1024 * 1024;
+
+async function readInvocationBytes(file: string): Promise<Buffer> {
   try {
-    return readFileSync(file === "-" ? 0 : file);
+    return await readBounded(file, MAX_INVOCATION_BYTES);
   } catch (err) {
+    if (err instanceof InputTooLargeError) {
+      throw new ArbiterError(ErrorCode.InvalidInvocation, err.message, { cause: err });
+    }
     throw new ArbiterError(ErrorCode.InvalidInvocation, `cannot read ${file}: ${(err as Error).message}`, {
       cause: err,
     });
