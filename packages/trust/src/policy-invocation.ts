@@ -35,9 +35,18 @@ export function hostEntity(hostKey: string): WasmcloudEntity {
   return { public_key: hostKey, contract_id: HOST_CONTRACT, link_name: HOST_LINK_NAME };
 }
 
-/** The policy service of `lattice` on `policyTopic`: `wasmbus://wasmcloud/policy/{topic}/{lattice}`. */
+/**
+ * The policy service of `lattice` on `policyTopic`: public key `"{topic} {lattice}"`, so that
+ * `wasmbus://wasmcloud/policy/default/{topic} {lattice}`. Both live in the key, which entity URLs
+ * keep as written: link names are lowercased, and a key starting with `M` drops the contract and
+ * link name. A NATS subject holds no space, so the first space splits the two unambiguously.
+ */
 export function policyServiceEntity(policyTopic: string, lattice: string): WasmcloudEntity {
-  return { public_key: lattice, contract_id: POLICY_SERVICE_CONTRACT, link_name: policyTopic };
+  return {
+    public_key: `${policyTopic} ${lattice}`,
+    contract_id: POLICY_SERVICE_CONTRACT,
+    link_name: HOST_LINK_NAME,
+  };
 }
 
 /** The invocation a policy request with the claims token `token` stands for, ready to verify. */
