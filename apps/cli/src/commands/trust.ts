@@ -23,7 +23,12 @@ const ROLES: Record<string, { role: KeyRole; env: string; publicEnv?: string; us
     env: "ARBITER_ADMIN_SEED",
     use: "signs rule events (public key goes in ARBITER_ADMIN_KEYS)",
   },
-  host: { role: "N", env: "", use: "identifies a host or an Arbiter worker (ARBITER_WORKER_SEED)" },
+  host: { role: "N", env: "", use: "identifies a wasmCloud host" },
+  worker: {
+    role: "N",
+    env: "ARBITER_WORKER_SEED",
+    use: "signs an Arbiter worker's decisions (enroll the public key: arbiter workers enroll KEY)",
+  },
   account: {
     role: "A",
     env: "ARBITER_ISSUER_SEED",
@@ -31,13 +36,13 @@ const ROLES: Record<string, { role: KeyRole; env: string; publicEnv?: string; us
   },
 };
 
-/** `arbiter trust keygen cluster|admin|host|account`, `trust verify-invocation`, `trust inspect`, `trust sign-component`. */
+/** `arbiter trust keygen cluster|admin|host|worker|account`, `trust verify-invocation`, `trust inspect`, `trust sign-component`. */
 export function trustCommand(): Command {
   const trust = new Command("trust").description("keys and signatures");
   trust
     .command("keygen")
-    .description("generate an nkey: cluster (C…), admin (O…), host (N…) or account (A…)")
-    .argument("<kind>", "cluster | admin | host | account")
+    .description("generate an nkey: cluster (C…), admin (O…), host (N…), worker (N…) or account (A…)")
+    .argument("<kind>", "cluster | admin | host | worker | account")
     .option("--json", "print {kind, publicKey, seed} as JSON (cluster keys also {env})")
     .action((kind: string, flags: { json?: boolean }) => {
       const spec = ROLES[kind];
