@@ -89,7 +89,7 @@ export function workerCommand(): Command {
     )
     .option(
       "--inbox-prefix <prefixes>",
-      "reply subject prefixes answered, comma-separated (env ARBITER_INBOX_PREFIXES; default _INBOX.)",
+      "reply subject prefixes answered, comma-separated (env ARBITER_INBOX_PREFIXES; default _INBOX.,_R_.: hosts' inboxes, and their replies through a service import)",
     )
     .option(
       "--on-log-outage <mode>",
