@@ -3,6 +3,7 @@ import { auditCommand } from "./commands/audit.js";
 import { benchCommand } from "./commands/bench.js";
 import { decisionsCommand } from "./commands/decisions.js";
 import { rulesCommand } from "./commands/rules.js";
+import { statusCommand } from "./commands/status.js";
 import { trustCommand } from "./commands/trust.js";
 import { upCommand } from "./commands/up.js";
 import { workerCommand } from "./commands/worker.js";
@@ -19,6 +20,7 @@ export function createProgram(): Command {
       .addCommand(upCommand())
       .addCommand(workerCommand())
       .addCommand(workersCommand())
+      .addCommand(statusCommand())
       .addCommand(rulesCommand())
       .addCommand(decisionsCommand())
       .addCommand(auditCommand())
