@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { auditCommand } from "./commands/audit.js";
 import { benchCommand } from "./commands/bench.js";
 import { decisionsCommand } from "./commands/decisions.js";
+import { natsCommand } from "./commands/nats.js";
 import { rulesCommand } from "./commands/rules.js";
 import { statusCommand } from "./commands/status.js";
 import { trustCommand } from "./commands/trust.js";
@@ -26,6 +27,7 @@ export function createProgram(): Command {
       .addCommand(auditCommand())
       .addCommand(benchCommand())
       .addCommand(trustCommand())
+      .addCommand(natsCommand())
       // A bad ARBITER_LOG_LEVEL or ARBITER_LOG_FORMAT fails every command the same way, before it starts.
       .hook("preAction", () => void resolveLogSettings())
   );
