@@ -67,12 +67,16 @@ describe("arbiter worker that cannot start", () => {
       `this worker's key ${key.publicKey} is not enrolled in the deployment (the rules stream has no genesis event yet): enroll it with \`arbiter workers enroll ${key.publicKey}\``,
     );
     expect(given.stderr).toMatch(/--allow-unenrolled/);
-    // A key generated for the run cannot have been enrolled: the message says to give it a seed.
+    // A key generated for the run dies with it: the message does not ask to enroll that key, but to make one.
     const generated = await runArbiter(["worker"], env);
     expect(generated.code, generated.stderr).toBe(2);
     expect(generated.stderr).toMatch(
-      /give the worker that key's seed \(ARBITER_WORKER_SEED; this key was generated/,
+      /this worker has no key of its own \(ARBITER_WORKER_SEED\), and the one made for this run \(N[A-Z2-7]{55}\) is not enrolled/,
     );
+    expect(generated.stderr).toMatch(
+      /make a key with `arbiter trust keygen worker`, enroll its public key with `arbiter workers enroll N…`/,
+    );
+    expect(generated.stderr).not.toMatch(/arbiter workers enroll N[A-Z2-7]{55}/);
   });
 
   it("serves with an unenrolled key only when told to, saying so loudly", async () => {
