@@ -7,6 +7,8 @@ import { runArbiter, spawnArbiter } from "./support/cli.js";
 // `arbiter worker` that cannot start exits at once, non-zero, naming the setting; one that cannot
 // reach NATS yet says so on every attempt and keeps trying.
 
+const EXAMPLE = new URL("../deploy/rules/example.yaml", import.meta.url).pathname;
+
 describe("arbiter worker that cannot start", () => {
   let server: NatsServerProcess;
   let env: Record<string, string>;
@@ -102,6 +104,51 @@ describe("arbiter worker that cannot start", () => {
     const keys = await runArbiter(["worker"], { ...env, ARBITER_WORKER_KEYS: generateKey("O").publicKey });
     expect(keys.code, keys.stderr).toBe(2);
     expect(keys.stderr).toMatch(/ARBITER_WORKER_KEYS: "O[A-Z2-7]+" is not a worker public key/);
+  });
+});
+
+describe("arbiter worker with admin keys that signed none of the rules", () => {
+  it("exits 2 naming the admin keys, not the enrollment, as what is wrong", async () => {
+    await using server = await startNatsServer();
+    const admin = generateKey("O");
+    const worker = generateKey("N");
+    const asAdmin = {
+      NATS_URL: server.url,
+      ARBITER_ADMIN_SEED: admin.seed,
+      ARBITER_HOME: "/nonexistent-arbiter-home",
+    };
+    const applied = await runArbiter(["rules", "apply", EXAMPLE], asAdmin);
+    expect(applied.code, applied.stderr).toBe(0);
+    expect((await runArbiter(["workers", "enroll", worker.publicKey], asAdmin)).code).toBe(0);
+    const base = {
+      NATS_URL: server.url,
+      ARBITER_HOME: "/nonexistent-arbiter-home",
+      ARBITER_WORKER_SEED: worker.seed,
+    };
+    const other = generateKey("O").publicKey;
+    const wrong = await runArbiter(["worker"], {
+      ...base,
+      ARBITER_ADMIN_KEYS: other,
+      ARBITER_LOG_LEVEL: "silent",
+    });
+    expect(wrong.code, wrong.stderr).toBe(2);
+    expect(wrong.stderr).toContain(
+      `this worker applied none of the 3 rule events in the stream, so it cannot see whether its key ${worker.publicKey} is enrolled: they are not signed by its admin keys (${other}); set ARBITER_ADMIN_KEYS`,
+    );
+    const none = await runArbiter(["worker"], {
+      ...base,
+      ARBITER_ADMIN_KEYS: "",
+      ARBITER_LOG_LEVEL: "silent",
+    });
+    expect(none.code, none.stderr).toBe(2);
+    expect(none.stderr).toMatch(
+      /applied none of the 3 rule events .*: no admin keys are configured; set ARBITER_ADMIN_KEYS/,
+    );
+    const right = await runArbiter(["worker", "--admin-keys", admin.publicKey, "--deployment", "elsewhere"], {
+      ...base,
+      ARBITER_LOG_LEVEL: "silent",
+    });
+    expect(right.stderr).not.toMatch(/applied none/);
   });
 });
 
