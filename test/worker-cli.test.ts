@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
@@ -149,6 +152,35 @@ describe("arbiter worker with admin keys that signed none of the rules", () => {
       ARBITER_LOG_LEVEL: "silent",
     });
     expect(right.stderr).not.toMatch(/applied none/);
+  });
+});
+
+describe("arbiter worker pointed at a NATS other than the local arbiter up's", () => {
+  it("does not accept the local admin key of ARBITER_HOME there", async () => {
+    await using server = await startNatsServer();
+    const home = mkdtempSync(join(tmpdir(), "arbiter-worker-home-"));
+    try {
+      const local = generateKey("O");
+      writeFileSync(join(home, "admin.seed"), `${local.seed}\n`, { mode: 0o600 });
+      const asAdmin = { NATS_URL: server.url, ARBITER_ADMIN_SEED: local.seed, ARBITER_HOME: home };
+      expect((await runArbiter(["rules", "apply", EXAMPLE], asAdmin)).code).toBe(0);
+      const result = await runArbiter(["worker"], {
+        NATS_URL: server.url,
+        ARBITER_HOME: home,
+        ARBITER_ADMIN_KEYS: "",
+        ARBITER_WORKER_SEED: generateKey("N").seed,
+        ARBITER_LOG_LEVEL: "warn",
+        ARBITER_LOG_FORMAT: "json",
+      });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/applied none of the 2 rule events .*: no admin keys are configured/);
+      expect(result.stderr).toMatch(
+        /the local admin key of `arbiter up` \(\S+admin\.seed\) is not accepted for NATS at/,
+      );
+      expect(result.stderr).not.toMatch(/accepting the local admin key/);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
 
