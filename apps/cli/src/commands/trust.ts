@@ -73,7 +73,10 @@ export function trustCommand(): Command {
     .description(
       "verify a zero-trust invocation (JSON with msg in base64, or msgpack bytes) as a wasmCloud host does; exit 1 when invalid",
     )
-    .argument("<file>", "the invocation file, or - for standard input")
+    .argument(
+      "<file>",
+      "the invocation file, or - for standard input: {origin, target: {public_key, link_name, contract_id}, operation, msg (base64), id, encoded_claims (the JWT), host_id (N…)}",
+    )
     .option("--issuers <keys>", "valid cluster issuers (C…), comma-separated (env WASMCLOUD_CLUSTER_ISSUERS)")
     .option("--json", 'print {"valid", "reasons": [{code, message}]} as JSON')
     .action((file: string, flags: { issuers?: string; json?: boolean }) => {
