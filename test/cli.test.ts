@@ -217,6 +217,17 @@ describe("the arbiter command against a real server", () => {
     expect(result.stderr).toMatch(/no admin key: set ARBITER_ADMIN_SEED/);
   });
 
+  it("keygen worker makes the worker seed a worker signs with, named as the worker reads it", async () => {
+    const result = await runArbiter(["trust", "keygen", "worker", "--json"]);
+    expect(result.code, result.stderr).toBe(0);
+    const key = JSON.parse(result.stdout) as { kind: string; publicKey: string; seed: string };
+    expect(key.kind).toBe("worker");
+    expect(createSigner(key.seed, "N").publicKey).toBe(key.publicKey);
+    const human = await runArbiter(["trust", "keygen", "worker"]);
+    expect(human.stdout).toMatch(/ARBITER_WORKER_SEED/);
+    expect(human.stdout).toMatch(/arbiter workers enroll/);
+  });
+
   it("keygen makes keys that sign", async () => {
     const result = await runArbiter(["trust", "keygen", "admin", "--json"]);
     const key = JSON.parse(result.stdout) as { publicKey: string; seed: string };

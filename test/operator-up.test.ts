@@ -37,7 +37,11 @@ describe("what arbiter up tells a new operator to do next", () => {
     expect(existsSync(join(home, "admin.seed"))).toBe(false);
     // `arbiter` is on PATH only once linked, and without ARBITER_HOME the CLI would not find this up.
     expect(out).toContain(
-      `:\n  export ARBITER_HOME=${home}\n  npx arbiter rules show | npx arbiter rules apply FILE | npx arbiter decisions tail\n`,
+      `:\n  export ARBITER_HOME=${home}\n  npx arbiter rules show\n  npx arbiter rules apply FILE\n  npx arbiter decisions tail\n`,
+    );
+    // The rules line names the revision of the rules in force, not the enrollment event after it.
+    expect(out).toMatch(
+      /\n {2}rules {7}revision 2: applied \S*example\.yaml \(the rules stream was empty: the example rules\); the history is at revision 3\n/,
     );
 
     // The hint works as printed (through the built CLI here, as npx runs it).

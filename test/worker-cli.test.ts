@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
@@ -6,6 +9,8 @@ import { runArbiter, spawnArbiter } from "./support/cli.js";
 
 // `arbiter worker` that cannot start exits at once, non-zero, naming the setting; one that cannot
 // reach NATS yet says so on every attempt and keeps trying.
+
+const EXAMPLE = new URL("../deploy/rules/example.yaml", import.meta.url).pathname;
 
 describe("arbiter worker that cannot start", () => {
   let server: NatsServerProcess;
@@ -67,12 +72,16 @@ describe("arbiter worker that cannot start", () => {
       `this worker's key ${key.publicKey} is not enrolled in the deployment (the rules stream has no genesis event yet): enroll it with \`arbiter workers enroll ${key.publicKey}\``,
     );
     expect(given.stderr).toMatch(/--allow-unenrolled/);
-    // A key generated for the run cannot have been enrolled: the message says to give it a seed.
+    // A key generated for the run dies with it: the message does not ask to enroll that key, but to make one.
     const generated = await runArbiter(["worker"], env);
     expect(generated.code, generated.stderr).toBe(2);
     expect(generated.stderr).toMatch(
-      /give the worker that key's seed \(ARBITER_WORKER_SEED; this key was generated/,
+      /this worker has no key of its own \(ARBITER_WORKER_SEED\), and the one made for this run \(N[A-Z2-7]{55}\) is not enrolled/,
     );
+    expect(generated.stderr).toMatch(
+      /make a key with `arbiter trust keygen worker`, enroll its public key with `arbiter workers enroll N…`/,
+    );
+    expect(generated.stderr).not.toMatch(/arbiter workers enroll N[A-Z2-7]{55}/);
   });
 
   it("serves with an unenrolled key only when told to, saying so loudly", async () => {
@@ -98,6 +107,80 @@ describe("arbiter worker that cannot start", () => {
     const keys = await runArbiter(["worker"], { ...env, ARBITER_WORKER_KEYS: generateKey("O").publicKey });
     expect(keys.code, keys.stderr).toBe(2);
     expect(keys.stderr).toMatch(/ARBITER_WORKER_KEYS: "O[A-Z2-7]+" is not a worker public key/);
+  });
+});
+
+describe("arbiter worker with admin keys that signed none of the rules", () => {
+  it("exits 2 naming the admin keys, not the enrollment, as what is wrong", async () => {
+    await using server = await startNatsServer();
+    const admin = generateKey("O");
+    const worker = generateKey("N");
+    const asAdmin = {
+      NATS_URL: server.url,
+      ARBITER_ADMIN_SEED: admin.seed,
+      ARBITER_HOME: "/nonexistent-arbiter-home",
+    };
+    const applied = await runArbiter(["rules", "apply", EXAMPLE], asAdmin);
+    expect(applied.code, applied.stderr).toBe(0);
+    expect((await runArbiter(["workers", "enroll", worker.publicKey], asAdmin)).code).toBe(0);
+    const base = {
+      NATS_URL: server.url,
+      ARBITER_HOME: "/nonexistent-arbiter-home",
+      ARBITER_WORKER_SEED: worker.seed,
+    };
+    const other = generateKey("O").publicKey;
+    const wrong = await runArbiter(["worker"], {
+      ...base,
+      ARBITER_ADMIN_KEYS: other,
+      ARBITER_LOG_LEVEL: "silent",
+    });
+    expect(wrong.code, wrong.stderr).toBe(2);
+    expect(wrong.stderr).toContain(
+      `this worker applied none of the 3 rule events in the stream, so it cannot see whether its key ${worker.publicKey} is enrolled: they are not signed by its admin keys (${other}); set ARBITER_ADMIN_KEYS`,
+    );
+    const none = await runArbiter(["worker"], {
+      ...base,
+      ARBITER_ADMIN_KEYS: "",
+      ARBITER_LOG_LEVEL: "silent",
+    });
+    expect(none.code, none.stderr).toBe(2);
+    expect(none.stderr).toMatch(
+      /applied none of the 3 rule events .*: no admin keys are configured; set ARBITER_ADMIN_KEYS/,
+    );
+    const right = await runArbiter(["worker", "--admin-keys", admin.publicKey, "--deployment", "elsewhere"], {
+      ...base,
+      ARBITER_LOG_LEVEL: "silent",
+    });
+    expect(right.stderr).not.toMatch(/applied none/);
+  });
+});
+
+describe("arbiter worker pointed at a NATS other than the local arbiter up's", () => {
+  it("does not accept the local admin key of ARBITER_HOME there", async () => {
+    await using server = await startNatsServer();
+    const home = mkdtempSync(join(tmpdir(), "arbiter-worker-home-"));
+    try {
+      const local = generateKey("O");
+      writeFileSync(join(home, "admin.seed"), `${local.seed}\n`, { mode: 0o600 });
+      const asAdmin = { NATS_URL: server.url, ARBITER_ADMIN_SEED: local.seed, ARBITER_HOME: home };
+      expect((await runArbiter(["rules", "apply", EXAMPLE], asAdmin)).code).toBe(0);
+      const result = await runArbiter(["worker"], {
+        NATS_URL: server.url,
+        ARBITER_HOME: home,
+        ARBITER_ADMIN_KEYS: "",
+        ARBITER_WORKER_SEED: generateKey("N").seed,
+        ARBITER_LOG_LEVEL: "warn",
+        ARBITER_LOG_FORMAT: "json",
+      });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/applied none of the 2 rule events .*: no admin keys are configured/);
+      expect(result.stderr).toMatch(
+        /the local admin key of `arbiter up` \(\S+admin\.seed\) is not accepted for NATS at/,
+      );
+      expect(result.stderr).not.toMatch(/accepting the local admin key/);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,33 +1,12 @@
 #!/usr/bin/env node
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
-import { Command, CommanderError } from "commander";
-import { auditCommand } from "./commands/audit.js";
-import { benchCommand } from "./commands/bench.js";
-import { decisionsCommand } from "./commands/decisions.js";
-import { rulesCommand } from "./commands/rules.js";
-import { trustCommand } from "./commands/trust.js";
-import { upCommand } from "./commands/up.js";
-import { workerCommand } from "./commands/worker.js";
-import { workersCommand } from "./commands/workers.js";
-import { resolveLogSettings } from "./lifecycle.js";
+import { type Command, CommanderError } from "commander";
 import { ExitCode, reportError } from "./output.js";
+import { createProgram } from "./program.js";
 
 const json = process.argv.includes("--json");
 
-const program = new Command("arbiter")
-  .description("Arbiter: an event-sourced, replicated policy service for wasmCloud lattices")
-  .version("0.1.0")
-  .showHelpAfterError()
-  .addCommand(upCommand())
-  .addCommand(workerCommand())
-  .addCommand(workersCommand())
-  .addCommand(rulesCommand())
-  .addCommand(decisionsCommand())
-  .addCommand(auditCommand())
-  .addCommand(benchCommand())
-  .addCommand(trustCommand())
-  // A bad ARBITER_LOG_LEVEL or ARBITER_LOG_FORMAT fails every command the same way, before it starts.
-  .hook("preAction", () => void resolveLogSettings());
+const program = createProgram();
 
 /**
  * Usage errors in any subcommand come back here as a CommanderError instead of exiting inside

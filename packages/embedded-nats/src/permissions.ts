@@ -222,7 +222,7 @@ export const ROLE_ACCOUNT: Readonly<Record<NatsRole, string>> = {
 /**
  * The reply subjects a worker sees for hosts' requests: nats-server replaces the requester's reply
  * subject with one of these when a request crosses a service import (`arbiter worker
- * --inbox-prefix _R_.`). The worker cannot see the host's own reply subject (README, "Threat model").
+ * --inbox-prefix`'s default). The worker cannot see the host's own reply subject (README, "Threat model").
  */
 export const SERVICE_IMPORT_REPLY_PREFIX = "_R_.";
 

@@ -184,6 +184,16 @@ rules:
     expect(issuesOf(() => parseRulesDocument(bomb.join("\n")))[0]?.stage).toBe("syntax");
   });
 
+  it("calls a required field that is left out missing, not invalid", () => {
+    const issues = issuesOf(() => parseRulesDocument("version: 1\nrules:\n  - id: x\n    when: 'true'\n"));
+    expect(issues.map((i) => [i.path, i.message])).toEqual([
+      ["default", 'missing: expected one of "allow"|"deny"'],
+      ["rules[0].effect", 'missing: expected one of "allow"|"deny"'],
+    ]);
+    const wrong = issuesOf(() => parseRulesDocument("version: 1\ndefault: alow\nrules: []\n"));
+    expect(wrong[0]?.message).not.toMatch(/missing/);
+  });
+
   it("checks every field of a rule", () => {
     const issues = issuesOf(() =>
       validateRulesDocument({

@@ -176,6 +176,11 @@ function validate(
       // One issue per key, placed on the key itself, with a suggestion for likely typos.
       const known = issue.path.length === 0 ? DOCUMENT_KEYS : RULE_KEYS;
       for (const key of issue.keys) add([...issue.path, key], unknownKeyMessage(key, known), true);
+    } else if (isMissing(value, issue.path)) {
+      add(
+        issue.path,
+        `missing: ${issue.message.replace(/^Invalid (option|input): /, "").replace(/, received undefined$/, "")}`,
+      );
     } else {
       add(issue.path, issue.message);
     }
@@ -201,6 +206,17 @@ function ruleIdOf(rule: unknown): string | undefined {
 function ruleIdAt(rules: readonly unknown[] | undefined, path: Path): string | undefined {
   if (rules === undefined || path[0] !== "rules" || typeof path[1] !== "number") return undefined;
   return ruleIdOf(rules[path[1]]);
+}
+
+/** True when `path` names a key its parent object (which exists) does not have: a required field left out. */
+function isMissing(value: unknown, path: readonly PropertyKey[]): boolean {
+  let parent: unknown = value;
+  for (const key of path.slice(0, -1)) {
+    if (typeof parent !== "object" || parent === null) return false;
+    parent = (parent as Record<PropertyKey, unknown>)[key];
+  }
+  const last = path.at(-1);
+  return last !== undefined && typeof parent === "object" && parent !== null && !Object.hasOwn(parent, last);
 }
 
 function duplicateIdIssues(rules: readonly unknown[]): { path: (string | number)[]; message: string }[] {

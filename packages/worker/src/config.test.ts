@@ -87,9 +87,11 @@ describe("parseWorkerConfig", () => {
     expect(config.changesTopic).toBe("lattice-1.changes");
   });
 
-  it("answers _INBOX. by default", () => {
+  it("answers _INBOX. and service-import replies (_R_.) by default", () => {
     const config = parseWorkerConfig({});
-    expect(config.inboxPrefixes).toEqual(["_INBOX."]);
+    expect(config.inboxPrefixes).toEqual(["_INBOX.", "_R_."]);
+    expect(isInboxReply("_R_.mwuTgy.AQCcxO", config.inboxPrefixes)).toBe(true);
+    expect(isInboxReply("_R_.>", config.inboxPrefixes)).toBe(false);
     expect(config.onLogOutage).toBe("silent");
     expect(isInboxReply("_INBOX.abc.1", config.inboxPrefixes)).toBe(true);
     expect(isInboxReply("wasmcloud.policy.changes", config.inboxPrefixes)).toBe(false);

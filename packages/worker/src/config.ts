@@ -18,6 +18,16 @@ export const MIN_PAYLOAD_BYTES = 4096;
  * A topic the worker subscribes or publishes on: one literal NATS subject. A wildcard policy topic
  * would take any message as a request, and a space or an empty token makes no subject at all.
  */
+/**
+ * The reply subjects a worker answers unless told otherwise: nats.js and the wasmCloud host's own
+ * inboxes (`_INBOX.`), and the `_R_.` subjects nats-server puts in place of the requester's reply
+ * when a request crosses a service import, as hosts' requests do in the shipped permissions
+ * (README, "Deploying on NATS"). Only the server makes `_R_.` subjects in the account that exports
+ * the policy topic, so a worker there needs no flag to answer hosts; in an open single account a
+ * client choosing an `_R_.` reply gets its answer there, as it would in its own `_INBOX.`.
+ */
+const DEFAULT_INBOX_PREFIXES: readonly string[] = ["_INBOX.", "_R_."];
+
 const Topic = z.string().refine(isPlainSubject, {
   error: (issue) =>
     `${JSON.stringify(issue.input)}: expected a NATS subject of dot-separated tokens, without spaces or wildcards (* >)`,
@@ -85,7 +95,7 @@ export const WorkerConfig = z
     inboxPrefixes: z
       .array(z.string().regex(/^[^\s*>]+$/, "a subject prefix without spaces or wildcards"))
       .min(1)
-      .default(["_INBOX."]),
+      .default([...DEFAULT_INBOX_PREFIXES]),
     /**
      * How long a reply subject that was answered stays refused: each inbox gets one answer, so that
      * a host cannot steer a stream of answers into an inbox it predicts another host will use

@@ -542,13 +542,19 @@ class DecisionWorker implements Worker {
       );
       return;
     }
-    const seed = this.#generatedKey
-      ? " and give the worker that key's seed (ARBITER_WORKER_SEED; this key was generated for this run because none was given: make one with `arbiter trust keygen host`)"
-      : "";
-    throw new ArbiterError(
-      ErrorCode.WorkerNotEnrolled,
-      `this worker's key ${this.publicKey} is not enrolled in ${where}: enroll it with \`arbiter workers enroll ${this.publicKey}\` (or list it in ARBITER_WORKER_KEYS)${seed}, or start the worker with --allow-unenrolled`,
-    );
+    if (ruleset.deployment === null && ruleset.revision > 0) {
+      // Every event was rejected, the genesis and the enrollments too: the admin keys are wrong, not the enrollment.
+      const keys = this.#config.adminKeys;
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `this worker applied none of the ${ruleset.revision} rule events in the stream, so it cannot see whether its key ${this.publicKey} is enrolled: ${keys.length === 0 ? "no admin keys are configured" : `they are not signed by its admin keys (${keys.join(", ")})`}; set ARBITER_ADMIN_KEYS (--admin-keys) to the public key (O…) that signs this deployment's rules`,
+      );
+    }
+    // A key made for this run dies with it: enrolling it would not let the next start serve.
+    const message = this.#generatedKey
+      ? `this worker has no key of its own (ARBITER_WORKER_SEED), and the one made for this run (${this.publicKey}) is not enrolled in ${where}: make a key with \`arbiter trust keygen worker\`, enroll its public key with \`arbiter workers enroll N…\` (or list it in ARBITER_WORKER_KEYS) and start the worker with ARBITER_WORKER_SEED set to its seed, or start the worker with --allow-unenrolled`
+      : `this worker's key ${this.publicKey} is not enrolled in ${where}: enroll it with \`arbiter workers enroll ${this.publicKey}\` (or list it in ARBITER_WORKER_KEYS), or start the worker with --allow-unenrolled`;
+    throw new ArbiterError(ErrorCode.WorkerNotEnrolled, message);
   }
 
   /** Logs each change of health, once. */

@@ -23,7 +23,12 @@ const ROLES: Record<string, { role: KeyRole; env: string; publicEnv?: string; us
     env: "ARBITER_ADMIN_SEED",
     use: "signs rule events (public key goes in ARBITER_ADMIN_KEYS)",
   },
-  host: { role: "N", env: "", use: "identifies a host or an Arbiter worker (ARBITER_WORKER_SEED)" },
+  host: { role: "N", env: "", use: "identifies a wasmCloud host" },
+  worker: {
+    role: "N",
+    env: "ARBITER_WORKER_SEED",
+    use: "signs an Arbiter worker's decisions (enroll the public key: arbiter workers enroll KEY)",
+  },
   account: {
     role: "A",
     env: "ARBITER_ISSUER_SEED",
@@ -31,13 +36,13 @@ const ROLES: Record<string, { role: KeyRole; env: string; publicEnv?: string; us
   },
 };
 
-/** `arbiter trust keygen cluster|admin|host|account`, `trust verify-invocation`, `trust inspect`, `trust sign-component`. */
+/** `arbiter trust keygen cluster|admin|host|worker|account`, `trust verify-invocation`, `trust inspect`, `trust sign-component`. */
 export function trustCommand(): Command {
   const trust = new Command("trust").description("keys and signatures");
   trust
     .command("keygen")
-    .description("generate an nkey: cluster (C…), admin (O…), host (N…) or account (A…)")
-    .argument("<kind>", "cluster | admin | host | account")
+    .description("generate an nkey: cluster (C…), admin (O…), host (N…), worker (N…) or account (A…)")
+    .argument("<kind>", "cluster | admin | host | worker | account")
     .option("--json", "print {kind, publicKey, seed} as JSON (cluster keys also {env})")
     .action((kind: string, flags: { json?: boolean }) => {
       const spec = ROLES[kind];
@@ -68,7 +73,10 @@ export function trustCommand(): Command {
     .description(
       "verify a zero-trust invocation (JSON with msg in base64, or msgpack bytes) as a wasmCloud host does; exit 1 when invalid",
     )
-    .argument("<file>", "the invocation file, or - for standard input")
+    .argument(
+      "<file>",
+      "the invocation file, or - for standard input: {origin, target: {public_key, link_name, contract_id}, operation, msg (base64), id, encoded_claims (the JWT), host_id (N…)}",
+    )
     .option("--issuers <keys>", "valid cluster issuers (C…), comma-separated (env WASMCLOUD_CLUSTER_ISSUERS)")
     .option("--json", 'print {"valid", "reasons": [{code, message}]} as JSON')
     .action(async (file: string, flags: { issuers?: string; json?: boolean }) => {

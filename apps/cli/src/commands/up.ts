@@ -188,7 +188,7 @@ export function upCommand(): Command {
           );
         });
         // The workers serve the revision after their keys' enrollment, if that took events.
-        const { revision, deployment } = await admin.stateAt();
+        const { revision, deployment, documentRevision } = await admin.stateAt();
         if (secure) await createLatticeBuckets(urls, secure);
         const workerConnection = { inboxPrefix: WORKER_INBOX_PREFIX, ...credentials(secure, "worker") };
         for (let i = 1; i <= workerCount; i++) {
@@ -231,6 +231,7 @@ export function upCommand(): Command {
             workerKeys: workers.map((w) => w.publicKey),
             deployment,
             revision,
+            rulesRevision: documentRevision,
             rules,
             adminPublicKey: signer.publicKey,
             dataDir: home,
@@ -243,7 +244,7 @@ export function upCommand(): Command {
             [
               `NATS ${urls.join(",")}`,
               `Arbiter is up: ${workerCount} worker${workerCount === 1 ? "" : "s"} answering on ${DEFAULT_POLICY_TOPIC} (queue group "arbiter"), ${nodes === 3 ? "3-node JetStream cluster, R3 streams" : "1 NATS server"}.`,
-              `  rules       revision ${revision}: ${rules.applied ? `applied ${shownRules}` : "kept"} (${rules.reason})`,
+              `  rules       revision ${documentRevision}: ${rules.applied ? `applied ${shownRules}` : "kept"} (${rules.reason})${revision === documentRevision ? "" : `; the history is at revision ${revision}`}`,
               `  deployment  ${deployment}; worker keys enrolled, seeds in ${shownPath(join(home, "workers"))}`,
               `  admin key   ${signer.publicKey} (${seedFromEnv ? "seed from ARBITER_ADMIN_SEED" : `seed in ${shownPath(localAdminSeedFile())}`})`,
               `  data        ${home}`,
@@ -432,7 +433,9 @@ function shownPath(path: string): string {
 function cliHint(home: string): string[] {
   return [
     ...(home === resolve(".arbiter") ? [] : [`  export ARBITER_HOME=${home}`]),
-    "  npx arbiter rules show | npx arbiter rules apply FILE | npx arbiter decisions tail",
+    "  npx arbiter rules show",
+    "  npx arbiter rules apply FILE",
+    "  npx arbiter decisions tail",
   ];
 }
 

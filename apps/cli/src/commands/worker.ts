@@ -10,6 +10,8 @@ import {
   type ConnectionFlags,
   connectNats,
   localAdminSeed,
+  localAdminSeedFile,
+  readLocalState,
   resolveAdminKeys,
   resolvePrefix,
   resolveReplicas,
@@ -89,7 +91,7 @@ export function workerCommand(): Command {
     )
     .option(
       "--inbox-prefix <prefixes>",
-      "reply subject prefixes answered, comma-separated (env ARBITER_INBOX_PREFIXES; default _INBOX.)",
+      "reply subject prefixes answered, comma-separated (env ARBITER_INBOX_PREFIXES; default _INBOX.,_R_.: hosts' inboxes, and their replies through a service import)",
     )
     .option(
       "--on-log-outage <mode>",
@@ -126,8 +128,8 @@ export function workerCommand(): Command {
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
       const log = createLogger("arbiter-worker");
-      const config = workerConfig(flags, log);
       const servers = resolveServers(flags);
+      const config = workerConfig(flags, log, servers);
       const name = `arbiter-worker${flags.name ? `-${flags.name}` : ""}`;
       const inboxPrefix = flags.natsInboxPrefix || process.env["NATS_INBOX_PREFIX"] || WORKER_INBOX_PREFIX;
       await waitForNats(servers, name, log, inboxPrefix);
@@ -164,11 +166,22 @@ export function workerCommand(): Command {
 }
 
 /** The worker's configuration from flags and environment; throws INVALID_CONFIG naming the flag or variable. */
-function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseWorkerConfig> {
+function workerConfig(
+  flags: WorkerFlags,
+  log: Logger,
+  servers: string[],
+): ReturnType<typeof parseWorkerConfig> {
   const adminKeys = resolveAdminKeys(flags.adminKeys);
   if (adminKeys.length === 0) {
     const local = localAdminSeed(false);
-    if (local) {
+    // The local key is a convenience for the local `up`: a worker pointed at another NATS must be told whose rules count.
+    const elsewhere =
+      Boolean(flags.servers || process.env["NATS_URL"]) && servers.join(",") !== readLocalState()?.url;
+    if (local && elsewhere) {
+      log.warn(
+        `no ARBITER_ADMIN_KEYS: the local admin key of \`arbiter up\` (${localAdminSeedFile()}) is not accepted for NATS at ${servers.join(",")}, which is not that up's`,
+      );
+    } else if (local) {
       adminKeys.push(createSigner(local, "O").publicKey);
       log.warn("no ARBITER_ADMIN_KEYS: accepting the local admin key of `arbiter up`");
     }

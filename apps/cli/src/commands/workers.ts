@@ -27,7 +27,7 @@ export function workersCommand(): Command {
       .description(
         "enroll a worker public key (N…): a worker with this key may serve, and the decisions it signs from now on verify",
       )
-      .argument("<key>", "the worker's public key (N…; `arbiter trust keygen host` makes a key pair)")
+      .argument("<key>", "the worker's public key (N…; `arbiter trust keygen worker` makes a key pair)")
       .option("--name <name>", "a name for people, recorded in the event")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
       .option("--reason <text>", "why, recorded in the event"),

@@ -1,0 +1,98 @@
+import { generateKey } from "@arbiter/trust";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { configuredWorkerEnv } from "./support/arbiter.js";
+import { runArbiter, spawnArbiter } from "./support/cli.js";
+
+const EXAMPLE = new URL("../deploy/rules/example.yaml", import.meta.url).pathname;
+
+interface Status {
+  server: string;
+  revision: number;
+  healthy: boolean;
+  workers: {
+    id: string;
+    state: string;
+    revision: number;
+    enrolled: boolean | null;
+    problem: string | null;
+  }[];
+}
+
+describe("arbiter status", () => {
+  let server: NatsServerProcess;
+  const admin = generateKey("O");
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    env = {
+      NATS_URL: server.url,
+      ARBITER_ADMIN_SEED: admin.seed,
+      ARBITER_ADMIN_KEYS: admin.publicKey,
+      ARBITER_HOME: "/nonexistent-arbiter-home",
+    };
+    const applied = await runArbiter(["rules", "apply", EXAMPLE], env);
+    expect(applied.code, applied.stderr).toBe(0);
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  /** `arbiter status --json` once every worker in `ids` answers (a worker answers once it is started). */
+  async function statusWith(ids: string[]): Promise<{ code: number | null; status: Status }> {
+    return until(
+      async () => {
+        const result = await runArbiter(["status", "--json"], env);
+        const status = JSON.parse(result.stdout) as Status;
+        const seen = status.workers.map((w) => w.id);
+        return ids.every((id) => seen.includes(id)) && seen.length === ids.length
+          ? { code: result.code, status }
+          : undefined;
+      },
+      { name: `status naming ${ids.join(", ") || "no worker"}`, timeout: 30_000 },
+    );
+  }
+
+  it("exits 1 saying that nothing answers hosts when no worker runs", async () => {
+    const { code, status } = await statusWith([]);
+    expect(code).toBe(1);
+    expect(status).toMatchObject({ server: server.url, revision: 2, healthy: false, workers: [] });
+    const human = await runArbiter(["status"], env);
+    expect(human.stdout).toMatch(/no worker answered: nothing answers hosts' policy requests/);
+  });
+
+  it("lists a ready worker at the latest revision and exits 0; an unenrolled one makes it exit 1, named", async () => {
+    const workerEnv = { ...env, ARBITER_LOG_LEVEL: "warn" };
+    await using ready = spawnArbiter(["worker", "--name", "w-ready"], {
+      ...workerEnv,
+      ...configuredWorkerEnv(),
+    });
+    const healthy = await statusWith(["w-ready"]);
+    expect(healthy.code).toBe(0);
+    expect(healthy.status.healthy).toBe(true);
+    expect(healthy.status.workers[0]).toMatchObject({
+      state: "ready",
+      revision: 2,
+      enrolled: true,
+      problem: null,
+    });
+
+    await using unenrolled = spawnArbiter(
+      ["worker", "--name", "w-unenrolled", "--allow-unenrolled"],
+      workerEnv,
+    );
+    const mixed = await statusWith(["w-ready", "w-unenrolled"]);
+    expect(mixed.code).toBe(1);
+    expect(mixed.status.healthy).toBe(false);
+    const bad = mixed.status.workers.find((w) => w.id === "w-unenrolled");
+    expect(bad?.problem).toMatch(/enroll/);
+    const human = await runArbiter(["status"], env);
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/^rules stream at revision 2 \(/);
+    expect(human.stdout).toMatch(/\nw-unenrolled +\S+ +2 +N[A-Z0-9]{55} +\S/);
+    expect(ready.child.exitCode).toBeNull();
+    expect(unenrolled.child.exitCode).toBeNull();
+  });
+});
