@@ -33,8 +33,8 @@ describe("a signed policy request", () => {
     ["another lattice starting with M", ["wasmcloud.policy", "Mprod"], ["other.policy", "Mprod"]],
     ["another lattice", ["wasmcloud.policy", "Mprod"], ["wasmcloud.policy", "Mstaging"]],
   ] as const)("does not verify for %s", (_, signedFor, presentedOn) => {
-    const token = signPolicyRequest(subject(...signedFor), cluster);
-    const result = verifiedOn(token, ...presentedOn);
+    const token = signPolicyRequest(subject(signedFor[0], signedFor[1]), cluster);
+    const result = verifiedOn(token, presentedOn[0], presentedOn[1]);
     expect(result.valid).toBe(false);
     expect(result.reasons.map((r) => r.code)).toContain("target-mismatch");
   });
