@@ -77,7 +77,13 @@ describe("worker keys are enrolled", () => {
     for await (const d of arbiter.store.decisions.read()) stored = d.text;
     // What verified before: the record's own key checks its signature.
     expect(verifySealedJson(stored, attacker.publicKey)).toBe(true);
-    expect(verifyDecision(stored, { workers: [], configured: [arbiter.worker.publicKey] })).toMatchObject({
+    expect(
+      verifyDecision(stored, {
+        deployment: arbiter.deployment,
+        workers: [],
+        configured: [arbiter.worker.publicKey],
+      }),
+    ).toMatchObject({
       valid: false,
       reason: `signed by worker key ${attacker.publicKey}, which was never enrolled`,
     });

@@ -7,6 +7,7 @@ const FIXTURE = new URL("../../../test/data/wasmcloud-v1/start-component.json", 
 const context = {
   decisionId: "01KAQ4Z0000000000000000000",
   revision: 3,
+  deployment: "A".repeat(26),
   now: new Date("2026-11-22T08:00:00.000Z"),
   worker: { id: "w1", publicKey: "NABNN3XIJODL7AFVQMGZUGLQZK7FTLAOAWZXUELUORK2NPCZOK4XGHWN" },
   latencyMicros: 12,

@@ -27,6 +27,7 @@ import { AnsweredReplies } from "./answered-replies.js";
 import { isInboxReply, type ParsedWorkerConfig, parseWorkerConfig, type WorkerConfig } from "./config.js";
 import {
   type DecidingWorker,
+  type DecisionContext,
   decideRequest,
   decisionRecord,
   encodeDecisionRecord,
@@ -146,9 +147,6 @@ type WorkerCounts = {
     | "untrusted"
     | "unansweredReplayUnchecked"]: number;
 };
-
-/** What every record of one request shares: its id, the revision and clock it was decided at, who decided. */
-type DecisionContext = Parameters<typeof decisionRecord>[2];
 
 /** The parts that live between `start()` and `stop()`. */
 interface Running {
@@ -569,6 +567,7 @@ class DecisionWorker implements Worker {
       const context = {
         decisionId: this.#nextId(),
         revision: ruleset.revision,
+        deployment: ruleset.deployment,
         now,
         worker: this.#identity,
         latencyMicros: 0,
