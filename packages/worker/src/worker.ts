@@ -190,6 +190,9 @@ class DecisionWorker implements Worker {
   #running: Running | undefined;
   #state: LifecycleState = "stopped";
   #subscriptionProblem: string | null = null;
+  /** True while this worker's key is not enrolled: it has left the policy topic and drops what was queued. */
+  #suspended = false;
+  #stopping = false;
   #lastHealth: WorkerHealth = { state: "stopped", reason: null };
   #counts: WorkerCounts = {
     rejected: 0,
@@ -397,18 +400,7 @@ class DecisionWorker implements Worker {
         verifying,
       };
       this.#running = running;
-      running.subscription = this.#nc.subscribe(this.#config.policyTopic, {
-        queue: this.#config.queueGroup,
-        callback: (err, msg) => {
-          if (err) {
-            this.#log.error({ err }, "policy subscription failed");
-            this.#subscriptionProblem = `the policy subscription failed: ${err.message}`;
-            this.#reportHealth();
-            return;
-          }
-          queue.push(msg);
-        },
-      });
+      this.#subscribePolicy(running);
       running.statusSubscription = this.#nc.subscribe(resourceNames(this.#config.prefix).statusSubject, {
         callback: (err, msg) => {
           if (err) {
@@ -450,6 +442,7 @@ class DecisionWorker implements Worker {
   async stop(): Promise<void> {
     const running = this.#running;
     if (this.#state === "stopped" || running === undefined) return;
+    this.#stopping = true;
     const { subscription, statusSubscription } = running;
     running.subscription = undefined;
     statusSubscription?.unsubscribe();
@@ -481,6 +474,8 @@ class DecisionWorker implements Worker {
     };
     this.#running = undefined;
     this.#state = "stopped";
+    this.#stopping = false;
+    this.#suspended = false;
     this.#log.info({ stats: this.stats() }, "worker stopped");
   }
 
@@ -494,7 +489,9 @@ class DecisionWorker implements Worker {
     if (this.#isEnrolled(ruleset)) return null;
     const removed = ruleset.workers.findLast((w) => w.publicKey === this.publicKey);
     if (removed !== undefined && removed.to !== null) {
-      return `this worker's key ${this.publicKey} was removed at revision ${removed.to}: its decisions no longer verify`;
+      return this.#config.allowUnenrolled
+        ? `this worker's key ${this.publicKey} was removed at revision ${removed.to}: its decisions no longer verify`
+        : `this worker's key ${this.publicKey} was removed at revision ${removed.to}: not answering policy requests until it is enrolled again`;
     }
     return `serving with the unenrolled key ${this.publicKey} (allowUnenrolled): its decisions do not verify`;
   }
@@ -532,8 +529,54 @@ class DecisionWorker implements Worker {
     );
   }
 
+  /** Takes this worker's share of the policy topic (its queue group). */
+  #subscribePolicy(running: Running): void {
+    running.subscription = this.#nc.subscribe(this.#config.policyTopic, {
+      queue: this.#config.queueGroup,
+      callback: (err, msg) => {
+        if (err) {
+          this.#log.error({ err }, "policy subscription failed");
+          this.#subscriptionProblem = `the policy subscription failed: ${err.message}`;
+          this.#reportHealth();
+          return;
+        }
+        running.queue.push(msg);
+      },
+    });
+  }
+
+  /**
+   * Leaves the policy topic while this worker's key is not enrolled (removed while it runs), so
+   * other enrolled workers answer, or none and hosts fail closed without caching; takes it again
+   * once the key is enrolled again. With `allowUnenrolled` it keeps answering, as told.
+   */
+  #followEnrollment(): void {
+    const running = this.#running;
+    if (running === undefined || this.#state !== "ready" || this.#stopping || this.#config.allowUnenrolled) {
+      return;
+    }
+    const enrolled = this.#isEnrolled(running.follower.ruleset);
+    if (!enrolled && !this.#suspended) {
+      this.#suspended = true;
+      running.subscription?.unsubscribe();
+      running.subscription = undefined;
+      this.#log.error(
+        { publicKey: this.publicKey, revision: running.follower.ruleset.revision },
+        `this worker's key ${this.publicKey} is no longer enrolled: stopped answering policy requests until it is enrolled again`,
+      );
+    } else if (enrolled && this.#suspended) {
+      this.#suspended = false;
+      this.#subscribePolicy(running);
+      this.#log.info(
+        { publicKey: this.publicKey, revision: running.follower.ruleset.revision },
+        `this worker's key ${this.publicKey} is enrolled again: answering policy requests again`,
+      );
+    }
+  }
+
   /** Logs each change of health, once. */
   #reportHealth(): void {
+    this.#followEnrollment();
     const health = this.health;
     const last = this.#lastHealth;
     if (health.state === last.state && health.reason === last.reason) return;
@@ -548,6 +591,8 @@ class DecisionWorker implements Worker {
    * inbox, or is one answered already, is recorded as a rejection and not answered. Never throws.
    */
   #decide(msg: Msg, recorder: DecisionRecorder): Decided | null | Promise<Decided | null> {
+    // Requests queued before the key was removed: the host fails closed on them, uncached.
+    if (this.#suspended) return null;
     const started = process.hrtime.bigint();
     const ruleset = this.#running!.follower.ruleset;
     const now = this.#clock();
