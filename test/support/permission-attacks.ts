@@ -477,6 +477,54 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect((await jsm.getAccountInfo()).storage).toBe(before);
     });
 
+    it("lets a worker's credentials deliver no copied rule event into the rules stream or snapshot through a push consumer", async () => {
+      // nats-server does not check a push consumer's deliver subject: a consumer on a stream the
+      // worker writes (its decisions) delivered whatever it put there, here a genuine signed rule
+      // event read back, into ARBITER_RULES, where a replayed event stops every worker's history.
+      const rules = await rulesRevision();
+      const snapshot = await snapshotRevision();
+      const jsm = await jetstreamManager(workerNc, { timeout: 1000 });
+      const genuine = await jsm.streams.getMessage("ARBITER_RULES", { seq: 1 });
+      expect(genuine?.string()).toContain('"deployment.created"');
+      for (const stream of [
+        "ARBITER_DECISIONS",
+        "ARBITER_REVOCATIONS",
+        "KV_arbiter-rules",
+        "ARBITER_RULES",
+      ]) {
+        for (const deliver of ["arbiter.rules.events", "$KV.arbiter-rules.snapshot"]) {
+          // A consumer on the rules stream may deliver only its own signed events, and never onto itself.
+          if (stream === "ARBITER_RULES" && deliver !== "arbiter.rules.events") continue;
+          await expect(
+            jsm.consumers.add(stream, {
+              deliver_subject: deliver,
+              ack_policy: AckPolicy.None,
+              deliver_policy: DeliverPolicy.New,
+            }),
+            `${stream} onto ${deliver}`,
+          ).rejects.toThrow();
+          await expect(
+            workerNc.request(
+              `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.relay`,
+              JSON.stringify({
+                stream_name: stream,
+                config: { durable_name: "relay", deliver_subject: deliver, ack_policy: AckPolicy.None },
+              }),
+              { timeout: 1000 },
+            ),
+            `${stream} onto ${deliver}, durable`,
+          ).rejects.toThrow();
+        }
+      }
+      const js = jetstream(workerNc, { timeout: 2000 });
+      await js.publish("arbiter.decisions.recorded", genuine!.data);
+      await js.publish("arbiter.revocations.recorded", genuine!.data).catch(() => undefined);
+      await processed(workerNc, adminNc);
+      expect(await rulesRevision()).toBe(rules);
+      expect(await snapshotRevision()).toBe(snapshot);
+      expect(worker.health.state).toBe("ready");
+    });
+
     it("lets a worker's credentials write no rule event or snapshot, and create no republishing stream", async () => {
       const rules = await rulesRevision();
       const snapshot = await snapshotRevision();

@@ -65,17 +65,27 @@ function arbiterResources(names: ResourceNames): { streams: readonly string[]; b
   return { streams: [...streams, ...buckets.map((bucket) => `KV_${bucket}`)], buckets };
 }
 
-/**
- * The JetStream API calls that read and follow one stream by its name: stream info, message gets,
- * and ephemeral consumers. Durable consumers (`DURABLE.CREATE`, the six-token form a deny-list
- * misses) and listing the stream's consumers only where `durable` says so.
- */
-function streamUse(stream: string, { durable }: { durable: boolean }): string[] {
-  const subjects = [
+/** The JetStream API calls that read one stream by its name: stream info and message gets. */
+function streamReads(stream: string): string[] {
+  return [
     `$JS.API.STREAM.INFO.${stream}`,
     `$JS.API.STREAM.MSG.GET.${stream}`,
     `$JS.API.DIRECT.GET.${stream}`,
     `$JS.API.DIRECT.GET.${stream}.>`,
+  ];
+}
+
+/**
+ * The JetStream API calls that read and follow one stream by its name: {@link streamReads} and
+ * ephemeral consumers. Durable consumers (`DURABLE.CREATE`, the six-token form a deny-list misses)
+ * and listing the stream's consumers only where `durable` says so. Whoever may create a consumer
+ * on a stream may have it deliver the stream's messages onto any subject of the stream's account
+ * (nats-server does not check a deliver subject), so a role gets consumers only on streams whose
+ * messages it cannot write.
+ */
+function streamUse(stream: string, { durable }: { durable: boolean }): string[] {
+  const subjects = [
+    ...streamReads(stream),
     `$JS.API.CONSUMER.CREATE.${stream}`,
     `$JS.API.CONSUMER.CREATE.${stream}.>`,
     `$JS.API.CONSUMER.INFO.${stream}.>`,
@@ -102,7 +112,8 @@ function streamUse(stream: string, { durable }: { durable: boolean }): string[] 
  *   its two lattice buckets), asking on the policy topic and hearing the changes topic; inboxes
  *   only as answers.
  * - worker: answering on the policy topic and the status subject (as answers only), overrides on the
- *   changes topic, decisions, revocations and the active index, reading the rules; its own inbox.
+ *   changes topic, decisions, revocations and the active index, reading Arbiter's streams, following
+ *   the rules stream (its only consumers); its own inbox.
  * - admin: rule events and the snapshot, creating Arbiter's streams, reading everything of
  *   Arbiter's, asking workers for their status; its own inbox.
  * Nobody may list streams, delete, purge or update a stream, or create one not named here.
@@ -155,7 +166,11 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         names.revocationsSubjects,
         ...workerBuckets.map((bucket) => `$KV.${bucket}.>`),
         "$JS.API.INFO",
-        ...streams.flatMap((stream) => streamUse(stream, { durable: true })),
+        // Consumers only on the rules stream, which delivers nothing but admin-signed events and
+        // never onto itself ("forms a cycle"): one on a stream the worker writes delivered what it
+        // wrote, a copied signed rule event, into ARBITER_RULES.
+        ...streamUse(names.rulesStream, { durable: false }),
+        ...streams.filter((stream) => stream !== names.rulesStream).flatMap(streamReads),
         ...created(workerCreated),
       ],
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
