@@ -525,6 +525,26 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect(worker.health.state).toBe("ready");
     });
 
+    it("lets a worker's credentials create no bucket of Arbiter's that is not there yet with a republish or a source", async () => {
+      // The replay bucket is made by the first worker that checks signatures: whoever creates a
+      // stream first chooses its configuration, and a republish of its puts onto the rules subject
+      // would append whatever the worker's credential puts there to ARBITER_RULES.
+      const rules = await rulesRevision();
+      const jsm = await jetstreamManager(workerNc, { timeout: 1000 });
+      for (const bucket of ["arbiter-replay", "arbiter-active"]) {
+        const name = `KV_${bucket}`;
+        const subjects = [`$KV.${bucket}.>`];
+        for (const config of [
+          { name, subjects, republish: { src: `$KV.${bucket}.>`, dest: "arbiter.rules.events" } },
+          { name, subjects, sources: [{ name: "ARBITER_DECISIONS" }] },
+          { name, subjects: [...subjects, "arbiter.rules.events.>"] },
+        ]) {
+          await expect(jsm.streams.add(config), `${name}: ${JSON.stringify(config)}`).rejects.toThrow();
+        }
+      }
+      expect(await rulesRevision()).toBe(rules);
+    });
+
     it("lets a worker's credentials write no rule event or snapshot, and create no republishing stream", async () => {
       const rules = await rulesRevision();
       const snapshot = await snapshotRevision();

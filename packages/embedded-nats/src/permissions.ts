@@ -116,7 +116,8 @@ function streamUse(stream: string, { durable }: { durable: boolean }): string[] 
  *   the rules stream (its only consumers); its own inbox.
  * - admin: rule events and the snapshot, creating Arbiter's streams, reading everything of
  *   Arbiter's, asking workers for their status; its own inbox.
- * Nobody may list streams, delete, purge or update a stream, or create one not named here.
+ * Nobody may list streams, delete, purge or update a stream, or create one not named here; only
+ * admins create Arbiter's.
  */
 export function rolePermissions(options: PermissionOptions = {}): Record<NatsRole, RolePermissions> {
   const lattice = options.lattice ?? "default";
@@ -133,11 +134,10 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
   ];
   const bucketStreams = latticeBucketStreams(lattice);
   const { streams, buckets } = arbiterResources(names);
-  // Workers write every bucket but the rules snapshot, and may create every stream but the rules'.
+  // Workers write every bucket but the rules snapshot. They create no stream: whoever creates one
+  // first chooses its configuration, and a worker's credential made the replay bucket, before
+  // any worker had, with a republish of its puts onto the rules subject. The admin creates them all.
   const workerBuckets = buckets.filter((bucket) => bucket !== names.rulesBucket);
-  const workerCreated = streams.filter(
-    (stream) => stream !== names.rulesStream && stream !== `KV_${names.rulesBucket}`,
-  );
   const created = (list: readonly string[]) => list.map((stream) => `$JS.API.STREAM.CREATE.${stream}`);
   const host: RolePermissions = {
     publish: {
@@ -171,7 +171,6 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         // wrote, a copied signed rule event, into ARBITER_RULES.
         ...streamUse(names.rulesStream, { durable: false }),
         ...streams.filter((stream) => stream !== names.rulesStream).flatMap(streamReads),
-        ...created(workerCreated),
       ],
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
     },

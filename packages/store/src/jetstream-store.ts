@@ -43,6 +43,7 @@ import {
   sealedDecisionTexts,
 } from "./decision-batch.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
+import { DEFAULT_REPLAY_WINDOW_MS } from "./replay-guard.js";
 import { errorText, keepsStoredSnapshot } from "./text.js";
 
 /** Options for {@link openJetStreamStore}; parsed with defaults before anything is created. */
@@ -83,6 +84,18 @@ export async function openJetStreamStore(
     throw new StoreUnavailableError(`JetStream is not available: ${errorText(err)}`, { cause: err });
   }
   const kv = await openBucket(js, names.rulesBucket, config.replicas, config.create);
+  // Created with the rest, not by the first worker that checks signatures: whoever creates a stream
+  // first chooses its configuration (a republish of its puts onto the rules subject, say), and with
+  // the shipped permissions workers create none.
+  if (config.create) {
+    await new Kvm(js)
+      .create(names.replayBucket, { replicas: config.replicas, history: 1, ttl: DEFAULT_REPLAY_WINDOW_MS })
+      .catch((err: unknown) => {
+        throw new StoreUnavailableError(`cannot open the ${names.replayBucket} bucket: ${errorText(err)}`, {
+          cause: err,
+        });
+      });
+  }
   const decisions = new JetStreamDecisionLog(
     js,
     jsm,

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { resourceNames } from "@arbiter/protocol";
+import { ArbiterError, ErrorCode, resourceNames } from "@arbiter/protocol";
 import { JetStreamApiCodes, jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -21,6 +21,12 @@ export interface ReplayGuard {
   /** Stops listening for acknowledgements; claims still waiting fail. */
   close(): void;
 }
+
+/**
+ * How long the replay bucket remembers token ids when whoever deploys Arbiter creates it (the
+ * workers' default maximum token age, 60 s, plus their default clock skew, 5 s).
+ */
+export const DEFAULT_REPLAY_WINDOW_MS = 65_000;
 
 /** Options of {@link openJetStreamReplayGuard}. */
 export const ReplayGuardOptions = z.object({
@@ -46,14 +52,23 @@ export async function openJetStreamReplayGuard(
 ): Promise<ReplayGuard> {
   const config = ReplayGuardOptions.parse(options);
   const name = resourceNames(config.prefix).replayBucket;
+  let rememberedMs: number;
   try {
-    await new Kvm(jetstream(nc, { timeout: config.ackTimeoutMs })).create(name, {
+    // An existing bucket is opened as it is (with the shipped permissions only an admin creates it).
+    const kv = await new Kvm(jetstream(nc, { timeout: config.ackTimeoutMs })).create(name, {
       replicas: config.replicas,
       history: 1,
       ttl: config.windowMs,
     });
+    rememberedMs = (await kv.status()).ttl;
   } catch (err) {
     throw new StoreUnavailableError(`cannot open the ${name} bucket: ${errorText(err)}`, { cause: err });
+  }
+  if (rememberedMs !== 0 && rememberedMs < config.windowMs) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `the ${name} bucket remembers token ids for ${rememberedMs} ms, less than this worker's maximum token age plus clock skew (${config.windowMs} ms): a token could be replayed after its id is forgotten; lower the maximum token age or recreate the bucket with a longer max_age`,
+    );
   }
   // A KV create is a publish that expects no earlier message on the key's subject; sent through
   // the AckMux it costs a fraction of the client CPU of `kv.create`, once per signed request.
