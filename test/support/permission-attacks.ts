@@ -338,6 +338,50 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect(consumers.map((c) => c.name)).not.toContain("spy");
     });
 
+    it("reaches no other JetStream, account or system API, and no deletion of its own buckets, by any form", async () => {
+      const rules = await rulesRevision();
+      const bucket = "KV_LATTICEDATA_default";
+      const before = (await (await jetstreamManager(victimNc)).streams.info(bucket)).state.messages;
+      for (const subject of [
+        "$JS.API.ACCOUNT.INFO",
+        "$JS.API.ACCOUNT.PURGE.LATTICE_JS",
+        "$JS.API.STREAM.TEMPLATE.CREATE.EVIL",
+        "$JS.API.STREAM.TEMPLATE.NAMES",
+        "$JS.API.META.LEADER.STEPDOWN",
+        `$JS.API.STREAM.DELETE.${bucket}`,
+        `$JS.API.STREAM.PURGE.${bucket}`,
+        `$JS.API.STREAM.UPDATE.${bucket}`,
+        `$JS.API.STREAM.MSG.DELETE.${bucket}`,
+        `$JS.API.STREAM.SNAPSHOT.${bucket}`,
+        `$JS.API.STREAM.RESTORE.${bucket}`,
+        "$JS.API.STREAM.MSG.DELETE.ARBITER_RULES",
+        "$SYS.REQ.SERVER.PING",
+        "$SYS.REQ.ACCOUNT.LATTICE.CONNZ",
+        "$SYS.REQ.USER.INFO",
+      ]) {
+        await expect(attackerNc.request(subject, "{}", { timeout: 1000 }), subject).rejects.toThrow();
+      }
+      for (const subject of ["$SYS.>", "$JS.EVENT.>", "$JS.API.>"]) {
+        expect(await subscribeRefused(await connectAs("host"), subject), subject).toBe(true);
+      }
+      // A push consumer on its own bucket delivering onto the JetStream API: not taken as a request.
+      const jsm = await hostJsm();
+      await jsm.consumers.add(bucket, {
+        deliver_subject: `$JS.API.STREAM.PURGE.${bucket}`,
+        ack_policy: AckPolicy.None,
+        deliver_policy: DeliverPolicy.New,
+        filter_subject: "$KV.LATTICEDATA_default.purge-me",
+      });
+      const kv = await new Kvm(attackerNc).open("LATTICEDATA_default");
+      await kv.put("purge-me", "{}");
+      await kv.put("purge-me", "{}");
+      await processed(attackerNc, victimNc);
+      expect((await (await jetstreamManager(victimNc)).streams.info(bucket)).state.messages).toBeGreaterThan(
+        before,
+      );
+      expect(await rulesRevision()).toBe(rules);
+    });
+
     it("lists no stream and reads no stream's information", async () => {
       for (const subject of [
         "$JS.API.STREAM.LIST",
@@ -573,6 +617,15 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
         "$JS.API.STREAM.NAMES",
         "$JS.API.STREAM.DELETE.ARBITER_RULES",
         "$JS.API.STREAM.PURGE.ARBITER_DECISIONS",
+        "$JS.API.STREAM.PURGE.KV_arbiter-rules",
+        "$JS.API.STREAM.MSG.DELETE.ARBITER_RULES",
+        "$JS.API.STREAM.MSG.DELETE.ARBITER_DECISIONS",
+        "$JS.API.STREAM.UPDATE.ARBITER_RULES",
+        "$JS.API.STREAM.CREATE.ARBITER_REVOCATIONS",
+        "$JS.API.CONSUMER.DURABLE.CREATE.ARBITER_RULES.spy",
+        "$JS.API.ACCOUNT.PURGE.ARBITER",
+        "$JS.API.STREAM.TEMPLATE.CREATE.EVIL",
+        "$SYS.REQ.SERVER.PING",
       ]) {
         await expect(workerNc.request(subject, "{}", { timeout: 1000 }), subject).rejects.toThrow();
       }
