@@ -1,8 +1,10 @@
 import {
   ADMIN_INBOX_PREFIX,
+  ArbiterError,
   DEFAULT_CHANGES_TOPIC,
   DEFAULT_POLICY_TOPIC,
   DEFAULT_PREFIX,
+  ErrorCode,
   type ResourceNames,
   resourceNames,
   WORKER_INBOX_PREFIX,
@@ -120,7 +122,7 @@ function streamUse(stream: string, { durable }: { durable: boolean }): string[] 
  * admins create Arbiter's.
  */
 export function rolePermissions(options: PermissionOptions = {}): Record<NatsRole, RolePermissions> {
-  const lattice = options.lattice ?? "default";
+  const lattice = checkedLattice(options.lattice ?? "default");
   const { policyTopic, changesTopic } = topics(options);
   const names = resourceNames(options.prefix ?? DEFAULT_PREFIX);
   // The host crate's subjects: control interface, events, provider RPC (link definitions, health,
@@ -196,6 +198,25 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
     allowResponses: false,
   };
   return { host, worker, admin };
+}
+
+/** One subject token of letters, digits, `-` and `_`, not starting with `_` or `-`. */
+const LATTICE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+
+/**
+ * The lattice name, when hosts' `<lattice>.>` reaches only that lattice's own subjects. Throws
+ * ArbiterError (INVALID_CONFIG) for a name with dots, wildcards or spaces, one starting with `_` or
+ * `$` (`_INBOX.>` would let a host publish into every inbox, `$JS.>` reach the whole JetStream API),
+ * and `wasmbus` (whose `wasmbus.>` is every lattice's control interface, events and RPC).
+ */
+function checkedLattice(lattice: string): string {
+  if (!LATTICE_NAME.test(lattice) || lattice === "wasmbus") {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `lattice ${JSON.stringify(lattice)}: a lattice name for these permissions is one subject token of letters, digits, "-" and "_", not starting with "_" or "-", and not "wasmbus" (hosts may use "<lattice>.>")`,
+    );
+  }
+  return lattice;
 }
 
 function topics(options: PermissionOptions): { policyTopic: string; changesTopic: string } {
