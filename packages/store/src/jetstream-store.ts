@@ -59,6 +59,11 @@ export const JetStreamStoreOptions = z.object({
   ackTimeoutMs: z.number().int().positive().default(5000),
   /** Create missing streams and buckets (idempotent); false to only open existing ones. */
   create: z.boolean().default(true),
+  /**
+   * With `create`, also the replay bucket of signed requests (as an admin deploying Arbiter does);
+   * false for a worker, which opens it only when it checks signatures.
+   */
+  createReplayBucket: z.boolean().default(true),
 });
 export type JetStreamStoreOptions = z.input<typeof JetStreamStoreOptions>;
 
@@ -87,7 +92,7 @@ export async function openJetStreamStore(
   // Created with the rest, not by the first worker that checks signatures: whoever creates a stream
   // first chooses its configuration (a republish of its puts onto the rules subject, say), and with
   // the shipped permissions workers create none.
-  if (config.create) {
+  if (config.create && config.createReplayBucket) {
     await new Kvm(js)
       .create(names.replayBucket, { replicas: config.replicas, history: 1, ttl: DEFAULT_REPLAY_WINDOW_MS })
       .catch((err: unknown) => {

@@ -62,7 +62,10 @@ export async function openJetStreamReplayGuard(
     });
     rememberedMs = (await kv.status()).ttl;
   } catch (err) {
-    throw new StoreUnavailableError(`cannot open the ${name} bucket: ${errorText(err)}`, { cause: err });
+    throw new StoreUnavailableError(
+      `cannot open the ${name} bucket: ${errorText(err)} (with the shipped permissions an admin creates it: \`arbiter rules apply\`)`,
+      { cause: err },
+    );
   }
   if (rememberedMs !== 0 && rememberedMs < config.windowMs) {
     throw new ArbiterError(

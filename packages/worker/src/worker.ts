@@ -352,6 +352,7 @@ class DecisionWorker implements Worker {
       store =
         this.#givenStore ??
         (await openJetStreamStore(this.#storeNc, {
+          createReplayBucket: false,
           prefix: this.#config.prefix,
           replicas: this.#config.replicas,
           ackTimeoutMs: this.#config.ackTimeoutMs,
