@@ -113,6 +113,17 @@ describe("decisionRecord", () => {
   });
 });
 
+describe("the deployment of a record", () => {
+  it("is the deployment of the rules, in decisions and in rejections, and null before the genesis event", () => {
+    const request = decodePolicyRequest(readFileSync(FIXTURE));
+    if (!request.ok) throw new Error(request.reason);
+    const rejected = { ok: false as const, requestId: "r1", reason: "bad", input: null, kind: null };
+    expect(decisionRecord(request.request, evaluation, context).deployment).toBe(context.deployment);
+    expect(rejectionRecord(rejected, context).deployment).toBe(context.deployment);
+    expect(rejectionRecord(rejected, { ...context, deployment: null }).deployment).toBeNull();
+  });
+});
+
 describe("rejectionRecord", () => {
   it("cuts long text fields to a bound, noting each one's original length, and keeps the request last", () => {
     const long = "x".repeat(10_000);
