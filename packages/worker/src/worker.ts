@@ -575,7 +575,7 @@ class DecisionWorker implements Worker {
     }
   }
 
-  /** Logs each change of health, once. */
+  /** Leaves or takes the policy topic as the key's enrollment says, and logs each change of health, once. */
   #reportHealth(): void {
     this.#followEnrollment();
     const health = this.health;
