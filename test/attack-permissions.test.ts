@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findNatsServer } from "@arbiter/embedded-nats";
+import { findNatsServer, renderAccountsConfig } from "@arbiter/embedded-nats";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
 import { connectTo, startNatsServer, until } from "./harness/index.js";
@@ -72,6 +72,62 @@ describe("the lattice account's mapping of the changes topic", () => {
     attacker.publish("wasmcloud.policy", "{}", { reply: "wasmcloud.policy.changes" });
     await until(() => heard.length > 0, { name: "the steered answer reaches another host" });
     expect(replies[0]).toMatch(/^_R_\./);
+  });
+});
+
+describe("a lattice named like the policy topic's first token (`wasmcloud`)", () => {
+  it("gives hosts `wasmcloud.>` without another host's policy requests or the changes topic to publish on", async () => {
+    await using server = await startNatsServer({
+      extraConfig: renderAccountsConfig({ lattice: "wasmcloud" }),
+      env: { ...TEST_PASSWORDS },
+    });
+    const as = (user: string, pass: string | undefined, inboxPrefix?: string) =>
+      connectTo(server.url, { user, pass, ...(inboxPrefix ? { inboxPrefix } : {}) });
+    await using service = await as(
+      "arbiter-worker",
+      TEST_PASSWORDS["ARBITER_WORKER_PASSWORD"],
+      "_INBOX_arbiter_worker",
+    );
+    service.subscribe("wasmcloud.policy", {
+      queue: "arbiter",
+      callback: (_err, msg) => {
+        msg.respond('{"requestId":"r","permitted":true,"message":null}');
+      },
+    });
+    await service.flush();
+    const hostPassword = TEST_PASSWORDS["WASMCLOUD_HOST_PASSWORD"];
+    await using attacker = await as("wasmcloud-host", hostPassword);
+    await using victim = await as("wasmcloud-host", hostPassword);
+    const heard: string[] = [];
+    for (const subject of ["wasmcloud.>", "wasmcloud.*", "wasmcloud.policy.>"]) {
+      attacker.subscribe(subject, {
+        callback: (_err, msg) => {
+          heard.push(`${subject} ${msg.subject}`);
+        },
+      });
+    }
+    await attacker.flush();
+    const answer = await victim.request("wasmcloud.policy", '{"requestId":"r"}', { timeout: 5000 });
+    expect(answer.string()).toContain('"permitted":true');
+    const overrides: string[] = [];
+    attacker.subscribe("wasmcloud.policy.changes", {
+      callback: (_err, msg) => {
+        overrides.push(msg.string());
+      },
+    });
+    await attacker.flush();
+    victim.publish("wasmcloud.policy.changes", '{"requestId":"r","permitted":true,"message":"forged"}');
+    // The victim's lattice traffic after its request reaches the attacker, in order: anything of
+    // the policy topic would have come before it.
+    victim.publish("wasmcloud.component.sentinel", "x");
+    await until(() => heard.includes("wasmcloud.> wasmcloud.component.sentinel"), {
+      name: "the victim's lattice subject reaches the attacker",
+    });
+    expect(heard.filter((h) => h.includes("wasmcloud.policy"))).toEqual([]);
+    expect(overrides).toEqual([]);
+    const direct = attacker.subscribe("wasmcloud.policy");
+    await attacker.flush();
+    expect(direct.isClosed()).toBe(true);
   });
 });
 

@@ -10,6 +10,7 @@ import { until } from "./harness/index.js";
 import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
 import { runArbiter } from "./support/cli.js";
 import { fixtureBytes } from "./support/fixtures.js";
+import { captureLog } from "./support/log-capture.js";
 
 // The attacker can append to ARBITER_DECISIONS (a stolen worker credential) and makes a key of
 // their own. Before worker keys were enrolled, a decision record signed by any fresh key verified:
@@ -77,7 +78,13 @@ describe("worker keys are enrolled", () => {
     for await (const d of arbiter.store.decisions.read()) stored = d.text;
     // What verified before: the record's own key checks its signature.
     expect(verifySealedJson(stored, attacker.publicKey)).toBe(true);
-    expect(verifyDecision(stored, { workers: [], configured: [arbiter.worker.publicKey] })).toMatchObject({
+    expect(
+      verifyDecision(stored, {
+        deployment: arbiter.deployment,
+        workers: [],
+        configured: [arbiter.worker.publicKey],
+      }),
+    ).toMatchObject({
       valid: false,
       reason: `signed by worker key ${attacker.publicKey}, which was never enrolled`,
     });
@@ -127,7 +134,7 @@ describe("worker keys are enrolled", () => {
     expect(cli.stderr).toContain(`arbiter workers enroll ${key.publicKey}`);
   });
 
-  it("enrolled with `arbiter workers enroll`, the worker serves and its decisions verify; removed, they no longer do", async () => {
+  it("enrolled with `arbiter workers enroll`, the worker serves and its decisions verify; removed, it stops answering until enrolled again", async () => {
     const key = generateKey("N");
     const admin = { ...env, ARBITER_ADMIN_SEED: arbiter.adminSeed };
     const enrolled = await runArbiter(
@@ -142,10 +149,20 @@ describe("worker keys are enrolled", () => {
       workers: [{ publicKey: key.publicKey, name: "w-enrolled", from: enrolledAt, to: null, enrolled: true }],
     });
 
+    // Its own topic: nothing but this worker answers there, so a request it leaves alone finds no responder.
+    const topic = "enrolled.policy";
+    const ask = () => arbiter.nc.request(topic, fixtureBytes("start-provider"), { timeout: 5000 });
+    const log = captureLog();
     const worker = createWorker({
       nc: arbiter.nc,
-      logger: silent,
-      config: { adminKeys: [arbiter.signer.publicKey], workerSeed: key.seed, queueGroup: "enrolled" },
+      logger: log.logger,
+      config: {
+        adminKeys: [arbiter.signer.publicKey],
+        workerSeed: key.seed,
+        queueGroup: "enrolled",
+        policyTopic: topic,
+        changesTopic: "enrolled.policy.changes",
+      },
     });
     await worker.start();
     try {
@@ -153,26 +170,46 @@ describe("worker keys are enrolled", () => {
       expect(worker.statusRecord()).toMatchObject({ enrolled: true, deployment: arbiter.deployment });
       const configured = { ARBITER_WORKER_KEYS: arbiter.worker.publicKey };
       const byThisKey = (r: AuditReport) => r.failures.filter((f) => f.worker === key.publicKey);
-      await arbiter.ask(fixtureBytes("start-provider"));
-      await until(() => worker.stats().decisions > 0, { name: "the enrolled worker decided" });
+      await ask();
+      expect(worker.stats().decisions).toBe(1);
       expect(byThisKey((await audit(configured)).report)).toEqual([]);
 
       const removed = await runArbiter(["workers", "remove", key.publicKey, "--json"], admin);
       expect(removed.code, removed.stderr).toBe(0);
       await until(() => worker.health.state === "degraded", { name: "the removed worker degraded" });
-      expect(worker.health.reason).toMatch(new RegExp(`key ${key.publicKey} was removed at revision \\d+`));
-      const decided = worker.stats().decisions;
-      await arbiter.ask(fixtureBytes("start-provider"));
-      await until(() => worker.stats().decisions > decided, { name: "the removed worker decided again" });
-      expect(byThisKey((await audit(configured)).report)).toEqual([
-        expect.objectContaining({ reason: expect.stringMatching(/which was not enrolled at revision \d+$/) }),
-      ]);
+      expect(worker.health.reason).toMatch(
+        new RegExp(
+          `key ${key.publicKey} was removed at revision \\d+: not answering policy requests until it is enrolled again`,
+        ),
+      );
+      expect(worker.statusRecord()).toMatchObject({ state: "degraded", enrolled: false });
+      expect(log.lines()).toContainEqual(
+        expect.objectContaining({
+          level: 50,
+          publicKey: key.publicKey,
+          msg: expect.stringContaining("stopped answering policy requests"),
+        }),
+      );
+      // Before: it kept deciding, and every decision it signed failed verification.
+      await expect(ask()).rejects.toThrow(/no responders/i);
+      expect(worker.stats().decisions).toBe(1);
+      expect(byThisKey((await audit(configured)).report)).toEqual([]);
       const again = createWorker({
         nc: arbiter.nc,
         logger: silent,
         config: { adminKeys: [arbiter.signer.publicKey], workerSeed: key.seed, queueGroup: "again" },
       });
       await expect(again.start()).rejects.toMatchObject({ code: "WORKER_NOT_ENROLLED" });
+
+      const reenrolled = await runArbiter(["workers", "enroll", key.publicKey, "--json"], admin);
+      expect(reenrolled.code, reenrolled.stderr).toBe(0);
+      await until(() => worker.health.state === "ready", { name: "the re-enrolled worker is ready again" });
+      expect(log.lines()).toContainEqual(
+        expect.objectContaining({ msg: expect.stringContaining("answering policy requests again") }),
+      );
+      await ask();
+      expect(worker.stats().decisions).toBe(2);
+      expect(byThisKey((await audit(configured)).report)).toEqual([]);
     } finally {
       await worker.stop();
     }

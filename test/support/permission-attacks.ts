@@ -338,6 +338,55 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect(consumers.map((c) => c.name)).not.toContain("spy");
     });
 
+    it("reaches no other JetStream, account or system API, and no deletion of its own buckets, by any form", async () => {
+      const rules = await rulesRevision();
+      const bucket = "KV_LATTICEDATA_default";
+      const before = (await (await jetstreamManager(victimNc)).streams.info(bucket)).state.messages;
+      for (const subject of [
+        "$JS.API.ACCOUNT.INFO",
+        "$JS.API.ACCOUNT.PURGE.LATTICE_JS",
+        "$JS.API.STREAM.TEMPLATE.CREATE.EVIL",
+        "$JS.API.STREAM.TEMPLATE.NAMES",
+        "$JS.API.META.LEADER.STEPDOWN",
+        `$JS.API.STREAM.DELETE.${bucket}`,
+        `$JS.API.STREAM.PURGE.${bucket}`,
+        `$JS.API.STREAM.UPDATE.${bucket}`,
+        `$JS.API.STREAM.MSG.DELETE.${bucket}`,
+        `$JS.API.STREAM.SNAPSHOT.${bucket}`,
+        `$JS.API.STREAM.RESTORE.${bucket}`,
+        "$JS.API.STREAM.MSG.DELETE.ARBITER_RULES",
+        "$SYS.REQ.SERVER.PING",
+        "$SYS.REQ.ACCOUNT.LATTICE.CONNZ",
+        "$SYS.REQ.USER.INFO",
+      ]) {
+        await expect(attackerNc.request(subject, "{}", { timeout: 1000 }), subject).rejects.toThrow();
+      }
+      for (const subject of ["$SYS.>", "$JS.EVENT.>", "$JS.API.>"]) {
+        expect(await subscribeRefused(await connectAs("host"), subject), subject).toBe(true);
+      }
+      // A push consumer on its own bucket delivering onto the JetStream API: not taken as a request
+      // (nats-server 2.15 refuses such a deliver subject outright; earlier releases create it).
+      const jsm = await hostJsm();
+      await jsm.consumers
+        .add(bucket, {
+          deliver_subject: `$JS.API.STREAM.PURGE.${bucket}`,
+          ack_policy: AckPolicy.None,
+          deliver_policy: DeliverPolicy.New,
+          filter_subject: "$KV.LATTICEDATA_default.purge-me",
+        })
+        .catch((err: unknown) => {
+          expect(String(err)).toMatch(/invalid push consumer deliver subject/);
+        });
+      const kv = await new Kvm(attackerNc).open("LATTICEDATA_default");
+      await kv.put("purge-me", "{}");
+      await kv.put("purge-me", "{}");
+      await processed(attackerNc, victimNc);
+      expect((await (await jetstreamManager(victimNc)).streams.info(bucket)).state.messages).toBeGreaterThan(
+        before,
+      );
+      expect(await rulesRevision()).toBe(rules);
+    });
+
     it("lists no stream and reads no stream's information", async () => {
       for (const subject of [
         "$JS.API.STREAM.LIST",
@@ -477,6 +526,74 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect((await jsm.getAccountInfo()).storage).toBe(before);
     });
 
+    it("lets a worker's credentials deliver no copied rule event into the rules stream or snapshot through a push consumer", async () => {
+      // nats-server does not check a push consumer's deliver subject: a consumer on a stream the
+      // worker writes (its decisions) delivered whatever it put there, here a genuine signed rule
+      // event read back, into ARBITER_RULES, where a replayed event stops every worker's history.
+      const rules = await rulesRevision();
+      const snapshot = await snapshotRevision();
+      const jsm = await jetstreamManager(workerNc, { timeout: 1000 });
+      const genuine = await jsm.streams.getMessage("ARBITER_RULES", { seq: 1 });
+      expect(genuine?.string()).toContain('"deployment.created"');
+      for (const stream of [
+        "ARBITER_DECISIONS",
+        "ARBITER_REVOCATIONS",
+        "KV_arbiter-rules",
+        "ARBITER_RULES",
+      ]) {
+        for (const deliver of ["arbiter.rules.events", "$KV.arbiter-rules.snapshot"]) {
+          // A consumer on the rules stream may deliver only its own signed events, and never onto itself.
+          if (stream === "ARBITER_RULES" && deliver !== "arbiter.rules.events") continue;
+          await expect(
+            jsm.consumers.add(stream, {
+              deliver_subject: deliver,
+              ack_policy: AckPolicy.None,
+              deliver_policy: DeliverPolicy.New,
+            }),
+            `${stream} onto ${deliver}`,
+          ).rejects.toThrow();
+          await expect(
+            workerNc.request(
+              `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.relay`,
+              JSON.stringify({
+                stream_name: stream,
+                config: { durable_name: "relay", deliver_subject: deliver, ack_policy: AckPolicy.None },
+              }),
+              { timeout: 1000 },
+            ),
+            `${stream} onto ${deliver}, durable`,
+          ).rejects.toThrow();
+        }
+      }
+      const js = jetstream(workerNc, { timeout: 2000 });
+      await js.publish("arbiter.decisions.recorded", genuine!.data);
+      await js.publish("arbiter.revocations.recorded", genuine!.data).catch(() => undefined);
+      await processed(workerNc, adminNc);
+      expect(await rulesRevision()).toBe(rules);
+      expect(await snapshotRevision()).toBe(snapshot);
+      expect(worker.health.state).toBe("ready");
+    });
+
+    it("lets a worker's credentials create no bucket of Arbiter's that is not there yet with a republish or a source", async () => {
+      // The replay bucket is made by the first worker that checks signatures: whoever creates a
+      // stream first chooses its configuration, and a republish of its puts onto the rules subject
+      // would append whatever the worker's credential puts there to ARBITER_RULES.
+      const rules = await rulesRevision();
+      const jsm = await jetstreamManager(workerNc, { timeout: 1000 });
+      for (const bucket of ["arbiter-replay", "arbiter-active"]) {
+        const name = `KV_${bucket}`;
+        const subjects = [`$KV.${bucket}.>`];
+        for (const config of [
+          { name, subjects, republish: { src: `$KV.${bucket}.>`, dest: "arbiter.rules.events" } },
+          { name, subjects, sources: [{ name: "ARBITER_DECISIONS" }] },
+          { name, subjects: [...subjects, "arbiter.rules.events.>"] },
+        ]) {
+          await expect(jsm.streams.add(config), `${name}: ${JSON.stringify(config)}`).rejects.toThrow();
+        }
+      }
+      expect(await rulesRevision()).toBe(rules);
+    });
+
     it("lets a worker's credentials write no rule event or snapshot, and create no republishing stream", async () => {
       const rules = await rulesRevision();
       const snapshot = await snapshotRevision();
@@ -505,6 +622,15 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
         "$JS.API.STREAM.NAMES",
         "$JS.API.STREAM.DELETE.ARBITER_RULES",
         "$JS.API.STREAM.PURGE.ARBITER_DECISIONS",
+        "$JS.API.STREAM.PURGE.KV_arbiter-rules",
+        "$JS.API.STREAM.MSG.DELETE.ARBITER_RULES",
+        "$JS.API.STREAM.MSG.DELETE.ARBITER_DECISIONS",
+        "$JS.API.STREAM.UPDATE.ARBITER_RULES",
+        "$JS.API.STREAM.CREATE.ARBITER_REVOCATIONS",
+        "$JS.API.CONSUMER.DURABLE.CREATE.ARBITER_RULES.spy",
+        "$JS.API.ACCOUNT.PURGE.ARBITER",
+        "$JS.API.STREAM.TEMPLATE.CREATE.EVIL",
+        "$SYS.REQ.SERVER.PING",
       ]) {
         await expect(workerNc.request(subject, "{}", { timeout: 1000 }), subject).rejects.toThrow();
       }

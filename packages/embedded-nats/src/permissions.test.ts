@@ -55,6 +55,20 @@ describe("rolePermissions", () => {
     expect(host.subscribe.deny).toEqual(["wasmcloud.policy"]);
   });
 
+  it("refuses a lattice name whose `<lattice>.>` would reach inboxes, JetStream, the system or other lattices", () => {
+    // `_INBOX.>` would let every host publish answers into every other host's inbox, `$JS.>` reach
+    // the whole JetStream API of the hosts' buckets, `wasmbus.>` every lattice's control interface.
+    for (const lattice of ["_INBOX", "$JS", "$SYS", "_R_", "wasmbus", "a.b", "*", ">", "", "a b"]) {
+      expect(() => rolePermissions({ lattice }), JSON.stringify(lattice)).toThrow(
+        expect.objectContaining({ code: "INVALID_CONFIG", message: expect.stringContaining("lattice") }),
+      );
+      expect(() => renderAccountsConfig({ lattice }), JSON.stringify(lattice)).toThrow();
+    }
+    for (const lattice of ["default", "wasmcloud", "prod-eu_1", "0b7f"]) {
+      expect(rolePermissions({ lattice }).host.publish.allow).toContain(`${lattice}.>`);
+    }
+  });
+
   it("puts hosts in their own account, linked to Arbiter's by the policy service and the changes stream", () => {
     const text = renderAccountsConfig();
     expect(text).toMatch(/ARBITER \{[\s\S]*"arbiter-worker"[\s\S]*"arbiter-admin"[\s\S]*exports/);

@@ -1,8 +1,10 @@
 import {
   ADMIN_INBOX_PREFIX,
+  ArbiterError,
   DEFAULT_CHANGES_TOPIC,
   DEFAULT_POLICY_TOPIC,
   DEFAULT_PREFIX,
+  ErrorCode,
   type ResourceNames,
   resourceNames,
   WORKER_INBOX_PREFIX,
@@ -65,17 +67,27 @@ function arbiterResources(names: ResourceNames): { streams: readonly string[]; b
   return { streams: [...streams, ...buckets.map((bucket) => `KV_${bucket}`)], buckets };
 }
 
-/**
- * The JetStream API calls that read and follow one stream by its name: stream info, message gets,
- * and ephemeral consumers. Durable consumers (`DURABLE.CREATE`, the six-token form a deny-list
- * misses) and listing the stream's consumers only where `durable` says so.
- */
-function streamUse(stream: string, { durable }: { durable: boolean }): string[] {
-  const subjects = [
+/** The JetStream API calls that read one stream by its name: stream info and message gets. */
+function streamReads(stream: string): string[] {
+  return [
     `$JS.API.STREAM.INFO.${stream}`,
     `$JS.API.STREAM.MSG.GET.${stream}`,
     `$JS.API.DIRECT.GET.${stream}`,
     `$JS.API.DIRECT.GET.${stream}.>`,
+  ];
+}
+
+/**
+ * The JetStream API calls that read and follow one stream by its name: {@link streamReads} and
+ * ephemeral consumers. Durable consumers (`DURABLE.CREATE`, the six-token form a deny-list misses)
+ * and listing the stream's consumers only where `durable` says so. Whoever may create a consumer
+ * on a stream may have it deliver the stream's messages onto any subject of the stream's account
+ * (nats-server does not check a deliver subject), so a role gets consumers only on streams whose
+ * messages it cannot write.
+ */
+function streamUse(stream: string, { durable }: { durable: boolean }): string[] {
+  const subjects = [
+    ...streamReads(stream),
     `$JS.API.CONSUMER.CREATE.${stream}`,
     `$JS.API.CONSUMER.CREATE.${stream}.>`,
     `$JS.API.CONSUMER.INFO.${stream}.>`,
@@ -102,13 +114,15 @@ function streamUse(stream: string, { durable }: { durable: boolean }): string[] 
  *   its two lattice buckets), asking on the policy topic and hearing the changes topic; inboxes
  *   only as answers.
  * - worker: answering on the policy topic and the status subject (as answers only), overrides on the
- *   changes topic, decisions, revocations and the active index, reading the rules; its own inbox.
+ *   changes topic, decisions, revocations and the active index, reading Arbiter's streams, following
+ *   the rules stream (its only consumers); its own inbox.
  * - admin: rule events and the snapshot, creating Arbiter's streams, reading everything of
  *   Arbiter's, asking workers for their status; its own inbox.
- * Nobody may list streams, delete, purge or update a stream, or create one not named here.
+ * Nobody may list streams, delete, purge or update a stream, or create one not named here; only
+ * admins create Arbiter's.
  */
 export function rolePermissions(options: PermissionOptions = {}): Record<NatsRole, RolePermissions> {
-  const lattice = options.lattice ?? "default";
+  const lattice = checkedLattice(options.lattice ?? "default");
   const { policyTopic, changesTopic } = topics(options);
   const names = resourceNames(options.prefix ?? DEFAULT_PREFIX);
   // The host crate's subjects: control interface, events, provider RPC (link definitions, health,
@@ -122,11 +136,10 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
   ];
   const bucketStreams = latticeBucketStreams(lattice);
   const { streams, buckets } = arbiterResources(names);
-  // Workers write every bucket but the rules snapshot, and may create every stream but the rules'.
+  // Workers write every bucket but the rules snapshot. They create no stream: whoever creates one
+  // first chooses its configuration, and a worker's credential made the replay bucket, before
+  // any worker had, with a republish of its puts onto the rules subject. The admin creates them all.
   const workerBuckets = buckets.filter((bucket) => bucket !== names.rulesBucket);
-  const workerCreated = streams.filter(
-    (stream) => stream !== names.rulesStream && stream !== `KV_${names.rulesBucket}`,
-  );
   const created = (list: readonly string[]) => list.map((stream) => `$JS.API.STREAM.CREATE.${stream}`);
   const host: RolePermissions = {
     publish: {
@@ -155,8 +168,11 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         names.revocationsSubjects,
         ...workerBuckets.map((bucket) => `$KV.${bucket}.>`),
         "$JS.API.INFO",
-        ...streams.flatMap((stream) => streamUse(stream, { durable: true })),
-        ...created(workerCreated),
+        // Consumers only on the rules stream, which delivers nothing but admin-signed events and
+        // never onto itself ("forms a cycle"): one on a stream the worker writes delivered what it
+        // wrote, a copied signed rule event, into ARBITER_RULES.
+        ...streamUse(names.rulesStream, { durable: false }),
+        ...streams.filter((stream) => stream !== names.rulesStream).flatMap(streamReads),
       ],
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
     },
@@ -182,6 +198,25 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
     allowResponses: false,
   };
   return { host, worker, admin };
+}
+
+/** One subject token of letters, digits, `-` and `_`, not starting with `_` or `-`. */
+const LATTICE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+
+/**
+ * The lattice name, when hosts' `<lattice>.>` reaches only that lattice's own subjects. Throws
+ * ArbiterError (INVALID_CONFIG) for a name with dots, wildcards or spaces, one starting with `_` or
+ * `$` (`_INBOX.>` would let a host publish into every inbox, `$JS.>` reach the whole JetStream API),
+ * and `wasmbus` (whose `wasmbus.>` is every lattice's control interface, events and RPC).
+ */
+function checkedLattice(lattice: string): string {
+  if (!LATTICE_NAME.test(lattice) || lattice === "wasmbus") {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `lattice ${JSON.stringify(lattice)}: a lattice name for these permissions is one subject token of letters, digits, "-" and "_", not starting with "_" or "-", and not "wasmbus" (hosts may use "<lattice>.>")`,
+    );
+  }
+  return lattice;
 }
 
 function topics(options: PermissionOptions): { policyTopic: string; changesTopic: string } {

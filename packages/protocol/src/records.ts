@@ -176,6 +176,11 @@ export const DecisionV1 = z.object({
   dryRunRules: z.array(z.string()),
   ruleErrors: z.array(RuleErrorV1),
   revision: z.number().int().nonnegative(),
+  /**
+   * The deployment whose rules history `revision` counts in (null before its genesis event).
+   * Absent in records written before decisions named it; verification requires it.
+   */
+  deployment: DeploymentId.nullable().optional(),
   evaluatedAt: z.iso.datetime({ offset: true }),
   worker: z.object({ id: z.string(), publicKey: z.string() }),
   trust: z.object({

@@ -30,7 +30,12 @@ export {
 export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
 export { createMemoryStore } from "./memory-store.js";
 export type { ReplayGuard } from "./replay-guard.js";
-export { createMemoryReplayGuard, openJetStreamReplayGuard, ReplayGuardOptions } from "./replay-guard.js";
+export {
+  createMemoryReplayGuard,
+  DEFAULT_REPLAY_WINDOW_MS,
+  openJetStreamReplayGuard,
+  ReplayGuardOptions,
+} from "./replay-guard.js";
 export type {
   AppliedRules,
   ChangeOptions,

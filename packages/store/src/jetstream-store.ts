@@ -43,6 +43,7 @@ import {
   sealedDecisionTexts,
 } from "./decision-batch.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
+import { DEFAULT_REPLAY_WINDOW_MS } from "./replay-guard.js";
 import { errorText, keepsStoredSnapshot } from "./text.js";
 
 /** Options for {@link openJetStreamStore}; parsed with defaults before anything is created. */
@@ -58,6 +59,11 @@ export const JetStreamStoreOptions = z.object({
   ackTimeoutMs: z.number().int().positive().default(5000),
   /** Create missing streams and buckets (idempotent); false to only open existing ones. */
   create: z.boolean().default(true),
+  /**
+   * With `create`, also the replay bucket of signed requests (as an admin deploying Arbiter does);
+   * false for a worker, which opens it only when it checks signatures.
+   */
+  createReplayBucket: z.boolean().default(true),
 });
 export type JetStreamStoreOptions = z.input<typeof JetStreamStoreOptions>;
 
@@ -83,6 +89,18 @@ export async function openJetStreamStore(
     throw new StoreUnavailableError(`JetStream is not available: ${errorText(err)}`, { cause: err });
   }
   const kv = await openBucket(js, names.rulesBucket, config.replicas, config.create);
+  // Created with the rest, not by the first worker that checks signatures: whoever creates a stream
+  // first chooses its configuration (a republish of its puts onto the rules subject, say), and with
+  // the shipped permissions workers create none.
+  if (config.create && config.createReplayBucket) {
+    await new Kvm(js)
+      .create(names.replayBucket, { replicas: config.replicas, history: 1, ttl: DEFAULT_REPLAY_WINDOW_MS })
+      .catch((err: unknown) => {
+        throw new StoreUnavailableError(`cannot open the ${names.replayBucket} bucket: ${errorText(err)}`, {
+          cause: err,
+        });
+      });
+  }
   const decisions = new JetStreamDecisionLog(
     js,
     jsm,

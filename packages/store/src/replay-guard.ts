@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { resourceNames } from "@arbiter/protocol";
+import { ArbiterError, ErrorCode, resourceNames } from "@arbiter/protocol";
 import { DiscardPolicy, JetStreamApiCodes, jetstream, type StreamConfig } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -21,6 +21,12 @@ export interface ReplayGuard {
   /** Stops listening for acknowledgements; claims still waiting fail. */
   close(): void;
 }
+
+/**
+ * How long the replay bucket remembers token ids when whoever deploys Arbiter creates it (the
+ * workers' default maximum token age, 60 s, plus their default clock skew, 5 s).
+ */
+export const DEFAULT_REPLAY_WINDOW_MS = 65_000;
 
 /** Options of {@link openJetStreamReplayGuard}. */
 export const ReplayGuardOptions = z.object({
@@ -48,17 +54,29 @@ export async function openJetStreamReplayGuard(
   const config = ReplayGuardOptions.parse(options);
   const name = resourceNames(config.prefix).replayBucket;
   let problem: string | null;
+  let rememberedMs: number;
   try {
     const kv = await new Kvm(jetstream(nc, { timeout: config.ackTimeoutMs })).create(name, {
       replicas: config.replicas,
       history: 1,
       ttl: config.windowMs,
     });
-    // An existing bucket is used as it is: whoever made it (another worker's settings, or anyone
-    // allowed to create streams before the workers) decides how long ids are remembered.
-    problem = forgetsTooSoon((await kv.status()).streamInfo.config, name, config.windowMs);
+    // An existing bucket is used as it is (with the shipped permissions only an admin creates it):
+    // whoever made it decides how long ids are remembered.
+    const { ttl, streamInfo } = await kv.status();
+    rememberedMs = ttl;
+    problem = dropsIdsEarly(streamInfo.config, name);
   } catch (err) {
-    throw new StoreUnavailableError(`cannot open the ${name} bucket: ${errorText(err)}`, { cause: err });
+    throw new StoreUnavailableError(
+      `cannot open the ${name} bucket: ${errorText(err)} (with the shipped permissions an admin creates it: \`arbiter rules apply\`)`,
+      { cause: err },
+    );
+  }
+  if (rememberedMs !== 0 && rememberedMs < config.windowMs) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `the ${name} bucket remembers token ids for ${rememberedMs} ms, less than this worker's maximum token age plus clock skew (${config.windowMs} ms): a token could be replayed after its id is forgotten; lower the maximum token age or recreate the bucket with a longer max_age`,
+    );
   }
   if (problem !== null) throw new StoreUnavailableError(problem);
   // A KV create is a publish that expects no earlier message on the key's subject; sent through
@@ -108,13 +126,9 @@ export function createMemoryReplayGuard(windowMs: number, clock: () => number = 
 
 const EMPTY = new Uint8Array(0);
 
-/** Why the bucket's stream would let a token id go before `windowMs`, or null when it keeps them. */
-function forgetsTooSoon(stream: StreamConfig, name: string, windowMs: number): string | null {
+/** Why the bucket's stream would drop token ids before they expire (limits, a mirror), or null when it keeps them. */
+function dropsIdsEarly(stream: StreamConfig, name: string): string | null {
   const lead = `the ${name} bucket (stream ${stream.name})`;
-  const maxAgeMs = Math.floor(Number(stream.max_age ?? 0) / 1e6);
-  if (maxAgeMs > 0 && maxAgeMs < windowMs) {
-    return `${lead} forgets token ids after ${maxAgeMs} ms, but they are accepted for ${windowMs} ms: replays would pass; delete the bucket or raise its max_age`;
-  }
   if (stream.discard !== DiscardPolicy.New) {
     const limits = [
       (stream.max_msgs ?? -1) > 0 ? `max_msgs ${stream.max_msgs}` : null,

@@ -7,6 +7,7 @@ const FIXTURE = new URL("../../../test/data/wasmcloud-v1/start-component.json", 
 const context = {
   decisionId: "01KAQ4Z0000000000000000000",
   revision: 3,
+  deployment: "A".repeat(26),
   now: new Date("2026-11-22T08:00:00.000Z"),
   worker: { id: "w1", publicKey: "NABNN3XIJODL7AFVQMGZUGLQZK7FTLAOAWZXUELUORK2NPCZOK4XGHWN" },
   latencyMicros: 12,
@@ -109,6 +110,17 @@ describe("decisionRecord", () => {
     expect(() =>
       decisionRecord(request.request, evaluation, { ...context, now: new Date(Number.NaN) }),
     ).toThrow(RangeError);
+  });
+});
+
+describe("the deployment of a record", () => {
+  it("is the deployment of the rules, in decisions and in rejections, and null before the genesis event", () => {
+    const request = decodePolicyRequest(readFileSync(FIXTURE));
+    if (!request.ok) throw new Error(request.reason);
+    const rejected = { ok: false as const, requestId: "r1", reason: "bad", input: null, kind: null };
+    expect(decisionRecord(request.request, evaluation, context).deployment).toBe(context.deployment);
+    expect(rejectionRecord(rejected, context).deployment).toBe(context.deployment);
+    expect(rejectionRecord(rejected, { ...context, deployment: null }).deployment).toBeNull();
   });
 });
 

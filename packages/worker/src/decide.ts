@@ -59,13 +59,27 @@ export interface DecidingWorker {
 }
 
 /**
+ * What every record of one request shares: its id, the revision, deployment and clock it was
+ * decided at, who decided.
+ */
+export interface DecisionContext {
+  readonly decisionId: string;
+  readonly revision: number;
+  /** The deployment of the rules the worker serves (null before the genesis event). */
+  readonly deployment: string | null;
+  readonly now: Date;
+  readonly worker: DecidingWorker;
+  readonly latencyMicros: number;
+}
+
+/**
  * Builds the record of a decision on a request (before it is signed). With `trust` (signatures
  * checked), the record's `trust` carries the checks' outcome; without, it is unverified.
  */
 export function decisionRecord(
   request: NormalizedRequest,
   evaluation: Evaluation,
-  context: { decisionId: string; revision: number; now: Date; worker: DecidingWorker; latencyMicros: number },
+  context: DecisionContext,
   trust?: TrustResult,
 ): UnsignedDecisionV1 {
   return {
@@ -84,6 +98,7 @@ export function decisionRecord(
     dryRunRules: evaluation.dryRunRules,
     ruleErrors: evaluation.errors,
     revision: context.revision,
+    deployment: context.deployment,
     evaluatedAt: isoText(context.now),
     worker: context.worker,
     trust:
@@ -125,7 +140,7 @@ const MAX_REJECTION_REASON = 1024;
  */
 export function rejectionRecord(
   rejected: Omit<Extract<DecodedRequest, { ok: false }>, "requestId"> & { requestId: string },
-  context: { decisionId: string; revision: number; now: Date; worker: DecidingWorker; latencyMicros: number },
+  context: DecisionContext,
 ): UnsignedDecisionV1 {
   const host = pick(rejected.input, "host");
   const truncated: Record<string, number> = {};
@@ -151,6 +166,7 @@ export function rejectionRecord(
     dryRunRules: [],
     ruleErrors: [],
     revision: context.revision,
+    deployment: context.deployment,
     evaluatedAt: isoText(context.now),
     worker: context.worker,
     trust: { verified: false, reasons: [] },

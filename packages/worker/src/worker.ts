@@ -27,6 +27,7 @@ import { AnsweredReplies } from "./answered-replies.js";
 import { isInboxReply, type ParsedWorkerConfig, parseWorkerConfig, type WorkerConfig } from "./config.js";
 import {
   type DecidingWorker,
+  type DecisionContext,
   decideRequest,
   decisionRecord,
   encodeDecisionRecord,
@@ -156,9 +157,6 @@ type WorkerCounts = {
     | "replayed"]: number;
 };
 
-/** What every record of one request shares: its id, the revision and clock it was decided at, who decided. */
-type DecisionContext = Parameters<typeof decisionRecord>[2];
-
 /** The parts that live between `start()` and `stop()`. */
 interface Running {
   readonly store: ArbiterStore;
@@ -202,6 +200,9 @@ class DecisionWorker implements Worker {
   #running: Running | undefined;
   #state: LifecycleState = "stopped";
   #subscriptionProblem: string | null = null;
+  /** True while this worker's key is not enrolled: it has left the policy topic and drops what was queued. */
+  #suspended = false;
+  #stopping = false;
   #lastHealth: WorkerHealth = { state: "stopped", reason: null };
   #counts: WorkerCounts = {
     rejected: 0,
@@ -367,6 +368,7 @@ class DecisionWorker implements Worker {
       store =
         this.#givenStore ??
         (await openJetStreamStore(this.#storeNc, {
+          createReplayBucket: false,
           prefix: this.#config.prefix,
           replicas: this.#config.replicas,
           ackTimeoutMs: this.#config.ackTimeoutMs,
@@ -415,18 +417,7 @@ class DecisionWorker implements Worker {
         verifying,
       };
       this.#running = running;
-      running.subscription = this.#nc.subscribe(this.#config.policyTopic, {
-        queue: this.#config.queueGroup,
-        callback: (err, msg) => {
-          if (err) {
-            this.#log.error({ err }, "policy subscription failed");
-            this.#subscriptionProblem = `the policy subscription failed: ${err.message}`;
-            this.#reportHealth();
-            return;
-          }
-          queue.push(msg);
-        },
-      });
+      this.#subscribePolicy(running);
       running.statusSubscription = this.#nc.subscribe(resourceNames(this.#config.prefix).statusSubject, {
         callback: (err, msg) => {
           if (err) {
@@ -468,6 +459,7 @@ class DecisionWorker implements Worker {
   async stop(): Promise<void> {
     const running = this.#running;
     if (this.#state === "stopped" || running === undefined) return;
+    this.#stopping = true;
     const { subscription, statusSubscription } = running;
     running.subscription = undefined;
     statusSubscription?.unsubscribe();
@@ -500,6 +492,8 @@ class DecisionWorker implements Worker {
     };
     this.#running = undefined;
     this.#state = "stopped";
+    this.#stopping = false;
+    this.#suspended = false;
     this.#log.info({ stats: this.stats() }, "worker stopped");
   }
 
@@ -513,7 +507,9 @@ class DecisionWorker implements Worker {
     if (this.#isEnrolled(ruleset)) return null;
     const removed = ruleset.workers.findLast((w) => w.publicKey === this.publicKey);
     if (removed !== undefined && removed.to !== null) {
-      return `this worker's key ${this.publicKey} was removed at revision ${removed.to}: its decisions no longer verify`;
+      return this.#config.allowUnenrolled
+        ? `this worker's key ${this.publicKey} was removed at revision ${removed.to}: its decisions no longer verify`
+        : `this worker's key ${this.publicKey} was removed at revision ${removed.to}: not answering policy requests until it is enrolled again`;
     }
     return `serving with the unenrolled key ${this.publicKey} (allowUnenrolled): its decisions do not verify`;
   }
@@ -557,8 +553,54 @@ class DecisionWorker implements Worker {
     throw new ArbiterError(ErrorCode.WorkerNotEnrolled, message);
   }
 
-  /** Logs each change of health, once. */
+  /** Takes this worker's share of the policy topic (its queue group). */
+  #subscribePolicy(running: Running): void {
+    running.subscription = this.#nc.subscribe(this.#config.policyTopic, {
+      queue: this.#config.queueGroup,
+      callback: (err, msg) => {
+        if (err) {
+          this.#log.error({ err }, "policy subscription failed");
+          this.#subscriptionProblem = `the policy subscription failed: ${err.message}`;
+          this.#reportHealth();
+          return;
+        }
+        running.queue.push(msg);
+      },
+    });
+  }
+
+  /**
+   * Leaves the policy topic while this worker's key is not enrolled (removed while it runs), so
+   * other enrolled workers answer, or none and hosts fail closed without caching; takes it again
+   * once the key is enrolled again. With `allowUnenrolled` it keeps answering, as told.
+   */
+  #followEnrollment(): void {
+    const running = this.#running;
+    if (running === undefined || this.#state !== "ready" || this.#stopping || this.#config.allowUnenrolled) {
+      return;
+    }
+    const enrolled = this.#isEnrolled(running.follower.ruleset);
+    if (!enrolled && !this.#suspended) {
+      this.#suspended = true;
+      running.subscription?.unsubscribe();
+      running.subscription = undefined;
+      this.#log.error(
+        { publicKey: this.publicKey, revision: running.follower.ruleset.revision },
+        `this worker's key ${this.publicKey} is no longer enrolled: stopped answering policy requests until it is enrolled again`,
+      );
+    } else if (enrolled && this.#suspended) {
+      this.#suspended = false;
+      this.#subscribePolicy(running);
+      this.#log.info(
+        { publicKey: this.publicKey, revision: running.follower.ruleset.revision },
+        `this worker's key ${this.publicKey} is enrolled again: answering policy requests again`,
+      );
+    }
+  }
+
+  /** Leaves or takes the policy topic as the key's enrollment says, and logs each change of health, once. */
   #reportHealth(): void {
+    this.#followEnrollment();
     const health = this.health;
     const last = this.#lastHealth;
     if (health.state === last.state && health.reason === last.reason) return;
@@ -573,6 +615,8 @@ class DecisionWorker implements Worker {
    * inbox, or is one answered already, is recorded as a rejection and not answered. Never throws.
    */
   #decide(msg: Msg, recorder: DecisionRecorder): Decided | null | Promise<Decided | null> {
+    // Requests queued before the key was removed: the host fails closed on them, uncached.
+    if (this.#suspended) return null;
     const started = process.hrtime.bigint();
     const ruleset = this.#running!.follower.ruleset;
     const now = this.#clock();
@@ -592,6 +636,7 @@ class DecisionWorker implements Worker {
       const context = {
         decisionId: this.#nextId(),
         revision: ruleset.revision,
+        deployment: ruleset.deployment,
         now,
         worker: this.#identity,
         latencyMicros: 0,

@@ -46,7 +46,11 @@ export function auditCommand(): Command {
       let failed = 0;
       for await (const stored of store.decisions.read(since ? { since } : {})) {
         checked++;
-        const result = verifyDecision(stored.text, { workers: state.workers, configured });
+        const result = verifyDecision(stored.text, {
+          deployment: state.deployment,
+          workers: state.workers,
+          configured,
+        });
         if (result.valid) continue;
         failed++;
         if (failures.length < MAX_LISTED) {

@@ -46,7 +46,7 @@ export function workersCommand(): Command {
     workers
       .command("remove")
       .description(
-        "remove a worker key: decisions it signs at later revisions no longer verify, and a worker with it no longer starts",
+        "remove a worker key: decisions it signs at later revisions no longer verify, a running worker with it stops answering, and one with it no longer starts",
       )
       .argument("<key>", "the worker's public key (N…)")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
