@@ -42,10 +42,16 @@ describe("answers steered into another host's inbox", () => {
       }
     };
 
-    // The attacker's stream of permitted requests starts before the victim asks.
+    // The attacker's stream of permitted requests starts before the victim asks. The one answer
+    // the predicted inbox may get goes out before the victim listens there (an answer follows its
+    // record, so the record alone does not say it was sent).
+    const beforeVictim: string[] = [];
+    attacker.subscribe(PREDICTED, { callback: (_err, msg) => beforeVictim.push(msg.string()) });
+    await attacker.flush();
     attack(0);
     await attacker.flush();
     await until(() => recorded() === STREAM, { name: "the first part of the attacker's stream recorded" });
+    await until(() => beforeVictim.length === 1, { name: "the predicted inbox's one answer delivered" });
 
     // The victim's request for a component the rules deny is pending on that inbox; the stream goes on around it.
     const heard: PolicyResponseV1[] = [];
