@@ -46,7 +46,11 @@ describe("answers steered into another host's inbox", () => {
     // the predicted inbox may get goes out before the victim listens there (an answer follows its
     // record, so the record alone does not say it was sent).
     const beforeVictim: string[] = [];
-    attacker.subscribe(PREDICTED, { callback: (_err, msg) => beforeVictim.push(msg.string()) });
+    attacker.subscribe(PREDICTED, {
+      callback: (_err, msg) => {
+        beforeVictim.push(msg.string());
+      },
+    });
     await attacker.flush();
     attack(0);
     await attacker.flush();
