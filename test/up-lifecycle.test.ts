@@ -157,6 +157,24 @@ describe("arbiter up over restarts, signals and crashes", () => {
     await allGone(r4.natsPids, "the nats-server of the fourth up to exit after SIGINT");
   });
 
+  it("starts again on its --port after a kill -9, stopping the nats-server that held it", async () => {
+    const env = newHome();
+    const port = await freePort();
+    const killed = spawnArbiter(["up", "--workers", "1", "--port", String(port), "--json"], env);
+    running.push(killed);
+    const r1 = await report(killed);
+    expect(await killed.stop("SIGKILL")).toBe(null);
+    expect(r1.natsPids.some((pid) => isProcessAlive(pid))).toBe(true);
+
+    const again = spawnArbiter(["up", "--workers", "1", "--port", String(port), "--json"], env);
+    running.push(again);
+    const r2 = await report(again);
+    expect(r2.servers[0]).toBe(`nats://127.0.0.1:${port}`);
+    await allGone(r1.natsPids, "the nats-server left by the killed up to be stopped by the next");
+    expect(await again.stop("SIGTERM")).toBe(0);
+    await allGone(r2.natsPids, "the nats-server of the second up to exit after SIGTERM");
+  });
+
   it("refuses to start when its pid file names a nats-server that is not its own", async () => {
     const env = newHome();
     const stranger = await startNatsServer();

@@ -97,12 +97,6 @@ export function upCommand(): Command {
           `--nodes ${JSON.stringify(flags.nodes)}: expected 1 or 3`,
         );
       const requestedPort = parseOptionalIntegerFlag(flags.port, "--port", { min: 0, max: 65535 });
-      if (requestedPort !== undefined && requestedPort > 0 && !(await isFree(requestedPort))) {
-        throw new ArbiterError(
-          ErrorCode.InvalidConfig,
-          `--port ${requestedPort}: the port is in use on 127.0.0.1; pass another, or --port 0 for a free one`,
-        );
-      }
       if (flags.rules !== undefined && flags.rules !== "-" && !existsSync(flags.rules)) {
         throw new ArbiterError(ErrorCode.InvalidConfig, `rules file ${flags.rules} not found`);
       }
@@ -125,6 +119,13 @@ export function upCommand(): Command {
       const leftover = await stopLeftoverNats(home);
       if (leftover.length > 0)
         log.warn({ pids: leftover }, "stopped the nats-server left running by an earlier arbiter up");
+      // Checked after the leftover is stopped: the port it held is this home's own.
+      if (requestedPort !== undefined && requestedPort > 0 && !(await isFree(requestedPort))) {
+        throw new ArbiterError(
+          ErrorCode.InvalidConfig,
+          `--port ${requestedPort}: the port is in use on 127.0.0.1; pass another, or --port 0 for a free one`,
+        );
+      }
 
       const replicas = nodes === 3 ? 3 : 1;
       const secure: SecureNats | undefined = flags.secure === true ? prepareSecureNats(home) : undefined;
