@@ -1,3 +1,10 @@
+export type { ActiveEntryId, ActiveIndex } from "./active-index.js";
+export {
+  ActiveIndexOptions,
+  activeEntryKey,
+  createMemoryActiveIndex,
+  openJetStreamActiveIndex,
+} from "./active-index.js";
 export type {
   ArbiterStore,
   DecisionBatch,
@@ -11,12 +18,16 @@ export type {
 } from "./contracts.js";
 export type { DecisionLine } from "./decision-batch.js";
 export {
+  BATCH_SIGNATURE_HEADER,
   decisionBatchFromTexts,
   isOneLine,
   maxDecisionRecordBytes,
+  sealedDecisionTexts,
   signDecisionBatch,
   splitDecisionBatches,
 } from "./decision-batch.js";
+export type { DurableFeed, DurableFeedOptions, FeedMessage } from "./durable-feed.js";
+export { openDurableFeed } from "./durable-feed.js";
 export {
   ChainBrokenError,
   isChainBrokenError,
@@ -31,6 +42,8 @@ export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js"
 export { createMemoryStore } from "./memory-store.js";
 export type { ReplayGuard } from "./replay-guard.js";
 export { createMemoryReplayGuard, openJetStreamReplayGuard, ReplayGuardOptions } from "./replay-guard.js";
+export type { RevocationFilter, RevocationLog, StoredRevocation } from "./revocation-log.js";
+export { createMemoryRevocationLog, openJetStreamRevocationLog } from "./revocation-log.js";
 export type {
   AppliedRules,
   ChangeOptions,
@@ -39,5 +52,5 @@ export type {
   RulesAdminOptions,
 } from "./rules-admin.js";
 export { createRulesAdmin, newDeploymentId } from "./rules-admin.js";
-export type { DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
-export { verifyDecision } from "./verify-decision.js";
+export type { DecisionBatchVerification, DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
+export { verifyDecision, verifyDecisionBatch } from "./verify-decision.js";

@@ -98,6 +98,18 @@ export const WorkerConfig = z
      * hosts cache for their lifetime.
      */
     onLogOutage: z.enum(["silent", "deny"]).default("silent"),
+    /**
+     * Take part in the revocation fan-out (default true): project the decision log into the
+     * active index and re-evaluate each rules revision against it, publishing overrides. Needs the
+     * JetStream store (a worker given another store does not).
+     */
+    revoke: z.boolean().default(true),
+    /**
+     * How long a worker may hold a rules revision being re-evaluated (or a decision message being
+     * indexed) without acknowledging before another worker takes it over (it sends in-progress
+     * acknowledgements every third of this while it works, so only a dead worker loses it).
+     */
+    revocationAckWaitMs: z.number().int().min(300).default(10_000),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

@@ -1,0 +1,277 @@
+import { setTimeout as delay } from "node:timers/promises";
+import type { ActiveDecisionV1, ResourceNames, UnsignedDecisionV1 } from "@arbiter/protocol";
+import type { RulesetState } from "@arbiter/rules";
+import {
+  type ActiveIndex,
+  activeEntryKey,
+  BATCH_SIGNATURE_HEADER,
+  type DecisionLog,
+  type DurableFeed,
+  type FeedMessage,
+  openDurableFeed,
+  type RevocationLog,
+  signDecisionBatch,
+  verifyDecisionBatch,
+} from "@arbiter/store";
+import type { Signer } from "@arbiter/trust";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import {
+  overrideFor,
+  projectDecision,
+  type Reevaluation,
+  reevaluate,
+  revocationFor,
+} from "./active-projection.js";
+import { type DecidingWorker, decisionRecord, encodeDecisionRecord } from "./decide.js";
+
+/** What the revoker needs from its worker. */
+export interface RevokerDeps {
+  /** The connection for JetStream and for publishing overrides. */
+  readonly nc: NatsConnection;
+  readonly names: ResourceNames;
+  readonly changesTopic: string;
+  readonly index: ActiveIndex;
+  readonly revocations: RevocationLog;
+  readonly decisions: DecisionLog;
+  /** The worker's rules as they are now, and a way to wait for a revision. */
+  readonly rules: {
+    readonly ruleset: RulesetState;
+    waitForRevision(revision: number, timeoutMs?: number): Promise<void>;
+  };
+  /** The rules stream's last revision now. */
+  rulesRevision(): Promise<number>;
+  /** Worker keys enrolled by configuration (`ARBITER_WORKER_KEYS`). */
+  readonly workerKeys: readonly string[];
+  readonly signer: Signer;
+  readonly identity: DecidingWorker;
+  readonly nextId: () => string;
+  readonly clock: () => Date;
+  readonly log: Logger;
+  /** How long a held message may go unacknowledged before another worker gets it. */
+  readonly ackWaitMs: number;
+  /** Longest wait for the index to catch up with the decision log before a scan. */
+  readonly catchUpTimeoutMs?: number;
+}
+
+/** Counters of a {@link Revoker}. */
+export interface RevokerStats {
+  /** Decisions put into the active index. */
+  readonly projected: number;
+  /** Decision messages left out of the index: not a batch signed by an enrolled worker key. */
+  readonly refusedBatches: number;
+  /** Decisions left out because their request id is already another entry's. */
+  readonly refusedRequestIds: number;
+  /** Rules revisions re-evaluated by this worker. */
+  readonly revisionsScanned: number;
+  /** Overrides published by this worker. */
+  readonly overrides: number;
+  /** The last revision this worker re-evaluated (0 before the first). */
+  readonly lastScanned: number;
+}
+
+/** How many changed entries are recorded and published together. */
+const CHUNK = 64;
+
+/**
+ * The revocation fan-out of one worker: it projects the decision log into the active index and
+ * re-evaluates each rules revision against it, sharing both durable consumers with the other
+ * workers, so each decision message is projected once and each revision re-evaluated once
+ * across the cluster (again by another worker when the one holding it dies).
+ */
+export class Revoker {
+  readonly #deps: RevokerDeps;
+  #projection: DurableFeed | undefined;
+  #scans: DurableFeed | undefined;
+  #stats = {
+    projected: 0,
+    refusedBatches: 0,
+    refusedRequestIds: 0,
+    revisionsScanned: 0,
+    overrides: 0,
+    lastScanned: 0,
+  };
+
+  constructor(deps: RevokerDeps) {
+    this.#deps = deps;
+  }
+
+  /** A snapshot of the counters. */
+  get stats(): RevokerStats {
+    return { ...this.#stats };
+  }
+
+  /** Opens (creating if needed) both durable consumers. Throws StoreUnavailableError. */
+  async start(): Promise<void> {
+    const { nc, names, ackWaitMs } = this.#deps;
+    this.#projection = await openDurableFeed(
+      nc,
+      { stream: names.decisionsStream, consumer: names.activeIndexConsumer, ackWaitMs },
+      (m) => this.#project(m),
+    );
+    try {
+      this.#scans = await openDurableFeed(
+        nc,
+        { stream: names.rulesStream, consumer: names.revokerConsumer, ackWaitMs },
+        (m) => this.#scan(m),
+      );
+    } catch (err) {
+      await this.#projection.stop();
+      throw err;
+    }
+  }
+
+  /** Stops taking messages; a message being handled finishes first. */
+  async stop(): Promise<void> {
+    await this.#scans?.stop();
+    await this.#projection?.stop();
+  }
+
+  /**
+   * Projects one message of the decision log: only a batch whose signature verifies under a worker
+   * key enrolled at its decisions' revisions counts; anything else published there stays out.
+   */
+  async #project(m: FeedMessage): Promise<void> {
+    const { rules, index, log } = this.#deps;
+    let verified = this.#verify(m, rules.ruleset);
+    const newest = verified.valid ? Math.max(...verified.decisions.map((d) => d.revision)) : 0;
+    if (
+      (!verified.valid || verified.unenrolled > 0 || newest > rules.ruleset.revision) &&
+      rules.ruleset.broken === null
+    ) {
+      // Enrollment is judged at the decisions' revision: a worker enrolled by a rule event this
+      // worker has not folded yet is enrolled all the same once it has.
+      const last = await this.#deps.rulesRevision();
+      if (last > rules.ruleset.revision) {
+        await rules.waitForRevision(last, 5000).catch(() => {});
+        verified = this.#verify(m, rules.ruleset);
+      }
+    }
+    const ruleset = rules.ruleset;
+    if (!verified.valid) {
+      this.#stats.refusedBatches++;
+      log.warn({ seq: m.seq, reason: verified.reason }, "a decision message left out of the active index");
+      return;
+    }
+    for (const decision of verified.decisions) {
+      const existing = await index.get(decision);
+      const projection = projectDecision(decision, m.seq, existing);
+      if (projection.action === "skip") continue;
+      const { entry } = projection;
+      if (decision.cause === "request" && !(await index.claimRequestId(entry.requestId, entry))) {
+        this.#stats.refusedRequestIds++;
+        log.warn(
+          { seq: m.seq, requestId: entry.requestId, host: entry.host, cacheKey: entry.cacheKey },
+          "a decision reuses the request id of another host's cached decision; left out of the active index",
+        );
+        continue;
+      }
+      await index.put(entry);
+      this.#stats.projected++;
+      // Decided under rules older than the last re-evaluated revision: that scan could not see it.
+      if (decision.cause === "request" && entry.revision < ruleset.revision) {
+        const again = reevaluate(entry, ruleset, this.#deps.clock());
+        if (again?.changed) await this.#revoke([again], ruleset.revision);
+      }
+    }
+  }
+
+  #verify(m: FeedMessage, ruleset: RulesetState) {
+    return verifyDecisionBatch(m.data, m.header(BATCH_SIGNATURE_HEADER), {
+      workers: ruleset.workers,
+      configured: this.#deps.workerKeys,
+    });
+  }
+
+  /**
+   * Re-evaluates the index for one rules revision, after the index has caught up with the
+   * decision log as it was when the scan began.
+   */
+  async #scan(m: FeedMessage): Promise<void> {
+    const { rules, log } = this.#deps;
+    await rules.waitForRevision(m.seq, this.#deps.ackWaitMs * 10);
+    const ruleset = rules.ruleset;
+    if (ruleset.revision < m.seq || ruleset.broken !== null) {
+      log.warn({ revision: m.seq }, "rules history broken: revision not re-evaluated");
+      return;
+    }
+    await this.#caughtUp(m);
+    const now = this.#deps.clock();
+    let changed: Reevaluation[] = [];
+    let total = 0;
+    for await (const entry of this.#deps.index.entries()) {
+      total++;
+      const again = reevaluate(entry, ruleset, now);
+      if (!again?.changed) continue;
+      changed.push(again);
+      if (changed.length === CHUNK) {
+        await this.#revoke(changed, ruleset.revision);
+        changed = [];
+      }
+    }
+    if (changed.length > 0) await this.#revoke(changed, ruleset.revision);
+    this.#stats.revisionsScanned++;
+    this.#stats.lastScanned = m.seq;
+    log.info({ revision: m.seq, entries: total }, "revision re-evaluated against the active index");
+  }
+
+  /** Waits until the projection has acknowledged every decision message there was at the start. */
+  async #caughtUp(m: FeedMessage): Promise<void> {
+    const feed = this.#projection!;
+    const target = await feed.lastSeq();
+    const deadline = Date.now() + (this.#deps.catchUpTimeoutMs ?? 60_000);
+    while ((await feed.ackFloor()) < target) {
+      if (Date.now() > deadline) {
+        throw new Error(`the active index did not catch up with decision ${target} in time`);
+      }
+      m.working();
+      await delay(20);
+    }
+  }
+
+  /**
+   * Records and publishes the changes of one chunk: the re-evaluation decisions (one signed batch),
+   * a revocation record each (de-duplicated on revision and entry, so a scan done again records
+   * none twice), then the overrides, then the index entries.
+   */
+  async #revoke(changed: readonly Reevaluation[], revision: number): Promise<void> {
+    const { decisions, revocations, nc, changesTopic, index } = this.#deps;
+    const now = this.#deps.clock();
+    const at = now.toISOString();
+    const records: { decisionId: string; body: Uint8Array }[] = changed.map((c) => {
+      const record: UnsignedDecisionV1 = decisionRecord(
+        c.request,
+        c.evaluation,
+        { decisionId: this.#deps.nextId(), revision, now, worker: this.#deps.identity, latencyMicros: 0 },
+        c.trust,
+      );
+      record.cause = "reevaluation";
+      return { decisionId: record.decisionId, body: encodeDecisionRecord(record, null) };
+    });
+    await decisions.append(signDecisionBatch(records, this.#deps.signer));
+    await Promise.all(
+      changed.map((c) =>
+        revocations.append(
+          revocationFor(c.entry, c.evaluation, revision, at),
+          `${revision}:${activeEntryKey(c.entry)}`,
+        ),
+      ),
+    );
+    for (const c of changed) {
+      nc.publish(changesTopic, JSON.stringify(overrideFor(c.entry, c.evaluation)));
+    }
+    await nc.flush();
+    this.#stats.overrides += changed.length;
+    await Promise.all(
+      changed.map((c) => {
+        const entry: ActiveDecisionV1 = {
+          ...c.entry,
+          permitted: c.evaluation.permitted,
+          message: c.evaluation.message,
+          revision,
+        };
+        return index.put(entry);
+      }),
+    );
+  }
+}
