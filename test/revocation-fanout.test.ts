@@ -20,7 +20,6 @@ import {
   componentBody,
   defaultRules,
   startHost,
-  untilIndexCaughtUp,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 
@@ -66,7 +65,11 @@ beforeAll(async () => {
   }
   listenNc = await connectTo(server.url);
   connections.push(listenNc);
-  listener = listenNc.subscribe("wasmcloud.policy.changes", { callback: (_e, m) => heard.push(m.string()) });
+  listener = listenNc.subscribe("wasmcloud.policy.changes", {
+    callback: (_e, m) => {
+      heard.push(m.string());
+    },
+  });
   await listenNc.flush();
 }, 60_000);
 
