@@ -195,6 +195,10 @@ export class Revoker {
       log.warn({ revision: m.seq }, "rules history broken: revision not re-evaluated");
       return;
     }
+    log.info(
+      { revision: m.seq, delivery: m.deliveries },
+      "re-evaluating the active index for a rules revision",
+    );
     await this.#caughtUp(m);
     const now = this.#deps.clock();
     let changed: Reevaluation[] = [];

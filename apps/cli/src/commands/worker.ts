@@ -35,6 +35,7 @@ interface WorkerFlags extends ConnectionFlags {
   deployment?: string;
   workerKeys?: string;
   allowUnenrolled?: boolean;
+  revocationAckWait?: string;
 }
 
 /** Where each worker setting comes from on the command line, for messages that name it. */
@@ -55,6 +56,7 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   maxTokenAgeMs: "--max-token-age (ARBITER_MAX_TOKEN_AGE)",
   deployment: "--deployment (ARBITER_DEPLOYMENT)",
   workerKeys: "--worker-keys (ARBITER_WORKER_KEYS)",
+  revocationAckWaitMs: "--revocation-ack-wait (ARBITER_REVOCATION_ACK_WAIT)",
 };
 
 const SIGNATURE_MODES = ["off", "verify-if-present", "required"] as const;
@@ -118,6 +120,10 @@ export function workerCommand(): Command {
     .option(
       "--allow-unenrolled",
       "serve even though this worker's key is not enrolled (its decisions will not verify; logged loudly) (env ARBITER_ALLOW_UNENROLLED=true)",
+    )
+    .option(
+      "--revocation-ack-wait <ms>",
+      "how long a rules revision being re-evaluated may go unacknowledged before another worker takes it over, if this one died (env ARBITER_REVOCATION_ACK_WAIT; default 10000)",
     )
     .option(
       "--nats-inbox-prefix <prefix>",
@@ -213,7 +219,11 @@ function workerConfig(flags: WorkerFlags, log: Logger): ReturnType<typeof parseW
     );
   }
   const allowUnenrolled = flags.allowUnenrolled === true || allowEnv === "true";
+  const ackWait = flags.revocationAckWait ?? (process.env["ARBITER_REVOCATION_ACK_WAIT"] || undefined);
   const config: WorkerConfig = {
+    ...(ackWait !== undefined
+      ? { revocationAckWaitMs: strictInteger(SETTING_SOURCES["revocationAckWaitMs"]!, ackWait) }
+      : {}),
     ...(flags.name ? { id: flags.name } : {}),
     ...(deployment ? { deployment } : {}),
     ...(workerKeys.length > 0 ? { workerKeys } : {}),
