@@ -15,6 +15,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
 import { enrolledWorkerSeed } from "./support/arbiter.js";
+import { runArbiter, spawnArbiter } from "./support/cli.js";
 import {
   applyRules,
   componentBody,
@@ -194,4 +195,38 @@ describe("revocation fan-out", () => {
     }
     responder.unsubscribe();
   }, 60_000);
+
+  it("arbiter revocations list and tail show the overrides, by host and as they are recorded", async () => {
+    const env = { NATS_URL: server.url };
+    const listed = await runArbiter(["revocations", "list", "--json", "--host", hostKeys[0]!], env);
+    expect(listed.code, listed.stderr).toBe(0);
+    const records = JSON.parse(listed.stdout) as {
+      host: string;
+      requestId: string;
+      to: { permitted: boolean };
+    }[];
+    expect(records).toHaveLength(PER_HOST);
+    expect(records.every((r) => r.host === hostKeys[0] && r.to.permitted)).toBe(true);
+    expect(new Set(records.map((r) => r.requestId))).toEqual(new Set(hosts[0]!.sentRequestIds()));
+    const text = await runArbiter(["revocations", "list", "--limit", "3"], env);
+    expect(text.stdout.split("\n")[0]).toMatch(/^AT\s+REVISION\s+HOST\s+REQUEST ID\s+FROM\s+TO/);
+    expect(text.stdout.trim().split("\n")).toHaveLength(4);
+    const badHost = await runArbiter(["revocations", "list", "--host", "NOPE"], env);
+    expect(badHost.code).toBe(2);
+    expect(badHost.stderr).toMatch(/--host "NOPE": expected a host public key in full/);
+
+    await using tail = spawnArbiter(["revocations", "tail", "--host", hostKeys[1]!], env);
+    // The tail follows from the moment it printed its heading.
+    await until(() => tail.stdout().startsWith("AT "), { name: "the tail's heading", timeout: 20_000 });
+    const revision = await applyRules(admin, defaultRules("deny"));
+    const rows = () => tail.stdout().trim().split("\n").slice(1);
+    await until(() => rows().length === PER_HOST, {
+      name: "the tail printed the host's overrides",
+      timeout: 30_000,
+    });
+    for (const line of rows())
+      expect(line).toMatch(
+        new RegExp(`^\\S+\\s+r${revision}\\s+${hostKeys[1]}\\s+\\S+\\s+PERMIT\\s+DENY\\s`),
+      );
+  }, 90_000);
 });

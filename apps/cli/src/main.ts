@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { auditCommand } from "./commands/audit.js";
 import { benchCommand } from "./commands/bench.js";
 import { decisionsCommand } from "./commands/decisions.js";
+import { revocationsCommand } from "./commands/revocations.js";
 import { rulesCommand } from "./commands/rules.js";
 import { trustCommand } from "./commands/trust.js";
 import { upCommand } from "./commands/up.js";
@@ -23,6 +24,7 @@ const program = new Command("arbiter")
   .addCommand(workersCommand())
   .addCommand(rulesCommand())
   .addCommand(decisionsCommand())
+  .addCommand(revocationsCommand())
   .addCommand(auditCommand())
   .addCommand(benchCommand())
   .addCommand(trustCommand())
