@@ -132,7 +132,7 @@ export class Revoker {
    * key enrolled at its decisions' revisions counts; anything else published there stays out.
    */
   async #project(m: FeedMessage): Promise<void> {
-    const { rules, index, log } = this.#deps;
+    const { rules, log } = this.#deps;
     let verified = this.#verify(m, rules.ruleset);
     const newest = verified.valid ? Math.max(...verified.decisions.map((d) => d.revision)) : 0;
     if (
@@ -153,26 +153,41 @@ export class Revoker {
       log.warn({ seq: m.seq, reason: verified.reason }, "a decision message left out of the active index");
       return;
     }
+    // Entries are independent: each one's decisions in order, the entries side by side.
+    const byEntry = new Map<string, UnsignedDecisionV1[]>();
     for (const decision of verified.decisions) {
-      const existing = await index.get(decision);
-      const projection = projectDecision(decision, m.seq, existing);
-      if (projection.action === "skip") continue;
-      const { entry } = projection;
-      if (decision.cause === "request" && !(await index.claimRequestId(entry.requestId, entry))) {
-        this.#stats.refusedRequestIds++;
-        log.warn(
-          { seq: m.seq, requestId: entry.requestId, host: entry.host, cacheKey: entry.cacheKey },
-          "a decision reuses the request id of another host's cached decision; left out of the active index",
-        );
-        continue;
-      }
-      await index.put(entry);
-      this.#stats.projected++;
-      // Decided under rules older than the last re-evaluated revision: that scan could not see it.
-      if (decision.cause === "request" && entry.revision < ruleset.revision) {
-        const again = reevaluate(entry, ruleset, this.#deps.clock());
-        if (again?.changed) await this.#revoke([again], ruleset.revision);
-      }
+      const key = activeEntryKey(decision);
+      const list = byEntry.get(key);
+      if (list === undefined) byEntry.set(key, [decision]);
+      else list.push(decision);
+    }
+    await Promise.all(
+      [...byEntry.values()].map(async (list) => {
+        for (const decision of list) await this.#projectOne(decision, m.seq, ruleset);
+      }),
+    );
+  }
+
+  async #projectOne(decision: UnsignedDecisionV1, seq: number, ruleset: RulesetState): Promise<void> {
+    const { index, log } = this.#deps;
+    const existing = await index.get(decision);
+    const projection = projectDecision(decision, seq, existing);
+    if (projection.action === "skip") return;
+    const { entry } = projection;
+    if (decision.cause === "request" && !(await index.claimRequestId(entry.requestId, entry))) {
+      this.#stats.refusedRequestIds++;
+      log.warn(
+        { seq, requestId: entry.requestId, host: entry.host, cacheKey: entry.cacheKey },
+        "a decision reuses the request id of another host's cached decision; left out of the active index",
+      );
+      return;
+    }
+    await index.put(entry);
+    this.#stats.projected++;
+    // Decided under rules older than this worker's: a scan of the newer revision may not have seen it.
+    if (decision.cause === "request" && entry.revision < ruleset.revision) {
+      const again = reevaluate(entry, ruleset, this.#deps.clock());
+      if (again?.changed) await this.#revoke([again], ruleset.revision);
     }
   }
 
