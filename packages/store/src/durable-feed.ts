@@ -45,8 +45,13 @@ export interface DurableFeed {
   lastSeq(): Promise<number>;
   /** The highest stream sequence up to which every message is acknowledged. Throws StoreUnavailableError. */
   ackFloor(): Promise<number>;
-  /** Stops taking messages; the one being handled finishes first. */
+  /**
+   * Stops taking messages and waits for the handler of the one being handled, which should give
+   * up soon (see `stopping`); a message whose handler fails then goes straight to another holder.
+   */
   stop(): Promise<void>;
+  /** True once `stop()` was called: a long handler checks it and throws to hand its message on. */
+  readonly stopping: boolean;
   /** Resolves when the feed ends: null after `stop()`, the error when it broke on its own. */
   readonly ended: Promise<Error | null>;
 }
@@ -78,12 +83,26 @@ export async function openDurableFeed(
   const ended = (async (): Promise<Error | null> => {
     try {
       for await (const m of messages) {
-        const heartbeat = setInterval(() => m.working(), Math.max(ackWaitMs / 3, 100));
+        const heartbeat = setInterval(
+          () => {
+            try {
+              m.working();
+            } catch {
+              // The connection is closing: the message goes to another holder after the ack wait.
+            }
+          },
+          Math.max(ackWaitMs / 3, 100),
+        );
         try {
           await handler(feedMessage(m));
           await m.ackAck();
         } catch {
-          if (!stopped) m.nak(retryMs);
+          // Stopping hands the message on at once; a failure is retried after a pause.
+          try {
+            m.nak(stopped ? 0 : retryMs);
+          } catch {
+            // Not connected: redelivered after the ack wait.
+          }
         } finally {
           clearInterval(heartbeat);
         }
@@ -97,6 +116,9 @@ export async function openDurableFeed(
   })();
   return {
     ended,
+    get stopping() {
+      return stopped;
+    },
     lastSeq: async () => {
       try {
         return (await jsm.streams.info(stream)).state.last_seq;

@@ -52,6 +52,22 @@ describe("projectDecision", () => {
     });
   });
 
+  it("keeps the claims' expiresAt, for re-evaluating the entry when they expire", () => {
+    const decision = decided();
+    const request = structuredClone(decision.request) as { request: { claims: unknown } };
+    request.request.claims = {
+      publicKey: "M",
+      issuer: "A",
+      issuedAt: "1",
+      expiresAt: 1_900_000_000,
+      expired: false,
+    };
+    expect(projectDecision({ ...decision, request }, 1, null)).toMatchObject({
+      entry: { expiresAt: 1_900_000_000 },
+    });
+    expect(projectDecision(decision, 1, null)).toMatchObject({ entry: { expiresAt: null } });
+  });
+
   it("leaves out what no host cached: an unanswered request, one without a cache key", () => {
     expect(projectDecision(decided({ answered: false }), 1, null)).toMatchObject({ action: "skip" });
     expect(projectDecision(decided({ cacheKey: "" }), 1, null)).toMatchObject({ action: "skip" });

@@ -219,6 +219,7 @@ export class Revoker {
     let changed: Reevaluation[] = [];
     let total = 0;
     for await (const entry of this.#deps.index.entries()) {
+      this.#checkStopping();
       total++;
       const again = reevaluate(entry, ruleset, now);
       if (!again?.changed) continue;
@@ -234,12 +235,18 @@ export class Revoker {
     log.info({ revision: m.seq, entries: total }, "revision re-evaluated against the active index");
   }
 
+  /** Throws when the worker is stopping, so that the revision goes to another worker at once. */
+  #checkStopping(): void {
+    if (this.#scans?.stopping) throw new Error("the worker is stopping");
+  }
+
   /** Waits until the projection has acknowledged every decision message there was at the start. */
   async #caughtUp(m: FeedMessage): Promise<void> {
     const feed = this.#projection!;
     const target = await feed.lastSeq();
     const deadline = Date.now() + (this.#deps.catchUpTimeoutMs ?? 60_000);
     while ((await feed.ackFloor()) < target) {
+      this.#checkStopping();
       if (Date.now() > deadline) {
         throw new Error(`the active index did not catch up with decision ${target} in time`);
       }
