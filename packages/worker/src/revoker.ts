@@ -31,7 +31,8 @@ export interface RevokerDeps {
   readonly nc: NatsConnection;
   readonly names: ResourceNames;
   readonly changesTopic: string;
-  readonly index: ActiveIndex;
+  /** Opens the active index (the supervisor calls it until it succeeds). */
+  readonly openIndex: () => Promise<ActiveIndex>;
   readonly revocations: RevocationLog;
   readonly decisions: DecisionLog;
   /** The worker's rules as they are now, and a way to wait for a revision. */
@@ -70,6 +71,9 @@ export interface RevokerStats {
   readonly lastScanned: number;
 }
 
+/** Longest a stopping revoker waits for the message it is handling. */
+const STOP_GRACE_MS = 2000;
+
 /** How many changed entries are recorded and published together. */
 const CHUNK = 64;
 
@@ -83,6 +87,11 @@ export class Revoker {
   readonly #deps: RevokerDeps;
   #projection: DurableFeed | undefined;
   #scans: DurableFeed | undefined;
+  #supervisor: Promise<void> = Promise.resolve();
+  #index: ActiveIndex | undefined;
+  #stopped = false;
+  /** Interrupts the supervisor's wait (set while it waits). */
+  #wake: () => void = () => {};
   #stats = {
     projected: 0,
     refusedBatches: 0,
@@ -101,30 +110,78 @@ export class Revoker {
     return { ...this.#stats };
   }
 
-  /** Opens (creating if needed) both durable consumers. Throws StoreUnavailableError. */
-  async start(): Promise<void> {
-    const { nc, names, ackWaitMs } = this.#deps;
-    this.#projection = await openDurableFeed(
-      nc,
-      { stream: names.decisionsStream, consumer: names.activeIndexConsumer, ackWaitMs },
-      (m) => this.#project(m),
-    );
-    try {
-      this.#scans = await openDurableFeed(
-        nc,
-        { stream: names.rulesStream, consumer: names.revokerConsumer, ackWaitMs },
-        (m) => this.#scan(m),
-      );
-    } catch (err) {
-      await this.#projection.stop();
-      throw err;
-    }
+  /**
+   * Opens (creating if needed) both durable consumers, in the background: the answers to hosts do
+   * not wait for the fan-out. While JetStream cannot give them (a cluster still electing its
+   * leaders, a stream gone) it says so in the log and tries again, every 250 ms doubling up to 5 s;
+   * a feed that ends on its own is opened again the same way. Never throws.
+   */
+  start(): void {
+    this.#supervisor = this.#supervise();
   }
 
-  /** Stops taking messages; a message being handled finishes first. */
+  /** Stops taking messages; a message being handled gives up or finishes first. */
   async stop(): Promise<void> {
-    await this.#scans?.stop();
-    await this.#projection?.stop();
+    this.#stopped = true;
+    this.#wake();
+    const stopped = (async () => {
+      await this.#supervisor;
+      await Promise.all([this.#scans?.stop(), this.#projection?.stop()]);
+    })();
+    // A handler stuck on JetStream (gone while stopping) must not hold the worker: what it held
+    // unacknowledged goes to another worker after the ack wait.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      stopped,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, STOP_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  async #supervise(): Promise<void> {
+    const { nc, names, ackWaitMs, log } = this.#deps;
+    let pause = 250;
+    while (!this.#stopped) {
+      try {
+        this.#index ??= await this.#deps.openIndex();
+        this.#projection ??= await openDurableFeed(
+          nc,
+          { stream: names.decisionsStream, consumer: names.activeIndexConsumer, ackWaitMs },
+          (m) => this.#project(m),
+        );
+        this.#scans ??= await openDurableFeed(
+          nc,
+          { stream: names.rulesStream, consumer: names.revokerConsumer, ackWaitMs },
+          (m) => this.#scan(m),
+        );
+        pause = 250;
+        const { projection, scans } = { projection: this.#projection, scans: this.#scans };
+        const ended = await Promise.race([
+          projection.ended.then((err) => ({ feed: "projection" as const, err })),
+          scans.ended.then((err) => ({ feed: "scans" as const, err })),
+          new Promise<null>((resolve) => {
+            this.#wake = () => resolve(null);
+          }),
+        ]);
+        if (ended === null || this.#stopped) return;
+        log.warn({ err: ended.err }, `the revocation fan-out's ${ended.feed} feed ended; opening it again`);
+        if (ended.feed === "projection") this.#projection = undefined;
+        else this.#scans = undefined;
+      } catch (err) {
+        if (this.#stopped) return;
+        log.warn({ err, retryInMs: pause }, "the revocation fan-out cannot open its feeds yet; trying again");
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, pause);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        pause = Math.min(pause * 2, 5000);
+      }
+    }
   }
 
   /**
@@ -169,7 +226,8 @@ export class Revoker {
   }
 
   async #projectOne(decision: UnsignedDecisionV1, seq: number, ruleset: RulesetState): Promise<void> {
-    const { index, log } = this.#deps;
+    const { log } = this.#deps;
+    const index = this.#activeIndex();
     const existing = await index.get(decision);
     const projection = projectDecision(decision, seq, existing);
     if (projection.action === "skip") return;
@@ -218,7 +276,7 @@ export class Revoker {
     const now = this.#deps.clock();
     let changed: Reevaluation[] = [];
     let total = 0;
-    for await (const entry of this.#deps.index.entries()) {
+    for await (const entry of this.#activeIndex().entries()) {
       this.#checkStopping();
       total++;
       const again = reevaluate(entry, ruleset, now);
@@ -235,6 +293,12 @@ export class Revoker {
     log.info({ revision: m.seq, entries: total }, "revision re-evaluated against the active index");
   }
 
+  /** The index, open before either feed is. */
+  #activeIndex(): ActiveIndex {
+    if (this.#index === undefined) throw new Error("the active index is not open");
+    return this.#index;
+  }
+
   /** Throws when the worker is stopping, so that the revision goes to another worker at once. */
   #checkStopping(): void {
     if (this.#scans?.stopping) throw new Error("the worker is stopping");
@@ -242,7 +306,8 @@ export class Revoker {
 
   /** Waits until the projection has acknowledged every decision message there was at the start. */
   async #caughtUp(m: FeedMessage): Promise<void> {
-    const feed = this.#projection!;
+    const feed = this.#projection;
+    if (feed === undefined) throw new Error("the active index feed is not open");
     const target = await feed.lastSeq();
     const deadline = Date.now() + (this.#deps.catchUpTimeoutMs ?? 60_000);
     while ((await feed.ackFloor()) < target) {
@@ -261,7 +326,8 @@ export class Revoker {
    * none twice), then the overrides, then the index entries.
    */
   async #revoke(changed: readonly Reevaluation[], revision: number): Promise<void> {
-    const { decisions, revocations, nc, changesTopic, index } = this.#deps;
+    const { decisions, revocations, nc, changesTopic } = this.#deps;
+    const index = this.#activeIndex();
     const now = this.#deps.clock();
     const at = now.toISOString();
     const records: { decisionId: string; body: Uint8Array }[] = changed.map((c) => {

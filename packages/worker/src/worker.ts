@@ -657,10 +657,8 @@ class DecisionWorker implements Worker {
       nc: this.#storeNc,
       names,
       changesTopic: config.changesTopic,
-      index: await openJetStreamActiveIndex(this.#storeNc, {
-        prefix: config.prefix,
-        replicas: config.replicas,
-      }),
+      openIndex: () =>
+        openJetStreamActiveIndex(this.#storeNc, { prefix: config.prefix, replicas: config.replicas }),
       revocations: openJetStreamRevocationLog(this.#storeNc, {
         prefix: config.prefix,
         ackTimeoutMs: config.ackTimeoutMs,
@@ -676,7 +674,7 @@ class DecisionWorker implements Worker {
       log: this.#log.child({ part: "revoker" }),
       ackWaitMs: config.revocationAckWaitMs,
     });
-    await revoker.start();
+    revoker.start();
     return revoker;
   }
 
