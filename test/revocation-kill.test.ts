@@ -90,8 +90,10 @@ describe("re-evaluation when the worker doing it dies", () => {
             line.includes("re-evaluating the active index") &&
             line.includes(`"revision":${revision},"delivery":${delivery}`),
         );
-    const scanning = workers.findIndex((w) => scans(w, 1));
-    expect(scanning).toBeGreaterThanOrEqual(0);
+    // Its log line may come through its stderr pipe after the override came through NATS.
+    const scanning = await until(() => workers.findIndex((w) => scans(w, 1)) + 1, {
+      name: "the worker re-evaluating the revision",
+    }).then((found) => found - 1);
     const killed = workers[scanning]!;
     const survivor = workers[1 - scanning]!;
     killed.child.kill("SIGKILL");
