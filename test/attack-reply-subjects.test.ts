@@ -36,6 +36,9 @@ describe("reply subjects that are not one inbox", () => {
       listener.subscribe(subject, {
         callback: (_err, msg) => {
           const text = msg.string();
+          // An answer lands under the inbox subject itself; the worker's own JetStream deliveries
+          // (the fan-out's consumers, on this open server's shared `_INBOX.` prefix) keep their stream subject.
+          if (!msg.subject.startsWith("_INBOX.")) return;
           if (text.includes('"requestId":"wild-') || text.includes('"publicKey"')) heard.push(msg);
         },
       });

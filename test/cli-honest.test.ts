@@ -59,6 +59,8 @@ describe("every command is honest about what it did and where", () => {
       ["rules", "history"],
       ["decisions", "list"],
       ["decisions", "tail"],
+      ["revocations", "list"],
+      ["revocations", "tail"],
     ]) {
       const result = await runArbiter(args, env);
       expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(4);
@@ -70,11 +72,16 @@ describe("every command is honest about what it did and where", () => {
     expect(await streamNames(nc)).toEqual([]);
   });
 
-  it("decisions tail exits 4 like decisions list when NATS is unreachable", async () => {
+  it("decisions tail exits 4 like decisions list when NATS is unreachable, and so do revocations list and tail", async () => {
     const unreachable = { ...env, NATS_URL: "nats://127.0.0.1:1" };
-    for (const sub of ["list", "tail"]) {
-      const result = await runArbiter(["decisions", sub], unreachable);
-      expect(result.code, `decisions ${sub}: ${result.stderr}`).toBe(4);
+    for (const [command, sub] of [
+      ["decisions", "list"],
+      ["decisions", "tail"],
+      ["revocations", "list"],
+      ["revocations", "tail"],
+    ] as const) {
+      const result = await runArbiter([command, sub], unreachable);
+      expect(result.code, `${command} ${sub}: ${result.stderr}`).toBe(4);
       expect(result.stderr).toMatch(/cannot connect to NATS at nats:\/\/127\.0\.0\.1:1/);
     }
   });

@@ -3,6 +3,7 @@ import { auditCommand } from "./commands/audit.js";
 import { benchCommand } from "./commands/bench.js";
 import { decisionsCommand } from "./commands/decisions.js";
 import { natsCommand } from "./commands/nats.js";
+import { revocationsCommand } from "./commands/revocations.js";
 import { rulesCommand } from "./commands/rules.js";
 import { statusCommand } from "./commands/status.js";
 import { trustCommand } from "./commands/trust.js";
@@ -24,6 +25,7 @@ export function createProgram(): Command {
       .addCommand(statusCommand())
       .addCommand(rulesCommand())
       .addCommand(decisionsCommand())
+      .addCommand(revocationsCommand())
       .addCommand(auditCommand())
       .addCommand(benchCommand())
       .addCommand(trustCommand())

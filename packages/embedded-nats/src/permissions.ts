@@ -105,6 +105,15 @@ function streamUse(stream: string, { durable }: { durable: boolean }): string[] 
   return subjects;
 }
 
+/** The JetStream API calls that use one existing pull consumer: its info, pulls and acks. */
+function consumerBinding(stream: string, consumer: string): string[] {
+  return [
+    `$JS.API.CONSUMER.INFO.${stream}.${consumer}`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
+    `$JS.ACK.${stream}.${consumer}.>`,
+  ];
+}
+
 /**
  * The allow-lists of the three roles for one lattice and one Arbiter deployment. Workers and admins
  * are in the {@link ARBITER_ACCOUNT} with Arbiter's streams; hosts in the {@link LATTICE_ACCOUNT},
@@ -115,7 +124,8 @@ function streamUse(stream: string, { durable }: { durable: boolean }): string[] 
  *   only as answers.
  * - worker: answering on the policy topic and the status subject (as answers only), overrides on the
  *   changes topic, decisions, revocations and the active index, reading Arbiter's streams, following
- *   the rules stream (its only consumers); its own inbox.
+ *   the rules stream (its only consumers), binding to the fan-out's consumer on the decisions; its
+ *   own inbox.
  * - admin: rule events and the snapshot, creating Arbiter's streams, reading everything of
  *   Arbiter's, asking workers for their status; its own inbox.
  * Nobody may list streams, delete, purge or update a stream, or create one not named here; only
@@ -173,6 +183,9 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         // wrote, a copied signed rule event, into ARBITER_RULES.
         ...streamUse(names.rulesStream, { durable: false }),
         ...streams.filter((stream) => stream !== names.rulesStream).flatMap(streamReads),
+        // The revocation fan-out's pull consumer on the decisions, made by the admin: workers bind
+        // to it (info, pull, ack) and cannot create, change or delete it.
+        ...consumerBinding(names.decisionsStream, names.activeIndexConsumer),
       ],
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
     },

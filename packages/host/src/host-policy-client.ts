@@ -69,6 +69,11 @@ export interface HostPolicyClientOptions {
    * host does not sign its policy requests; a sidecar in front of it, or these tests, do.
    */
   readonly clusterSeed?: string;
+  /**
+   * Where request ids come from (default: a new ULID per request, as the host draws them). A test
+   * gives ids to reproduce a host that sent the same requests, e.g. to replay overrides onto it.
+   */
+  readonly requestIds?: () => string;
 }
 
 /** Why an answer is a fail-closed denial rather than the policy service's decision. */
@@ -202,6 +207,7 @@ const OptionsSchema = z.object({
   lineage: z.enum(["v1", "v0.82"]).default("v1"),
   strictRequestId: z.boolean().default(false),
   clusterSeed: z.string().optional(),
+  requestIds: z.custom<() => string>((value) => typeof value === "function").optional(),
 });
 type ResolvedOptions = z.output<typeof OptionsSchema>;
 
@@ -314,7 +320,7 @@ class HostPolicyClientImpl implements HostPolicyClient {
 
   async evaluateLegacy(request: LegacyRequestInput): Promise<PolicyAnswer> {
     this.#assertNotStopped();
-    const built = buildRequestV082(newRequestId(), request);
+    const built = buildRequestV082(this.#nextRequestId(), request);
     return this.#evaluate(built, cacheKeyV082(built));
   }
 
@@ -346,8 +352,12 @@ class HostPolicyClientImpl implements HostPolicyClient {
   async #evaluateV1(action: HostActionV1): Promise<PolicyAnswer> {
     this.#assertNotStopped();
     // The id is drawn before the cache lookup and simply dropped on a hit; nothing observes it.
-    const built = buildRequestV1(newRequestId(), action, this.#options.host);
+    const built = buildRequestV1(this.#nextRequestId(), action, this.#options.host);
     return this.#evaluate(built, cacheKeyV1(built));
+  }
+
+  #nextRequestId(): string {
+    return this.#options.requestIds?.() ?? newRequestId();
   }
 
   #evaluate(request: PolicyRequestV1 | PolicyRequestV082, cacheKey: string): Promise<PolicyAnswer> {

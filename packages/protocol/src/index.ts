@@ -23,6 +23,7 @@ export {
 } from "./policy-request.js";
 export type { DistributiveOmit, UnsignedDecisionV1, UnsignedRuleEventV1 } from "./records.js";
 export {
+  ActiveDecisionV1,
   AdminPublicKey,
   ChainHash,
   DecisionCause,

@@ -14,6 +14,12 @@ export interface ResourceNames {
   readonly revocationsStream: string;
   readonly revocationsSubjects: string;
   readonly activeBucket: string;
+  /** The durable consumer of the decisions stream that projects answered decisions into the active index. */
+  readonly activeIndexConsumer: string;
+  /** The subject revocation records are stored under. */
+  readonly revocationsSubject: string;
+  /** The durable consumer of the rules stream the workers share to re-evaluate each revision once. */
+  readonly revokerConsumer: string;
   /** The KV bucket of signed-request token ids seen recently, shared by the workers against replays. */
   readonly replayBucket: string;
   /**
@@ -57,6 +63,9 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
     revocationsStream: `${upper}_REVOCATIONS`,
     revocationsSubjects: `${prefix}.revocations.>`,
     activeBucket: `${prefix}-active`,
+    activeIndexConsumer: `${prefix}-active-index`,
+    revocationsSubject: `${prefix}.revocations.recorded`,
+    revokerConsumer: `${prefix}-revoker`,
     replayBucket: `${prefix}-replay`,
     statusSubject: `${prefix}.workers.status`,
   };

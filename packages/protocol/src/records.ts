@@ -200,6 +200,11 @@ export const DecisionV1 = z.object({
   cause: DecisionCause,
   latencyMicros: z.number().nonnegative(),
   /**
+   * False when the worker recorded the request and did not answer it (its reply subject was
+   * refused), so no host cached it; absent for every answered decision.
+   */
+  answered: z.boolean().optional(),
+  /**
    * Fields cut to keep the record within the decision log's message size, each with its original
    * length (characters, or bytes for `request`, which is then null); absent when nothing was cut.
    */
@@ -217,6 +222,43 @@ export type DecisionV1 = z.infer<typeof DecisionV1>;
 
 /** A decision before it is sealed and signed. */
 export type UnsignedDecisionV1 = Omit<DecisionV1, "signature" | "proof">;
+
+/**
+ * One entry of the active-decision index: what a host has cached for one cache key, as the
+ * latest answered request for it left it, updated by re-evaluations. Keyed by (lattice, host,
+ * cacheKey); `requestId` stays the host's own id, the only one it honours on the changes topic.
+ */
+export const ActiveDecisionV1 = z.object({
+  lattice: z.string(),
+  host: z.string(),
+  cacheKey: z.string(),
+  requestId: z.string(),
+  kind: z.string(),
+  permitted: z.boolean(),
+  message: z.string(),
+  /** The rules revision the outcome is from (the request's, or the last re-evaluation's). */
+  revision: z.number().int().nonnegative(),
+  /** The decision that put the request in the index, and its message in ARBITER_DECISIONS. */
+  decisionId: z.string().min(1),
+  seq: z.number().int().positive(),
+  /** When the request was decided (its `now`). */
+  evaluatedAt: z.iso.datetime({ offset: true }),
+  /** Set when the request was refused at the edge: its outcome does not depend on the rules. */
+  rejection: z.string().nullable(),
+  /** The request as received, evaluated again on each rules change. */
+  request: z.unknown(),
+  /** The trust result the request was decided with, so a re-evaluation sees the same. */
+  trust: z.object({
+    verified: z.boolean(),
+    reasons: z.array(z.string()),
+    signed: z.boolean().optional(),
+    issuer: z.string().nullable().optional(),
+    tokenId: z.string().nullable().optional(),
+  }),
+  /** The subject's claims `expiresAt` (unix seconds), when it has one: when the outcome may change on its own. */
+  expiresAt: z.number().nullable(),
+});
+export type ActiveDecisionV1 = z.infer<typeof ActiveDecisionV1>;
 
 /** A change of a host's cached answer, pushed after the rules changed. */
 export const RevocationV1 = z.object({

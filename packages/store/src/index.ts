@@ -1,3 +1,10 @@
+export type { ActiveEntryId, ActiveIndex } from "./active-index.js";
+export {
+  ActiveIndexOptions,
+  activeEntryKey,
+  createMemoryActiveIndex,
+  openJetStreamActiveIndex,
+} from "./active-index.js";
 export type {
   ArbiterStore,
   DecisionBatch,
@@ -11,12 +18,16 @@ export type {
 } from "./contracts.js";
 export type { DecisionLine } from "./decision-batch.js";
 export {
+  BATCH_SIGNATURE_HEADER,
   decisionBatchFromTexts,
   isOneLine,
   maxDecisionRecordBytes,
+  sealedDecisionTexts,
   signDecisionBatch,
   splitDecisionBatches,
 } from "./decision-batch.js";
+export type { DurableFeed, DurableFeedOptions, FeedMessage } from "./durable-feed.js";
+export { openDurableFeed } from "./durable-feed.js";
 export {
   ChainBrokenError,
   isChainBrokenError,
@@ -36,6 +47,8 @@ export {
   openJetStreamReplayGuard,
   ReplayGuardOptions,
 } from "./replay-guard.js";
+export type { RevocationFilter, RevocationLog, StoredRevocation } from "./revocation-log.js";
+export { createMemoryRevocationLog, openJetStreamRevocationLog } from "./revocation-log.js";
 export type {
   AppliedRules,
   ChangeOptions,
@@ -44,5 +57,5 @@ export type {
   RulesAdminOptions,
 } from "./rules-admin.js";
 export { createRulesAdmin, newDeploymentId } from "./rules-admin.js";
-export type { DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
-export { verifyDecision } from "./verify-decision.js";
+export type { DecisionBatchVerification, DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
+export { verifyDecision, verifyDecisionBatch } from "./verify-decision.js";

@@ -42,6 +42,7 @@ import {
   isSameBatch,
   sealedDecisionTexts,
 } from "./decision-batch.js";
+import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS } from "./durable-feed.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay-guard.js";
 import { errorText, keepsStoredSnapshot } from "./text.js";
@@ -64,6 +65,17 @@ export const JetStreamStoreOptions = z.object({
    * false for a worker, which opens it only when it checks signatures.
    */
   createReplayBucket: z.boolean().default(true),
+  /**
+   * With `create`, also the revocation fan-out's active-index bucket and its two durable pull
+   * consumers (as an admin deploying Arbiter does); false for a worker, which only binds to them.
+   */
+  createFanOut: z.boolean().default(true),
+  /**
+   * Ack wait of the fan-out's consumers when they are created: how long a rules revision being
+   * re-evaluated (or a decision message being indexed) may go unacknowledged before another worker
+   * takes it over.
+   */
+  revocationAckWaitMs: z.number().int().min(300).default(DEFAULT_FEED_ACK_WAIT_MS),
 });
 export type JetStreamStoreOptions = z.input<typeof JetStreamStoreOptions>;
 
@@ -100,6 +112,25 @@ export async function openJetStreamStore(
           cause: err,
         });
       });
+  }
+  if (config.create && config.createFanOut) {
+    try {
+      await new Kvm(js).create(names.activeBucket, { replicas: config.replicas, history: 1 });
+      await createFeedConsumer(
+        jsm,
+        names.decisionsStream,
+        names.activeIndexConsumer,
+        config.revocationAckWaitMs,
+      );
+      await createFeedConsumer(jsm, names.rulesStream, names.revokerConsumer, config.revocationAckWaitMs);
+    } catch (err) {
+      throw new StoreUnavailableError(
+        `cannot create the revocation fan-out's bucket and consumers: ${errorText(err)}`,
+        {
+          cause: err,
+        },
+      );
+    }
   }
   const decisions = new JetStreamDecisionLog(
     js,

@@ -1,6 +1,6 @@
-import { DecisionV1, type WorkerEnrollmentV1 } from "@arbiter/protocol";
+import { DecisionV1, type UnsignedDecisionV1, type WorkerEnrollmentV1 } from "@arbiter/protocol";
 import { isEnrolledAt } from "@arbiter/rules";
-import { verifySealedJson } from "@arbiter/trust";
+import { verifyBatch, verifySealedJson } from "@arbiter/trust";
 import { parseJsonOrNull } from "./text.js";
 
 /**
@@ -68,4 +68,67 @@ export function verifyDecision(text: string, enrolled: EnrolledWorkers): Decisio
       : `signed by worker key ${key}, which was never enrolled`,
     decision,
   };
+}
+
+/** A stored decision message's records without their seals, as the worker signed them. */
+const UnsealedDecision = DecisionV1.omit({ proof: true, signature: true });
+
+/** The outcome of verifying one stored decision message as a whole. */
+export type DecisionBatchVerification =
+  | {
+      readonly valid: true;
+      /** The records signed by an enrolled key, in order (those of unenrolled revisions left out). */
+      readonly decisions: readonly UnsignedDecisionV1[];
+      /** How many records were left out because the key was not enrolled at their revision. */
+      readonly unenrolled: number;
+    }
+  | { readonly valid: false; readonly reason: string };
+
+/**
+ * Verifies a message of the decision log at once: every line a decision record naming one worker
+ * key, the batch signature (header `Arbiter-Batch-Signature`) that key's over all of them, one
+ * signature check for the message; records that name another deployment (or none) and records of
+ * revisions at which the key was not enrolled (nor configured) are left out, as verifyDecision
+ * refuses them. A message that is not such a batch is not valid. Never throws.
+ */
+export function verifyDecisionBatch(
+  lines: Uint8Array,
+  signature: string | undefined,
+  enrolled: EnrolledWorkers,
+): DecisionBatchVerification {
+  if (signature === undefined) return { valid: false, reason: "the message carries no batch signature" };
+  const bodies: Uint8Array[] = [];
+  for (let start = 0; start <= lines.length; ) {
+    let end = lines.indexOf(0x0a, start);
+    if (end === -1) end = lines.length;
+    bodies.push(lines.subarray(start, end));
+    start = end + 1;
+  }
+  const decisions: UnsignedDecisionV1[] = [];
+  for (const body of bodies) {
+    const parsed = UnsealedDecision.safeParse(parseJsonOrNull(Buffer.from(body).toString("utf8")));
+    if (!parsed.success) return { valid: false, reason: "a line is not a decision record" };
+    decisions.push(parsed.data);
+  }
+  const key = decisions[0]?.worker.publicKey;
+  if (key === undefined || decisions.some((d) => d.worker.publicKey !== key)) {
+    return { valid: false, reason: "the records do not name one worker key" };
+  }
+  if (!verifyBatch(bodies, signature, key)) {
+    return { valid: false, reason: `the batch signature by ${key} does not verify` };
+  }
+  const deployment = enrolled.deployment;
+  if (deployment === null) {
+    return { valid: false, reason: "the rules stream has no genesis event: no deployment to check against" };
+  }
+  // The same rule as verifyDecision: a record names this deployment, whatever key sealed it.
+  const here = decisions.filter((d) => d.deployment === deployment);
+  if (here.length === 0) {
+    return { valid: false, reason: `no record of the batch was made in this deployment (${deployment})` };
+  }
+  const configured = enrolled.configured?.includes(key) ?? false;
+  const kept = configured ? here : here.filter((d) => isEnrolledAt(enrolled.workers, key, d.revision));
+  if (kept.length === 0)
+    return { valid: false, reason: `signed by worker key ${key}, which was not enrolled` };
+  return { valid: true, decisions: kept, unenrolled: here.length - kept.length };
 }

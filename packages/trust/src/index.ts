@@ -46,7 +46,14 @@ export {
   signPolicyRequest,
 } from "./policy-invocation.js";
 export type { InclusionProof } from "./sealed-batch.js";
-export { batchSeals, sealBatch, signBatch, splitSealedJson, verifySealedJson } from "./sealed-batch.js";
+export {
+  batchSeals,
+  sealBatch,
+  signBatch,
+  splitSealedJson,
+  verifyBatch,
+  verifySealedJson,
+} from "./sealed-batch.js";
 export type { SignedJsonParts } from "./signed-json.js";
 export { signJson, splitSignedJson, verifySignedJson } from "./signed-json.js";
 export type { GeneratedKey, Signer } from "./signing.js";

@@ -1,6 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { batchSeals, sealBatch, signBatch, splitSealedJson, verifySealedJson } from "./sealed-batch.js";
+import {
+  batchSeals,
+  sealBatch,
+  signBatch,
+  splitSealedJson,
+  verifyBatch,
+  verifySealedJson,
+} from "./sealed-batch.js";
 import { createSigner, generateKey } from "./signing.js";
 
 const worker = createSigner(generateKey("N").seed);
@@ -74,5 +81,16 @@ describe("sealed batches", () => {
       }),
       { numRuns: 50 },
     );
+  });
+
+  it("verifies a whole stored batch with one signature check, and nothing changed in it", () => {
+    const bodies = records(5).map((text) => Buffer.from(text));
+    const signature = signBatch(bodies, worker);
+    expect(verifyBatch(bodies, signature, worker.publicKey)).toBe(true);
+    expect(verifyBatch(bodies.slice(1), signature, worker.publicKey)).toBe(false);
+    expect(verifyBatch([...bodies].reverse(), signature, worker.publicKey)).toBe(false);
+    expect(verifyBatch(bodies, signature, generateKey("N").publicKey)).toBe(false);
+    expect(verifyBatch([Buffer.from("not json")], signature, worker.publicKey)).toBe(false);
+    expect(verifyBatch(bodies, "not a signature!", worker.publicKey)).toBe(false);
   });
 });

@@ -79,6 +79,20 @@ export function batchSeals(bodies: readonly Uint8Array[], signature: string): st
   return seals;
 }
 
+/**
+ * True when `signature` is `publicKey`'s batch signature over `bodies` (see {@link signBatch}):
+ * one signature check for a whole stored batch. Never throws.
+ */
+export function verifyBatch(bodies: readonly Uint8Array[], signature: string, publicKey: string): boolean {
+  if (!BATCH_SIGNATURE.test(signature)) return false;
+  try {
+    const levels = merkleLevels(bodies);
+    return verifySignature(publicKey, signedMessage(bodies.length, levels.at(-1)![0]!), signature);
+  } catch {
+    return false;
+  }
+}
+
 /** The tree's rows, leaves first, root last. */
 function merkleLevels(bodies: readonly Uint8Array[]): Buffer[][] {
   if (bodies.length === 0) throw new TypeError("a sealed batch needs at least one record");

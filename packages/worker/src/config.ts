@@ -108,6 +108,12 @@ export const WorkerConfig = z
      * hosts cache for their lifetime.
      */
     onLogOutage: z.enum(["silent", "deny"]).default("silent"),
+    /**
+     * Take part in the revocation fan-out (default true): project the decision log into the
+     * active index and re-evaluate each rules revision against it, publishing overrides. Needs the
+     * JetStream store (a worker given another store does not).
+     */
+    revoke: z.boolean().default(true),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

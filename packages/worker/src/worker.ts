@@ -15,7 +15,9 @@ import { isEnrolled, type RulesetState, type RulesetTrust } from "@arbiter/rules
 import {
   type ArbiterStore,
   maxDecisionRecordBytes,
+  openJetStreamActiveIndex,
   openJetStreamReplayGuard,
+  openJetStreamRevocationLog,
   openJetStreamStore,
   type ReplayGuard,
 } from "@arbiter/store";
@@ -44,6 +46,7 @@ import {
   type TrustResult,
   trustDenial,
 } from "./request-signatures.js";
+import { Revoker } from "./revoker.js";
 import { RulesFollower } from "./rules-follower.js";
 
 /** Lifecycle states shared by Arbiter's long-running parts. */
@@ -170,6 +173,8 @@ interface Running {
   readonly verifying: Set<Promise<void>>;
   subscription?: Subscription;
   statusSubscription?: Subscription;
+  /** The revocation fan-out, when this worker takes part (`revoke`, JetStream store). */
+  revoker?: Revoker;
 }
 
 class DecisionWorker implements Worker {
@@ -369,6 +374,7 @@ class DecisionWorker implements Worker {
         this.#givenStore ??
         (await openJetStreamStore(this.#storeNc, {
           createReplayBucket: false,
+          createFanOut: false,
           prefix: this.#config.prefix,
           replicas: this.#config.replicas,
           ackTimeoutMs: this.#config.ackTimeoutMs,
@@ -433,12 +439,14 @@ class DecisionWorker implements Worker {
         },
       });
       await this.#nc.flush();
+      running.revoker = await this.#revoker(store, follower);
       this.#state = "ready";
     } catch (err) {
       const running = this.#running;
       this.#running = undefined;
       running?.subscription?.unsubscribe();
       running?.statusSubscription?.unsubscribe();
+      await running?.revoker?.stop().catch(() => {});
       await follower?.stop().catch(() => {});
       if (this.#givenStore === undefined) await store?.close().catch(() => {});
       this.#state = "stopped";
@@ -469,6 +477,7 @@ class DecisionWorker implements Worker {
       if (running.verifying.size > 0) await Promise.allSettled([...running.verifying]);
       await running.recorder.settled();
     }
+    await running.revoker?.stop();
     await running.follower.stop();
     if (running.verifier !== null && this.#givenReplayGuard === undefined) running.verifier.close();
     running.queue.flushWarnings();
@@ -704,12 +713,46 @@ class DecisionWorker implements Worker {
         this.#rejectedWarning.count(1, { requestId, reason: decoded.reason });
         record = rejectionRecord({ ...decoded, requestId }, context);
       }
-      if (!answer) return this.#sealed(msg, requestId, record, null, started, context, false);
+      if (!answer) {
+        record.answered = false;
+        return this.#sealed(msg, requestId, record, null, started, context, false);
+      }
       return this.#sealed(msg, requestId, record, decoded.ok ? msg.data : null, started, context);
     } catch (err) {
       this.#failed(err, msg, answer ? requestId : null, recorder);
       return null;
     }
+  }
+
+  /**
+   * Starts this worker's part of the revocation fan-out on the JetStream store, or returns
+   * undefined when it takes no part (`revoke: false`, or a store given to it).
+   */
+  async #revoker(store: ArbiterStore, follower: RulesFollower): Promise<Revoker | undefined> {
+    const config = this.#config;
+    if (!config.revoke || this.#givenStore !== undefined) return undefined;
+    const names = resourceNames(config.prefix);
+    const revoker = new Revoker({
+      nc: this.#storeNc,
+      names,
+      changesTopic: config.changesTopic,
+      openIndex: () => openJetStreamActiveIndex(this.#storeNc, { prefix: config.prefix, create: false }),
+      revocations: openJetStreamRevocationLog(this.#storeNc, {
+        prefix: config.prefix,
+        ackTimeoutMs: config.ackTimeoutMs,
+      }),
+      decisions: store.decisions,
+      rules: follower,
+      rulesRevision: () => store.rules.lastRevision(),
+      workerKeys: config.workerKeys,
+      signer: this.#signer,
+      identity: this.#identity,
+      nextId: () => this.#nextId(),
+      clock: this.#clock,
+      log: this.#log.child({ part: "revoker" }),
+    });
+    revoker.start();
+    return revoker;
   }
 
   /** The worker's request verifier (opening the shared replay bucket), or null when signatures are off. */

@@ -1,0 +1,218 @@
+import { createHash } from "node:crypto";
+import { ActiveDecisionV1, resourceNames } from "@arbiter/protocol";
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { z } from "zod";
+import { StoreUnavailableError } from "./errors.js";
+import { errorText, parseJsonOrNull } from "./text.js";
+
+/** Where one cached decision sits: the requesting host and its cache key, in a lattice. */
+export interface ActiveEntryId {
+  readonly lattice: string;
+  readonly host: string;
+  readonly cacheKey: string;
+}
+
+/**
+ * The active-decision index: what each host has cached, one entry per (lattice, host, cache key),
+ * a projection of the decision log. Request ids are claimed by one entry each, so a request id
+ * seen first for one entry never names another.
+ */
+export interface ActiveIndex {
+  /** The entry of `id`, or null when there is none. Throws StoreUnavailableError. */
+  get(id: ActiveEntryId): Promise<ActiveDecisionV1 | null>;
+  /** Stores `entry` under its (lattice, host, cacheKey), replacing what was there. */
+  put(entry: ActiveDecisionV1): Promise<void>;
+  /** Removes the entry of `id` (nothing when there is none). */
+  delete(id: ActiveEntryId): Promise<void>;
+  /**
+   * Claims `requestId` for the entry `id`: true when it was unclaimed (now claimed) or already
+   * claimed by that very entry; false when another entry holds it. Claims are never released.
+   */
+  claimRequestId(requestId: string, id: ActiveEntryId): Promise<boolean>;
+  /** Every entry, or those of one host in one lattice, in no particular order. */
+  entries(filter?: { readonly lattice: string; readonly host: string }): AsyncIterable<ActiveDecisionV1>;
+  close(): Promise<void>;
+}
+
+function digest(text: string): string {
+  return createHash("sha256").update(text).digest("base64url");
+}
+
+/**
+ * The KV key of an entry: `e.<hash of lattice and host>.<hash of cache key>` (SHA-256, base64url),
+ * so that any host key or cache key makes a valid key, and a host's entries share a prefix.
+ */
+export function activeEntryKey(id: ActiveEntryId): string {
+  return `${hostKeyPrefix(id.lattice, id.host)}.${digest(id.cacheKey)}`;
+}
+
+function hostKeyPrefix(lattice: string, host: string): string {
+  return `e.${digest(JSON.stringify([lattice, host]))}`;
+}
+
+function requestIdKey(requestId: string): string {
+  return `r.${digest(requestId)}`;
+}
+
+/** An in-memory {@link ActiveIndex} for unit tests, with the JetStream one's behaviour. */
+export function createMemoryActiveIndex(): ActiveIndex {
+  const entries = new Map<string, string>();
+  const claims = new Map<string, string>();
+  return {
+    get: async (id) => {
+      const text = entries.get(activeEntryKey(id));
+      return text === undefined ? null : ActiveDecisionV1.parse(JSON.parse(text));
+    },
+    put: async (entry) => {
+      entries.set(activeEntryKey(entry), JSON.stringify(ActiveDecisionV1.parse(entry)));
+    },
+    delete: async (id) => {
+      entries.delete(activeEntryKey(id));
+    },
+    claimRequestId: async (requestId, id) => {
+      const key = requestIdKey(requestId);
+      const owner = activeEntryKey(id);
+      const held = claims.get(key);
+      if (held === undefined) claims.set(key, owner);
+      return (held ?? owner) === owner;
+    },
+    entries: async function* (filter) {
+      const prefix = filter === undefined ? "e." : `${hostKeyPrefix(filter.lattice, filter.host)}.`;
+      for (const [key, text] of [...entries]) {
+        if (key.startsWith(prefix)) yield ActiveDecisionV1.parse(JSON.parse(text));
+      }
+    },
+    close: async () => {},
+  };
+}
+
+/** Options for {@link openJetStreamActiveIndex}. */
+export const ActiveIndexOptions = z.object({
+  prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("arbiter"),
+  replicas: z.number().int().min(1).max(5).default(1),
+  /** Create the bucket when it is missing (idempotent); workers only open the one an admin made. */
+  create: z.boolean().default(true),
+});
+export type ActiveIndexOptions = z.input<typeof ActiveIndexOptions>;
+
+/**
+ * Opens (by default creating) the active index in the KV bucket `<prefix>-active` on a connection
+ * the caller owns. Throws StoreUnavailableError when the bucket cannot be opened.
+ */
+export async function openJetStreamActiveIndex(
+  nc: NatsConnection,
+  options: ActiveIndexOptions = {},
+): Promise<ActiveIndex> {
+  const config = ActiveIndexOptions.parse(options);
+  const name = resourceNames(config.prefix).activeBucket;
+  const kvm = new Kvm(jetstream(nc));
+  let kv: KV;
+  let jsm: JetStreamManager;
+  try {
+    kv = config.create
+      ? await kvm.create(name, { replicas: config.replicas, history: 1 })
+      : await kvm.open(name);
+    jsm = await jetstreamManager(nc);
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot open the ${name} bucket: ${errorText(err)}`, { cause: err });
+  }
+  return new KvActiveIndex(kv, jsm, name);
+}
+
+class KvActiveIndex implements ActiveIndex {
+  readonly #kv: KV;
+  readonly #jsm: JetStreamManager;
+  readonly #bucket: string;
+
+  constructor(kv: KV, jsm: JetStreamManager, bucket: string) {
+    this.#kv = kv;
+    this.#jsm = jsm;
+    this.#bucket = bucket;
+  }
+
+  async get(id: ActiveEntryId): Promise<ActiveDecisionV1 | null> {
+    return this.#read(activeEntryKey(id));
+  }
+
+  async #read(key: string): Promise<ActiveDecisionV1 | null> {
+    try {
+      const entry = await this.#kv.get(key);
+      if (entry === null || entry.operation !== "PUT") return null;
+      const parsed = ActiveDecisionV1.safeParse(parseJsonOrNull(entry.string()));
+      return parsed.success ? parsed.data : null;
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async put(entry: ActiveDecisionV1): Promise<void> {
+    try {
+      await this.#kv.put(activeEntryKey(entry), JSON.stringify(entry));
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async delete(id: ActiveEntryId): Promise<void> {
+    try {
+      await this.#kv.delete(activeEntryKey(id));
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async claimRequestId(requestId: string, id: ActiveEntryId): Promise<boolean> {
+    const key = requestIdKey(requestId);
+    const owner = activeEntryKey(id);
+    try {
+      await this.#kv.create(key, owner);
+      return true;
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamWrongLastSequence) {
+        throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
+      }
+    }
+    try {
+      return (await this.#kv.get(key))?.string() === owner;
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async *entries(filter?: {
+    readonly lattice: string;
+    readonly host: string;
+  }): AsyncIterable<ActiveDecisionV1> {
+    const pattern = filter === undefined ? "e.>" : `${hostKeyPrefix(filter.lattice, filter.host)}.>`;
+    let keys: string[];
+    try {
+      // The stream's subject list, not `kv.keys()`: that makes a consumer, which workers may not
+      // (a consumer can deliver the bucket's bytes onto any subject of the account).
+      const subjectPrefix = `$KV.${this.#bucket}.`;
+      const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, {
+        subjects_filter: `${subjectPrefix}${pattern}`,
+      });
+      keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot list the active index: ${errorText(err)}`, { cause: err });
+    }
+    // Reads run 64 at a time: one round trip per entry, one after the other, is what makes a scan slow.
+    for (let at = 0; at < keys.length; at += 64) {
+      const read = await Promise.all(keys.slice(at, at + 64).map((key) => this.#read(key)));
+      for (const entry of read) if (entry !== null) yield entry;
+    }
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,195 @@
+import {
+  AckPolicy,
+  type Consumer,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
+import { millis, type NatsConnection, nanos } from "@nats-io/nats-core";
+import { StoreUnavailableError } from "./errors.js";
+import { errorText } from "./text.js";
+
+/** One message of a {@link DurableFeed}, handed to its handler. */
+export interface FeedMessage {
+  readonly seq: number;
+  readonly data: Uint8Array;
+  /** Times the server delivered it (1 the first time; more after a holder died or failed). */
+  readonly deliveries: number;
+  header(name: string): string | undefined;
+  /** Tells the server the message is still being worked on (the feed does it on its own too). */
+  working(): void;
+}
+
+/** Options of {@link openDurableFeed}. */
+export interface DurableFeedOptions {
+  readonly stream: string;
+  /** The durable consumer's name: every process opening it shares its messages. */
+  readonly consumer: string;
+  /** Pause before a message whose handler failed is delivered again. */
+  readonly retryMs?: number;
+}
+
+/**
+ * A stream read through a durable consumer shared by every process that opens it: each message
+ * goes to one of them, one message at a time across all (`max_ack_pending: 1`), and is delivered
+ * again when its holder dies or its handler throws. While a handler runs the feed sends
+ * in-progress acknowledgements every third of the ack wait.
+ */
+export interface DurableFeed {
+  /** The stream's last sequence now (0 when it is empty). Throws StoreUnavailableError. */
+  lastSeq(): Promise<number>;
+  /** The highest stream sequence up to which every message is acknowledged. Throws StoreUnavailableError. */
+  ackFloor(): Promise<number>;
+  /**
+   * Stops taking messages and waits for the handler of the one being handled, which should give
+   * up soon (see `stopping`); a message whose handler fails then goes straight to another holder.
+   */
+  stop(): Promise<void>;
+  /** True once `stop()` was called: a long handler checks it and throws to hand its message on. */
+  readonly stopping: boolean;
+  /** Resolves when the feed ends: null after `stop()`, the error when it broke on its own. */
+  readonly ended: Promise<Error | null>;
+}
+
+/**
+ * Binds to a durable pull consumer made by {@link createFeedConsumer} (an admin's store makes it;
+ * the opener never creates one) and hands its messages to `handler`, one at a time, sending
+ * in-progress acknowledgements every third of the consumer's ack wait. Throws
+ * StoreUnavailableError when the consumer is missing or cannot be opened.
+ */
+export async function openDurableFeed(
+  nc: NatsConnection,
+  options: DurableFeedOptions,
+  handler: (message: FeedMessage) => Promise<void>,
+): Promise<DurableFeed> {
+  const { stream, consumer: name } = options;
+  const retryMs = options.retryMs ?? 1000;
+  let jsm: JetStreamManager;
+  let ackWaitMs: number;
+  let messages: Awaited<ReturnType<Consumer["consume"]>>;
+  try {
+    jsm = await jetstreamManager(nc);
+    const info = await jsm.consumers.info(stream, name);
+    ackWaitMs = millis(info.config.ack_wait ?? nanos(DEFAULT_FEED_ACK_WAIT_MS));
+    const consumer = await jetstream(nc).consumers.get(stream, name);
+    messages = await consumer.consume({ max_messages: 1, expires: 5000 });
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot open consumer ${name} of ${stream}: ${errorText(err)}`, {
+      cause: err,
+    });
+  }
+  let stopped = false;
+  const ended = (async (): Promise<Error | null> => {
+    try {
+      for await (const m of messages) {
+        const heartbeat = setInterval(
+          () => {
+            try {
+              m.working();
+            } catch {
+              // The connection is closing: the message goes to another holder after the ack wait.
+            }
+          },
+          Math.max(ackWaitMs / 3, 100),
+        );
+        try {
+          await handler(feedMessage(m));
+          await m.ackAck();
+        } catch {
+          // Stopping hands the message on at once; a failure is retried after a pause.
+          try {
+            m.nak(stopped ? 0 : retryMs);
+          } catch {
+            // Not connected: redelivered after the ack wait.
+          }
+        } finally {
+          clearInterval(heartbeat);
+        }
+      }
+      return stopped ? null : new StoreUnavailableError(`the feed of consumer ${name} ended`);
+    } catch (err) {
+      return stopped
+        ? null
+        : new StoreUnavailableError(`the feed of ${name} broke: ${errorText(err)}`, { cause: err });
+    }
+  })();
+  return {
+    ended,
+    get stopping() {
+      return stopped;
+    },
+    lastSeq: async () => {
+      try {
+        return (await jsm.streams.info(stream)).state.last_seq;
+      } catch (err) {
+        throw new StoreUnavailableError(`cannot read stream ${stream}: ${errorText(err)}`, { cause: err });
+      }
+    },
+    ackFloor: async () => {
+      try {
+        return (await jsm.consumers.info(stream, name)).ack_floor.stream_seq;
+      } catch (err) {
+        throw new StoreUnavailableError(`cannot read consumer ${name}: ${errorText(err)}`, { cause: err });
+      }
+    },
+    stop: async () => {
+      stopped = true;
+      await messages.close();
+      await ended;
+    },
+  };
+}
+
+/** The ack wait of the fan-out's consumers unless the admin's store is told otherwise. */
+export const DEFAULT_FEED_ACK_WAIT_MS = 10_000;
+
+/**
+ * Creates the durable pull consumer a {@link DurableFeed} binds to, if it is not there
+ * (idempotent; an existing one is left as it is): explicit acks, one message in flight across
+ * every holder, redelivered without limit, every message from the stream's start. Only an admin's
+ * store calls it: workers may not create consumers there (a push consumer delivers anywhere).
+ */
+export async function createFeedConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  name: string,
+  ackWaitMs: number,
+): Promise<void> {
+  try {
+    await jsm.consumers.info(stream, name);
+    return;
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.ConsumerNotFound) throw err;
+  }
+  try {
+    await jsm.consumers.add(stream, {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(ackWaitMs),
+      max_ack_pending: 1,
+      max_deliver: -1,
+      deliver_policy: DeliverPolicy.All,
+    });
+  } catch (err) {
+    // Another admin may have created it between our look and our add.
+    const there = await jsm.consumers.info(stream, name).then(
+      () => true,
+      () => false,
+    );
+    if (!there) throw err;
+  }
+}
+
+function feedMessage(m: JsMsg): FeedMessage {
+  return {
+    seq: m.seq,
+    data: m.data,
+    deliveries: m.info.deliveryCount,
+    header: (name) => m.headers?.get(name) || undefined,
+    working: () => m.working(),
+  };
+}

@@ -1,0 +1,145 @@
+import { RevocationV1, resourceNames } from "@arbiter/protocol";
+import {
+  DeliverPolicy,
+  type JetStreamClient,
+  type JsMsg,
+  jetstream,
+  type OrderedConsumerOptions,
+} from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { StoreUnavailableError } from "./errors.js";
+import { errorText, parseJsonOrNull } from "./text.js";
+
+/** A stored revocation record and its sequence in the revocation log. */
+export interface StoredRevocation {
+  readonly seq: number;
+  readonly record: RevocationV1;
+}
+
+/** Which revocation records to read. */
+export interface RevocationFilter {
+  /** Only the records of this host key. */
+  readonly host?: string;
+  /** Only records stored at or after this time. */
+  readonly since?: Date;
+  /** Keep following new records instead of stopping at the end. */
+  readonly follow?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+/** The revocation log: one record per override Arbiter published, in order. */
+export interface RevocationLog {
+  /**
+   * Appends `record` de-duplicated on `id` (the same id within the log's duplicate window is
+   * stored once: a re-evaluation done again records nothing twice). Throws StoreUnavailableError
+   * when the log does not acknowledge.
+   */
+  append(record: RevocationV1, id: string): Promise<{ seq: number; duplicate: boolean }>;
+  /** Records in log order; a stored message that is not a RevocationV1 is skipped. */
+  read(filter?: RevocationFilter): AsyncIterable<StoredRevocation>;
+}
+
+function matches(record: RevocationV1, filter: RevocationFilter): boolean {
+  return filter.host === undefined || record.host === filter.host;
+}
+
+/** An in-memory {@link RevocationLog} for unit tests. */
+export function createMemoryRevocationLog(): RevocationLog {
+  const stored: { seq: number; at: Date; record: RevocationV1; id: string }[] = [];
+  return {
+    append: async (record, id) => {
+      const earlier = stored.find((s) => s.id === id);
+      if (earlier !== undefined) return { seq: earlier.seq, duplicate: true };
+      const seq = stored.length + 1;
+      stored.push({ seq, at: new Date(), record: RevocationV1.parse(record), id });
+      return { seq, duplicate: false };
+    },
+    read: async function* (filter = {}) {
+      for (const s of [...stored]) {
+        if (filter.since !== undefined && s.at < filter.since) continue;
+        if (matches(s.record, filter)) yield { seq: s.seq, record: s.record };
+      }
+    },
+  };
+}
+
+/**
+ * The revocation log in the stream `<PREFIX>_REVOCATIONS` (created by `openJetStreamStore`), on a
+ * connection the caller owns.
+ */
+export function openJetStreamRevocationLog(
+  nc: NatsConnection,
+  options: { readonly prefix?: string; readonly ackTimeoutMs?: number } = {},
+): RevocationLog {
+  const names = resourceNames(options.prefix);
+  const js = jetstream(nc, { timeout: options.ackTimeoutMs ?? 5000 });
+  return new JetStreamRevocationLog(js, names.revocationsStream, names.revocationsSubject);
+}
+
+class JetStreamRevocationLog implements RevocationLog {
+  readonly #js: JetStreamClient;
+  readonly #stream: string;
+  readonly #subject: string;
+
+  constructor(js: JetStreamClient, stream: string, subject: string) {
+    this.#js = js;
+    this.#stream = stream;
+    this.#subject = subject;
+  }
+
+  async append(record: RevocationV1, id: string): Promise<{ seq: number; duplicate: boolean }> {
+    try {
+      const ack = await this.#js.publish(this.#subject, JSON.stringify(record), {
+        msgID: id,
+        expect: { streamName: this.#stream },
+      });
+      return { seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      throw new StoreUnavailableError(`the revocation log did not acknowledge: ${errorText(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async *read(filter: RevocationFilter = {}): AsyncIterable<StoredRevocation> {
+    const options: Partial<OrderedConsumerOptions> = filter.since
+      ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: filter.since.toISOString() }
+      : { deliver_policy: DeliverPolicy.All };
+    let consumer: Awaited<ReturnType<JetStreamClient["consumers"]["get"]>>;
+    try {
+      consumer = await this.#js.consumers.get(this.#stream, options);
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the revocation log: ${errorText(err)}`, { cause: err });
+    }
+    if (!filter.follow) {
+      for (;;) {
+        const batch = await consumer.fetch({ max_messages: 512, expires: 1000 });
+        let received = 0;
+        for await (const m of batch) {
+          received++;
+          const stored = parsed(m);
+          if (stored !== null && matches(stored.record, filter)) yield stored;
+          if (m.info.pending === 0) return;
+        }
+        if (received === 0) return;
+      }
+    }
+    const messages = await consumer.consume({ max_messages: 512, idle_heartbeat: 1000, expires: 2000 });
+    const onAbort = () => void messages.close();
+    filter.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const m of messages) {
+        const stored = parsed(m);
+        if (stored !== null && matches(stored.record, filter)) yield stored;
+      }
+    } finally {
+      filter.signal?.removeEventListener("abort", onAbort);
+      await messages.close();
+    }
+  }
+}
+
+function parsed(m: JsMsg): StoredRevocation | null {
+  const record = RevocationV1.safeParse(parseJsonOrNull(m.string()));
+  return record.success ? { seq: m.seq, record: record.data } : null;
+}

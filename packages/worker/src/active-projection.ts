@@ -1,0 +1,166 @@
+import {
+  type ActiveDecisionV1,
+  decodePolicyValue,
+  type NormalizedRequest,
+  type PolicyOverrideV1,
+  type RevocationV1,
+  type UnsignedDecisionV1,
+} from "@arbiter/protocol";
+import type { Evaluation, RulesetState } from "@arbiter/rules";
+import { decideRequest } from "./decide.js";
+import type { TrustResult } from "./request-signatures.js";
+
+/** What the projection does with one verified decision record. */
+export type Projection =
+  | { readonly action: "put"; readonly entry: ActiveDecisionV1 }
+  | { readonly action: "skip"; readonly reason: string };
+
+/**
+ * How one verified decision changes the active index, given the entry now stored for its
+ * (lattice, host, cacheKey). Pure. A host's answered request becomes the entry (the latest
+ * request for a cache key is the one the host caches); a re-evaluation changes the outcome and
+ * revision of the entry it was made for and keeps its request id; a request that was not
+ * answered, or has no cache key, is not cached by any host and stays out.
+ */
+export function projectDecision(
+  decision: UnsignedDecisionV1,
+  seq: number,
+  existing: ActiveDecisionV1 | null,
+): Projection {
+  if (decision.answered === false) return { action: "skip", reason: "not answered" };
+  if (decision.cacheKey === "") return { action: "skip", reason: "no cache key" };
+  if (decision.cause === "reevaluation") {
+    if (existing === null || existing.requestId !== decision.requestId) {
+      return { action: "skip", reason: "re-evaluation of an entry no longer there" };
+    }
+    if (existing.revision >= decision.revision) return { action: "skip", reason: "already at that revision" };
+    return {
+      action: "put",
+      entry: {
+        ...existing,
+        permitted: decision.permitted,
+        message: decision.message,
+        revision: decision.revision,
+      },
+    };
+  }
+  if (existing !== null && existing.seq > seq) return { action: "skip", reason: "superseded" };
+  // A host never sends one request id twice: a second decision under the entry's id is a copy
+  // made by whoever read the id (another body, other claims), not what the host cached.
+  if (
+    existing !== null &&
+    existing.requestId === decision.requestId &&
+    existing.decisionId !== decision.decisionId
+  ) {
+    return { action: "skip", reason: "request id already indexed" };
+  }
+  return {
+    action: "put",
+    entry: {
+      lattice: decision.lattice,
+      host: decision.host,
+      cacheKey: decision.cacheKey,
+      requestId: decision.requestId,
+      kind: decision.kind,
+      permitted: decision.permitted,
+      message: decision.message,
+      revision: decision.revision,
+      decisionId: decision.decisionId,
+      seq,
+      evaluatedAt: decision.evaluatedAt,
+      rejection: decision.rejection,
+      request: decision.request,
+      trust: {
+        verified: decision.trust.verified,
+        reasons: decision.trust.reasons,
+        ...(decision.trust.signed === undefined ? {} : { signed: decision.trust.signed }),
+        ...(decision.trust.issuer === undefined ? {} : { issuer: decision.trust.issuer }),
+        ...(decision.trust.tokenId === undefined ? {} : { tokenId: decision.trust.tokenId }),
+      },
+      expiresAt: claimsExpiry(decision.request),
+    },
+  };
+}
+
+/** The `expiresAt` of the request's claims (1.x `request.claims`, or a performInvocation's target's). */
+function claimsExpiry(request: unknown): number | null {
+  const body = field(request, "request");
+  const claims = field(body, "claims") ?? field(field(body, "target"), "claims");
+  const expiresAt = field(claims, "expiresAt");
+  return typeof expiresAt === "number" ? expiresAt : null;
+}
+
+function field(value: unknown, name: string): unknown {
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)[name]
+    : undefined;
+}
+
+/** An entry evaluated again under new rules, and whether its outcome differs from the cached one. */
+export interface Reevaluation {
+  readonly entry: ActiveDecisionV1;
+  readonly request: NormalizedRequest;
+  readonly trust: TrustResult;
+  readonly evaluation: Evaluation;
+  readonly changed: boolean;
+}
+
+/**
+ * Evaluates a cached decision again under `ruleset` at `now`, with the trust result it was decided
+ * with. Pure. Null when the outcome cannot depend on the rules (a request refused at the edge keeps
+ * its refusal, whatever the rules say) or the stored request cannot be decoded (cut for size).
+ */
+export function reevaluate(entry: ActiveDecisionV1, ruleset: RulesetState, now: Date): Reevaluation | null {
+  if (entry.rejection !== null || ruleset.compiled === null) return null;
+  const decoded = decodePolicyValue(entry.request);
+  if (!decoded.ok || decoded.request.cacheKey !== entry.cacheKey) return null;
+  const trust: TrustResult = {
+    verified: entry.trust.verified,
+    reasons: entry.trust.reasons,
+    signed: entry.trust.signed ?? false,
+    issuer: entry.trust.issuer ?? null,
+    tokenId: entry.trust.tokenId ?? null,
+    issuedAt: null,
+    problems: [],
+  };
+  const evaluation = decideRequest(decoded.request, ruleset, now, trust);
+  return {
+    entry,
+    request: decoded.request,
+    trust,
+    evaluation,
+    changed: evaluation.permitted !== entry.permitted || evaluation.message !== entry.message,
+  };
+}
+
+/**
+ * The override for a changed entry: both request id spellings (1.x reads `requestId`, the Elixir
+ * host `request_id`) and always a string message.
+ */
+export function overrideFor(entry: ActiveDecisionV1, evaluation: Evaluation): PolicyOverrideV1 {
+  return {
+    requestId: entry.requestId,
+    request_id: entry.requestId,
+    permitted: evaluation.permitted,
+    message: evaluation.message,
+  };
+}
+
+/** The revocation record of a changed entry. */
+export function revocationFor(
+  entry: ActiveDecisionV1,
+  evaluation: Evaluation,
+  revision: number,
+  at: string,
+): RevocationV1 {
+  return {
+    requestId: entry.requestId,
+    lattice: entry.lattice,
+    host: entry.host,
+    cacheKey: entry.cacheKey,
+    from: { permitted: entry.permitted, message: entry.message },
+    to: { permitted: evaluation.permitted, message: evaluation.message },
+    revision,
+    at,
+  };
+}

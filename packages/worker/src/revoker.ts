@@ -1,0 +1,378 @@
+import { setTimeout as delay } from "node:timers/promises";
+import type { ActiveDecisionV1, ResourceNames, UnsignedDecisionV1 } from "@arbiter/protocol";
+import type { RulesetState } from "@arbiter/rules";
+import {
+  type ActiveIndex,
+  activeEntryKey,
+  BATCH_SIGNATURE_HEADER,
+  type DecisionLog,
+  type DurableFeed,
+  type FeedMessage,
+  openDurableFeed,
+  type RevocationLog,
+  signDecisionBatch,
+  verifyDecisionBatch,
+} from "@arbiter/store";
+import type { Signer } from "@arbiter/trust";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import {
+  overrideFor,
+  projectDecision,
+  type Reevaluation,
+  reevaluate,
+  revocationFor,
+} from "./active-projection.js";
+import { type DecidingWorker, decisionRecord, encodeDecisionRecord } from "./decide.js";
+
+/** Longest wait for this worker's own rules to reach a revision it was handed to re-evaluate. */
+const RULES_WAIT_MS = 100_000;
+
+/** What the revoker needs from its worker. */
+export interface RevokerDeps {
+  /** The connection for JetStream and for publishing overrides. */
+  readonly nc: NatsConnection;
+  readonly names: ResourceNames;
+  readonly changesTopic: string;
+  /** Opens the active index (the supervisor calls it until it succeeds). */
+  readonly openIndex: () => Promise<ActiveIndex>;
+  readonly revocations: RevocationLog;
+  readonly decisions: DecisionLog;
+  /** The worker's rules as they are now, and a way to wait for a revision. */
+  readonly rules: {
+    readonly ruleset: RulesetState;
+    waitForRevision(revision: number, timeoutMs?: number): Promise<void>;
+  };
+  /** The rules stream's last revision now. */
+  rulesRevision(): Promise<number>;
+  /** Worker keys enrolled by configuration (`ARBITER_WORKER_KEYS`). */
+  readonly workerKeys: readonly string[];
+  readonly signer: Signer;
+  readonly identity: DecidingWorker;
+  readonly nextId: () => string;
+  readonly clock: () => Date;
+  readonly log: Logger;
+  /** Longest wait for the index to catch up with the decision log before a scan. */
+  readonly catchUpTimeoutMs?: number;
+}
+
+/** Counters of a {@link Revoker}. */
+export interface RevokerStats {
+  /** Decisions put into the active index. */
+  readonly projected: number;
+  /** Decision messages left out of the index: not a batch signed by an enrolled worker key. */
+  readonly refusedBatches: number;
+  /** Decisions left out because their request id is already another entry's. */
+  readonly refusedRequestIds: number;
+  /** Rules revisions re-evaluated by this worker. */
+  readonly revisionsScanned: number;
+  /** Overrides published by this worker. */
+  readonly overrides: number;
+  /** The last revision this worker re-evaluated (0 before the first). */
+  readonly lastScanned: number;
+}
+
+/** Longest a stopping revoker waits for the message it is handling. */
+const STOP_GRACE_MS = 2000;
+
+/** How many changed entries are recorded and published together. */
+const CHUNK = 64;
+
+/**
+ * The revocation fan-out of one worker: it projects the decision log into the active index and
+ * re-evaluates each rules revision against it, sharing both durable consumers with the other
+ * workers, so each decision message is projected once and each revision re-evaluated once
+ * across the cluster (again by another worker when the one holding it dies).
+ */
+export class Revoker {
+  readonly #deps: RevokerDeps;
+  #projection: DurableFeed | undefined;
+  #scans: DurableFeed | undefined;
+  #supervisor: Promise<void> = Promise.resolve();
+  #index: ActiveIndex | undefined;
+  #stopped = false;
+  /** Interrupts the supervisor's wait (set while it waits). */
+  #wake: () => void = () => {};
+  #stats = {
+    projected: 0,
+    refusedBatches: 0,
+    refusedRequestIds: 0,
+    revisionsScanned: 0,
+    overrides: 0,
+    lastScanned: 0,
+  };
+
+  constructor(deps: RevokerDeps) {
+    this.#deps = deps;
+  }
+
+  /** A snapshot of the counters. */
+  get stats(): RevokerStats {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Opens (creating if needed) both durable consumers, in the background: the answers to hosts do
+   * not wait for the fan-out. While JetStream cannot give them (a cluster still electing its
+   * leaders, a stream gone) it says so in the log and tries again, every 250 ms doubling up to 5 s;
+   * a feed that ends on its own is opened again the same way. Never throws.
+   */
+  start(): void {
+    this.#supervisor = this.#supervise();
+  }
+
+  /** Stops taking messages; a message being handled gives up or finishes first. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wake();
+    const stopped = (async () => {
+      await this.#supervisor;
+      await Promise.all([this.#scans?.stop(), this.#projection?.stop()]);
+    })();
+    // A handler stuck on JetStream (gone while stopping) must not hold the worker: what it held
+    // unacknowledged goes to another worker after the ack wait.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      stopped,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, STOP_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  async #supervise(): Promise<void> {
+    const { nc, names, log } = this.#deps;
+    let pause = 250;
+    while (!this.#stopped) {
+      try {
+        this.#index ??= await this.#deps.openIndex();
+        this.#projection ??= await openDurableFeed(
+          nc,
+          { stream: names.decisionsStream, consumer: names.activeIndexConsumer },
+          (m) => this.#project(m),
+        );
+        this.#scans ??= await openDurableFeed(
+          nc,
+          { stream: names.rulesStream, consumer: names.revokerConsumer },
+          (m) => this.#scan(m),
+        );
+        pause = 250;
+        const { projection, scans } = { projection: this.#projection, scans: this.#scans };
+        const ended = await Promise.race([
+          projection.ended.then((err) => ({ feed: "projection" as const, err })),
+          scans.ended.then((err) => ({ feed: "scans" as const, err })),
+          new Promise<null>((resolve) => {
+            this.#wake = () => resolve(null);
+          }),
+        ]);
+        if (ended === null || this.#stopped) return;
+        log.warn({ err: ended.err }, `the revocation fan-out's ${ended.feed} feed ended; opening it again`);
+        if (ended.feed === "projection") this.#projection = undefined;
+        else this.#scans = undefined;
+      } catch (err) {
+        if (this.#stopped) return;
+        log.warn({ err, retryInMs: pause }, "the revocation fan-out cannot open its feeds yet; trying again");
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, pause);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        pause = Math.min(pause * 2, 5000);
+      }
+    }
+  }
+
+  /**
+   * Projects one message of the decision log: only a batch whose signature verifies under a worker
+   * key enrolled at its decisions' revisions counts; anything else published there stays out.
+   */
+  async #project(m: FeedMessage): Promise<void> {
+    const { rules, log } = this.#deps;
+    let verified = this.#verify(m, rules.ruleset);
+    const newest = verified.valid ? Math.max(...verified.decisions.map((d) => d.revision)) : 0;
+    if (
+      (!verified.valid || verified.unenrolled > 0 || newest > rules.ruleset.revision) &&
+      rules.ruleset.broken === null
+    ) {
+      // Enrollment is judged at the decisions' revision: a worker enrolled by a rule event this
+      // worker has not folded yet is enrolled all the same once it has.
+      const last = await this.#deps.rulesRevision();
+      if (last > rules.ruleset.revision) {
+        await rules.waitForRevision(last, 5000).catch(() => {});
+        verified = this.#verify(m, rules.ruleset);
+      }
+    }
+    const ruleset = rules.ruleset;
+    if (!verified.valid) {
+      this.#stats.refusedBatches++;
+      log.warn({ seq: m.seq, reason: verified.reason }, "a decision message left out of the active index");
+      return;
+    }
+    // Entries are independent: each one's decisions in order, the entries side by side.
+    const byEntry = new Map<string, UnsignedDecisionV1[]>();
+    for (const decision of verified.decisions) {
+      const key = activeEntryKey(decision);
+      const list = byEntry.get(key);
+      if (list === undefined) byEntry.set(key, [decision]);
+      else list.push(decision);
+    }
+    await Promise.all(
+      [...byEntry.values()].map(async (list) => {
+        for (const decision of list) await this.#projectOne(decision, m.seq, ruleset);
+      }),
+    );
+  }
+
+  async #projectOne(decision: UnsignedDecisionV1, seq: number, ruleset: RulesetState): Promise<void> {
+    const { log } = this.#deps;
+    const index = this.#activeIndex();
+    const existing = await index.get(decision);
+    const projection = projectDecision(decision, seq, existing);
+    if (projection.action === "skip") return;
+    const { entry } = projection;
+    if (decision.cause === "request" && !(await index.claimRequestId(entry.requestId, entry))) {
+      this.#stats.refusedRequestIds++;
+      log.warn(
+        { seq, requestId: entry.requestId, host: entry.host, cacheKey: entry.cacheKey },
+        "a decision reuses the request id of another host's cached decision; left out of the active index",
+      );
+      return;
+    }
+    await index.put(entry);
+    this.#stats.projected++;
+    // Decided under rules older than this worker's: a scan of the newer revision may not have seen it.
+    if (decision.cause === "request" && entry.revision < ruleset.revision) {
+      const again = reevaluate(entry, ruleset, this.#deps.clock());
+      if (again?.changed) await this.#revoke([again], ruleset.revision);
+    }
+  }
+
+  #verify(m: FeedMessage, ruleset: RulesetState) {
+    return verifyDecisionBatch(m.data, m.header(BATCH_SIGNATURE_HEADER), {
+      deployment: ruleset.deployment,
+      workers: ruleset.workers,
+      configured: this.#deps.workerKeys,
+    });
+  }
+
+  /**
+   * Re-evaluates the index for one rules revision, after the index has caught up with the
+   * decision log as it was when the scan began.
+   */
+  async #scan(m: FeedMessage): Promise<void> {
+    const { rules, log } = this.#deps;
+    await rules.waitForRevision(m.seq, RULES_WAIT_MS);
+    const ruleset = rules.ruleset;
+    if (ruleset.revision < m.seq || ruleset.broken !== null) {
+      log.warn({ revision: m.seq }, "rules history broken: revision not re-evaluated");
+      return;
+    }
+    log.info(
+      { revision: m.seq, delivery: m.deliveries },
+      "re-evaluating the active index for a rules revision",
+    );
+    await this.#caughtUp(m);
+    const now = this.#deps.clock();
+    let changed: Reevaluation[] = [];
+    let total = 0;
+    for await (const entry of this.#activeIndex().entries()) {
+      this.#checkStopping();
+      total++;
+      const again = reevaluate(entry, ruleset, now);
+      if (!again?.changed) continue;
+      changed.push(again);
+      if (changed.length === CHUNK) {
+        await this.#revoke(changed, ruleset.revision);
+        changed = [];
+      }
+    }
+    if (changed.length > 0) await this.#revoke(changed, ruleset.revision);
+    this.#stats.revisionsScanned++;
+    this.#stats.lastScanned = m.seq;
+    log.info({ revision: m.seq, entries: total }, "revision re-evaluated against the active index");
+  }
+
+  /** The index, open before either feed is. */
+  #activeIndex(): ActiveIndex {
+    if (this.#index === undefined) throw new Error("the active index is not open");
+    return this.#index;
+  }
+
+  /** Throws when the worker is stopping, so that the revision goes to another worker at once. */
+  #checkStopping(): void {
+    if (this.#scans?.stopping) throw new Error("the worker is stopping");
+  }
+
+  /** Waits until the projection has acknowledged every decision message there was at the start. */
+  async #caughtUp(m: FeedMessage): Promise<void> {
+    const feed = this.#projection;
+    if (feed === undefined) throw new Error("the active index feed is not open");
+    const target = await feed.lastSeq();
+    const deadline = Date.now() + (this.#deps.catchUpTimeoutMs ?? 60_000);
+    while ((await feed.ackFloor()) < target) {
+      this.#checkStopping();
+      if (Date.now() > deadline) {
+        throw new Error(`the active index did not catch up with decision ${target} in time`);
+      }
+      m.working();
+      await delay(20);
+    }
+  }
+
+  /**
+   * Records and publishes the changes of one chunk: the re-evaluation decisions (one signed batch),
+   * a revocation record each (de-duplicated on revision and entry, so a scan done again records
+   * none twice), then the overrides, then the index entries.
+   */
+  async #revoke(changed: readonly Reevaluation[], revision: number): Promise<void> {
+    const { decisions, revocations, nc, changesTopic } = this.#deps;
+    const index = this.#activeIndex();
+    const now = this.#deps.clock();
+    const at = now.toISOString();
+    const records: { decisionId: string; body: Uint8Array }[] = changed.map((c) => {
+      const record: UnsignedDecisionV1 = decisionRecord(
+        c.request,
+        c.evaluation,
+        {
+          decisionId: this.#deps.nextId(),
+          revision,
+          deployment: this.#deps.rules.ruleset.deployment,
+          now,
+          worker: this.#deps.identity,
+          latencyMicros: 0,
+        },
+        c.trust,
+      );
+      record.cause = "reevaluation";
+      return { decisionId: record.decisionId, body: encodeDecisionRecord(record, null) };
+    });
+    await decisions.append(signDecisionBatch(records, this.#deps.signer));
+    await Promise.all(
+      changed.map((c) =>
+        revocations.append(
+          revocationFor(c.entry, c.evaluation, revision, at),
+          `${revision}:${activeEntryKey(c.entry)}`,
+        ),
+      ),
+    );
+    for (const c of changed) {
+      nc.publish(changesTopic, JSON.stringify(overrideFor(c.entry, c.evaluation)));
+    }
+    await nc.flush();
+    this.#stats.overrides += changed.length;
+    await Promise.all(
+      changed.map((c) => {
+        const entry: ActiveDecisionV1 = {
+          ...c.entry,
+          permitted: c.evaluation.permitted,
+          message: c.evaluation.message,
+          revision,
+        };
+        return index.put(entry);
+      }),
+    );
+  }
+}
