@@ -115,7 +115,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     const applied = await runArbiter(["rules", "apply", operatorRules], env);
     expect(applied.code, applied.stderr).toBe(0);
 
-    expect(await first.stop("SIGTERM")).toBe(0);
+    expect(await first.stop("SIGTERM"), first.stderr()).toBe(0);
     await allGone(r1.natsPids, "the nats-server of the first up to exit after SIGTERM");
     expect(existsSync(join(home, "local.json"))).toBe(false);
     expect(existsSync(join(home, "nats-server.pid"))).toBe(false);
@@ -132,7 +132,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     // The worker's seed is kept in ARBITER_HOME: a restart enrolls nothing again.
     expect(r2.deployment).toBe(r1.deployment);
     expect(r2.workerKeys).toEqual(r1.workerKeys);
-    expect(await second.stop("SIGHUP")).toBe(0);
+    expect(await second.stop("SIGHUP"), second.stderr()).toBe(0);
     await allGone(r2.natsPids, "the nats-server of the second up to exit after SIGHUP");
     expect(existsSync(join(home, "local.json"))).toBe(false);
 
@@ -153,7 +153,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
       pid: fourth.child.pid,
     });
     expect(r4).toMatchObject({ revision: 5, rules: { applied: false } });
-    expect(await fourth.stop("SIGINT")).toBe(0);
+    expect(await fourth.stop("SIGINT"), fourth.stderr()).toBe(0);
     await allGone(r4.natsPids, "the nats-server of the fourth up to exit after SIGINT");
   });
 
@@ -171,7 +171,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     const r2 = await report(again);
     expect(r2.servers[0]).toBe(`nats://127.0.0.1:${port}`);
     await allGone(r1.natsPids, "the nats-server left by the killed up to be stopped by the next");
-    expect(await again.stop("SIGTERM")).toBe(0);
+    expect(await again.stop("SIGTERM"), again.stderr()).toBe(0);
     await allGone(r2.natsPids, "the nats-server of the second up to exit after SIGTERM");
   });
 
@@ -206,7 +206,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     for (const node of ["n1", "n2", "n3"]) {
       expect(existsSync(join(env.ARBITER_HOME!, "nats-cluster", node, "jetstream")), node).toBe(true);
     }
-    expect(await cluster.stop("SIGTERM")).toBe(0);
+    expect(await cluster.stop("SIGTERM"), cluster.stderr()).toBe(0);
     await allGone(r.natsPids, "the three nats-servers to exit after SIGTERM");
 
     // Started again on the same folder, the cluster has its streams and rules back.
@@ -214,7 +214,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     running.push(again);
     const r2 = await report(again);
     expect(r2).toMatchObject({ revision: 3, rules: { applied: false } });
-    expect(await again.stop("SIGTERM")).toBe(0);
+    expect(await again.stop("SIGTERM"), again.stderr()).toBe(0);
     await allGone(r2.natsPids, "the restarted nats-servers to exit after SIGTERM");
   });
 

@@ -321,12 +321,24 @@ class JetStreamRuleEventStore implements RuleEventStore {
       ended,
       stop: async () => {
         stopped = true;
-        await messages.close();
-        await ended;
+        // Closing deletes the ordered consumer through the JetStream API, which a busy or recovering
+        // server may answer late: a stop waits for it only so long (the server drops an idle
+        // ephemeral consumer on its own).
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          messages.close().then(() => ended),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, FOLLOW_STOP_GRACE_MS);
+          }),
+        ]).catch(() => {});
+        clearTimeout(timer);
       },
     };
   }
 }
+
+/** How long stopping a rules tail waits for its consumer to be closed. */
+const FOLLOW_STOP_GRACE_MS = 2000;
 
 /** Reads an ordered range of a stream until `lastSeq` (inclusive), then stops the consumer. */
 async function* readStream<T>(
