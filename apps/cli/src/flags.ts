@@ -1,4 +1,5 @@
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
+import { decodePublicKey } from "@arbiter/trust";
 
 /** Bounds of an integer flag; both inclusive. */
 export interface IntegerBounds {
@@ -38,4 +39,23 @@ function describeBounds({ min, max }: IntegerBounds): string {
   if (min !== undefined) return `of ${min} or more`;
   if (max !== undefined) return `of ${max} or less`;
   return "";
+}
+
+/**
+ * Checks `--host` as a whole host public key: filters match it exactly, so a prefix or a typo would
+ * match nothing and look like an empty log. Throws INVALID_CONFIG naming the flag.
+ */
+export function checkHostFlag(host: string): string {
+  try {
+    // The codec ignores characters past the 56 of a key, so the length is checked here.
+    if (host.length !== 56) throw new Error(`${host.length} characters`);
+    decodePublicKey(host, "N");
+  } catch (err) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `--host ${JSON.stringify(host)}: expected a host public key in full (N…, 56 characters, as in the HOST column): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return host;
 }

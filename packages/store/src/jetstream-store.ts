@@ -44,6 +44,7 @@ import {
 } from "./decision-batch.js";
 import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS } from "./durable-feed.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
+import { orderedMessages } from "./ordered-read.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay-guard.js";
 import { errorText, keepsStoredSnapshot } from "./text.js";
 
@@ -471,33 +472,10 @@ class JetStreamDecisionLog implements DecisionLog {
         : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(filter.fromSeq ?? 1, 1) }),
     };
     const consumer = await this.#js.consumers.get(this.#stream, options);
-    if (!filter.follow) {
-      // Up to the end of what is there now: fetch batches until one is empty or ends the backlog.
-      for (;;) {
-        const batch = await consumer.fetch({ max_messages: 512, expires: 1000 });
-        let received = 0;
-        for await (const m of batch) {
-          received++;
-          for (const [index, text] of storedTexts(m).entries()) {
-            if (decisionMatches(text, filter)) yield { seq: m.seq, index, text };
-          }
-          if (m.info.pending === 0) return;
-        }
-        if (received === 0) return;
+    for await (const m of orderedMessages(consumer, filter.follow, filter.signal)) {
+      for (const [index, text] of storedTexts(m).entries()) {
+        if (decisionMatches(text, filter)) yield { seq: m.seq, index, text };
       }
-    }
-    const messages = await consumer.consume({ max_messages: 512, idle_heartbeat: 1000, expires: 2000 });
-    const onAbort = () => void messages.close();
-    filter.signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      for await (const m of messages) {
-        for (const [index, text] of storedTexts(m).entries()) {
-          if (decisionMatches(text, filter)) yield { seq: m.seq, index, text };
-        }
-      }
-    } finally {
-      filter.signal?.removeEventListener("abort", onAbort);
-      await messages.close();
     }
   }
 }

@@ -8,6 +8,7 @@ import {
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { StoreUnavailableError } from "./errors.js";
+import { orderedMessages } from "./ordered-read.js";
 import { errorText, parseJsonOrNull } from "./text.js";
 
 /** A stored revocation record and its sequence in the revocation log. */
@@ -111,30 +112,9 @@ class JetStreamRevocationLog implements RevocationLog {
     } catch (err) {
       throw new StoreUnavailableError(`cannot read the revocation log: ${errorText(err)}`, { cause: err });
     }
-    if (!filter.follow) {
-      for (;;) {
-        const batch = await consumer.fetch({ max_messages: 512, expires: 1000 });
-        let received = 0;
-        for await (const m of batch) {
-          received++;
-          const stored = parsed(m);
-          if (stored !== null && matches(stored.record, filter)) yield stored;
-          if (m.info.pending === 0) return;
-        }
-        if (received === 0) return;
-      }
-    }
-    const messages = await consumer.consume({ max_messages: 512, idle_heartbeat: 1000, expires: 2000 });
-    const onAbort = () => void messages.close();
-    filter.signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      for await (const m of messages) {
-        const stored = parsed(m);
-        if (stored !== null && matches(stored.record, filter)) yield stored;
-      }
-    } finally {
-      filter.signal?.removeEventListener("abort", onAbort);
-      await messages.close();
+    for await (const m of orderedMessages(consumer, filter.follow, filter.signal)) {
+      const stored = parsed(m);
+      if (stored !== null && matches(stored.record, filter)) yield stored;
     }
   }
 }

@@ -1,6 +1,5 @@
-import { ArbiterError, DecisionV1, ErrorCode } from "@arbiter/protocol";
+import { DecisionV1 } from "@arbiter/protocol";
 import type { DecisionFilter } from "@arbiter/store";
-import { decodePublicKey } from "@arbiter/trust";
 import { Command } from "commander";
 import {
   type ConnectionFlags,
@@ -10,7 +9,7 @@ import {
   resolveServers,
 } from "../context.js";
 import { parseTime } from "../duration.js";
-import { parseIntegerFlag } from "../flags.js";
+import { checkHostFlag, parseIntegerFlag } from "../flags.js";
 import { createLogger, reportConnection, untilSignal } from "../lifecycle.js";
 
 interface DecisionFlags extends ConnectionFlags {
@@ -79,19 +78,7 @@ function describeDecision(d: DecisionV1, subjectWidth = TAIL_SUBJECT_WIDTH): str
  * so a prefix or a typo would match nothing and look like an empty log. Throws INVALID_CONFIG.
  */
 function filterFrom(flags: DecisionFlags): DecisionFilter {
-  if (flags.host !== undefined) {
-    try {
-      // The codec ignores characters past the 56 of a key, so the length is checked here.
-      if (flags.host.length !== 56) throw new Error(`${flags.host.length} characters`);
-      decodePublicKey(flags.host, "N");
-    } catch (err) {
-      throw new ArbiterError(
-        ErrorCode.InvalidConfig,
-        `--host ${JSON.stringify(flags.host)}: expected a host public key in full (N…, 56 characters, as in the HOST column): ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-  }
+  if (flags.host !== undefined) checkHostFlag(flags.host);
   return {
     ...(flags.since ? { since: parseTime(flags.since, "--since") } : {}),
     ...(flags.host ? { host: flags.host } : {}),

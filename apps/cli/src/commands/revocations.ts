@@ -1,6 +1,5 @@
-import { ArbiterError, ErrorCode, type RevocationV1 } from "@arbiter/protocol";
+import type { RevocationV1 } from "@arbiter/protocol";
 import { openJetStreamRevocationLog, type RevocationFilter } from "@arbiter/store";
-import { decodePublicKey } from "@arbiter/trust";
 import { Command } from "commander";
 import {
   type ConnectionFlags,
@@ -11,7 +10,7 @@ import {
   resolveServers,
 } from "../context.js";
 import { parseTime } from "../duration.js";
-import { parseIntegerFlag } from "../flags.js";
+import { checkHostFlag, parseIntegerFlag } from "../flags.js";
 import { createLogger, reportConnection, untilSignal } from "../lifecycle.js";
 
 interface RevocationFlags extends ConnectionFlags {
@@ -52,18 +51,7 @@ function describeRevocation(r: RevocationV1): string {
 
 /** The filter the flags ask for; `--host` must be a whole host key. Throws INVALID_CONFIG. */
 function filterFrom(flags: RevocationFlags): RevocationFilter {
-  if (flags.host !== undefined) {
-    try {
-      if (flags.host.length !== 56) throw new Error(`${flags.host.length} characters`);
-      decodePublicKey(flags.host, "N");
-    } catch (err) {
-      throw new ArbiterError(
-        ErrorCode.InvalidConfig,
-        `--host ${JSON.stringify(flags.host)}: expected a host public key in full (N…, 56 characters, as in the HOST column): ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-  }
+  if (flags.host !== undefined) checkHostFlag(flags.host);
   return {
     ...(flags.since ? { since: parseTime(flags.since, "--since") } : {}),
     ...(flags.host ? { host: flags.host } : {}),
