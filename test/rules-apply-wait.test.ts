@@ -276,6 +276,16 @@ describe("arbiter rules apply --wait", () => {
     // more, and a report left by the old deployment under the same revision is not this one's.
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(names.rulesStream);
+    const refilled = await openJetStreamStore(nc);
+    await applyRules(
+      createRulesAdmin({ store: refilled, signer: createSigner(adminKey.seed) }),
+      defaultRules("deny"),
+    );
+    await refilled.close();
+    await until(() => [...workers.values()].every((w) => w.statusRecord().broken), {
+      name: "every worker to find its rules history broken",
+      timeout: 30_000,
+    });
     const file = rulesFile("refilled", "allow");
     const broken = await runArbiter(
       ["rules", "apply", file, "--wait", "--wait-timeout", "60s", "--json"],
@@ -283,8 +293,8 @@ describe("arbiter rules apply --wait", () => {
     );
     expect(broken.code, broken.stderr).toBe(4);
     const { error } = JSON.parse(broken.stderr);
-    expect(error.code).toBe("CHAIN_BROKEN");
+    expect(error.code, error.message).toBe("CHAIN_BROKEN");
     expect(error.message).toContain("the rules history is broken");
-    expect(error.message).toContain("rules written at revision 2");
+    expect(error.message).toContain("rules written at revision 3");
   }, 90_000);
 });
