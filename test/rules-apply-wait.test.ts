@@ -236,16 +236,30 @@ describe("arbiter rules apply --wait", () => {
   it("gives up at --wait-timeout saying no scan report appeared while no worker re-evaluates", async () => {
     await worker("wait-a").stop();
     await worker("wait-c").stop();
+    const revision = (await lastRevision()) + 1;
+    // A report under that revision from another deployment (a bucket that outlived its rules stream,
+    // or one put there with a worker's credential) is not this revision's.
+    const leftOver = {
+      revision,
+      deployment: "AAAAAAAAAAAAAAAAAAAAAAAAAA",
+      entries: 0,
+      changed: 0,
+      overrides: 0,
+      startedAt: new Date().toISOString(),
+      finishedAt: new Date().toISOString(),
+      worker: { id: "elsewhere", publicKey: generateKey("N").publicKey },
+    };
+    await index.putScanReport(leftOver);
     const file = rulesFile("deny-again", "deny");
     const timedOut = await runArbiter(["rules", "apply", file, "--wait", "--wait-timeout", "2s"], env);
     expect(timedOut.code, timedOut.stderr).toBe(5);
-    const revision = await lastRevision();
+    expect(await lastRevision()).toBe(revision);
     expect(timedOut.stderr).toContain(`no scan report of revision ${revision} appeared`);
     expect(timedOut.stderr).not.toContain("wait-b is at");
-    expect(await index.readScanReport(revision)).toBeNull();
+    expect(await index.readScanReport(revision)).toEqual(leftOver);
     await startWorker("wait-a");
     await startWorker("wait-c");
-    await until(async () => (await index.readScanReport(revision)) !== null, {
+    await until(async () => (await index.readScanReport(revision))?.worker.id !== "elsewhere", {
       name: `the scan report of revision ${revision} once workers re-evaluate again`,
       timeout: 30_000,
     });

@@ -2,7 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { ArbiterError, ErrorCode, type ScanReportV1, type WorkerStatusV1 } from "@arbiter/protocol";
 import { type ActiveIndex, openJetStreamActiveIndex } from "@arbiter/store";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { askWorkers } from "./worker-status.js";
+import { gatherWorkers } from "./worker-status.js";
 
 /** `--wait-timeout` when not given. */
 export const DEFAULT_WAIT_TIMEOUT_MS = 30_000;
@@ -89,7 +89,7 @@ export interface Enforcement {
   readonly revision: number;
   /** The live workers at the end, each serving the revision (or a later one). */
   readonly workers: readonly { readonly id: string; readonly revision: number }[];
-  /** Milliseconds until every live worker answered that it serves the revision. */
+  /** Milliseconds until the last live worker's answer that it serves the revision arrived. */
   readonly servedMs: number;
   /** Milliseconds until the revision's scan report was there: every override out. */
   readonly overridesMs: number;
@@ -136,7 +136,8 @@ export async function waitForEnforcement(nc: NatsConnection, target: WaitTarget)
   const watchWorkers = async () => {
     let everAnswered = target.answeredBefore > 0;
     while (!over()) {
-      const workers = await askWorkers(nc, target.statusSubject);
+      const answers = await gatherWorkers(nc, target.statusSubject);
+      const workers = answers.map((answer) => answer.status);
       seen.workers = workers;
       everAnswered ||= workers.length > 0;
       const missing = missingFor(target, workers, null);
@@ -152,7 +153,8 @@ export async function waitForEnforcement(nc: NatsConnection, target: WaitTarget)
         return;
       }
       if (workers.length > 0 && missing.lagging.length === 0) {
-        seen.servedMs = elapsed();
+        // Served since the last of these answers arrived, not since the gathering ended.
+        seen.servedMs = Math.round(Math.max(...answers.map((a) => a.receivedAt)) - started);
         return;
       }
     }
