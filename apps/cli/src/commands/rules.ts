@@ -218,14 +218,11 @@ export const changeOptions = (flags: RulesFlags) => ({
   ...(flags.reason ? { reason: flags.reason } : {}),
 });
 
-/** `--wait` and `--wait-timeout` of a command that writes a rules revision. */
-const waitOptions = (command: Command) =>
-  command
-    .option(
-      "--wait",
-      "return only once every live worker serves the new revision and every override it causes is published; report how long that took",
-    )
-    .option("--wait-timeout <duration>", "longest --wait (500ms, 30s, 2m; default 30s)");
+/** The help of `--wait` on a command that writes a rules revision. */
+const WAIT_HELP =
+  "return only once every live worker serves the new revision and every override it causes is published; report how long that took";
+/** The help of `--wait-timeout`. */
+const WAIT_TIMEOUT_HELP = "longest --wait (500ms, 30s, 2m; default 30s)";
 
 function rulesWaitHook(flags: RulesFlags) {
   const prefix = resolvePrefix(flags);
@@ -237,13 +234,16 @@ export function rulesCommand(): Command {
   const rules = new Command("rules").description("change and inspect the event-sourced rules");
 
   changeConnectionOptions(
-    waitOptions(rules.command("apply"))
+    rules
+      .command("apply")
       .description(
         "replace the rules with FILE (YAML or JSON; - for stdin), signed with ARBITER_ADMIN_SEED; refused when the workers do not accept that key",
       )
       .argument("<file>", "rules document")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
-      .option("--reason <text>", "why, recorded in the event"),
+      .option("--reason <text>", "why, recorded in the event")
+      .option("--wait", WAIT_HELP)
+      .option("--wait-timeout <duration>", WAIT_TIMEOUT_HELP),
   ).action(async (file: string, flags: RulesFlags) => {
     const document = readRulesFile(file);
     const options = changeOptions(flags);
@@ -360,11 +360,14 @@ export function rulesCommand(): Command {
   });
 
   changeConnectionOptions(
-    waitOptions(rules.command("rollback"))
+    rules
+      .command("rollback")
       .description("restore the rules of an earlier revision, as a new event")
       .requiredOption("--to <n>", "revision whose rules to restore")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
-      .option("--reason <text>", "why, recorded in the event"),
+      .option("--reason <text>", "why, recorded in the event")
+      .option("--wait", WAIT_HELP)
+      .option("--wait-timeout <duration>", WAIT_TIMEOUT_HELP),
   ).action(async (flags: RulesFlags) => {
     const to = parseIntegerFlag(flags.to ?? "", "--to", { min: 0 });
     const options = changeOptions(flags);
