@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { WORKER_REPLY_PREFIXES } from "@arbiter/embedded-nats";
 import type { HostPolicyClient } from "@arbiter/host";
@@ -10,6 +12,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
 import { configuredWorkerKey } from "./support/arbiter.js";
+import { runArbiter } from "./support/cli.js";
 import { applyRules, componentBody, defaultRules, startHost } from "./support/fanout.js";
 import { TEST_PASSWORDS } from "./support/permission-attacks.js";
 
@@ -23,6 +26,7 @@ let adminNc: NatsConnection;
 let admin: RulesAdmin;
 let worker: Worker;
 let host: HostPolicyClient;
+const adminSeed = generateKey("O").seed;
 const logLines: string[] = [];
 const connections: NatsConnection[] = [];
 
@@ -36,7 +40,7 @@ beforeAll(async () => {
   connections.push(adminNc);
   // An admin's store that leaves the fan-out out: the worker finds no bucket and no consumers.
   const store = await openJetStreamStore(adminNc, { createFanOut: false });
-  const signer = createSigner(generateKey("O").seed);
+  const signer = createSigner(adminSeed);
   admin = createRulesAdmin({ store, signer });
   await applyRules(admin, defaultRules("deny"));
   const workerNc = await connectTo(server.url, {
@@ -93,5 +97,25 @@ describe("the revocation fan-out under the shipped permissions", () => {
       interval: 50,
     });
     expect(host.cacheEntries().size).toBe(1);
+  });
+
+  it("rules apply --wait, as the admin user, returns once the worker's scan report is there: the host's cache holds the denial", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "arbiter-secure-wait-"));
+    const file = join(dir, "deny.json");
+    writeFileSync(file, JSON.stringify({ version: 1, default: "deny", rules: [] }));
+    const applied = await runArbiter(["rules", "apply", file, "--wait", "--json"], {
+      NATS_URL: server.url,
+      NATS_USER: "arbiter-admin",
+      NATS_PASSWORD: TEST_PASSWORDS["ARBITER_ADMIN_PASSWORD"] ?? "",
+      ARBITER_ADMIN_SEED: adminSeed,
+      ARBITER_ADMIN_KEYS: "",
+      ARBITER_HOME: dir,
+      ARBITER_LOG_LEVEL: "warn",
+    });
+    const cached = [...host.cacheEntries().values()].map((entry) => entry.permitted);
+    rmSync(dir, { recursive: true, force: true });
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(JSON.parse(applied.stdout)).toMatchObject({ overrides: 1, workers: [{ id: worker.id }] });
+    expect(cached).toEqual([false]);
   });
 });

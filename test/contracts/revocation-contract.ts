@@ -1,4 +1,4 @@
-import type { ActiveDecisionV1, RevocationV1 } from "@arbiter/protocol";
+import type { ActiveDecisionV1, RevocationV1, ScanReportV1 } from "@arbiter/protocol";
 import type { ActiveIndex, RevocationLog, StoredRevocation } from "@arbiter/store";
 import { describe, expect, it } from "vitest";
 
@@ -43,6 +43,20 @@ function revocation(overrides: Partial<RevocationV1> = {}): RevocationV1 {
   };
 }
 
+function scanReport(overrides: Partial<ScanReportV1> = {}): ScanReportV1 {
+  return {
+    revision: 3,
+    deployment: "AAAAAAAAAAAAAAAAAAAAAAAAAA",
+    entries: 10,
+    changed: 4,
+    overrides: 4,
+    startedAt: "2026-01-01T00:00:01.000Z",
+    finishedAt: "2026-01-01T00:00:01.050Z",
+    worker: { id: "w1", publicKey: `N${"A".repeat(55)}` },
+    ...overrides,
+  };
+}
+
 async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of iterable) out.push(item);
@@ -79,6 +93,22 @@ export function describeRevocationStoresContract(name: string, factory: Revocati
       expect(await index.claimRequestId("r1", entry({ host: "NATTACKER" }))).toBe(false);
       expect(await index.claimRequestId("r1", entry({ cacheKey: "other" }))).toBe(false);
       expect(await index.claimRequestId("r2", entry({ host: "NATTACKER" }))).toBe(true);
+      await index.close();
+    });
+
+    it("keeps one scan report per revision, apart from the entries", async () => {
+      const index = await factory.createIndex();
+      expect(await index.readScanReport(3)).toBeNull();
+      await index.put(entry());
+      await index.putScanReport(scanReport());
+      await index.putScanReport(scanReport({ revision: 4, entries: 11, changed: 0, overrides: 0 }));
+      expect(await index.readScanReport(3)).toEqual(scanReport());
+      expect(await index.readScanReport(4)).toMatchObject({ revision: 4, overrides: 0 });
+      expect(await index.readScanReport(5)).toBeNull();
+      // A scan done again (the revision redelivered) replaces the report.
+      await index.putScanReport(scanReport({ finishedAt: "2026-01-01T00:00:02.000Z" }));
+      expect(await index.readScanReport(3)).toMatchObject({ finishedAt: "2026-01-01T00:00:02.000Z" });
+      expect((await collect(index.entries())).map((e) => e.requestId)).toEqual(["r1"]);
       await index.close();
     });
   });

@@ -8,6 +8,8 @@ export const ExitCode = {
   InvalidInput: 2,
   Conflict: 3,
   Unavailable: 4,
+  /** Written, but not (yet) enforced: `--wait` gave up before every worker and override followed. */
+  NotEnforced: 5,
 } as const;
 
 /** One of the {@link ExitCode} values. */
@@ -26,6 +28,8 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, ExitCode>> = {
   [ErrorCode.ChainBroken]: ExitCode.Unavailable,
   [ErrorCode.WorkerNotEnrolled]: ExitCode.InvalidInput,
   [ErrorCode.InvalidConfig]: ExitCode.InvalidInput,
+  [ErrorCode.NoWorkerAnswered]: ExitCode.NotEnforced,
+  [ErrorCode.WaitTimeout]: ExitCode.NotEnforced,
   [ErrorCode.InvalidInvocation]: ExitCode.InvalidInput,
   [ErrorCode.InvalidUsage]: ExitCode.InvalidInput,
   [ErrorCode.NatsServerNotFound]: ExitCode.Unavailable,

@@ -11,7 +11,18 @@ const STALL_MS = 200;
  * as {@link WorkerStatusV1} (others are dropped). No responders, or none in time, is an empty list.
  */
 export async function askWorkers(nc: NatsConnection, statusSubject: string): Promise<WorkerStatusV1[]> {
-  const answers: WorkerStatusV1[] = [];
+  return (await gatherWorkers(nc, statusSubject)).map((answer) => answer.status);
+}
+
+/** One worker's answer and when it arrived (`performance.now()`). */
+export interface WorkerAnswer {
+  readonly status: WorkerStatusV1;
+  readonly receivedAt: number;
+}
+
+/** {@link askWorkers}, with the time each answer arrived: what a worker said holds from then on. */
+export async function gatherWorkers(nc: NatsConnection, statusSubject: string): Promise<WorkerAnswer[]> {
+  const answers: WorkerAnswer[] = [];
   try {
     const replies = await nc.requestMany(statusSubject, undefined, {
       strategy: "stall",
@@ -19,6 +30,7 @@ export async function askWorkers(nc: NatsConnection, statusSubject: string): Pro
       maxWait: GATHER_MS,
     });
     for await (const reply of replies) {
+      const receivedAt = performance.now();
       let body: unknown;
       try {
         body = reply.json();
@@ -26,7 +38,7 @@ export async function askWorkers(nc: NatsConnection, statusSubject: string): Pro
         continue;
       }
       const status = WorkerStatusV1.safeParse(body);
-      if (status.success) answers.push(status.data);
+      if (status.success) answers.push({ status: status.data, receivedAt });
     }
   } catch {
     // No responders (or the connection closing) means no worker could be asked.

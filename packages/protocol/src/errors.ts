@@ -18,6 +18,10 @@ export const ErrorCode = {
   /** A worker key that is not enrolled in the deployment (a worker refusing to start with it). */
   WorkerNotEnrolled: "WORKER_NOT_ENROLLED",
   InvalidConfig: "INVALID_CONFIG",
+  /** `--wait`: no worker answered on the status subject, so nothing serves the revision written. */
+  NoWorkerAnswered: "NO_WORKER_ANSWERED",
+  /** `--wait`: the revision written was not served by every live worker, or not re-evaluated, in time. */
+  WaitTimeout: "WAIT_TIMEOUT",
   /** Bytes that are not a zero-trust invocation (neither JSON nor msgpack of one). */
   InvalidInvocation: "INVALID_INVOCATION",
   /** A command line commander could not parse (unknown option, missing argument, …). */

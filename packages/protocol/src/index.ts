@@ -38,6 +38,7 @@ export {
   WorkerEnrollmentV1,
   WorkerPublicKey,
 } from "./records.js";
+export { ScanReportV1 } from "./scan-report.js";
 export {
   ClaimsV1,
   HostInfoV1,

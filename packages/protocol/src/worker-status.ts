@@ -22,6 +22,11 @@ export const WorkerStatusV1 = z.object({
   deployment: z.string().nullable().optional(),
   /** Whether the worker's key is enrolled (in the rules stream or by configuration). */
   enrolled: z.boolean().optional(),
+  /**
+   * Where the rules history stopped chaining for this worker, which then applies nothing after it
+   * (and re-evaluates nothing): null while it chains. Absent from workers before this field.
+   */
+  broken: z.object({ revision: z.number().int().nonnegative(), reason: z.string() }).nullable().optional(),
   /** The worker's counters since it started (names as in the worker's `stats()`). */
   stats: z.record(z.string(), z.number()),
 });

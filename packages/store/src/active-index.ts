@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { ActiveDecisionV1, resourceNames } from "@arbiter/protocol";
+import { ActiveDecisionV1, resourceNames, ScanReportV1 } from "@arbiter/protocol";
 import {
   JetStreamApiCodes,
   JetStreamApiError,
@@ -39,6 +39,13 @@ export interface ActiveIndex {
   claimRequestId(requestId: string, id: ActiveEntryId): Promise<boolean>;
   /** Every entry, or those of one host in one lattice, in no particular order. */
   entries(filter?: { readonly lattice: string; readonly host: string }): AsyncIterable<ActiveDecisionV1>;
+  /** Stores the report of a revision's completed re-evaluation (key `s.<revision>`), replacing one there. */
+  putScanReport(report: ScanReportV1): Promise<void>;
+  /**
+   * The report of `revision`'s re-evaluation, or null while there is none (or what is there does
+   * not parse as a {@link ScanReportV1} of that revision). Throws StoreUnavailableError.
+   */
+  readScanReport(revision: number): Promise<ScanReportV1 | null>;
   close(): Promise<void>;
 }
 
@@ -62,10 +69,21 @@ function requestIdKey(requestId: string): string {
   return `r.${digest(requestId)}`;
 }
 
+function scanReportKey(revision: number): string {
+  return `s.${revision}`;
+}
+
+/** The report stored for `revision`, when `text` is one. */
+function parseScanReport(text: string | null, revision: number): ScanReportV1 | null {
+  const parsed = ScanReportV1.safeParse(text === null ? null : parseJsonOrNull(text));
+  return parsed.success && parsed.data.revision === revision ? parsed.data : null;
+}
+
 /** An in-memory {@link ActiveIndex} for unit tests, with the JetStream one's behaviour. */
 export function createMemoryActiveIndex(): ActiveIndex {
   const entries = new Map<string, string>();
   const claims = new Map<string, string>();
+  const reports = new Map<string, string>();
   return {
     get: async (id) => {
       const text = entries.get(activeEntryKey(id));
@@ -90,6 +108,11 @@ export function createMemoryActiveIndex(): ActiveIndex {
         if (key.startsWith(prefix)) yield ActiveDecisionV1.parse(JSON.parse(text));
       }
     },
+    putScanReport: async (report) => {
+      reports.set(scanReportKey(report.revision), JSON.stringify(ScanReportV1.parse(report)));
+    },
+    readScanReport: async (revision) =>
+      parseScanReport(reports.get(scanReportKey(revision)) ?? null, revision),
     close: async () => {},
   };
 }
@@ -211,6 +234,25 @@ class KvActiveIndex implements ActiveIndex {
     for (let at = 0; at < keys.length; at += 64) {
       const read = await Promise.all(keys.slice(at, at + 64).map((key) => this.#read(key)));
       for (const entry of read) if (entry !== null) yield entry;
+    }
+  }
+
+  async putScanReport(report: ScanReportV1): Promise<void> {
+    const text = JSON.stringify(ScanReportV1.parse(report));
+    try {
+      await this.#kv.put(scanReportKey(report.revision), text);
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async readScanReport(revision: number): Promise<ScanReportV1 | null> {
+    try {
+      const entry = await this.#kv.get(scanReportKey(revision));
+      if (entry === null || entry.operation !== "PUT") return null;
+      return parseScanReport(entry.string(), revision);
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
     }
   }
 

@@ -278,11 +278,13 @@ export class Revoker {
     const now = this.#deps.clock();
     let changed: Reevaluation[] = [];
     let total = 0;
+    let flipped = 0;
     for await (const entry of this.#activeIndex().entries()) {
       this.#checkStopping();
       total++;
       const again = reevaluate(entry, ruleset, now);
       if (!again?.changed) continue;
+      flipped++;
       changed.push(again);
       if (changed.length === CHUNK) {
         await this.#revoke(changed, ruleset.revision);
@@ -290,9 +292,35 @@ export class Revoker {
       }
     }
     if (changed.length > 0) await this.#revoke(changed, ruleset.revision);
+    await this.#scanComplete(m.seq, { entries: total, changed: flipped, overrides: flipped, startedAt: now });
+  }
+
+  /**
+   * The one point where a revision's re-evaluation is complete, every override it causes published:
+   * counts it and writes its scan report (`s.<revision>` in the active index), which `rules apply
+   * --wait` waits for. A report that cannot be written fails the scan, so it is done again.
+   */
+  async #scanComplete(
+    revision: number,
+    counts: { entries: number; changed: number; overrides: number; startedAt: Date },
+  ): Promise<void> {
+    const { identity, log } = this.#deps;
+    await this.#activeIndex().putScanReport({
+      revision,
+      deployment: this.#deps.rules.ruleset.deployment,
+      entries: counts.entries,
+      changed: counts.changed,
+      overrides: counts.overrides,
+      startedAt: counts.startedAt.toISOString(),
+      finishedAt: this.#deps.clock().toISOString(),
+      worker: { id: identity.id, publicKey: identity.publicKey },
+    });
     this.#stats.revisionsScanned++;
-    this.#stats.lastScanned = m.seq;
-    log.info({ revision: m.seq, entries: total }, "revision re-evaluated against the active index");
+    this.#stats.lastScanned = revision;
+    log.info(
+      { revision, entries: counts.entries, overrides: counts.overrides },
+      "revision re-evaluated against the active index",
+    );
   }
 
   /** The index, open before either feed is. */

@@ -348,6 +348,7 @@ class DecisionWorker implements Worker {
       adminKeys: [...this.#trust.adminKeys],
       deployment: this.#running?.follower.ruleset.deployment ?? null,
       enrolled: this.#running ? this.#isEnrolled(this.#running.follower.ruleset) : false,
+      broken: this.#running?.follower.ruleset.broken ?? null,
       stats: { ...stats },
     };
   }

@@ -17,6 +17,7 @@ import {
 import type { Signer } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Command } from "commander";
+import { describeEnforcement, waitHook } from "../apply-wait.js";
 import {
   adminSigner,
   arbiterHome,
@@ -42,6 +43,8 @@ export interface RulesFlags extends ConnectionFlags {
   revision?: string;
   reason?: string;
   to?: string;
+  wait?: boolean;
+  waitTimeout?: string;
 }
 
 /** Reads a rules file (`-` for stdin) and validates it; errors name the rule and position. */
@@ -106,10 +109,14 @@ export function describeConfirmation(c: KeyConfirmation): string {
   return `signing key accepted by ${c.acceptedBy.join(", ")}${refused}`;
 }
 
-/** Signs and appends a change (creating the streams if needed) once the workers' keys allow it. */
+/**
+ * Signs and appends a change (creating the streams if needed) once the workers' keys allow it;
+ * `written`, when given, runs on the same connection once the change is acknowledged.
+ */
 export async function change(
   flags: RulesFlags,
   body: (admin: RulesAdmin) => Promise<AppliedRules>,
+  written?: (nc: NatsConnection, applied: AppliedRules, confirmation: KeyConfirmation) => Promise<void>,
 ): Promise<AppliedRules & KeyConfirmation & { server: string }> {
   const replicas = resolveReplicas(flags);
   const signer = adminSigner();
@@ -123,7 +130,9 @@ export async function change(
       },
     );
     const admin = createRulesAdmin({ store, signer, adminKeys: resolveAdminKeys(flags.adminKeys) });
-    return { ...(await body(admin)), ...confirmation, server: serverOf(nc) };
+    const applied = await body(admin);
+    await written?.(nc, applied, confirmation);
+    return { ...applied, ...confirmation, server: serverOf(nc) };
   } finally {
     await nc.close();
   }
@@ -209,6 +218,17 @@ export const changeOptions = (flags: RulesFlags) => ({
   ...(flags.reason ? { reason: flags.reason } : {}),
 });
 
+/** The help of `--wait` on a command that writes a rules revision. */
+const WAIT_HELP =
+  "return only once every live worker serves the new revision and every override it causes is published; report how long that took";
+/** The help of `--wait-timeout`. */
+const WAIT_TIMEOUT_HELP = "longest --wait (500ms, 30s, 2m; default 30s)";
+
+function rulesWaitHook(flags: RulesFlags) {
+  const prefix = resolvePrefix(flags);
+  return waitHook(flags, prefix, resourceNames(prefix).statusSubject);
+}
+
 /** `arbiter rules apply|show|history|rollback`. */
 export function rulesCommand(): Command {
   const rules = new Command("rules").description("change and inspect the event-sourced rules");
@@ -221,16 +241,20 @@ export function rulesCommand(): Command {
       )
       .argument("<file>", "rules document")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
-      .option("--reason <text>", "why, recorded in the event"),
+      .option("--reason <text>", "why, recorded in the event")
+      .option("--wait", WAIT_HELP)
+      .option("--wait-timeout <duration>", WAIT_TIMEOUT_HELP),
   ).action(async (file: string, flags: RulesFlags) => {
     const document = readRulesFile(file);
     const options = changeOptions(flags);
-    const result = await change(flags, (admin) => admin.apply(document, options));
+    const wait = rulesWaitHook(flags);
+    const result = await change(flags, (admin) => admin.apply(document, options), wait.written);
+    const enforced = wait.enforced();
     emit(
       flags.json === true,
-      result,
+      { ...result, ...enforced },
       () =>
-        `rules applied at revision ${result.revision} (${document.rules.length} rules, default ${document.default}); ${describeConfirmation(result)}`,
+        `rules applied at revision ${result.revision} (${document.rules.length} rules, default ${document.default}); ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
     );
   });
 
@@ -341,16 +365,20 @@ export function rulesCommand(): Command {
       .description("restore the rules of an earlier revision, as a new event")
       .requiredOption("--to <n>", "revision whose rules to restore")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
-      .option("--reason <text>", "why, recorded in the event"),
+      .option("--reason <text>", "why, recorded in the event")
+      .option("--wait", WAIT_HELP)
+      .option("--wait-timeout <duration>", WAIT_TIMEOUT_HELP),
   ).action(async (flags: RulesFlags) => {
     const to = parseIntegerFlag(flags.to ?? "", "--to", { min: 0 });
     const options = changeOptions(flags);
-    const result = await change(flags, (admin) => admin.rollback(to, options));
+    const wait = rulesWaitHook(flags);
+    const result = await change(flags, (admin) => admin.rollback(to, options), wait.written);
+    const enforced = wait.enforced();
     emit(
       flags.json === true,
-      { ...result, restored: to },
+      { ...result, restored: to, ...enforced },
       () =>
-        `rules of revision ${to} restored as revision ${result.revision}; ${describeConfirmation(result)}`,
+        `rules of revision ${to} restored as revision ${result.revision}; ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
     );
   });
 
