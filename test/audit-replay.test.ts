@@ -1,6 +1,8 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { DecisionV1, PolicyResponseV1, resourceNames } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
 import { BATCH_SIGNATURE_HEADER, openJetStreamStore } from "@arbiter/store";
@@ -246,6 +248,27 @@ describe("arbiter audit replay", () => {
     expect(human.code).toBe(1);
     expect(human.stdout).toContain(altered!.decisionId);
     expect(human.stdout).toContain("1 MISMATCHED");
+  });
+
+  it("draws a progress bar on a terminal's stderr, and none when stderr is not one", async () => {
+    const cli = fileURLToPath(new URL("../apps/cli/dist/main.js", import.meta.url));
+    const command = `${process.execPath} ${cli} audit replay --servers ${arbiter.server.url}`;
+    // script(1) runs the command on a pseudo-terminal and copies what it wrote there to its stdout.
+    const onTerminal = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+      const child = spawn("script", ["-qec", command, "/dev/null"], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout.on("data", (chunk: Buffer) => {
+        out += chunk.toString();
+      });
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, out }));
+    });
+    expect(onTerminal.code).toBe(0);
+    expect(onTerminal.out).toMatch(/\[#+-*\] 100% \d+ decisions, 0 mismatches/);
+    const piped = await runArbiter(["audit", "replay", "--servers", arbiter.server.url]);
+    expect(piped.code).toBe(0);
+    expect(piped.stderr).toBe("");
+    expect(piped.stdout).toContain("0 MISMATCHED");
   });
 
   it("replays only the window asked for", async () => {

@@ -108,8 +108,10 @@ export async function runReplay(
     mismatches++;
     if (mismatched.length < MAX_LISTED) mismatched.push(m);
   };
+  let lastSeq = 0;
   for await (const item of readDecisionWindow(source.decisions, window)) {
     decisions++;
+    lastSeq = item.seq;
     if (progress !== undefined && (decisions & 1023) === 0) progress(decisions, item.seq, mismatches);
     const { record } = item;
     if (record === null) {
@@ -141,6 +143,7 @@ export async function runReplay(
       reason: result.reason,
     });
   }
+  progress?.(decisions, lastSeq, mismatches);
   const seconds = (performance.now() - started) / 1000;
   return {
     deployment: cache.latest.deployment,
