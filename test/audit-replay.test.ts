@@ -112,8 +112,12 @@ async function traffic(): Promise<number> {
   return 9;
 }
 
+/** The target's image, as a host holding its credentials may name it. */
+const TARGET_IMAGE = `ghcr.io/example/<script>alert("whatif")</script>:0.1.0`;
+
 function componentRequest(name: string): Uint8Array {
-  return bytesOf({ ...component, requestId: id(), request: componentBody(name) });
+  const body = { ...componentBody(name), ...(name === TARGET ? { imageRef: TARGET_IMAGE } : {}) };
+  return bytesOf({ ...component, requestId: id(), request: body });
 }
 
 beforeAll(async () => {
@@ -335,7 +339,7 @@ describe("arbiter audit whatif", () => {
       toDenied: TARGET_REQUESTS,
       toPermitted: 0,
       byRule: [{ rule: "no-target", flipped: TARGET_REQUESTS }],
-      bySubject: [{ id: TARGET, imageRef: componentBody(TARGET).imageRef, flipped: TARGET_REQUESTS }],
+      bySubject: [{ id: TARGET, imageRef: TARGET_IMAGE, flipped: TARGET_REQUESTS }],
       byHost: [{ flipped: TARGET_REQUESTS }],
     });
     expect(report.decisions).toBeGreaterThan(TARGET_REQUESTS + OTHER_REQUESTS);
@@ -348,7 +352,7 @@ describe("arbiter audit whatif", () => {
     expect(within.stdout).toContain(`${TARGET_REQUESTS} of`);
   });
 
-  it("writes a self-contained HTML report", async () => {
+  it("writes a self-contained HTML report, the recorded image's <script> kept as text", async () => {
     const page = join(dir, "report.html");
     const result = await runArbiter([
       "audit",
@@ -366,6 +370,7 @@ describe("arbiter audit whatif", () => {
     expect(html).toContain("<!DOCTYPE html>");
     expect(html).toContain(TARGET);
     expect(html).not.toMatch(/<script|<link|\bsrc=/i);
+    expect(html).toContain("ghcr.io/example/&lt;script&gt;alert(&quot;whatif&quot;)&lt;/script&gt;:0.1.0");
   });
 
   it("refuses an invalid candidate, naming it", async () => {

@@ -42,6 +42,8 @@ interface WhatIfFlags extends WindowFlags {
 
 /** The most mismatches or unreadable records listed one by one; the counts cover them all. */
 const MAX_LISTED = 100;
+/** The most groups of each kind what-if lists (those with the most flips); `groups` counts them all. */
+export const MAX_GROUPS = 100;
 
 /** One decision replay did not reproduce, or a record it could not read. */
 export interface ReplayMismatch {
@@ -223,8 +225,9 @@ export async function runWhatIf(
       toPermitted,
     );
   }
+  // Hosts choose subject ids and images: a flood of distinct ones must not make the report as large.
   const sorted = <T extends FlipGroup>(groups: Iterable<T>) =>
-    [...groups].sort((a, b) => b.flipped - a.flipped);
+    [...groups].sort((a, b) => b.flipped - a.flipped).slice(0, MAX_GROUPS);
   return {
     candidate: options.candidateName,
     window: {
@@ -237,6 +240,7 @@ export async function runWhatIf(
     evaluated,
     unreadable,
     ...total,
+    groups: { rules: byRule.size, subjects: bySubject.size, hosts: byHost.size },
     byRule: sorted([...byRule].map(([rule, tally]) => ({ rule, ...tally }))),
     bySubject: sorted(bySubject.values()),
     byHost: sorted(byHost.values()),

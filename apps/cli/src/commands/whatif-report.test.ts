@@ -14,6 +14,7 @@ function report(overrides: Partial<WhatIfReport> = {}): WhatIfReport {
     flipped: 2,
     toPermitted: 2,
     toDenied: 0,
+    groups: { rules: 1, subjects: 1, hosts: 1 },
     byRule: [{ rule: ATTACK, ...group }],
     bySubject: [{ id: "MCOMPONENT", imageRef: `ghcr.io/acme/${ATTACK}:1`, ...group }],
     byHost: [{ lattice: ATTACK, host: "NHOST", ...group }],
@@ -48,6 +49,11 @@ describe("renderWhatIfReport", () => {
     expect(html).toContain("By deciding rule");
     expect(html).toContain("By subject");
     expect(html).toContain("By host");
+  });
+
+  it("says when it lists only the groups with the most flips", () => {
+    const html = renderWhatIfReport(report({ groups: { rules: 1, subjects: 5000, hosts: 1 } }), new Date());
+    expect(html).toContain("the 1 groups with the most flips, of 5000");
   });
 
   it("says when nothing flipped", () => {

@@ -25,6 +25,8 @@ export interface WhatIfReport {
   readonly flipped: number;
   readonly toPermitted: number;
   readonly toDenied: number;
+  /** How many groups of each kind there are; the lists below hold the 100 with the most flips. */
+  readonly groups: { readonly rules: number; readonly subjects: number; readonly hosts: number };
   /** By the candidate's deciding rule (`null`: its default). */
   readonly byRule: readonly (FlipGroup & { readonly rule: string | null })[];
   readonly bySubject: readonly (FlipGroup & {
@@ -59,8 +61,8 @@ export function renderWhatIfReport(report: WhatIfReport, generatedAt: Date): str
   const cell = (value: string | number | null) =>
     `<td>${value === null ? "<em>none</em>" : escapeHtml(String(value))}</td>`;
   const counts = (g: FlipGroup) => `${cell(g.flipped)}${cell(g.toPermitted)}${cell(g.toDenied)}`;
-  const table = (title: string, heads: readonly string[], rows: readonly string[]) =>
-    `<h2>${escapeHtml(title)}</h2>\n${
+  const table = (title: string, heads: readonly string[], rows: readonly string[], total: number) =>
+    `<h2>${escapeHtml(title)}</h2>\n${total > rows.length ? `<p>the ${rows.length} groups with the most flips, of ${total}</p>\n` : ""}${
       rows.length === 0
         ? "<p>no flipped decisions</p>"
         : `<table><thead><tr>${[...heads, "flipped", "to permitted", "to denied"]
@@ -107,16 +109,19 @@ ${table(
   "By deciding rule (under the candidate)",
   ["rule"],
   report.byRule.map((g) => `${cell(g.rule ?? "(default)")}${counts(g)}`),
+  report.groups.rules,
 )}
 ${table(
   "By subject",
   ["id", "image"],
   report.bySubject.map((g) => `${cell(g.id)}${cell(g.imageRef)}${counts(g)}`),
+  report.groups.subjects,
 )}
 ${table(
   "By host",
   ["lattice", "host"],
   report.byHost.map((g) => `${cell(g.lattice)}${cell(g.host)}${counts(g)}`),
+  report.groups.hosts,
 )}
 <p>Generated ${escapeHtml(generatedAt.toISOString())} by <code>arbiter audit whatif</code>.</p>
 </body>
