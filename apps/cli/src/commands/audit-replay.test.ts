@@ -71,6 +71,23 @@ describe("runReplay", () => {
     expect(report.mismatched.map((m) => m.decisionId)).toEqual(["d7", null]);
     expect(report.mismatched[1]?.reason).toMatch(/not a DecisionV1/);
   });
+
+  it("reports a record of a revision the history does not have, reading the history again once for it", async () => {
+    const { store, trust } = await history(3, (text, i) =>
+      i === 1 ? text.replace('"revision":2', '"revision":99') : text,
+    );
+    let reads = 0;
+    const rules = {
+      ...store.rules,
+      read: (range?: { from?: number; to?: number }) => {
+        reads++;
+        return store.rules.read(range);
+      },
+    };
+    const report = await runReplay({ rules, decisions: store.decisions }, trust, {});
+    expect(report.mismatched).toMatchObject([{ decisionId: "d1", revision: 99, differs: ["revision"] }]);
+    expect(reads).toBe(2);
+  });
 });
 
 describe("runWhatIf", () => {

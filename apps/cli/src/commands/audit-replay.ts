@@ -111,6 +111,7 @@ export async function runReplay(
     if (mismatched.length < MAX_LISTED) mismatched.push(m);
   };
   let lastSeq = 0;
+  let soughtUpTo = 0;
   for await (const item of readDecisionWindow(source.decisions, window)) {
     decisions++;
     lastSeq = item.seq;
@@ -129,7 +130,11 @@ export async function runReplay(
       });
       continue;
     }
-    if (record.revision > cache.folded) await foldRuleEvents(source.rules, cache, record.revision);
+    // A revision past the history read so far: written since, or never (read again once per revision).
+    if (record.revision > cache.folded && record.revision > soughtUpTo) {
+      soughtUpTo = record.revision;
+      await foldRuleEvents(source.rules, cache, record.revision);
+    }
     const result = replayDecision(record, cache.at(record.revision));
     checks[result.check]++;
     if (result.match) continue;
