@@ -14,7 +14,7 @@ import {
   signPolicyRequest,
 } from "@arbiter/trust";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { headers } from "@nats-io/nats-core";
+import { createInbox, headers } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
 import { type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
@@ -88,13 +88,18 @@ async function untilRecorded(count: number): Promise<DecisionV1[]> {
   );
 }
 
-/** Every kind of request traffic once (12 records), for revision `label`. */
+/** Every kind of request traffic once: the number of records it makes. */
 async function traffic(): Promise<number> {
   for (const name of ["start-component", "start-provider", "perform-invocation"]) {
     await ask(bytesOf({ ...fixtureJson(name), requestId: id() }));
   }
   const signed = bytesOf({ ...provider, requestId: id() });
-  expect(await ask(signed, token(signed, cluster))).toBeDefined();
+  const signature = token(signed, cluster);
+  expect(await ask(signed, signature)).toBeDefined();
+  // The same token again: recorded as a replay, not answered.
+  const h = headers();
+  h.set(POLICY_INVOCATION_HEADER, signature);
+  arbiter.nc.publish(TOPIC, signed, { reply: createInbox(), headers: h });
   const forged = bytesOf({ ...provider, requestId: id() });
   expect((await ask(forged, token(forged, stranger))).permitted).toBe(false);
   expect((await ask(Buffer.from(`{"requestId": "${id()}", `))).permitted).toBe(false);
@@ -109,7 +114,7 @@ async function traffic(): Promise<number> {
   // Recorded, not answered: the reply subject is not an inbox.
   arbiter.nc.publish(TOPIC, bytesOf({ ...provider, requestId: id() }), { reply: "not.an.inbox" });
   await arbiter.nc.flush();
-  return 9;
+  return 10;
 }
 
 /** The target's image, as a host holding its credentials may name it. */
@@ -169,6 +174,7 @@ describe("arbiter audit replay", () => {
     expect(new Set(all.map((r) => r.revision)).size).toBeGreaterThanOrEqual(2);
     expect(all.some((r) => r.cause === "reevaluation")).toBe(true);
     expect(all.some((r) => r.trust.verified)).toBe(true);
+    expect(all.some((r) => r.trust.reasons.includes("replayed") && r.rejection !== null)).toBe(true);
     const result = await runArbiter(["audit", "replay", "--servers", arbiter.server.url, "--json"]);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
