@@ -33,7 +33,20 @@ function opaInCache(): boolean {
 describe("arbiter bench", () => {
   it("measures the echo and the worker (and the OPA server when cached), with every answer right and recorded", async () => {
     const { code, stdout, stderr } = await runArbiter(
-      ["bench", "--duration", "1", "--warmup", "0.2", "--concurrency", "8", "--opa-instances", "2", "--json"],
+      [
+        "bench",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--concurrency",
+        "8",
+        "--opa-instances",
+        "2",
+        "--replay-decisions",
+        "0",
+        "--json",
+      ],
       { ARBITER_LOG_LEVEL: "warn" },
     );
     expect(code, stderr).toBe(0);
@@ -105,7 +118,18 @@ describe("arbiter bench", () => {
     const empty = mkdtempSync(join(tmpdir(), "arbiter-bench-peers-"));
     try {
       const { code, stdout, stderr } = await runArbiter(
-        ["bench", "--duration", "0.3", "--warmup", "0", "--concurrency", "4", "--json"],
+        [
+          "bench",
+          "--duration",
+          "0.3",
+          "--warmup",
+          "0",
+          "--concurrency",
+          "4",
+          "--replay-decisions",
+          "0",
+          "--json",
+        ],
         { ARBITER_LOG_LEVEL: "warn", ARBITER_PEERS_DIR: empty },
       );
       expect(code, stderr).toBe(0);
@@ -122,7 +146,18 @@ describe("arbiter bench", () => {
 
   it("skips the OPA phases on --no-opa", async () => {
     const { code, stdout, stderr } = await runArbiter(
-      ["bench", "--duration", "0.3", "--warmup", "0", "--concurrency", "4", "--no-opa"],
+      [
+        "bench",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--concurrency",
+        "4",
+        "--no-opa",
+        "--replay-decisions",
+        "0",
+      ],
       { ARBITER_LOG_LEVEL: "warn" },
     );
     expect(code, stderr).toBe(0);

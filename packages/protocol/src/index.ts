@@ -18,6 +18,7 @@ export {
   decodePolicyRequest,
   decodePolicyValue,
   formatIssues,
+  isByteLevelRejection,
   normalizeV1,
   normalizeV082,
 } from "./policy-request.js";

@@ -439,6 +439,27 @@ function scanRequestId(text: string): string | null {
   }
 }
 
+// The reasons decodePolicyRequest gives about the bytes themselves rather than the value they parse to.
+const BYTE_LEVEL_REASONS: readonly RegExp[] = [
+  /^payload of \d+ bytes exceeds the limit/,
+  /^empty payload/,
+  /^payload is not valid UTF-8/,
+  /^payload is not JSON/,
+  /^duplicate key /,
+  /^a key is repeated$/,
+  /nested deeper than \d+ levels$/,
+];
+
+/**
+ * Whether `reason`, from {@link decodePolicyRequest}, is about the payload's bytes rather than the
+ * value they parse to (its size, UTF-8, JSON syntax, a repeated key, its nesting). A decision record
+ * keeps the parsed value (or null, or a copy cut at the depth limit), so such a rejection cannot be
+ * reproduced from the record: only one about the value can, with {@link decodePolicyValue}.
+ */
+export function isByteLevelRejection(reason: string): boolean {
+  return BYTE_LEVEL_REASONS.some((pattern) => pattern.test(reason));
+}
+
 /** Formats zod issues as `path: message` lines, at most three, for a host-facing message. */
 export function formatIssues(error: z.ZodError): string {
   const lines = error.issues.slice(0, 3).map((issue) => {

@@ -1,5 +1,7 @@
 export type { CompiledRule, CompiledRules } from "./compile.js";
 export { compileRules } from "./compile.js";
+export type { DecidingWorker, DecisionContext, DecisionTrust } from "./decision.js";
+export { decideRequest, decisionRecord, rejectionRecord, trustRefusal } from "./decision.js";
 export type { ParseRulesOptions, Rule, RulesDocument, RulesDocumentInput } from "./document.js";
 export {
   parseRulesDocument,
@@ -14,6 +16,8 @@ export { InvalidRulesError, isInvalidRulesError, RulesIssue, RulesIssueStage } f
 export { Evaluation, evaluate } from "./evaluate.js";
 export type { VariableName } from "./facts.js";
 export { EvaluationFacts, VARIABLE_NAMES } from "./facts.js";
+export type { ReplayCheck, ReplayOutcome, ReplayResult, WhatIfResult } from "./replay.js";
+export { RevisionCache, replayDecision, whatIf } from "./replay.js";
 export type { ChainBreak, FoldOutcome, RulesetState, RulesetTrust, StoredRuleEvent } from "./ruleset.js";
 export {
   evolveRuleset,

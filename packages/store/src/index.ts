@@ -5,6 +5,8 @@ export {
   createMemoryActiveIndex,
   openJetStreamActiveIndex,
 } from "./active-index.js";
+export type { AuditedDecision, AuditWindow } from "./audit-read.js";
+export { foldRuleEvents, readDecisionWindow } from "./audit-read.js";
 export type {
   ArbiterStore,
   DecisionBatch,

@@ -133,6 +133,11 @@ describe("reevaluate", () => {
     expect(unchanged?.changed).toBe(false);
   });
 
+  it("keeps the clock value it evaluated at, for the re-evaluation's record (replay uses evaluatedAt as now)", () => {
+    const at = new Date("2026-11-23T10:00:00.000Z");
+    expect(reevaluate(entryOf(decided()), rules("allow"), at)?.now).toBe(at);
+  });
+
   it("never re-decides a request refused at the edge: its refusal does not depend on the rules", () => {
     const refused = rejectionRecord(
       { ok: false, requestId: "r", reason: "bad input", input: null, kind: "startComponent" },

@@ -102,6 +102,8 @@ export interface Reevaluation {
   readonly request: NormalizedRequest;
   readonly trust: TrustResult;
   readonly evaluation: Evaluation;
+  /** The clock value the evaluation saw: the re-evaluation's record must carry it, for replay. */
+  readonly now: Date;
   readonly changed: boolean;
 }
 
@@ -129,6 +131,7 @@ export function reevaluate(entry: ActiveDecisionV1, ruleset: RulesetState, now: 
     request: decoded.request,
     trust,
     evaluation,
+    now,
     changed: evaluation.permitted !== entry.permitted || evaluation.message !== entry.message,
   };
 }

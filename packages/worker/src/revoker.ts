@@ -368,7 +368,7 @@ export class Revoker {
           decisionId: this.#deps.nextId(),
           revision,
           deployment: this.#deps.rules.ruleset.deployment,
-          now,
+          now: c.now,
           worker: this.#deps.identity,
           latencyMicros: 0,
         },

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { resolveWorkerKeys } from "../context.js";
 import { parseTime } from "../duration.js";
 import { ExitCode, emit } from "../output.js";
+import { addReplayCommands } from "./audit-replay.js";
 import { connectionOptions, type RulesFlags, read } from "./rules.js";
 
 interface AuditFlags extends RulesFlags {
@@ -100,5 +101,6 @@ export function auditCommand(): Command {
     });
     if (!report.valid) process.exitCode = ExitCode.Failed;
   });
+  addReplayCommands(audit);
   return audit;
 }

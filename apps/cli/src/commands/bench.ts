@@ -10,11 +10,12 @@ import {
   runDecisionsBench,
 } from "../bench/decisions-bench.js";
 import { isExecutableFile, OPA_BUILD_HINT, opaPolicyServerPath } from "../bench/opa-peer.js";
+import { addReplayBenchOptions, type ReplayBenchFlags, replayPhase } from "../bench/replay-phase.js";
 import { parseIntegerFlag } from "../flags.js";
 import { createLogger } from "../lifecycle.js";
 import { emit, reportError } from "../output.js";
 
-interface BenchFlags {
+interface BenchFlags extends ReplayBenchFlags {
   duration: string;
   warmup: string;
   concurrency: string;
@@ -31,7 +32,7 @@ interface BenchFlags {
  * OPA example's policy server (one, and several in a queue group) when the peers cache has it.
  */
 export function benchCommand(): Command {
-  return new Command("bench")
+  return addReplayBenchOptions(new Command("bench"))
     .description(
       "benchmark one decision worker (decision log on) against a bare NATS echo responder and the OPA example's policy server (from the peers cache), same embedded nats-server, same run",
     )
@@ -66,6 +67,12 @@ export function benchCommand(): Command {
         process.stderr.write(`arbiter bench: OPA phases skipped: ${opa.skipped}\n`);
       }
       try {
+        const replay = replayPhase(flags, controller.signal);
+        if (replay.only) {
+          const replayed = await replay.run();
+          emit(json, { replay: replayed }, () => replay.human(replayed));
+          return;
+        }
         const report = await runDecisionsBench({
           opa,
           concurrency: parseIntegerFlag(flags.concurrency, "--concurrency", { min: 1 }),
@@ -76,8 +83,10 @@ export function benchCommand(): Command {
           signal: controller.signal,
           log: createLogger("arbiter-bench"),
         });
-        if (flags.out) writeFileSync(flags.out, `${JSON.stringify(report, null, 2)}\n`);
-        emit(json, report, () => humanReport(report));
+        const replayed = await replay.run();
+        const full = { ...report, replay: replayed };
+        if (flags.out) writeFileSync(flags.out, `${JSON.stringify(full, null, 2)}\n`);
+        emit(json, full, () => `${humanReport(report)}\n${replay.human(replayed)}`);
       } catch (err) {
         if (!isBenchInterruptedError(err)) throw err;
         reportError(err, json);

@@ -167,7 +167,13 @@ export type KeysFrom = "workers" | "configured";
  */
 export async function read<T>(
   flags: RulesFlags,
-  body: (admin: RulesAdmin, server: string, keysFrom: KeysFrom, store: ArbiterStore) => Promise<T>,
+  body: (
+    admin: RulesAdmin,
+    server: string,
+    keysFrom: KeysFrom,
+    store: ArbiterStore,
+    reading: { readonly adminKeys: readonly string[]; readonly nc: NatsConnection },
+  ) => Promise<T>,
 ): Promise<T> {
   const nc = await connectNats(resolveServers(flags), "arbiter-cli");
   try {
@@ -176,7 +182,10 @@ export async function read<T>(
     const workers = await askWorkers(nc, store.names.statusSubject);
     if (workers.length > 0) {
       const adminKeys = [...new Set(workers.flatMap((w) => w.adminKeys))];
-      return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "workers", store);
+      return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "workers", store, {
+        adminKeys,
+        nc,
+      });
     }
     const local = process.env["ARBITER_ADMIN_SEED"] || localAdminSeed(false);
     const adminKeys = resolveAdminKeys(flags.adminKeys, local ? adminSigner() : undefined);
@@ -186,7 +195,10 @@ export async function read<T>(
         `cannot tell which rule events the workers apply: no worker answered on ${store.names.statusSubject} at ${serverOf(nc)}, and no admin key is configured (--admin-keys, ARBITER_ADMIN_KEYS, ARBITER_ADMIN_SEED, or the local key of \`arbiter up\` in ${arbiterHome()})`,
       );
     }
-    return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "configured", store);
+    return await body(createRulesAdmin({ store, adminKeys }), serverOf(nc), "configured", store, {
+      adminKeys,
+      nc,
+    });
   } finally {
     await nc.close();
   }

@@ -1,0 +1,73 @@
+import { DecisionV1 } from "@arbiter/protocol";
+import type { RevisionCache } from "@arbiter/rules";
+import type { DecisionLog, RuleEventStore } from "./contracts.js";
+
+/** Which recorded decisions an audit reads: a time window (by `evaluatedAt`), a lattice, a host. */
+export interface AuditWindow {
+  readonly since?: Date;
+  readonly until?: Date;
+  readonly lattice?: string;
+  readonly host?: string;
+}
+
+/**
+ * One decision of the window, in stream order: where it is stored (message sequence, place in the
+ * batch) and the record, or why its text is not a DecisionV1 (then `record` is null).
+ */
+export type AuditedDecision =
+  | { readonly seq: number; readonly index: number; readonly record: DecisionV1; readonly problem: null }
+  | { readonly seq: number; readonly index: number; readonly record: null; readonly problem: string };
+
+/**
+ * The decisions of `window` in stream order, each parsed once (JSON, then the DecisionV1 schema).
+ * A text that is not a DecisionV1 is yielded with its problem, whatever the window: it cannot be
+ * placed in it, and an audit must not pass over it in silence.
+ */
+export async function* readDecisionWindow(
+  log: DecisionLog,
+  window: AuditWindow = {},
+): AsyncGenerator<AuditedDecision> {
+  const since = window.since?.getTime();
+  const until = window.until?.getTime();
+  for await (const stored of log.read(window.since ? { since: window.since } : {})) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(stored.text);
+    } catch {
+      yield { seq: stored.seq, index: stored.index, record: null, problem: "the record is not JSON" };
+      continue;
+    }
+    const parsed = DecisionV1.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue ? `${issue.path.join(".") || "record"}: ${issue.message}` : "invalid";
+      yield { seq: stored.seq, index: stored.index, record: null, problem: `not a DecisionV1 (${where})` };
+      continue;
+    }
+    const record = parsed.data;
+    if (window.lattice !== undefined && record.lattice !== window.lattice) continue;
+    if (window.host !== undefined && record.host !== window.host) continue;
+    if (since !== undefined || until !== undefined) {
+      const at = Date.parse(record.evaluatedAt);
+      if ((since !== undefined && at < since) || (until !== undefined && at > until)) continue;
+    }
+    yield { seq: stored.seq, index: stored.index, record, problem: null };
+  }
+}
+
+/**
+ * Folds into `cache` the rule events it has not folded yet, up to `upTo` (default: the last one
+ * stored), in stream order. Resolves with the revision folded up to.
+ */
+export async function foldRuleEvents(
+  rules: RuleEventStore,
+  cache: RevisionCache,
+  upTo?: number,
+): Promise<number> {
+  const from = cache.folded + 1;
+  if (upTo !== undefined && upTo < from) return cache.folded;
+  for await (const event of rules.read(upTo === undefined ? { from } : { from, to: upTo })) {
+    cache.add(event);
+  }
+  return cache.folded;
+}
