@@ -1,3 +1,4 @@
+import { Writable } from "node:stream";
 import { createLatticeHost, type HostPolicyClient, type LatticeHost, latticeEventJson } from "@arbiter/host";
 import { resourceNames } from "@arbiter/protocol";
 import {
@@ -44,6 +45,14 @@ const latticeHosts: LatticeHost[] = [];
 /** Request ids heard on the changes topic. */
 const overridden: string[] = [];
 let listener: Subscription;
+/** What the workers log (warnings and worse). */
+const logLines: string[] = [];
+const sink = new Writable({
+  write(chunk, _encoding, done) {
+    logLines.push(String(chunk));
+    done();
+  },
+});
 /** The rules now in force, flipped by each `flipRules()`. */
 let effect: "allow" | "deny" = "deny";
 
@@ -60,7 +69,7 @@ beforeAll(async () => {
     connections.push(workerNc);
     const worker = createWorker({
       nc: workerNc,
-      logger: pino({ level: "silent" }),
+      logger: pino({ level: "warn" }, sink),
       config: {
         id: name,
         adminKeys: [signer.publicKey],
@@ -197,6 +206,15 @@ describe("host lifecycle pruning", () => {
     expect(record?.pruned).toBe(true);
     const hostKey = (await neverBeatsKey(neverBeats)) ?? "";
     expect(await entriesOf(hostKey)).toHaveLength(1);
+    // It was only cut off: back, beating, with the cache it had. Its entries are gone, so say so.
+    await beating.lattice.heartbeat();
+    await until(
+      () => logLines.some((line) => line.includes(beating.key) && line.includes("without having restarted")),
+      {
+        name: "the worker reports the reaped host back without a restart",
+        interval: 50,
+      },
+    );
   });
 
   it("a host that still answers pings is not reaped when its heartbeats stop", async () => {

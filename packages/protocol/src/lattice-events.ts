@@ -48,6 +48,7 @@ export const HostStartedDataV1 = z.looseObject({
 export const HostHeartbeatDataV1 = z.looseObject({
   host_id: HostKey,
   labels: stringMap.optional(),
+  uptime_seconds: z.number().nonnegative().optional(),
 });
 
 /** A lifecycle event as Arbiter acts on it: which host (the event's `source`) did what. */
@@ -55,6 +56,8 @@ export interface HostLifecycleEvent {
   readonly name: HostLifecycleEventName;
   readonly host: string;
   readonly id: string;
+  /** A heartbeat's `uptime_seconds`, when it has one. */
+  readonly uptimeSeconds?: number;
 }
 
 /** What {@link parseLatticeEvent} makes of a message. */
@@ -106,7 +109,12 @@ export function parseLatticeEvent(
   if (lifecycle === "host_heartbeat" && (parsed.data as { host_id: string }).host_id !== source) {
     return { ok: false, reason: "host_heartbeat whose host_id is not its source" };
   }
-  return { ok: true, event: { name: lifecycle, host: source, id } };
+  const uptime =
+    lifecycle === "host_heartbeat" ? (parsed.data as { uptime_seconds?: number }).uptime_seconds : undefined;
+  return {
+    ok: true,
+    event: { name: lifecycle, host: source, id, ...(uptime === undefined ? {} : { uptimeSeconds: uptime }) },
+  };
 }
 
 /**

@@ -18,6 +18,8 @@ const TOMBSTONE_KEEP_MS = 60 * 60 * 1000;
  * prune removed them (the puts and the tombstone are separate keys).
  */
 const RECHECK_MS = 60_000;
+/** Hosts whose last record write a worker remembers (forgotten all at once beyond). */
+const MAX_REMEMBERED_HOSTS = 10_000;
 /** Attempts at a compare-and-set of a host record before giving up on one event. */
 const CAS_ATTEMPTS = 5;
 
@@ -98,6 +100,11 @@ export async function withoutPrunedHosts<T>(
   });
 }
 
+async function hasEntries(index: ActiveIndex, lattice: string, host: string): Promise<boolean> {
+  for await (const _ of index.entries({ lattice, host })) return true;
+  return false;
+}
+
 function prunedBy(record: HostRecordV1 | null, evaluatedAt: string): boolean {
   return record?.stoppedAt != null && Date.parse(evaluatedAt) <= Date.parse(record.stoppedAt);
 }
@@ -117,6 +124,12 @@ export class HostLifecycle {
   readonly #pending = new Set<Promise<void>>();
   readonly #badEvents: RateLimitedWarning;
   readonly #refusedStops: RateLimitedWarning;
+  /** When this worker last wrote each host's record (see `#seen`). */
+  readonly #lastWritten = new Map<string, number>();
+  /** Per lattice: the hosts the next ping asks about, and its outcome. */
+  readonly #nextPing = new Map<string, { wanted: Set<string>; answered: Promise<Set<string>> }>();
+  /** Per lattice: the ping out now (settled when it ends). */
+  readonly #pingOut = new Map<string, Promise<void>>();
   #index: ActiveIndex | undefined;
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | null = null;
@@ -213,10 +226,10 @@ export class HostLifecycle {
     }
     if (parsed.event === null) return;
     this.#stats.events++;
-    const { name, host } = parsed.event;
+    const { name, host, uptimeSeconds } = parsed.event;
     try {
       if (name === "host_stopped") await this.#onStopped(lattice, host);
-      else await this.#seen(lattice, host);
+      else await this.#seen(lattice, host, false, uptimeSeconds);
     } catch (err) {
       this.#deps.log.warn({ err, lattice, host, event: name }, "a lattice event could not be handled");
     }
@@ -227,12 +240,23 @@ export class HostLifecycle {
     return this.#index;
   }
 
-  /** Notes that the host was heard (heartbeat, start, ping answer) now. */
-  async #seen(lattice: string, host: string): Promise<void> {
+  /**
+   * Notes that the host was heard (heartbeat, start, ping answer) now. A host with no record and
+   * no entries is not recorded (nothing to prune; events are anyone's to publish, so keys made up
+   * by the thousand must not fill the bucket), and this worker writes a host's record at most
+   * once per quarter of the timeout.
+   */
+  async #seen(lattice: string, host: string, force = false, uptimeSeconds?: number): Promise<void> {
+    const key = JSON.stringify([lattice, host]);
+    const nowMs = this.#deps.clock().getTime();
+    const last = this.#lastWritten.get(key);
+    if (!force && last !== undefined && nowMs - last < this.#deps.hostTimeoutMs / 4) return;
     const index = await this.#activeIndex();
-    const now = this.#deps.clock().toISOString();
+    const now = new Date(nowMs).toISOString();
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const stored = await index.getHost(lattice, host);
+      if (stored === null && !(await hasEntries(index, lattice, host))) return;
+      if (attempt === 0 && stored !== null) this.#warnIfBackUnrestarted(stored.record, nowMs, uptimeSeconds);
       const record: HostRecordV1 = {
         lattice,
         host,
@@ -240,7 +264,29 @@ export class HostLifecycle {
         stoppedAt: stored?.record.stoppedAt ?? null,
         pruned: stored?.record.pruned ?? false,
       };
-      if (await index.putHost(record, stored?.revision ?? null)) return;
+      if (await index.putHost(record, stored?.revision ?? null)) {
+        if (this.#lastWritten.size >= MAX_REMEMBERED_HOSTS) this.#lastWritten.clear();
+        this.#lastWritten.set(key, nowMs);
+        return;
+      }
+    }
+  }
+
+  /**
+   * A host reaped while it was only cut off keeps its cache when it comes back, and its entries are
+   * gone: nothing overrides what it cached any more. Its heartbeat's uptime tells (it has run since
+   * before it was pruned); only a restart of the host clears that cache.
+   */
+  #warnIfBackUnrestarted(record: HostRecordV1, nowMs: number, uptimeSeconds: number | undefined): void {
+    if (record.stoppedAt === null || uptimeSeconds === undefined) return;
+    const stoppedMs = Date.parse(record.stoppedAt);
+    const lastSeen = record.lastSeenAt === null ? null : Date.parse(record.lastSeenAt);
+    if (lastSeen !== null && lastSeen > stoppedMs) return;
+    if (uptimeSeconds * 1000 > nowMs - stoppedMs) {
+      this.#deps.log.error(
+        { lattice: record.lattice, host: record.host, prunedAt: record.stoppedAt, uptimeSeconds },
+        "a host pruned for its missing heartbeat is back without having restarted: what it cached before is no longer overridden; restart that host",
+      );
     }
   }
 
@@ -254,11 +300,34 @@ export class HostLifecycle {
   }
 
   /**
-   * Which of `hosts` answer a ping in `lattice` within the wait. Every 1.x host answers every
-   * ping; the wait ends early once all of `hosts` have.
+   * Which of `hosts` answer a ping in `lattice` within the wait. Every host answers every ping,
+   * so pings are not sent once per event: hosts asked about while a ping is out wait for the next
+   * one, which asks about all of them (an event flood makes at most one ping per wait).
    */
-  async #answering(lattice: string, hosts: readonly string[]): Promise<Set<string>> {
-    const wanted = new Set(hosts);
+  #answering(lattice: string, hosts: readonly string[]): Promise<Set<string>> {
+    let batch = this.#nextPing.get(lattice);
+    if (batch === undefined) {
+      const wanted = new Set<string>();
+      const previous = this.#pingOut.get(lattice) ?? Promise.resolve();
+      const answered = previous.then(() => {
+        this.#nextPing.delete(lattice);
+        return this.#ping(lattice, wanted);
+      });
+      batch = { wanted, answered };
+      this.#nextPing.set(lattice, batch);
+      this.#pingOut.set(
+        lattice,
+        answered.then(
+          () => {},
+          () => {},
+        ),
+      );
+    }
+    for (const host of hosts) batch.wanted.add(host);
+    return batch.answered;
+  }
+
+  async #ping(lattice: string, wanted: ReadonlySet<string>): Promise<Set<string>> {
     const answered = new Set<string>();
     try {
       const replies = await this.#deps.nc.requestMany(`wasmbus.ctl.v1.${lattice}.host.ping`, "", {
@@ -379,7 +448,7 @@ export class HostLifecycle {
       for (const host of hosts) {
         if (this.#stopped) return;
         if (answering.has(host)) {
-          await this.#seen(lattice, host);
+          await this.#seen(lattice, host, true);
           continue;
         }
         await this.#prune(lattice, host, "heartbeat missing", (record) => {
