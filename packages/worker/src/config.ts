@@ -120,12 +120,10 @@ export const WorkerConfig = z
      */
     lattices: z
       .array(
-        z
-          .string()
-          .regex(
-            /^[A-Za-z0-9][A-Za-z0-9_-]*$/,
-            "a lattice name: one subject token of letters, digits, - and _",
-          ),
+        z.string().refine((name) => /^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name), {
+          error: (issue) =>
+            `${JSON.stringify(issue.input)}: expected a lattice name, one subject token of letters, digits, - and _`,
+        }),
       )
       .min(1)
       .default(["default"]),
