@@ -20,6 +20,11 @@ const TOMBSTONE_KEEP_MS = 60 * 60 * 1000;
 const RECHECK_MS = 60_000;
 /** Hosts whose last record write a worker remembers (forgotten all at once beyond). */
 const MAX_REMEMBERED_HOSTS = 10_000;
+/**
+ * Events handled at once by one worker; beyond, new ones are dropped (a flood of forged events must
+ * not pile up work on JetStream; a real stop missed that way is reaped by the sweep).
+ */
+const MAX_PENDING_EVENTS = 256;
 /** Attempts at a compare-and-set of a host record before giving up on one event. */
 const CAS_ATTEMPTS = 5;
 
@@ -47,6 +52,8 @@ export interface HostLifecycleStats {
   readonly events: number;
   /** Messages on the events subjects that are not lattice events, ignored. */
   readonly badEvents: number;
+  /** Events dropped because too many were being handled already. */
+  readonly droppedEvents: number;
   /** `host_stopped` events of a host that still answered a ping: not pruned. */
   readonly refusedStops: number;
   /** Hosts pruned, on their stop or their silence. */
@@ -124,6 +131,7 @@ export class HostLifecycle {
   readonly #pending = new Set<Promise<void>>();
   readonly #badEvents: RateLimitedWarning;
   readonly #refusedStops: RateLimitedWarning;
+  readonly #droppedEvents: RateLimitedWarning;
   /** When this worker last wrote each host's record (see `#seen`). */
   readonly #lastWritten = new Map<string, number>();
   /** Per lattice: the hosts the next ping asks about, and its outcome. */
@@ -134,7 +142,7 @@ export class HostLifecycle {
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | null = null;
   #stopped = false;
-  #stats = { events: 0, badEvents: 0, refusedStops: 0, prunedHosts: 0, prunedEntries: 0 };
+  #stats = { events: 0, badEvents: 0, droppedEvents: 0, refusedStops: 0, prunedHosts: 0, prunedEntries: 0 };
 
   constructor(deps: HostLifecycleDeps) {
     this.#deps = deps;
@@ -147,6 +155,11 @@ export class HostLifecycle {
       deps.log,
       "host_stopped events of hosts that still answer pings (forged, or the host came back); not pruned",
       "refused",
+    );
+    this.#droppedEvents = new RateLimitedWarning(
+      deps.log,
+      "lattice events dropped: too many being handled at once",
+      "dropped",
     );
   }
 
@@ -177,7 +190,13 @@ export class HostLifecycle {
           nc.subscribe(subject, {
             queue: queueGroup,
             callback: (err, msg) => {
-              if (err === null) this.#track(this.#onEvent(lattice, expected, msg));
+              if (err !== null) return;
+              if (this.#pending.size >= MAX_PENDING_EVENTS) {
+                this.#stats.droppedEvents++;
+                this.#droppedEvents.count();
+                return;
+              }
+              this.#track(this.#onEvent(lattice, expected, msg));
             },
           }),
         );
@@ -194,6 +213,7 @@ export class HostLifecycle {
     await Promise.allSettled([...this.#pending, this.#sweeping]);
     this.#badEvents.flush();
     this.#refusedStops.flush();
+    this.#droppedEvents.flush();
   }
 
   /** Runs one sweep now (tests, and the timer). */
