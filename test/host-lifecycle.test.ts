@@ -37,6 +37,7 @@ let server: NatsServerProcess;
 let nc: NatsConnection;
 let store: ArbiterStore;
 let admin: RulesAdmin;
+let signerKey: string;
 let index: ActiveIndex;
 const connections: NatsConnection[] = [];
 const workers: Worker[] = [];
@@ -63,6 +64,7 @@ beforeAll(async () => {
   store = await openJetStreamStore(nc);
   const signer = createSigner(generateKey("O").seed);
   admin = createRulesAdmin({ store, signer });
+  signerKey = signer.publicKey;
   await applyRules(admin, defaultRules("deny"));
   for (const name of ["w1", "w2"]) {
     const workerNc = await connectTo(server.url);
@@ -270,6 +272,40 @@ describe("host lifecycle pruning", () => {
     expect(copied).toBe(true);
     await untilIndexCaughtUp(nc);
     expect(await entriesOf(late.key)).toEqual([]);
+  });
+});
+
+describe("host records in the active bucket", () => {
+  it("outlive the workers: a worker started after them reaps a host the others heard beating", async () => {
+    const host = await startLatticeHost();
+    await evaluate(host.client, ["s1"]);
+    await host.lattice.heartbeat();
+    await until(async () => (await index.getHost("default", host.key))?.record.lastSeenAt != null, {
+      name: "the heartbeat recorded",
+      interval: 50,
+    });
+    for (const worker of workers.splice(0)) await worker.stop();
+    await host.lattice.crash();
+    const workerNc = await connectTo(server.url);
+    connections.push(workerNc);
+    const fresh = createWorker({
+      nc: workerNc,
+      logger: pino({ level: "silent" }),
+      config: {
+        id: "w3",
+        adminKeys: [signerKey],
+        workerSeed: await enrolledWorkerSeed(admin, "w3"),
+        hostTimeoutMs: HOST_TIMEOUT_MS,
+        hostPingWaitMs: 300,
+      },
+    });
+    await fresh.start();
+    workers.push(fresh);
+    await until(async () => (await entriesOf(host.key)).length === 0, {
+      name: "the new worker reaps the silent host",
+      timeout: 20_000,
+      interval: 100,
+    });
   });
 });
 
