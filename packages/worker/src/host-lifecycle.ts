@@ -310,7 +310,13 @@ export class HostLifecycle {
     }
   }
 
+  /**
+   * A stop of a host Arbiter knows nothing of (no record, no entries) prunes nothing and writes
+   * nothing, so stops made up for any number of keys neither ping the lattice nor fill the bucket.
+   */
   async #onStopped(lattice: string, host: string): Promise<void> {
+    const index = await this.#activeIndex();
+    if ((await index.getHost(lattice, host)) === null && !(await hasEntries(index, lattice, host))) return;
     if ((await this.#answering(lattice, [host])).has(host)) {
       this.#stats.refusedStops++;
       this.#refusedStops.count(1, { lattice, host });
