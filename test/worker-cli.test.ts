@@ -39,13 +39,15 @@ describe("arbiter worker that cannot start", () => {
     );
   });
 
-  it("exits 2 naming --prefix, --max-queued, --max-payload, --inbox-prefix and --on-log-outage for bad values", async () => {
+  it("exits 2 naming --prefix, --max-queued, --max-payload, --inbox-prefix, --on-log-outage, --host-timeout and --lattices for bad values", async () => {
     const cases: Array<[string[], RegExp]> = [
       [["--prefix", "bad prefix!"], /--prefix/],
       [["--max-queued", "abc"], /--max-queued "abc"/],
       [["--max-payload", "12x"], /--max-payload "12x"/],
       [["--inbox-prefix", "wasmcloud."], /--inbox-prefix.*wasmcloud\./],
       [["--on-log-outage", "loud"], /--on-log-outage.*loud/],
+      [["--host-timeout", "70s"], /--host-timeout \(ARBITER_HOST_TIMEOUT\) "70s"/],
+      [["--lattices", "a.b"], /--lattices \(ARBITER_LATTICES\).*"a.b": expected a lattice name/],
     ];
     for (const [args, message] of cases) {
       const result = await runArbiter(["worker", ...args], env);

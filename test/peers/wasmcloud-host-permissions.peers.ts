@@ -90,6 +90,7 @@ beforeAll(async () => {
     config: {
       adminKeys: [admin.publicKey],
       inboxPrefixes: [...WORKER_REPLY_PREFIXES],
+      lattices: [LATTICE],
       ...configuredWorkerKey(),
     },
   });
@@ -139,6 +140,8 @@ describe("a real wasmCloud 1.9 host under the shipped permissions (JWT users, op
     const log = readFileSync(join(workDir, "nats-server.log"), "utf8").split("\n");
     expect(log.filter((line) => /:wasmbus"/.test(line) && /violation/i.test(line))).toEqual([]);
     expect(log.some((line) => /:wasmbus"/.test(line))).toBe(true);
+    // Nor anything the worker did, the lattice's host events and ping included.
+    expect(log.filter((line) => /violation/i.test(line))).toEqual([]);
   });
 
   it("as the same host identity, reads and writes nothing of Arbiter's", async () => {

@@ -436,6 +436,41 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect((await arbiterStreams())[1]?.messages).toBe(decisions);
     });
 
+    it("answers a worker's host ping once per host, only to that worker", async () => {
+      const pings: Msg[] = [];
+      attackerNc.subscribe("wasmbus.ctl.v1.default.host.ping", {
+        callback: (_err, msg) => {
+          pings.push(msg);
+          // A flood of answers: a host may answer a message it received once (allow_responses).
+          for (let i = 0; i < 3; i++) {
+            msg.respond(JSON.stringify({ success: true, message: "", response: { id: `NATTACKER${i}` } }));
+          }
+        },
+      });
+      victimNc.subscribe("wasmbus.ctl.v1.default.host.ping", {
+        callback: (_err, msg) => {
+          msg.respond(JSON.stringify({ success: true, message: "", response: { id: "NVICTIM" } }));
+        },
+      });
+      const sniffed = collect(victimNc, "_INBOX.>");
+      await processed(attackerNc, victimNc);
+      // Every host answers a ping: the export's responses are a stream, so both answers arrive.
+      const replies = await workerNc.requestMany("wasmbus.ctl.v1.default.host.ping", "", {
+        strategy: "count",
+        maxMessages: 2,
+        maxWait: 5000,
+      });
+      const answered: string[] = [];
+      for await (const reply of replies) answered.push(JSON.parse(reply.string()).response.id);
+      expect(answered.sort()).toEqual(["NATTACKER0", "NVICTIM"]);
+      expect(pings[0]?.reply).toMatch(/^_R_\./);
+      await processed(workerNc, attackerNc, victimNc);
+      expect(sniffed.filter((m) => m.string().includes('"success"'))).toEqual([]);
+      // Workers hear the lattice's lifecycle events, nothing else of it.
+      expect(await subscribeRefused(workerNc, "wasmbus.evt.default.component_scaled")).toBe(true);
+      expect(await subscribeRefused(workerNc, "wasmbus.ctl.v1.default.>")).toBe(true);
+    });
+
     it("hears no answer steered onto the changes topic by a host's reply subject", async () => {
       const [sent] = victim.sentRequestIds();
       const before = worker.stats().decisions;

@@ -163,7 +163,7 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
     seed: key.seed,
     jwt: signNatsClaims({ sub: key.publicKey, name, nats }, operatorKey.seed, now),
   });
-  const { service, stream, localChangesMappedTo } = accountLinks(options);
+  const { service, stream, localChangesMappedTo, latticeEvents, hostPing } = accountLinks(options);
   const accounts = {
     [ARBITER_ACCOUNT]: account(
       arbiterKey,
@@ -172,6 +172,15 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
         exports: [
           { name: "policy", subject: service, type: "service", response_type: "Singleton" },
           { name: "changes", subject: stream, type: "stream" },
+        ],
+        imports: [
+          ...latticeEvents.map((subject) => ({
+            name: subject,
+            subject,
+            account: latticeKey.publicKey,
+            type: "stream",
+          })),
+          { name: "host-ping", subject: hostPing, account: latticeKey.publicKey, type: "service" },
         ],
       }),
     ),
@@ -193,6 +202,17 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
             subject: hostJetStreamLinks.stream,
             account: latticeJsKey.publicKey,
             type: "stream",
+          },
+        ],
+        exports: [
+          ...latticeEvents.map((subject) => ({ name: subject, subject, type: "stream" })),
+          {
+            name: "host-ping",
+            subject: hostPing,
+            type: "service",
+            response_type: "Stream",
+            // nanoseconds, as the JWT carries a duration
+            response_threshold: 5_000_000_000,
           },
         ],
         mappings: { [stream]: [{ subject: localChangesMappedTo, weight: 100 }] },

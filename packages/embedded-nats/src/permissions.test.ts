@@ -82,7 +82,33 @@ describe("rolePermissions", () => {
       service: "wasmcloud.policy",
       stream: "wasmcloud.policy.changes",
       localChangesMappedTo: "_ARBITER_DROPPED.wasmcloud.policy.changes",
+      latticeEvents: [
+        "wasmbus.evt.default.host_started",
+        "wasmbus.evt.default.host_heartbeat",
+        "wasmbus.evt.default.host_stopped",
+        "wasmbus.evt.default",
+      ],
+      hostPing: "wasmbus.ctl.v1.default.host.ping",
+      hostPingResponseThreshold: "5s",
     });
+  });
+
+  it("lets workers hear the lattice's host lifecycle events and ping its hosts, and nothing more of it", () => {
+    expect(roles.worker.subscribe.allow.filter((s) => s.startsWith("wasmbus."))).toEqual([
+      "wasmbus.evt.default.host_started",
+      "wasmbus.evt.default.host_heartbeat",
+      "wasmbus.evt.default.host_stopped",
+      "wasmbus.evt.default",
+    ]);
+    expect(roles.worker.publish.allow.filter((s) => s.startsWith("wasmbus."))).toEqual([
+      "wasmbus.ctl.v1.default.host.ping",
+    ]);
+    const text = renderAccountsConfig();
+    const lattice = text.slice(text.indexOf("  LATTICE {"), text.indexOf("  LATTICE_JS {"));
+    // Every host answers a ping: its answers are a stream, and only for a few seconds.
+    expect(lattice).toContain(
+      '{ service: "wasmbus.ctl.v1.default.host.ping", response_type: stream, response_threshold: "5s" }',
+    );
   });
 
   it("gives workers and admins their own inboxes and nothing of the other's writes", () => {

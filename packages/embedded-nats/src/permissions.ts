@@ -170,10 +170,13 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
     },
     allowResponses: true,
   };
+  const links = accountLinks(options);
   const worker: RolePermissions = {
     publish: {
       allow: [
         changesTopic,
+        // Asking the lattice whether a host reported stopped still answers (host lifecycle).
+        links.hostPing,
         names.decisionsSubjects,
         names.revocationsSubjects,
         ...workerBuckets.map((bucket) => `$KV.${bucket}.>`),
@@ -190,7 +193,7 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
     },
     subscribe: {
-      allow: [policyTopic, names.statusSubject, `${WORKER_INBOX_PREFIX}.>`],
+      allow: [policyTopic, names.statusSubject, `${WORKER_INBOX_PREFIX}.>`, ...links.latticeEvents],
       deny: [],
     },
     allowResponses: true,
@@ -287,18 +290,31 @@ export const WORKER_REPLY_PREFIXES: readonly string[] = [
 /**
  * What crosses between Arbiter and the lattice: the {@link ARBITER_ACCOUNT} exports the policy topic as a
  * service and the changes topic as a stream; the {@link LATTICE_ACCOUNT} imports both, and maps its
- * own publishes on the changes topic away.
+ * own publishes on the changes topic away. The other way, the lattice exports its hosts' lifecycle
+ * events (`latticeEvents`, streams: 1.x subjects and the 0.82 one) and the host ping (`hostPing`, a
+ * service answered by every host, so its responses are a stream, accepted for
+ * `hostPingResponseThreshold` only), which Arbiter imports for its workers.
  */
 export function accountLinks(options: PermissionOptions = {}): {
   readonly service: string;
   readonly stream: string;
   readonly localChangesMappedTo: string;
+  readonly latticeEvents: readonly string[];
+  readonly hostPing: string;
+  readonly hostPingResponseThreshold: string;
 } {
   const { policyTopic, changesTopic } = topics(options);
+  const lattice = checkedLattice(options.lattice ?? "default");
   return {
     service: policyTopic,
     stream: changesTopic,
     localChangesMappedTo: `${DROPPED_PREFIX}.${changesTopic}`,
+    latticeEvents: [
+      ...["host_started", "host_heartbeat", "host_stopped"].map((name) => `wasmbus.evt.${lattice}.${name}`),
+      `wasmbus.evt.${lattice}`,
+    ],
+    hostPing: `wasmbus.ctl.v1.${lattice}.host.ping`,
+    hostPingResponseThreshold: "5s",
   };
 }
 
@@ -375,6 +391,13 @@ export function renderAccountsConfig(options: PermissionOptions = {}): string {
     `      { service: ${q(links.service)} }`,
     `      { stream: ${q(links.stream)} }`,
     "    ]",
+    "    # The lattice's host lifecycle events and host ping, for pruning stopped hosts.",
+    "    imports: [",
+    ...links.latticeEvents.map(
+      (subject) => `      { stream: { account: ${LATTICE_ACCOUNT}, subject: ${q(subject)} } }`,
+    ),
+    `      { service: { account: ${LATTICE_ACCOUNT}, subject: ${q(links.hostPing)} } }`,
+    "    ]",
     "  }",
     "  # The wasmCloud lattice: its hosts, with JetStream only through imports.",
     `  ${LATTICE_ACCOUNT} {`,
@@ -390,6 +413,10 @@ export function renderAccountsConfig(options: PermissionOptions = {}): string {
       (subject) => `      { service: { account: ${LATTICE_JETSTREAM_ACCOUNT}, subject: ${q(subject)} } }`,
     ),
     `      { stream: { account: ${LATTICE_JETSTREAM_ACCOUNT}, subject: ${q(hostJetStreamLinks.stream)} } }`,
+    "    ]",
+    "    exports: [",
+    ...links.latticeEvents.map((subject) => `      { stream: ${q(subject)} }`),
+    `      { service: ${q(links.hostPing)}, response_type: stream, response_threshold: ${q(links.hostPingResponseThreshold)} }`,
     "    ]",
     "  }",
     "  # The hosts' lattice buckets. No users: what a host's consumer delivers here reaches no one",

@@ -18,3 +18,5 @@ export type {
 } from "./host-policy-client.js";
 export { createHostPolicyClient } from "./host-policy-client.js";
 export type { LegacyRequestInput } from "./host-wire.js";
+export type { LatticeHost, LatticeHostOptions } from "./lattice-host.js";
+export { createLatticeHost, latticeEventJson } from "./lattice-host.js";

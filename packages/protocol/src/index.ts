@@ -1,6 +1,24 @@
 export type { DuplicateKey } from "./duplicate-keys.js";
 export { countWrittenKeys, findDuplicateKey } from "./duplicate-keys.js";
 export { ArbiterError, ErrorCode, isArbiterError, toArbiterError } from "./errors.js";
+export type {
+  HostLifecycleEvent,
+  HostLifecycleEventName,
+  ParsedLatticeEvent,
+} from "./lattice-events.js";
+export {
+  HOST_LIFECYCLE_EVENTS,
+  HostHeartbeatDataV1,
+  HostPingAnswerV1,
+  HostRecordV1,
+  HostStartedDataV1,
+  HostStoppedDataV1,
+  LATTICE_EVENT_TYPE_PREFIX,
+  LatticeCloudEventV1,
+  MAX_LATTICE_EVENT_BYTES,
+  parseLatticeEvent,
+  pingAnswerHost,
+} from "./lattice-events.js";
 export type { ResourceNames } from "./names.js";
 export {
   ADMIN_INBOX_PREFIX,

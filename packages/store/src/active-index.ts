@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { ActiveDecisionV1, resourceNames, ScanReportV1 } from "@arbiter/protocol";
+import { ActiveDecisionV1, HostRecordV1, resourceNames, ScanReportV1 } from "@arbiter/protocol";
 import {
   JetStreamApiCodes,
   JetStreamApiError,
@@ -46,7 +46,25 @@ export interface ActiveIndex {
    * not parse as a {@link ScanReportV1} of that revision). Throws StoreUnavailableError.
    */
   readScanReport(revision: number): Promise<ScanReportV1 | null>;
+  /** The lifecycle record of a host (key `h.<hash(lattice, host)>`) and its revision, or null. */
+  getHost(lattice: string, host: string): Promise<StoredHostRecord | null>;
+  /**
+   * Writes a host's record when the stored one is still at `revision` (null: when there is none),
+   * so that two workers reaping or hearing the same host never lose each other's write. False on
+   * a conflict (read again and decide again).
+   */
+  putHost(record: HostRecordV1, revision: number | null): Promise<boolean>;
+  /** Removes a host's record when still at `revision`; false on a conflict. */
+  deleteHost(lattice: string, host: string, revision: number): Promise<boolean>;
+  /** Every host record, in no particular order. */
+  hosts(): AsyncIterable<StoredHostRecord>;
   close(): Promise<void>;
+}
+
+/** A host's lifecycle record as stored, with the KV revision it was read at. */
+export interface StoredHostRecord {
+  readonly record: HostRecordV1;
+  readonly revision: number;
 }
 
 function digest(text: string): string {
@@ -63,6 +81,11 @@ export function activeEntryKey(id: ActiveEntryId): string {
 
 function hostKeyPrefix(lattice: string, host: string): string {
   return `e.${digest(JSON.stringify([lattice, host]))}`;
+}
+
+/** The KV key of a host's lifecycle record: `h.<hash of lattice and host>`. */
+export function hostRecordKey(lattice: string, host: string): string {
+  return `h.${digest(JSON.stringify([lattice, host]))}`;
 }
 
 function requestIdKey(requestId: string): string {
@@ -84,6 +107,8 @@ export function createMemoryActiveIndex(): ActiveIndex {
   const entries = new Map<string, string>();
   const claims = new Map<string, string>();
   const reports = new Map<string, string>();
+  const hosts = new Map<string, StoredHostRecord>();
+  let revisions = 0;
   return {
     get: async (id) => {
       const text = entries.get(activeEntryKey(id));
@@ -113,6 +138,22 @@ export function createMemoryActiveIndex(): ActiveIndex {
     },
     readScanReport: async (revision) =>
       parseScanReport(reports.get(scanReportKey(revision)) ?? null, revision),
+    getHost: async (lattice, host) => hosts.get(hostRecordKey(lattice, host)) ?? null,
+    putHost: async (record, revision) => {
+      const key = hostRecordKey(record.lattice, record.host);
+      if ((hosts.get(key)?.revision ?? null) !== revision) return false;
+      hosts.set(key, { record: HostRecordV1.parse(record), revision: ++revisions });
+      return true;
+    },
+    deleteHost: async (lattice, host, revision) => {
+      const key = hostRecordKey(lattice, host);
+      if (hosts.get(key)?.revision !== revision) return false;
+      hosts.delete(key);
+      return true;
+    },
+    hosts: async function* () {
+      yield* [...hosts.values()];
+    },
     close: async () => {},
   };
 }
@@ -213,6 +254,65 @@ class KvActiveIndex implements ActiveIndex {
     }
   }
 
+  async getHost(lattice: string, host: string): Promise<StoredHostRecord | null> {
+    return this.#readHost(hostRecordKey(lattice, host));
+  }
+
+  async #readHost(key: string): Promise<StoredHostRecord | null> {
+    try {
+      const entry = await this.#kv.get(key);
+      if (entry === null || entry.operation !== "PUT") return null;
+      const parsed = HostRecordV1.safeParse(parseJsonOrNull(entry.string()));
+      return parsed.success ? { record: parsed.data, revision: entry.revision } : null;
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async putHost(record: HostRecordV1, revision: number | null): Promise<boolean> {
+    const key = hostRecordKey(record.lattice, record.host);
+    const text = JSON.stringify(record);
+    try {
+      if (revision === null) await this.#kv.create(key, text);
+      else await this.#kv.update(key, text, revision);
+      return true;
+    } catch (err) {
+      if (isWrongLastSequence(err)) return false;
+      throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async deleteHost(lattice: string, host: string, revision: number): Promise<boolean> {
+    try {
+      await this.#kv.delete(hostRecordKey(lattice, host), { previousSeq: revision });
+      return true;
+    } catch (err) {
+      if (isWrongLastSequence(err)) return false;
+      throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async *hosts(): AsyncIterable<StoredHostRecord> {
+    const keys = await this.#keys("h.>");
+    for (let at = 0; at < keys.length; at += 64) {
+      const read = await Promise.all(keys.slice(at, at + 64).map((key) => this.#readHost(key)));
+      for (const record of read) if (record !== null) yield record;
+    }
+  }
+
+  /** Keys matching `pattern`, from the stream's subject list (see `entries`). */
+  async #keys(pattern: string): Promise<string[]> {
+    try {
+      const subjectPrefix = `$KV.${this.#bucket}.`;
+      const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, {
+        subjects_filter: `${subjectPrefix}${pattern}`,
+      });
+      return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot list the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
   async *entries(filter?: {
     readonly lattice: string;
     readonly host: string;
@@ -257,4 +357,9 @@ class KvActiveIndex implements ActiveIndex {
   }
 
   async close(): Promise<void> {}
+}
+
+/** JetStream's "wrong last sequence": a create or update that lost to another writer. */
+function isWrongLastSequence(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
 }

@@ -1,8 +1,9 @@
-export type { ActiveEntryId, ActiveIndex } from "./active-index.js";
+export type { ActiveEntryId, ActiveIndex, StoredHostRecord } from "./active-index.js";
 export {
   ActiveIndexOptions,
   activeEntryKey,
   createMemoryActiveIndex,
+  hostRecordKey,
   openJetStreamActiveIndex,
 } from "./active-index.js";
 export type { AuditedDecision, AuditWindow } from "./audit-read.js";

@@ -20,6 +20,22 @@ describe("parseWorkerConfig", () => {
     );
   });
 
+  it("follows the default lattice and reaps after 70 s unless told otherwise, refusing a lattice name with dots", () => {
+    expect(parseWorkerConfig({})).toMatchObject({
+      lattices: ["default"],
+      hostTimeoutMs: 70_000,
+      hostPingWaitMs: 1000,
+    });
+    expect(parseWorkerConfig({ lattices: ["prod", "edge-1"], hostTimeoutMs: 5000 })).toMatchObject({
+      lattices: ["prod", "edge-1"],
+      hostTimeoutMs: 5000,
+    });
+    expect(() => parseWorkerConfig({ lattices: ["a.>"] })).toThrow(
+      /lattices\.0: "a\.>": expected a lattice name/,
+    );
+    expect(() => parseWorkerConfig({ lattices: [] })).toThrow(/lattices/);
+  });
+
   it("refuses a maxPayloadBytes too small for any real request, naming it", () => {
     let thrown: unknown;
     try {

@@ -114,6 +114,26 @@ export const WorkerConfig = z
      * JetStream store (a worker given another store does not).
      */
     revoke: z.boolean().default(true),
+    /**
+     * The wasmCloud lattices whose hosts this worker serves: it follows their lifecycle events
+     * (`wasmbus.evt.{lattice}.host_*`) and prunes the active index of hosts that stopped.
+     */
+    lattices: z
+      .array(
+        z.string().refine((name) => /^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name), {
+          error: (issue) =>
+            `${JSON.stringify(issue.input)}: expected a lattice name, one subject token of letters, digits, - and _`,
+        }),
+      )
+      .min(1)
+      .default(["default"]),
+    /**
+     * How long a host whose heartbeat was seen may go unheard before it is pinged and, silent,
+     * pruned: two of wasmCloud's 30 s heartbeat intervals and some slack, as wadm does.
+     */
+    hostTimeoutMs: z.number().int().positive().default(70_000),
+    /** How long a ping waits for a host's answer before a stop or a silence prunes it. */
+    hostPingWaitMs: z.number().int().positive().default(1000),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

@@ -24,6 +24,7 @@ import {
   revocationFor,
 } from "./active-projection.js";
 import { type DecidingWorker, decisionRecord, encodeDecisionRecord } from "./decide.js";
+import { isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
 
 /** Longest wait for this worker's own rules to reach a revision it was handed to re-evaluate. */
 const RULES_WAIT_MS = 100_000;
@@ -233,6 +234,8 @@ export class Revoker {
     const projection = projectDecision(decision, seq, existing);
     if (projection.action === "skip") return;
     const { entry } = projection;
+    // A decision in flight when its host was pruned must not bring the host's entry back.
+    if (await isPrunedDecision(index, entry)) return;
     if (decision.cause === "request" && !(await index.claimRequestId(entry.requestId, entry))) {
       this.#stats.refusedRequestIds++;
       log.warn(
@@ -355,9 +358,12 @@ export class Revoker {
    * a revocation record each (de-duplicated on revision and entry, so a scan done again records
    * none twice), then the overrides, then the index entries.
    */
-  async #revoke(changed: readonly Reevaluation[], revision: number): Promise<void> {
+  async #revoke(all: readonly Reevaluation[], revision: number): Promise<void> {
     const { decisions, revocations, nc, changesTopic } = this.#deps;
     const index = this.#activeIndex();
+    // Pruned hosts get no overrides (an entry read just before its host was pruned).
+    const changed = await withoutPrunedHosts(index, all, (c) => c.entry);
+    if (changed.length === 0) return;
     const now = this.#deps.clock();
     const at = now.toISOString();
     const records: { decisionId: string; body: Uint8Array }[] = changed.map((c) => {

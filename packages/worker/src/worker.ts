@@ -37,6 +37,7 @@ import {
   trustRefusal,
 } from "./decide.js";
 import { type Decided, DecisionRecorder } from "./decision-recorder.js";
+import { HostLifecycle } from "./host-lifecycle.js";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
 import { RequestQueue } from "./request-queue.js";
 import {
@@ -175,6 +176,8 @@ interface Running {
   statusSubscription?: Subscription;
   /** The revocation fan-out, when this worker takes part (`revoke`, JetStream store). */
   revoker?: Revoker;
+  /** Pruning of stopped hosts from the active index, beside the fan-out. */
+  lifecycle?: HostLifecycle;
 }
 
 class DecisionWorker implements Worker {
@@ -441,12 +444,14 @@ class DecisionWorker implements Worker {
       });
       await this.#nc.flush();
       running.revoker = await this.#revoker(store, follower);
+      running.lifecycle = this.#hostLifecycle(running.revoker);
       this.#state = "ready";
     } catch (err) {
       const running = this.#running;
       this.#running = undefined;
       running?.subscription?.unsubscribe();
       running?.statusSubscription?.unsubscribe();
+      await running?.lifecycle?.stop().catch(() => {});
       await running?.revoker?.stop().catch(() => {});
       await follower?.stop().catch(() => {});
       if (this.#givenStore === undefined) await store?.close().catch(() => {});
@@ -478,6 +483,7 @@ class DecisionWorker implements Worker {
       if (running.verifying.size > 0) await Promise.allSettled([...running.verifying]);
       await running.recorder.settled();
     }
+    await running.lifecycle?.stop();
     await running.revoker?.stop();
     await running.follower.stop();
     if (running.verifier !== null && this.#givenReplayGuard === undefined) running.verifier.close();
@@ -754,6 +760,24 @@ class DecisionWorker implements Worker {
     });
     revoker.start();
     return revoker;
+  }
+
+  /** Follows the lattices' host lifecycle events when this worker takes part in the fan-out. */
+  #hostLifecycle(revoker: Revoker | undefined): HostLifecycle | undefined {
+    if (revoker === undefined) return undefined;
+    const config = this.#config;
+    const lifecycle = new HostLifecycle({
+      nc: this.#storeNc,
+      lattices: config.lattices,
+      queueGroup: config.queueGroup,
+      openIndex: () => openJetStreamActiveIndex(this.#storeNc, { prefix: config.prefix, create: false }),
+      hostTimeoutMs: config.hostTimeoutMs,
+      pingWaitMs: config.hostPingWaitMs,
+      clock: this.#clock,
+      log: this.#log.child({ part: "host-lifecycle" }),
+    });
+    lifecycle.start();
+    return lifecycle;
   }
 
   /** The worker's request verifier (opening the shared replay bucket), or null when signatures are off. */

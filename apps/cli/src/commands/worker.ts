@@ -37,6 +37,8 @@ interface WorkerFlags extends ConnectionFlags {
   deployment?: string;
   workerKeys?: string;
   allowUnenrolled?: boolean;
+  lattices?: string;
+  hostTimeout?: string;
 }
 
 /** Where each worker setting comes from on the command line, for messages that name it. */
@@ -57,6 +59,8 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   maxTokenAgeMs: "--max-token-age (ARBITER_MAX_TOKEN_AGE)",
   deployment: "--deployment (ARBITER_DEPLOYMENT)",
   workerKeys: "--worker-keys (ARBITER_WORKER_KEYS)",
+  lattices: "--lattices (ARBITER_LATTICES)",
+  hostTimeoutMs: "--host-timeout (ARBITER_HOST_TIMEOUT)",
 };
 
 const SIGNATURE_MODES = ["off", "verify-if-present", "required"] as const;
@@ -120,6 +124,14 @@ export function workerCommand(): Command {
     .option(
       "--allow-unenrolled",
       "serve even though this worker's key is not enrolled (its decisions will not verify; logged loudly) (env ARBITER_ALLOW_UNENROLLED=true)",
+    )
+    .option(
+      "--lattices <names>",
+      "wasmCloud lattices whose host lifecycle events this worker follows to prune stopped hosts, comma-separated (env ARBITER_LATTICES; default default)",
+    )
+    .option(
+      "--host-timeout <seconds>",
+      "a host whose heartbeat was seen and has been missing this long is pinged and, silent, pruned (env ARBITER_HOST_TIMEOUT; default 70: two 30 s heartbeats and slack, as wadm)",
     )
     .option(
       "--nats-inbox-prefix <prefix>",
@@ -226,6 +238,8 @@ function workerConfig(
     );
   }
   const allowUnenrolled = flags.allowUnenrolled === true || allowEnv === "true";
+  const lattices = flags.lattices ?? (process.env["ARBITER_LATTICES"] || undefined);
+  const hostTimeout = flags.hostTimeout ?? (process.env["ARBITER_HOST_TIMEOUT"] || undefined);
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
     ...(deployment ? { deployment } : {}),
@@ -244,6 +258,17 @@ function workerConfig(
             .map((k) => k.trim())
             .filter((k) => k.length > 0),
         }
+      : {}),
+    ...(lattices !== undefined
+      ? {
+          lattices: lattices
+            .split(",")
+            .map((l) => l.trim())
+            .filter((l) => l.length > 0),
+        }
+      : {}),
+    ...(hostTimeout !== undefined
+      ? { hostTimeoutMs: strictInteger(SETTING_SOURCES["hostTimeoutMs"]!, hostTimeout) * 1000 }
       : {}),
     ...(maxTokenAge !== undefined
       ? { maxTokenAgeMs: strictInteger(SETTING_SOURCES["maxTokenAgeMs"]!, maxTokenAge) * 1000 }
@@ -276,7 +301,7 @@ function strictInteger(flag: string, raw: string): number {
 /** A configuration error with the worker's setting names replaced by the flags and variables that set them. */
 function namingTheSetting(err: unknown): unknown {
   if (!isArbiterError(err, ErrorCode.InvalidConfig)) return err;
-  const message = err.message.replace(/(^|: |; | as )(\w+)(?=[:; ])/g, (whole, lead: string, key: string) =>
+  const message = err.message.replace(/(^|: |; | as )(\w+)(?=[:; .])/g, (whole, lead: string, key: string) =>
     SETTING_SOURCES[key] ? `${lead}${SETTING_SOURCES[key]}` : whole,
   );
   return message === err.message ? err : new ArbiterError(ErrorCode.InvalidConfig, message, { cause: err });

@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { parseLatticeEvent, pingAnswerHost } from "./lattice-events.js";
+
+const HOST = "NBX6HJKOXUFNPXNSB2PZAVJWXDQQHPGDNV3XB4YZZJW4BNOV6QBHU5HO";
+const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+/** A CloudEvent as the 1.x host crate serialises one (`wasmbus/event.rs`). */
+function event(name: string, data: unknown, source = HOST) {
+  return {
+    specversion: "1.0",
+    id: "01936f0e-2f4c-7a3e-8b9d-3c2f1e0d4b5a",
+    type: `com.wasmcloud.lattice.${name}`,
+    source,
+    datacontenttype: "application/json",
+    time: "2026-12-02T04:00:00.123456789Z",
+    data,
+  };
+}
+
+describe("parseLatticeEvent", () => {
+  it("reads the host key of a 1.x host_stopped from its source (data is only labels)", () => {
+    expect(
+      parseLatticeEvent(bytes(event("host_stopped", { labels: { zone: "a" } })), "host_stopped"),
+    ).toEqual({
+      ok: true,
+      event: { name: "host_stopped", host: HOST, id: "01936f0e-2f4c-7a3e-8b9d-3c2f1e0d4b5a" },
+    });
+  });
+
+  it("takes a heartbeat whose inventory names its source, and refuses one naming another host", () => {
+    const inventory = { components: [], providers: [], host_id: HOST, labels: {}, uptime_seconds: 30 };
+    expect(parseLatticeEvent(bytes(event("host_heartbeat", inventory)), "host_heartbeat")).toMatchObject({
+      ok: true,
+      event: { name: "host_heartbeat", host: HOST },
+    });
+    const other = { ...inventory, host_id: "NOTHER" };
+    expect(parseLatticeEvent(bytes(event("host_heartbeat", other)), "host_heartbeat")).toMatchObject({
+      ok: false,
+    });
+  });
+
+  it("on the 0.82 subject takes every kind, and ignores the ones it does not act on", () => {
+    expect(parseLatticeEvent(bytes(event("host_started", { labels: {} })), null)).toMatchObject({
+      ok: true,
+      event: { name: "host_started" },
+    });
+    expect(parseLatticeEvent(bytes(event("component_scaled", {})), null)).toEqual({ ok: true, event: null });
+  });
+
+  it("refuses what is not a lattice CloudEvent, never throwing", () => {
+    const bad = [
+      new Uint8Array([0xff, 0xfe]),
+      bytes("host_stopped"),
+      bytes({ ...event("host_stopped", {}), specversion: "0.3" }),
+      bytes({ ...event("host_stopped", {}), source: "" }),
+      bytes({ ...event("host_stopped", {}), source: "N.>" }),
+      bytes({ ...event("host_stopped", {}), type: "com.example.host_stopped" }),
+      bytes(event("host_heartbeat", { labels: {} })),
+      bytes(event("host_stopped", { labels: "x" })),
+    ];
+    for (const message of bad) expect(parseLatticeEvent(message, null).ok).toBe(false);
+    expect(parseLatticeEvent(bytes(event("host_started", {})), "host_stopped").ok).toBe(false);
+  });
+});
+
+describe("pingAnswerHost", () => {
+  it("reads the id of a 1.x CtlResponse<Host>", () => {
+    const answer = { success: true, message: "", response: { friendly_name: "x", id: HOST, labels: {} } };
+    expect(pingAnswerHost(bytes(answer))).toBe(HOST);
+    expect(pingAnswerHost(bytes({ ...answer, success: false }))).toBeNull();
+    expect(pingAnswerHost(bytes({ id: HOST }))).toBeNull();
+    expect(pingAnswerHost(new Uint8Array([1, 2, 3]))).toBeNull();
+  });
+});
