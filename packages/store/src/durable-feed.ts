@@ -22,6 +22,11 @@ export interface FeedMessage {
   header(name: string): string | undefined;
   /** Tells the server the message is still being worked on (the feed does it on its own too). */
   working(): void;
+  /**
+   * Asks for the message again in `ms` instead of acknowledging it when the handler returns: the
+   * server holds it (a NAK with a delay) and delivers it then to whichever opener pulls first.
+   */
+  later(ms: number): void;
 }
 
 /** Options of {@link openDurableFeed}. */
@@ -97,8 +102,10 @@ export async function openDurableFeed(
           Math.max(ackWaitMs / 3, 100),
         );
         try {
-          await handler(feedMessage(m));
-          await m.ackAck();
+          const message = feedMessage(m);
+          await handler(message);
+          if (message.retryInMs === undefined) await m.ackAck();
+          else m.nak(message.retryInMs);
         } catch {
           // Stopping hands the message on at once; a failure is retried after a pause.
           try {
@@ -149,8 +156,8 @@ export const DEFAULT_FEED_ACK_WAIT_MS = 10_000;
 
 /**
  * Creates the durable pull consumer a {@link DurableFeed} binds to, if it is not there
- * (idempotent; an existing one is left as it is): explicit acks, one message in flight across
- * every holder, redelivered without limit, every message from the stream's start. Only an admin's
+ * (idempotent; an existing one is left as it is): explicit acks, `maxAckPending` messages in flight
+ * across every holder (one unless told), redelivered without limit, every message from the stream's start. Only an admin's
  * store calls it: workers may not create consumers there (a push consumer delivers anywhere).
  */
 export async function createFeedConsumer(
@@ -158,6 +165,7 @@ export async function createFeedConsumer(
   stream: string,
   name: string,
   ackWaitMs: number,
+  maxAckPending = 1,
 ): Promise<void> {
   try {
     await jsm.consumers.info(stream, name);
@@ -170,7 +178,7 @@ export async function createFeedConsumer(
       durable_name: name,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(ackWaitMs),
-      max_ack_pending: 1,
+      max_ack_pending: maxAckPending,
       max_deliver: -1,
       deliver_policy: DeliverPolicy.All,
     });
@@ -184,12 +192,19 @@ export async function createFeedConsumer(
   }
 }
 
-function feedMessage(m: JsMsg): FeedMessage {
+function feedMessage(m: JsMsg): FeedMessage & { readonly retryInMs: number | undefined } {
+  let retryInMs: number | undefined;
   return {
     seq: m.seq,
     data: m.data,
     deliveries: m.info.deliveryCount,
     header: (name) => m.headers?.get(name) || undefined,
     working: () => m.working(),
+    later: (ms) => {
+      retryInMs = Math.max(0, Math.ceil(ms));
+    },
+    get retryInMs() {
+      return retryInMs;
+    },
   };
 }
