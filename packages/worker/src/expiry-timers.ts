@@ -186,9 +186,14 @@ export class ExpiryTimers {
     }
     const wait = expiryWaitMs(timer.expiresAt, this.#deps.clock().getTime());
     if (wait !== null) {
+      log.debug(
+        { expiresAt: timer.expiresAt, waitMs: wait, delivery: m.deliveries },
+        "holding an expiry timer until it is due",
+      );
       m.later(wait);
       return;
     }
+    log.info({ expiresAt: timer.expiresAt, delivery: m.deliveries }, "an expiry timer is due");
     await this.revokeExpired();
     this.#stats.fired++;
   }
