@@ -16,6 +16,8 @@ import { errorText } from "./text.js";
 /** One message of a {@link DurableFeed}, handed to its handler. */
 export interface FeedMessage {
   readonly seq: number;
+  /** The subject it was stored under. */
+  readonly subject: string;
   readonly data: Uint8Array;
   /** Times the server delivered it (1 the first time; more after a holder died or failed). */
   readonly deliveries: number;
@@ -196,6 +198,7 @@ function feedMessage(m: JsMsg): FeedMessage & { readonly retryInMs: number | und
   let retryInMs: number | undefined;
   return {
     seq: m.seq,
+    subject: m.subject,
     data: m.data,
     deliveries: m.info.deliveryCount,
     header: (name) => m.headers?.get(name) || undefined,

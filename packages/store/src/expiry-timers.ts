@@ -95,8 +95,17 @@ export function expiryTimerArmer(
   };
 }
 
-/** The timer a message of the expiries stream holds, or null when it is not one. */
-export function parseExpiryTimer(data: Uint8Array): ExpiryTimerV1 | null {
+/**
+ * The timer a message of the expiries stream holds, or null when it is not one: its body an
+ * {@link ExpiryTimerV1} stored under that expiry's own subject (one under another subject would
+ * hold that subject, and keep its real timer out, for a time of its choosing).
+ */
+export function parseExpiryTimer(
+  names: ResourceNames,
+  subject: string,
+  data: Uint8Array,
+): ExpiryTimerV1 | null {
   const parsed = ExpiryTimerV1.safeParse(parseJsonOrNull(new TextDecoder().decode(data)));
-  return parsed.success ? parsed.data : null;
+  if (!parsed.success || expiryTimerSubject(names, parsed.data.expiresAt) !== subject) return null;
+  return parsed.data;
 }

@@ -178,7 +178,7 @@ export class ExpiryTimers {
 
   async #handle(m: FeedMessage): Promise<void> {
     const { log } = this.#deps;
-    const timer = parseExpiryTimer(m.data);
+    const timer = parseExpiryTimer(this.#deps.names, m.subject, m.data);
     if (timer === null) {
       this.#stats.refused++;
       log.warn({ seq: m.seq }, "a message of the expiries stream is not an expiry timer; dropped");
