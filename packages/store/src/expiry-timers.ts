@@ -8,7 +8,7 @@ import {
   StorageType,
   type StreamConfig,
 } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { type NatsConnection, RequestError } from "@nats-io/nats-core";
 import { createFeedConsumer } from "./durable-feed.js";
 import { StoreUnavailableError } from "./errors.js";
 import { errorText, parseJsonOrNull } from "./text.js";
@@ -72,22 +72,32 @@ export async function createExpiriesConsumer(
 }
 
 /**
+ * What arming a timer did: `armed` stored it, `pending` found it there already (nothing changes),
+ * `missing` found no stream on the subject (an admin's store older than the timers made the rest).
+ */
+export type ArmOutcome = "armed" | "pending" | "missing";
+
+/**
  * Arms expiry timers on `nc`: the returned function stores the timer of `expiresAt` unless one is
- * pending already (then nothing changes), and resolves true when it stored it. It throws
- * StoreUnavailableError when the stream does not take the timer for any other reason.
+ * pending already. It throws StoreUnavailableError when the stream is there and does not take the
+ * timer (no acknowledgement, an error other than the per-subject limit).
  */
 export function expiryTimerArmer(
   nc: NatsConnection,
   names: ResourceNames,
-): (expiresAt: number) => Promise<boolean> {
+): (expiresAt: number) => Promise<ArmOutcome> {
   const js = jetstream(nc);
   return async (expiresAt) => {
     const body: ExpiryTimerV1 = ExpiryTimerV1.parse({ expiresAt });
     try {
       await js.publish(expiryTimerSubject(names, expiresAt), JSON.stringify(body));
-      return true;
+      return "armed";
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === MAX_MSGS_PER_SUBJECT_EXCEEDED) return false;
+      if (err instanceof JetStreamApiError && err.code === MAX_MSGS_PER_SUBJECT_EXCEEDED) return "pending";
+      // nats.js reports a publish nothing stored (no stream on the subject) as JetStream not enabled.
+      if (err instanceof Error && err.cause instanceof RequestError && err.cause.isNoResponders()) {
+        return "missing";
+      }
       throw new StoreUnavailableError(`cannot arm the expiry timer of ${expiresAt}: ${errorText(err)}`, {
         cause: err,
       });

@@ -38,6 +38,7 @@ export {
   RuleConflictError,
   StoreUnavailableError,
 } from "./errors.js";
+export type { ArmOutcome } from "./expiry-timers.js";
 export {
   EXPIRY_MAX_ACK_PENDING,
   expiryTimerArmer,

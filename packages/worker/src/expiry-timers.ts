@@ -2,6 +2,7 @@ import type { ActiveDecisionV1, ResourceNames } from "@arbiter/protocol";
 import type { RulesetState } from "@arbiter/rules";
 import {
   type ActiveIndex,
+  type ArmOutcome,
   activeEntryKey,
   type DurableFeed,
   expiryTimerArmer,
@@ -12,6 +13,7 @@ import {
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { type Reevaluation, reevaluate } from "./active-projection.js";
+import { RateLimitedWarning } from "./rate-limited-warning.js";
 
 /** The longest a timer is held before it is looked at again, however far its expiry is. */
 export const EXPIRY_RECHECK_MS = 3_600_000;
@@ -83,6 +85,8 @@ export interface ExpiryTimerDeps {
 export interface ExpiryTimerStats {
   /** Timers this worker stored (a timer already pending is not stored again). */
   readonly armed: number;
+  /** Timers not stored because the expiries stream is missing. */
+  readonly unarmed: number;
   /** Timers that came due here and were handled (the index scanned for expired permits). */
   readonly fired: number;
   /** Overrides sent because claims expired. */
@@ -100,17 +104,23 @@ export interface ExpiryTimerStats {
  */
 export class ExpiryTimers {
   readonly #deps: ExpiryTimerDeps;
-  readonly #arm: (expiresAt: number) => Promise<boolean>;
+  readonly #arm: (expiresAt: number) => Promise<ArmOutcome>;
+  readonly #unarmed: RateLimitedWarning;
   #feed: DurableFeed | undefined;
   #supervisor: Promise<void> = Promise.resolve();
   #stopped = false;
   /** Interrupts the supervisor's wait (set while it waits). */
   #wake: () => void = () => {};
-  #stats = { armed: 0, fired: 0, overrides: 0, refused: 0 };
+  #stats = { armed: 0, unarmed: 0, fired: 0, overrides: 0, refused: 0 };
 
   constructor(deps: ExpiryTimerDeps) {
     this.#deps = deps;
     this.#arm = expiryTimerArmer(deps.nc, deps.names);
+    this.#unarmed = new RateLimitedWarning(
+      deps.log,
+      `no ${deps.names.expiriesStream} stream: expiring claims are not re-evaluated when they expire until an admin's store (\`arbiter rules apply\`) makes it`,
+      "unarmed",
+    );
   }
 
   /** A snapshot of the counters. */
@@ -133,6 +143,7 @@ export class ExpiryTimers {
     this.#wake();
     await this.#supervisor;
     await this.#feed?.stop();
+    this.#unarmed.flush();
   }
 
   async #supervise(): Promise<void> {
@@ -146,6 +157,7 @@ export class ExpiryTimers {
           (m) => this.#handle(m),
         );
         pause = 250;
+        if (this.#stopped) return;
         const feed = this.#feed;
         const ended = await Promise.race([
           feed.ended,
@@ -171,9 +183,17 @@ export class ExpiryTimers {
     }
   }
 
-  /** Arms the timer of `expiresAt` (nothing when it is pending already). Throws StoreUnavailableError. */
+  /**
+   * Arms the timer of `expiresAt` (nothing when it is pending already). Without the expiries stream
+   * it counts and warns instead, so that the index does not stop for it. Throws StoreUnavailableError.
+   */
   async arm(expiresAt: number): Promise<void> {
-    if (await this.#arm(expiresAt)) this.#stats.armed++;
+    const outcome = await this.#arm(expiresAt);
+    if (outcome === "armed") this.#stats.armed++;
+    if (outcome === "missing") {
+      this.#stats.unarmed++;
+      this.#unarmed.count();
+    }
   }
 
   async #handle(m: FeedMessage): Promise<void> {
