@@ -42,9 +42,10 @@ export interface DurableFeedOptions {
 
 /**
  * A stream read through a durable consumer shared by every process that opens it: each message
- * goes to one of them, one message at a time across all (`max_ack_pending: 1`), and is delivered
- * again when its holder dies or its handler throws. While a handler runs the feed sends
- * in-progress acknowledgements every third of the ack wait.
+ * goes to one of them, one message at a time across all (`max_ack_pending: 1`, unless the
+ * consumer was made with more), and is delivered again when its holder dies, its handler throws,
+ * or its handler asked for it `later`. While a handler runs the feed sends in-progress
+ * acknowledgements every third of the ack wait.
  */
 export interface DurableFeed {
   /** The stream's last sequence now (0 when it is empty). Throws StoreUnavailableError. */
@@ -158,9 +159,10 @@ export const DEFAULT_FEED_ACK_WAIT_MS = 10_000;
 
 /**
  * Creates the durable pull consumer a {@link DurableFeed} binds to, if it is not there
- * (idempotent; an existing one is left as it is): explicit acks, `maxAckPending` messages in flight
- * across every holder (one unless told), redelivered without limit, every message from the stream's start. Only an admin's
- * store calls it: workers may not create consumers there (a push consumer delivers anywhere).
+ * (idempotent; an existing one is left as it is): explicit acks, `maxAckPending` messages in
+ * flight across every holder (one unless told), redelivered without limit, every message from the
+ * stream's start. Only an admin's store calls it: workers may not create consumers there (a push
+ * consumer delivers anywhere).
  */
 export async function createFeedConsumer(
   jsm: JetStreamManager,
