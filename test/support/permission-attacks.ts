@@ -471,6 +471,27 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect(await subscribeRefused(workerNc, "wasmbus.ctl.v1.default.>")).toBe(true);
     });
 
+    it("arms no expiry timer and takes none: the timers are Arbiter's", async () => {
+      const due = Math.floor(Date.now() / 1000) - 10;
+      const subject = `arbiter.expiries.${due}`;
+      attackerNc.publish(subject, JSON.stringify({ expiresAt: due }));
+      await processed(attackerNc);
+      await expect(
+        jetstream(attackerNc, { timeout: 1000 }).publish(subject, JSON.stringify({ expiresAt: due })),
+      ).rejects.toThrow();
+      for (const api of [
+        "$JS.API.CONSUMER.INFO.ARBITER_EXPIRIES.arbiter-expiries",
+        "$JS.API.CONSUMER.MSG.NEXT.ARBITER_EXPIRIES.arbiter-expiries",
+        "$JS.API.CONSUMER.DURABLE.CREATE.ARBITER_EXPIRIES.spy",
+      ]) {
+        await expect(attackerNc.request(api, "{}", { timeout: 1000 }), api).rejects.toThrow(/permission/i);
+      }
+      const stored = await (await jetstreamManager(adminNc)).streams.info("ARBITER_EXPIRIES", {
+        subjects_filter: subject,
+      });
+      expect(stored.state.subjects?.[subject] ?? 0).toBe(0);
+    });
+
     it("hears no answer steered onto the changes topic by a host's reply subject", async () => {
       const [sent] = victim.sentRequestIds();
       const before = worker.stats().decisions;

@@ -1,6 +1,7 @@
 export type { DuplicateKey } from "./duplicate-keys.js";
 export { countWrittenKeys, findDuplicateKey } from "./duplicate-keys.js";
 export { ArbiterError, ErrorCode, isArbiterError, toArbiterError } from "./errors.js";
+export { ExpiryTimerV1 } from "./expiry-timer.js";
 export type {
   HostLifecycleEvent,
   HostLifecycleEventName,

@@ -20,6 +20,15 @@ export interface ResourceNames {
   readonly revocationsSubject: string;
   /** The durable consumer of the rules stream the workers share to re-evaluate each revision once. */
   readonly revokerConsumer: string;
+  /**
+   * The work-queue stream of expiry timers: one message per distinct claims expiry of a permitted
+   * cached decision, under `<prefix>.expiries.<unix seconds>`.
+   */
+  readonly expiriesStream: string;
+  /** Wildcard covering every expiry timer's subject. */
+  readonly expiriesSubjects: string;
+  /** The durable consumer of the expiries stream the workers share: each timer is held by one at a time. */
+  readonly expiriesConsumer: string;
   /** The KV bucket of signed-request token ids seen recently, shared by the workers against replays. */
   readonly replayBucket: string;
   /**
@@ -66,6 +75,9 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
     activeIndexConsumer: `${prefix}-active-index`,
     revocationsSubject: `${prefix}.revocations.recorded`,
     revokerConsumer: `${prefix}-revoker`,
+    expiriesStream: `${upper}_EXPIRIES`,
+    expiriesSubjects: `${prefix}.expiries.>`,
+    expiriesConsumer: `${prefix}-expiries`,
     replayBucket: `${prefix}-replay`,
     statusSubject: `${prefix}.workers.status`,
   };

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { toCelTimestamp, toCelValue } from "./cel-values.js";
 import type { CelBindings, CompiledRule, CompiledRules } from "./compile.js";
 import type { Rule } from "./document.js";
-import type { EvaluationFacts, VariableName } from "./facts.js";
+import { claimsAt, type EvaluationFacts, type VariableName } from "./facts.js";
 import { UNDECIDED } from "./fast-path.js";
 
 /**
@@ -27,9 +27,12 @@ export type Evaluation = z.infer<typeof Evaluation>;
  * Evaluates every rule against `facts` and combines them: a matching enforced `deny` wins, else a
  * matching enforced `allow` permits, else the document default applies; dry-run rules are reported
  * but never change the outcome. Pure and deterministic (the clock is `facts.now`), and never throws:
- * an expression that fails at run time is recorded in `errors` and counts as not matching.
+ * an expression that fails at run time is recorded in `errors` and counts as not matching. The
+ * rules see `claims.expired` as {@link claimsAt} `facts.now` makes it.
  */
-export function evaluate(rules: CompiledRules, facts: EvaluationFacts): Evaluation {
+export function evaluate(rules: CompiledRules, given: EvaluationFacts): Evaluation {
+  const claims = claimsAt(given.claims, given.now);
+  const facts = claims === given.claims ? given : { ...given, claims };
   // Bound only when some rule needs @bufbuild/cel for these facts.
   let bindings: CelBindings | undefined;
   const matchedRules: string[] = [];

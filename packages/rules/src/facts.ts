@@ -8,7 +8,8 @@ const stringMap = z.record(z.string(), z.string());
  * `invocation`, `input`, `now` and `trust`, all always bound. The caller builds it from a request
  * already validated at the edge; `input` is that request exactly as received (any JSON) and `now`
  * the clock value recorded in the decision, so replaying the same facts gives the same result.
- * `subject` is null only for requests that are about nothing (`kind: "unknown"`).
+ * `subject` is null only for requests that are about nothing (`kind: "unknown"`). The rules see
+ * `claims` as {@link claimsAt} `now` makes them.
  */
 export const EvaluationFacts = z.object({
   kind: z.string(),
@@ -33,6 +34,16 @@ export const EvaluationFacts = z.object({
   }),
 });
 export type EvaluationFacts = z.infer<typeof EvaluationFacts>;
+
+/**
+ * The claims as the rules see them at `now`: `expired` is true when the host said so or when `now`
+ * has reached `expiresAt` (unix seconds), so a decision made again after the expiry sees it expired
+ * however the host flagged it when it asked. Pure; returns `claims` itself when nothing changes.
+ */
+export function claimsAt(claims: ClaimsV1 | null, now: Date): ClaimsV1 | null {
+  if (claims === null || claims.expired || claims.expiresAt === null) return claims;
+  return now.getTime() >= claims.expiresAt * 1000 ? { ...claims, expired: true } : claims;
+}
 
 /** The names of the CEL variables a `when` expression may use, in the order they are documented. */
 export const VARIABLE_NAMES = [

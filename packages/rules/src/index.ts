@@ -15,7 +15,7 @@ export {
 export { InvalidRulesError, isInvalidRulesError, RulesIssue, RulesIssueStage } from "./errors.js";
 export { Evaluation, evaluate } from "./evaluate.js";
 export type { VariableName } from "./facts.js";
-export { EvaluationFacts, VARIABLE_NAMES } from "./facts.js";
+export { claimsAt, EvaluationFacts, VARIABLE_NAMES } from "./facts.js";
 export type { ReplayCheck, ReplayOutcome, ReplayResult, WhatIfResult } from "./replay.js";
 export { RevisionCache, replayDecision, whatIf } from "./replay.js";
 export type { ChainBreak, FoldOutcome, RulesetState, RulesetTrust, StoredRuleEvent } from "./ruleset.js";

@@ -16,12 +16,19 @@ import { errorText } from "./text.js";
 /** One message of a {@link DurableFeed}, handed to its handler. */
 export interface FeedMessage {
   readonly seq: number;
+  /** The subject it was stored under. */
+  readonly subject: string;
   readonly data: Uint8Array;
   /** Times the server delivered it (1 the first time; more after a holder died or failed). */
   readonly deliveries: number;
   header(name: string): string | undefined;
   /** Tells the server the message is still being worked on (the feed does it on its own too). */
   working(): void;
+  /**
+   * Asks for the message again in `ms` instead of acknowledging it when the handler returns: the
+   * server holds it (a NAK with a delay) and delivers it then to whichever opener pulls first.
+   */
+  later(ms: number): void;
 }
 
 /** Options of {@link openDurableFeed}. */
@@ -35,9 +42,10 @@ export interface DurableFeedOptions {
 
 /**
  * A stream read through a durable consumer shared by every process that opens it: each message
- * goes to one of them, one message at a time across all (`max_ack_pending: 1`), and is delivered
- * again when its holder dies or its handler throws. While a handler runs the feed sends
- * in-progress acknowledgements every third of the ack wait.
+ * goes to one of them, one message at a time across all (`max_ack_pending: 1`, unless the
+ * consumer was made with more), and is delivered again when its holder dies, its handler throws,
+ * or its handler asked for it `later`. While a handler runs the feed sends in-progress
+ * acknowledgements every third of the ack wait.
  */
 export interface DurableFeed {
   /** The stream's last sequence now (0 when it is empty). Throws StoreUnavailableError. */
@@ -97,8 +105,10 @@ export async function openDurableFeed(
           Math.max(ackWaitMs / 3, 100),
         );
         try {
-          await handler(feedMessage(m));
-          await m.ackAck();
+          const message = feedMessage(m);
+          await handler(message);
+          if (message.retryInMs === undefined) await m.ackAck();
+          else m.nak(message.retryInMs);
         } catch {
           // Stopping hands the message on at once; a failure is retried after a pause.
           try {
@@ -149,15 +159,17 @@ export const DEFAULT_FEED_ACK_WAIT_MS = 10_000;
 
 /**
  * Creates the durable pull consumer a {@link DurableFeed} binds to, if it is not there
- * (idempotent; an existing one is left as it is): explicit acks, one message in flight across
- * every holder, redelivered without limit, every message from the stream's start. Only an admin's
- * store calls it: workers may not create consumers there (a push consumer delivers anywhere).
+ * (idempotent; an existing one is left as it is): explicit acks, `maxAckPending` messages in
+ * flight across every holder (one unless told), redelivered without limit, every message from the
+ * stream's start. Only an admin's store calls it: workers may not create consumers there (a push
+ * consumer delivers anywhere).
  */
 export async function createFeedConsumer(
   jsm: JetStreamManager,
   stream: string,
   name: string,
   ackWaitMs: number,
+  maxAckPending = 1,
 ): Promise<void> {
   try {
     await jsm.consumers.info(stream, name);
@@ -170,7 +182,7 @@ export async function createFeedConsumer(
       durable_name: name,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(ackWaitMs),
-      max_ack_pending: 1,
+      max_ack_pending: maxAckPending,
       max_deliver: -1,
       deliver_policy: DeliverPolicy.All,
     });
@@ -184,12 +196,20 @@ export async function createFeedConsumer(
   }
 }
 
-function feedMessage(m: JsMsg): FeedMessage {
+function feedMessage(m: JsMsg): FeedMessage & { readonly retryInMs: number | undefined } {
+  let retryInMs: number | undefined;
   return {
     seq: m.seq,
+    subject: m.subject,
     data: m.data,
     deliveries: m.info.deliveryCount,
     header: (name) => m.headers?.get(name) || undefined,
     working: () => m.working(),
+    later: (ms) => {
+      retryInMs = Math.max(0, Math.ceil(ms));
+    },
+    get retryInMs() {
+      return retryInMs;
+    },
   };
 }

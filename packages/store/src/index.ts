@@ -41,6 +41,13 @@ export {
   RuleConflictError,
   StoreUnavailableError,
 } from "./errors.js";
+export type { ArmOutcome } from "./expiry-timers.js";
+export {
+  EXPIRY_MAX_ACK_PENDING,
+  expiryTimerArmer,
+  expiryTimerSubject,
+  parseExpiryTimer,
+} from "./expiry-timers.js";
 export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
 export { createMemoryStore } from "./memory-store.js";
 export type { ReplayGuard } from "./replay-guard.js";

@@ -44,6 +44,7 @@ import {
 } from "./decision-batch.js";
 import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS } from "./durable-feed.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
+import { createExpiriesConsumer, expiriesStreamConfig } from "./expiry-timers.js";
 import { orderedMessages } from "./ordered-read.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay-guard.js";
 import { errorText, keepsStoredSnapshot } from "./text.js";
@@ -67,8 +68,9 @@ export const JetStreamStoreOptions = z.object({
    */
   createReplayBucket: z.boolean().default(true),
   /**
-   * With `create`, also the revocation fan-out's active-index bucket and its two durable pull
-   * consumers (as an admin deploying Arbiter does); false for a worker, which only binds to them.
+   * With `create`, also the revocation fan-out's active-index bucket, its expiries stream and its
+   * three durable pull consumers (as an admin deploying Arbiter does); false for a worker, which
+   * only binds to them.
    */
   createFanOut: z.boolean().default(true),
   /**
@@ -124,6 +126,8 @@ export async function openJetStreamStore(
         config.revocationAckWaitMs,
       );
       await createFeedConsumer(jsm, names.rulesStream, names.revokerConsumer, config.revocationAckWaitMs);
+      await ensureStream(jsm, expiriesStreamConfig(names, config.replicas));
+      await createExpiriesConsumer(jsm, names, config.revocationAckWaitMs);
     } catch (err) {
       throw new StoreUnavailableError(
         `cannot create the revocation fan-out's bucket and consumers: ${errorText(err)}`,

@@ -25,6 +25,7 @@ import {
 } from "./active-projection.js";
 import { type DecidingWorker, decisionRecord, encodeDecisionRecord } from "./decide.js";
 import { isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
+import { ExpiryTimers, expiryRecordId, expiryStep } from "./expiry-timers.js";
 
 /** Longest wait for this worker's own rules to reach a revision it was handed to re-evaluate. */
 const RULES_WAIT_MS = 100_000;
@@ -91,6 +92,7 @@ export class Revoker {
   #scans: DurableFeed | undefined;
   #supervisor: Promise<void> = Promise.resolve();
   #index: ActiveIndex | undefined;
+  readonly #expiries: ExpiryTimers;
   #stopped = false;
   /** Interrupts the supervisor's wait (set while it waits). */
   #wake: () => void = () => {};
@@ -105,6 +107,12 @@ export class Revoker {
 
   constructor(deps: RevokerDeps) {
     this.#deps = deps;
+    this.#expiries = new ExpiryTimers({
+      ...deps,
+      index: () => this.#activeIndex(),
+      revoke: (changed, revision, recordId) => this.#revoke(changed, revision, recordId),
+      log: deps.log.child({ part: "expiries" }),
+    });
   }
 
   /** A snapshot of the counters. */
@@ -120,6 +128,7 @@ export class Revoker {
    */
   start(): void {
     this.#supervisor = this.#supervise();
+    this.#expiries.start();
   }
 
   /** Stops taking messages; a message being handled gives up or finishes first. */
@@ -128,7 +137,7 @@ export class Revoker {
     this.#wake();
     const stopped = (async () => {
       await this.#supervisor;
-      await Promise.all([this.#scans?.stop(), this.#projection?.stop()]);
+      await Promise.all([this.#scans?.stop(), this.#projection?.stop(), this.#expiries.stop()]);
     })();
     // A handler stuck on JetStream (gone while stopping) must not hold the worker: what it held
     // unacknowledged goes to another worker after the ack wait.
@@ -246,11 +255,22 @@ export class Revoker {
     }
     await index.put(entry);
     this.#stats.projected++;
-    // Decided under rules older than this worker's: a scan of the newer revision may not have seen it.
-    if (decision.cause === "request" && entry.revision < ruleset.revision) {
-      const again = reevaluate(entry, ruleset, this.#deps.clock());
-      if (again?.changed) await this.#revoke([again], ruleset.revision);
+    if (decision.cause !== "request") return;
+    const now = this.#deps.clock();
+    const expiry = expiryStep(entry, now);
+    // Decided under rules older than this worker's, a scan of the newer revision may not have seen
+    // it; past its claims' expiry, their timer may have fired before it was here.
+    if (entry.revision < ruleset.revision || expiry === "due") {
+      const again = reevaluate(entry, ruleset, now);
+      if (again?.changed) {
+        await this.#revoke(
+          [again],
+          ruleset.revision,
+          expiry === "due" ? (c) => expiryRecordId(ruleset.revision, c.entry) : undefined,
+        );
+      }
     }
+    if (expiry === "arm" && entry.expiresAt !== null) await this.#expiries.arm(entry.expiresAt);
   }
 
   #verify(m: FeedMessage, ruleset: RulesetState) {
@@ -355,10 +375,14 @@ export class Revoker {
 
   /**
    * Records and publishes the changes of one chunk: the re-evaluation decisions (one signed batch),
-   * a revocation record each (de-duplicated on revision and entry, so a scan done again records
-   * none twice), then the overrides, then the index entries.
+   * a revocation record each (de-duplicated on `recordId`, by default revision and entry, so a scan
+   * done again records none twice), then the overrides, then the index entries.
    */
-  async #revoke(all: readonly Reevaluation[], revision: number): Promise<void> {
+  async #revoke(
+    all: readonly Reevaluation[],
+    revision: number,
+    recordId: (c: Reevaluation) => string = (c) => `${revision}:${activeEntryKey(c.entry)}`,
+  ): Promise<void> {
     const { decisions, revocations, nc, changesTopic } = this.#deps;
     const index = this.#activeIndex();
     // Pruned hosts get no overrides (an entry read just before its host was pruned).
@@ -385,12 +409,7 @@ export class Revoker {
     });
     await decisions.append(signDecisionBatch(records, this.#deps.signer));
     await Promise.all(
-      changed.map((c) =>
-        revocations.append(
-          revocationFor(c.entry, c.evaluation, revision, at),
-          `${revision}:${activeEntryKey(c.entry)}`,
-        ),
-      ),
+      changed.map((c) => revocations.append(revocationFor(c.entry, c.evaluation, revision, at), recordId(c))),
     );
     for (const c of changed) {
       nc.publish(changesTopic, JSON.stringify(overrideFor(c.entry, c.evaluation)));

@@ -1,0 +1,99 @@
+import { readFileSync } from "node:fs";
+import { type ActiveDecisionV1, decodePolicyRequest } from "@arbiter/protocol";
+import { compileRules, initialRulesetState, parseRulesDocument, type RulesetState } from "@arbiter/rules";
+import { activeEntryKey } from "@arbiter/store";
+import { describe, expect, it } from "vitest";
+import { projectDecision, reevaluate } from "./active-projection.js";
+import { decisionRecord } from "./decide.js";
+import {
+  EXPIRY_RECHECK_MS,
+  expiryRecordId,
+  expiryStep,
+  expiryWaitMs,
+  isExpiredPermit,
+} from "./expiry-timers.js";
+
+const FIXTURE = new URL("../../../test/data/wasmcloud-v1/start-component.json", import.meta.url);
+const EXPIRES_AT = 1_900_000_000;
+const AT_EXPIRY = new Date(EXPIRES_AT * 1000);
+const BEFORE = new Date(EXPIRES_AT * 1000 - 1);
+
+function ruleset(): RulesetState {
+  const document = parseRulesDocument(
+    JSON.stringify({
+      version: 1,
+      default: "allow",
+      rules: [
+        { id: "no-expired", effect: "deny", when: "claims != null && claims.expired", message: "expired" },
+      ],
+    }),
+  );
+  return { ...initialRulesetState(), revision: 4, document, compiled: compileRules(document) };
+}
+
+/** The index entry of the fixture request, its claims expiring at `expiresAt`, permitted at `now`. */
+function entry(expiresAt: number | null, overrides: Partial<ActiveDecisionV1> = {}): ActiveDecisionV1 {
+  const raw = JSON.parse(readFileSync(FIXTURE, "utf8")) as { request: { claims: Record<string, unknown> } };
+  raw.request.claims = { ...raw.request.claims, expiresAt, expired: false };
+  const decoded = decodePolicyRequest(new TextEncoder().encode(JSON.stringify(raw)));
+  if (!decoded.ok) throw new Error(decoded.reason);
+  const permitted = {
+    permitted: true,
+    message: "no rule matched; default is allow",
+    decidingRule: null,
+    matchedRules: [],
+    dryRunRules: [],
+    errors: [],
+  };
+  const record = decisionRecord(decoded.request, permitted, {
+    decisionId: "01KAQ4Z0000000000000000000",
+    revision: 4,
+    deployment: null,
+    now: BEFORE,
+    worker: { id: "w1", publicKey: "NABNN3XIJODL7AFVQMGZUGLQZK7FTLAOAWZXUELUORK2NPCZOK4XGHWN" },
+    latencyMicros: 1,
+  });
+  const projection = projectDecision(record, 1, null);
+  if (projection.action !== "put") throw new Error("expected an entry");
+  return { ...projection.entry, ...overrides };
+}
+
+describe("expiry timers", () => {
+  it("wait until the expiry second, at most the recheck cap, and are due from then on", () => {
+    expect(expiryWaitMs(EXPIRES_AT, BEFORE.getTime())).toBe(1);
+    expect(expiryWaitMs(EXPIRES_AT, AT_EXPIRY.getTime())).toBeNull();
+    expect(expiryWaitMs(EXPIRES_AT, AT_EXPIRY.getTime() + 5)).toBeNull();
+    expect(expiryWaitMs(EXPIRES_AT, 0)).toBe(EXPIRY_RECHECK_MS);
+    expect(expiryWaitMs(EXPIRES_AT, 0, 2000)).toBe(2000);
+  });
+
+  it("are armed for permitted entries with an expiry, and the projection re-evaluates one already past it", () => {
+    expect(expiryStep(entry(EXPIRES_AT), BEFORE)).toBe("arm");
+    expect(expiryStep(entry(EXPIRES_AT), AT_EXPIRY)).toBe("due");
+    expect(expiryStep(entry(null), BEFORE)).toBe("none");
+    expect(expiryStep(entry(EXPIRES_AT, { permitted: false }), BEFORE)).toBe("none");
+    expect(expiryStep(entry(EXPIRES_AT, { rejection: "bad input" }), BEFORE)).toBe("none");
+    expect(expiryStep(entry(EXPIRES_AT, { expiresAt: 1.5 }), BEFORE)).toBe("none");
+  });
+
+  it("re-evaluate only permitted entries whose claims have expired", () => {
+    expect(isExpiredPermit(entry(EXPIRES_AT), AT_EXPIRY)).toBe(true);
+    expect(isExpiredPermit(entry(EXPIRES_AT), BEFORE)).toBe(false);
+    expect(isExpiredPermit(entry(EXPIRES_AT, { permitted: false }), AT_EXPIRY)).toBe(false);
+    expect(isExpiredPermit(entry(null), AT_EXPIRY)).toBe(false);
+  });
+
+  it("flip a permit when the rules deny expired claims, though the host said they were not", () => {
+    expect(reevaluate(entry(EXPIRES_AT), ruleset(), BEFORE)?.changed).toBe(false);
+    expect(reevaluate(entry(EXPIRES_AT), ruleset(), AT_EXPIRY)).toMatchObject({
+      changed: true,
+      evaluation: { permitted: false, message: "expired", decidingRule: "no-expired" },
+    });
+  });
+
+  it("record each expiry revocation once, apart from the record a rules revision made", () => {
+    const e = entry(EXPIRES_AT);
+    expect(expiryRecordId(4, e)).toBe(`4:${activeEntryKey(e)}:expired:${e.decisionId}`);
+    expect(expiryRecordId(4, e)).not.toBe(`4:${activeEntryKey(e)}`);
+  });
+});

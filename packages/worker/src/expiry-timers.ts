@@ -1,0 +1,250 @@
+import type { ActiveDecisionV1, ResourceNames } from "@arbiter/protocol";
+import type { RulesetState } from "@arbiter/rules";
+import {
+  type ActiveIndex,
+  type ArmOutcome,
+  activeEntryKey,
+  type DurableFeed,
+  expiryTimerArmer,
+  type FeedMessage,
+  openDurableFeed,
+  parseExpiryTimer,
+} from "@arbiter/store";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import { type Reevaluation, reevaluate } from "./active-projection.js";
+import { RateLimitedWarning } from "./rate-limited-warning.js";
+
+/** The longest a timer is held before it is looked at again, however far its expiry is. */
+export const EXPIRY_RECHECK_MS = 3_600_000;
+
+/** How many changed entries are recorded and published together. */
+const CHUNK = 64;
+
+/**
+ * How long a timer for `expiresAt` (unix seconds) still waits at `nowMs`: null when it is due
+ * (`nowMs` has reached it), otherwise the time left, at most `capMs`. Pure.
+ */
+export function expiryWaitMs(expiresAt: number, nowMs: number, capMs = EXPIRY_RECHECK_MS): number | null {
+  const left = expiresAt * 1000 - nowMs;
+  return left <= 0 ? null : Math.min(left, capMs);
+}
+
+/**
+ * Whether a cached decision is one an expiry re-evaluates at `now`: permitted, decided by the
+ * rules (not refused at the edge), with claims whose `expiresAt` `now` has reached. Pure.
+ */
+export function isExpiredPermit(entry: ActiveDecisionV1, now: Date): boolean {
+  return (
+    entry.permitted &&
+    entry.rejection === null &&
+    entry.expiresAt !== null &&
+    expiryWaitMs(entry.expiresAt, now.getTime()) === null
+  );
+}
+
+/**
+ * What the projection does about an entry it has just put, at `now`: `arm` its expiry's timer (a
+ * permitted entry whose claims expire later), re-evaluate it at once when that expiry has passed
+ * already (`due`: its timer may have fired before the entry was there), or nothing. Pure.
+ */
+export function expiryStep(entry: ActiveDecisionV1, now: Date): "none" | "arm" | "due" {
+  if (!entry.permitted || entry.rejection !== null || entry.expiresAt === null) return "none";
+  if (!Number.isSafeInteger(entry.expiresAt)) return "none";
+  return isExpiredPermit(entry, now) ? "due" : "arm";
+}
+
+/**
+ * The message id of the revocation record an expiry causes: the entry's decision and key, so a
+ * timer handled again records it once, and it never collides with the record a rules revision
+ * made for the same entry at the same revision.
+ */
+export function expiryRecordId(revision: number, entry: ActiveDecisionV1): string {
+  return `${revision}:${activeEntryKey(entry)}:expired:${entry.decisionId}`;
+}
+
+/** What the expiry timers need from the revocation fan-out they belong to. */
+export interface ExpiryTimerDeps {
+  readonly nc: NatsConnection;
+  readonly names: ResourceNames;
+  /** The active index, once the fan-out has it open (throws before). */
+  index(): ActiveIndex;
+  /** The worker's rules as they are now. */
+  readonly rules: { readonly ruleset: RulesetState };
+  /** The fan-out's one path for changed entries: records, overrides, index updates. */
+  revoke(
+    changed: readonly Reevaluation[],
+    revision: number,
+    recordId: (c: Reevaluation) => string,
+  ): Promise<void>;
+  readonly clock: () => Date;
+  readonly log: Logger;
+}
+
+/** Counters of {@link ExpiryTimers}. */
+export interface ExpiryTimerStats {
+  /** Timers this worker stored (a timer already pending is not stored again). */
+  readonly armed: number;
+  /** Timers not stored because the expiries stream is missing. */
+  readonly unarmed: number;
+  /** Timers that came due here and were handled (the index scanned for expired permits). */
+  readonly fired: number;
+  /** Overrides sent because claims expired. */
+  readonly overrides: number;
+  /** Messages of the expiries stream that are not timers, dropped. */
+  readonly refused: number;
+}
+
+/**
+ * Claims that expire revoke themselves: each distinct expiry of a permitted cached decision is a
+ * timer on the NATS server (a message of the expiries stream), held by one worker at a time
+ * through the shared consumer and NAKed with a delay until it is due, so a worker that dies holding
+ * it hands it on. When due, every permitted entry whose claims have expired is evaluated again at
+ * that moment, and each one whose outcome changes is revoked through the fan-out's revoke path.
+ */
+export class ExpiryTimers {
+  readonly #deps: ExpiryTimerDeps;
+  readonly #arm: (expiresAt: number) => Promise<ArmOutcome>;
+  readonly #unarmed: RateLimitedWarning;
+  #feed: DurableFeed | undefined;
+  #supervisor: Promise<void> = Promise.resolve();
+  #stopped = false;
+  /** Interrupts the supervisor's wait (set while it waits). */
+  #wake: () => void = () => {};
+  #stats = { armed: 0, unarmed: 0, fired: 0, overrides: 0, refused: 0 };
+
+  constructor(deps: ExpiryTimerDeps) {
+    this.#deps = deps;
+    this.#arm = expiryTimerArmer(deps.nc, deps.names);
+    this.#unarmed = new RateLimitedWarning(
+      deps.log,
+      `no ${deps.names.expiriesStream} stream: expiring claims are not re-evaluated when they expire until an admin's store (\`arbiter rules apply\`) makes it`,
+      "unarmed",
+    );
+  }
+
+  /** A snapshot of the counters. */
+  get stats(): ExpiryTimerStats {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Binds to the shared consumer in the background; while it cannot (missing, JetStream away) it
+   * logs and tries again, every 250 ms doubling up to 5 s, and a feed that ends is opened again.
+   * Never throws.
+   */
+  start(): void {
+    this.#supervisor = this.#supervise();
+  }
+
+  /** Stops taking timers; one being handled gives up (and goes to another worker) or finishes. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wake();
+    await this.#supervisor;
+    await this.#feed?.stop();
+    this.#unarmed.flush();
+  }
+
+  async #supervise(): Promise<void> {
+    const { nc, names, log } = this.#deps;
+    let pause = 250;
+    while (!this.#stopped) {
+      try {
+        this.#feed ??= await openDurableFeed(
+          nc,
+          { stream: names.expiriesStream, consumer: names.expiriesConsumer },
+          (m) => this.#handle(m),
+        );
+        pause = 250;
+        if (this.#stopped) return;
+        const feed = this.#feed;
+        const ended = await Promise.race([
+          feed.ended,
+          new Promise<"woken">((resolve) => {
+            this.#wake = () => resolve("woken");
+          }),
+        ]);
+        if (ended === "woken" || this.#stopped) return;
+        log.warn({ err: ended }, "the expiry timers' feed ended; opening it again");
+        this.#feed = undefined;
+      } catch (err) {
+        if (this.#stopped) return;
+        log.warn({ err, retryInMs: pause }, "the expiry timers cannot open their feed yet; trying again");
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, pause);
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        pause = Math.min(pause * 2, 5000);
+      }
+    }
+  }
+
+  /**
+   * Arms the timer of `expiresAt` (nothing when it is pending already). Without the expiries stream
+   * it counts and warns instead, so that the index does not stop for it. Throws StoreUnavailableError.
+   */
+  async arm(expiresAt: number): Promise<void> {
+    const outcome = await this.#arm(expiresAt);
+    if (outcome === "armed") this.#stats.armed++;
+    if (outcome === "missing") {
+      this.#stats.unarmed++;
+      this.#unarmed.count();
+    }
+  }
+
+  async #handle(m: FeedMessage): Promise<void> {
+    const { log } = this.#deps;
+    const timer = parseExpiryTimer(this.#deps.names, m.subject, m.data);
+    if (timer === null) {
+      this.#stats.refused++;
+      log.warn({ seq: m.seq }, "a message of the expiries stream is not an expiry timer; dropped");
+      return;
+    }
+    const wait = expiryWaitMs(timer.expiresAt, this.#deps.clock().getTime());
+    if (wait !== null) {
+      log.debug(
+        { expiresAt: timer.expiresAt, waitMs: wait, delivery: m.deliveries },
+        "holding an expiry timer until it is due",
+      );
+      m.later(wait);
+      return;
+    }
+    log.info({ expiresAt: timer.expiresAt, delivery: m.deliveries }, "an expiry timer is due");
+    await this.revokeExpired();
+    this.#stats.fired++;
+  }
+
+  /**
+   * Evaluates every permitted entry whose claims have expired again, now, under the rules this
+   * worker serves, and revokes those whose outcome changes. Whatever a timer says, only entries
+   * that really expired by this worker's clock are looked at.
+   */
+  async revokeExpired(): Promise<void> {
+    const { rules, log } = this.#deps;
+    const ruleset = rules.ruleset;
+    const now = this.#deps.clock();
+    const revision = ruleset.revision;
+    let changed: Reevaluation[] = [];
+    let total = 0;
+    const flush = async () => {
+      await this.#deps.revoke(changed, revision, (c) => expiryRecordId(revision, c.entry));
+      this.#stats.overrides += changed.length;
+      total += changed.length;
+      changed = [];
+    };
+    for await (const entry of this.#deps.index().entries()) {
+      if (this.#feed?.stopping) throw new Error("the worker is stopping");
+      if (!isExpiredPermit(entry, now)) continue;
+      const again = reevaluate(entry, ruleset, now);
+      if (!again?.changed) continue;
+      changed.push(again);
+      if (changed.length === CHUNK) await flush();
+    }
+    if (changed.length > 0) await flush();
+    if (total > 0) log.info({ revision, overrides: total }, "cached decisions whose claims expired revoked");
+  }
+}

@@ -1,0 +1,227 @@
+import { readFileSync } from "node:fs";
+import { WORKER_REPLY_PREFIXES } from "@arbiter/embedded-nats";
+import type { HostPolicyClient } from "@arbiter/host";
+import { type ClaimsV1, DecisionV1, PolicyOverrideV1, resourceNames } from "@arbiter/protocol";
+import {
+  type ArbiterStore,
+  createRulesAdmin,
+  expiryTimerSubject,
+  openJetStreamRevocationLog,
+  openJetStreamStore,
+  type RulesAdmin,
+} from "@arbiter/store";
+import { createSigner, generateKey } from "@arbiter/trust";
+import { createWorker, type Worker } from "@arbiter/worker";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { enrolledWorkerSeed } from "./support/arbiter.js";
+import { applyRules, componentBody, defaultRules, startHost, untilIndexCaughtUp } from "./support/fanout.js";
+import { TEST_PASSWORDS } from "./support/permission-attacks.js";
+
+// Claims that expire revoke themselves, under the shipped permissions: two workers share the
+// expiry timers (messages of ARBITER_EXPIRIES held through the admin-made consumer), hosts are
+// reference host clients in the LATTICE account, no rules change happens.
+
+const ACCOUNTS = readFileSync(new URL("../deploy/nats/accounts.conf", import.meta.url), "utf8");
+const names = resourceNames();
+const EXPIRED = "component claims have expired";
+const RULES = defaultRules("allow", [
+  { id: "no-expired-claims", effect: "deny", when: "claims != null && claims.expired", message: EXPIRED },
+  { id: "never", effect: "deny", when: 'subject.id == "never"', message: "never this one" },
+]);
+
+let server: NatsServerProcess;
+let adminNc: NatsConnection;
+let workerNc: NatsConnection;
+let store: ArbiterStore;
+let admin: RulesAdmin;
+let revision: number;
+const connections: NatsConnection[] = [];
+const workers: Worker[] = [];
+const hosts: HostPolicyClient[] = [];
+/** Every override heard on the changes topic by a host's connection. */
+const heard: PolicyOverrideV1[] = [];
+
+const connectAs = async (role: "admin" | "worker" | "host") => {
+  const nc = await connectTo(server.url, {
+    user: role === "host" ? "wasmcloud-host" : `arbiter-${role}`,
+    pass: TEST_PASSWORDS[
+      role === "host" ? "WASMCLOUD_HOST_PASSWORD" : `ARBITER_${role.toUpperCase()}_PASSWORD`
+    ],
+    ...(role === "host" ? {} : { inboxPrefix: `_INBOX_arbiter_${role}` }),
+  });
+  connections.push(nc);
+  return nc;
+};
+
+const host = async (publicKey?: string) => {
+  const client = await startHost(await connectAs("host"), {}, publicKey);
+  hosts.push(client);
+  return client;
+};
+
+/** Claims expiring `inSeconds` from now (whole seconds, as a host reports them). */
+const claimsExpiring = (inSeconds: number | null): ClaimsV1 => ({
+  publicKey: generateKey("M").publicKey,
+  issuer: generateKey("A").publicKey,
+  issuedAt: String(Math.floor(Date.now() / 1000) - 60),
+  expiresAt: inSeconds === null ? null : Math.floor(Date.now() / 1000) + inSeconds,
+  expired: false,
+});
+
+const signed = (name: string, claims: ClaimsV1) => ({ ...componentBody(name), claims });
+
+/** The timers stored now for `expiresAt`. */
+const timersFor = async (expiresAt: number) => {
+  const jsm = await jetstreamManager(adminNc);
+  const subject = expiryTimerSubject(names, expiresAt);
+  const info = await jsm.streams.info(names.expiriesStream, { subjects_filter: subject });
+  return info.state.subjects?.[subject] ?? 0;
+};
+
+const rulesRevision = async () =>
+  (await (await jetstreamManager(adminNc)).streams.info(names.rulesStream)).state.last_seq;
+
+beforeAll(async () => {
+  server = await startNatsServer({ extraConfig: ACCOUNTS, env: { ...TEST_PASSWORDS } });
+  adminNc = await connectAs("admin");
+  store = await openJetStreamStore(adminNc);
+  const signer = createSigner(generateKey("O").seed);
+  admin = createRulesAdmin({ store, signer });
+  revision = await applyRules(admin, RULES);
+  for (const name of ["w1", "w2"]) {
+    const seed = await enrolledWorkerSeed(admin, name);
+    workerNc = await connectAs("worker");
+    const worker = createWorker({
+      nc: workerNc,
+      logger: pino({ level: "silent" }),
+      config: {
+        id: name,
+        adminKeys: [signer.publicKey],
+        workerSeed: seed,
+        inboxPrefixes: [...WORKER_REPLY_PREFIXES],
+      },
+    });
+    await worker.start();
+    workers.push(worker);
+  }
+  revision = await rulesRevision();
+  const listenNc = await connectAs("host");
+  listenNc.subscribe("wasmcloud.policy.changes", {
+    callback: (_e, m) => {
+      heard.push(PolicyOverrideV1.parse(m.json()));
+    },
+  });
+  await listenNc.flush();
+}, 60_000);
+
+afterAll(async () => {
+  for (const client of hosts) await client.stop();
+  for (const worker of workers) await worker.stop();
+  await store?.close();
+  for (const c of connections) await c.close();
+  await server?.stop();
+});
+
+describe("claims that expire revoke themselves", () => {
+  it("overrides each permit whose claims expire, with its own request id, once, with no rules change; one timer per expiry", async () => {
+    const claims = claimsExpiring(8);
+    const expiresAt = claims.expiresAt!;
+    const dKey = generateKey("N").publicKey;
+    const [a, b, c, d] = [await host(), await host(), await host(), await host(dKey)];
+    expect((await a!.evaluateStartComponent(signed("a1", claims))).permitted).toBe(true);
+    expect((await b!.evaluateStartComponent(signed("b1", claims))).permitted).toBe(true);
+    // Not permitted: nothing to revoke.
+    expect((await c!.evaluateStartComponent(signed("never", claims))).permitted).toBe(false);
+    // Replaced by a newer request for the same key (the host restarted), with claims that do not expire.
+    expect((await d!.evaluateStartComponent(signed("d1", claims))).permitted).toBe(true);
+    const restarted = await host(dKey);
+    expect(
+      (await restarted.evaluateStartComponent(signed("d1", { ...claims, expiresAt: null }))).permitted,
+    ).toBe(true);
+    await untilIndexCaughtUp(adminNc);
+    // Three permits and a denial with that expiry, one timer (looked at before it is due).
+    expect(Date.now()).toBeLessThan(expiresAt * 1000);
+    expect(await timersFor(expiresAt)).toBe(1);
+    const heardBefore = heard.length;
+    await until(
+      () =>
+        [a!, b!].every((client) =>
+          [...client.cacheEntries().values()].every((e) => !e.permitted && e.message === EXPIRED),
+        ),
+      { name: "both expiring permits overridden", timeout: 30_000, interval: 50 },
+    );
+    await until(async () => (await timersFor(expiresAt)) === 0, {
+      name: "the timer handled",
+      timeout: 10_000,
+    });
+    const overrides = heard.slice(heardBefore);
+    const ids = (client: HostPolicyClient) => client.sentRequestIds();
+    expect(overrides.map((o) => o.requestId).sort()).toEqual([...ids(a!), ...ids(b!)].sort());
+    for (const override of overrides) {
+      expect(override).toMatchObject({ permitted: false, message: EXPIRED });
+      expect(override.request_id).toBe(override.requestId);
+    }
+    expect([...c!.cacheEntries().values()]).toMatchObject([{ permitted: false, message: "never this one" }]);
+    expect([...restarted.cacheEntries().values()]).toMatchObject([{ permitted: true }]);
+    expect(await rulesRevision()).toBe(revision);
+    // Recorded as every override is: a revocation and a signed re-evaluation decided after the expiry.
+    const revocations = [];
+    for await (const r of openJetStreamRevocationLog(adminNc).read()) revocations.push(r.record);
+    const expiredRecords = revocations.filter((r) => r.to.message === EXPIRED);
+    expect(expiredRecords.map((r) => r.requestId).sort()).toEqual([...ids(a!), ...ids(b!)].sort());
+    for (const r of expiredRecords) expect(r).toMatchObject({ from: { permitted: true }, revision });
+    const reevaluations = [];
+    for await (const stored of store.decisions.read()) {
+      const decision = DecisionV1.parse(JSON.parse(stored.text));
+      if (decision.cause === "reevaluation") reevaluations.push(decision);
+    }
+    expect(reevaluations.map((r) => r.requestId).sort()).toEqual([...ids(a!), ...ids(b!)].sort());
+    for (const r of reevaluations) {
+      expect(r).toMatchObject({
+        permitted: false,
+        message: EXPIRED,
+        decidingRule: "no-expired-claims",
+        revision,
+      });
+      expect(Date.parse(r.evaluatedAt)).toBeGreaterThanOrEqual(expiresAt * 1000);
+    }
+  }, 60_000);
+
+  it("refuses a host's timer; a timer forged with a worker's credential only makes workers look, and revokes nothing early", async () => {
+    const claims = claimsExpiring(3600);
+    const expiresAt = claims.expiresAt!;
+    const client = await host();
+    expect((await client.evaluateStartComponent(signed("late", claims))).permitted).toBe(true);
+    await untilIndexCaughtUp(adminNc);
+    expect(await timersFor(expiresAt)).toBe(1);
+    // A host may not publish under Arbiter's prefix at all.
+    const hostJs = jetstream(await connectAs("host"), { timeout: 1000 });
+    const past = Math.floor(Date.now() / 1000) - 10;
+    await expect(
+      hostJs.publish(expiryTimerSubject(names, past), JSON.stringify({ expiresAt: past })),
+    ).rejects.toThrow();
+    expect(await timersFor(past)).toBe(0);
+    // A stolen worker credential: a second timer for a pending expiry is refused by the stream
+    // (one per expiry); a due one for the past is handled, garbage and a timer under another
+    // expiry's subject are dropped, and none changes anything: the permit expires when its claims do.
+    const js = jetstream(workerNc, { timeout: 2000 });
+    await expect(
+      js.publish(expiryTimerSubject(names, expiresAt), JSON.stringify({ expiresAt: past })),
+    ).rejects.toThrow(/maximum messages per subject/);
+    await js.publish(expiryTimerSubject(names, past), JSON.stringify({ expiresAt: past }));
+    await js.publish(expiryTimerSubject(names, past + 1), "not a timer");
+    await js.publish(expiryTimerSubject(names, past + 2), JSON.stringify({ expiresAt: expiresAt }));
+    const heardBefore = heard.length;
+    await until(
+      async () => (await timersFor(past)) + (await timersFor(past + 1)) + (await timersFor(past + 2)) === 0,
+      { name: "the forged timers handled or dropped", timeout: 10_000 },
+    );
+    expect(heard.slice(heardBefore)).toEqual([]);
+    expect([...client.cacheEntries().values()]).toMatchObject([{ permitted: true }]);
+    expect(await timersFor(expiresAt)).toBe(1);
+  }, 60_000);
+});
