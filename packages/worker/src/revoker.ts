@@ -24,8 +24,8 @@ import {
   revocationFor,
 } from "./active-projection.js";
 import { type DecidingWorker, decisionRecord, encodeDecisionRecord } from "./decide.js";
-import { isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
 import { ExpiryTimers, expiryRecordId, expiryStep } from "./expiry-timers.js";
+import { isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
 
 /** Longest wait for this worker's own rules to reach a revision it was handed to re-evaluate. */
 const RULES_WAIT_MS = 100_000;
