@@ -6,6 +6,13 @@ export {
   openJetStreamActiveIndex,
 } from "./active-index.js";
 export type {
+  DecisionBounds,
+  TrailFailure,
+  TrailReport,
+  TrailVerifierOptions,
+} from "./audit-trail.js";
+export { TrailVerifier } from "./audit-trail.js";
+export type {
   ArbiterStore,
   DecisionBatch,
   DecisionFilter,
@@ -57,5 +64,16 @@ export type {
   RulesAdminOptions,
 } from "./rules-admin.js";
 export { createRulesAdmin, newDeploymentId } from "./rules-admin.js";
+export type { TrailExportLine } from "./trail-export.js";
+export {
+  decisionLine,
+  parseTrailLine,
+  ruleEventLine,
+  TRAIL_EXPORT_FORMAT,
+  TrailExportHeader,
+  trailHeaderLine,
+} from "./trail-export.js";
+export type { TrailMessage, TrailSource, TrailStreamBounds } from "./trail-read.js";
+export { openTrailSource } from "./trail-read.js";
 export type { DecisionBatchVerification, DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
 export { verifyDecision, verifyDecisionBatch } from "./verify-decision.js";
