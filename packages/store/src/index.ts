@@ -45,7 +45,8 @@ export {
   RuleConflictError,
   StoreUnavailableError,
 } from "./errors.js";
-export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
+export type { RetentionChange } from "./jetstream-store.js";
+export { DecisionsRetention, JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
 export { createMemoryStore } from "./memory-store.js";
 export type { ReplayGuard } from "./replay-guard.js";
 export {
