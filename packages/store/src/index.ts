@@ -69,6 +69,7 @@ export type { TrailExportLine } from "./trail-export.js";
 export {
   decisionLine,
   parseTrailLine,
+  retentionLine,
   ruleEventLine,
   TRAIL_EXPORT_FORMAT,
   TrailExportHeader,

@@ -60,7 +60,18 @@ export type TrailExportLine =
       readonly time: Date;
       readonly text: string;
     }
+  | { readonly kind: "retention"; readonly stream: string; readonly retainedFrom: number }
   | { readonly kind: "invalid"; readonly reason: string };
+
+const RetentionLine = z.object({ stream: StreamName, retainedFrom: z.number().int().positive() });
+
+/**
+ * The last line of an export whose stream aged records out while it was written: its first
+ * sequence then, so the records between the header's and it are past retention, not missing.
+ */
+export function retentionLine(stream: string, retainedFrom: number): string {
+  return JSON.stringify({ stream, retainedFrom });
+}
 
 /** The export's first line. */
 export function trailHeaderLine(header: TrailExportHeader): string {
@@ -98,6 +109,12 @@ export function parseTrailLine(line: string): TrailExportLine {
     return header.success
       ? { kind: "header", header: header.data }
       : { kind: "invalid", reason: `not an export header (${TRAIL_EXPORT_FORMAT})` };
+  }
+  if ("retainedFrom" in value) {
+    const retention = RetentionLine.safeParse(value);
+    return retention.success
+      ? { kind: "retention", ...retention.data }
+      : { kind: "invalid", reason: "not a retention line" };
   }
   if ("record" in value) {
     const envelope = DecisionLineEnvelope.safeParse(value);

@@ -8,6 +8,7 @@ import {
   decisionLine,
   openTrailSource,
   parseTrailLine,
+  retentionLine,
   ruleEventLine,
   TRAIL_EXPORT_FORMAT,
   type TrailExportHeader,
@@ -175,9 +176,13 @@ async function verifyFile(flags: VerifyFlags, file: string, configured: string[]
     configured,
   });
   let headers = 0;
+  let retainedFrom = header.decisions.firstSeq;
   for await (const { n, line } of fileLines(file)) {
     const parsed = parseTrailLine(line);
-    if (parsed.kind === "header") {
+    if (parsed.kind === "retention") {
+      if (parsed.stream === header.decisions.name) retainedFrom = Math.max(retainedFrom, parsed.retainedFrom);
+      else invalid.push({ n, reason: `a retention line of ${parsed.stream}` });
+    } else if (parsed.kind === "header") {
       if (++headers > 1) invalid.push({ n, reason: "a second header" });
     } else if (parsed.kind === "invalid") invalid.push({ n, reason: parsed.reason });
     else if (parsed.kind === "rule") {
@@ -190,9 +195,9 @@ async function verifyFile(flags: VerifyFlags, file: string, configured: string[]
   }
   const windowed = { since: window.since ?? header.since, until: window.until ?? header.until };
   verifier.startDecisions({
-    firstSeq: windowed.since ? null : header.decisions.firstSeq,
+    firstSeq: windowed.since ? null : retainedFrom,
     lastSeq: windowed.until ? null : header.decisions.lastSeq,
-    retainedFrom: header.decisions.firstSeq,
+    retainedFrom,
   });
   for await (const { line } of fileLines(file)) {
     const parsed = parseTrailLine(line);
@@ -311,6 +316,7 @@ export function addExportCommand(decisions: Command): void {
       let out: Writable = process.stdout;
       const counts = { rules: 0, messages: 0, decisions: 0 };
       let header: TrailExportHeader;
+      let retainedFrom = 0;
       try {
         reportServer(flags, nc);
         await (await openExistingStore(nc, flags)).close();
@@ -350,6 +356,12 @@ export function addExportCommand(decisions: Command): void {
             await writeLine(out, decisionLine(bounds.decisions.name, m.seq, index, m.time, text));
           }
         }
+        // Records that aged out while the export ran are past retention, which the last line says.
+        const after = (await source.bounds()).decisions.firstSeq;
+        if (after > bounds.decisions.firstSeq) {
+          retainedFrom = after;
+          await writeLine(out, retentionLine(bounds.decisions.name, after));
+        }
       } finally {
         await nc.close();
         if (out !== process.stdout) {
@@ -368,8 +380,10 @@ export function addExportCommand(decisions: Command): void {
           firstSeq: header.decisions.firstSeq,
           lastSeq: header.decisions.lastSeq,
         },
-        ...(header.decisions.firstSeq > 1
-          ? { retention: `records before seq ${header.decisions.firstSeq} are past retention` }
+        ...(Math.max(retainedFrom, header.decisions.firstSeq) > 1
+          ? {
+              retention: `records before seq ${Math.max(retainedFrom, header.decisions.firstSeq)} are past retention`,
+            }
           : {}),
       };
       const text = flags.json
