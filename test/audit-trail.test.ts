@@ -100,6 +100,26 @@ describe("audit verify and decisions export", () => {
     expect(JSON.parse(offline.stdout)).toMatchObject({ valid: true, source: "file", failures: [] });
   });
 
+  it("fails a line of an export that is no record, and refuses a file that is no export", async () => {
+    const file = join(dir, "garbage.jsonl");
+    expect((await runArbiter(["decisions", "export", "--output", file], env)).code).toBe(0);
+    const lines = readFileSync(file, "utf8").trim().split("\n");
+    writeFileSync(file, `${[...lines, "not json"].join("\n")}\n`);
+    const { code, report } = await verify(["--file", file]);
+    expect(code).toBe(1);
+    expect(report.failures).toEqual([
+      { line: lines.length + 1, reason: `line ${lines.length + 1} of the file: not a JSON object` },
+    ]);
+    const other = join(dir, "other.jsonl");
+    writeFileSync(other, '{"some":"log"}\n');
+    const refused = await runArbiter(["audit", "verify", "--file", other], env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`--file ${other}: line 1 is not the header of an Arbiter export`);
+    const missing = await runArbiter(["audit", "verify", "--file", join(dir, "none.jsonl")], env);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--file .*none\.jsonl: ENOENT/);
+  });
+
   it("checks a window of decisions (--since, --until), in the streams and in its export", async () => {
     const since = await verify(["--since", between.toISOString()]);
     expect(since.code, since.stderr).toBe(0);

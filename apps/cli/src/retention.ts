@@ -72,7 +72,7 @@ function parseBytes(value: string, source: string): number {
   return bytes;
 }
 
-/** A limit as text: "none", or the age or size. */
+/** The limits as text: each its value, or "no …" when there is none. */
 function describeLimits(limits: Required<DecisionsRetention>): string {
   const age = limits.maxAgeMs === 0 ? "no max age" : `max age ${limits.maxAgeMs / 1000}s`;
   const bytes = limits.maxBytes === 0 ? "no max bytes" : `max bytes ${limits.maxBytes}`;
@@ -84,5 +84,6 @@ export function describeRetentionChange(stream: string, change: RetentionChange 
   if (!change) return null;
   const { before, after } = change;
   if (before.maxAgeMs === after.maxAgeMs && before.maxBytes === after.maxBytes) return null;
-  return `the retention of ${stream} changed from ${describeLimits(before)} to ${describeLimits(after)}: older decisions age out`;
+  const limited = after.maxAgeMs > 0 || after.maxBytes > 0;
+  return `the retention of ${stream} changed from ${describeLimits(before)} to ${describeLimits(after)}${limited ? ": the oldest decisions age out past them" : ""}`;
 }

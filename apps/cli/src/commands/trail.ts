@@ -145,17 +145,32 @@ async function* fileLines(file: string): AsyncIterable<{ n: number; line: string
   });
   await opened;
   let n = 0;
-  for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
+  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<string>;
+    try {
+      next = await lines.next();
+    } catch (err) {
+      input.destroy();
+      throw new ArbiterError(ErrorCode.InvalidConfig, `--file ${file}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    if (next.done) return;
     n++;
-    if (line.trim() !== "") yield { n, line };
+    if (next.value.trim() !== "") yield { n, line: next.value };
   }
 }
+
+/** The most unreadable lines of a file listed one by one; the count covers them all. */
+const MAX_LISTED_LINES = 100;
 
 /** Verifies an export file, with no NATS: the rules lines first, then the decision lines. */
 async function verifyFile(flags: VerifyFlags, file: string, configured: string[]) {
   const window = windowOf(flags);
   let header: TrailExportHeader | null = null;
   const invalid: { n: number; reason: string }[] = [];
+  let invalidCount = 0;
   for await (const { n, line } of fileLines(file)) {
     const parsed = parseTrailLine(line);
     if (parsed.kind === "header") {
@@ -177,20 +192,23 @@ async function verifyFile(flags: VerifyFlags, file: string, configured: string[]
   });
   let headers = 0;
   let retainedFrom = header.decisions.firstSeq;
+  const invalidLine = (n: number, reason: string) => {
+    invalidCount++;
+    if (invalid.length < MAX_LISTED_LINES) invalid.push({ n, reason });
+  };
   for await (const { n, line } of fileLines(file)) {
     const parsed = parseTrailLine(line);
     if (parsed.kind === "retention") {
       if (parsed.stream === header.decisions.name) retainedFrom = Math.max(retainedFrom, parsed.retainedFrom);
-      else invalid.push({ n, reason: `a retention line of ${parsed.stream}` });
+      else invalidLine(n, `a retention line of ${parsed.stream}`);
     } else if (parsed.kind === "header") {
-      if (++headers > 1) invalid.push({ n, reason: "a second header" });
-    } else if (parsed.kind === "invalid") invalid.push({ n, reason: parsed.reason });
+      if (++headers > 1) invalidLine(n, "a second header");
+    } else if (parsed.kind === "invalid") invalidLine(n, parsed.reason);
     else if (parsed.kind === "rule") {
-      if (parsed.stream !== header.rules.name)
-        invalid.push({ n, reason: `a rule event of ${parsed.stream}` });
+      if (parsed.stream !== header.rules.name) invalidLine(n, `a rule event of ${parsed.stream}`);
       else verifier.ruleEvent(parsed.seq, parsed.text);
     } else if (parsed.stream !== header.decisions.name) {
-      invalid.push({ n, reason: `a decision of ${parsed.stream}` });
+      invalidLine(n, `a decision of ${parsed.stream}`);
     }
   }
   const windowed = { since: window.since ?? header.since, until: window.until ?? header.until };
@@ -206,7 +224,7 @@ async function verifyFile(flags: VerifyFlags, file: string, configured: string[]
     if (window.until && parsed.time > window.until) continue;
     verifier.decision(parsed.seq, parsed.index, parsed.text);
   }
-  return { file, invalid, rulesStream: header.rules.name, report: verifier.report() };
+  return { file, invalid, invalidCount, rulesStream: header.rules.name, report: verifier.report() };
 }
 
 /** One failure as a line of the text report. */
@@ -239,12 +257,10 @@ export function addVerifyCommand(audit: Command, options: (command: Command) => 
       : { source: "nats" as const, ...(await verifyStreams(flags, configured)) };
     const { report } = checked;
     const invalid = "invalid" in checked ? checked.invalid : [];
+    const invalidCount = "invalidCount" in checked ? checked.invalidCount : 0;
     const snapshotProblem = "snapshotProblem" in checked ? checked.snapshotProblem : null;
-    const valid = report.valid && invalid.length === 0 && snapshotProblem === null;
-    const fileFailures = invalid.map((l) => ({
-      line: l.n,
-      reason: `line ${l.n} of the file is ${l.reason}, not a record of the export`,
-    }));
+    const valid = report.valid && invalidCount === 0 && snapshotProblem === null;
+    const fileFailures = invalid.map((l) => ({ line: l.n, reason: `line ${l.n} of the file: ${l.reason}` }));
     const failures = [...fileFailures, ...report.failures];
     const output = {
       source: checked.source,
@@ -255,7 +271,7 @@ export function addVerifyCommand(audit: Command, options: (command: Command) => 
       decisions: report.decisions,
       retention: report.retention,
       failures,
-      failureCount: report.failureCount + invalid.length,
+      failureCount: report.failureCount + invalidCount,
       valid,
     };
     emit(flags.json === true, output, () => {
