@@ -254,6 +254,11 @@ describe("verifying the audit trail", () => {
     ]);
   });
 
+  it("names an unsigned line by the decision id it claims", () => {
+    const r = audit([[1, [JSON.stringify(record("unsigned", 3))]]]);
+    expect(brief(r)).toEqual([[streams.decisions, 1, 0, "unsigned", "not a sealed decision record"]]);
+  });
+
   it("lists at most maxListed failures and counts them all", () => {
     const v = new TrailVerifier({ streams, adminKeys: [admin.publicKey], maxListed: 2 });
     v.startDecisions(whole);

@@ -236,7 +236,7 @@ export class TrailVerifier {
       stream,
       seq,
       index,
-      decisionId: record?.decisionId ?? null,
+      decisionId: record?.decisionId ?? claimedId(text),
       worker: record?.worker.publicKey ?? null,
       revision: record?.revision ?? null,
     };
@@ -399,6 +399,13 @@ export class TrailVerifier {
       valid: this.#failureCount === 0 && broken === null,
     };
   }
+}
+
+/** The `decisionId` a text that is no decision record claims, to name it by; null when none. */
+function claimedId(text: string): string | null {
+  const value = parseJsonOrNull(text);
+  if (typeof value !== "object" || value === null || !("decisionId" in value)) return null;
+  return typeof value.decisionId === "string" ? value.decisionId : null;
 }
 
 /** The record a text holds, for naming it when it does not verify; null when it is none. */
