@@ -281,11 +281,11 @@ export function addVerifyCommand(audit: Command, options: (command: Command) => 
       const lines = [
         `rules: ${report.rules.events} events of deployment ${report.deployment ?? "(none)"}, ${report.rules.applied} applied, ${report.rules.rejected} skipped, ${report.rules.failed} FAILED`,
         report.rules.broken
-          ? `  the chain BREAKS at revision ${report.rules.broken.revision}: ${report.rules.broken.reason}${report.rules.afterBreak > 0 ? ` (${report.rules.afterBreak} events after it not applied)` : ""}`
+          ? `  the chain BREAKS at revision ${report.rules.broken.revision}${ofRules.some((f) => f.seq === report.rules.broken?.revision) ? "" : `: ${report.rules.broken.reason}`}${report.rules.afterBreak > 0 ? ` (${report.rules.afterBreak} events after it not applied)` : ""}`
           : "  the chain is whole",
         ...(snapshotProblem ? [`  the snapshot does not match: ${snapshotProblem}`] : []),
         ...ofRules.map((f) => failureLine(f, checked.rulesStream)),
-        `decisions${d.firstSeq === null ? "" : ` (${d.messages} messages, seq ${d.firstSeq}–${d.lastSeq})`}: ${d.checked} checked, ${d.verified} verified, ${d.failed} FAILED`,
+        `decisions${d.firstSeq === null ? "" : ` (${d.messages} messages, seq ${d.firstSeq}–${d.lastSeq})`}: ${d.checked} checked, ${d.verified} verified, ${d.failed} FAILED${d.missing > 0 ? `, ${d.missing} MISSING` : ""}`,
         ...fileFailures.map((f) => `  ${f.reason}`),
         ...ofDecisions.map((f) => failureLine(f, checked.rulesStream)),
         ...(output.failureCount > failures.length
