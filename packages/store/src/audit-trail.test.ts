@@ -254,6 +254,16 @@ describe("verifying the audit trail", () => {
     ]);
   });
 
+  it("checks a batch's signature once, and still every record's proof against it", () => {
+    const [a, b, c] = message([record("a", 3), record("b", 3), record("c", 3)]);
+    const altered = b!.replace('"permitted":true', '"permitted":false');
+    const r = audit([[1, [a!, altered, c!]]]);
+    expect(r.decisions).toMatchObject({ checked: 3, verified: 2, failed: 1 });
+    expect(brief(r)).toEqual([
+      [streams.decisions, 1, 1, "b", `the batch signature by ${worker.publicKey} does not verify`],
+    ]);
+  });
+
   it("names an unsigned line by the decision id it claims", () => {
     const r = audit([[1, [JSON.stringify(record("unsigned", 3))]]]);
     expect(brief(r)).toEqual([[streams.decisions, 1, 0, "unsigned", "not a sealed decision record"]]);

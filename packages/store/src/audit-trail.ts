@@ -1,6 +1,6 @@
 import { DecisionV1, RuleEventV1 } from "@arbiter/protocol";
 import { evolveRuleset, initialRulesetState, type RulesetState, type RulesetTrust } from "@arbiter/rules";
-import { verifySignedJson } from "@arbiter/trust";
+import { sealedSignedMessage, verifySignature, verifySignedJson } from "@arbiter/trust";
 import { parseJsonOrNull } from "./text.js";
 import { verifyDecision } from "./verify-decision.js";
 
@@ -221,16 +221,36 @@ export class TrailVerifier {
     return this.#state;
   }
 
+  /** The last batch signature checked: the records of one batch sign the same root. */
+  #seal: { key: string; message: string; signature: string; valid: boolean } | null = null;
+
+  /** `verifySealedJson`, checking a batch's signature once for all of its records. */
+  readonly #checkSeal = (text: string, key: string): boolean => {
+    const signed = sealedSignedMessage(text);
+    if (signed === null) return false;
+    const last = this.#seal;
+    if (last && last.key === key && last.message === signed.message && last.signature === signed.signature) {
+      return last.valid;
+    }
+    const valid = verifySignature(key, signed.message, signed.signature);
+    this.#seal = { key, ...signed, valid };
+    return valid;
+  };
+
   /** Checks the decision record at `index` of the message stored at `seq`, with its sealed text. */
   decision(seq: number, index: number, text: string): void {
     const bounds = this.#bounds;
     if (bounds === null) throw new TypeError("call startDecisions before the first decision");
     const stream = this.#options.streams.decisions;
-    const result = verifyDecision(text, {
-      deployment: this.#state.deployment,
-      workers: this.#state.workers,
-      ...(this.#options.configured ? { configured: this.#options.configured } : {}),
-    });
+    const result = verifyDecision(
+      text,
+      {
+        deployment: this.#state.deployment,
+        workers: this.#state.workers,
+        ...(this.#options.configured ? { configured: this.#options.configured } : {}),
+      },
+      this.#checkSeal,
+    );
     const record = result.decision ?? recordOf(text);
     const named = {
       stream,
