@@ -1,7 +1,7 @@
 import type { UnsignedDecisionV1 } from "@arbiter/protocol";
 import { createSigner, generateKey, type Signer, signJson } from "@arbiter/trust";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type DecisionBounds, TrailVerifier } from "./audit-trail.js";
+import { createTrailVerifier, type DecisionBounds, type TrailVerifier } from "./audit-trail.js";
 import { sealedDecisionTexts, signDecisionBatch } from "./decision-batch.js";
 import { createMemoryStore } from "./memory-store.js";
 import { createRulesAdmin } from "./rules-admin.js";
@@ -62,7 +62,7 @@ function message(records: UnsignedDecisionV1[], signer: Signer = worker): string
 }
 
 function verifier(): TrailVerifier {
-  return new TrailVerifier({ streams, adminKeys: [admin.publicKey] });
+  return createTrailVerifier({ streams, adminKeys: [admin.publicKey] });
 }
 
 /** Feeds the rules, then the messages (seq → sealed texts, in the order given). */
@@ -270,7 +270,7 @@ describe("verifying the audit trail", () => {
   });
 
   it("lists at most maxListed failures and counts them all", () => {
-    const v = new TrailVerifier({ streams, adminKeys: [admin.publicKey], maxListed: 2 });
+    const v = createTrailVerifier({ streams, adminKeys: [admin.publicKey], maxListed: 2 });
     v.startDecisions(whole);
     for (let seq = 1; seq <= 5; seq++) v.decision(seq, 0, "{}");
     const r = v.report();

@@ -100,18 +100,39 @@ interface OpenMessage {
 /**
  * Checks the rules history and the decision log record by record, as they are read (from the
  * streams or from an export file), holding only the current message and the failures listed: feed
- * every rule event with {@link ruleEvent} in stream order, then call {@link startDecisions}, feed
- * every decision record with {@link decision} in stream order, and take the {@link report}.
- *
- * A rule event fails when it is not a rule event signed by an accepted admin key, when it is not in
- * its place in the chain (sequence order, `prev`, deployment), or after a break. A decision fails as
+ * every rule event with `ruleEvent` in stream order, then call `startDecisions`, feed every
+ * decision record with `decision` in stream order, and take the `report`.
+ */
+export interface TrailVerifier {
+  /** Checks the rule event stored at `seq` (its revision) with its exact text; throws TypeError after `startDecisions`. */
+  ruleEvent(seq: number, text: string): void;
+  /** Ends the rules and starts the decisions, with where their read starts and ends. */
+  startDecisions(bounds: DecisionBounds): void;
+  /** Checks the decision record at `index` of the message stored at `seq`, with its sealed text. */
+  decision(seq: number, index: number, text: string): void;
+  /** Moves the bounds once the read is over (records aged out while it ran are past retention). */
+  updateBounds(bounds: Partial<DecisionBounds>): void;
+  /** The folded rules so far (after `startDecisions`: the whole history). */
+  readonly state: RulesetState;
+  /** The report, once every record has been fed (later calls return the same). */
+  report(): TrailReport;
+}
+
+/**
+ * A {@link TrailVerifier}. A rule event fails when it is not a rule event signed by an accepted
+ * admin key, or when it is the first not in its place in the chain (sequence order, `prev`,
+ * deployment; the events after that break are counted, not failed one by one). A decision fails as
  * `verifyDecision` says, and when its message is out of order, its record out of its batch's order,
  * its revision before the one of the record before it in the same batch (a worker's rules only
  * advance while it fills a batch), or past the last revision of the rules. A sequence missing
  * between the first and the last message (a deleted message), or at the bounds given, fails; the
  * records before the stream's first sequence are past retention and do not.
  */
-export class TrailVerifier {
+export function createTrailVerifier(options: TrailVerifierOptions): TrailVerifier {
+  return new TrailChecker(options);
+}
+
+class TrailChecker implements TrailVerifier {
   readonly #options: TrailVerifierOptions;
   readonly #trust: RulesetTrust;
   readonly #maxListed: number;

@@ -9,9 +9,10 @@ export type {
   DecisionBounds,
   TrailFailure,
   TrailReport,
+  TrailVerifier,
   TrailVerifierOptions,
 } from "./audit-trail.js";
-export { TrailVerifier } from "./audit-trail.js";
+export { createTrailVerifier } from "./audit-trail.js";
 export type {
   ArbiterStore,
   DecisionBatch,

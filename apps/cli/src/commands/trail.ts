@@ -5,6 +5,7 @@ import type { Writable } from "node:stream";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import {
   createRulesAdmin,
+  createTrailVerifier,
   decisionLine,
   openTrailSource,
   parseTrailLine,
@@ -13,7 +14,6 @@ import {
   TRAIL_EXPORT_FORMAT,
   type TrailExportHeader,
   type TrailReport,
-  TrailVerifier,
   trailHeaderLine,
 } from "@arbiter/store";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -101,7 +101,7 @@ async function verifyStreams(flags: VerifyFlags, configured: string[]) {
     const admin = await adminKeysOn(nc, flags, store.names.statusSubject);
     const source = openTrailSource(nc, { prefix: resolvePrefix(flags) });
     const before = await source.bounds();
-    const verifier = new TrailVerifier({
+    const verifier = createTrailVerifier({
       streams: { rules: before.rules.name, decisions: before.decisions.name },
       adminKeys: admin.keys,
       configured,
@@ -185,7 +185,7 @@ async function verifyFile(flags: VerifyFlags, file: string, configured: string[]
   if (header === null) {
     throw new ArbiterError(ErrorCode.InvalidConfig, `--file ${file}: empty, not an Arbiter export`);
   }
-  const verifier = new TrailVerifier({
+  const verifier = createTrailVerifier({
     streams: { rules: header.rules.name, decisions: header.decisions.name },
     adminKeys: configuredAdminKeys(flags, `the export ${file} is read without NATS`),
     configured,
