@@ -115,6 +115,9 @@ describe("audit verify and decisions export", () => {
     const refused = await runArbiter(["audit", "verify", "--file", other], env);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(`--file ${other}: line 1 is not the header of an Arbiter export`);
+    const csv = await runArbiter(["decisions", "export", "--format", "csv"], env);
+    expect(csv.code).toBe(2);
+    expect(csv.stderr).toContain('--format "csv": the only export format is jsonl');
     const missing = await runArbiter(["audit", "verify", "--file", join(dir, "none.jsonl")], env);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/--file .*none\.jsonl: ENOENT/);
