@@ -92,15 +92,17 @@ describe("worker keys are enrolled", () => {
     const after = await audit(configured);
     expect(after.code).toBe(1);
     expect(after.report.valid).toBe(false);
-    expect(after.report.decisions).toEqual({
+    expect(after.report.decisions).toMatchObject({
       checked: before.report.decisions.checked + 1,
       verified: before.report.decisions.checked,
       failed: 1,
     });
     expect(after.report.failures).toEqual([
       {
+        stream: names.decisionsStream,
         seq: expect.any(Number),
         index: 0,
+        eventId: null,
         decisionId: "01FORGED0000000000000000000",
         worker: attacker.publicKey,
         revision: expect.any(Number),

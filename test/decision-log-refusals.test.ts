@@ -136,6 +136,34 @@ describe("a decision log that refuses what it is sent", () => {
     await store.close();
   });
 
+  it("an operator's decision stream made with discard: new and max_msgs: once full, the host gets no answer and the worker logs why", async () => {
+    const server = await startNatsServer();
+    const operator = await connectTo(server.url);
+    // Made before Arbiter's admin ran, as with `nats stream add`: the admin's store leaves it as it is.
+    await (await jetstreamManager(operator)).streams.add({
+      name: names.decisionsStream,
+      subjects: [names.decisionsSubjects],
+      storage: StorageType.File,
+      discard: DiscardPolicy.New,
+      max_msgs: 1,
+    });
+    await operator.close();
+    const setup = await setUp(server);
+    expect(await askPermitted(setup.nc, "before", 1)).toEqual(["before-0"]);
+    const template = fixtureJson("start-provider");
+    await expect(
+      setup.nc.request(
+        "wasmcloud.policy",
+        encoder.encode(JSON.stringify({ ...template, requestId: "full-0" })),
+        {
+          timeout: 1500,
+        },
+      ),
+    ).rejects.toThrow(/timeout/i);
+    expect(await recordedRequestIds(setup.nc)).toEqual(new Set(["before-0"]));
+    await expectNoAnswerWithoutRecord(setup, /err_code 10077/);
+  });
+
   it("is not taken for a record when the stream has reached max_bytes with discard: new", async () => {
     const setup = await setUp(await startNatsServer());
     expect(await askPermitted(setup.nc, "before", 1)).toEqual(["before-0"]);

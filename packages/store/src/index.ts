@@ -9,6 +9,14 @@ export {
 export type { AuditedDecision, AuditWindow } from "./audit-read.js";
 export { foldRuleEvents, readDecisionWindow } from "./audit-read.js";
 export type {
+  DecisionBounds,
+  TrailFailure,
+  TrailReport,
+  TrailVerifier,
+  TrailVerifierOptions,
+} from "./audit-trail.js";
+export { createTrailVerifier } from "./audit-trail.js";
+export type {
   ArbiterStore,
   DecisionBatch,
   DecisionFilter,
@@ -48,7 +56,8 @@ export {
   expiryTimerSubject,
   parseExpiryTimer,
 } from "./expiry-timers.js";
-export { JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
+export type { RetentionChange } from "./jetstream-store.js";
+export { DecisionsRetention, JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
 export { createMemoryStore } from "./memory-store.js";
 export type { ReplayGuard } from "./replay-guard.js";
 export {
@@ -67,5 +76,17 @@ export type {
   RulesAdminOptions,
 } from "./rules-admin.js";
 export { createRulesAdmin, newDeploymentId } from "./rules-admin.js";
+export type { TrailExportLine } from "./trail-export.js";
+export {
+  decisionLine,
+  parseTrailLine,
+  retentionLine,
+  ruleEventLine,
+  TRAIL_EXPORT_FORMAT,
+  TrailExportHeader,
+  trailHeaderLine,
+} from "./trail-export.js";
+export type { TrailMessage, TrailSource, TrailStreamBounds } from "./trail-read.js";
+export { openTrailSource } from "./trail-read.js";
 export type { DecisionBatchVerification, DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
 export { verifyDecision, verifyDecisionBatch } from "./verify-decision.js";

@@ -49,6 +49,19 @@ import { orderedMessages } from "./ordered-read.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay-guard.js";
 import { errorText, keepsStoredSnapshot } from "./text.js";
 
+/** The decision stream's limits (see {@link setDecisionsRetention}). */
+export const DecisionsRetention = z.object({
+  maxAgeMs: z.number().int().nonnegative().optional(),
+  maxBytes: z.number().int().nonnegative().optional(),
+});
+export type DecisionsRetention = z.infer<typeof DecisionsRetention>;
+
+/** The decision stream's limits before and after {@link setDecisionsRetention} (0: none). */
+export interface RetentionChange {
+  readonly before: Required<DecisionsRetention>;
+  readonly after: Required<DecisionsRetention>;
+}
+
 /** Options for {@link openJetStreamStore}; parsed with defaults before anything is created. */
 export const JetStreamStoreOptions = z.object({
   /** Prefix of every stream, subject and bucket name (default `arbiter`). */
@@ -79,6 +92,12 @@ export const JetStreamStoreOptions = z.object({
    * takes it over.
    */
   revocationAckWaitMs: z.number().int().min(300).default(DEFAULT_FEED_ACK_WAIT_MS),
+  /**
+   * With `create`, the decision stream's retention: the oldest records age out past this age
+   * (milliseconds; 0 for none) or this many bytes (0 for none). An existing stream's limits are
+   * updated to these; absent, a new stream keeps everything and an existing one is left as it is.
+   */
+  decisionsRetention: DecisionsRetention.optional(),
 });
 export type JetStreamStoreOptions = z.input<typeof JetStreamStoreOptions>;
 
@@ -91,14 +110,20 @@ const SNAPSHOT_KEY = "snapshot";
 export async function openJetStreamStore(
   nc: NatsConnection,
   options: JetStreamStoreOptions = {},
-): Promise<ArbiterStore & { readonly names: ResourceNames }> {
+): Promise<ArbiterStore & { readonly names: ResourceNames; readonly decisionsRetention?: RetentionChange }> {
   const config = JetStreamStoreOptions.parse(options);
   const names = resourceNames(config.prefix);
   const js = jetstream(nc, { timeout: config.ackTimeoutMs });
   let jsm: JetStreamManager;
+  let retention: RetentionChange | undefined;
   try {
     jsm = await jetstreamManager(nc, { timeout: config.ackTimeoutMs });
-    if (config.create) await createResources(jsm, names, config.replicas);
+    if (config.create) {
+      await createResources(jsm, names, config.replicas, config.decisionsRetention);
+      if (config.decisionsRetention) {
+        retention = await setDecisionsRetention(jsm, names.decisionsStream, config.decisionsRetention);
+      }
+    }
   } catch (err) {
     if (isArbiterError(err)) throw err;
     throw new StoreUnavailableError(`JetStream is not available: ${errorText(err)}`, { cause: err });
@@ -145,6 +170,7 @@ export async function openJetStreamStore(
   );
   return {
     names,
+    ...(retention ? { decisionsRetention: retention } : {}),
     rules: new JetStreamRuleEventStore(js, jsm, names),
     snapshots: new KvSnapshotStore(kv),
     decisions,
@@ -152,8 +178,49 @@ export async function openJetStreamStore(
   };
 }
 
+/**
+ * Sets the decision stream's age and size limits where they differ from `retention` (unset
+ * members are left as they are); with `discard: old`, the oldest messages then age out. Returns
+ * the limits before and after.
+ */
+export async function setDecisionsRetention(
+  jsm: JetStreamManager,
+  stream: string,
+  retention: DecisionsRetention,
+): Promise<RetentionChange> {
+  const info = await jsm.streams.info(stream);
+  const before = {
+    maxAgeMs: Math.round(info.config.max_age / 1_000_000),
+    maxBytes: Math.max(info.config.max_bytes, 0),
+  };
+  const after = {
+    maxAgeMs: retention.maxAgeMs ?? before.maxAgeMs,
+    maxBytes: retention.maxBytes ?? before.maxBytes,
+  };
+  if (after.maxAgeMs !== before.maxAgeMs || after.maxBytes !== before.maxBytes) {
+    await jsm.streams.update(stream, {
+      ...info.config,
+      max_age: after.maxAgeMs * 1_000_000,
+      max_bytes: after.maxBytes === 0 ? -1 : after.maxBytes,
+      duplicate_window: duplicateWindowNanos(after.maxAgeMs),
+    });
+  }
+  return { before, after };
+}
+
+/** The decision stream's de-duplication window: 2 minutes, or its max age when shorter (JetStream's rule). */
+function duplicateWindowNanos(maxAgeMs: number): number {
+  const window = 120_000;
+  return (maxAgeMs > 0 ? Math.min(window, maxAgeMs) : window) * 1_000_000;
+}
+
 /** Creates the streams Arbiter needs; an existing stream is left as it is. */
-async function createResources(jsm: JetStreamManager, names: ResourceNames, replicas: number): Promise<void> {
+async function createResources(
+  jsm: JetStreamManager,
+  names: ResourceNames,
+  replicas: number,
+  retention: DecisionsRetention | undefined,
+): Promise<void> {
   const common: Partial<StreamConfig> = {
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
@@ -173,7 +240,9 @@ async function createResources(jsm: JetStreamManager, names: ResourceNames, repl
     ...common,
     name: names.decisionsStream,
     subjects: [names.decisionsSubjects],
-    duplicate_window: 120 * 1_000_000_000,
+    duplicate_window: duplicateWindowNanos(retention?.maxAgeMs ?? 0),
+    ...(retention?.maxAgeMs ? { max_age: retention.maxAgeMs * 1_000_000 } : {}),
+    ...(retention?.maxBytes ? { max_bytes: retention.maxBytes } : {}),
     description: "Arbiter decisions (signed), one per answer a host received",
   });
   await ensureStream(jsm, {

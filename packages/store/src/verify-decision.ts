@@ -26,14 +26,19 @@ export type DecisionVerification =
  * batch root signed by the worker key it names, made in this deployment, and that key enrolled at
  * the record's rules revision (or configured). A key made by whoever could append to the log
  * verifies nothing, nor does a record copied from another deployment where the same key is
- * enrolled (its `deployment` is signed with it). Never throws.
+ * enrolled (its `deployment` is signed with it). `checkSeal` checks the seal (default
+ * `verifySealedJson`; a reader of whole batches checks each batch's signature once). Never throws.
  */
-export function verifyDecision(text: string, enrolled: EnrolledWorkers): DecisionVerification {
+export function verifyDecision(
+  text: string,
+  enrolled: EnrolledWorkers,
+  checkSeal: (text: string, publicKey: string) => boolean = verifySealedJson,
+): DecisionVerification {
   const parsed = DecisionV1.safeParse(parseJsonOrNull(text));
   if (!parsed.success) return { valid: false, reason: "not a sealed decision record", decision: null };
   const decision = parsed.data;
   const key = decision.worker.publicKey;
-  if (!verifySealedJson(text, key)) {
+  if (!checkSeal(text, key)) {
     return { valid: false, reason: `the batch signature by ${key} does not verify`, decision };
   }
   if (enrolled.deployment === null) {

@@ -49,6 +49,7 @@ export type { InclusionProof } from "./sealed-batch.js";
 export {
   batchSeals,
   sealBatch,
+  sealedSignedMessage,
   signBatch,
   splitSealedJson,
   verifyBatch,

@@ -123,17 +123,22 @@ export function splitSealedJson(
   };
 }
 
-/** True when `text` is sealed and its proof leads to a root signed by `publicKey`. Never throws. */
-export function verifySealedJson(text: string, publicKey: string): boolean {
+/**
+ * What the batch signature of a sealed text signs (`arbiter-sealed-batch-v1:{size}:{root hex}`,
+ * the root computed from the text's body and proof) and the signature; null when the text is not
+ * sealed or its proof does not lead to a root. Records of one batch give the same pair, so their
+ * signature is checked once. Never throws.
+ */
+export function sealedSignedMessage(text: string): { message: string; signature: string } | null {
   const parts = splitSealedJson(text);
-  if (!parts) return false;
+  if (!parts) return null;
   const { index, size, path } = parts.proof;
-  if (!Number.isSafeInteger(size) || index >= size) return false;
+  if (!Number.isSafeInteger(size) || index >= size) return null;
   let hash: Buffer;
   try {
     hash = leafHash(Buffer.from(parts.body));
   } catch {
-    return false;
+    return null;
   }
   let at = index;
   let count = size;
@@ -142,15 +147,22 @@ export function verifySealedJson(text: string, publicKey: string): boolean {
     const hasSibling = at % 2 === 1 || at + 1 < count;
     if (hasSibling) {
       const sibling = path[used++];
-      if (sibling === undefined) return false;
+      if (sibling === undefined) return null;
       const bytes = Buffer.from(sibling, "base64url");
-      if (bytes.length !== 32) return false;
+      if (bytes.length !== 32) return null;
       hash = at % 2 === 1 ? nodeHash(bytes, hash) : nodeHash(hash, bytes);
     }
     at = Math.floor(at / 2);
     count = Math.ceil(count / 2);
   }
-  return used === path.length && verifySignature(publicKey, signedMessage(size, hash), parts.signature);
+  if (used !== path.length) return null;
+  return { message: signedMessage(size, hash), signature: parts.signature };
+}
+
+/** True when `text` is sealed and its proof leads to a root signed by `publicKey`. Never throws. */
+export function verifySealedJson(text: string, publicKey: string): boolean {
+  const signed = sealedSignedMessage(text);
+  return signed !== null && verifySignature(publicKey, signed.message, signed.signature);
 }
 
 /** 0x00 ‖ body, reused and grown as needed: copying into it is cheaper than a new buffer per leaf. */

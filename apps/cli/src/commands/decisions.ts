@@ -11,6 +11,7 @@ import {
 import { parseTime } from "../duration.js";
 import { checkHostFlag, parseIntegerFlag } from "../flags.js";
 import { createLogger, reportConnection, untilSignal } from "../lifecycle.js";
+import { addExportCommand } from "./trail.js";
 
 interface DecisionFlags extends ConnectionFlags {
   since?: string;
@@ -188,5 +189,6 @@ export function decisionsCommand(): Command {
     }
   });
 
+  addExportCommand(decisions);
   return decisions;
 }

@@ -34,10 +34,16 @@ import {
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
 import { emit } from "../output.js";
+import {
+  describeRetentionChange,
+  type RetentionFlags,
+  resolveRetention,
+  retentionOptions,
+} from "../retention.js";
 import { askWorkers } from "../worker-status.js";
 
 /** Flags of the commands that read or change the rules stream. */
-export interface RulesFlags extends ConnectionFlags {
+export interface RulesFlags extends ConnectionFlags, RetentionFlags {
   adminKeys?: string;
   expectRevision?: string;
   revision?: string;
@@ -124,11 +130,16 @@ export async function change(
   try {
     reportServer(flags, nc);
     const confirmation = await confirmSigner(nc, flags, signer);
-    const store = await openJetStreamStore(nc, { prefix: resolvePrefix(flags), replicas }).catch(
-      (err: unknown) => {
-        throw onServer(nc, namingReplicas(err, flags));
-      },
-    );
+    const decisionsRetention = resolveRetention(flags);
+    const store = await openJetStreamStore(nc, {
+      prefix: resolvePrefix(flags),
+      replicas,
+      ...(decisionsRetention ? { decisionsRetention } : {}),
+    }).catch((err: unknown) => {
+      throw onServer(nc, namingReplicas(err, flags));
+    });
+    const changed = describeRetentionChange(store.names.decisionsStream, store.decisionsRetention);
+    if (changed) process.stderr.write(`arbiter: ${changed}\n`);
     const admin = createRulesAdmin({ store, signer, adminKeys: resolveAdminKeys(flags.adminKeys) });
     const applied = await body(admin);
     await written?.(nc, applied, confirmation);
@@ -216,9 +227,11 @@ export const connectionOptions = (command: Command) =>
 /** The options of the commands that write, and create the streams on first use. */
 export const changeConnectionOptions = (command: Command) =>
   connectionOptions(
-    command.option(
-      "--replicas <n>",
-      "replicas for streams created on first use: 1, 3 or 5 (env ARBITER_REPLICAS)",
+    retentionOptions(
+      command.option(
+        "--replicas <n>",
+        "replicas for streams created on first use: 1, 3 or 5 (env ARBITER_REPLICAS)",
+      ),
     ),
   );
 

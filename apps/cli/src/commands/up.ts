@@ -19,6 +19,7 @@ import {
   type ArbiterStore,
   ChainBrokenError,
   createRulesAdmin,
+  type DecisionsRetention,
   isChainBrokenError,
   isStoreUnavailableError,
   openJetStreamStore,
@@ -45,10 +46,16 @@ import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
 import { clearNatsPids, recordNatsPids, stopLeftoverNats } from "../leftover-nats.js";
 import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
+import {
+  describeRetentionChange,
+  type RetentionFlags,
+  resolveRetention,
+  retentionOptions,
+} from "../retention.js";
 import { prepareSecureNats, type SecureNats } from "../secure-nats.js";
 import { readRulesFile } from "./rules.js";
 
-interface UpFlags {
+interface UpFlags extends RetentionFlags {
   workers: string;
   nodes: string;
   rules?: string;
@@ -68,7 +75,7 @@ interface RulesAtStart {
 
 /** `arbiter up`: embedded NATS with JetStream, the rules and N workers, until SIGINT, SIGTERM or SIGHUP. */
 export function upCommand(): Command {
-  return new Command("up")
+  return retentionOptions(new Command("up"))
     .description(
       "run a local Arbiter: embedded NATS (JetStream), decision workers and rules; Ctrl-C (or SIGTERM, SIGHUP) stops all",
     )
@@ -97,6 +104,7 @@ export function upCommand(): Command {
           `--nodes ${JSON.stringify(flags.nodes)}: expected 1 or 3`,
         );
       const requestedPort = parseOptionalIntegerFlag(flags.port, "--port", { min: 0, max: 65535 });
+      const retention = resolveRetention(flags);
       if (flags.rules !== undefined && flags.rules !== "-" && !existsSync(flags.rules)) {
         throw new ArbiterError(ErrorCode.InvalidConfig, `rules file ${flags.rules} not found`);
       }
@@ -170,7 +178,7 @@ export function upCommand(): Command {
       try {
         const control = await connectNats(urls, "arbiter-up", false, credentials(secure, "admin"));
         connections.push(control);
-        const { store, latest } = await openStoreWhenReady(control, replicas, log);
+        const { store, latest } = await openStoreWhenReady(control, replicas, log, retention);
         const admin = createRulesAdmin({ store, signer });
         const { revision: rulesRevision, rules } = await rulesAtStart(
           admin,
@@ -327,11 +335,17 @@ async function openStoreWhenReady(
   nc: NatsConnection,
   replicas: number,
   log: Logger,
+  decisionsRetention?: DecisionsRetention,
 ): Promise<{ store: ArbiterStore; latest: number }> {
   const deadline = Date.now() + STORE_READY_DEADLINE_MS;
   for (let attempt = 1; ; attempt++) {
     try {
-      const store = await openJetStreamStore(nc, { replicas });
+      const store = await openJetStreamStore(nc, {
+        replicas,
+        ...(decisionsRetention ? { decisionsRetention } : {}),
+      });
+      const changed = describeRetentionChange(store.names.decisionsStream, store.decisionsRetention);
+      if (changed) log.warn(changed);
       const latest = await store.rules.lastRevision();
       // A restarted cluster may answer stream info before reads: read the event the chain checks next.
       if (latest > 0) await store.rules.get(latest);
