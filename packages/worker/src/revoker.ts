@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import type { ActiveDecisionV1, ResourceNames, UnsignedDecisionV1 } from "@arbiter/protocol";
 import type { RulesetState } from "@arbiter/rules";
@@ -70,6 +71,21 @@ export interface RevokerStats {
   readonly overrides: number;
   /** The last revision this worker re-evaluated (0 before the first). */
   readonly lastScanned: number;
+  /** How long that re-evaluation took, from taking the revision to its last override published (ms). */
+  readonly lastScanMs: number;
+}
+
+/**
+ * The counters of a revoker as they appear among a worker's status counters: each name prefixed
+ * with `fanout` (`fanoutOverrides`, …); none when the worker runs no revoker.
+ */
+export function revokerCounters(stats: RevokerStats | undefined): Record<string, number> {
+  if (stats === undefined) return {};
+  const out: Record<string, number> = {};
+  for (const [name, value] of Object.entries(stats)) {
+    out[`fanout${name[0]?.toUpperCase()}${name.slice(1)}`] = value;
+  }
+  return out;
 }
 
 /** Longest a stopping revoker waits for the message it is handling. */
@@ -100,6 +116,7 @@ export class Revoker {
     revisionsScanned: 0,
     overrides: 0,
     lastScanned: 0,
+    lastScanMs: 0,
   };
 
   constructor(deps: RevokerDeps) {
@@ -264,6 +281,7 @@ export class Revoker {
    */
   async #scan(m: FeedMessage): Promise<void> {
     const { rules, log } = this.#deps;
+    const started = performance.now();
     await rules.waitForRevision(m.seq, RULES_WAIT_MS);
     const ruleset = rules.ruleset;
     if (ruleset.revision < m.seq || ruleset.broken !== null) {
@@ -292,7 +310,11 @@ export class Revoker {
     if (changed.length > 0) await this.#revoke(changed, ruleset.revision);
     this.#stats.revisionsScanned++;
     this.#stats.lastScanned = m.seq;
-    log.info({ revision: m.seq, entries: total }, "revision re-evaluated against the active index");
+    this.#stats.lastScanMs = Math.round(performance.now() - started);
+    log.info(
+      { revision: m.seq, entries: total, ms: this.#stats.lastScanMs },
+      "revision re-evaluated against the active index",
+    );
   }
 
   /** The index, open before either feed is. */

@@ -46,7 +46,7 @@ import {
   type TrustResult,
   trustDenial,
 } from "./request-signatures.js";
-import { Revoker } from "./revoker.js";
+import { Revoker, revokerCounters } from "./revoker.js";
 import { RulesFollower } from "./rules-follower.js";
 
 /** Lifecycle states shared by Arbiter's long-running parts. */
@@ -348,7 +348,7 @@ class DecisionWorker implements Worker {
       adminKeys: [...this.#trust.adminKeys],
       deployment: this.#running?.follower.ruleset.deployment ?? null,
       enrolled: this.#running ? this.#isEnrolled(this.#running.follower.ruleset) : false,
-      stats: { ...stats },
+      stats: { ...stats, ...revokerCounters(this.#running?.revoker?.stats) },
     };
   }
 
