@@ -91,8 +91,11 @@ export function revokerCounters(stats: RevokerStats | undefined): Record<string,
 /** Longest a stopping revoker waits for the message it is handling. */
 const STOP_GRACE_MS = 2000;
 
-/** How many changed entries are recorded and published together. */
+/** How many changed entries are recorded and published together (one signed decision batch). */
 const CHUNK = 64;
+
+/** Chunks being recorded and published at once during a scan. */
+const CHUNKS_IN_FLIGHT = 8;
 
 /**
  * The revocation fan-out of one worker: it projects the decision log into the active index and
@@ -231,6 +234,8 @@ export class Revoker {
     // Entries are independent: each one's decisions in order, the entries side by side.
     const byEntry = new Map<string, UnsignedDecisionV1[]>();
     for (const decision of verified.decisions) {
+      // Not even read: the revoker that made a re-evaluation puts its entry itself (projectDecision).
+      if (decision.cause === "reevaluation") continue;
       const key = activeEntryKey(decision);
       const list = byEntry.get(key);
       if (list === undefined) byEntry.set(key, [decision]);
@@ -296,18 +301,41 @@ export class Revoker {
     const now = this.#deps.clock();
     let changed: Reevaluation[] = [];
     let total = 0;
-    for await (const entry of this.#activeIndex().entries()) {
-      this.#checkStopping();
-      total++;
-      const again = reevaluate(entry, ruleset, now);
-      if (!again?.changed) continue;
-      changed.push(again);
-      if (changed.length === CHUNK) {
-        await this.#revoke(changed, ruleset.revision);
-        changed = [];
+    // Chunks are written side by side, a few at a time, while the listing goes on; the revision is
+    // acknowledged only once every one is out, so a scan cut short is done again in full.
+    const writing = new Set<Promise<void>>();
+    let failure: unknown = null;
+    const write = async (chunk: readonly Reevaluation[]) => {
+      while (writing.size >= CHUNKS_IN_FLIGHT) await Promise.race(writing);
+      if (failure !== null) throw failure;
+      const done: Promise<void> = this.#revoke(chunk, ruleset.revision).then(
+        () => {
+          writing.delete(done);
+        },
+        (err: unknown) => {
+          writing.delete(done);
+          failure ??= err;
+        },
+      );
+      writing.add(done);
+    };
+    try {
+      for await (const entry of this.#activeIndex().entries()) {
+        this.#checkStopping();
+        total++;
+        const again = reevaluate(entry, ruleset, now);
+        if (!again?.changed) continue;
+        changed.push(again);
+        if (changed.length === CHUNK) {
+          await write(changed);
+          changed = [];
+        }
       }
+      if (changed.length > 0) await write(changed);
+    } finally {
+      await Promise.all(writing);
     }
-    if (changed.length > 0) await this.#revoke(changed, ruleset.revision);
+    if (failure !== null) throw failure;
     this.#stats.revisionsScanned++;
     this.#stats.lastScanned = m.seq;
     this.#stats.lastScanMs = Math.round(performance.now() - started);

@@ -16,6 +16,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { type BenchChild, spawnNode } from "./child-process.js";
+import { type CpuSample, sampleCpu } from "./process-cpu.js";
 
 /** Settings of {@link runConvergenceBench}. */
 export interface ConvergenceBenchOptions {
@@ -44,6 +45,16 @@ export interface ConvergenceFigures {
   readonly overridesPerSecond: number;
   /** Messages delivered per second to the hosts (each host subscribes to the whole changes topic). */
   readonly deliveriesPerSecond: number;
+  /**
+   * CPU used meanwhile (Linux; null elsewhere), in ms: the workers (the re-evaluation; nothing for
+   * the baseline), nats-server, and this process (the hosts, or the bare publisher and the hosts).
+   * Less moved by other load on a shared machine than the times.
+   */
+  readonly cpuMs: {
+    readonly workers: number | null;
+    readonly natsServer: number | null;
+    readonly hosts: number | null;
+  };
 }
 
 /** One measured run: Arbiter's re-evaluation beside the bare NATS floor, same hosts, same server. */
@@ -270,12 +281,15 @@ async function convergenceRun(
         );
       }
     }
+    const pids = { workers: workers.map((w) => w.pid), nats: nats.pid, hosts: process.pid };
+    const cpuOf = () => sampleCpu([...pids.workers, pids.nats, pids.hosts]);
     resetPhase(hosts);
+    const bareCpu = cpuOf();
     const bareStart = performance.now();
     for (const payload of bare) bareNc.publish(DEFAULT_CHANGES_TOPIC, payload);
     await bareNc.flush();
     await untilConverged(hosts, deadline("the bare overrides did not all arrive"));
-    const baseline = figures(hosts, bareStart, flipPerHost);
+    const baseline = figures(hosts, bareStart, flipPerHost, cpuUsed(bareCpu, cpuOf(), pids));
     await Promise.all(hosts.map((h) => h.nc.flush()));
     for (const [h, host] of hosts.entries()) {
       for (const [key, entry] of host.client.cacheEntries()) {
@@ -292,10 +306,11 @@ async function convergenceRun(
 
     log.info({ workers: workerCount }, "convergence: applying a rules change that flips half the entries");
     resetPhase(hosts);
+    const applyCpu = cpuOf();
     const { revision } = await rulesAdmin.apply(FLIP_RULES, { reason: "arbiter bench: convergence" });
     const ackedAt = performance.now();
     await untilConverged(hosts, deadline("the hosts did not all converge"));
-    const arbiter = figures(hosts, ackedAt, flipPerHost);
+    const arbiter = figures(hosts, ackedAt, flipPerHost, cpuUsed(applyCpu, cpuOf(), pids));
     // Every override of the revision is out once its re-evaluation is acknowledged.
     await untilReevaluated(nc, revision, deadline(`revision ${revision} was not re-evaluated`));
     await Promise.all(hosts.map((h) => h.nc.flush()));
@@ -376,7 +391,30 @@ async function untilReevaluated(nc: NatsConnection, revision: number, check: () 
   }
 }
 
-function figures(hosts: readonly BenchHost[], start: number, flipPerHost: number): ConvergenceFigures {
+function cpuUsed(
+  from: CpuSample,
+  to: CpuSample,
+  pids: { readonly workers: readonly number[]; readonly nats: number; readonly hosts: number },
+): ConvergenceFigures["cpuMs"] {
+  const ms = (list: readonly number[]) => {
+    let sum = 0;
+    for (const pid of list) {
+      const a = from.seconds.get(pid);
+      const b = to.seconds.get(pid);
+      if (a === undefined || b === undefined) return null;
+      sum += b - a;
+    }
+    return Math.round(sum * 1000);
+  };
+  return { workers: ms(pids.workers), natsServer: ms([pids.nats]), hosts: ms([pids.hosts]) };
+}
+
+function figures(
+  hosts: readonly BenchHost[],
+  start: number,
+  flipPerHost: number,
+  cpuMs: ConvergenceFigures["cpuMs"],
+): ConvergenceFigures {
   const times = hosts.map((h) => (h.convergedAt ?? Number.NaN) - start).sort((a, b) => a - b);
   const max = times[times.length - 1] ?? 0;
   const overrides = flipPerHost * hosts.length;
@@ -389,6 +427,7 @@ function figures(hosts: readonly BenchHost[], start: number, flipPerHost: number
     },
     overridesPerSecond: max > 0 ? Math.round((overrides / max) * 1000) : 0,
     deliveriesPerSecond: max > 0 ? Math.round(((overrides * hosts.length) / max) * 1000) : 0,
+    cpuMs,
   };
 }
 

@@ -165,13 +165,15 @@ function humanReport(report: BenchReport): string {
 }
 
 function convergenceReport(c: ConvergenceReport): string {
+  const cpu = (ms: ConvergenceRun["arbiter"]["cpuMs"]) =>
+    [ms.workers, ms.natsServer, ms.hosts].map((v) => (v === null ? "?" : String(v))).join("/");
   const row = (r: ConvergenceRun) => {
     const a = r.arbiter;
     const b = r.baseline;
     return [
       `${r.workers} worker(s), ${r.decisions} cached decisions on ${r.hosts} hosts, ${r.flipped} flipped (revision ${r.revision}):`,
-      `  arbiter:  p50 ${a.perHostMs.p50} ms, max ${a.perHostMs.max} ms, ${a.overridesPerSecond} overrides/s (${a.deliveriesPerSecond} deliveries/s)`,
-      `  baseline: p50 ${b.perHostMs.p50} ms, max ${b.perHostMs.max} ms, ${b.overridesPerSecond} overrides/s (bare publishes from one connection)`,
+      `  arbiter:  p50 ${a.perHostMs.p50} ms, max ${a.perHostMs.max} ms, ${a.overridesPerSecond} overrides/s (${a.deliveriesPerSecond} deliveries/s); cpu ms workers/nats/hosts ${cpu(a.cpuMs)}`,
+      `  baseline: p50 ${b.perHostMs.p50} ms, max ${b.perHostMs.max} ms, ${b.overridesPerSecond} overrides/s (bare publishes from one connection); cpu ms workers/nats/hosts ${cpu(b.cpuMs)}`,
       `  max arbiter/baseline x${r.ratioMax}; target max <= ${c.target.maxMs} ms and >= ${c.target.overridesPerSecond} overrides/s: ${a.perHostMs.max <= c.target.maxMs && a.overridesPerSecond >= c.target.overridesPerSecond ? "met" : "NOT met"}`,
       `  workers: ${Object.entries(r.workerStats)
         .map(
