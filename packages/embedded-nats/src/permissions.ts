@@ -124,8 +124,8 @@ function consumerBinding(stream: string, consumer: string): string[] {
  *   only as answers.
  * - worker: answering on the policy topic and the status subject (as answers only), overrides on the
  *   changes topic, decisions, revocations and the active index, reading Arbiter's streams, following
- *   the rules stream (its only consumers), binding to the fan-out's consumer on the decisions; its
- *   own inbox.
+ *   the rules stream (its only consumers), binding to the fan-out's consumers on the decisions
+ *   and on the split re-evaluation's parts (which it publishes and marks done); its own inbox.
  * - admin: rule events and the snapshot, creating Arbiter's streams, reading everything of
  *   Arbiter's, asking workers for their status; its own inbox.
  * Nobody may list streams, delete, purge or update a stream, or create one not named here; only
@@ -186,6 +186,10 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         // The revocation fan-out's pull consumer on the decisions, made by the admin: workers bind
         // to it (info, pull, ack) and cannot create, change or delete it.
         ...consumerBinding(names.decisionsStream, names.activeIndexConsumer),
+        // The split re-evaluation: workers publish parts and mark them done, and share the
+        // admin's pull consumer of the parts.
+        names.scansSubjects,
+        ...consumerBinding(names.scansStream, names.scanPartsConsumer),
       ],
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
     },

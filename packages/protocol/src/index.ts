@@ -38,6 +38,7 @@ export {
   WorkerEnrollmentV1,
   WorkerPublicKey,
 } from "./records.js";
+export { ScanPartDoneV1, ScanPartV1 } from "./scan-parts.js";
 export {
   ClaimsV1,
   HostInfoV1,

@@ -41,6 +41,10 @@ export interface ActiveIndex {
   claimRequestId(requestId: string, id: ActiveEntryId): Promise<boolean>;
   /** Every entry, or those of one host in one lattice, in no particular order. */
   entries(filter?: { readonly lattice: string; readonly host: string }): AsyncIterable<ActiveDecisionV1>;
+  /** The keys ({@link activeEntryKey}) of every entry now, sorted (a host's entries side by side). */
+  keys(): Promise<string[]>;
+  /** The entries stored under `keys`, in that order; a key with no entry is left out. */
+  entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1>;
   close(): Promise<void>;
 }
 
@@ -90,6 +94,13 @@ export function createMemoryActiveIndex(): ActiveIndex {
       const prefix = filter === undefined ? "e." : `${hostKeyPrefix(filter.lattice, filter.host)}.`;
       for (const [key, text] of [...entries]) {
         if (key.startsWith(prefix)) yield ActiveDecisionV1.parse(JSON.parse(text));
+      }
+    },
+    keys: async () => [...entries.keys()].sort(),
+    entriesOf: async function* (keys) {
+      for (const key of keys) {
+        const text = entries.get(key);
+        if (text !== undefined) yield ActiveDecisionV1.parse(JSON.parse(text));
       }
     },
     close: async () => {},
@@ -215,7 +226,14 @@ class KvActiveIndex implements ActiveIndex {
     readonly host: string;
   }): AsyncIterable<ActiveDecisionV1> {
     const pattern = filter === undefined ? "e.>" : `${hostKeyPrefix(filter.lattice, filter.host)}.>`;
-    let keys: string[];
+    yield* this.entriesOf(await this.#list(pattern));
+  }
+
+  async keys(): Promise<string[]> {
+    return (await this.#list("e.>")).sort();
+  }
+
+  async #list(pattern: string): Promise<string[]> {
     try {
       // The stream's subject list, not `kv.keys()`: that makes a consumer, which workers may not
       // (a consumer can deliver the bucket's bytes onto any subject of the account).
@@ -223,10 +241,13 @@ class KvActiveIndex implements ActiveIndex {
       const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, {
         subjects_filter: `${subjectPrefix}${pattern}`,
       });
-      keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
+      return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
     } catch (err) {
       throw new StoreUnavailableError(`cannot list the active index: ${errorText(err)}`, { cause: err });
     }
+  }
+
+  async *entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1> {
     // Reads are pipelined through one inbox, a window of them in flight: one round trip per
     // entry, one after the other, is what makes a scan slow.
     const subjectPrefix = `$KV.${this.#bucket}.`;

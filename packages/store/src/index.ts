@@ -57,5 +57,7 @@ export type {
   RulesAdminOptions,
 } from "./rules-admin.js";
 export { createRulesAdmin, newDeploymentId } from "./rules-admin.js";
+export type { ScanParts } from "./scan-parts.js";
+export { openJetStreamScanParts, scanDoneSubject, scanPartSubject } from "./scan-parts.js";
 export type { DecisionBatchVerification, DecisionVerification, EnrolledWorkers } from "./verify-decision.js";
 export { verifyDecision, verifyDecisionBatch } from "./verify-decision.js";

@@ -114,6 +114,11 @@ export const WorkerConfig = z
      * JetStream store (a worker given another store does not).
      */
     revoke: z.boolean().default(true),
+    /**
+     * Entries per part of a split re-evaluation: an active index larger than this is cut into
+     * parts that every worker takes; one no larger is scanned by the worker that took the revision.
+     */
+    scanPartSize: z.number().int().positive().default(2000),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

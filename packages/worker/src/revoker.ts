@@ -1,6 +1,11 @@
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
-import type { ActiveDecisionV1, ResourceNames, UnsignedDecisionV1 } from "@arbiter/protocol";
+import {
+  type ActiveDecisionV1,
+  type ResourceNames,
+  ScanPartV1,
+  type UnsignedDecisionV1,
+} from "@arbiter/protocol";
 import type { RulesetState } from "@arbiter/rules";
 import {
   type ActiveIndex,
@@ -11,6 +16,7 @@ import {
   type FeedMessage,
   openDurableFeed,
   type RevocationLog,
+  type ScanParts,
   signDecisionBatch,
   verifyDecisionBatch,
 } from "@arbiter/store";
@@ -55,6 +61,13 @@ export interface RevokerDeps {
   readonly log: Logger;
   /** Longest wait for the index to catch up with the decision log before a scan. */
   readonly catchUpTimeoutMs?: number;
+  /**
+   * Opens the split re-evaluation's parts (the supervisor calls it with the feeds); without it
+   * this worker scans every revision alone and takes no parts.
+   */
+  readonly openScanParts?: () => Promise<ScanParts>;
+  /** Entries per part of a split re-evaluation; an index no larger is scanned by its taker alone. */
+  readonly scanPartSize?: number;
 }
 
 /** Counters of a {@link Revoker}. */
@@ -73,6 +86,10 @@ export interface RevokerStats {
   readonly lastScanned: number;
   /** How long that re-evaluation took, from taking the revision to its last override published (ms). */
   readonly lastScanMs: number;
+  /** Revisions this worker took and split into parts. */
+  readonly revisionsSplit: number;
+  /** Parts of split re-evaluations this worker did (its own revisions' and others'). */
+  readonly partsDone: number;
 }
 
 /**
@@ -91,6 +108,19 @@ export function revokerCounters(stats: RevokerStats | undefined): Record<string,
 /** Longest a stopping revoker waits for the message it is handling. */
 const STOP_GRACE_MS = 2000;
 
+/** Entries per part of a split re-evaluation unless configured ({@link RevokerDeps.scanPartSize}). */
+export const DEFAULT_SCAN_PART_SIZE = 2000;
+
+/** How often the taker of a split revision looks whether every part is done. */
+const PARTS_POLL_MS = 20;
+
+/** Counts of one re-evaluation (or part): entries read, entries changed, overrides published. */
+interface ScanCounts {
+  readonly scanned: number;
+  readonly changed: number;
+  readonly overrides: number;
+}
+
 /** How many changed entries are recorded and published together (one signed decision batch). */
 const CHUNK = 64;
 
@@ -107,6 +137,8 @@ export class Revoker {
   readonly #deps: RevokerDeps;
   #projection: DurableFeed | undefined;
   #scans: DurableFeed | undefined;
+  #partsFeed: DurableFeed | undefined;
+  #scanParts: ScanParts | undefined;
   #supervisor: Promise<void> = Promise.resolve();
   #index: ActiveIndex | undefined;
   #stopped = false;
@@ -120,6 +152,8 @@ export class Revoker {
     overrides: 0,
     lastScanned: 0,
     lastScanMs: 0,
+    revisionsSplit: 0,
+    partsDone: 0,
   };
 
   constructor(deps: RevokerDeps) {
@@ -147,7 +181,8 @@ export class Revoker {
     this.#wake();
     const stopped = (async () => {
       await this.#supervisor;
-      await Promise.all([this.#scans?.stop(), this.#projection?.stop()]);
+      await Promise.all([this.#scans?.stop(), this.#partsFeed?.stop(), this.#projection?.stop()]);
+      this.#scanParts?.close();
     })();
     // A handler stuck on JetStream (gone while stopping) must not hold the worker: what it held
     // unacknowledged goes to another worker after the ack wait.
@@ -177,11 +212,24 @@ export class Revoker {
           { stream: names.rulesStream, consumer: names.revokerConsumer },
           (m) => this.#scan(m),
         );
+        if (this.#deps.openScanParts !== undefined) {
+          this.#scanParts ??= await this.#deps.openScanParts();
+          this.#partsFeed ??= await openDurableFeed(
+            nc,
+            { stream: names.scansStream, consumer: names.scanPartsConsumer },
+            (m) => this.#scanPart(m),
+          );
+        }
         pause = 250;
-        const { projection, scans } = { projection: this.#projection, scans: this.#scans };
+        const { projection, scans, parts } = {
+          projection: this.#projection,
+          scans: this.#scans,
+          parts: this.#partsFeed,
+        };
         const ended = await Promise.race([
           projection.ended.then((err) => ({ feed: "projection" as const, err })),
           scans.ended.then((err) => ({ feed: "scans" as const, err })),
+          ...(parts === undefined ? [] : [parts.ended.then((err) => ({ feed: "parts" as const, err }))]),
           new Promise<null>((resolve) => {
             this.#wake = () => resolve(null);
           }),
@@ -189,7 +237,8 @@ export class Revoker {
         if (ended === null || this.#stopped) return;
         log.warn({ err: ended.err }, `the revocation fan-out's ${ended.feed} feed ended; opening it again`);
         if (ended.feed === "projection") this.#projection = undefined;
-        else this.#scans = undefined;
+        else if (ended.feed === "scans") this.#scans = undefined;
+        else this.#partsFeed = undefined;
       } catch (err) {
         if (this.#stopped) return;
         log.warn({ err, retryInMs: pause }, "the revocation fan-out cannot open its feeds yet; trying again");
@@ -282,7 +331,8 @@ export class Revoker {
 
   /**
    * Re-evaluates the index for one rules revision, after the index has caught up with the
-   * decision log as it was when the scan began.
+   * decision log as it was when the scan began: alone up to `scanPartSize` entries, else split
+   * into parts that every worker takes, acknowledged only once every part is done.
    */
   async #scan(m: FeedMessage): Promise<void> {
     const { rules, log } = this.#deps;
@@ -298,11 +348,104 @@ export class Revoker {
       "re-evaluating the active index for a rules revision",
     );
     await this.#caughtUp(m);
+    const index = this.#activeIndex();
+    const keys = await index.keys();
+    const partSize = this.#deps.scanPartSize ?? DEFAULT_SCAN_PART_SIZE;
+    const parts = this.#scanParts;
+    if (keys.length <= partSize || parts === undefined) {
+      const counts = await this.#reevaluateAll(index.entriesOf(keys), ruleset);
+      this.#scanComplete(m.seq, counts, started);
+      return;
+    }
+    const cut: string[][] = [];
+    for (let at = 0; at < keys.length; at += partSize) cut.push(keys.slice(at, at + partSize));
+    // A revision taken again (its taker died) publishes only the parts not done yet; those still
+    // queued are not queued twice (de-duplicated on revision and part).
+    const done = await parts.done(m.seq);
+    for (const [part, partKeys] of cut.entries()) {
+      if (done.has(part)) continue;
+      await parts.publish({ revision: m.seq, part, parts: cut.length, keys: partKeys });
+    }
+    this.#stats.revisionsSplit++;
+    log.info({ revision: m.seq, entries: keys.length, parts: cut.length }, "re-evaluation split into parts");
+    for (;;) {
+      this.#checkStopping();
+      const finished = await parts.done(m.seq);
+      if (cut.every((_, part) => finished.has(part))) {
+        const counts = { scanned: 0, changed: 0, overrides: 0 };
+        for (const part of finished.values()) {
+          counts.scanned += part.scanned;
+          counts.changed += part.changed;
+          counts.overrides += part.overrides;
+        }
+        this.#scanComplete(m.seq, counts, started);
+        return;
+      }
+      m.working();
+      await delay(PARTS_POLL_MS);
+    }
+  }
+
+  /**
+   * The one place a revision's re-evaluation ends: every entry read, every override of every part
+   * published. Called once per revision taken (again when a taker died and another redid it).
+   */
+  #scanComplete(revision: number, counts: ScanCounts, started: number): void {
+    this.#stats.revisionsScanned++;
+    this.#stats.lastScanned = revision;
+    this.#stats.lastScanMs = Math.round(performance.now() - started);
+    this.#deps.log.info(
+      {
+        revision,
+        entries: counts.scanned,
+        changed: counts.changed,
+        overrides: counts.overrides,
+        ms: this.#stats.lastScanMs,
+      },
+      "revision re-evaluated against the active index",
+    );
+  }
+
+  /** Does one part of a split re-evaluation, unless it is recorded done already, and records it done. */
+  async #scanPart(m: FeedMessage): Promise<void> {
+    const { rules, log } = this.#deps;
+    const parsed = ScanPartV1.safeParse(jsonOrNull(m.data));
+    const parts = this.#scanParts;
+    if (!parsed.success || parts === undefined) {
+      log.warn({ seq: m.seq }, "a scan part that is not one left undone");
+      return;
+    }
+    const part = parsed.data;
+    if (await parts.isDone(part.revision, part.part)) return;
+    log.info(
+      { revision: part.revision, part: part.part, parts: part.parts, delivery: m.deliveries },
+      "re-evaluating a part of a rules revision",
+    );
+    await rules.waitForRevision(part.revision, RULES_WAIT_MS);
+    const ruleset = rules.ruleset;
+    if (ruleset.revision < part.revision || ruleset.broken !== null) {
+      // Not done, not acknowledged: another worker whose rules are at the revision takes it.
+      throw new Error(`rules not at revision ${part.revision}`);
+    }
+    const counts = await this.#reevaluateAll(this.#activeIndex().entriesOf(part.keys), ruleset);
+    await parts.markDone({
+      revision: part.revision,
+      part: part.part,
+      worker: this.#deps.identity.id,
+      ...counts,
+    });
+    this.#stats.partsDone++;
+  }
+
+  /**
+   * Re-evaluates `entries` under `ruleset` and revokes every changed one, chunks written side by
+   * side, a few at a time, while the reading goes on. Throws (after every chunk started has
+   * settled) when any chunk could not be written: the caller's message is then done again.
+   */
+  async #reevaluateAll(entries: AsyncIterable<ActiveDecisionV1>, ruleset: RulesetState): Promise<ScanCounts> {
     const now = this.#deps.clock();
     let changed: Reevaluation[] = [];
-    let total = 0;
-    // Chunks are written side by side, a few at a time, while the listing goes on; the revision is
-    // acknowledged only once every one is out, so a scan cut short is done again in full.
+    const counts = { scanned: 0, changed: 0, overrides: 0 };
     const writing = new Set<Promise<void>>();
     let failure: unknown = null;
     const write = async (chunk: readonly Reevaluation[]) => {
@@ -311,6 +454,7 @@ export class Revoker {
       const done: Promise<void> = this.#revoke(chunk, ruleset.revision).then(
         () => {
           writing.delete(done);
+          counts.overrides += chunk.length;
         },
         (err: unknown) => {
           writing.delete(done);
@@ -320,11 +464,12 @@ export class Revoker {
       writing.add(done);
     };
     try {
-      for await (const entry of this.#activeIndex().entries()) {
+      for await (const entry of entries) {
         this.#checkStopping();
-        total++;
+        counts.scanned++;
         const again = reevaluate(entry, ruleset, now);
         if (!again?.changed) continue;
+        counts.changed++;
         changed.push(again);
         if (changed.length === CHUNK) {
           await write(changed);
@@ -336,13 +481,7 @@ export class Revoker {
       await Promise.all(writing);
     }
     if (failure !== null) throw failure;
-    this.#stats.revisionsScanned++;
-    this.#stats.lastScanned = m.seq;
-    this.#stats.lastScanMs = Math.round(performance.now() - started);
-    log.info(
-      { revision: m.seq, entries: total, ms: this.#stats.lastScanMs },
-      "revision re-evaluated against the active index",
-    );
+    return counts;
   }
 
   /** The index, open before either feed is. */
@@ -353,7 +492,7 @@ export class Revoker {
 
   /** Throws when the worker is stopping, so that the revision goes to another worker at once. */
   #checkStopping(): void {
-    if (this.#scans?.stopping) throw new Error("the worker is stopping");
+    if (this.#scans?.stopping || this.#partsFeed?.stopping) throw new Error("the worker is stopping");
   }
 
   /** Waits until the projection has acknowledged every decision message there was at the start. */
@@ -424,5 +563,13 @@ export class Revoker {
         return index.put(entry);
       }),
     );
+  }
+}
+
+function jsonOrNull(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
+  } catch {
+    return null;
   }
 }

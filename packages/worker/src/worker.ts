@@ -18,6 +18,7 @@ import {
   openJetStreamActiveIndex,
   openJetStreamReplayGuard,
   openJetStreamRevocationLog,
+  openJetStreamScanParts,
   openJetStreamStore,
   type ReplayGuard,
 } from "@arbiter/store";
@@ -750,6 +751,9 @@ class DecisionWorker implements Worker {
       nextId: () => this.#nextId(),
       clock: this.#clock,
       log: this.#log.child({ part: "revoker" }),
+      openScanParts: () =>
+        openJetStreamScanParts(this.#storeNc, { prefix: config.prefix, ackTimeoutMs: config.ackTimeoutMs }),
+      scanPartSize: config.scanPartSize,
     });
     revoker.start();
     return revoker;
