@@ -354,7 +354,8 @@ export class Revoker {
     const parts = this.#scanParts;
     if (keys.length <= partSize || parts === undefined) {
       const counts = await this.#reevaluateAll(index.entriesOf(keys), ruleset);
-      this.#scanComplete(m.seq, counts, started);
+      this.#stats.lastScanMs = Math.round(performance.now() - started);
+      this.#scanComplete(m.seq, counts);
       return;
     }
     const cut: string[][] = [];
@@ -378,7 +379,8 @@ export class Revoker {
           counts.changed += part.changed;
           counts.overrides += part.overrides;
         }
-        this.#scanComplete(m.seq, counts, started);
+        this.#stats.lastScanMs = Math.round(performance.now() - started);
+        this.#scanComplete(m.seq, counts);
         return;
       }
       m.working();
@@ -390,10 +392,9 @@ export class Revoker {
    * The one place a revision's re-evaluation ends: every entry read, every override of every part
    * published. Called once per revision taken (again when a taker died and another redid it).
    */
-  #scanComplete(revision: number, counts: ScanCounts, started: number): void {
+  #scanComplete(revision: number, counts: ScanCounts): void {
     this.#stats.revisionsScanned++;
     this.#stats.lastScanned = revision;
-    this.#stats.lastScanMs = Math.round(performance.now() - started);
     this.#deps.log.info(
       {
         revision,

@@ -178,7 +178,7 @@ function convergenceReport(c: ConvergenceReport): string {
       `  workers: ${Object.entries(r.workerStats)
         .map(
           ([id, s]) =>
-            `${id} ${s["fanoutOverrides"] ?? 0} overrides, last scan ${s["fanoutLastScanMs"] ?? 0} ms`,
+            `${id} ${s["fanoutOverrides"] ?? 0} overrides, ${s["fanoutPartsDone"] ?? 0} parts${s["fanoutLastScanned"] === r.revision ? `, took the revision: ${s["fanoutLastScanMs"] ?? 0} ms` : ""}`,
         )
         .join("; ")}`,
       `  check: ${r.check.flippedWithNewOutcome} flipped entries hold the new outcome, ${r.check.othersUntouched} others untouched`,
