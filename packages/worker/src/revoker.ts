@@ -114,6 +114,9 @@ export const DEFAULT_SCAN_PART_SIZE = 2000;
 /** How often the taker of a split revision looks whether every part is done. */
 const PARTS_POLL_MS = 20;
 
+/** How often the taker publishes again the parts not done yet (a no-op while they are queued). */
+const PARTS_REPUBLISH_MS = 30_000;
+
 /** Counts of one re-evaluation (or part): entries read, entries changed, overrides published. */
 interface ScanCounts {
   readonly scanned: number;
@@ -183,6 +186,7 @@ export class Revoker {
       await this.#supervisor;
       await Promise.all([this.#scans?.stop(), this.#partsFeed?.stop(), this.#projection?.stop()]);
       this.#scanParts?.close();
+      await this.#index?.close();
     })();
     // A handler stuck on JetStream (gone while stopping) must not hold the worker: what it held
     // unacknowledged goes to another worker after the ack wait.
@@ -362,16 +366,25 @@ export class Revoker {
     for (let at = 0; at < keys.length; at += partSize) cut.push(keys.slice(at, at + partSize));
     // A revision taken again (its taker died) publishes only the parts not done yet; those still
     // queued are not queued twice (de-duplicated on revision and part).
-    const done = await parts.done(m.seq);
-    for (const [part, partKeys] of cut.entries()) {
-      if (done.has(part)) continue;
-      await parts.publish({ revision: m.seq, part, parts: cut.length, keys: partKeys });
-    }
+    const publishMissing = async (done: ReadonlyMap<number, unknown>) => {
+      for (const [part, partKeys] of cut.entries()) {
+        if (done.has(part)) continue;
+        await parts.publish({ revision: m.seq, part, parts: cut.length, keys: partKeys });
+      }
+    };
+    await publishMissing(await parts.done(m.seq));
     this.#stats.revisionsSplit++;
     log.info({ revision: m.seq, entries: keys.length, parts: cut.length }, "re-evaluation split into parts");
+    let republishAt = Date.now() + PARTS_REPUBLISH_MS;
     for (;;) {
       this.#checkStopping();
       const finished = await parts.done(m.seq);
+      // A part acknowledged without being done (lost, refused) is queued again once the
+      // de-duplication window has passed; until then publishing it again is a no-op.
+      if (Date.now() > republishAt) {
+        await publishMissing(finished);
+        republishAt = Date.now() + PARTS_REPUBLISH_MS;
+      }
       if (cut.every((_, part) => finished.has(part))) {
         const counts = { scanned: 0, changed: 0, overrides: 0 };
         for (const part of finished.values()) {
