@@ -254,7 +254,10 @@ class KvActiveIndex implements ActiveIndex {
     const inFlight: Promise<ActiveDecisionV1 | null>[] = [];
     let next = 0;
     while (next < keys.length || inFlight.length > 0) {
-      while (next < keys.length && inFlight.length < READS_IN_FLIGHT) {
+      // Topped up in batches once half are answered, not one read per answer: the reads of a
+      // batch leave in one socket write.
+      const topUp = inFlight.length <= READS_IN_FLIGHT / 2;
+      while (topUp && next < keys.length && inFlight.length < READS_IN_FLIGHT) {
         const read = this.#readDirect(`${subjectPrefix}${keys[next++]}`);
         // A listing left early (a stopping scan) must not leave its reads' failures unhandled.
         read.catch(() => {});
