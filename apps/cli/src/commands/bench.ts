@@ -43,12 +43,13 @@ type BenchReport = Partial<DecisionsBenchReport> & { readonly convergence: Conve
 
 /**
  * `arbiter bench`: decisions/s and latency of one worker beside a bare NATS echo responder and the
- * OPA example's policy server (one, and several in a queue group) when the peers cache has it.
+ * OPA example's policy server (one, and several in a queue group) when the peers cache has it; then
+ * revocation convergence beside bare overrides.
  */
 export function benchCommand(): Command {
   return new Command("bench")
     .description(
-      "benchmark one decision worker (decision log on) against a bare NATS echo responder and the OPA example's policy server (from the peers cache), same embedded nats-server, same run",
+      "benchmark one decision worker (decision log on) against a bare NATS echo responder and the OPA example's policy server (from the peers cache), same embedded nats-server, same run; then revocation convergence (a rules change flipping half of the decisions cached by reference hosts) against the same overrides published bare",
     )
     .option("--duration <s>", "measured seconds per responder", "10")
     .option("--warmup <s>", "unmeasured seconds of load before each measurement", "2")
