@@ -43,6 +43,7 @@ describe("arbiter bench", () => {
         "8",
         "--opa-instances",
         "2",
+        "--no-convergence",
         "--replay-decisions",
         "0",
         "--json",
@@ -126,6 +127,7 @@ describe("arbiter bench", () => {
           "0",
           "--concurrency",
           "4",
+          "--no-convergence",
           "--replay-decisions",
           "0",
           "--json",
@@ -155,6 +157,7 @@ describe("arbiter bench", () => {
         "--concurrency",
         "4",
         "--no-opa",
+        "--no-convergence",
         "--replay-decisions",
         "0",
       ],
@@ -164,4 +167,64 @@ describe("arbiter bench", () => {
     expect(stdout).toContain("opa: phases skipped (--no-opa)");
     expect(stdout).not.toMatch(/^opa x1/m);
   });
+
+  it("measures revocation convergence beside bare overrides, every flipped entry holding its new outcome", async () => {
+    const { code, stdout, stderr } = await runArbiter(
+      [
+        "bench",
+        "--convergence-only",
+        "--convergence-decisions",
+        "120",
+        "--convergence-hosts",
+        "6",
+        "--convergence-workers",
+        "1,2",
+        "--json",
+      ],
+      { ARBITER_LOG_LEVEL: "warn" },
+    );
+    expect(code, stderr).toBe(0);
+    const report = JSON.parse(stdout) as {
+      worker?: unknown;
+      convergence: {
+        target: { maxMs: number; overridesPerSecond: number };
+        runs: {
+          workers: number;
+          hosts: number;
+          decisions: number;
+          flipped: number;
+          arbiter: Figures;
+          baseline: Figures;
+          ratioMax: number;
+          check: { flippedWithNewOutcome: number; othersUntouched: number; ok: boolean };
+          workerStats: Record<string, Record<string, number>>;
+        }[];
+      };
+    };
+    type Figures = {
+      overridesApplied: number;
+      perHostMs: { p50: number; max: number; min: number };
+      overridesPerSecond: number;
+      deliveriesPerSecond: number;
+    };
+    expect(report.worker).toBeUndefined();
+    expect(report.convergence.target).toEqual({ maxMs: 1000, overridesPerSecond: 20_000 });
+    expect(report.convergence.runs.map((r) => r.workers)).toEqual([1, 2]);
+    for (const run of report.convergence.runs) {
+      expect(run).toMatchObject({ hosts: 6, decisions: 120, flipped: 60 });
+      expect(run.check).toEqual({ flippedWithNewOutcome: 60, othersUntouched: 60, ok: true });
+      for (const figures of [run.arbiter, run.baseline]) {
+        expect(figures.overridesApplied).toBe(60);
+        expect(figures.perHostMs.min).toBeLessThanOrEqual(figures.perHostMs.p50);
+        expect(figures.perHostMs.p50).toBeLessThanOrEqual(figures.perHostMs.max);
+        expect(figures.overridesPerSecond).toBeGreaterThan(0);
+      }
+      expect(Object.keys(run.workerStats)).toHaveLength(run.workers);
+      const overrides = Object.values(run.workerStats).reduce(
+        (sum, s) => sum + (s["fanoutOverrides"] ?? 0),
+        0,
+      );
+      expect(overrides).toBe(60);
+    }
+  }, 120_000);
 });

@@ -1,5 +1,5 @@
 import type { ActiveDecisionV1, RevocationV1, ScanReportV1 } from "@arbiter/protocol";
-import type { ActiveIndex, RevocationLog, StoredRevocation } from "@arbiter/store";
+import { type ActiveIndex, activeEntryKey, type RevocationLog, type StoredRevocation } from "@arbiter/store";
 import { describe, expect, it } from "vitest";
 
 /** Makes a fresh, empty active index and revocation log for each test. */
@@ -83,6 +83,27 @@ export function describeRevocationStoresContract(name: string, factory: Revocati
       ]);
       await index.delete(entry(odd));
       expect(await index.get(entry(odd))).toBeNull();
+      await index.close();
+    });
+
+    it("lists its keys sorted and reads them back in that order, leaving deleted entries out", async () => {
+      const index = await factory.createIndex();
+      const hosts = ["NA", "NB", "NC"];
+      for (const host of hosts) {
+        for (const c of ["x", "y"]) await index.put(entry({ host, cacheKey: c, requestId: `${host}-${c}` }));
+      }
+      await index.delete(entry({ host: "NB", cacheKey: "y" }));
+      const keys = await index.keys();
+      expect(keys).toEqual([...keys].sort());
+      expect(keys).toContain(activeEntryKey(entry({ host: "NA", cacheKey: "x" })));
+      const read = await collect(index.entriesOf(keys));
+      expect(read.map((e) => e.requestId).sort()).toEqual(["NA-x", "NA-y", "NB-x", "NC-x", "NC-y"]);
+      expect(read.map((e) => activeEntryKey(e))).toEqual(
+        keys.filter((k) => read.some((e) => activeEntryKey(e) === k)),
+      );
+      // A key with no entry (never put) is left out too.
+      const missing = activeEntryKey(entry({ host: "NGONE" }));
+      expect(await collect(index.entriesOf([missing]))).toEqual([]);
       await index.close();
     });
 

@@ -230,6 +230,25 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect((await arbiterStreams())[1]?.messages).toBeGreaterThanOrEqual(1);
     });
 
+    it("lets a host's credentials neither queue a part of a split re-evaluation nor take one", async () => {
+      // A forged part would have workers re-evaluate (and override) entries of the attacker's
+      // choosing; a part taken by the attacker would never be done by a worker.
+      const jsm = await jetstreamManager(adminNc);
+      const before = (await jsm.streams.info("ARBITER_SCANS")).state.last_seq;
+      const part = { revision: 1, part: 0, parts: 1, keys: [] };
+      await expect(
+        jetstream(attackerNc, { timeout: 1000 }).publish("arbiter.scans.part.1.0", JSON.stringify(part)),
+      ).rejects.toThrow();
+      await expect(
+        attackerNc.request(
+          "$JS.API.CONSUMER.MSG.NEXT.ARBITER_SCANS.arbiter-scan-parts",
+          JSON.stringify({ batch: 1, expires: 500_000_000 }),
+          { timeout: 1000 },
+        ),
+      ).rejects.toThrow();
+      expect((await jsm.streams.info("ARBITER_SCANS")).state.last_seq).toBe(before);
+    });
+
     it("lets a host use its own lattice bucket: put, get and watch", async () => {
       const kv = await new Kvm(attackerNc).open("LATTICEDATA_default");
       const seen: string[] = [];

@@ -125,7 +125,8 @@ function consumerBinding(stream: string, consumer: string): string[] {
  * - worker: answering on the policy topic and the status subject (as answers only), overrides on the
  *   changes topic, decisions, revocations and the active index, reading Arbiter's streams, following
  *   the rules stream (its only consumers), binding to the fan-out's consumers on the decisions
- *   and the expiry timers, arming those timers; its own inbox.
+ *   and the expiry timers, arming those timers; and on the split re-evaluation's parts (which it
+ *   publishes and marks done); its own inbox.
  * - admin: rule events and the snapshot, creating Arbiter's streams, reading everything of
  *   Arbiter's, asking workers for their status; its own inbox.
  * Nobody may list streams, delete, purge or update a stream, or create one not named here; only
@@ -192,6 +193,10 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         ...consumerBinding(names.decisionsStream, names.activeIndexConsumer),
         // Expiry timers: workers arm them and hold them through the admin's consumer.
         ...consumerBinding(names.expiriesStream, names.expiriesConsumer),
+        // The split re-evaluation: workers publish parts and mark them done, and share the
+        // admin's pull consumer of the parts.
+        names.scansSubjects,
+        ...consumerBinding(names.scansStream, names.scanPartsConsumer),
       ],
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
     },

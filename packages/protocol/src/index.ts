@@ -58,6 +58,7 @@ export {
   WorkerEnrollmentV1,
   WorkerPublicKey,
 } from "./records.js";
+export { ScanPartDoneV1, ScanPartV1 } from "./scan-parts.js";
 export { ScanReportV1 } from "./scan-report.js";
 export {
   ClaimsV1,

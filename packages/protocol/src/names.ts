@@ -36,6 +36,15 @@ export interface ResourceNames {
    * gathers the answers to learn which workers run, their state and which admin keys they accept.
    */
   readonly statusSubject: string;
+  /**
+   * The stream of split re-evaluations: parts to do (`<prefix>.scans.part.<revision>.<part>`) and
+   * parts done (`<prefix>.scans.done.<revision>.<part>`).
+   */
+  readonly scansStream: string;
+  /** Wildcard covering every subject of {@link ResourceNames.scansStream}. */
+  readonly scansSubjects: string;
+  /** The durable consumer of the parts to do, shared by the workers (several parts in flight). */
+  readonly scanPartsConsumer: string;
 }
 
 /** The wasmCloud default policy topic (`--policy-topic`). */
@@ -80,5 +89,8 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
     expiriesConsumer: `${prefix}-expiries`,
     replayBucket: `${prefix}-replay`,
     statusSubject: `${prefix}.workers.status`,
+    scansStream: `${upper}_SCANS`,
+    scansSubjects: `${prefix}.scans.>`,
+    scanPartsConsumer: `${prefix}-scan-parts`,
   };
 }

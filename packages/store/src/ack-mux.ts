@@ -59,20 +59,21 @@ export class AckMux {
   }
 
   /**
-   * Publishes `data` with `msgId` for de-duplication and any `extraHeaders`; resolves with the
-   * stream sequence once acknowledged. Rejects with `StoreUnavailableError` (its `jsErrCode` set
+   * Publishes `data` with `msgId` for de-duplication (none when null: a KV put must never be
+   * dropped as a duplicate) and any `extraHeaders`; resolves with the stream sequence once
+   * acknowledged. Rejects with `StoreUnavailableError` (its `jsErrCode` set
    * when JetStream refused the message) on a refusal, a bad or missing acknowledgement.
    */
   publish(
     subject: string,
     data: string | Uint8Array,
-    msgId: string,
+    msgId: string | null,
     extraHeaders: Readonly<Record<string, string>> = {},
   ): Promise<{ seq: number; duplicate: boolean }> {
     this.#start();
     const token = this.#token();
     const hdrs = headers();
-    hdrs.set("Nats-Msg-Id", msgId);
+    if (msgId !== null) hdrs.set("Nats-Msg-Id", msgId);
     for (const [key, value] of Object.entries(extraHeaders)) hdrs.set(key, value);
     return new Promise((resolve, reject) => {
       this.#waiting.set(token, {
@@ -183,7 +184,7 @@ function parseJson(data: Uint8Array): unknown {
 }
 
 /** The `inboxPrefix` `nc` was connected with, or undefined for nats.js' default (`_INBOX`). */
-function connectionInboxPrefix(nc: NatsConnection): string | undefined {
+export function connectionInboxPrefix(nc: NatsConnection): string | undefined {
   const options: unknown = Reflect.get(nc, "options");
   if (typeof options !== "object" || options === null) return undefined;
   const prefix: unknown = Reflect.get(options, "inboxPrefix");

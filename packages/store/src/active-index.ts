@@ -10,6 +10,8 @@ import {
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
+import { AckMux } from "./ack-mux.js";
+import { DirectGetMux } from "./direct-get.js";
 import { StoreUnavailableError } from "./errors.js";
 import { errorText, parseJsonOrNull } from "./text.js";
 
@@ -58,6 +60,10 @@ export interface ActiveIndex {
   deleteHost(lattice: string, host: string, revision: number): Promise<boolean>;
   /** Every host record, in no particular order. */
   hosts(): AsyncIterable<StoredHostRecord>;
+  /** The keys ({@link activeEntryKey}) of every entry now, sorted (a host's entries side by side). */
+  keys(): Promise<string[]>;
+  /** The entries stored under `keys`, in that order; a key with no entry is left out. */
+  entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1>;
   close(): Promise<void>;
 }
 
@@ -154,6 +160,13 @@ export function createMemoryActiveIndex(): ActiveIndex {
     hosts: async function* () {
       yield* [...hosts.values()];
     },
+    keys: async () => [...entries.keys()].sort(),
+    entriesOf: async function* (keys) {
+      for (const key of keys) {
+        const text = entries.get(key);
+        if (text !== undefined) yield ActiveDecisionV1.parse(JSON.parse(text));
+      }
+    },
     close: async () => {},
   };
 }
@@ -167,6 +180,8 @@ export const ActiveIndexOptions = z.object({
   replicas: z.number().int().min(1).max(5).default(1),
   /** Create the bucket when it is missing (idempotent); workers only open the one an admin made. */
   create: z.boolean().default(true),
+  /** Longest wait for one read or write of the bucket. */
+  timeoutMs: z.number().int().positive().default(10_000),
 });
 export type ActiveIndexOptions = z.input<typeof ActiveIndexOptions>;
 
@@ -191,18 +206,34 @@ export async function openJetStreamActiveIndex(
   } catch (err) {
     throw new StoreUnavailableError(`cannot open the ${name} bucket: ${errorText(err)}`, { cause: err });
   }
-  return new KvActiveIndex(kv, jsm, name);
+  const stream = `KV_${name}`;
+  return new KvActiveIndex(kv, jsm, name, {
+    writes: new AckMux(nc, stream, config.timeoutMs),
+    reads: new DirectGetMux(nc, stream, config.timeoutMs),
+  });
 }
+
+/** Reads of a listing in flight at once: enough to keep the server busy, bounded in memory. */
+const READS_IN_FLIGHT = 512;
 
 class KvActiveIndex implements ActiveIndex {
   readonly #kv: KV;
   readonly #jsm: JetStreamManager;
   readonly #bucket: string;
+  readonly #writes: AckMux;
+  readonly #reads: DirectGetMux;
 
-  constructor(kv: KV, jsm: JetStreamManager, bucket: string) {
+  constructor(
+    kv: KV,
+    jsm: JetStreamManager,
+    bucket: string,
+    io: { readonly writes: AckMux; readonly reads: DirectGetMux },
+  ) {
     this.#kv = kv;
     this.#jsm = jsm;
     this.#bucket = bucket;
+    this.#writes = io.writes;
+    this.#reads = io.reads;
   }
 
   async get(id: ActiveEntryId): Promise<ActiveDecisionV1 | null> {
@@ -222,7 +253,7 @@ class KvActiveIndex implements ActiveIndex {
 
   async put(entry: ActiveDecisionV1): Promise<void> {
     try {
-      await this.#kv.put(activeEntryKey(entry), JSON.stringify(entry));
+      await this.#writes.publish(`$KV.${this.#bucket}.${activeEntryKey(entry)}`, JSON.stringify(entry), null);
     } catch (err) {
       throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
     }
@@ -318,7 +349,14 @@ class KvActiveIndex implements ActiveIndex {
     readonly host: string;
   }): AsyncIterable<ActiveDecisionV1> {
     const pattern = filter === undefined ? "e.>" : `${hostKeyPrefix(filter.lattice, filter.host)}.>`;
-    let keys: string[];
+    yield* this.entriesOf(await this.#list(pattern));
+  }
+
+  async keys(): Promise<string[]> {
+    return (await this.#list("e.>")).sort();
+  }
+
+  async #list(pattern: string): Promise<string[]> {
     try {
       // The stream's subject list, not `kv.keys()`: that makes a consumer, which workers may not
       // (a consumer can deliver the bucket's bytes onto any subject of the account).
@@ -326,14 +364,30 @@ class KvActiveIndex implements ActiveIndex {
       const info = await this.#jsm.streams.info(`KV_${this.#bucket}`, {
         subjects_filter: `${subjectPrefix}${pattern}`,
       });
-      keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
+      return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
     } catch (err) {
       throw new StoreUnavailableError(`cannot list the active index: ${errorText(err)}`, { cause: err });
     }
-    // Reads run 64 at a time: one round trip per entry, one after the other, is what makes a scan slow.
-    for (let at = 0; at < keys.length; at += 64) {
-      const read = await Promise.all(keys.slice(at, at + 64).map((key) => this.#read(key)));
-      for (const entry of read) if (entry !== null) yield entry;
+  }
+
+  async *entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1> {
+    // Reads are pipelined through one inbox, a window of them in flight: one round trip per
+    // entry, one after the other, is what makes a scan slow.
+    const subjectPrefix = `$KV.${this.#bucket}.`;
+    const inFlight: Promise<ActiveDecisionV1 | null>[] = [];
+    let next = 0;
+    while (next < keys.length || inFlight.length > 0) {
+      // Topped up in batches once half are answered, not one read per answer: the reads of a
+      // batch leave in one socket write.
+      const topUp = inFlight.length <= READS_IN_FLIGHT / 2;
+      while (topUp && next < keys.length && inFlight.length < READS_IN_FLIGHT) {
+        const read = this.#readDirect(`${subjectPrefix}${keys[next++]}`);
+        // A listing left early (a stopping scan) must not leave its reads' failures unhandled.
+        read.catch(() => {});
+        inFlight.push(read);
+      }
+      const entry = await inFlight.shift();
+      if (entry !== null && entry !== undefined) yield entry;
     }
   }
 
@@ -356,7 +410,26 @@ class KvActiveIndex implements ActiveIndex {
     }
   }
 
-  async close(): Promise<void> {}
+  async #readDirect(subject: string): Promise<ActiveDecisionV1 | null> {
+    let message: Awaited<ReturnType<DirectGetMux["last"]>>;
+    try {
+      message = await this.#reads.last(subject);
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
+    }
+    if (message === null || message.header("KV-Operation") !== undefined) return null;
+    const parsed = ActiveDecisionV1.safeParse(
+      parseJsonOrNull(
+        Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength).toString("utf8"),
+      ),
+    );
+    return parsed.success ? parsed.data : null;
+  }
+
+  async close(): Promise<void> {
+    this.#writes.close();
+    this.#reads.close();
+  }
 }
 
 /** JetStream's "wrong last sequence": a create or update that lost to another writer. */

@@ -159,17 +159,18 @@ export const DEFAULT_FEED_ACK_WAIT_MS = 10_000;
 
 /**
  * Creates the durable pull consumer a {@link DurableFeed} binds to, if it is not there
- * (idempotent; an existing one is left as it is): explicit acks, `maxAckPending` messages in
- * flight across every holder (one unless told), redelivered without limit, every message from the
- * stream's start. Only an admin's store calls it: workers may not create consumers there (a push
- * consumer delivers anywhere).
+ * (idempotent; an existing one is left as it is): explicit acks, one message in flight across
+ * every holder unless `shared.maxAckPending` says more (each holder still takes one at a time),
+ * redelivered without limit, every message from the stream's start (of `shared.filterSubject`
+ * only, when given). Only an admin's store calls it: workers may not create consumers there (a
+ * push consumer delivers anywhere).
  */
 export async function createFeedConsumer(
   jsm: JetStreamManager,
   stream: string,
   name: string,
   ackWaitMs: number,
-  maxAckPending = 1,
+  shared: { readonly maxAckPending?: number; readonly filterSubject?: string } = {},
 ): Promise<void> {
   try {
     await jsm.consumers.info(stream, name);
@@ -182,9 +183,10 @@ export async function createFeedConsumer(
       durable_name: name,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(ackWaitMs),
-      max_ack_pending: maxAckPending,
+      max_ack_pending: shared.maxAckPending ?? 1,
       max_deliver: -1,
       deliver_policy: DeliverPolicy.All,
+      ...(shared.filterSubject === undefined ? {} : { filter_subject: shared.filterSubject }),
     });
   } catch (err) {
     // Another admin may have created it between our look and our add.

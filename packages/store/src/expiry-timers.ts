@@ -62,13 +62,9 @@ export async function createExpiriesConsumer(
   names: ResourceNames,
   ackWaitMs: number,
 ): Promise<void> {
-  await createFeedConsumer(
-    jsm,
-    names.expiriesStream,
-    names.expiriesConsumer,
-    ackWaitMs,
-    EXPIRY_MAX_ACK_PENDING,
-  );
+  await createFeedConsumer(jsm, names.expiriesStream, names.expiriesConsumer, ackWaitMs, {
+    maxAckPending: EXPIRY_MAX_ACK_PENDING,
+  });
 }
 
 /**

@@ -76,6 +76,8 @@ export type {
   RulesAdminOptions,
 } from "./rules-admin.js";
 export { createRulesAdmin, newDeploymentId } from "./rules-admin.js";
+export type { ScanParts } from "./scan-parts.js";
+export { openJetStreamScanParts, scanDoneSubject, scanPartSubject } from "./scan-parts.js";
 export type { TrailExportLine } from "./trail-export.js";
 export {
   decisionLine,

@@ -153,6 +153,24 @@ export async function openJetStreamStore(
       await createFeedConsumer(jsm, names.rulesStream, names.revokerConsumer, config.revocationAckWaitMs);
       await ensureStream(jsm, expiriesStreamConfig(names, config.replicas));
       await createExpiriesConsumer(jsm, names, config.revocationAckWaitMs);
+      await ensureStream(jsm, {
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        num_replicas: config.replicas,
+        allow_direct: true,
+        deny_delete: true,
+        name: names.scansStream,
+        subjects: [names.scansSubjects],
+        duplicate_window: 120 * 1_000_000_000,
+        max_age: 24 * 3600 * 1_000_000_000,
+        description: "Arbiter split re-evaluations: parts of a rules revision to do, and done",
+      });
+      // Parts go to every worker at once (each holds one at a time); done parts stay out of it.
+      await createFeedConsumer(jsm, names.scansStream, names.scanPartsConsumer, config.revocationAckWaitMs, {
+        maxAckPending: 1024,
+        filterSubject: `${names.scansSubjects.slice(0, -1)}part.>`,
+      });
     } catch (err) {
       throw new StoreUnavailableError(
         `cannot create the revocation fan-out's bucket and consumers: ${errorText(err)}`,

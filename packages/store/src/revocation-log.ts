@@ -7,6 +7,7 @@ import {
   type OrderedConsumerOptions,
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { AckMux } from "./ack-mux.js";
 import { StoreUnavailableError } from "./errors.js";
 import { orderedMessages } from "./ordered-read.js";
 import { errorText, parseJsonOrNull } from "./text.js";
@@ -73,28 +74,32 @@ export function openJetStreamRevocationLog(
   options: { readonly prefix?: string; readonly ackTimeoutMs?: number } = {},
 ): RevocationLog {
   const names = resourceNames(options.prefix);
-  const js = jetstream(nc, { timeout: options.ackTimeoutMs ?? 5000 });
-  return new JetStreamRevocationLog(js, names.revocationsStream, names.revocationsSubject);
+  const timeoutMs = options.ackTimeoutMs ?? 5000;
+  const js = jetstream(nc, { timeout: timeoutMs });
+  const acks = new AckMux(nc, names.revocationsStream, timeoutMs);
+  return new JetStreamRevocationLog(js, acks, names.revocationsStream, names.revocationsSubject);
 }
 
 class JetStreamRevocationLog implements RevocationLog {
   readonly #js: JetStreamClient;
+  readonly #acks: AckMux;
   readonly #stream: string;
   readonly #subject: string;
 
-  constructor(js: JetStreamClient, stream: string, subject: string) {
+  constructor(js: JetStreamClient, acks: AckMux, stream: string, subject: string) {
     this.#js = js;
+    this.#acks = acks;
     this.#stream = stream;
     this.#subject = subject;
   }
 
   async append(record: RevocationV1, id: string): Promise<{ seq: number; duplicate: boolean }> {
     try {
-      const ack = await this.#js.publish(this.#subject, JSON.stringify(record), {
-        msgID: id,
-        expect: { streamName: this.#stream },
+      // Through one acknowledgement inbox: a scan appends thousands at once. The AckMux checks that
+      // each acknowledgement names this stream, as `expect.streamName` did.
+      return await this.#acks.publish(this.#subject, JSON.stringify(record), id, {
+        "Nats-Expected-Stream": this.#stream,
       });
-      return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
       throw new StoreUnavailableError(`the revocation log did not acknowledge: ${errorText(err)}`, {
         cause: err,

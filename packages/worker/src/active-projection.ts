@@ -18,8 +18,8 @@ export type Projection =
 /**
  * How one verified decision changes the active index, given the entry now stored for its
  * (lattice, host, cacheKey). Pure. A host's answered request becomes the entry (the latest
- * request for a cache key is the one the host caches); a re-evaluation changes the outcome and
- * revision of the entry it was made for and keeps its request id; a request that was not
+ * request for a cache key is the one the host caches); a re-evaluation is left to the revoker
+ * that made it (see {@link reevaluate}); a request that was not
  * answered, or has no cache key, is not cached by any host and stays out.
  */
 export function projectDecision(
@@ -29,21 +29,10 @@ export function projectDecision(
 ): Projection {
   if (decision.answered === false) return { action: "skip", reason: "not answered" };
   if (decision.cacheKey === "") return { action: "skip", reason: "no cache key" };
-  if (decision.cause === "reevaluation") {
-    if (existing === null || existing.requestId !== decision.requestId) {
-      return { action: "skip", reason: "re-evaluation of an entry no longer there" };
-    }
-    if (existing.revision >= decision.revision) return { action: "skip", reason: "already at that revision" };
-    return {
-      action: "put",
-      entry: {
-        ...existing,
-        permitted: decision.permitted,
-        message: decision.message,
-        revision: decision.revision,
-      },
-    };
-  }
+  // The revoker that made a re-evaluation puts its entry itself, once the override is out:
+  // projecting it first would let a scan done again find the new outcome and skip an override
+  // that was never sent.
+  if (decision.cause === "reevaluation") return { action: "skip", reason: "re-evaluation" };
   if (existing !== null && existing.seq > seq) return { action: "skip", reason: "superseded" };
   // A host never sends one request id twice: a second decision under the entry's id is a copy
   // made by whoever read the id (another body, other claims), not what the host cached.

@@ -134,6 +134,11 @@ export const WorkerConfig = z
     hostTimeoutMs: z.number().int().positive().default(70_000),
     /** How long a ping waits for a host's answer before a stop or a silence prunes it. */
     hostPingWaitMs: z.number().int().positive().default(1000),
+    /**
+     * Entries per part of a split re-evaluation: an active index larger than this is cut into
+     * parts that every worker takes; one no larger is scanned by the worker that took the revision.
+     */
+    scanPartSize: z.number().int().positive().default(2000),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

@@ -1,5 +1,11 @@
+import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
-import type { ActiveDecisionV1, ResourceNames, UnsignedDecisionV1 } from "@arbiter/protocol";
+import {
+  type ActiveDecisionV1,
+  type ResourceNames,
+  ScanPartV1,
+  type UnsignedDecisionV1,
+} from "@arbiter/protocol";
 import type { RulesetState } from "@arbiter/rules";
 import {
   type ActiveIndex,
@@ -10,6 +16,7 @@ import {
   type FeedMessage,
   openDurableFeed,
   type RevocationLog,
+  type ScanParts,
   signDecisionBatch,
   verifyDecisionBatch,
 } from "@arbiter/store";
@@ -56,6 +63,13 @@ export interface RevokerDeps {
   readonly log: Logger;
   /** Longest wait for the index to catch up with the decision log before a scan. */
   readonly catchUpTimeoutMs?: number;
+  /**
+   * Opens the split re-evaluation's parts (the supervisor calls it with the feeds); without it
+   * this worker scans every revision alone and takes no parts.
+   */
+  readonly openScanParts?: () => Promise<ScanParts>;
+  /** Entries per part of a split re-evaluation; an index no larger is scanned by its taker alone. */
+  readonly scanPartSize?: number;
 }
 
 /** Counters of a {@link Revoker}. */
@@ -72,13 +86,51 @@ export interface RevokerStats {
   readonly overrides: number;
   /** The last revision this worker re-evaluated (0 before the first). */
   readonly lastScanned: number;
+  /** How long that re-evaluation took, from taking the revision to its last override published (ms). */
+  readonly lastScanMs: number;
+  /** Revisions this worker took and split into parts. */
+  readonly revisionsSplit: number;
+  /** Parts of split re-evaluations this worker did (its own revisions' and others'). */
+  readonly partsDone: number;
+}
+
+/**
+ * The counters of a revoker as they appear among a worker's status counters: each name prefixed
+ * with `fanout` (`fanoutOverrides`, …); none when the worker runs no revoker.
+ */
+export function revokerCounters(stats: RevokerStats | undefined): Record<string, number> {
+  if (stats === undefined) return {};
+  const out: Record<string, number> = {};
+  for (const [name, value] of Object.entries(stats)) {
+    out[`fanout${name[0]?.toUpperCase()}${name.slice(1)}`] = value;
+  }
+  return out;
 }
 
 /** Longest a stopping revoker waits for the message it is handling. */
 const STOP_GRACE_MS = 2000;
 
-/** How many changed entries are recorded and published together. */
+/** Entries per part of a split re-evaluation unless configured ({@link RevokerDeps.scanPartSize}). */
+export const DEFAULT_SCAN_PART_SIZE = 2000;
+
+/** How often the taker of a split revision looks whether every part is done. */
+const PARTS_POLL_MS = 20;
+
+/** How often the taker publishes again the parts not done yet (a no-op while they are queued). */
+const PARTS_REPUBLISH_MS = 30_000;
+
+/** Counts of one re-evaluation (or part): entries read, entries changed, overrides published. */
+interface ScanCounts {
+  readonly scanned: number;
+  readonly changed: number;
+  readonly overrides: number;
+}
+
+/** How many changed entries are recorded and published together (one signed decision batch). */
 const CHUNK = 64;
+
+/** Chunks being recorded and published at once during a scan. */
+const CHUNKS_IN_FLIGHT = 8;
 
 /**
  * The revocation fan-out of one worker: it projects the decision log into the active index and
@@ -90,6 +142,8 @@ export class Revoker {
   readonly #deps: RevokerDeps;
   #projection: DurableFeed | undefined;
   #scans: DurableFeed | undefined;
+  #partsFeed: DurableFeed | undefined;
+  #scanParts: ScanParts | undefined;
   #supervisor: Promise<void> = Promise.resolve();
   #index: ActiveIndex | undefined;
   readonly #expiries: ExpiryTimers;
@@ -103,6 +157,9 @@ export class Revoker {
     revisionsScanned: 0,
     overrides: 0,
     lastScanned: 0,
+    lastScanMs: 0,
+    revisionsSplit: 0,
+    partsDone: 0,
   };
 
   constructor(deps: RevokerDeps) {
@@ -110,7 +167,9 @@ export class Revoker {
     this.#expiries = new ExpiryTimers({
       ...deps,
       index: () => this.#activeIndex(),
-      revoke: (changed, revision, recordId) => this.#revoke(changed, revision, recordId),
+      revoke: async (changed, revision, recordId) => {
+        await this.#revoke(changed, revision, recordId);
+      },
       log: deps.log.child({ part: "expiries" }),
     });
   }
@@ -137,7 +196,14 @@ export class Revoker {
     this.#wake();
     const stopped = (async () => {
       await this.#supervisor;
-      await Promise.all([this.#scans?.stop(), this.#projection?.stop(), this.#expiries.stop()]);
+      await Promise.all([
+        this.#scans?.stop(),
+        this.#partsFeed?.stop(),
+        this.#projection?.stop(),
+        this.#expiries.stop(),
+      ]);
+      this.#scanParts?.close();
+      await this.#index?.close();
     })();
     // A handler stuck on JetStream (gone while stopping) must not hold the worker: what it held
     // unacknowledged goes to another worker after the ack wait.
@@ -167,11 +233,24 @@ export class Revoker {
           { stream: names.rulesStream, consumer: names.revokerConsumer },
           (m) => this.#scan(m),
         );
+        if (this.#deps.openScanParts !== undefined) {
+          this.#scanParts ??= await this.#deps.openScanParts();
+          this.#partsFeed ??= await openDurableFeed(
+            nc,
+            { stream: names.scansStream, consumer: names.scanPartsConsumer },
+            (m) => this.#scanPart(m),
+          );
+        }
         pause = 250;
-        const { projection, scans } = { projection: this.#projection, scans: this.#scans };
+        const { projection, scans, parts } = {
+          projection: this.#projection,
+          scans: this.#scans,
+          parts: this.#partsFeed,
+        };
         const ended = await Promise.race([
           projection.ended.then((err) => ({ feed: "projection" as const, err })),
           scans.ended.then((err) => ({ feed: "scans" as const, err })),
+          ...(parts === undefined ? [] : [parts.ended.then((err) => ({ feed: "parts" as const, err }))]),
           new Promise<null>((resolve) => {
             this.#wake = () => resolve(null);
           }),
@@ -179,7 +258,8 @@ export class Revoker {
         if (ended === null || this.#stopped) return;
         log.warn({ err: ended.err }, `the revocation fan-out's ${ended.feed} feed ended; opening it again`);
         if (ended.feed === "projection") this.#projection = undefined;
-        else this.#scans = undefined;
+        else if (ended.feed === "scans") this.#scans = undefined;
+        else this.#partsFeed = undefined;
       } catch (err) {
         if (this.#stopped) return;
         log.warn({ err, retryInMs: pause }, "the revocation fan-out cannot open its feeds yet; trying again");
@@ -224,6 +304,8 @@ export class Revoker {
     // Entries are independent: each one's decisions in order, the entries side by side.
     const byEntry = new Map<string, UnsignedDecisionV1[]>();
     for (const decision of verified.decisions) {
+      // Not even read: the revoker that made a re-evaluation puts its entry itself (projectDecision).
+      if (decision.cause === "reevaluation") continue;
       const key = activeEntryKey(decision);
       const list = byEntry.get(key);
       if (list === undefined) byEntry.set(key, [decision]);
@@ -283,10 +365,13 @@ export class Revoker {
 
   /**
    * Re-evaluates the index for one rules revision, after the index has caught up with the
-   * decision log as it was when the scan began.
+   * decision log as it was when the scan began: alone up to `scanPartSize` entries, else split
+   * into parts that every worker takes, acknowledged only once every part is done.
    */
   async #scan(m: FeedMessage): Promise<void> {
     const { rules, log } = this.#deps;
+    const started = performance.now();
+    const startedAt = this.#deps.clock();
     await rules.waitForRevision(m.seq, RULES_WAIT_MS);
     const ruleset = rules.ruleset;
     if (ruleset.revision < m.seq || ruleset.broken !== null) {
@@ -298,52 +383,163 @@ export class Revoker {
       "re-evaluating the active index for a rules revision",
     );
     await this.#caughtUp(m);
-    const now = this.#deps.clock();
-    let changed: Reevaluation[] = [];
-    let total = 0;
-    let flipped = 0;
-    for await (const entry of this.#activeIndex().entries()) {
-      this.#checkStopping();
-      total++;
-      const again = reevaluate(entry, ruleset, now);
-      if (!again?.changed) continue;
-      flipped++;
-      changed.push(again);
-      if (changed.length === CHUNK) {
-        await this.#revoke(changed, ruleset.revision);
-        changed = [];
-      }
+    const index = this.#activeIndex();
+    const keys = await index.keys();
+    const partSize = this.#deps.scanPartSize ?? DEFAULT_SCAN_PART_SIZE;
+    const parts = this.#scanParts;
+    if (keys.length <= partSize || parts === undefined) {
+      const counts = await this.#reevaluateAll(index.entriesOf(keys), ruleset);
+      this.#stats.lastScanMs = Math.round(performance.now() - started);
+      await this.#scanComplete(m.seq, counts, startedAt);
+      return;
     }
-    if (changed.length > 0) await this.#revoke(changed, ruleset.revision);
-    await this.#scanComplete(m.seq, { entries: total, changed: flipped, overrides: flipped, startedAt: now });
+    const cut: string[][] = [];
+    for (let at = 0; at < keys.length; at += partSize) cut.push(keys.slice(at, at + partSize));
+    // A revision taken again (its taker died) publishes only the parts not done yet; those still
+    // queued are not queued twice (de-duplicated on revision and part).
+    const publishMissing = async (done: ReadonlyMap<number, unknown>) => {
+      for (const [part, partKeys] of cut.entries()) {
+        if (done.has(part)) continue;
+        await parts.publish({ revision: m.seq, part, parts: cut.length, keys: partKeys });
+      }
+    };
+    await publishMissing(await parts.done(m.seq));
+    this.#stats.revisionsSplit++;
+    log.info({ revision: m.seq, entries: keys.length, parts: cut.length }, "re-evaluation split into parts");
+    let republishAt = Date.now() + PARTS_REPUBLISH_MS;
+    for (;;) {
+      this.#checkStopping();
+      const finished = await parts.done(m.seq);
+      // A part acknowledged without being done (lost, refused) is queued again once the
+      // de-duplication window has passed; until then publishing it again is a no-op.
+      if (Date.now() > republishAt) {
+        await publishMissing(finished);
+        republishAt = Date.now() + PARTS_REPUBLISH_MS;
+      }
+      if (cut.every((_, part) => finished.has(part))) {
+        const counts = { scanned: 0, changed: 0, overrides: 0 };
+        for (const part of finished.values()) {
+          counts.scanned += part.scanned;
+          counts.changed += part.changed;
+          counts.overrides += part.overrides;
+        }
+        this.#stats.lastScanMs = Math.round(performance.now() - started);
+        await this.#scanComplete(m.seq, counts, startedAt);
+        return;
+      }
+      m.working();
+      await delay(PARTS_POLL_MS);
+    }
   }
 
   /**
-   * The one point where a revision's re-evaluation is complete, every override it causes published:
-   * counts it and writes its scan report (`s.<revision>` in the active index), which `rules apply
-   * --wait` waits for. A report that cannot be written fails the scan, so it is done again.
+   * The one place a revision's re-evaluation ends: every entry read, every override of every part
+   * published. Called once per revision taken (again when a taker died and another redid it). It
+   * writes the revision's scan report (`s.<revision>` in the active index), which `rules apply
+   * --wait` waits for; a report that cannot be written fails the scan, so it is done again.
    */
-  async #scanComplete(
-    revision: number,
-    counts: { entries: number; changed: number; overrides: number; startedAt: Date },
-  ): Promise<void> {
-    const { identity, log } = this.#deps;
+  async #scanComplete(revision: number, counts: ScanCounts, startedAt: Date): Promise<void> {
+    const { identity } = this.#deps;
     await this.#activeIndex().putScanReport({
       revision,
       deployment: this.#deps.rules.ruleset.deployment,
-      entries: counts.entries,
+      entries: counts.scanned,
       changed: counts.changed,
       overrides: counts.overrides,
-      startedAt: counts.startedAt.toISOString(),
+      startedAt: startedAt.toISOString(),
       finishedAt: this.#deps.clock().toISOString(),
       worker: { id: identity.id, publicKey: identity.publicKey },
     });
     this.#stats.revisionsScanned++;
     this.#stats.lastScanned = revision;
-    log.info(
-      { revision, entries: counts.entries, overrides: counts.overrides },
+    this.#deps.log.info(
+      {
+        revision,
+        entries: counts.scanned,
+        changed: counts.changed,
+        overrides: counts.overrides,
+        ms: this.#stats.lastScanMs,
+      },
       "revision re-evaluated against the active index",
     );
+  }
+
+  /** Does one part of a split re-evaluation, unless it is recorded done already, and records it done. */
+  async #scanPart(m: FeedMessage): Promise<void> {
+    const { rules, log } = this.#deps;
+    const parsed = ScanPartV1.safeParse(jsonOrNull(m.data));
+    const parts = this.#scanParts;
+    if (!parsed.success || parts === undefined) {
+      log.warn({ seq: m.seq }, "a scan part that is not one left undone");
+      return;
+    }
+    const part = parsed.data;
+    if (await parts.isDone(part.revision, part.part)) return;
+    log.info(
+      { revision: part.revision, part: part.part, parts: part.parts, delivery: m.deliveries },
+      "re-evaluating a part of a rules revision",
+    );
+    await rules.waitForRevision(part.revision, RULES_WAIT_MS);
+    const ruleset = rules.ruleset;
+    if (ruleset.revision < part.revision || ruleset.broken !== null) {
+      // Not done, not acknowledged: another worker whose rules are at the revision takes it.
+      throw new Error(`rules not at revision ${part.revision}`);
+    }
+    const counts = await this.#reevaluateAll(this.#activeIndex().entriesOf(part.keys), ruleset);
+    await parts.markDone({
+      revision: part.revision,
+      part: part.part,
+      worker: this.#deps.identity.id,
+      ...counts,
+    });
+    this.#stats.partsDone++;
+  }
+
+  /**
+   * Re-evaluates `entries` under `ruleset` and revokes every changed one, chunks written side by
+   * side, a few at a time, while the reading goes on. Throws (after every chunk started has
+   * settled) when any chunk could not be written: the caller's message is then done again.
+   */
+  async #reevaluateAll(entries: AsyncIterable<ActiveDecisionV1>, ruleset: RulesetState): Promise<ScanCounts> {
+    const now = this.#deps.clock();
+    let changed: Reevaluation[] = [];
+    const counts = { scanned: 0, changed: 0, overrides: 0 };
+    const writing = new Set<Promise<void>>();
+    let failure: unknown = null;
+    const write = async (chunk: readonly Reevaluation[]) => {
+      while (writing.size >= CHUNKS_IN_FLIGHT) await Promise.race(writing);
+      if (failure !== null) throw failure;
+      const done: Promise<void> = this.#revoke(chunk, ruleset.revision).then(
+        (published) => {
+          writing.delete(done);
+          counts.overrides += published;
+        },
+        (err: unknown) => {
+          writing.delete(done);
+          failure ??= err;
+        },
+      );
+      writing.add(done);
+    };
+    try {
+      for await (const entry of entries) {
+        this.#checkStopping();
+        counts.scanned++;
+        const again = reevaluate(entry, ruleset, now);
+        if (!again?.changed) continue;
+        counts.changed++;
+        changed.push(again);
+        if (changed.length === CHUNK) {
+          await write(changed);
+          changed = [];
+        }
+      }
+      if (changed.length > 0) await write(changed);
+    } finally {
+      await Promise.all(writing);
+    }
+    if (failure !== null) throw failure;
+    return counts;
   }
 
   /** The index, open before either feed is. */
@@ -354,7 +550,7 @@ export class Revoker {
 
   /** Throws when the worker is stopping, so that the revision goes to another worker at once. */
   #checkStopping(): void {
-    if (this.#scans?.stopping) throw new Error("the worker is stopping");
+    if (this.#scans?.stopping || this.#partsFeed?.stopping) throw new Error("the worker is stopping");
   }
 
   /** Waits until the projection has acknowledged every decision message there was at the start. */
@@ -376,18 +572,19 @@ export class Revoker {
   /**
    * Records and publishes the changes of one chunk: the re-evaluation decisions (one signed batch),
    * a revocation record each (de-duplicated on `recordId`, by default revision and entry, so a scan
-   * done again records none twice), then the overrides, then the index entries.
+   * done again records none twice), then the overrides, then the index entries. Entries of pruned
+   * hosts are left out; resolves to the number of overrides published.
    */
   async #revoke(
     all: readonly Reevaluation[],
     revision: number,
     recordId: (c: Reevaluation) => string = (c) => `${revision}:${activeEntryKey(c.entry)}`,
-  ): Promise<void> {
+  ): Promise<number> {
     const { decisions, revocations, nc, changesTopic } = this.#deps;
     const index = this.#activeIndex();
     // Pruned hosts get no overrides (an entry read just before its host was pruned).
     const changed = await withoutPrunedHosts(index, all, (c) => c.entry);
-    if (changed.length === 0) return;
+    if (changed.length === 0) return 0;
     const now = this.#deps.clock();
     const at = now.toISOString();
     const records: { decisionId: string; body: Uint8Array }[] = changed.map((c) => {
@@ -427,5 +624,14 @@ export class Revoker {
         return index.put(entry);
       }),
     );
+    return changed.length;
+  }
+}
+
+function jsonOrNull(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
+  } catch {
+    return null;
   }
 }

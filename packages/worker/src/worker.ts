@@ -18,6 +18,7 @@ import {
   openJetStreamActiveIndex,
   openJetStreamReplayGuard,
   openJetStreamRevocationLog,
+  openJetStreamScanParts,
   openJetStreamStore,
   type ReplayGuard,
 } from "@arbiter/store";
@@ -47,7 +48,7 @@ import {
   type TrustResult,
   trustDenial,
 } from "./request-signatures.js";
-import { Revoker } from "./revoker.js";
+import { Revoker, revokerCounters } from "./revoker.js";
 import { RulesFollower } from "./rules-follower.js";
 
 /** Lifecycle states shared by Arbiter's long-running parts. */
@@ -352,7 +353,7 @@ class DecisionWorker implements Worker {
       deployment: this.#running?.follower.ruleset.deployment ?? null,
       enrolled: this.#running ? this.#isEnrolled(this.#running.follower.ruleset) : false,
       broken: this.#running?.follower.ruleset.broken ?? null,
-      stats: { ...stats },
+      stats: { ...stats, ...revokerCounters(this.#running?.revoker?.stats) },
     };
   }
 
@@ -757,6 +758,9 @@ class DecisionWorker implements Worker {
       nextId: () => this.#nextId(),
       clock: this.#clock,
       log: this.#log.child({ part: "revoker" }),
+      openScanParts: () =>
+        openJetStreamScanParts(this.#storeNc, { prefix: config.prefix, ackTimeoutMs: config.ackTimeoutMs }),
+      scanPartSize: config.scanPartSize,
     });
     revoker.start();
     return revoker;

@@ -168,6 +168,8 @@ export const THROUGHPUT_TARGET = 0.5;
 const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 const ECHO_RESPONDER = here("./echo-responder.js");
 const CLI_MAIN = here("../main.js");
+/** The `arbiter` entry point the benchmark's workers run. */
+export const WORKER_CLI_MAIN = CLI_MAIN;
 const EXAMPLE_RULES = here("../../../../deploy/rules/example.yaml");
 const FIXTURES = here("../../../../test/data/wasmcloud-v1/");
 /** Expected answers under the example rules: test/data/wasmcloud-v1/README.md. */
@@ -200,6 +202,13 @@ const FOREIGN_ENV = [
   "ARBITER_REQUEST_SIGNATURES",
   "ARBITER_MAX_TOKEN_AGE",
 ];
+
+/** This process's environment without the settings that would move a worker elsewhere, logging warnings only. */
+export function workerChildEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ARBITER_LOG_LEVEL: "warn" };
+  for (const name of FOREIGN_ENV) delete env[name];
+  return env;
+}
 
 /**
  * Measures one decision worker (decision log on) under `concurrency` requesters, beside a bare
@@ -266,8 +275,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
       };
     };
 
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, ARBITER_LOG_LEVEL: "warn" };
-    for (const name of FOREIGN_ENV) delete childEnv[name];
+    const childEnv = workerChildEnv();
 
     const echo = spawnNode(
       "echo responder",

@@ -3,11 +3,18 @@ import { resolve } from "node:path";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { Command } from "commander";
 import {
+  type ConvergenceReport,
+  type ConvergenceRun,
+  runConvergenceBench,
+} from "../bench/convergence-bench.js";
+import {
   type DecisionsBenchOptions,
   type DecisionsBenchReport,
   isBenchInterruptedError,
   type PhaseReport,
   runDecisionsBench,
+  WORKER_CLI_MAIN,
+  workerChildEnv,
 } from "../bench/decisions-bench.js";
 import { isExecutableFile, OPA_BUILD_HINT, opaPolicyServerPath } from "../bench/opa-peer.js";
 import { addReplayBenchOptions, type ReplayBenchFlags, replayPhase } from "../bench/replay-phase.js";
@@ -25,16 +32,25 @@ interface BenchFlags extends ReplayBenchFlags {
   json?: boolean;
   opa: boolean;
   opaInstances: string;
+  convergence: boolean;
+  convergenceOnly?: boolean;
+  convergenceDecisions: string;
+  convergenceHosts: string;
+  convergenceWorkers: string;
 }
+
+/** The whole report of `arbiter bench`: the decisions phases (unless skipped) and the convergence runs. */
+type BenchReport = Partial<DecisionsBenchReport> & { readonly convergence: ConvergenceReport | null };
 
 /**
  * `arbiter bench`: decisions/s and latency of one worker beside a bare NATS echo responder and the
- * OPA example's policy server (one, and several in a queue group) when the peers cache has it.
+ * OPA example's policy server (one, and several in a queue group) when the peers cache has it; then
+ * revocation convergence beside bare overrides.
  */
 export function benchCommand(): Command {
   return addReplayBenchOptions(new Command("bench"))
     .description(
-      "benchmark one decision worker (decision log on) against a bare NATS echo responder and the OPA example's policy server (from the peers cache), same embedded nats-server, same run",
+      "benchmark one decision worker (decision log on) against a bare NATS echo responder and the OPA example's policy server (from the peers cache), same embedded nats-server, same run; then revocation convergence (a rules change flipping half of the decisions cached by reference hosts) against the same overrides published bare",
     )
     .option("--duration <s>", "measured seconds per responder", "10")
     .option("--warmup <s>", "unmeasured seconds of load before each measurement", "2")
@@ -42,6 +58,19 @@ export function benchCommand(): Command {
     .option("--timeout <ms>", "per-request timeout; a late answer counts as an error", "1000")
     .option("--no-opa", "skip the OPA policy server phases")
     .option("--opa-instances <n>", "OPA policy servers in the queue-group phase", "2")
+    .option("--no-convergence", "skip the revocation convergence runs")
+    .option("--convergence-only", "run only the revocation convergence runs")
+    .option(
+      "--convergence-decisions <n>",
+      "cached decisions in the convergence runs, spread over the hosts",
+      "10000",
+    )
+    .option("--convergence-hosts <n>", "reference host clients in the convergence runs", "100")
+    .option(
+      "--convergence-workers <list>",
+      "one convergence run per entry, with that many workers (comma-separated)",
+      "1,3",
+    )
     .option("--worker-cpu-prof <dir>", "run the worker under node --cpu-prof, writing its profile into <dir>")
     .option("--out <file>", "also write the JSON report to <file>")
     .option("--json", "print the whole report as JSON")
@@ -66,6 +95,19 @@ export function benchCommand(): Command {
         opa = { skipped: `the OPA policy server is not in ${opaBin}; \`${OPA_BUILD_HINT}\` builds it` };
         process.stderr.write(`arbiter bench: OPA phases skipped: ${opa.skipped}\n`);
       }
+      const convergenceDecisions = parseIntegerFlag(flags.convergenceDecisions, "--convergence-decisions", {
+        min: 2,
+      });
+      const convergenceHosts = parseIntegerFlag(flags.convergenceHosts, "--convergence-hosts", { min: 1 });
+      const convergenceWorkers = flags.convergenceWorkers
+        .split(",")
+        .map((n) => parseIntegerFlag(n.trim(), "--convergence-workers", { min: 1 }));
+      if (flags.convergenceOnly && !flags.convergence) {
+        throw new ArbiterError(
+          ErrorCode.InvalidConfig,
+          "--convergence-only and --no-convergence exclude each other",
+        );
+      }
       try {
         const replay = replayPhase(flags, controller.signal);
         if (replay.only) {
@@ -73,20 +115,38 @@ export function benchCommand(): Command {
           emit(json, { replay: replayed }, () => replay.human(replayed));
           return;
         }
-        const report = await runDecisionsBench({
-          opa,
-          concurrency: parseIntegerFlag(flags.concurrency, "--concurrency", { min: 1 }),
-          warmupMs: seconds(flags.warmup, "--warmup", true),
-          durationMs: seconds(flags.duration, "--duration", false),
-          timeoutMs: parseIntegerFlag(flags.timeout, "--timeout", { min: 1 }),
-          ...(flags.workerCpuProf ? { workerCpuProfDir: resolve(flags.workerCpuProf) } : {}),
-          signal: controller.signal,
-          log: createLogger("arbiter-bench"),
-        });
-        const replayed = await replay.run();
+        const log = createLogger("arbiter-bench");
+        const decisions = flags.convergenceOnly
+          ? {}
+          : await runDecisionsBench({
+              opa,
+              concurrency: parseIntegerFlag(flags.concurrency, "--concurrency", { min: 1 }),
+              warmupMs: seconds(flags.warmup, "--warmup", true),
+              durationMs: seconds(flags.duration, "--duration", false),
+              timeoutMs: parseIntegerFlag(flags.timeout, "--timeout", { min: 1 }),
+              ...(flags.workerCpuProf ? { workerCpuProfDir: resolve(flags.workerCpuProf) } : {}),
+              signal: controller.signal,
+              log,
+            });
+        const convergence = flags.convergence
+          ? await runConvergenceBench({
+              decisions: convergenceDecisions,
+              hosts: convergenceHosts,
+              workers: convergenceWorkers,
+              timeoutMs: 120_000,
+              childEnv: workerChildEnv(),
+              cliMain: WORKER_CLI_MAIN,
+              signal: controller.signal,
+              log,
+            })
+          : null;
+        const replayed = flags.convergenceOnly ? null : await replay.run();
+        const report: BenchReport = { ...decisions, convergence };
         const full = { ...report, replay: replayed };
         if (flags.out) writeFileSync(flags.out, `${JSON.stringify(full, null, 2)}\n`);
-        emit(json, full, () => `${humanReport(report)}\n${replay.human(replayed)}`);
+        emit(json, full, () =>
+          replayed === null ? humanReport(report) : `${humanReport(report)}\n${replay.human(replayed)}`,
+        );
       } catch (err) {
         if (!isBenchInterruptedError(err)) throw err;
         reportError(err, json);
@@ -109,7 +169,40 @@ function seconds(value: string, flag: string, zeroAllowed: boolean): number {
   return Math.round(s * 1000);
 }
 
-function humanReport(r: DecisionsBenchReport): string {
+function humanReport(report: BenchReport): string {
+  const parts: string[] = [];
+  if (report.benchmark === "decisions") parts.push(decisionsReport(report as DecisionsBenchReport));
+  if (report.convergence !== null) parts.push(convergenceReport(report.convergence));
+  return parts.join("\n\n");
+}
+
+function convergenceReport(c: ConvergenceReport): string {
+  const cpu = (ms: ConvergenceRun["arbiter"]["cpuMs"]) =>
+    [ms.workers, ms.natsServer, ms.hosts].map((v) => (v === null ? "?" : String(v))).join("/");
+  const row = (r: ConvergenceRun) => {
+    const a = r.arbiter;
+    const b = r.baseline;
+    return [
+      `${r.workers} worker(s), ${r.decisions} cached decisions on ${r.hosts} hosts, ${r.flipped} flipped (revision ${r.revision}):`,
+      `  arbiter:  p50 ${a.perHostMs.p50} ms, max ${a.perHostMs.max} ms, ${a.overridesPerSecond} overrides/s (${a.deliveriesPerSecond} deliveries/s); cpu ms workers/nats/hosts ${cpu(a.cpuMs)}`,
+      `  baseline: p50 ${b.perHostMs.p50} ms, max ${b.perHostMs.max} ms, ${b.overridesPerSecond} overrides/s (bare publishes from one connection); cpu ms workers/nats/hosts ${cpu(b.cpuMs)}`,
+      `  max arbiter/baseline x${r.ratioMax}; target max <= ${c.target.maxMs} ms and >= ${c.target.overridesPerSecond} overrides/s: ${a.perHostMs.max <= c.target.maxMs && a.overridesPerSecond >= c.target.overridesPerSecond ? "met" : "NOT met"}`,
+      `  workers: ${Object.entries(r.workerStats)
+        .map(
+          ([id, s]) =>
+            `${id} ${s["fanoutOverrides"] ?? 0} overrides, ${s["fanoutPartsDone"] ?? 0} parts${s["fanoutLastScanned"] === r.revision ? `, took the revision: ${s["fanoutLastScanMs"] ?? 0} ms` : ""}`,
+        )
+        .join("; ")}`,
+      `  check: ${r.check.flippedWithNewOutcome} flipped entries hold the new outcome, ${r.check.othersUntouched} others untouched`,
+    ].join("\n");
+  };
+  return [
+    "arbiter bench: revocation convergence, from the rules event's ack to each host's last cache update",
+    ...c.runs.map(row),
+  ].join("\n");
+}
+
+function decisionsReport(r: DecisionsBenchReport): string {
   const header = [
     "",
     "requests",

@@ -28,6 +28,7 @@ interface WorkerFlags extends ConnectionFlags {
   adminKeys?: string;
   maxPayload?: string;
   maxQueued?: string;
+  scanPartSize?: string;
   inboxPrefix?: string;
   natsInboxPrefix?: string;
   onLogOutage?: string;
@@ -52,6 +53,7 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   workerSeed: "ARBITER_WORKER_SEED",
   maxPayloadBytes: "--max-payload",
   maxQueuedRequests: "--max-queued",
+  scanPartSize: "--scan-part-size (ARBITER_SCAN_PART_SIZE)",
   inboxPrefixes: "--inbox-prefix (ARBITER_INBOX_PREFIXES)",
   onLogOutage: "--on-log-outage (ARBITER_ON_LOG_OUTAGE)",
   requestSignatures: "--request-signatures (ARBITER_REQUEST_SIGNATURES)",
@@ -136,6 +138,10 @@ export function workerCommand(): Command {
     .option(
       "--nats-inbox-prefix <prefix>",
       `this worker's own inbox prefix on NATS, which the shipped permissions reserve for workers (env NATS_INBOX_PREFIX; default ${WORKER_INBOX_PREFIX})`,
+    )
+    .option(
+      "--scan-part-size <n>",
+      "entries per part of a rules revision's re-evaluation: a larger active index is split across the workers (env ARBITER_SCAN_PART_SIZE; default 2000)",
     )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
@@ -240,6 +246,7 @@ function workerConfig(
   const allowUnenrolled = flags.allowUnenrolled === true || allowEnv === "true";
   const lattices = flags.lattices ?? (process.env["ARBITER_LATTICES"] || undefined);
   const hostTimeout = flags.hostTimeout ?? (process.env["ARBITER_HOST_TIMEOUT"] || undefined);
+  const scanPartSize = flags.scanPartSize ?? (process.env["ARBITER_SCAN_PART_SIZE"] || undefined);
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
     ...(deployment ? { deployment } : {}),
@@ -278,6 +285,7 @@ function workerConfig(
     adminKeys,
     maxPayloadBytes: strictInteger("--max-payload", flags.maxPayload ?? "1048576"),
     maxQueuedRequests: strictInteger("--max-queued", flags.maxQueued ?? "10000"),
+    ...(scanPartSize ? { scanPartSize: strictInteger(SETTING_SOURCES["scanPartSize"]!, scanPartSize) } : {}),
   };
   try {
     return parseWorkerConfig(config);
