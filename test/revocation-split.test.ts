@@ -134,7 +134,7 @@ async function revocationsOf(revision: number): Promise<number> {
 }
 
 describe("a large re-evaluation split across workers", () => {
-  it("every part is done, by more than one worker, and every override is sent once", async () => {
+  it("every part is done, by more than one worker, and every override recorded once (sent again only with a part delivered again)", async () => {
     const revision = await applyRules(admin, defaultRules("allow"));
     await untilRevisionReevaluated(adminNc, revision, 60_000);
     await until(
@@ -144,10 +144,17 @@ describe("a large re-evaluation split across workers", () => {
     const stats = [...(await workerStats()).values()];
     expect(stats).toHaveLength(3);
     const parts = stats.map((s) => s["fanoutPartsDone"] ?? 0);
-    expect(parts.reduce((a, b) => a + b, 0)).toBe((HOSTS * PER_HOST) / PART_SIZE);
+    // A part is done again only when the server delivered it again (its holder's in-progress acks
+    // late on a starved machine); what it sends again a host applies the same way, and its
+    // revocation records are de-duplicated.
+    const again = workers.reduce((sum, w) => sum + partsTaken(w, revision) - partsTaken(w, revision, 1), 0);
+    const partCount = (HOSTS * PER_HOST) / PART_SIZE;
+    expect(parts.reduce((a, b) => a + b, 0)).toBe(partCount + again);
     expect(parts.filter((n) => n > 0).length).toBeGreaterThan(1);
     expect(stats.reduce((sum, s) => sum + (s["fanoutRevisionsSplit"] ?? 0), 0)).toBe(1);
-    expect(stats.reduce((sum, s) => sum + (s["fanoutOverrides"] ?? 0), 0)).toBe(HOSTS * PER_HOST);
+    expect(stats.reduce((sum, s) => sum + (s["fanoutOverrides"] ?? 0), 0)).toBe(
+      HOSTS * PER_HOST + again * PART_SIZE,
+    );
     expect(await revocationsOf(revision)).toBe(HOSTS * PER_HOST);
   }, 120_000);
 
