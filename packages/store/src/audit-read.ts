@@ -1,4 +1,4 @@
-import { DecisionV1 } from "@arbiter/protocol";
+import { DecisionV1, type UnsignedDecisionV1 } from "@arbiter/protocol";
 import type { RevisionCache } from "@arbiter/rules";
 import type { DecisionLog, RuleEventStore } from "./contracts.js";
 
@@ -11,17 +11,29 @@ export interface AuditWindow {
 }
 
 /**
+ * A recorded decision as an audit reads it: read as stored, without the proof and signature that
+ * `audit verify` checks, so without them in the schema; every other field is checked.
+ */
+const AuditedRecord = DecisionV1.omit({ proof: true, signature: true });
+
+/**
  * One decision of the window, in stream order: where it is stored (message sequence, place in the
  * batch) and the record, or why its text is not a DecisionV1 (then `record` is null).
  */
 export type AuditedDecision =
-  | { readonly seq: number; readonly index: number; readonly record: DecisionV1; readonly problem: null }
+  | {
+      readonly seq: number;
+      readonly index: number;
+      readonly record: UnsignedDecisionV1;
+      readonly problem: null;
+    }
   | { readonly seq: number; readonly index: number; readonly record: null; readonly problem: string };
 
 /**
- * The decisions of `window` in stream order, each parsed once (JSON, then the DecisionV1 schema).
- * A text that is not a DecisionV1 is yielded with its problem, whatever the window: it cannot be
- * placed in it, and an audit must not pass over it in silence.
+ * The decisions of `window` in stream order, read unsealed (an audit that re-evaluates does not
+ * verify signatures: `audit verify` does) and each parsed once (JSON, then the DecisionV1 schema
+ * without its proof and signature). A text that is not a DecisionV1 is yielded with its problem,
+ * whatever the window: it cannot be placed in it, and an audit must not pass over it in silence.
  */
 export async function* readDecisionWindow(
   log: DecisionLog,
@@ -29,7 +41,9 @@ export async function* readDecisionWindow(
 ): AsyncGenerator<AuditedDecision> {
   const since = window.since?.getTime();
   const until = window.until?.getTime();
-  for await (const stored of log.read(window.since ? { since: window.since } : {})) {
+  for await (const stored of log.read(
+    window.since ? { sealed: false, since: window.since } : { sealed: false },
+  )) {
     let raw: unknown;
     try {
       raw = JSON.parse(stored.text);
@@ -37,7 +51,7 @@ export async function* readDecisionWindow(
       yield { seq: stored.seq, index: stored.index, record: null, problem: "the record is not JSON" };
       continue;
     }
-    const parsed = DecisionV1.safeParse(raw);
+    const parsed = AuditedRecord.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const where = issue ? `${issue.path.join(".") || "record"}: ${issue.message}` : "invalid";

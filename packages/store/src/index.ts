@@ -31,6 +31,7 @@ export type { DecisionLine } from "./decision-batch.js";
 export {
   BATCH_SIGNATURE_HEADER,
   decisionBatchFromTexts,
+  decisionTexts,
   isOneLine,
   maxDecisionRecordBytes,
   sealedDecisionTexts,

@@ -42,7 +42,10 @@ export interface ReplayBenchReport {
   };
   /** Writing the history: sealed batches signed by an enrolled worker key, appended directly. */
   readonly write: { readonly messages: number; readonly seconds: number };
-  /** Reading every record of the stream (sealed, as `audit` reads them) and nothing else. */
+  /**
+   * Reading every record of the stream as replay reads it (every message, each record's text as
+   * stored, unsealed) and nothing else.
+   */
   readonly bareRead: ReadPass;
   /** `audit replay`'s own loop over the same stream. */
   readonly replay: ReadPass & { readonly mismatches: number; readonly revisionsFolded: number };
@@ -185,7 +188,7 @@ export async function runReplayBench(options: ReplayBenchOptions): Promise<Repla
       const bareStart = performance.now();
       const bareCpu = process.cpuUsage();
       let bare = 0;
-      for await (const stored of store.decisions.read()) {
+      for await (const stored of store.decisions.read({ sealed: false })) {
         if (stored.text.length > 0) bare++;
       }
       const bareSeconds = (performance.now() - bareStart) / 1000;
