@@ -20,7 +20,7 @@ export function addReplayBenchOptions(command: Command): Command {
     .option("--replay-revisions <n>", "rules revisions the replay phase's decisions are spread over", "50")
     .option(
       "--replay-threads <n>",
-      "worker threads replay uses, as audit replay --threads (default: one per core beyond the first, after 20000 records)",
+      "worker threads replay uses, as audit replay --threads (default: one per core beyond two, after 20000 records)",
     )
     .option(
       "--replay-only",

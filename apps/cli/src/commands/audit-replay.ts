@@ -104,11 +104,13 @@ export const THREADS_AFTER = 20_000;
 
 /**
  * The threads `--threads` asks for: that many from the first record (0: the main thread only),
- * or, without the flag, one per core beyond the first (which reads, beside the nats-server) once
- * {@link THREADS_AFTER} records have been read.
+ * or, without the flag, one per core beyond two once {@link THREADS_AFTER} records have been read.
+ * One thread beside the reader costs about what it saves (a record replayed in a thread costs
+ * about as much as read and replayed on the main thread, its copy there included), so threads
+ * pay only two or more at a time, with cores to spare for the reader and a local nats-server.
  */
 export function replayThreads(flag: string | undefined): ReplayThreads {
-  if (flag === undefined) return { count: availableParallelism() - 1, after: THREADS_AFTER };
+  if (flag === undefined) return { count: Math.max(availableParallelism() - 2, 0), after: THREADS_AFTER };
   return { count: parseIntegerFlag(flag, "--threads", { min: 0, max: 64 }), after: 0 };
 }
 
@@ -402,7 +404,7 @@ export function addReplayCommands(audit: Command): void {
   )
     .option(
       "--threads <n>",
-      "worker threads that replay records beside the read (0: none; default: one per core beyond the first, once the window passes 20000 records)",
+      "worker threads that replay records beside the read (0: none; default: one per core beyond two, once the window passes 20000 records)",
     )
     .action(async (flags: ReplayFlags) => {
       const window = windowFrom(flags);
