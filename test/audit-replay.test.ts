@@ -168,6 +168,11 @@ afterAll(async () => {
   await arbiter?.stop();
 });
 
+/** A replay report without what depends on how fast it ran. */
+function timeless(report: Record<string, unknown>) {
+  return { ...report, seconds: 0, decisionsPerSecond: 0 };
+}
+
 describe("arbiter audit replay", () => {
   it("reproduces every decision of every kind under both revisions", async () => {
     const all = await records();
@@ -184,6 +189,18 @@ describe("arbiter audit replay", () => {
     for (const check of ["rules", "edge", "edge-unrecorded", "signature", "reply"]) {
       expect(report.checks[check], check).toBeGreaterThan(0);
     }
+    // Replayed in two worker threads from the first record: the same report.
+    const threaded = await runArbiter([
+      "audit",
+      "replay",
+      "--servers",
+      arbiter.server.url,
+      "--threads",
+      "2",
+      "--json",
+    ]);
+    expect(threaded.code, threaded.stderr).toBe(0);
+    expect(timeless(JSON.parse(threaded.stdout))).toEqual(timeless(report));
   });
 
   it("reports exactly the one record altered in a copy of the streams, with both outcomes", async () => {
@@ -245,6 +262,21 @@ describe("arbiter audit replay", () => {
       recorded: { permitted: false },
       replayed: { permitted: true },
     });
+    const threaded = await runArbiter([
+      "audit",
+      "replay",
+      "--servers",
+      arbiter.server.url,
+      "--prefix",
+      "copy",
+      "--admin-keys",
+      arbiter.signer.publicKey,
+      "--threads",
+      "2",
+      "--json",
+    ]);
+    expect(threaded.code, threaded.stderr).toBe(1);
+    expect(timeless(JSON.parse(threaded.stdout))).toEqual(timeless(report));
     const human = await runArbiter([
       "audit",
       "replay",

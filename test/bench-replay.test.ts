@@ -6,13 +6,28 @@ import { runArbiter } from "./support/cli.js";
 describe("arbiter bench --replay-only", () => {
   it("reports the bare read and the replay of the same stream, every decision reproduced", async () => {
     const { code, stdout, stderr } = await runArbiter(
-      ["bench", "--replay-only", "--replay-decisions", "500", "--replay-revisions", "4", "--json"],
+      [
+        "bench",
+        "--replay-only",
+        "--replay-decisions",
+        "500",
+        "--replay-revisions",
+        "4",
+        "--replay-threads",
+        "2",
+        "--json",
+      ],
       { ARBITER_LOG_LEVEL: "warn" },
     );
     expect(code, stderr).toBe(0);
     const { replay } = JSON.parse(stdout) as {
       replay: {
-        settings: { decisions: number; revisions: number; decisionsPerBatch: number };
+        settings: {
+          decisions: number;
+          revisions: number;
+          decisionsPerBatch: number;
+          threads: { count: number; after: number };
+        };
         write: { messages: number; seconds: number };
         bareRead: { decisions: number; decisionsPerSecond: number; cpuMicrosPerDecision: number };
         replay: {
@@ -26,7 +41,13 @@ describe("arbiter bench --replay-only", () => {
         target: { ratio: number; decisionsPerSecond: number; met: boolean };
       };
     };
-    expect(replay.settings).toEqual({ decisions: 500, revisions: 4, decisionsPerBatch: 32 });
+    // Two worker threads from the first record, as `audit replay --threads 2`.
+    expect(replay.settings).toEqual({
+      decisions: 500,
+      revisions: 4,
+      decisionsPerBatch: 32,
+      threads: { count: 2, after: 0 },
+    });
     // Four documents at 125 decisions each: 4 batches of 32 (the last of 29) per revision.
     expect(replay.write.messages).toBe(16);
     expect(replay.bareRead.decisions).toBe(500);

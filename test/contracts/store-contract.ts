@@ -157,6 +157,19 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect(verifySealedJson(read[0]!.text, stranger.publicKey)).toBe(false);
     });
 
+    it("reads decisions as stored, without seals, when asked to", async () => {
+      const texts = ['{"n":1}', '{"n":"two, with \\n"}', '{"n":"drei ü"}'];
+      const { seq } = await store.decisions.append(
+        batch(texts.map((text, i) => ({ decisionId: `u${i}`, text }))),
+      );
+      await store.decisions.append({ ...batch([{ decisionId: "v0", text: '{"n":4}' }]), signature: "c2ln" });
+      expect(await collect(store.decisions.read({ sealed: false }))).toEqual([
+        ...texts.map((text, index) => ({ seq, index, text })),
+        { seq: seq + 1, index: 0, text: '{"n":4}' },
+      ]);
+      expect(await collect(store.decisions.read({ sealed: false, kind: "none" }))).toEqual([]);
+    });
+
     it("keeps a batch's signature: one that does not match its lines does not verify", async () => {
       const signed = batch([{ decisionId: "x1", text: '{"n":1}' }]);
       const other = batch([{ decisionId: "x2", text: '{"n":2}' }]);

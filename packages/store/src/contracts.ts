@@ -56,7 +56,8 @@ export interface DecisionBatch {
 /**
  * A stored decision: the sequence of the message that holds it, its place there, and its text,
  * sealed on reading (its inclusion proof and the batch signature appended, so that it verifies on
- * its own with `verifySealedJson`). A line that cannot be sealed is read as stored.
+ * its own with `verifySealedJson`). A line that cannot be sealed is read as stored, and so is
+ * every line of a read with `sealed: false`.
  */
 export interface StoredDecision {
   readonly seq: number;
@@ -83,6 +84,11 @@ export interface DecisionFilter {
   readonly host?: string;
   readonly fromSeq?: number;
   readonly since?: Date;
+  /**
+   * False: each decision's text as stored, without the inclusion proof and batch signature that
+   * make it verifiable on its own (cheaper, for readers that do not verify). Default true.
+   */
+  readonly sealed?: boolean;
   /** Keep following new decisions instead of stopping at the end. */
   readonly follow?: boolean;
   readonly signal?: AbortSignal;

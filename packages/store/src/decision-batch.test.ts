@@ -4,6 +4,7 @@ import {
   batchLines,
   batchRuns,
   decisionBatchFromTexts,
+  decisionTexts,
   maxDecisionRecordBytes,
   sealedDecisionTexts,
   signDecisionBatch,
@@ -33,6 +34,25 @@ describe("sealedDecisionTexts", () => {
     expect(sealedDecisionTexts(Buffer.from('{"n":1}'), undefined)).toEqual(['{"n":1}']);
     expect(sealedDecisionTexts(Buffer.from('{"n":1}'), "not base64url!")).toEqual(['{"n":1}']);
     expect(sealedDecisionTexts(new Uint8Array(), "c2ln")).toEqual([""]);
+  });
+});
+
+describe("decisionTexts", () => {
+  it("returns every line as stored, the texts sealing starts from", () => {
+    const texts = ['{"n":1}', '{"n":"ü, \\n"}', "not json", '{"n":"𝄞"}', '\uFEFF{"n":5}'];
+    expect(decisionTexts(Buffer.from(texts.join("\n")))).toEqual(texts);
+    expect(decisionTexts(new Uint8Array())).toEqual([""]);
+    expect(decisionTexts(Buffer.from("a\n"))).toEqual(["a", ""]);
+    const signed = ['{"n":1}', '{"n":"ü"}'];
+    const batch = decisionBatchFromTexts(
+      signed.map((text, i) => ({ decisionId: `d${i}`, text })),
+      worker,
+    );
+    const sealed = sealedDecisionTexts(batch.lines, batch.signature);
+    for (const [i, text] of decisionTexts(batch.lines).entries()) {
+      expect(text).toBe(signed[i]);
+      expect(sealed[i]!.startsWith(text.slice(0, -1))).toBe(true);
+    }
   });
 });
 

@@ -7,6 +7,8 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const utf8 = new TextDecoder();
+/** Keeps a leading byte-order mark: a line is returned as the bytes stored, not as a text editor would read it. */
+const utf8AsStored = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** The message header that carries a stored batch's signature. */
 export const BATCH_SIGNATURE_HEADER = "Arbiter-Batch-Signature";
@@ -179,6 +181,16 @@ export function sealedDecisionTexts(lines: Uint8Array, signature: string | undef
     return texts;
   }
   return texts.map((text, i) => `${text.slice(0, -1)}${seals[i]}`);
+}
+
+/**
+ * The decisions of a stored batch, in order, as stored: one text per line, without the inclusion
+ * proof and signature {@link sealedDecisionTexts} adds, for readers that do not verify. The
+ * message is decoded once (UTF-8 never holds a newline byte inside a character, so splitting
+ * the text is splitting the bytes).
+ */
+export function decisionTexts(lines: Uint8Array): string[] {
+  return utf8AsStored.decode(lines).split("\n");
 }
 
 /**

@@ -7,7 +7,7 @@ export {
   openJetStreamActiveIndex,
 } from "./active-index.js";
 export type { AuditedDecision, AuditWindow } from "./audit-read.js";
-export { foldRuleEvents, readDecisionWindow } from "./audit-read.js";
+export { auditDecisionText, decisionReadFilter, foldRuleEvents, readDecisionWindow } from "./audit-read.js";
 export type {
   DecisionBounds,
   TrailFailure,
@@ -31,6 +31,7 @@ export type { DecisionLine } from "./decision-batch.js";
 export {
   BATCH_SIGNATURE_HEADER,
   decisionBatchFromTexts,
+  decisionTexts,
   isOneLine,
   maxDecisionRecordBytes,
   sealedDecisionTexts,

@@ -39,6 +39,7 @@ import {
   BATCH_SIGNATURE_HEADER,
   checkDecisionBatch,
   decisionMatches,
+  decisionTexts,
   isSameBatch,
   sealedDecisionTexts,
 } from "./decision-batch.js";
@@ -564,7 +565,8 @@ class JetStreamDecisionLog implements DecisionLog {
     };
     const consumer = await this.#js.consumers.get(this.#stream, options);
     for await (const m of orderedMessages(consumer, filter.follow, filter.signal)) {
-      for (const [index, text] of storedTexts(m).entries()) {
+      const texts = filter.sealed === false ? decisionTexts(m.data) : storedTexts(m);
+      for (const [index, text] of texts.entries()) {
         if (decisionMatches(text, filter)) yield { seq: m.seq, index, text };
       }
     }

@@ -9,7 +9,13 @@ import type {
   StoredDecision,
   StoredRuleEvent,
 } from "./contracts.js";
-import { checkDecisionBatch, decisionMatches, isSameBatch, sealedDecisionTexts } from "./decision-batch.js";
+import {
+  checkDecisionBatch,
+  decisionMatches,
+  decisionTexts,
+  isSameBatch,
+  sealedDecisionTexts,
+} from "./decision-batch.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 import { keepsStoredSnapshot } from "./text.js";
 
@@ -116,7 +122,11 @@ class MemoryDecisionLog implements DecisionLog {
         const message = this.#messages[next]!;
         next++;
         if (filter.since !== undefined && message.at < filter.since) continue;
-        for (const [index, text] of sealedDecisionTexts(message.lines, message.signature).entries()) {
+        const texts =
+          filter.sealed === false
+            ? decisionTexts(message.lines)
+            : sealedDecisionTexts(message.lines, message.signature);
+        for (const [index, text] of texts.entries()) {
           if (decisionMatches(text, filter)) yield { seq: next, index, text };
         }
       }

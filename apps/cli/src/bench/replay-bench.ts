@@ -9,7 +9,7 @@ import { createSigner, generateKey } from "@arbiter/trust";
 import { encodeDecisionRecord } from "@arbiter/worker";
 import { connect } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { runReplay } from "../commands/audit-replay.js";
+import { type ReplayThreads, runReplay } from "../commands/audit-replay.js";
 
 /** Settings of {@link runReplayBench}. */
 export interface ReplayBenchOptions {
@@ -17,6 +17,8 @@ export interface ReplayBenchOptions {
   readonly decisions: number;
   /** Rules revisions (documents applied) the decisions are spread over. */
   readonly revisions: number;
+  /** Where replay runs (as `audit replay --threads` sets it). */
+  readonly threads: ReplayThreads;
   readonly log: Logger;
   readonly signal?: AbortSignal;
 }
@@ -39,10 +41,15 @@ export interface ReplayBenchReport {
     readonly decisions: number;
     readonly revisions: number;
     readonly decisionsPerBatch: number;
+    /** Worker threads replay used, and after how many records it started them. */
+    readonly threads: ReplayThreads;
   };
   /** Writing the history: sealed batches signed by an enrolled worker key, appended directly. */
   readonly write: { readonly messages: number; readonly seconds: number };
-  /** Reading every record of the stream (sealed, as `audit` reads them) and nothing else. */
+  /**
+   * Reading every record of the stream as replay reads it (every message, each record's text as
+   * stored, unsealed) and nothing else.
+   */
   readonly bareRead: ReadPass;
   /** `audit replay`'s own loop over the same stream. */
   readonly replay: ReadPass & { readonly mismatches: number; readonly revisionsFolded: number };
@@ -185,7 +192,7 @@ export async function runReplayBench(options: ReplayBenchOptions): Promise<Repla
       const bareStart = performance.now();
       const bareCpu = process.cpuUsage();
       let bare = 0;
-      for await (const stored of store.decisions.read()) {
+      for await (const stored of store.decisions.read({ sealed: false })) {
         if (stored.text.length > 0) bare++;
       }
       const bareSeconds = (performance.now() - bareStart) / 1000;
@@ -197,7 +204,13 @@ export async function runReplayBench(options: ReplayBenchOptions): Promise<Repla
       };
       log.info("replaying the stream");
       const replayCpu = process.cpuUsage();
-      const replayed = await runReplay(store, { adminKeys: new Set([adminSigner.publicKey]) }, {});
+      const replayed = await runReplay(
+        store,
+        { adminKeys: new Set([adminSigner.publicKey]) },
+        {},
+        undefined,
+        options.threads,
+      );
       const replayCpuMicros = cpuPer(process.cpuUsage(replayCpu), replayed.decisions);
       const ratio =
         bareRead.decisionsPerSecond > 0 ? replayed.decisionsPerSecond / bareRead.decisionsPerSecond : 0;
@@ -207,6 +220,7 @@ export async function runReplayBench(options: ReplayBenchOptions): Promise<Repla
           decisions: options.decisions,
           revisions: options.revisions,
           decisionsPerBatch: DECISIONS_PER_BATCH,
+          threads: options.threads,
         },
         write,
         bareRead,

@@ -11,7 +11,7 @@ import { createMemoryStore, createRulesAdmin, signDecisionBatch } from "@arbiter
 import { createSigner, generateKey } from "@arbiter/trust";
 import { encodeDecisionRecord } from "@arbiter/worker";
 import { describe, expect, it } from "vitest";
-import { MAX_GROUPS, runReplay, runWhatIf } from "./audit-replay.js";
+import { MAX_GROUPS, replayThreads, runReplay, runWhatIf, THREADS_AFTER } from "./audit-replay.js";
 
 const FIXTURE = new URL("../../../../test/data/wasmcloud-v1/start-component.json", import.meta.url);
 const fixture = JSON.parse(readFileSync(FIXTURE, "utf8")) as Record<string, unknown> & {
@@ -70,6 +70,27 @@ describe("runReplay", () => {
     expect(report).toMatchObject({ decisions: 40, matched: 38, mismatches: 2 });
     expect(report.mismatched.map((m) => m.decisionId)).toEqual(["d7", null]);
     expect(report.mismatched[1]?.reason).toMatch(/not a DecisionV1/);
+  });
+
+  it("lists the mismatches of every chunk in stream order, whatever chunk they fall in", async () => {
+    const altered = new Set([5, 255, 256, 300, 599]);
+    const { store, trust } = await history(600, (text, i) =>
+      altered.has(i) ? text.replace('"permitted":true', '"permitted":false') : text,
+    );
+    const report = await runReplay(store, trust, {});
+    expect(report).toMatchObject({ decisions: 600, matched: 595, mismatches: 5 });
+    expect(report.mismatched.map((m) => m.decisionId)).toEqual([...altered].map((i) => `d${i}`));
+    expect(report.mismatched.map((m) => [m.seq, m.index])).toEqual(
+      [...altered].map((i) => [Math.floor(i / 32) + 1, i % 32]),
+    );
+  });
+
+  it("refuses a --threads that is not a count, naming it", () => {
+    expect(replayThreads("2")).toEqual({ count: 2, after: 0 });
+    expect(replayThreads("0")).toEqual({ count: 0, after: 0 });
+    expect(replayThreads(undefined)).toMatchObject({ after: THREADS_AFTER });
+    expect(() => replayThreads("two")).toThrow(/--threads "two"/);
+    expect(() => replayThreads("-1")).toThrow(/--threads/);
   });
 
   it("reports a record of a revision the history does not have, reading the history again once for it", async () => {

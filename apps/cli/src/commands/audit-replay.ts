@@ -1,4 +1,5 @@
 import { writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { ArbiterError, ErrorCode, resourceNames } from "@arbiter/protocol";
 import {
   compileRules,
@@ -8,12 +9,13 @@ import {
   RevisionCache,
   type RulesetState,
   type RulesetTrust,
-  replayDecision,
+  type StoredRuleEvent,
   whatIf,
 } from "@arbiter/rules";
 import {
   type AuditWindow,
   type DecisionLog,
+  decisionReadFilter,
   foldRuleEvents,
   type RuleEventStore,
   readDecisionWindow,
@@ -25,6 +27,8 @@ import { resolvePrefix } from "../context.js";
 import { parseTime } from "../duration.js";
 import { checkHostFlag, parseIntegerFlag } from "../flags.js";
 import { ExitCode, emit } from "../output.js";
+import { type ChunkResult, noChecks, type ReplayChunk, replayChunk, replayMismatch } from "./replay-chunk.js";
+import { ReplayPool } from "./replay-pool.js";
 import { connectionOptions, type RulesFlags, read, readRulesFile } from "./rules.js";
 import { type FlipGroup, renderWhatIfReport, type WhatIfReport } from "./whatif-report.js";
 
@@ -33,6 +37,10 @@ interface WindowFlags extends RulesFlags {
   until?: string;
   lattice?: string;
   host?: string;
+}
+
+interface ReplayFlags extends WindowFlags {
+  threads?: string;
 }
 
 interface WhatIfFlags extends WindowFlags {
@@ -83,26 +91,52 @@ export interface AuditSource {
 }
 
 /**
+ * Where records are replayed: on the main thread only (`count` 0), or also in `count` worker
+ * threads once `after` records have been read (a small window is not worth starting them).
+ */
+export interface ReplayThreads {
+  readonly count: number;
+  readonly after: number;
+}
+
+/** Records read before `audit replay` starts its worker threads, unless told how many to use. */
+export const THREADS_AFTER = 20_000;
+
+/**
+ * The threads `--threads` asks for: that many from the first record (0: the main thread only),
+ * or, without the flag, one per core beyond two once {@link THREADS_AFTER} records have been read.
+ * One thread beside the reader costs about what it saves (a record replayed in a thread costs
+ * about as much as read and replayed on the main thread, its copy there included), so threads
+ * pay only two or more at a time, with cores to spare for the reader and a local nats-server.
+ */
+export function replayThreads(flag: string | undefined): ReplayThreads {
+  if (flag === undefined) return { count: Math.max(availableParallelism() - 2, 0), after: THREADS_AFTER };
+  return { count: parseIntegerFlag(flag, "--threads", { min: 0, max: 64 }), after: 0 };
+}
+
+/** Records replayed together, on the main thread or in a worker thread. */
+const CHUNK_RECORDS = 256;
+
+/**
  * Replays every decision of `window` under the rules at its revision: the history is folded once
- * (more of it as decisions name later revisions), each record replayed by `replayDecision`.
- * `progress` is called now and then with the decisions replayed and the message being read.
+ * (more of it as decisions name later revisions), each record parsed once and replayed by
+ * `replayDecision`, in chunks, on the main thread or in worker threads (each folding the history
+ * once), the results taken in stream order. `progress` is called now and then with the decisions
+ * replayed and the message being read.
  */
 export async function runReplay(
   source: AuditSource,
   trust: RulesetTrust,
   window: AuditWindow,
   progress?: (decisions: number, seq: number, mismatches: number) => void,
+  threads: ReplayThreads = { count: 0, after: 0 },
 ): Promise<ReplayReport> {
   const started = performance.now();
   const cache = new RevisionCache(trust);
-  await foldRuleEvents(source.rules, cache);
-  const checks: Record<ReplayCheck, number> = {
-    rules: 0,
-    edge: 0,
-    "edge-unrecorded": 0,
-    signature: 0,
-    reply: 0,
-  };
+  const events: StoredRuleEvent[] = [];
+  const keep = (event: StoredRuleEvent) => void events.push(event);
+  await foldRuleEvents(source.rules, cache, undefined, keep);
+  const checks = noChecks();
   const mismatched: ReplayMismatch[] = [];
   let decisions = 0;
   let mismatches = 0;
@@ -112,43 +146,58 @@ export async function runReplay(
   };
   let lastSeq = 0;
   let soughtUpTo = 0;
-  for await (const item of readDecisionWindow(source.decisions, window)) {
-    decisions++;
-    lastSeq = item.seq;
-    if (progress !== undefined && (decisions & 1023) === 0) progress(decisions, item.seq, mismatches);
-    const { record } = item;
-    if (record === null) {
-      miss({
-        ...item,
-        decisionId: null,
-        revision: null,
-        check: null,
-        differs: [],
-        recorded: null,
-        replayed: null,
-        reason: item.problem,
-      });
-      continue;
+  const merge = async (result: ChunkResult) => {
+    decisions += result.decisions;
+    for (const check of Object.keys(checks) as ReplayCheck[]) checks[check] += result.checks[check];
+    for (const entry of result.entries) {
+      if (entry.kind === "mismatch") {
+        miss(entry.mismatch);
+        continue;
+      }
+      // A revision past the history read so far: written since, or never (read again once per revision).
+      const { record } = entry;
+      if (record.revision > cache.folded && record.revision > soughtUpTo) {
+        soughtUpTo = record.revision;
+        await foldRuleEvents(source.rules, cache, record.revision, keep);
+      }
+      const { check, mismatch } = replayMismatch(entry.seq, entry.index, record, cache.at(record.revision));
+      checks[check]++;
+      if (mismatch !== null) miss(mismatch);
     }
-    // A revision past the history read so far: written since, or never (read again once per revision).
-    if (record.revision > cache.folded && record.revision > soughtUpTo) {
-      soughtUpTo = record.revision;
-      await foldRuleEvents(source.rules, cache, record.revision);
+    if (result.lastSeq > 0) lastSeq = result.lastSeq;
+    progress?.(decisions, lastSeq, mismatches);
+  };
+
+  let pool: ReplayPool | null = null;
+  const inFlight: Promise<ChunkResult>[] = [];
+  let read = 0;
+  let chunk: ReplayChunk = { seqs: [], indexes: [], texts: [] };
+  const flush = async () => {
+    const full = chunk;
+    if (full.texts.length === 0) return;
+    chunk = { seqs: [], indexes: [], texts: [] };
+    if (pool === null && threads.count > 0 && read >= threads.after) {
+      pool = new ReplayPool(threads.count, { trust, events: [...events], window });
     }
-    const result = replayDecision(record, cache.at(record.revision));
-    checks[result.check]++;
-    if (result.match) continue;
-    miss({
-      seq: item.seq,
-      index: item.index,
-      decisionId: record.decisionId,
-      revision: record.revision,
-      check: result.check,
-      differs: result.differs,
-      recorded: result.recorded,
-      replayed: result.replayed,
-      reason: result.reason,
-    });
+    if (pool === null) return merge(replayChunk(full, cache, window));
+    const replayed = pool.submit(full);
+    // Awaited in turn below; a failure is thrown there, not reported as unhandled meanwhile.
+    replayed.catch(() => undefined);
+    inFlight.push(replayed);
+    while (inFlight.length >= threads.count * 2) await merge(await inFlight.shift()!);
+  };
+  try {
+    for await (const stored of source.decisions.read(decisionReadFilter(window))) {
+      read++;
+      chunk.seqs.push(stored.seq);
+      chunk.indexes.push(stored.index);
+      chunk.texts.push(stored.text);
+      if (chunk.texts.length >= CHUNK_RECORDS) await flush();
+    }
+    await flush();
+    while (inFlight.length > 0) await merge(await inFlight.shift()!);
+  } finally {
+    await (pool as ReplayPool | null)?.close();
   }
   progress?.(decisions, lastSeq, mismatches);
   const seconds = (performance.now() - started) / 1000;
@@ -352,36 +401,51 @@ export function addReplayCommands(audit: Command): void {
       .description(
         "re-evaluate every recorded decision under the rules at its revision, with its recorded request, time and trust result; exit 1 when any does not come out as recorded",
       ),
-  ).action(async (flags: WindowFlags) => {
-    const window = windowFrom(flags);
-    const report = await read(flags, async (_admin, server, keysFrom, store, { adminKeys, nc }) => {
-      const bar = progressBar(nc, resourceNames(resolvePrefix(flags)).decisionsStream);
-      await bar.ready;
-      try {
-        const result = await runReplay(store, { adminKeys: new Set(adminKeys) }, window, bar.update);
-        return { server, keysFrom, ...result };
-      } finally {
-        bar.done();
-      }
+  )
+    .option(
+      "--threads <n>",
+      "worker threads that replay records beside the read (0: none; default: one per core beyond two, once the window passes 20000 records)",
+    )
+    .action(async (flags: ReplayFlags) => {
+      const window = windowFrom(flags);
+      const threads = replayThreads(flags.threads);
+      const report = await read(flags, async (_admin, server, keysFrom, store, { adminKeys, nc }) => {
+        const bar = progressBar(nc, resourceNames(resolvePrefix(flags)).decisionsStream);
+        await bar.ready;
+        try {
+          const result = await runReplay(
+            store,
+            { adminKeys: new Set(adminKeys) },
+            window,
+            bar.update,
+            threads,
+          );
+          return { server, keysFrom, ...result };
+        } finally {
+          bar.done();
+        }
+      });
+      emit(flags.json === true, report, () =>
+        [
+          `replayed ${report.decisions} decisions under ${report.revisions} revisions of deployment ${report.deployment ?? "(none)"}: ${report.matched} as recorded, ${report.mismatches} MISMATCHED (${report.decisionsPerSecond} decisions/s)`,
+          `  checks: ${Object.entries(report.checks)
+            .map(([k, n]) => `${k} ${n}`)
+            .join(", ")}`,
+          ...report.mismatched.flatMap((m) => [
+            `  message ${m.seq} record ${m.index}${m.decisionId ? ` (${m.decisionId}, revision ${m.revision})` : ""}: ${
+              m.reason ?? `${m.differs.join(", ")} differ`
+            }`,
+            ...(m.recorded
+              ? [
+                  `    recorded: ${describeOutcome(m.recorded)}`,
+                  `    replayed: ${describeOutcome(m.replayed)}`,
+                ]
+              : []),
+          ]),
+        ].join("\n"),
+      );
+      if (report.mismatches > 0) process.exitCode = ExitCode.Failed;
     });
-    emit(flags.json === true, report, () =>
-      [
-        `replayed ${report.decisions} decisions under ${report.revisions} revisions of deployment ${report.deployment ?? "(none)"}: ${report.matched} as recorded, ${report.mismatches} MISMATCHED (${report.decisionsPerSecond} decisions/s)`,
-        `  checks: ${Object.entries(report.checks)
-          .map(([k, n]) => `${k} ${n}`)
-          .join(", ")}`,
-        ...report.mismatched.flatMap((m) => [
-          `  message ${m.seq} record ${m.index}${m.decisionId ? ` (${m.decisionId}, revision ${m.revision})` : ""}: ${
-            m.reason ?? `${m.differs.join(", ")} differ`
-          }`,
-          ...(m.recorded
-            ? [`    recorded: ${describeOutcome(m.recorded)}`, `    replayed: ${describeOutcome(m.replayed)}`]
-            : []),
-        ]),
-      ].join("\n"),
-    );
-    if (report.mismatches > 0) process.exitCode = ExitCode.Failed;
-  });
 
   withWindow(
     audit
