@@ -85,8 +85,19 @@ export function activeEntryKey(id: ActiveEntryId): string {
   return `${hostKeyPrefix(id.lattice, id.host)}.${digest(id.cacheKey)}`;
 }
 
+/** Hosts whose key prefix is kept, so that a scan hashes each host once, not once per entry. */
+const HOST_PREFIXES_KEPT = 4096;
+const hostPrefixes = new Map<string, string>();
+
 function hostKeyPrefix(lattice: string, host: string): string {
-  return `e.${digest(JSON.stringify([lattice, host]))}`;
+  const id = JSON.stringify([lattice, host]);
+  let prefix = hostPrefixes.get(id);
+  if (prefix === undefined) {
+    if (hostPrefixes.size >= HOST_PREFIXES_KEPT) hostPrefixes.clear();
+    prefix = `e.${digest(id)}`;
+    hostPrefixes.set(id, prefix);
+  }
+  return prefix;
 }
 
 /** The KV key of a host's lifecycle record: `h.<hash of lattice and host>`. */
