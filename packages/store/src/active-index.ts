@@ -87,10 +87,13 @@ export function activeEntryKey(id: ActiveEntryId): string {
 
 /** Hosts whose key prefix is kept, so that a scan hashes each host once, not once per entry. */
 const HOST_PREFIXES_KEPT = 4096;
+/** Longer (lattice, host) texts are hashed each time: whoever chooses them must not fill memory. */
+const HOST_PREFIX_ID_KEPT_CHARS = 256;
 const hostPrefixes = new Map<string, string>();
 
 function hostKeyPrefix(lattice: string, host: string): string {
   const id = JSON.stringify([lattice, host]);
+  if (id.length > HOST_PREFIX_ID_KEPT_CHARS) return `e.${digest(id)}`;
   let prefix = hostPrefixes.get(id);
   if (prefix === undefined) {
     if (hostPrefixes.size >= HOST_PREFIXES_KEPT) hostPrefixes.clear();
