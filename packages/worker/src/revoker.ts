@@ -135,8 +135,8 @@ interface ScanCounts {
  */
 const CHUNK = 256;
 
-/** Chunks being recorded and published at once during a scan. */
-const CHUNKS_IN_FLIGHT = 4;
+/** Chunks being recorded and published at once during a scan (few: each holds its entries meanwhile). */
+const CHUNKS_IN_FLIGHT = 2;
 
 /**
  * The revocation fan-out of one worker: it projects the decision log into the active index and
