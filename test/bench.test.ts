@@ -198,6 +198,7 @@ describe("arbiter bench", () => {
           ratioMax: number;
           lastPublished: {
             arbiterMs: number;
+            arbiterFirstMs: number;
             baselineMs: number;
             arbiterOverridesPerSecond: number;
             baselineOverridesPerSecond: number;
@@ -228,6 +229,8 @@ describe("arbiter bench", () => {
       }
       expect(run.lastPublished.observed).toEqual({ arbiter: 60, baseline: 60 });
       expect(run.lastPublished.arbiterMs).toBeGreaterThan(0);
+      expect(run.lastPublished.arbiterFirstMs).toBeGreaterThan(0);
+      expect(run.lastPublished.arbiterFirstMs).toBeLessThanOrEqual(run.lastPublished.arbiterMs);
       expect(run.lastPublished.baselineMs).toBeGreaterThan(0);
       expect(run.lastPublished.arbiterOverridesPerSecond).toBeGreaterThan(0);
       expect(run.lastPublished.baselineOverridesPerSecond).toBeGreaterThan(0);

@@ -69,6 +69,8 @@ export interface ConvergenceFigures {
 export interface LastPublishedFigures {
   /** From the rules event's ack to the arrival of the last expected override. */
   readonly arbiterMs: number;
+  /** From the rules event's ack to the arrival of the first override: before it, the scan's start. */
+  readonly arbiterFirstMs: number;
   /** From the baseline's first bare publish to the arrival of the last one. */
   readonly baselineMs: number;
   /** Overrides per second by the observer's times: every override over the time above. */
@@ -494,12 +496,14 @@ function lastPublishedFigures(
   start: { readonly arbiter: number; readonly baseline: number },
 ): LastPublishedFigures {
   const ms = (phase: ObserverPhase, from: number) => round1((phase.reachedAt ?? Number.NaN) - from);
+  const arbiterFirstMs = round1((seen.arbiter.firstAt ?? Number.NaN) - start.arbiter);
   const rate = (phase: ObserverPhase, took: number) =>
     took > 0 ? Math.round((phase.expected / took) * 1000) : 0;
   const arbiterMs = ms(seen.arbiter, start.arbiter);
   const baselineMs = ms(seen.baseline, start.baseline);
   return {
     arbiterMs,
+    arbiterFirstMs,
     baselineMs,
     arbiterOverridesPerSecond: rate(seen.arbiter, arbiterMs),
     baselineOverridesPerSecond: rate(seen.baseline, baselineMs),

@@ -190,7 +190,7 @@ function convergenceReport(c: ConvergenceReport): string {
       `${r.workers} worker(s), ${r.decisions} cached decisions on ${r.hosts} hosts, ${r.flipped} flipped (revision ${r.revision}):`,
       `  arbiter:  p50 ${a.perHostMs.p50} ms, max ${a.perHostMs.max} ms, ${a.overridesPerSecond} overrides/s (${a.deliveriesPerSecond} deliveries/s); cpu ms workers/nats/hosts ${cpu(a.cpuMs)}`,
       `  baseline: p50 ${b.perHostMs.p50} ms, max ${b.perHostMs.max} ms, ${b.overridesPerSecond} overrides/s (bare publishes from one connection); cpu ms workers/nats/hosts ${cpu(b.cpuMs)}`,
-      `  last override seen by one observer in its own process: arbiter ${r.lastPublished.arbiterMs} ms (${r.lastPublished.arbiterOverridesPerSecond} overrides/s), baseline ${r.lastPublished.baselineMs} ms (${r.lastPublished.baselineOverridesPerSecond} overrides/s)`,
+      `  last override seen by one observer in its own process: arbiter ${r.lastPublished.arbiterMs} ms (${r.lastPublished.arbiterOverridesPerSecond} overrides/s, the first at ${r.lastPublished.arbiterFirstMs} ms), baseline ${r.lastPublished.baselineMs} ms (${r.lastPublished.baselineOverridesPerSecond} overrides/s)`,
       `  max arbiter/baseline x${r.ratioMax}; target max <= ${c.target.maxMs} ms and >= ${c.target.overridesPerSecond} overrides/s: ${a.perHostMs.max <= c.target.maxMs && a.overridesPerSecond >= c.target.overridesPerSecond ? "met" : "NOT met"}`,
       `  workers: ${Object.entries(r.workerStats)
         .map(
