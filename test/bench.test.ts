@@ -196,6 +196,14 @@ describe("arbiter bench", () => {
           arbiter: Figures;
           baseline: Figures;
           ratioMax: number;
+          lastPublished: {
+            arbiterMs: number;
+            arbiterFirstMs: number;
+            baselineMs: number;
+            arbiterOverridesPerSecond: number;
+            baselineOverridesPerSecond: number;
+            observed: { arbiter: number; baseline: number };
+          };
           check: { flippedWithNewOutcome: number; othersUntouched: number; ok: boolean };
           workerStats: Record<string, Record<string, number>>;
         }[];
@@ -219,6 +227,13 @@ describe("arbiter bench", () => {
         expect(figures.perHostMs.p50).toBeLessThanOrEqual(figures.perHostMs.max);
         expect(figures.overridesPerSecond).toBeGreaterThan(0);
       }
+      expect(run.lastPublished.observed).toEqual({ arbiter: 60, baseline: 60 });
+      expect(run.lastPublished.arbiterMs).toBeGreaterThan(0);
+      expect(run.lastPublished.arbiterFirstMs).toBeGreaterThan(0);
+      expect(run.lastPublished.arbiterFirstMs).toBeLessThanOrEqual(run.lastPublished.arbiterMs);
+      expect(run.lastPublished.baselineMs).toBeGreaterThan(0);
+      expect(run.lastPublished.arbiterOverridesPerSecond).toBeGreaterThan(0);
+      expect(run.lastPublished.baselineOverridesPerSecond).toBeGreaterThan(0);
       expect(Object.keys(run.workerStats)).toHaveLength(run.workers);
       const overrides = Object.values(run.workerStats).reduce(
         (sum, s) => sum + (s["fanoutOverrides"] ?? 0),

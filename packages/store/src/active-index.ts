@@ -11,7 +11,7 @@ import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
 import { AckMux } from "./ack-mux.js";
-import { DirectGetMux } from "./direct-get.js";
+import { DirectGetMux, type DirectMessage } from "./direct-get.js";
 import { StoreUnavailableError } from "./errors.js";
 import { errorText, parseJsonOrNull } from "./text.js";
 
@@ -85,8 +85,22 @@ export function activeEntryKey(id: ActiveEntryId): string {
   return `${hostKeyPrefix(id.lattice, id.host)}.${digest(id.cacheKey)}`;
 }
 
+/** Hosts whose key prefix is kept, so that a scan hashes each host once, not once per entry. */
+const HOST_PREFIXES_KEPT = 4096;
+/** Longer (lattice, host) texts are hashed each time: whoever chooses them must not fill memory. */
+const HOST_PREFIX_ID_KEPT_CHARS = 256;
+const hostPrefixes = new Map<string, string>();
+
 function hostKeyPrefix(lattice: string, host: string): string {
-  return `e.${digest(JSON.stringify([lattice, host]))}`;
+  const id = JSON.stringify([lattice, host]);
+  if (id.length > HOST_PREFIX_ID_KEPT_CHARS) return `e.${digest(id)}`;
+  let prefix = hostPrefixes.get(id);
+  if (prefix === undefined) {
+    if (hostPrefixes.size >= HOST_PREFIXES_KEPT) hostPrefixes.clear();
+    prefix = `e.${digest(id)}`;
+    hostPrefixes.set(id, prefix);
+  }
+  return prefix;
 }
 
 /** The KV key of a host's lifecycle record: `h.<hash of lattice and host>`. */
@@ -373,8 +387,10 @@ class KvActiveIndex implements ActiveIndex {
   async *entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1> {
     // Reads are pipelined through one inbox, a window of them in flight: one round trip per
     // entry, one after the other, is what makes a scan slow.
+    // Each answer is parsed only when its turn comes: hundreds of parsed entries waiting in the
+    // window would be copied by every young-generation collection meanwhile.
     const subjectPrefix = `$KV.${this.#bucket}.`;
-    const inFlight: Promise<ActiveDecisionV1 | null>[] = [];
+    const inFlight: Promise<DirectMessage | null>[] = [];
     let next = 0;
     while (next < keys.length || inFlight.length > 0) {
       // Topped up in batches once half are answered, not one read per answer: the reads of a
@@ -386,8 +402,9 @@ class KvActiveIndex implements ActiveIndex {
         read.catch(() => {});
         inFlight.push(read);
       }
-      const entry = await inFlight.shift();
-      if (entry !== null && entry !== undefined) yield entry;
+      const message = await inFlight.shift();
+      const entry = message === undefined ? null : parseEntryMessage(message);
+      if (entry !== null) yield entry;
     }
   }
 
@@ -410,26 +427,29 @@ class KvActiveIndex implements ActiveIndex {
     }
   }
 
-  async #readDirect(subject: string): Promise<ActiveDecisionV1 | null> {
-    let message: Awaited<ReturnType<DirectGetMux["last"]>>;
+  async #readDirect(subject: string): Promise<DirectMessage | null> {
     try {
-      message = await this.#reads.last(subject);
+      return await this.#reads.last(subject);
     } catch (err) {
       throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
     }
-    if (message === null || message.header("KV-Operation") !== undefined) return null;
-    const parsed = ActiveDecisionV1.safeParse(
-      parseJsonOrNull(
-        Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength).toString("utf8"),
-      ),
-    );
-    return parsed.success ? parsed.data : null;
   }
 
   async close(): Promise<void> {
     this.#writes.close();
     this.#reads.close();
   }
+}
+
+/** The entry a direct get answered: none for a deleted key or what does not parse as one. */
+function parseEntryMessage(message: DirectMessage | null): ActiveDecisionV1 | null {
+  if (message === null || message.header("KV-Operation") !== undefined) return null;
+  const parsed = ActiveDecisionV1.safeParse(
+    parseJsonOrNull(
+      Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength).toString("utf8"),
+    ),
+  );
+  return parsed.success ? parsed.data : null;
 }
 
 /** JetStream's "wrong last sequence": a create or update that lost to another writer. */

@@ -51,6 +51,12 @@ export interface DecisionBatch {
   readonly lines: Uint8Array;
   /** The batch signature over the lines (`signBatch` in @arbiter/trust), base64url. */
   readonly signature: string;
+  /**
+   * Set when every decision of the batch is a re-evaluation: the message then says so in its
+   * `Arbiter-Batch-Cause` header, and the active index's projection (which never indexes a
+   * re-evaluation) leaves it unread.
+   */
+  readonly reevaluations?: boolean;
 }
 
 /**

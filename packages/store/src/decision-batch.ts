@@ -13,6 +13,16 @@ const utf8AsStored = new TextDecoder("utf-8", { ignoreBOM: true });
 /** The message header that carries a stored batch's signature. */
 export const BATCH_SIGNATURE_HEADER = "Arbiter-Batch-Signature";
 
+/**
+ * The message header of a batch made only of re-evaluation decisions, with the value
+ * {@link REEVALUATION_BATCH_CAUSE}. Anyone who may publish there may set it on any batch; all it
+ * does is keep that batch out of the active index, which a batch that fails verification is too.
+ */
+export const BATCH_CAUSE_HEADER = "Arbiter-Batch-Cause";
+
+/** The {@link BATCH_CAUSE_HEADER} value of a batch of re-evaluations. */
+export const REEVALUATION_BATCH_CAUSE = "reevaluation";
+
 /** Room left in a decision message for its headers (message id and batch signature). */
 const HEADER_ROOM_BYTES = 1024;
 /** NATS's default max_payload, for the moment before the server's INFO has arrived. */

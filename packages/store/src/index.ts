@@ -29,11 +29,13 @@ export type {
 } from "./contracts.js";
 export type { DecisionLine } from "./decision-batch.js";
 export {
+  BATCH_CAUSE_HEADER,
   BATCH_SIGNATURE_HEADER,
   decisionBatchFromTexts,
   decisionTexts,
   isOneLine,
   maxDecisionRecordBytes,
+  REEVALUATION_BATCH_CAUSE,
   sealedDecisionTexts,
   signDecisionBatch,
   splitDecisionBatches,

@@ -36,11 +36,13 @@ import type {
   StoredRuleEvent,
 } from "./contracts.js";
 import {
+  BATCH_CAUSE_HEADER,
   BATCH_SIGNATURE_HEADER,
   checkDecisionBatch,
   decisionMatches,
   decisionTexts,
   isSameBatch,
+  REEVALUATION_BATCH_CAUSE,
   sealedDecisionTexts,
 } from "./decision-batch.js";
 import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS } from "./durable-feed.js";
@@ -519,6 +521,7 @@ class JetStreamDecisionLog implements DecisionLog {
     try {
       ack = await this.#acks.publish(this.#subject, batch.lines, batch.decisionIds[0]!, {
         [BATCH_SIGNATURE_HEADER]: batch.signature,
+        ...(batch.reevaluations === true ? { [BATCH_CAUSE_HEADER]: REEVALUATION_BATCH_CAUSE } : {}),
       });
     } catch (err) {
       throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, {

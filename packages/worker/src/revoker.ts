@@ -10,14 +10,17 @@ import type { RulesetState } from "@arbiter/rules";
 import {
   type ActiveIndex,
   activeEntryKey,
+  BATCH_CAUSE_HEADER,
   BATCH_SIGNATURE_HEADER,
   type DecisionLog,
   type DurableFeed,
   type FeedMessage,
   openDurableFeed,
+  REEVALUATION_BATCH_CAUSE,
   type RevocationLog,
   type ScanParts,
   signDecisionBatch,
+  splitDecisionBatches,
   verifyDecisionBatch,
 } from "@arbiter/store";
 import type { Signer } from "@arbiter/trust";
@@ -126,11 +129,14 @@ interface ScanCounts {
   readonly overrides: number;
 }
 
-/** How many changed entries are recorded and published together (one signed decision batch). */
-const CHUNK = 64;
+/**
+ * How many changed entries are recorded and published together (one signed decision batch, as
+ * far as max_payload allows): fewer, larger writes and signatures per override.
+ */
+const CHUNK = 256;
 
-/** Chunks being recorded and published at once during a scan. */
-const CHUNKS_IN_FLIGHT = 8;
+/** Chunks being recorded and published at once during a scan (few: each holds its entries meanwhile). */
+const CHUNKS_IN_FLIGHT = 2;
 
 /**
  * The revocation fan-out of one worker: it projects the decision log into the active index and
@@ -281,6 +287,8 @@ export class Revoker {
    */
   async #project(m: FeedMessage): Promise<void> {
     const { rules, log } = this.#deps;
+    // Never indexed (see projectDecision): not even verified.
+    if (m.header(BATCH_CAUSE_HEADER) === REEVALUATION_BATCH_CAUSE) return;
     let verified = this.#verify(m, rules.ruleset);
     const newest = verified.valid ? Math.max(...verified.decisions.map((d) => d.revision)) : 0;
     if (
@@ -604,7 +612,12 @@ export class Revoker {
       record.cause = "reevaluation";
       return { decisionId: record.decisionId, body: encodeDecisionRecord(record, null) };
     });
-    await decisions.append(signDecisionBatch(records, this.#deps.signer));
+    for (const [from, to] of splitDecisionBatches(records, nc.info?.max_payload)) {
+      await decisions.append({
+        ...signDecisionBatch(records.slice(from, to), this.#deps.signer),
+        reevaluations: true,
+      });
+    }
     await Promise.all(
       changed.map((c) => revocations.append(revocationFor(c.entry, c.evaluation, revision, at), recordId(c))),
     );

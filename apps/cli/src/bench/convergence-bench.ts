@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { type NatsServerProcess, startNatsServer } from "@arbiter/embedded-nats";
 import { createHostPolicyClient, type HostPolicyClient } from "@arbiter/host";
 import {
@@ -31,6 +32,8 @@ export interface ConvergenceBenchOptions {
   readonly childEnv: NodeJS.ProcessEnv;
   /** The `arbiter` entry point the workers run. */
   readonly cliMain: string;
+  /** Run each worker under `node --cpu-prof`, writing its profile into this folder. */
+  readonly workerCpuProfDir?: string;
   readonly signal: AbortSignal;
   readonly log: Logger;
 }
@@ -57,6 +60,26 @@ export interface ConvergenceFigures {
   };
 }
 
+/**
+ * When the last override was out, as one observer subscribed to the changes topic in a process of
+ * its own saw it: what Arbiter itself takes, without the simulated hosts' cost (which the per-host
+ * figures include, as they share the bench process). On a machine of few cores the observer still
+ * shares them with the hosts and the workers.
+ */
+export interface LastPublishedFigures {
+  /** From the rules event's ack to the arrival of the last expected override. */
+  readonly arbiterMs: number;
+  /** From the rules event's ack to the arrival of the first override: before it, the scan's start. */
+  readonly arbiterFirstMs: number;
+  /** From the baseline's first bare publish to the arrival of the last one. */
+  readonly baselineMs: number;
+  /** Overrides per second by the observer's times: every override over the time above. */
+  readonly arbiterOverridesPerSecond: number;
+  readonly baselineOverridesPerSecond: number;
+  /** Messages the observer counted on the changes topic in each phase. */
+  readonly observed: { readonly arbiter: number; readonly baseline: number };
+}
+
 /** One measured run: Arbiter's re-evaluation beside the bare NATS floor, same hosts, same server. */
 export interface ConvergenceRun {
   readonly workers: number;
@@ -73,6 +96,8 @@ export interface ConvergenceRun {
   readonly baseline: ConvergenceFigures;
   /** arbiter max / baseline max. */
   readonly ratioMax: number;
+  /** The same two phases timed to the last override seen by one observer in its own process. */
+  readonly lastPublished: LastPublishedFigures;
   /** Checked after the run: every flipped entry holds the new outcome, every other one is untouched. */
   readonly check: {
     readonly flippedWithNewOutcome: number;
@@ -111,6 +136,16 @@ const FLIP_RULES = parseRulesDocument(
   }),
 );
 const POLL_MS = 20;
+const CHANGES_OBSERVER = fileURLToPath(new URL("./changes-observer.js", import.meta.url));
+const OBSERVER_CONTROL = "arbiter.bench.convergence.observer";
+
+/** What the observer says of the current phase (see changes-observer.ts). */
+interface ObserverPhase {
+  readonly expected: number;
+  readonly count: number;
+  readonly firstAt: number | null;
+  readonly reachedAt: number | null;
+}
 
 /**
  * Measures revocation convergence: `hosts` reference host clients cache `decisions` answers
@@ -183,14 +218,53 @@ async function convergenceRun(
       const key = generateKey("N");
       const name = `bench-converge-${i + 1}`;
       await rulesAdmin.enrollWorker(key.publicKey, { name, reason: "arbiter bench: convergence" });
+      const profiling = options.workerCpuProfDir
+        ? [
+            "--cpu-prof",
+            "--cpu-prof-dir",
+            options.workerCpuProfDir,
+            "--cpu-prof-name",
+            `${name}-of-${workerCount}.cpuprofile`,
+          ]
+        : [];
       const worker = spawnNode(
         `convergence worker ${i + 1}`,
-        [options.cliMain, "worker", "--servers", nats.url, "--name", name, "--admin-keys", admin.publicKey],
+        [
+          ...profiling,
+          options.cliMain,
+          "worker",
+          "--servers",
+          nats.url,
+          "--name",
+          name,
+          "--admin-keys",
+          admin.publicKey,
+        ],
         { ...options.childEnv, ARBITER_WORKER_SEED: key.seed },
       );
       workers.push(worker);
       cleanups.push(() => worker.stop());
     }
+
+    const observer = spawnNode(
+      "changes observer",
+      [
+        CHANGES_OBSERVER,
+        "--servers",
+        nats.url,
+        "--control",
+        OBSERVER_CONTROL,
+        "--topic",
+        DEFAULT_CHANGES_TOPIC,
+      ],
+      options.childEnv,
+    );
+    cleanups.push(() => observer.stop());
+    await observer.printed("ready");
+    const observe = async (body: { expect?: number }): Promise<ObserverPhase> => {
+      const reply = await nc.request(OBSERVER_CONTROL, JSON.stringify(body), { timeout: 10_000 });
+      return reply.json<ObserverPhase>();
+    };
 
     const setupStart = performance.now();
     const hosts: BenchHost[] = [];
@@ -284,12 +358,14 @@ async function convergenceRun(
     const pids = { workers: workers.map((w) => w.pid), nats: nats.pid, hosts: process.pid };
     const cpuOf = () => sampleCpu([...pids.workers, pids.nats, pids.hosts]);
     resetPhase(hosts);
+    await observe({ expect: bare.length });
     const bareCpu = cpuOf();
     const bareStart = performance.now();
     for (const payload of bare) bareNc.publish(DEFAULT_CHANGES_TOPIC, payload);
     await bareNc.flush();
     await untilConverged(hosts, deadline("the bare overrides did not all arrive"));
     const baseline = figures(hosts, bareStart, flipPerHost, cpuUsed(bareCpu, cpuOf(), pids));
+    const bareSeen = await untilObserved(observe, deadline("the observer did not see every bare override"));
     await Promise.all(hosts.map((h) => h.nc.flush()));
     for (const [h, host] of hosts.entries()) {
       for (const [key, entry] of host.client.cacheEntries()) {
@@ -306,6 +382,7 @@ async function convergenceRun(
 
     log.info({ workers: workerCount }, "convergence: applying a rules change that flips half the entries");
     resetPhase(hosts);
+    await observe({ expect: flipPerHost * options.hosts });
     const applyCpu = cpuOf();
     const { revision } = await rulesAdmin.apply(FLIP_RULES, { reason: "arbiter bench: convergence" });
     const ackedAt = performance.now();
@@ -313,6 +390,11 @@ async function convergenceRun(
     const arbiter = figures(hosts, ackedAt, flipPerHost, cpuUsed(applyCpu, cpuOf(), pids));
     // Every override of the revision is out once its re-evaluation is acknowledged.
     await untilReevaluated(nc, revision, deadline(`revision ${revision} was not re-evaluated`));
+    const arbiterSeen = await untilObserved(observe, deadline("the observer did not see every override"));
+    const lastPublished = lastPublishedFigures(
+      { arbiter: arbiterSeen, baseline: bareSeen },
+      { arbiter: epochOf(ackedAt), baseline: epochOf(bareStart) },
+    );
     await Promise.all(hosts.map((h) => h.nc.flush()));
     const check = checkCaches(hosts, before, flipPerHost);
     const workerStats = await workerStatuses(nc);
@@ -326,6 +408,7 @@ async function convergenceRun(
       arbiter,
       baseline,
       ratioMax: baseline.perHostMs.max > 0 ? round1(arbiter.perHostMs.max / baseline.perHostMs.max) : 0,
+      lastPublished,
       check,
       workerStats,
     };
@@ -389,6 +472,43 @@ async function untilReevaluated(nc: NatsConnection, revision: number, check: () 
     check();
     await delay(POLL_MS);
   }
+}
+
+/** A `performance.now()` of this process as milliseconds since the epoch, as the observer gives them. */
+function epochOf(now: number): number {
+  return performance.timeOrigin + now;
+}
+
+async function untilObserved(
+  observe: (body: { expect?: number }) => Promise<ObserverPhase>,
+  check: () => void,
+): Promise<ObserverPhase> {
+  for (;;) {
+    const phase = await observe({});
+    if (phase.reachedAt !== null) return phase;
+    check();
+    await delay(POLL_MS);
+  }
+}
+
+function lastPublishedFigures(
+  seen: { readonly arbiter: ObserverPhase; readonly baseline: ObserverPhase },
+  start: { readonly arbiter: number; readonly baseline: number },
+): LastPublishedFigures {
+  const ms = (phase: ObserverPhase, from: number) => round1((phase.reachedAt ?? Number.NaN) - from);
+  const arbiterFirstMs = round1((seen.arbiter.firstAt ?? Number.NaN) - start.arbiter);
+  const rate = (phase: ObserverPhase, took: number) =>
+    took > 0 ? Math.round((phase.expected / took) * 1000) : 0;
+  const arbiterMs = ms(seen.arbiter, start.arbiter);
+  const baselineMs = ms(seen.baseline, start.baseline);
+  return {
+    arbiterMs,
+    arbiterFirstMs,
+    baselineMs,
+    arbiterOverridesPerSecond: rate(seen.arbiter, arbiterMs),
+    baselineOverridesPerSecond: rate(seen.baseline, baselineMs),
+    observed: { arbiter: seen.arbiter.count, baseline: seen.baseline.count },
+  };
 }
 
 function cpuUsed(

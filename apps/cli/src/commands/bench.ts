@@ -71,7 +71,10 @@ export function benchCommand(): Command {
       "one convergence run per entry, with that many workers (comma-separated)",
       "1,3",
     )
-    .option("--worker-cpu-prof <dir>", "run the worker under node --cpu-prof, writing its profile into <dir>")
+    .option(
+      "--worker-cpu-prof <dir>",
+      "run the workers under node --cpu-prof, writing their profiles into <dir>",
+    )
     .option("--out <file>", "also write the JSON report to <file>")
     .option("--json", "print the whole report as JSON")
     .action(async (flags: BenchFlags) => {
@@ -136,6 +139,7 @@ export function benchCommand(): Command {
               timeoutMs: 120_000,
               childEnv: workerChildEnv(),
               cliMain: WORKER_CLI_MAIN,
+              ...(flags.workerCpuProf ? { workerCpuProfDir: resolve(flags.workerCpuProf) } : {}),
               signal: controller.signal,
               log,
             })
@@ -186,6 +190,7 @@ function convergenceReport(c: ConvergenceReport): string {
       `${r.workers} worker(s), ${r.decisions} cached decisions on ${r.hosts} hosts, ${r.flipped} flipped (revision ${r.revision}):`,
       `  arbiter:  p50 ${a.perHostMs.p50} ms, max ${a.perHostMs.max} ms, ${a.overridesPerSecond} overrides/s (${a.deliveriesPerSecond} deliveries/s); cpu ms workers/nats/hosts ${cpu(a.cpuMs)}`,
       `  baseline: p50 ${b.perHostMs.p50} ms, max ${b.perHostMs.max} ms, ${b.overridesPerSecond} overrides/s (bare publishes from one connection); cpu ms workers/nats/hosts ${cpu(b.cpuMs)}`,
+      `  last override seen by one observer in its own process: arbiter ${r.lastPublished.arbiterMs} ms (${r.lastPublished.arbiterOverridesPerSecond} overrides/s, the first at ${r.lastPublished.arbiterFirstMs} ms), baseline ${r.lastPublished.baselineMs} ms (${r.lastPublished.baselineOverridesPerSecond} overrides/s)`,
       `  max arbiter/baseline x${r.ratioMax}; target max <= ${c.target.maxMs} ms and >= ${c.target.overridesPerSecond} overrides/s: ${a.perHostMs.max <= c.target.maxMs && a.overridesPerSecond >= c.target.overridesPerSecond ? "met" : "NOT met"}`,
       `  workers: ${Object.entries(r.workerStats)
         .map(
