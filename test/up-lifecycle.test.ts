@@ -23,6 +23,12 @@ interface UpReport {
   rules: { file: string | null; applied: boolean; reason: string };
 }
 
+/**
+ * How long an up may take to drain its workers and stop its nats-server before the test kills it:
+ * on a machine starved by parallel test files that has taken more than 10 s.
+ */
+const UP_STOP_MS = 30_000;
+
 async function allGone(pids: readonly number[], name: string): Promise<void> {
   await until(() => pids.every((pid) => !isProcessAlive(pid)), { name, timeout: 20_000 });
 }
@@ -115,7 +121,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     const applied = await runArbiter(["rules", "apply", operatorRules], env);
     expect(applied.code, applied.stderr).toBe(0);
 
-    expect(await first.stop("SIGTERM"), first.stderr()).toBe(0);
+    expect(await first.stop("SIGTERM", UP_STOP_MS), first.stderr()).toBe(0);
     await allGone(r1.natsPids, "the nats-server of the first up to exit after SIGTERM");
     expect(existsSync(join(home, "local.json"))).toBe(false);
     expect(existsSync(join(home, "nats-server.pid"))).toBe(false);
@@ -132,7 +138,7 @@ describe("arbiter up over restarts, signals and crashes", () => {
     // The worker's seed is kept in ARBITER_HOME: a restart enrolls nothing again.
     expect(r2.deployment).toBe(r1.deployment);
     expect(r2.workerKeys).toEqual(r1.workerKeys);
-    expect(await second.stop("SIGHUP"), second.stderr()).toBe(0);
+    expect(await second.stop("SIGHUP", UP_STOP_MS), second.stderr()).toBe(0);
     await allGone(r2.natsPids, "the nats-server of the second up to exit after SIGHUP");
     expect(existsSync(join(home, "local.json"))).toBe(false);
 
@@ -153,9 +159,9 @@ describe("arbiter up over restarts, signals and crashes", () => {
       pid: fourth.child.pid,
     });
     expect(r4).toMatchObject({ revision: 5, rules: { applied: false } });
-    expect(await fourth.stop("SIGINT"), fourth.stderr()).toBe(0);
+    expect(await fourth.stop("SIGINT", UP_STOP_MS), fourth.stderr()).toBe(0);
     await allGone(r4.natsPids, "the nats-server of the fourth up to exit after SIGINT");
-  });
+  }, 180_000);
 
   it("starts again on its --port after a kill -9, stopping the nats-server that held it", async () => {
     const env = newHome();

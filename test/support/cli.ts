@@ -37,8 +37,11 @@ export interface RunningArbiter extends AsyncDisposable {
   readonly child: ChildProcess;
   stdout(): string;
   stderr(): string;
-  /** Sends a signal and resolves with the exit code once the process has gone. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /**
+   * Sends a signal and resolves with the exit code once the process has gone; one still there
+   * after `killAfterMs` (10 s unless told) is killed, so a hung drain cannot hang the test run.
+   */
+  stop(signal?: NodeJS.Signals, killAfterMs?: number): Promise<number | null>;
 }
 
 /** Starts `arbiter` in the background; dispose (or `stop`) ends it by pid. */
@@ -53,10 +56,9 @@ export function spawnArbiter(args: string[], env: Record<string, string> = {}): 
     err += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
+  const stop = async (signal: NodeJS.Signals = "SIGTERM", killAfterMs = 10_000) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    // A process that ignores the signal is killed, so a hung drain cannot hang the test run.
-    const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    const killer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
     try {
       return await exited;
     } finally {
