@@ -6,7 +6,7 @@ import {
   ScanPartV1,
   type UnsignedDecisionV1,
 } from "@arbiter/protocol";
-import type { RulesetState } from "@arbiter/rules";
+import { type RulesetState, ruleEventHash } from "@arbiter/rules";
 import {
   type ActiveIndex,
   activeEntryKey,
@@ -395,21 +395,23 @@ export class Revoker {
     }
     const cut: string[][] = [];
     for (let at = 0; at < keys.length; at += partSize) cut.push(keys.slice(at, at + partSize));
+    // Parts and their done records name the revision's own event, so none stored before it counts.
+    const scan = ruleEventHash(new TextDecoder().decode(m.data));
     // A revision taken again (its taker died) publishes only the parts not done yet; those still
     // queued are not queued twice (de-duplicated on revision and part).
     const publishMissing = async (done: ReadonlyMap<number, unknown>) => {
       for (const [part, partKeys] of cut.entries()) {
         if (done.has(part)) continue;
-        await parts.publish({ revision: m.seq, part, parts: cut.length, keys: partKeys });
+        await parts.publish({ revision: m.seq, scan, part, parts: cut.length, keys: partKeys });
       }
     };
-    await publishMissing(await parts.done(m.seq));
+    await publishMissing(await parts.done(m.seq, scan));
     this.#stats.revisionsSplit++;
     log.info({ revision: m.seq, entries: keys.length, parts: cut.length }, "re-evaluation split into parts");
     let republishAt = Date.now() + PARTS_REPUBLISH_MS;
     for (;;) {
       this.#checkStopping();
-      const finished = await parts.done(m.seq);
+      const finished = await parts.done(m.seq, scan);
       // A part acknowledged without being done (lost, refused) is queued again once the
       // de-duplication window has passed; until then publishing it again is a no-op.
       if (Date.now() > republishAt) {
@@ -474,7 +476,7 @@ export class Revoker {
       return;
     }
     const part = parsed.data;
-    if (await parts.isDone(part.revision, part.part)) return;
+    if (await parts.isDone(part.revision, part.scan, part.part)) return;
     log.info(
       { revision: part.revision, part: part.part, parts: part.parts, delivery: m.deliveries },
       "re-evaluating a part of a rules revision",
@@ -488,6 +490,7 @@ export class Revoker {
     const counts = await this.#reevaluateAll(this.#activeIndex().entriesOf(part.keys), ruleset);
     await parts.markDone({
       revision: part.revision,
+      scan: part.scan,
       part: part.part,
       worker: this.#deps.identity.id,
       ...counts,
