@@ -383,6 +383,9 @@ export class Revoker {
       "re-evaluating the active index for a rules revision",
     );
     await this.#caughtUp(m);
+    // Parts, their done records and the report name the revision's own event, so none stored
+    // before the admin signed it counts.
+    const scan = ruleEventHash(new TextDecoder().decode(m.data));
     const index = this.#activeIndex();
     const keys = await index.keys();
     const partSize = this.#deps.scanPartSize ?? DEFAULT_SCAN_PART_SIZE;
@@ -390,13 +393,11 @@ export class Revoker {
     if (keys.length <= partSize || parts === undefined) {
       const counts = await this.#reevaluateAll(index.entriesOf(keys), ruleset);
       this.#stats.lastScanMs = Math.round(performance.now() - started);
-      await this.#scanComplete(m.seq, counts, startedAt);
+      await this.#scanComplete(m.seq, scan, counts, startedAt);
       return;
     }
     const cut: string[][] = [];
     for (let at = 0; at < keys.length; at += partSize) cut.push(keys.slice(at, at + partSize));
-    // Parts and their done records name the revision's own event, so none stored before it counts.
-    const scan = ruleEventHash(new TextDecoder().decode(m.data));
     // A revision taken again (its taker died) publishes only the parts not done yet; those still
     // queued are not queued twice (de-duplicated on revision and part).
     const publishMissing = async (done: ReadonlyMap<number, unknown>) => {
@@ -426,7 +427,7 @@ export class Revoker {
           counts.overrides += part.overrides;
         }
         this.#stats.lastScanMs = Math.round(performance.now() - started);
-        await this.#scanComplete(m.seq, counts, startedAt);
+        await this.#scanComplete(m.seq, scan, counts, startedAt);
         return;
       }
       m.working();
@@ -440,11 +441,12 @@ export class Revoker {
    * writes the revision's scan report (`s.<revision>` in the active index), which `rules apply
    * --wait` waits for; a report that cannot be written fails the scan, so it is done again.
    */
-  async #scanComplete(revision: number, counts: ScanCounts, startedAt: Date): Promise<void> {
+  async #scanComplete(revision: number, event: string, counts: ScanCounts, startedAt: Date): Promise<void> {
     const { identity } = this.#deps;
     await this.#activeIndex().putScanReport({
       revision,
       deployment: this.#deps.rules.ruleset.deployment,
+      event,
       entries: counts.scanned,
       changed: counts.changed,
       overrides: counts.overrides,
