@@ -65,6 +65,31 @@ describe("renderWhatIfReport", () => {
   });
 });
 
+describe("renderWhatIfReport against strings made to mislead", () => {
+  it("shows bidirectional and control characters as escapes, so a host id cannot read as another", () => {
+    // U+202E turns the rest of the cell around: "N…EVIL" would display as another key.
+    const spoof = "NHONEST\u202eLIVE\u2066x\u0000\u001b[31m";
+    const html = renderWhatIfReport(
+      report({ byHost: [{ lattice: "default", host: spoof, flipped: 1, toPermitted: 1, toDenied: 0 }] }),
+      new Date(),
+    );
+    expect(html).not.toMatch(
+      /[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/u,
+    );
+    expect(html).toContain("NHONEST\\u202eLIVE\\u2066x\\u0000\\u001b[31m");
+  });
+
+  it("cuts a huge value, saying how long it was", () => {
+    const huge = "a".repeat(1_000_000);
+    const html = renderWhatIfReport(
+      report({ bySubject: [{ id: huge, imageRef: null, flipped: 1, toPermitted: 1, toDenied: 0 }] }),
+      new Date(),
+    );
+    expect(html.length).toBeLessThan(20_000);
+    expect(html).toContain(`${"a".repeat(200)}… (1000000 characters)`);
+  });
+});
+
 describe("escapeHtml", () => {
   it("escapes the five characters that end text or an attribute", () => {
     expect(escapeHtml(`&<>"'`)).toBe("&amp;&lt;&gt;&quot;&#39;");

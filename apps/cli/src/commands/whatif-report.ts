@@ -52,6 +52,31 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 }
 
+/** Values longer than this are cut to {@link SHOWN_CHARS} characters and their length. */
+const MAX_SHOWN_CHARS = 256;
+const SHOWN_CHARS = 200;
+
+/**
+ * Characters that change how the text around them reads without being seen: bidirectional
+ * overrides, embeddings, isolates and marks, and control characters.
+ */
+const MISLEADING = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * A recorded string as the report shows it: cut past {@link MAX_SHOWN_CHARS} (saying how long it
+ * was), and each character that would change how it reads (a U+202E turning a host key around)
+ * written as its `\uXXXX` escape. Pure.
+ */
+export function shownText(text: string): string {
+  let shown = text;
+  if (text.length > MAX_SHOWN_CHARS) {
+    const cut = text.slice(0, SHOWN_CHARS);
+    const whole = /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
+    shown = `${whole}… (${text.length} characters)`;
+  }
+  return shown.replace(MISLEADING, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /**
  * The report as one self-contained HTML page: inline style, no script, no external asset. Every
  * string from the records (rule ids, component ids, image references, hosts: chosen by whoever
@@ -59,7 +84,7 @@ export function escapeHtml(text: string): string {
  */
 export function renderWhatIfReport(report: WhatIfReport, generatedAt: Date): string {
   const cell = (value: string | number | null) =>
-    `<td>${value === null ? "<em>none</em>" : escapeHtml(String(value))}</td>`;
+    `<td>${value === null ? "<em>none</em>" : escapeHtml(shownText(String(value)))}</td>`;
   const counts = (g: FlipGroup) => `${cell(g.flipped)}${cell(g.toPermitted)}${cell(g.toDenied)}`;
   const table = (title: string, heads: readonly string[], rows: readonly string[], total: number) =>
     `<h2>${escapeHtml(title)}</h2>\n${total > rows.length ? `<p>the ${rows.length} groups with the most flips, of ${total}</p>\n` : ""}${
@@ -90,7 +115,7 @@ export function renderWhatIfReport(report: WhatIfReport, generatedAt: Date): str
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>Arbiter what-if: ${escapeHtml(report.candidate)}</title>
+<title>Arbiter what-if: ${escapeHtml(shownText(report.candidate))}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; margin-bottom: 1.5rem; }
@@ -100,7 +125,7 @@ th { background: #f0f0f0; }
 </style>
 </head>
 <body>
-<h1>What-if: ${escapeHtml(report.candidate)}</h1>
+<h1>What-if: ${escapeHtml(shownText(report.candidate))}</h1>
 <p${report.passed ? "" : ' class="failed"'}>${report.flipped} of ${report.decisions} recorded decisions would get another answer under the candidate rules.</p>
 <table><tbody>
 ${summary.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th>${cell(v)}</tr>`).join("\n")}
