@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { escapeHtml, renderWhatIfReport, type WhatIfReport } from "./whatif-report.js";
+import { escapeHtml, renderWhatIfReport, renderWhatIfText, type WhatIfReport } from "./whatif-report.js";
 
 const ATTACK = `<script>alert("x")</script><img src=x onerror='alert(1)'>`;
 
@@ -87,6 +87,25 @@ describe("renderWhatIfReport against strings made to mislead", () => {
     );
     expect(html.length).toBeLessThan(20_000);
     expect(html).toContain(`${"a".repeat(200)}… (1000000 characters)`);
+  });
+});
+
+describe("renderWhatIfText", () => {
+  it("keeps escape sequences and bidirectional characters of recorded strings off the terminal", () => {
+    // ESC ] 52 writes the auditor's clipboard, ESC [ 2 J clears the screen, U+202E turns text around.
+    const text = renderWhatIfText(
+      report({
+        byRule: [{ rule: "r\u001b]52;c;ZWNobyBoaQ==\u0007", flipped: 1, toPermitted: 1, toDenied: 0 }],
+        bySubject: [{ id: "M\u001b[2J", imageRef: "img\u202e1:", flipped: 1, toPermitted: 1, toDenied: 0 }],
+        byHost: [{ lattice: "default", host: "N\u009b31m", flipped: 1, toPermitted: 1, toDenied: 0 }],
+      }),
+      "out.html",
+    );
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/u);
+    expect(text).toContain("M\\u001b[2J");
+    expect(text).toContain("img\\u202e1:");
+    expect(text).toContain("N\\u009b31m");
+    expect(text).toContain("report written to out.html");
   });
 });
 

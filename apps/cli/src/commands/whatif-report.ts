@@ -153,3 +153,38 @@ ${table(
 </html>
 `;
 }
+
+/**
+ * The report as the lines `arbiter audit whatif` prints, every recorded string as
+ * {@link shownText} shows it (an escape sequence in a component id would otherwise reach the
+ * auditor's terminal). `reportFile`: where the HTML page was written, if it was.
+ */
+export function renderWhatIfText(report: WhatIfReport, reportFile?: string): string {
+  const groups = (title: string, rows: readonly string[]) =>
+    rows.length === 0 ? [] : [`  by ${title}:`, ...rows.map((r) => `    ${r}`)];
+  const n = (g: FlipGroup) => `${g.flipped} (${g.toPermitted} to permit, ${g.toDenied} to deny)`;
+  const t = (value: string | null, none: string) => (value === null ? none : shownText(value));
+  return [
+    `${report.flipped} of ${report.decisions} decisions flip under ${shownText(report.candidate)} (${report.evaluated} evaluated by the rules; ${report.toPermitted} to permit, ${report.toDenied} to deny)`,
+    ...groups(
+      "deciding rule",
+      report.byRule.map((g) => `${t(g.rule, "(default)")}: ${n(g)}`),
+    ),
+    ...groups(
+      "subject",
+      report.bySubject.map((g) => `${t(g.id, "-")} ${t(g.imageRef, "-")}: ${n(g)}`),
+    ),
+    ...groups(
+      "host",
+      report.byHost.map((g) => `${shownText(g.lattice)} ${shownText(g.host)}: ${n(g)}`),
+    ),
+    ...(report.maxFlipped === null
+      ? []
+      : [
+          report.passed
+            ? `within --max-flipped ${report.maxFlipped}`
+            : `ABOVE --max-flipped ${report.maxFlipped}`,
+        ]),
+    ...(reportFile === undefined ? [] : [`report written to ${reportFile}`]),
+  ].join("\n");
+}
