@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseLatticeEvent, pingAnswerHost } from "./lattice-events.js";
+import { MAX_LATTICE_EVENT_DEPTH, parseLatticeEvent, pingAnswerHost } from "./lattice-events.js";
 
 const HOST = "NBX6HJKOXUFNPXNSB2PZAVJWXDQQHPGDNV3XB4YZZJW4BNOV6QBHU5HO";
 const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
@@ -60,6 +60,32 @@ describe("parseLatticeEvent", () => {
     ];
     for (const message of bad) expect(parseLatticeEvent(message, null).ok).toBe(false);
     expect(parseLatticeEvent(bytes(event("host_started", {})), "host_stopped").ok).toBe(false);
+  });
+});
+
+describe("lattice events nested past any host's", () => {
+  // JSON.parse takes ten times longer per byte on nesting than on a flat text: 1 MB of "[" cost a
+  // worker a third of a second, so a host publishing such events kept every worker busy.
+  const deep = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  const text = (data: string) =>
+    new TextEncoder().encode(
+      JSON.stringify(event("host_stopped", { labels: {}, x: 0 })).replace("0}", `${data}}`),
+    );
+
+  it("are refused before they are parsed, naming the limit", () => {
+    expect(parseLatticeEvent(text(deep(400_000)), "host_stopped")).toEqual({
+      ok: false,
+      reason: `nested deeper than ${MAX_LATTICE_EVENT_DEPTH} levels`,
+    });
+    expect(parseLatticeEvent(text(deep(MAX_LATTICE_EVENT_DEPTH)), "host_stopped").ok).toBe(false);
+    const answer = `{"success":true,"response":{"id":"${HOST}","x":${deep(400_000)}}}`;
+    expect(pingAnswerHost(new TextEncoder().encode(answer))).toBeNull();
+  });
+
+  it("are taken up to the limit, brackets inside strings not counted", () => {
+    expect(parseLatticeEvent(text(deep(MAX_LATTICE_EVENT_DEPTH - 3)), "host_stopped").ok).toBe(true);
+    expect(parseLatticeEvent(text(JSON.stringify("[".repeat(10_000))), "host_stopped").ok).toBe(true);
+    expect(parseLatticeEvent(text(JSON.stringify('\\"[[[[')), "host_stopped").ok).toBe(true);
   });
 });
 
