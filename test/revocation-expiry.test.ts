@@ -225,6 +225,20 @@ describe("claims that expire revoke themselves", () => {
     expect(await timersFor(expiresAt)).toBe(1);
   }, 60_000);
 
+  it("drops far timers that no worker arms, stored with a worker's credential to take the consumer's pending timers", async () => {
+    // Every timer not yet due is held by the shared consumer (at most 1,000,000 at once): timers
+    // for each second of years to come would be held forever and keep real ones from being handed out.
+    const js = jetstream(workerNc, { timeout: 2000 });
+    const now = Math.floor(Date.now() / 1000);
+    const forged = Array.from({ length: 200 }, (_, i) => now + 86_400 * 30 + 7 + i * 3);
+    for (const at of forged)
+      await js.publish(expiryTimerSubject(names, at), JSON.stringify({ expiresAt: at }));
+    await until(async () => (await Promise.all(forged.map(timersFor))).every((n) => n === 0), {
+      name: "the forged far timers dropped",
+      timeout: 20_000,
+    });
+  }, 60_000);
+
   it("arms a bounded number of timers however many distinct far expiries a host's claims name", async () => {
     // A host chooses its claims: 300 permitted components, each expiring at another second from
     // two hours to a century away. One timer each would fill the stream and the consumer's

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { projectDecision, reevaluate } from "./active-projection.js";
 import { decisionRecord } from "./decide.js";
 import {
+  couldBeArmed,
   EXACT_EXPIRY_WINDOW_S,
   EXPIRY_RECHECK_MS,
   expiryRecordId,
@@ -130,6 +131,20 @@ describe("the timer standing for an expiry", () => {
     expect(misplaced).toBe(0);
     // 100,000 expiries up to 317 years away: two timers per doubling of the distance at most.
     expect(timers.size).toBeLessThanOrEqual(2 * 22);
+  });
+
+  it("tells a timer a worker could have armed from one no worker arms (far, off its grid)", () => {
+    expect(couldBeArmed(NOW + 10, NOW)).toBe(true);
+    expect(couldBeArmed(NOW - 10, NOW)).toBe(true);
+    expect(couldBeArmed(NOW + EXACT_EXPIRY_WINDOW_S + 60, NOW)).toBe(true);
+    expect(couldBeArmed(NOW + 5 * 86_400 + 1, NOW)).toBe(false);
+    for (const distance of [2 * 3600 + 5, 86_400 * 3, 86_400 * 400, 3600 * 2 ** 30]) {
+      const at = expiryTimerAt(NOW + distance, NOW);
+      // Armed at NOW, seen by a worker whose clock is a minute behind or ahead, or much later.
+      for (const seen of [NOW - 60, NOW + 60, Math.floor((NOW + at) / 2)]) {
+        expect(couldBeArmed(at, seen)).toBe(true);
+      }
+    }
   });
 
   it("is followed, when it fires, by a finer one for each entry it stood for, down to the expiry", () => {

@@ -43,6 +43,23 @@ export function expiryTimerAt(expiresAt: number, nowS: number): number {
   return Math.floor(expiresAt / grid) * grid;
 }
 
+/** How far apart two workers' clocks may be (seconds) and still agree on which timers are armed. */
+const CLOCK_SLACK_S = 300;
+
+/**
+ * Whether a timer for second `timer`, seen at `nowS`, is one a worker could have armed: within the
+ * hour (and the clocks' slack), or on the grid {@link expiryTimerAt} uses at that distance (or
+ * the next finer one, for a worker whose clock differs). Any other is a forgery, which would only
+ * be held, hour after hour, taking one of the shared consumer's pending timers. Pure.
+ */
+export function couldBeArmed(timer: number, nowS: number): boolean {
+  const distance = timer - nowS;
+  if (distance <= EXACT_EXPIRY_WINDOW_S + CLOCK_SLACK_S) return true;
+  let grid = EXACT_EXPIRY_WINDOW_S;
+  while (distance + CLOCK_SLACK_S > 2 * grid && grid < MAX_GRID_S) grid *= 2;
+  return timer % Math.max(EXACT_EXPIRY_WINDOW_S, grid / 2) === 0;
+}
+
 /**
  * Whether the timer of second `timer` may have been the coarse one standing for `expiresAt`, so
  * that, fired, the entry needs its next timer: `timer` on an hour grid (its largest grid G), the
@@ -243,7 +260,16 @@ export class ExpiryTimers {
       log.warn({ seq: m.seq }, "a message of the expiries stream is not an expiry timer; dropped");
       return;
     }
-    const wait = expiryWaitMs(timer.expiresAt, this.#deps.clock().getTime());
+    const nowMs = this.#deps.clock().getTime();
+    if (!couldBeArmed(timer.expiresAt, Math.floor(nowMs / 1000))) {
+      this.#stats.refused++;
+      log.warn(
+        { seq: m.seq, expiresAt: timer.expiresAt },
+        "an expiry timer no worker arms (far, off the grid of timers); dropped",
+      );
+      return;
+    }
+    const wait = expiryWaitMs(timer.expiresAt, nowMs);
     if (wait !== null) {
       log.debug(
         { expiresAt: timer.expiresAt, waitMs: wait, delivery: m.deliveries },
