@@ -262,10 +262,13 @@ export class ExpiryTimers {
     }
     const nowMs = this.#deps.clock().getTime();
     if (!couldBeArmed(timer.expiresAt, Math.floor(nowMs / 1000))) {
+      // One stored by an earlier release stood for real permits: the grid timer standing for its
+      // second takes its place (one per grid second, however many such timers there are).
+      await this.arm(timer.expiresAt);
       this.#stats.refused++;
       log.warn(
         { seq: m.seq, expiresAt: timer.expiresAt },
-        "an expiry timer no worker arms (far, off the grid of timers); dropped",
+        "an expiry timer off the grid of timers for its distance; replaced by the grid's",
       );
       return;
     }
