@@ -3,10 +3,26 @@ const MAX_SHOWN_CHARS = 256;
 const SHOWN_CHARS = 200;
 
 /**
- * Characters that change how the text around them reads without being seen: bidirectional
- * overrides, embeddings, isolates and marks, and control characters.
+ * Whether the UTF-16 unit `c` changes how the text around it reads without being seen:
+ * bidirectional overrides, embeddings, isolates and marks, and C0 and C1 control characters.
  */
-const MISLEADING = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+function isMisleading(c: number): boolean {
+  return (
+    c <= 0x1f ||
+    (c >= 0x7f && c <= 0x9f) ||
+    c === 0x061c ||
+    c === 0x200e ||
+    c === 0x200f ||
+    (c >= 0x202a && c <= 0x202e) ||
+    (c >= 0x2066 && c <= 0x2069)
+  );
+}
+
+/** Whether `text` holds a character {@link shownText} writes as an escape. Pure. */
+export function hasMisleadingCharacters(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (isMisleading(text.charCodeAt(i))) return true;
+  return false;
+}
 
 /**
  * A recorded string (chosen by whoever holds a host credential) as reports and the terminal show it: cut past {@link MAX_SHOWN_CHARS} (saying how long it
@@ -20,5 +36,11 @@ export function shownText(text: string): string {
     const whole = /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
     shown = `${whole}… (${text.length} characters)`;
   }
-  return shown.replace(MISLEADING, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  if (!hasMisleadingCharacters(shown)) return shown;
+  let out = "";
+  for (let i = 0; i < shown.length; i++) {
+    const c = shown.charCodeAt(i);
+    out += isMisleading(c) ? `\\u${c.toString(16).padStart(4, "0")}` : shown[i];
+  }
+  return out;
 }
