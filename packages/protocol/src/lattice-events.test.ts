@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { MAX_LATTICE_EVENT_DEPTH, parseLatticeEvent, pingAnswerHost } from "./lattice-events.js";
+import {
+  MAX_LATTICE_EVENT_DEPTH,
+  MAX_PING_ANSWER_BYTES,
+  parseLatticeEvent,
+  pingAnswerHost,
+} from "./lattice-events.js";
 
 const HOST = "NBX6HJKOXUFNPXNSB2PZAVJWXDQQHPGDNV3XB4YZZJW4BNOV6QBHU5HO";
 const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
@@ -96,5 +101,12 @@ describe("pingAnswerHost", () => {
     expect(pingAnswerHost(bytes({ ...answer, success: false }))).toBeNull();
     expect(pingAnswerHost(bytes({ id: HOST }))).toBeNull();
     expect(pingAnswerHost(new Uint8Array([1, 2, 3]))).toBeNull();
+  });
+
+  it("does not decode an answer larger than any host's, so a flood of big ones costs little to read", () => {
+    const labels = (bytes: number) => ({ pad: "x".repeat(bytes) });
+    const answer = (bytes: number) => ({ success: true, response: { id: HOST, labels: labels(bytes) } });
+    expect(pingAnswerHost(bytes(answer(MAX_PING_ANSWER_BYTES - 200)))).toBe(HOST);
+    expect(pingAnswerHost(bytes(answer(MAX_PING_ANSWER_BYTES)))).toBeNull();
   });
 });

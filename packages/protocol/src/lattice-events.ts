@@ -167,9 +167,15 @@ export const HostPingAnswerV1 = z.looseObject({
 });
 export type HostPingAnswerV1 = z.infer<typeof HostPingAnswerV1>;
 
+/**
+ * Largest ping answer decoded. A host's answer is its id, labels, name and versions, a few
+ * hundred bytes; every host may answer every ping, so one a thousand times larger is not read.
+ */
+export const MAX_PING_ANSWER_BYTES = 64 * 1024;
+
 /** The host key a ping answer names, or null when the bytes are not a successful 1.x ping answer. */
 export function pingAnswerHost(bytes: Uint8Array): string | null {
-  if (bytes.length > MAX_LATTICE_EVENT_BYTES) return null;
+  if (bytes.length > MAX_PING_ANSWER_BYTES) return null;
   let value: unknown;
   try {
     const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
