@@ -224,4 +224,44 @@ describe("claims that expire revoke themselves", () => {
     expect([...client.cacheEntries().values()]).toMatchObject([{ permitted: true }]);
     expect(await timersFor(expiresAt)).toBe(1);
   }, 60_000);
+
+  it("drops far timers that no worker arms, stored with a worker's credential to take the consumer's pending timers", async () => {
+    // Every timer not yet due is held by the shared consumer (at most 1,000,000 at once): timers
+    // for each second of years to come would be held forever and keep real ones from being handed out.
+    const js = jetstream(workerNc, { timeout: 2000 });
+    const now = Math.floor(Date.now() / 1000);
+    const forged = Array.from({ length: 200 }, (_, i) => now + 86_400 * 30 + 7 + i * 3);
+    const jsm = await jetstreamManager(adminNc);
+    const stored = async () => (await jsm.streams.info(names.expiriesStream)).state.messages;
+    const before = await stored();
+    for (const at of forged)
+      await js.publish(expiryTimerSubject(names, at), JSON.stringify({ expiresAt: at }));
+    await until(async () => (await Promise.all(forged.map(timersFor))).every((n) => n === 0), {
+      name: "the forged far timers dropped",
+      timeout: 20_000,
+    });
+    // Each is replaced by the grid's timer for its second (as one stored by an earlier release
+    // stood for real permits): a month away, the 200 share one or two.
+    expect((await stored()) - before).toBeLessThanOrEqual(2);
+  }, 60_000);
+
+  it("arms a bounded number of timers however many distinct far expiries a host's claims name", async () => {
+    // A host chooses its claims: 300 permitted components, each expiring at another second from
+    // two hours to a century away. One timer each would fill the stream and the consumer's
+    // pending timers (every one held until due), and make workers scan the index at each.
+    const jsm = await jetstreamManager(adminNc);
+    const stored = async () => (await jsm.streams.info(names.expiriesStream)).state.messages;
+    const before = await stored();
+    const heardBefore = heard.length;
+    const client = await host();
+    const now = Math.floor(Date.now() / 1000);
+    for (let i = 0; i < 300; i++) {
+      const claims = { ...claimsExpiring(null), expiresAt: now + 7200 + i * 10_513_171 };
+      expect((await client.evaluateStartComponent(signed(`far-${i}`, claims))).permitted).toBe(true);
+    }
+    await untilIndexCaughtUp(adminNc);
+    // At most two timers for each doubling of the distance beyond the hour.
+    expect((await stored()) - before).toBeLessThanOrEqual(2 * 20);
+    expect(heard.slice(heardBefore)).toEqual([]);
+  }, 60_000);
 });

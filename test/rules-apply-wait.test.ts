@@ -242,6 +242,7 @@ describe("arbiter rules apply --wait", () => {
     const leftOver = {
       revision,
       deployment: "AAAAAAAAAAAAAAAAAAAAAAAAAA",
+      event: "0".repeat(64),
       entries: 0,
       changed: 0,
       overrides: 0,
@@ -257,6 +258,18 @@ describe("arbiter rules apply --wait", () => {
     expect(timedOut.stderr).toContain(`no scan report of revision ${revision} appeared`);
     expect(timedOut.stderr).not.toContain("wait-b is at");
     expect(await index.readScanReport(revision)).toEqual(leftOver);
+    // Nor is one of this deployment stored ahead of its revision (a worker's credential can put it
+    // there long before, and it outlives the credential): it cannot name the revision's rule event.
+    const deployment = (await index.readScanReport(revision - 1))?.deployment ?? null;
+    expect(deployment).not.toBeNull();
+    const ahead = { ...leftOver, revision: revision + 1, deployment };
+    await index.putScanReport(ahead);
+    const early = await runArbiter(
+      ["rules", "apply", rulesFile("deny-ahead", "deny"), "--wait", "--wait-timeout", "2s"],
+      env,
+    );
+    expect(early.code, early.stderr).toBe(5);
+    expect(early.stderr).toContain(`no scan report of revision ${revision + 1} appeared`);
     await startWorker("wait-a");
     await startWorker("wait-c");
     await until(async () => (await index.readScanReport(revision))?.worker.id !== "elsewhere", {

@@ -47,6 +47,7 @@ function scanReport(overrides: Partial<ScanReportV1> = {}): ScanReportV1 {
   return {
     revision: 3,
     deployment: "AAAAAAAAAAAAAAAAAAAAAAAAAA",
+    event: "c".repeat(64),
     entries: 10,
     changed: 4,
     overrides: 4,

@@ -4,7 +4,8 @@ import { missingFor, parseWaitTimeout, waitHook } from "./apply-wait.js";
 
 const DEPLOYMENT = "AAAAAAAAAAAAAAAAAAAAAAAAAA";
 const OTHER_DEPLOYMENT = "BBBBBBBBBBBBBBBBBBBBBBBBBB";
-const target = { revision: 5, deployment: DEPLOYMENT };
+const EVENT = "a".repeat(64);
+const target = { revision: 5, deployment: DEPLOYMENT, event: EVENT };
 
 function worker(id: string, revision: number, broken: WorkerStatusV1["broken"] = null): WorkerStatusV1 {
   return {
@@ -25,6 +26,7 @@ function report(overrides: Partial<ScanReportV1> = {}): ScanReportV1 {
   return {
     revision: 5,
     deployment: DEPLOYMENT,
+    event: EVENT,
     entries: 3,
     changed: 1,
     overrides: 1,
@@ -60,6 +62,11 @@ describe("what rules apply --wait still waits for", () => {
     expect(missingFor(target, [], report({ deployment: OTHER_DEPLOYMENT })).report).toBe(true);
     expect(missingFor(target, [], report({ deployment: null })).report).toBe(true);
     expect(missingFor(target, [], report({ revision: 4 })).report).toBe(true);
+  });
+
+  it("does not take a report that names another rule event (stored before the revision was written) for it", () => {
+    expect(missingFor(target, [], report({ event: "0".repeat(64) })).report).toBe(true);
+    expect(missingFor(target, [], report()).report).toBe(false);
   });
 
   it("tells a worker whose rules history is broken from one that is only behind", () => {

@@ -32,6 +32,8 @@ export function parseWaitTimeout(value: string): number {
 export interface WaitTarget {
   readonly revision: number;
   readonly deployment: string;
+  /** The SHA-256 (hex) of the rule event written: the revision's scan report names it. */
+  readonly event: string;
   /** Where the workers answer with their status (`ResourceNames.statusSubject`). */
   readonly statusSubject: string;
   readonly prefix: string;
@@ -60,7 +62,7 @@ export interface Missing {
  * before the rules stream was made again) is not the revision's.
  */
 export function missingFor(
-  target: Pick<WaitTarget, "revision" | "deployment">,
+  target: Pick<WaitTarget, "revision" | "deployment" | "event">,
   workers: readonly WorkerStatusV1[],
   report: ScanReportV1 | null,
 ): Missing {
@@ -78,10 +80,15 @@ export function missingFor(
 }
 
 function isReportOf(
-  target: Pick<WaitTarget, "revision" | "deployment">,
+  target: Pick<WaitTarget, "revision" | "deployment" | "event">,
   report: ScanReportV1 | null,
 ): report is ScanReportV1 {
-  return report !== null && report.revision === target.revision && report.deployment === target.deployment;
+  return (
+    report !== null &&
+    report.revision === target.revision &&
+    report.deployment === target.deployment &&
+    report.event === target.event
+  );
 }
 
 /** How long enforcing a revision took, from the acknowledged write. */
@@ -233,7 +240,7 @@ export interface WaitHook {
   readonly written:
     | ((
         nc: NatsConnection,
-        applied: { readonly revision: number; readonly deployment: string },
+        applied: { readonly revision: number; readonly deployment: string; readonly eventHash: string },
         confirmation: { readonly acceptedBy: readonly string[]; readonly refusedBy: readonly string[] },
       ) => Promise<void>)
     | undefined;
@@ -260,6 +267,7 @@ export function waitHook(flags: WaitFlags, prefix: string, statusSubject: string
       enforced = await waitForEnforcement(nc, {
         revision: applied.revision,
         deployment: applied.deployment,
+        event: applied.eventHash,
         statusSubject,
         prefix,
         timeoutMs,

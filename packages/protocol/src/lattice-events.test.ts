@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { parseLatticeEvent, pingAnswerHost } from "./lattice-events.js";
+import {
+  MAX_LATTICE_EVENT_DEPTH,
+  MAX_PING_ANSWER_BYTES,
+  parseLatticeEvent,
+  pingAnswerHost,
+} from "./lattice-events.js";
 
 const HOST = "NBX6HJKOXUFNPXNSB2PZAVJWXDQQHPGDNV3XB4YZZJW4BNOV6QBHU5HO";
 const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
@@ -63,6 +68,32 @@ describe("parseLatticeEvent", () => {
   });
 });
 
+describe("lattice events nested past any host's", () => {
+  // JSON.parse takes ten times longer per byte on nesting than on a flat text: 1 MB of "[" cost a
+  // worker a third of a second, so a host publishing such events kept every worker busy.
+  const deep = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  const text = (data: string) =>
+    new TextEncoder().encode(
+      JSON.stringify(event("host_stopped", { labels: {}, x: 0 })).replace("0}", `${data}}`),
+    );
+
+  it("are refused before they are parsed, naming the limit", () => {
+    expect(parseLatticeEvent(text(deep(400_000)), "host_stopped")).toEqual({
+      ok: false,
+      reason: `nested deeper than ${MAX_LATTICE_EVENT_DEPTH} levels`,
+    });
+    expect(parseLatticeEvent(text(deep(MAX_LATTICE_EVENT_DEPTH)), "host_stopped").ok).toBe(false);
+    const answer = `{"success":true,"response":{"id":"${HOST}","x":${deep(400_000)}}}`;
+    expect(pingAnswerHost(new TextEncoder().encode(answer))).toBeNull();
+  });
+
+  it("are taken up to the limit, brackets inside strings not counted", () => {
+    expect(parseLatticeEvent(text(deep(MAX_LATTICE_EVENT_DEPTH - 3)), "host_stopped").ok).toBe(true);
+    expect(parseLatticeEvent(text(JSON.stringify("[".repeat(10_000))), "host_stopped").ok).toBe(true);
+    expect(parseLatticeEvent(text(JSON.stringify('\\"[[[[')), "host_stopped").ok).toBe(true);
+  });
+});
+
 describe("pingAnswerHost", () => {
   it("reads the id of a 1.x CtlResponse<Host>", () => {
     const answer = { success: true, message: "", response: { friendly_name: "x", id: HOST, labels: {} } };
@@ -70,5 +101,12 @@ describe("pingAnswerHost", () => {
     expect(pingAnswerHost(bytes({ ...answer, success: false }))).toBeNull();
     expect(pingAnswerHost(bytes({ id: HOST }))).toBeNull();
     expect(pingAnswerHost(new Uint8Array([1, 2, 3]))).toBeNull();
+  });
+
+  it("does not decode an answer larger than any host's, so a flood of big ones costs little to read", () => {
+    const labels = (bytes: number) => ({ pad: "x".repeat(bytes) });
+    const answer = (bytes: number) => ({ success: true, response: { id: HOST, labels: labels(bytes) } });
+    expect(pingAnswerHost(bytes(answer(MAX_PING_ANSWER_BYTES - 200)))).toBe(HOST);
+    expect(pingAnswerHost(bytes(answer(MAX_PING_ANSWER_BYTES)))).toBeNull();
   });
 });

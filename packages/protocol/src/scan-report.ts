@@ -11,6 +11,11 @@ export const ScanReportV1 = z.object({
   revision: z.number().int().positive(),
   /** The deployment of the rules re-evaluated: a report left from another deployment is not this one's. */
   deployment: DeploymentId.nullable(),
+  /**
+   * The SHA-256 (hex) of the revision's rule event as stored: a report put in the bucket before
+   * the admin signed that event cannot name it, so it is not that revision's.
+   */
+  event: z.string().regex(/^[0-9a-f]{64}$/, "expected the SHA-256 (hex) of the revision's rule event"),
   /** Cached decisions re-evaluated. */
   entries: z.number().int().nonnegative(),
   /** Of those, the ones whose outcome (permitted or message) differs under this revision. */

@@ -223,6 +223,23 @@ describe("verifying the audit trail", () => {
     ]);
   });
 
+  it("names a message that is a copy of an earlier one, put in the place of one left out", () => {
+    // Whoever edits an export (or holds a worker credential) drops message 2 and fills its place
+    // with a genuine batch signed once and stored already: every record would verify on its own.
+    const first = message([record("a", 3), record("b", 3)]);
+    const r = audit([
+      [1, first],
+      [2, first],
+      [3, message([record("c", 3)])],
+    ]);
+    expect(r.valid).toBe(false);
+    expect(brief(r)).toEqual([
+      [streams.decisions, 2, 0, "a", "a copy of message 1 (the same batch, signed once, stored again)"],
+      [streams.decisions, 2, 1, "b", "a copy of message 1 (the same batch, signed once, stored again)"],
+    ]);
+    expect(r.decisions).toMatchObject({ messages: 3, checked: 5, verified: 3, failed: 2, missing: 0 });
+  });
+
   it("names a record whose revision goes back in its batch, or is past the rules", () => {
     const r = audit([
       [1, message([record("a", 4), record("b", 3)])],

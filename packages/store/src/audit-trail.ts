@@ -95,7 +95,15 @@ interface OpenMessage {
   readonly size: number | null;
   nextIndex: number;
   lastRevision: number | null;
+  /** The earlier message holding the same batch (its signature seen there), or null. */
+  readonly copyOf: number | null;
 }
+
+/**
+ * How much of a batch signature names it among the messages read: 96 bits, so honest batches never
+ * collide and no key holder can make two batches that do, at a fraction of the memory.
+ */
+const SEAL_ID_CHARS = 16;
 
 /**
  * Checks the rules history and the decision log record by record, as they are read (from the
@@ -245,10 +253,16 @@ class TrailChecker implements TrailVerifier {
   /** The last batch signature checked: the records of one batch sign the same root. */
   #seal: { key: string; message: string; signature: string; valid: boolean } | null = null;
 
+  /** The message each batch signature was first read in. */
+  readonly #seals = new Map<string, number>();
+  /** The batch signature of the record being checked, once its seal was read. */
+  #sealRead: string | null = null;
+
   /** `verifySealedJson`, checking a batch's signature once for all of its records. */
   readonly #checkSeal = (text: string, key: string): boolean => {
     const signed = sealedSignedMessage(text);
     if (signed === null) return false;
+    this.#sealRead = signed.signature;
     const last = this.#seal;
     if (last && last.key === key && last.message === signed.message && last.signature === signed.signature) {
       return last.valid;
@@ -263,6 +277,7 @@ class TrailChecker implements TrailVerifier {
     const bounds = this.#bounds;
     if (bounds === null) throw new TypeError("call startDecisions before the first decision");
     const stream = this.#options.streams.decisions;
+    this.#sealRead = null;
     const result = verifyDecision(
       text,
       {
@@ -299,6 +314,7 @@ class TrailChecker implements TrailVerifier {
         size: record?.proof.size ?? null,
         nextIndex: 0,
         lastRevision: null,
+        copyOf: this.#firstHolder(seq),
       };
       this.#decisions.messages++;
       this.#firstSeq ??= seq;
@@ -306,6 +322,9 @@ class TrailChecker implements TrailVerifier {
     }
     const message = this.#message!;
     if (index > message.nextIndex) this.#missingRecords(message, index - 1);
+    if (reason === null && message.copyOf !== null) {
+      reason = `a copy of message ${message.copyOf} (the same batch, signed once, stored again)`;
+    }
     if (reason === null && index < message.nextIndex) {
       reason = `out of order: record ${index} comes after record ${message.nextIndex - 1} of its message`;
     }
@@ -336,6 +355,20 @@ class TrailChecker implements TrailVerifier {
       return;
     }
     this.#decisions.verified++;
+  }
+
+  /**
+   * The earlier message that holds the batch whose signature was just read, or null; otherwise
+   * notes `seq` as its holder. A batch is signed once and stored once, so a second message with
+   * its signature is a copy, whatever place it was put in (one left out, at the end).
+   */
+  #firstHolder(seq: number): number | null {
+    if (this.#sealRead === null) return null;
+    const id = this.#sealRead.slice(0, SEAL_ID_CHARS);
+    const earlier = this.#seals.get(id);
+    if (earlier !== undefined) return earlier;
+    this.#seals.set(id, seq);
+    return null;
   }
 
   #count(named: Omit<TrailFailure, "reason" | "eventId">, reason: string): void {

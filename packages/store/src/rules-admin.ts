@@ -45,6 +45,8 @@ export interface RuleHistoryEntry {
 export interface AppliedRules {
   readonly revision: number;
   readonly eventId: string;
+  /** The SHA-256 (hex) of the event as stored: what the next event names as `prev`, and scan reports as `event`. */
+  readonly eventHash: string;
   /** The deployment the rules belong to (created with the genesis event on an empty stream). */
   readonly deployment: string;
   /** Whether the KV snapshot was brought up to this revision (workers start faster). */
@@ -238,7 +240,8 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
       deployment: state.deployment!,
       prev: state.head,
     };
-    const revision = await store.rules.append(signJson(unsigned, signer), state.revision);
+    const text = signJson(unsigned, signer);
+    const revision = await store.rules.append(text, state.revision);
     let snapshot: AppliedRules["snapshot"] = "saved";
     try {
       const { state: after } = await fold(revision);
@@ -246,7 +249,13 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
     } catch (err) {
       snapshot = { failed: err instanceof Error ? err.message : String(err) };
     }
-    return { revision, eventId: unsigned.eventId, deployment: state.deployment!, snapshot };
+    return {
+      revision,
+      eventId: unsigned.eventId,
+      eventHash: ruleEventHash(text),
+      deployment: state.deployment!,
+      snapshot,
+    };
   }
 
   function workerKey(publicKey: string): string {

@@ -13,16 +13,19 @@ import { errorText, parseJsonOrNull } from "./text.js";
  */
 export interface ScanParts {
   /**
-   * Publishes `part` to be done, de-duplicated on (revision, part): published again while the
-   * first is in the stream's duplicate window, it is not queued twice. Throws StoreUnavailableError.
+   * Publishes `part` to be done, de-duplicated on (revision, scan, part): published again while
+   * the first is in the stream's duplicate window, it is not queued twice. Throws StoreUnavailableError.
    */
   publish(part: ScanPartV1): Promise<void>;
-  /** Records `done` (de-duplicated on its revision and part). Throws StoreUnavailableError. */
+  /** Records `done` (de-duplicated on its revision, scan and part). Throws StoreUnavailableError. */
   markDone(done: ScanPartDoneV1): Promise<void>;
-  /** The parts of `revision` recorded done, by part number. Throws StoreUnavailableError. */
-  done(revision: number): Promise<Map<number, ScanPartDoneV1>>;
-  /** Whether part `part` of `revision` is recorded done. Throws StoreUnavailableError. */
-  isDone(revision: number, part: number): Promise<boolean>;
+  /**
+   * The parts of `revision`'s re-evaluation `scan` recorded done, by part number (records naming
+   * another scan are no part of it). Throws StoreUnavailableError.
+   */
+  done(revision: number, scan: string): Promise<Map<number, ScanPartDoneV1>>;
+  /** Whether part `part` of `revision`'s `scan` is recorded done. Throws StoreUnavailableError. */
+  isDone(revision: number, scan: string, part: number): Promise<boolean>;
   close(): void;
 }
 
@@ -31,9 +34,9 @@ export function scanPartSubject(prefix: string, revision: number, part: number):
   return `${prefix}.scans.part.${revision}.${part}`;
 }
 
-/** The subject part `part` of `revision` is recorded done under. */
-export function scanDoneSubject(prefix: string, revision: number, part: number): string {
-  return `${prefix}.scans.done.${revision}.${part}`;
+/** The subject part `part` of `revision`'s re-evaluation `scan` is recorded done under. */
+export function scanDoneSubject(prefix: string, revision: number, scan: string, part: number): string {
+  return `${prefix}.scans.done.${revision}.${scan}.${part}`;
 }
 
 /**
@@ -67,9 +70,11 @@ export async function openJetStreamScanParts(
       });
     }
   };
-  const doneSubjects = async (revision: number): Promise<string[]> => {
+  const doneSubjects = async (revision: number, scan: string): Promise<string[]> => {
     try {
-      const info = await jsm.streams.info(stream, { subjects_filter: `${prefix}.scans.done.${revision}.*` });
+      const info = await jsm.streams.info(stream, {
+        subjects_filter: `${prefix}.scans.done.${revision}.${scan}.*`,
+      });
       return Object.keys(info.state.subjects ?? {});
     } catch (err) {
       throw new StoreUnavailableError(`cannot list ${stream}: ${errorText(err)}`, { cause: err });
@@ -83,22 +88,32 @@ export async function openJetStreamScanParts(
         Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength).toString(),
       ),
     );
-    return parsed.success && subject === scanDoneSubject(prefix, parsed.data.revision, parsed.data.part)
+    return parsed.success &&
+      subject === scanDoneSubject(prefix, parsed.data.revision, parsed.data.scan, parsed.data.part)
       ? parsed.data
       : null;
   };
   return {
     publish: (part) =>
-      append(scanPartSubject(prefix, part.revision, part.part), part, `part:${part.revision}:${part.part}`),
+      append(
+        scanPartSubject(prefix, part.revision, part.part),
+        part,
+        `part:${part.revision}:${part.scan}:${part.part}`,
+      ),
     markDone: (done) =>
-      append(scanDoneSubject(prefix, done.revision, done.part), done, `done:${done.revision}:${done.part}`),
-    done: async (revision) => {
-      const found = await Promise.all((await doneSubjects(revision)).map(readDone));
+      append(
+        scanDoneSubject(prefix, done.revision, done.scan, done.part),
+        done,
+        `done:${done.revision}:${done.scan}:${done.part}`,
+      ),
+    done: async (revision, scan) => {
+      const found = await Promise.all((await doneSubjects(revision, scan)).map(readDone));
       const out = new Map<number, ScanPartDoneV1>();
       for (const done of found) if (done !== null) out.set(done.part, done);
       return out;
     },
-    isDone: async (revision, part) => (await readDone(scanDoneSubject(prefix, revision, part))) !== null,
+    isDone: async (revision, scan, part) =>
+      (await readDone(scanDoneSubject(prefix, revision, scan, part))) !== null,
     close: () => {
       acks.close();
       reads.close();

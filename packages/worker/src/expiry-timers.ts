@@ -18,6 +18,60 @@ import { RateLimitedWarning } from "./rate-limited-warning.js";
 /** The longest a timer is held before it is looked at again, however far its expiry is. */
 export const EXPIRY_RECHECK_MS = 3_600_000;
 
+/**
+ * Expiries this close (seconds) get a timer at their own second; farther ones share a coarser one
+ * (see {@link expiryTimerAt}).
+ */
+export const EXACT_EXPIRY_WINDOW_S = 3600;
+
+/** The coarsest grid of timers: past it (2^52 s) no distance doubles within safe integers. */
+const MAX_GRID_S = 2 ** 52;
+
+/**
+ * The second whose timer stands for claims expiring at `expiresAt` (unix seconds), armed at
+ * `nowS`: the expiry itself within {@link EXACT_EXPIRY_WINDOW_S}; farther, at distance d in
+ * (G, 2G] for G = 3600·2^k, the expiry rounded down to a multiple of G, a time to look again
+ * before it (when that timer fires, the entries it stands for get the next, finer one). So
+ * however many distinct expiries hosts' claims name, at most 3600 exact timers and two for each
+ * doubling of the distance are pending at once. Pure.
+ */
+export function expiryTimerAt(expiresAt: number, nowS: number): number {
+  const distance = expiresAt - nowS;
+  if (distance <= EXACT_EXPIRY_WINDOW_S) return expiresAt;
+  let grid = EXACT_EXPIRY_WINDOW_S;
+  while (distance > 2 * grid && grid < MAX_GRID_S) grid *= 2;
+  return Math.floor(expiresAt / grid) * grid;
+}
+
+/** How far apart two workers' clocks may be (seconds) and still agree on which timers are armed. */
+const CLOCK_SLACK_S = 300;
+
+/**
+ * Whether a timer for second `timer`, seen at `nowS`, is one a worker could have armed: within the
+ * hour (and the clocks' slack), or on the grid {@link expiryTimerAt} uses at that distance (or
+ * the next finer one, for a worker whose clock differs). Any other is a forgery, which would only
+ * be held, hour after hour, taking one of the shared consumer's pending timers. Pure.
+ */
+export function couldBeArmed(timer: number, nowS: number): boolean {
+  const distance = timer - nowS;
+  if (distance <= EXACT_EXPIRY_WINDOW_S + CLOCK_SLACK_S) return true;
+  let grid = EXACT_EXPIRY_WINDOW_S;
+  while (distance + CLOCK_SLACK_S > 2 * grid && grid < MAX_GRID_S) grid *= 2;
+  return timer % Math.max(EXACT_EXPIRY_WINDOW_S, grid / 2) === 0;
+}
+
+/**
+ * Whether the timer of second `timer` may have been the coarse one standing for `expiresAt`, so
+ * that, fired, the entry needs its next timer: `timer` on an hour grid (its largest grid G), the
+ * expiry after it and within G. Pure.
+ */
+export function expiryStandsIn(timer: number, expiresAt: number): boolean {
+  if (timer % EXACT_EXPIRY_WINDOW_S !== 0 || expiresAt <= timer) return false;
+  let grid = EXACT_EXPIRY_WINDOW_S;
+  while (timer % (2 * grid) === 0 && grid < MAX_GRID_S) grid *= 2;
+  return expiresAt < timer + grid;
+}
+
 /** How many changed entries are recorded and published together. */
 const CHUNK = 64;
 
@@ -184,11 +238,13 @@ export class ExpiryTimers {
   }
 
   /**
-   * Arms the timer of `expiresAt` (nothing when it is pending already). Without the expiries stream
-   * it counts and warns instead, so that the index does not stop for it. Throws StoreUnavailableError.
+   * Arms the timer that stands for `expiresAt` now ({@link expiryTimerAt}; nothing when it is
+   * pending already). Without the expiries stream it counts and warns instead, so that the index
+   * does not stop for it. Throws StoreUnavailableError.
    */
   async arm(expiresAt: number): Promise<void> {
-    const outcome = await this.#arm(expiresAt);
+    const nowS = Math.floor(this.#deps.clock().getTime() / 1000);
+    const outcome = await this.#arm(expiryTimerAt(expiresAt, nowS));
     if (outcome === "armed") this.#stats.armed++;
     if (outcome === "missing") {
       this.#stats.unarmed++;
@@ -204,7 +260,19 @@ export class ExpiryTimers {
       log.warn({ seq: m.seq }, "a message of the expiries stream is not an expiry timer; dropped");
       return;
     }
-    const wait = expiryWaitMs(timer.expiresAt, this.#deps.clock().getTime());
+    const nowMs = this.#deps.clock().getTime();
+    if (!couldBeArmed(timer.expiresAt, Math.floor(nowMs / 1000))) {
+      // One stored by an earlier release stood for real permits: the grid timer standing for its
+      // second takes its place (one per grid second, however many such timers there are).
+      await this.arm(timer.expiresAt);
+      this.#stats.refused++;
+      log.warn(
+        { seq: m.seq, expiresAt: timer.expiresAt },
+        "an expiry timer off the grid of timers for its distance; replaced by the grid's",
+      );
+      return;
+    }
+    const wait = expiryWaitMs(timer.expiresAt, nowMs);
     if (wait !== null) {
       log.debug(
         { expiresAt: timer.expiresAt, waitMs: wait, delivery: m.deliveries },
@@ -214,16 +282,17 @@ export class ExpiryTimers {
       return;
     }
     log.info({ expiresAt: timer.expiresAt, delivery: m.deliveries }, "an expiry timer is due");
-    await this.revokeExpired();
+    await this.revokeExpired(timer.expiresAt);
     this.#stats.fired++;
   }
 
   /**
    * Evaluates every permitted entry whose claims have expired again, now, under the rules this
    * worker serves, and revokes those whose outcome changes. Whatever a timer says, only entries
-   * that really expired by this worker's clock are looked at.
+   * that really expired by this worker's clock are looked at. Given the `timer` that fired, the
+   * permits it stood for that expire later get their next, finer timer.
    */
-  async revokeExpired(): Promise<void> {
+  async revokeExpired(timer?: number): Promise<void> {
     const { rules, log } = this.#deps;
     const ruleset = rules.ruleset;
     const now = this.#deps.clock();
@@ -236,8 +305,22 @@ export class ExpiryTimers {
       total += changed.length;
       changed = [];
     };
+    const rearmed = new Set<number>();
     for await (const entry of this.#deps.index().entries()) {
       if (this.#feed?.stopping) throw new Error("the worker is stopping");
+      const { expiresAt } = entry;
+      if (
+        timer !== undefined &&
+        expiresAt !== null &&
+        expiryStep(entry, now) === "arm" &&
+        expiryStandsIn(timer, expiresAt)
+      ) {
+        const next = expiryTimerAt(expiresAt, Math.floor(now.getTime() / 1000));
+        if (!rearmed.has(next)) {
+          rearmed.add(next);
+          await this.arm(expiresAt);
+        }
+      }
       if (!isExpiredPermit(entry, now)) continue;
       const again = reevaluate(entry, ruleset, now);
       if (!again?.changed) continue;

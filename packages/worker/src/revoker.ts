@@ -6,7 +6,7 @@ import {
   ScanPartV1,
   type UnsignedDecisionV1,
 } from "@arbiter/protocol";
-import type { RulesetState } from "@arbiter/rules";
+import { type RulesetState, ruleEventHash } from "@arbiter/rules";
 import {
   type ActiveIndex,
   activeEntryKey,
@@ -391,6 +391,9 @@ export class Revoker {
       "re-evaluating the active index for a rules revision",
     );
     await this.#caughtUp(m);
+    // Parts, their done records and the report name the revision's own event, so none stored
+    // before the admin signed it counts.
+    const scan = ruleEventHash(new TextDecoder().decode(m.data));
     const index = this.#activeIndex();
     const keys = await index.keys();
     const partSize = this.#deps.scanPartSize ?? DEFAULT_SCAN_PART_SIZE;
@@ -398,7 +401,7 @@ export class Revoker {
     if (keys.length <= partSize || parts === undefined) {
       const counts = await this.#reevaluateAll(index.entriesOf(keys), ruleset);
       this.#stats.lastScanMs = Math.round(performance.now() - started);
-      await this.#scanComplete(m.seq, counts, startedAt);
+      await this.#scanComplete(m.seq, scan, counts, startedAt);
       return;
     }
     const cut: string[][] = [];
@@ -408,16 +411,16 @@ export class Revoker {
     const publishMissing = async (done: ReadonlyMap<number, unknown>) => {
       for (const [part, partKeys] of cut.entries()) {
         if (done.has(part)) continue;
-        await parts.publish({ revision: m.seq, part, parts: cut.length, keys: partKeys });
+        await parts.publish({ revision: m.seq, scan, part, parts: cut.length, keys: partKeys });
       }
     };
-    await publishMissing(await parts.done(m.seq));
+    await publishMissing(await parts.done(m.seq, scan));
     this.#stats.revisionsSplit++;
     log.info({ revision: m.seq, entries: keys.length, parts: cut.length }, "re-evaluation split into parts");
     let republishAt = Date.now() + PARTS_REPUBLISH_MS;
     for (;;) {
       this.#checkStopping();
-      const finished = await parts.done(m.seq);
+      const finished = await parts.done(m.seq, scan);
       // A part acknowledged without being done (lost, refused) is queued again once the
       // de-duplication window has passed; until then publishing it again is a no-op.
       if (Date.now() > republishAt) {
@@ -432,7 +435,7 @@ export class Revoker {
           counts.overrides += part.overrides;
         }
         this.#stats.lastScanMs = Math.round(performance.now() - started);
-        await this.#scanComplete(m.seq, counts, startedAt);
+        await this.#scanComplete(m.seq, scan, counts, startedAt);
         return;
       }
       m.working();
@@ -446,11 +449,12 @@ export class Revoker {
    * writes the revision's scan report (`s.<revision>` in the active index), which `rules apply
    * --wait` waits for; a report that cannot be written fails the scan, so it is done again.
    */
-  async #scanComplete(revision: number, counts: ScanCounts, startedAt: Date): Promise<void> {
+  async #scanComplete(revision: number, event: string, counts: ScanCounts, startedAt: Date): Promise<void> {
     const { identity } = this.#deps;
     await this.#activeIndex().putScanReport({
       revision,
       deployment: this.#deps.rules.ruleset.deployment,
+      event,
       entries: counts.scanned,
       changed: counts.changed,
       overrides: counts.overrides,
@@ -482,7 +486,7 @@ export class Revoker {
       return;
     }
     const part = parsed.data;
-    if (await parts.isDone(part.revision, part.part)) return;
+    if (await parts.isDone(part.revision, part.scan, part.part)) return;
     log.info(
       { revision: part.revision, part: part.part, parts: part.parts, delivery: m.deliveries },
       "re-evaluating a part of a rules revision",
@@ -496,6 +500,7 @@ export class Revoker {
     const counts = await this.#reevaluateAll(this.#activeIndex().entriesOf(part.keys), ruleset);
     await parts.markDone({
       revision: part.revision,
+      scan: part.scan,
       part: part.part,
       worker: this.#deps.identity.id,
       ...counts,

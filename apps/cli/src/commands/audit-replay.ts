@@ -30,7 +30,7 @@ import { ExitCode, emit } from "../output.js";
 import { type ChunkResult, noChecks, type ReplayChunk, replayChunk, replayMismatch } from "./replay-chunk.js";
 import { ReplayPool } from "./replay-pool.js";
 import { connectionOptions, type RulesFlags, read, readRulesFile } from "./rules.js";
-import { type FlipGroup, renderWhatIfReport, type WhatIfReport } from "./whatif-report.js";
+import { type FlipGroup, renderWhatIfReport, renderWhatIfText, type WhatIfReport } from "./whatif-report.js";
 
 interface WindowFlags extends RulesFlags {
   since?: string;
@@ -482,34 +482,7 @@ export function addReplayCommands(audit: Command): void {
         );
       }
     }
-    emit(flags.json === true, report, () => {
-      const groups = (title: string, rows: readonly string[]) =>
-        rows.length === 0 ? [] : [`  by ${title}:`, ...rows.map((r) => `    ${r}`)];
-      const n = (g: FlipGroup) => `${g.flipped} (${g.toPermitted} to permit, ${g.toDenied} to deny)`;
-      return [
-        `${report.flipped} of ${report.decisions} decisions flip under ${report.candidate} (${report.evaluated} evaluated by the rules; ${report.toPermitted} to permit, ${report.toDenied} to deny)`,
-        ...groups(
-          "deciding rule",
-          report.byRule.map((g) => `${g.rule ?? "(default)"}: ${n(g)}`),
-        ),
-        ...groups(
-          "subject",
-          report.bySubject.map((g) => `${g.id ?? "-"} ${g.imageRef ?? "-"}: ${n(g)}`),
-        ),
-        ...groups(
-          "host",
-          report.byHost.map((g) => `${g.lattice} ${g.host}: ${n(g)}`),
-        ),
-        ...(report.maxFlipped === null
-          ? []
-          : [
-              report.passed
-                ? `within --max-flipped ${report.maxFlipped}`
-                : `ABOVE --max-flipped ${report.maxFlipped}`,
-            ]),
-        ...(flags.report === undefined ? [] : [`report written to ${flags.report}`]),
-      ].join("\n");
-    });
+    emit(flags.json === true, report, () => renderWhatIfText(report, flags.report));
     if (!report.passed) process.exitCode = ExitCode.Failed;
   });
 }

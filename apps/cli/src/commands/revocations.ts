@@ -12,6 +12,7 @@ import {
 import { parseTime } from "../duration.js";
 import { checkHostFlag, parseIntegerFlag } from "../flags.js";
 import { createLogger, reportConnection, untilSignal } from "../lifecycle.js";
+import { shownText } from "../shown-text.js";
 
 interface RevocationFlags extends ConnectionFlags {
   since?: string;
@@ -35,17 +36,22 @@ function row(cells: readonly string[]): string {
   return cells.map((cell, i) => ((WIDTHS[i] ?? 0) > 0 ? cell.padEnd(WIDTHS[i]!) : cell)).join("  ");
 }
 
-function describeRevocation(r: RevocationV1): string {
+/**
+ * One revocation as a line of the table. The host key, request id, cache key and message are what
+ * a host's request said (or the rules' message), shown with {@link shownText} so that no escape
+ * sequence in them reaches the terminal.
+ */
+export function describeRevocation(r: RevocationV1): string {
   const answer = (permitted: boolean) => (permitted ? "PERMIT" : "DENY");
   return row([
     r.at,
     `r${r.revision}`,
-    r.host || "-",
-    r.requestId,
+    shownText(r.host) || "-",
+    shownText(r.requestId),
     answer(r.from.permitted),
     answer(r.to.permitted),
-    r.cacheKey.slice(r.cacheKey.indexOf(":") + 1) || "-",
-    r.to.message ?? "",
+    shownText(r.cacheKey.slice(r.cacheKey.indexOf(":") + 1)) || "-",
+    shownText(r.to.message ?? ""),
   ]);
 }
 

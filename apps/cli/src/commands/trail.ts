@@ -1,6 +1,5 @@
 import { once } from "node:events";
-import { createReadStream, createWriteStream } from "node:fs";
-import { createInterface } from "node:readline";
+import { createWriteStream } from "node:fs";
 import type { Writable } from "node:stream";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import {
@@ -33,6 +32,7 @@ import {
   serverOf,
 } from "../context.js";
 import { parseTime } from "../duration.js";
+import { LineTooLongError, readFileLines } from "../file-lines.js";
 import { ExitCode, emit } from "../output.js";
 import { askWorkers } from "../worker-status.js";
 
@@ -134,31 +134,24 @@ async function verifyStreams(flags: VerifyFlags, configured: string[]) {
   }
 }
 
-/** The lines of a file, one at a time (never the whole file in memory). */
+/**
+ * The longest line an export holds: a record is at most one NATS message (whose `max_payload` is
+ * at most 64 MiB), with its proof and the envelope around it well within the rest.
+ */
+const MAX_EXPORT_LINE_BYTES = 64 * 1024 * 1024;
+
+/** The lines of a file, one at a time (never the whole file, nor a line past the bound, in memory). */
 async function* fileLines(file: string): AsyncIterable<{ n: number; line: string }> {
-  const input = createReadStream(file, { encoding: "utf8" });
-  const opened = new Promise<void>((resolve, reject) => {
-    input.once("open", () => resolve());
-    input.once("error", (err) =>
-      reject(new ArbiterError(ErrorCode.InvalidConfig, `--file ${file}: ${err.message}`, { cause: err })),
-    );
-  });
-  await opened;
-  let n = 0;
-  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })[Symbol.asyncIterator]();
-  for (;;) {
-    let next: IteratorResult<string>;
-    try {
-      next = await lines.next();
-    } catch (err) {
-      input.destroy();
-      throw new ArbiterError(ErrorCode.InvalidConfig, `--file ${file}: ${(err as Error).message}`, {
-        cause: err,
-      });
+  try {
+    for await (const l of readFileLines(file, MAX_EXPORT_LINE_BYTES)) {
+      if (l.line.trim() !== "") yield l;
     }
-    if (next.done) return;
-    n++;
-    if (next.value.trim() !== "") yield { n, line: next.value };
+  } catch (err) {
+    const detail =
+      err instanceof LineTooLongError
+        ? `${err.message}, which no line of an export is; not read further`
+        : (err as Error).message;
+    throw new ArbiterError(ErrorCode.InvalidConfig, `--file ${file}: ${detail}`, { cause: err });
   }
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { escapeHtml, renderWhatIfReport, type WhatIfReport } from "./whatif-report.js";
+import { hasMisleadingCharacters } from "../shown-text.js";
+import { escapeHtml, renderWhatIfReport, renderWhatIfText, type WhatIfReport } from "./whatif-report.js";
 
 const ATTACK = `<script>alert("x")</script><img src=x onerror='alert(1)'>`;
 
@@ -62,6 +63,48 @@ describe("renderWhatIfReport", () => {
       new Date(),
     );
     expect(html).toContain("no flipped decisions");
+  });
+});
+
+describe("renderWhatIfReport against strings made to mislead", () => {
+  it("shows bidirectional and control characters as escapes, so a host id cannot read as another", () => {
+    // U+202E turns the rest of the cell around: "N…EVIL" would display as another key.
+    const spoof = "NHONEST\u202eLIVE\u2066x\u0000\u001b[31m";
+    const html = renderWhatIfReport(
+      report({ byHost: [{ lattice: "default", host: spoof, flipped: 1, toPermitted: 1, toDenied: 0 }] }),
+      new Date(),
+    );
+    expect(hasMisleadingCharacters(html.split("\n").join(""))).toBe(false);
+    expect(html).toContain("NHONEST\\u202eLIVE\\u2066x\\u0000\\u001b[31m");
+  });
+
+  it("cuts a huge value, saying how long it was", () => {
+    const huge = "a".repeat(1_000_000);
+    const html = renderWhatIfReport(
+      report({ bySubject: [{ id: huge, imageRef: null, flipped: 1, toPermitted: 1, toDenied: 0 }] }),
+      new Date(),
+    );
+    expect(html.length).toBeLessThan(20_000);
+    expect(html).toContain(`${"a".repeat(200)}… (1000000 characters)`);
+  });
+});
+
+describe("renderWhatIfText", () => {
+  it("keeps escape sequences and bidirectional characters of recorded strings off the terminal", () => {
+    // ESC ] 52 writes the auditor's clipboard, ESC [ 2 J clears the screen, U+202E turns text around.
+    const text = renderWhatIfText(
+      report({
+        byRule: [{ rule: "r\u001b]52;c;ZWNobyBoaQ==\u0007", flipped: 1, toPermitted: 1, toDenied: 0 }],
+        bySubject: [{ id: "M\u001b[2J", imageRef: "img\u202e1:", flipped: 1, toPermitted: 1, toDenied: 0 }],
+        byHost: [{ lattice: "default", host: "N\u009b31m", flipped: 1, toPermitted: 1, toDenied: 0 }],
+      }),
+      "out.html",
+    );
+    expect(hasMisleadingCharacters(text.split("\n").join(""))).toBe(false);
+    expect(text).toContain("M\\u001b[2J");
+    expect(text).toContain("img\\u202e1:");
+    expect(text).toContain("N\\u009b31m");
+    expect(text).toContain("report written to out.html");
   });
 });
 

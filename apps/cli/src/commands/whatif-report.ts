@@ -1,3 +1,5 @@
+import { shownText } from "../shown-text.js";
+
 /** One group of flipped decisions: how many, and in which direction. */
 export interface FlipGroup {
   readonly flipped: number;
@@ -59,7 +61,7 @@ export function escapeHtml(text: string): string {
  */
 export function renderWhatIfReport(report: WhatIfReport, generatedAt: Date): string {
   const cell = (value: string | number | null) =>
-    `<td>${value === null ? "<em>none</em>" : escapeHtml(String(value))}</td>`;
+    `<td>${value === null ? "<em>none</em>" : escapeHtml(shownText(String(value)))}</td>`;
   const counts = (g: FlipGroup) => `${cell(g.flipped)}${cell(g.toPermitted)}${cell(g.toDenied)}`;
   const table = (title: string, heads: readonly string[], rows: readonly string[], total: number) =>
     `<h2>${escapeHtml(title)}</h2>\n${total > rows.length ? `<p>the ${rows.length} groups with the most flips, of ${total}</p>\n` : ""}${
@@ -90,7 +92,7 @@ export function renderWhatIfReport(report: WhatIfReport, generatedAt: Date): str
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>Arbiter what-if: ${escapeHtml(report.candidate)}</title>
+<title>Arbiter what-if: ${escapeHtml(shownText(report.candidate))}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; margin-bottom: 1.5rem; }
@@ -100,7 +102,7 @@ th { background: #f0f0f0; }
 </style>
 </head>
 <body>
-<h1>What-if: ${escapeHtml(report.candidate)}</h1>
+<h1>What-if: ${escapeHtml(shownText(report.candidate))}</h1>
 <p${report.passed ? "" : ' class="failed"'}>${report.flipped} of ${report.decisions} recorded decisions would get another answer under the candidate rules.</p>
 <table><tbody>
 ${summary.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th>${cell(v)}</tr>`).join("\n")}
@@ -127,4 +129,39 @@ ${table(
 </body>
 </html>
 `;
+}
+
+/**
+ * The report as the lines `arbiter audit whatif` prints, every recorded string as
+ * {@link shownText} shows it (an escape sequence in a component id would otherwise reach the
+ * auditor's terminal). `reportFile`: where the HTML page was written, if it was.
+ */
+export function renderWhatIfText(report: WhatIfReport, reportFile?: string): string {
+  const groups = (title: string, rows: readonly string[]) =>
+    rows.length === 0 ? [] : [`  by ${title}:`, ...rows.map((r) => `    ${r}`)];
+  const n = (g: FlipGroup) => `${g.flipped} (${g.toPermitted} to permit, ${g.toDenied} to deny)`;
+  const t = (value: string | null, none: string) => (value === null ? none : shownText(value));
+  return [
+    `${report.flipped} of ${report.decisions} decisions flip under ${shownText(report.candidate)} (${report.evaluated} evaluated by the rules; ${report.toPermitted} to permit, ${report.toDenied} to deny)`,
+    ...groups(
+      "deciding rule",
+      report.byRule.map((g) => `${t(g.rule, "(default)")}: ${n(g)}`),
+    ),
+    ...groups(
+      "subject",
+      report.bySubject.map((g) => `${t(g.id, "-")} ${t(g.imageRef, "-")}: ${n(g)}`),
+    ),
+    ...groups(
+      "host",
+      report.byHost.map((g) => `${shownText(g.lattice)} ${shownText(g.host)}: ${n(g)}`),
+    ),
+    ...(report.maxFlipped === null
+      ? []
+      : [
+          report.passed
+            ? `within --max-flipped ${report.maxFlipped}`
+            : `ABOVE --max-flipped ${report.maxFlipped}`,
+        ]),
+    ...(reportFile === undefined ? [] : [`report written to ${reportFile}`]),
+  ].join("\n");
 }
