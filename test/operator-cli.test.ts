@@ -207,6 +207,25 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     );
   });
 
+  it("a bad flag value is named (exit 2) before a missing admin key or an unreachable NATS", async () => {
+    const nowhere = { ...env, NATS_URL: "nats://127.0.0.1:1" };
+    const cases: [string[], RegExp][] = [
+      [["rules", "apply", rulesFile, "--decisions-max-age", "5x"], /--decisions-max-age "5x"/],
+      [["rules", "apply", rulesFile, "--decisions-max-bytes", "10Q"], /--decisions-max-bytes "10Q"/],
+      [["rules", "rollback", "--to", "2", "--decisions-max-age", "soon"], /--decisions-max-age "soon"/],
+      [["workers", "enroll", generateKey("N").publicKey, "--decisions-max-age", "5x"], /--decisions-max-age "5x"/],
+      [["rules", "apply", rulesFile, "--wait", "--wait-timeout", "abc"], /--wait-timeout "abc"/],
+    ];
+    for (const [[args, message], i] of cases.map((c, i) => [c, i] as const)) {
+      // With no admin key at all, and (once) with one, when the next thing to fail is connecting.
+      for (const seed of i === 0 ? ["", adminKey.seed] : [""]) {
+        const result = await runArbiter(args, { ...nowhere, ARBITER_ADMIN_SEED: seed });
+        expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(2);
+        expect(result.stderr).toMatch(message);
+      }
+    }
+  });
+
   it("credentials NATS refuses are named as such (exit 2), not as a NATS to start; a worker exits at once", async () => {
     await using guarded = await startNatsServer({
       extraConfig: 'authorization { user: "arbiter", password: "right" }\n',

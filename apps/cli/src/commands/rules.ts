@@ -125,12 +125,12 @@ export async function change(
   written?: (nc: NatsConnection, applied: AppliedRules, confirmation: KeyConfirmation) => Promise<void>,
 ): Promise<AppliedRules & KeyConfirmation & { server: string }> {
   const replicas = resolveReplicas(flags);
+  const decisionsRetention = resolveRetention(flags);
   const signer = adminSigner();
   const nc = await connectNats(resolveServers(flags), "arbiter-cli");
   try {
     reportServer(flags, nc);
     const confirmation = await confirmSigner(nc, flags, signer);
-    const decisionsRetention = resolveRetention(flags);
     const store = await openJetStreamStore(nc, {
       prefix: resolvePrefix(flags),
       replicas,
