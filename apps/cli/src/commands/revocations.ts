@@ -31,22 +31,38 @@ const withFilters = (command: Command) =>
 const COLUMNS = ["AT", "REVISION", "HOST", "REQUEST ID", "FROM", "TO", "SUBJECT", "MESSAGE"] as const;
 const WIDTHS = [24, 8, 56, 36, 6, 6, 0, 0] as const;
 
-function row(cells: readonly string[]): string {
-  return cells.map((cell, i) => ((WIDTHS[i] ?? 0) > 0 ? cell.padEnd(WIDTHS[i]!) : cell)).join("  ");
+/** The SUBJECT column's width when the rows are not known in advance (`tail`). */
+const TAIL_SUBJECT_WIDTH = 0;
+
+function row(cells: readonly string[], subjectWidth: number): string {
+  return cells
+    .map((cell, i) => {
+      const width = i === 6 ? subjectWidth : (WIDTHS[i] ?? 0);
+      return width > 0 ? cell.padEnd(width) : cell;
+    })
+    .join("  ");
 }
 
-function describeRevocation(r: RevocationV1): string {
+/** What the SUBJECT column shows: the cache key without its kind. */
+function subjectOf(r: RevocationV1): string {
+  return r.cacheKey.slice(r.cacheKey.indexOf(":") + 1) || "-";
+}
+
+function describeRevocation(r: RevocationV1, subjectWidth = TAIL_SUBJECT_WIDTH): string {
   const answer = (permitted: boolean) => (permitted ? "PERMIT" : "DENY");
-  return row([
-    r.at,
-    `r${r.revision}`,
-    r.host || "-",
-    r.requestId,
-    answer(r.from.permitted),
-    answer(r.to.permitted),
-    r.cacheKey.slice(r.cacheKey.indexOf(":") + 1) || "-",
-    r.to.message ?? "",
-  ]);
+  return row(
+    [
+      r.at,
+      `r${r.revision}`,
+      r.host || "-",
+      r.requestId,
+      answer(r.from.permitted),
+      answer(r.to.permitted),
+      subjectOf(r),
+      r.to.message ?? "",
+    ],
+    subjectWidth,
+  );
 }
 
 /** The filter the flags ask for; `--host` must be a whole host key. Throws INVALID_CONFIG. */
@@ -88,7 +104,12 @@ export function revocationsCommand(): Command {
     }
     if (flags.json) process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);
     else if (found.length === 0) process.stdout.write("no revocations\n");
-    else process.stdout.write(`${row(COLUMNS)}\n${found.map(describeRevocation).join("\n")}\n`);
+    else {
+      // All rows are known here, so MESSAGE lines up under its heading.
+      const width = Math.max(COLUMNS[6].length, ...found.map((r) => subjectOf(r).length));
+      const rows = found.map((r) => describeRevocation(r, width));
+      process.stdout.write(`${row(COLUMNS, width)}\n${rows.join("\n")}\n`);
+    }
   });
 
   withFilters(
@@ -105,7 +126,7 @@ export function revocationsCommand(): Command {
       reportConnection(nc, log);
       const abort = new AbortController();
       const stopped = untilSignal(async () => abort.abort(), log);
-      if (!flags.json) process.stdout.write(`${row(COLUMNS)}\n`);
+      if (!flags.json) process.stdout.write(`${row(COLUMNS, TAIL_SUBJECT_WIDTH)}\n`);
       const revocationLog = openJetStreamRevocationLog(nc, { prefix: resolvePrefix(flags) });
       const follow = { since: new Date(), ...filter, follow: true, signal: abort.signal };
       try {
