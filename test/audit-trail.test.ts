@@ -87,7 +87,11 @@ describe("audit verify and decisions export", () => {
     const file = join(dir, "untouched.jsonl");
     const exported = await runArbiter(["decisions", "export", "--output", file, "--json"], env);
     expect(exported.code, exported.stderr).toBe(0);
-    expect(JSON.parse(exported.stdout)).toMatchObject({ rules: { events: 3 }, decisions: { records: 6 } });
+    expect(JSON.parse(exported.stdout)).toMatchObject({
+      server: arbiter.server.url,
+      rules: { events: 3 },
+      decisions: { records: 6 },
+    });
     const lines = readFileSync(file, "utf8").trim().split("\n");
     expect(lines).toHaveLength(1 + 3 + 6);
     expect(JSON.parse(lines[1]!)).toMatchObject({ stream: names.rulesStream, seq: 1 });

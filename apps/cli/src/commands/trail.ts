@@ -333,6 +333,7 @@ export function addExportCommand(decisions: Command): void {
       const counts = { rules: 0, messages: 0, decisions: 0 };
       let header: TrailExportHeader;
       let retainedFrom = 0;
+      const server = serverOf(nc);
       try {
         reportServer(flags, nc);
         await (await openExistingStore(nc, flags)).close();
@@ -386,6 +387,7 @@ export function addExportCommand(decisions: Command): void {
         }
       }
       const summary = {
+        server,
         output: flags.output ?? "-",
         prefix,
         rules: { stream: header.rules.name, events: counts.rules },
