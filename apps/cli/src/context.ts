@@ -341,7 +341,7 @@ export async function openExistingStore(
   const missing = (detail: string, cause?: unknown) =>
     new ArbiterError(
       ErrorCode.StoreUnavailable,
-      `NATS server ${serverOf(nc)}: no Arbiter streams there (run \`arbiter up\` or start a worker)${detail}`,
+      `NATS server ${serverOf(nc)}: no Arbiter streams there (the admin's first \`arbiter rules apply\` makes them, as does \`arbiter up\`)${detail}`,
       cause === undefined ? undefined : { cause },
     );
   try {
