@@ -90,6 +90,10 @@ export function writeLocalState(state: LocalState | null): void {
   else writeFileSync(file, `${JSON.stringify(state, null, 2)}\n`);
 }
 
+/** The help of `--servers`: where a command connects when it is not given, and how it signs in. */
+export const SERVERS_HELP =
+  "NATS server URLs, comma-separated (env NATS_URL; default: the `arbiter up` running in this folder, else nats://127.0.0.1:4222); signs in with NATS_USER and NATS_PASSWORD, or NATS_CREDS";
+
 /**
  * The NATS servers to use: `--servers`, else `NATS_URL`, else a running `arbiter up` in this
  * folder, else nats://127.0.0.1:4222.

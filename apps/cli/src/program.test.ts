@@ -46,6 +46,16 @@ describe("the arbiter command tree", () => {
     }
   });
 
+  it("says, on every command that connects, where it connects by default and how it signs in", () => {
+    const connecting = [...commands].filter(([, c]) => c.options.some((o) => o.long === "--servers"));
+    expect(connecting.length).toBeGreaterThan(10);
+    for (const [path, command] of connecting) {
+      const help = command.helpInformation().replace(/\s+/g, " ");
+      expect(help, path).toContain("default: the `arbiter up` running in this folder, else nats://127.0.0.1:4222");
+      expect(help, path).toContain("NATS_USER and NATS_PASSWORD, or NATS_CREDS");
+    }
+  });
+
   it("has its command groups list what they hold in their help", () => {
     for (const group of program.commands.filter((c) => c.commands.length > 0)) {
       for (const sub of group.commands) expect(group.helpInformation(), group.name()).toContain(sub.name());

@@ -8,6 +8,7 @@ import {
   reportServer,
   resolvePrefix,
   resolveServers,
+  SERVERS_HELP,
 } from "../context.js";
 import { parseTime } from "../duration.js";
 import { checkHostFlag, parseIntegerFlag } from "../flags.js";
@@ -21,7 +22,7 @@ interface RevocationFlags extends ConnectionFlags {
 
 const withFilters = (command: Command) =>
   command
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--since <time>", "from this time: ISO-8601, or an age such as 15m, 2h, 7d")
     .option("--host <key>", "only overrides sent to this host public key (N…, in full)")

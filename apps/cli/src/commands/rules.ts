@@ -30,6 +30,7 @@ import {
   resolvePrefix,
   resolveReplicas,
   resolveServers,
+  SERVERS_HELP,
   serverOf,
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
@@ -218,7 +219,7 @@ export async function read<T>(
 /** The options of the read-only commands, which create nothing (so take no `--replicas`). */
 export const connectionOptions = (command: Command) =>
   command
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--admin-keys <keys>", "admin public keys whose events count (env ARBITER_ADMIN_KEYS)")
     .option("-v, --verbose", "say on stderr which NATS server was used")

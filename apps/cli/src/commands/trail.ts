@@ -30,6 +30,7 @@ import {
   resolvePrefix,
   resolveServers,
   resolveWorkerKeys,
+  SERVERS_HELP,
   serverOf,
 } from "../context.js";
 import { parseTime } from "../duration.js";
@@ -311,7 +312,7 @@ export function addExportCommand(decisions: Command): void {
     .description(
       "write the rules history and the decision records with their proofs, one JSON object a line, each with its stream and seq, for a SIEM or cold storage; `arbiter audit verify --file` verifies it without NATS",
     )
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--since <time>", "decisions from this time: ISO-8601, or an age such as 15m, 2h, 7d")
     .option("--until <time>", "decisions up to this time: ISO-8601, or an age such as 15m, 2h, 7d")

@@ -17,6 +17,7 @@ import {
   resolveReplicas,
   resolveServers,
   resolveWorkerKeys,
+  SERVERS_HELP,
 } from "../context.js";
 import { createLogger, drainOrClose, reportConnection, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
@@ -74,7 +75,7 @@ const MAX_CONNECT_PAUSE_MS = 5000;
 export function workerCommand(): Command {
   return new Command("worker")
     .description("run a decision worker: answer policy requests, record decisions, follow the rules")
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option(
       "--policy-topic <topic>",
       "policy request topic (env WASMCLOUD_POLICY_TOPIC)",
