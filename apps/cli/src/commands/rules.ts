@@ -246,7 +246,7 @@ export const changeOptions = (flags: RulesFlags) => ({
 
 /** The help of `--wait` on a command that writes a rules revision. */
 const WAIT_HELP =
-  "return only once every live worker serves the new revision and every override it causes is published; report how long that took";
+  "return only once every live worker serves the new revision and every override it causes is published; report how long that took; exit 5 when no worker answers or one is behind at --wait-timeout, 4 when one's rules history does not chain";
 /** The help of `--wait-timeout`. */
 const WAIT_TIMEOUT_HELP = "longest --wait (500ms, 30s, 2m; default 30s)";
 

@@ -74,7 +74,10 @@ const MAX_CONNECT_PAUSE_MS = 5000;
 /** `arbiter worker`: one decision worker in the queue group, until SIGINT/SIGTERM. */
 export function workerCommand(): Command {
   return new Command("worker")
-    .description("run a decision worker: answer policy requests, record decisions, follow the rules")
+    .summary("run a decision worker: answer policy requests, record decisions, follow the rules")
+    .description(
+      "run a decision worker: answer policy requests, record decisions, follow the rules; it signs its decisions with ARBITER_WORKER_SEED (SN…, enrolled with `arbiter workers enroll`; without it a key is made for the run, which is not enrolled)",
+    )
     .option("--servers <urls>", SERVERS_HELP)
     .option(
       "--policy-topic <topic>",
