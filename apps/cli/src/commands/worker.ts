@@ -313,8 +313,13 @@ function strictInteger(flag: string, raw: string): number {
 /** A configuration error with the worker's setting names replaced by the flags and variables that set them. */
 function namingTheSetting(err: unknown): unknown {
   if (!isArbiterError(err, ErrorCode.InvalidConfig)) return err;
-  const message = err.message.replace(/(^|: |; | as )(\w+)(?=[:; .])/g, (whole, lead: string, key: string) =>
-    SETTING_SOURCES[key] ? `${lead}${SETTING_SOURCES[key]}` : whole,
+  // A list setting's problem names its entry (`lattices.1` is the second of --lattices), counted from 1.
+  const message = err.message.replace(
+    /(^|: |; | as )(\w+)(?:\.(\d+))?(?=[:; .])/g,
+    (whole, lead: string, key: string, index: string | undefined) =>
+      SETTING_SOURCES[key]
+        ? `${lead}${SETTING_SOURCES[key]}${index === undefined ? "" : ` entry ${Number(index) + 1}`}`
+        : whole,
   );
   return message === err.message ? err : new ArbiterError(ErrorCode.InvalidConfig, message, { cause: err });
 }
