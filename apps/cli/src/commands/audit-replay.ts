@@ -1,4 +1,5 @@
-import { writeFileSync } from "node:fs";
+import { accessSync, constants, statSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { ArbiterError, ErrorCode, resourceNames } from "@arbiter/protocol";
 import {
   compileRules,
@@ -400,6 +401,7 @@ export function addReplayCommands(audit: Command): void {
     const maxFlipped =
       flags.maxFlipped === undefined ? null : parseIntegerFlag(flags.maxFlipped, "--max-flipped", { min: 0 });
     const candidate = candidateRuleset(file);
+    if (flags.report !== undefined) checkReportWritable(flags.report);
     const report = await read(flags, async (_admin, server, _keysFrom, store) => ({
       server,
       ...(await runWhatIf(store.decisions, candidate, window, {
@@ -411,11 +413,7 @@ export function addReplayCommands(audit: Command): void {
       try {
         writeFileSync(flags.report, renderWhatIfReport(report, new Date()));
       } catch (err) {
-        throw new ArbiterError(
-          ErrorCode.InvalidConfig,
-          `--report ${flags.report}: cannot write the report: ${(err as Error).message}`,
-          { cause: err },
-        );
+        throw reportError(flags.report, (err as Error).message, err);
       }
     }
     emit(flags.json === true, report, () => {
@@ -448,4 +446,26 @@ export function addReplayCommands(audit: Command): void {
     });
     if (!report.passed) process.exitCode = ExitCode.Failed;
   });
+}
+
+function reportError(path: string, why: string, cause?: unknown): ArbiterError {
+  return new ArbiterError(
+    ErrorCode.InvalidConfig,
+    `--report ${path}: cannot write the report: ${why}`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
+ * Throws INVALID_CONFIG when `--report` names a folder, or a file in a folder that is missing or
+ * not writable: said before the decisions are read, which on a large log takes minutes.
+ */
+function checkReportWritable(path: string): void {
+  const full = resolve(path);
+  if (statSync(full, { throwIfNoEntry: false })?.isDirectory()) throw reportError(path, "it is a folder");
+  try {
+    accessSync(dirname(full), constants.W_OK);
+  } catch (err) {
+    throw reportError(path, (err as Error).message, err);
+  }
 }
