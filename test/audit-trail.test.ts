@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resourceNames } from "@arbiter/protocol";
@@ -102,6 +102,18 @@ describe("audit verify and decisions export", () => {
     });
     expect(offline.code, offline.stderr).toBe(0);
     expect(JSON.parse(offline.stdout)).toMatchObject({ valid: true, source: "file", failures: [] });
+  });
+
+  it("decisions export refuses an --output it cannot write before reading (here with no NATS to read)", async () => {
+    for (const file of [join(dir, "no-such-folder", "trail.jsonl"), dir]) {
+      const result = await runArbiter(["decisions", "export", "--output", file], {
+        ...env,
+        NATS_URL: "nats://127.0.0.1:1",
+      });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toContain(`--output ${file}: cannot write the export`);
+    }
+    expect(existsSync(join(dir, "no-such-folder"))).toBe(false);
   });
 
   it("fails a line of an export that is no record, and refuses a file that is no export", async () => {

@@ -1,5 +1,4 @@
-import { accessSync, constants, statSync, writeFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { writeFileSync } from "node:fs";
 import { ArbiterError, ErrorCode, resourceNames } from "@arbiter/protocol";
 import {
   compileRules,
@@ -26,6 +25,7 @@ import { resolvePrefix } from "../context.js";
 import { parseTime } from "../duration.js";
 import { checkHostFlag, parseIntegerFlag } from "../flags.js";
 import { ExitCode, emit } from "../output.js";
+import { checkWritableFile } from "../writable.js";
 import { connectionOptions, type RulesFlags, read, readRulesFile } from "./rules.js";
 import { type FlipGroup, renderWhatIfReport, type WhatIfReport } from "./whatif-report.js";
 
@@ -401,7 +401,7 @@ export function addReplayCommands(audit: Command): void {
     const maxFlipped =
       flags.maxFlipped === undefined ? null : parseIntegerFlag(flags.maxFlipped, "--max-flipped", { min: 0 });
     const candidate = candidateRuleset(file);
-    if (flags.report !== undefined) checkReportWritable(flags.report);
+    if (flags.report !== undefined) checkWritableFile(flags.report, "--report", "the report");
     const report = await read(flags, async (_admin, server, _keysFrom, store) => ({
       server,
       ...(await runWhatIf(store.decisions, candidate, window, {
@@ -413,7 +413,11 @@ export function addReplayCommands(audit: Command): void {
       try {
         writeFileSync(flags.report, renderWhatIfReport(report, new Date()));
       } catch (err) {
-        throw reportError(flags.report, (err as Error).message, err);
+        throw new ArbiterError(
+          ErrorCode.InvalidConfig,
+          `--report ${flags.report}: cannot write the report: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
     }
     emit(flags.json === true, report, () => {
@@ -446,26 +450,4 @@ export function addReplayCommands(audit: Command): void {
     });
     if (!report.passed) process.exitCode = ExitCode.Failed;
   });
-}
-
-function reportError(path: string, why: string, cause?: unknown): ArbiterError {
-  return new ArbiterError(
-    ErrorCode.InvalidConfig,
-    `--report ${path}: cannot write the report: ${why}`,
-    cause === undefined ? undefined : { cause },
-  );
-}
-
-/**
- * Throws INVALID_CONFIG when `--report` names a folder, or a file in a folder that is missing or
- * not writable: said before the decisions are read, which on a large log takes minutes.
- */
-function checkReportWritable(path: string): void {
-  const full = resolve(path);
-  if (statSync(full, { throwIfNoEntry: false })?.isDirectory()) throw reportError(path, "it is a folder");
-  try {
-    accessSync(dirname(full), constants.W_OK);
-  } catch (err) {
-    throw reportError(path, (err as Error).message, err);
-  }
 }

@@ -36,6 +36,7 @@ import {
 import { parseTime } from "../duration.js";
 import { ExitCode, emit } from "../output.js";
 import { askWorkers } from "../worker-status.js";
+import { checkWritableFile } from "../writable.js";
 
 /** Flags of `audit verify`. */
 interface VerifyFlags extends ConnectionFlags {
@@ -329,6 +330,7 @@ export function addExportCommand(decisions: Command): void {
       }
       const window = windowOf(flags);
       const prefix = resolvePrefix(flags);
+      if (flags.output) checkWritableFile(flags.output, "--output", "the export");
       const nc = await connectNats(resolveServers(flags), "arbiter-cli");
       let out: Writable = process.stdout;
       const counts = { rules: 0, messages: 0, decisions: 0 };
