@@ -104,6 +104,21 @@ describe("audit verify and decisions export", () => {
     expect(JSON.parse(offline.stdout)).toMatchObject({ valid: true, source: "file", failures: [] });
   });
 
+  it("audit verify and decisions export refuse an --until before --since, which would check nothing and pass", async () => {
+    for (const args of [
+      ["audit", "verify"],
+      ["audit", "verify", "--file", join(dir, "untouched.jsonl")],
+      ["decisions", "export"],
+    ]) {
+      const result = await runArbiter([...args, "--since", "1h", "--until", "2h"], {
+        ...env,
+        NATS_URL: "nats://127.0.0.1:1",
+      });
+      expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toMatch(/--until \S+ is before --since \S+: the window is empty/);
+    }
+  });
+
   it("decisions export refuses an --output it cannot write before reading (here with no NATS to read)", async () => {
     for (const file of [join(dir, "no-such-folder", "trail.jsonl"), dir]) {
       const result = await runArbiter(["decisions", "export", "--output", file], {

@@ -60,10 +60,16 @@ type KeysFrom = "workers" | "configured";
 
 /** The `--since`/`--until` window, parsed. */
 function windowOf(flags: { since?: string; until?: string }): { since?: Date; until?: Date } {
-  return {
-    ...(flags.since ? { since: parseTime(flags.since, "--since") } : {}),
-    ...(flags.until ? { until: parseTime(flags.until, "--until") } : {}),
-  };
+  const since = flags.since ? parseTime(flags.since, "--since") : undefined;
+  const until = flags.until ? parseTime(flags.until, "--until") : undefined;
+  // Swapped bounds would check nothing and pass: refused, as audit replay and whatif refuse them.
+  if (since && until && until < since) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `--until ${until.toISOString()} is before --since ${since.toISOString()}: the window is empty`,
+    );
+  }
+  return { ...(since ? { since } : {}), ...(until ? { until } : {}) };
 }
 
 /** The admin keys configured for this command (flag, environment, the local key of `arbiter up`). */
