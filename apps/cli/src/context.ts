@@ -168,7 +168,7 @@ export async function connectNats(
     if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
       throw new ArbiterError(
         ErrorCode.InvalidConfig,
-        `NATS at ${servers.join(",")} refused ${describeAuth(credsFile)}: ${err.message}. Set NATS_USER and NATS_PASSWORD, or NATS_CREDS (see deploy/nats/accounts.conf).`,
+        `NATS at ${servers.join(",")} refused ${describeAuth(credsFile)}: ${err.message}. ${credentialsHint(servers)}`,
         { cause: err },
       );
     }
@@ -178,6 +178,19 @@ export async function connectNats(
       { cause: err },
     );
   }
+}
+
+/**
+ * What to set when NATS refuses the credentials: on the NATS of this folder's `arbiter up
+ * --secure`, its admin credentials file; elsewhere the variables.
+ */
+function credentialsHint(servers: readonly string[]): string {
+  const local = readLocalState();
+  const admin = join(arbiterHome(), "secure", "admin.creds");
+  if (local && servers.join(",") === local.url && existsSync(admin)) {
+    return `This folder's \`arbiter up --secure\` keeps the admin's credentials in ${admin}: export NATS_CREDS=${admin}`;
+  }
+  return "Set NATS_USER and NATS_PASSWORD, or NATS_CREDS (see deploy/nats/accounts.conf).";
 }
 
 /** Which credentials {@link natsAuth} used, for messages (never the secret itself). */
