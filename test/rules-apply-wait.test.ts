@@ -224,6 +224,7 @@ describe("arbiter rules apply --wait", () => {
       expect(timedOut.code, timedOut.stderr).toBe(5);
       const { error } = JSON.parse(timedOut.stderr);
       expect(error.code).toBe("WAIT_TIMEOUT");
+      expect(error.written).toEqual({ revision: before + 1, deployment: (await admin.stateAt()).deployment });
       expect(error.message).toContain(`rules written at revision ${before + 1}`);
       expect(error.message).toContain(`worker wait-b is at revision ${before}`);
       expect(error.message).not.toContain("wait-a");
@@ -282,6 +283,7 @@ describe("arbiter rules apply --wait", () => {
     expect(lonely.code, lonely.stderr).toBe(5);
     const { error } = JSON.parse(lonely.stderr);
     expect(error.code).toBe("NO_WORKER_ANSWERED");
+    expect(error.written).toMatchObject({ revision: 2, deployment: expect.any(String) });
     expect(error.message).toContain("nobody.workers.status");
   }, 60_000);
 
