@@ -213,7 +213,10 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
       [["rules", "apply", rulesFile, "--decisions-max-age", "5x"], /--decisions-max-age "5x"/],
       [["rules", "apply", rulesFile, "--decisions-max-bytes", "10Q"], /--decisions-max-bytes "10Q"/],
       [["rules", "rollback", "--to", "2", "--decisions-max-age", "soon"], /--decisions-max-age "soon"/],
-      [["workers", "enroll", generateKey("N").publicKey, "--decisions-max-age", "5x"], /--decisions-max-age "5x"/],
+      [
+        ["workers", "enroll", generateKey("N").publicKey, "--decisions-max-age", "5x"],
+        /--decisions-max-age "5x"/,
+      ],
       [["rules", "apply", rulesFile, "--wait", "--wait-timeout", "abc"], /--wait-timeout "abc"/],
     ];
     for (const [[args, message], i] of cases.map((c, i) => [c, i] as const)) {

@@ -217,7 +217,7 @@ describe("revocation fan-out", () => {
     ) as { to: { message?: string } }[];
     const [heading, ...listedRows] = text.stdout.trimEnd().split("\n");
     const at = heading!.indexOf("MESSAGE");
-    listedRows.forEach((line, i) => expect(line.slice(at)).toBe(lastThree[i]!.to.message ?? ""));
+    for (const [i, line] of listedRows.entries()) expect(line.slice(at)).toBe(lastThree[i]!.to.message ?? "");
     const badHost = await runArbiter(["revocations", "list", "--host", "NOPE"], env);
     expect(badHost.code).toBe(2);
     expect(badHost.stderr).toMatch(/--host "NOPE": expected a host public key in full/);
