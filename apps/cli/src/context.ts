@@ -264,7 +264,7 @@ export function adminSigner(): Signer {
   if (!seed) {
     throw new ArbiterError(
       ErrorCode.InvalidConfig,
-      "no admin key: set ARBITER_ADMIN_SEED to an operator seed (SO…; `arbiter trust keygen admin` makes one), or run `arbiter up` in this folder",
+      `no admin key: set ARBITER_ADMIN_SEED to an operator seed (SO…; \`arbiter trust keygen admin\` makes one), or run \`arbiter up\` in this folder (there is no local key in ${arbiterHome()}; ARBITER_HOME is relative to the folder a command runs in, so run it where \`arbiter up\` runs, or set ARBITER_HOME)`,
     );
   }
   try {
