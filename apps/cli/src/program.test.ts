@@ -64,6 +64,9 @@ describe("the arbiter command tree", () => {
     expect(help("up")).toContain("ARBITER_HOME (default .arbiter)");
     for (const path of ["rules apply", "rules rollback"]) expect(help(path), path).toMatch(/exit 5 when/);
     expect(program.helpInformation()).not.toContain("ARBITER_WORKER_SEED");
+    for (const path of ["up", "rules apply", "rules rollback", "workers enroll", "workers remove"]) {
+      expect(help(path).match(/already past it are deleted at once/g), path).toHaveLength(2);
+    }
   });
 
   it("has its command groups list what they hold in their help", () => {
