@@ -234,6 +234,25 @@ describe("arbiter rules apply --wait", () => {
     await until(() => worker("wait-b").revision === before + 1, { name: "wait-b to catch up" });
   }, 60_000);
 
+  it("stopped with Ctrl-C while waiting, says the revision it wrote and exits 5, not enforced", async () => {
+    const file = rulesFile("interrupted", "deny");
+    const before = await lastRevision();
+    proxy.pause();
+    try {
+      await using waiting = spawnArbiter(["rules", "apply", file, "--wait", "--wait-timeout", "60s"], env);
+      await until(async () => (await lastRevision()) === before + 1, {
+        name: "the interrupted apply's write",
+      });
+      expect(await waiting.stop("SIGINT")).toBe(5);
+      expect(waiting.stderr()).toContain(
+        `rules written at revision ${before + 1} of deployment ${(await admin.stateAt()).deployment}; stopped waiting`,
+      );
+    } finally {
+      proxy.resume();
+    }
+    await until(() => worker("wait-b").revision === before + 1, { name: "wait-b to catch up" });
+  }, 60_000);
+
   it("gives up at --wait-timeout saying no scan report appeared while no worker re-evaluates", async () => {
     await worker("wait-a").stop();
     await worker("wait-c").stop();

@@ -2,7 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { ArbiterError, ErrorCode, type ScanReportV1, type WorkerStatusV1 } from "@arbiter/protocol";
 import { type ActiveIndex, openJetStreamActiveIndex } from "@arbiter/store";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { WrittenNotEnforcedError } from "./output.js";
+import { ExitCode, WrittenNotEnforcedError } from "./output.js";
 import { gatherWorkers } from "./worker-status.js";
 
 /** `--wait-timeout` when not given. */
@@ -262,14 +262,28 @@ export function waitHook(flags: WaitFlags, prefix: string, statusSubject: string
   let enforced: Enforcement | null = null;
   return {
     written: async (nc, applied, confirmation) => {
-      enforced = await waitForEnforcement(nc, {
-        revision: applied.revision,
-        deployment: applied.deployment,
-        statusSubject,
-        prefix,
-        timeoutMs,
-        answeredBefore: confirmation.acceptedBy.length + confirmation.refusedBy.length,
-      });
+      // Ctrl-C while waiting stops the wait, not the change: say that it was written, and where.
+      const interrupted = (signal: NodeJS.Signals) => {
+        process.stderr.write(
+          `arbiter: rules written at revision ${applied.revision} of deployment ${applied.deployment}; stopped waiting for their enforcement (${signal}): \`arbiter status\` shows which workers serve it\n`,
+        );
+        process.exit(ExitCode.NotEnforced);
+      };
+      process.once("SIGINT", interrupted);
+      process.once("SIGTERM", interrupted);
+      try {
+        enforced = await waitForEnforcement(nc, {
+          revision: applied.revision,
+          deployment: applied.deployment,
+          statusSubject,
+          prefix,
+          timeoutMs,
+          answeredBefore: confirmation.acceptedBy.length + confirmation.refusedBy.length,
+        });
+      } finally {
+        process.off("SIGINT", interrupted);
+        process.off("SIGTERM", interrupted);
+      }
     },
     enforced: () => enforced,
   };
