@@ -280,7 +280,7 @@ export function rulesCommand(): Command {
       flags.json === true,
       { ...result, ...enforced },
       () =>
-        `rules applied at revision ${result.revision} (${document.rules.length} rules, default ${document.default}); ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
+        `rules applied at revision ${result.revision} of deployment ${result.deployment} (${document.rules.length} rules, default ${document.default}); ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
     );
   });
 
@@ -404,7 +404,7 @@ export function rulesCommand(): Command {
       flags.json === true,
       { ...result, restored: to, ...enforced },
       () =>
-        `rules of revision ${to} restored as revision ${result.revision}; ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
+        `rules of revision ${to} restored as revision ${result.revision} of deployment ${result.deployment}; ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
     );
   });
 
