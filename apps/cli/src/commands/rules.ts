@@ -6,7 +6,7 @@ import {
   resourceNames,
   type WorkerStatusV1,
 } from "@arbiter/protocol";
-import { parseRulesDocument, serializeRulesDocument } from "@arbiter/rules";
+import { compileRules, parseRulesDocument, serializeRulesDocument } from "@arbiter/rules";
 import {
   type AppliedRules,
   type ArbiterStore,
@@ -54,7 +54,7 @@ export interface RulesFlags extends ConnectionFlags, RetentionFlags {
   waitTimeout?: string;
 }
 
-/** Reads a rules file (`-` for stdin) and validates it; errors name the rule and position. */
+/** Reads a rules file (`-` for stdin) and validates it, conditions compiled; errors name the rule and position. */
 export function readRulesFile(file: string) {
   let text: string;
   try {
@@ -65,7 +65,10 @@ export function readRulesFile(file: string) {
       `cannot read rules file ${file}: ${(err as Error).message}`,
     );
   }
-  return parseRulesDocument(text, { source: file === "-" ? "<stdin>" : file });
+  const document = parseRulesDocument(text, { source: file === "-" ? "<stdin>" : file });
+  // Compiled here too, so that a condition that does not compile is named before NATS is asked.
+  compileRules(document);
+  return document;
 }
 
 /** Which workers were asked about the signing key before a change, and what they said. */
