@@ -411,6 +411,22 @@ describe("arbiter audit whatif", () => {
     expect(html).toContain("ghcr.io/example/&lt;script&gt;alert(&quot;whatif&quot;)&lt;/script&gt;:0.1.0");
   });
 
+  it("refuses a --report it cannot write before reading any decision (here with no NATS to read)", async () => {
+    for (const page of [join(dir, "no-such-folder", "report.html"), dir]) {
+      const result = await runArbiter([
+        "audit",
+        "whatif",
+        candidate,
+        "--servers",
+        "nats://127.0.0.1:1",
+        "--report",
+        page,
+      ]);
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toContain(`--report ${page}: cannot write the report`);
+    }
+  });
+
   it("refuses an invalid candidate, naming it", async () => {
     const bad = join(dir, "bad.json");
     writeFileSync(bad, JSON.stringify({ version: 1, default: "maybe", rules: [] }));

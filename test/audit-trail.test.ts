@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resourceNames } from "@arbiter/protocol";
@@ -87,7 +87,11 @@ describe("audit verify and decisions export", () => {
     const file = join(dir, "untouched.jsonl");
     const exported = await runArbiter(["decisions", "export", "--output", file, "--json"], env);
     expect(exported.code, exported.stderr).toBe(0);
-    expect(JSON.parse(exported.stdout)).toMatchObject({ rules: { events: 3 }, decisions: { records: 6 } });
+    expect(JSON.parse(exported.stdout)).toMatchObject({
+      server: arbiter.server.url,
+      rules: { events: 3 },
+      decisions: { records: 6 },
+    });
     const lines = readFileSync(file, "utf8").trim().split("\n");
     expect(lines).toHaveLength(1 + 3 + 6);
     expect(JSON.parse(lines[1]!)).toMatchObject({ stream: names.rulesStream, seq: 1 });
@@ -98,6 +102,33 @@ describe("audit verify and decisions export", () => {
     });
     expect(offline.code, offline.stderr).toBe(0);
     expect(JSON.parse(offline.stdout)).toMatchObject({ valid: true, source: "file", failures: [] });
+  });
+
+  it("audit verify and decisions export refuse an --until before --since, which would check nothing and pass", async () => {
+    for (const args of [
+      ["audit", "verify"],
+      ["audit", "verify", "--file", join(dir, "untouched.jsonl")],
+      ["decisions", "export"],
+    ]) {
+      const result = await runArbiter([...args, "--since", "1h", "--until", "2h"], {
+        ...env,
+        NATS_URL: "nats://127.0.0.1:1",
+      });
+      expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toMatch(/--until \S+ is before --since \S+: the window is empty/);
+    }
+  });
+
+  it("decisions export refuses an --output it cannot write before reading (here with no NATS to read)", async () => {
+    for (const file of [join(dir, "no-such-folder", "trail.jsonl"), dir]) {
+      const result = await runArbiter(["decisions", "export", "--output", file], {
+        ...env,
+        NATS_URL: "nats://127.0.0.1:1",
+      });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toContain(`--output ${file}: cannot write the export`);
+    }
+    expect(existsSync(join(dir, "no-such-folder"))).toBe(false);
   });
 
   it("fails a line of an export that is no record, and refuses a file that is no export", async () => {

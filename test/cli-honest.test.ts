@@ -61,11 +61,19 @@ describe("every command is honest about what it did and where", () => {
       ["decisions", "tail"],
       ["revocations", "list"],
       ["revocations", "tail"],
+      ["decisions", "export"],
+      ["workers", "list"],
+      ["status"],
+      ["audit", "verify"],
+      ["audit", "replay"],
+      ["audit", "whatif", EXAMPLE],
     ]) {
       const result = await runArbiter(args, env);
       expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(4);
       expect(result.stderr).toContain(server.url);
-      expect(result.stderr).toMatch(/no Arbiter streams there \(run `arbiter up` or start a worker\)/);
+      expect(result.stderr).toMatch(
+        /no Arbiter streams there \(the admin's first `arbiter rules apply` makes them, as does `arbiter up`\)/,
+      );
     }
     const json = await runArbiter(["rules", "show", "--json"], env);
     expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: "STORE_UNAVAILABLE" } });

@@ -215,6 +215,8 @@ describe("the arbiter command against a real server", () => {
     const result = await runArbiter(["rules", "apply", EXAMPLE], noSeed);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/no admin key: set ARBITER_ADMIN_SEED/);
+    // Run from another folder, ARBITER_HOME is another folder: the message says where it looked.
+    expect(result.stderr).toContain(`there is no local key in ${home}`);
   });
 
   it("keygen worker makes the worker seed a worker signs with, named as the worker reads it", async () => {

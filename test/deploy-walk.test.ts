@@ -79,6 +79,8 @@ describe("deploying on deploy/nats/single-node.conf as the README says", () => {
     const listed = await runArbiter(["workers", "list", "--json"], asAdmin);
     expect(listed.code, listed.stderr).toBe(0);
     const { deployment } = JSON.parse(listed.stdout) as { deployment: string };
+    // The id step 4 pins the workers to is in the first apply's own line too.
+    expect(applied.stdout).toContain(`rules applied at revision 2 of deployment ${deployment} (`);
 
     await using worker = spawnArbiter(["worker"], {
       ...common,

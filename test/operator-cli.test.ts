@@ -207,6 +207,37 @@ describe("the CLI tried by a new operator: wrong keys, wrong flags, wrong server
     );
   });
 
+  it("a bad flag value or condition is named (exit 2) before a missing admin key, an unreachable NATS or a started one", async () => {
+    const nowhere = { ...env, NATS_URL: "nats://127.0.0.1:1" };
+    const badCondition = join(home, "bad-condition.yaml");
+    writeFileSync(
+      badCondition,
+      "version: 1\ndefault: deny\nrules:\n  - id: oops\n    effect: allow\n    when: kind ==\n",
+    );
+    const cases: [string[], RegExp][] = [
+      [["rules", "apply", rulesFile, "--decisions-max-age", "5x"], /--decisions-max-age "5x"/],
+      [["rules", "apply", rulesFile, "--decisions-max-bytes", "10Q"], /--decisions-max-bytes "10Q"/],
+      [["rules", "rollback", "--to", "2", "--decisions-max-age", "soon"], /--decisions-max-age "soon"/],
+      [
+        ["workers", "enroll", generateKey("N").publicKey, "--decisions-max-age", "5x"],
+        /--decisions-max-age "5x"/,
+      ],
+      [["rules", "apply", rulesFile, "--wait", "--wait-timeout", "abc"], /--wait-timeout "abc"/],
+      [["rules", "apply", badCondition], /rule "oops": when, column \d+: syntax error/],
+      [["up", "--rules", badCondition, "--port", "0"], /rule "oops": when, column \d+: syntax error/],
+    ];
+    for (const [[args, message], i] of cases.map((c, i) => [c, i] as const)) {
+      // With no admin key at all, and (once) with one, when the next thing to fail is connecting.
+      for (const seed of i === 0 ? ["", adminKey.seed] : [""]) {
+        const result = await runArbiter(args, { ...nowhere, ARBITER_ADMIN_SEED: seed });
+        expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(2);
+        expect(result.stderr).toMatch(message);
+      }
+    }
+    // `up` refused the rules before it started a nats-server, which would have made its data folder.
+    expect(existsSync(join(env["ARBITER_HOME"] ?? "", "nats"))).toBe(false);
+  });
+
   it("credentials NATS refuses are named as such (exit 2), not as a NATS to start; a worker exits at once", async () => {
     await using guarded = await startNatsServer({
       extraConfig: 'authorization { user: "arbiter", password: "right" }\n',

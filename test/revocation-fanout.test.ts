@@ -211,6 +211,13 @@ describe("revocation fan-out", () => {
     const text = await runArbiter(["revocations", "list", "--limit", "3"], env);
     expect(text.stdout.split("\n")[0]).toMatch(/^AT\s+REVISION\s+HOST\s+REQUEST ID\s+FROM\s+TO/);
     expect(text.stdout.trim().split("\n")).toHaveLength(4);
+    // MESSAGE starts, on every row, where its heading does, whatever the subjects' lengths.
+    const lastThree = JSON.parse(
+      (await runArbiter(["revocations", "list", "--limit", "3", "--json"], env)).stdout,
+    ) as { to: { message?: string } }[];
+    const [heading, ...listedRows] = text.stdout.trimEnd().split("\n");
+    const at = heading!.indexOf("MESSAGE");
+    for (const [i, line] of listedRows.entries()) expect(line.slice(at)).toBe(lastThree[i]!.to.message ?? "");
     const badHost = await runArbiter(["revocations", "list", "--host", "NOPE"], env);
     expect(badHost.code).toBe(2);
     expect(badHost.stderr).toMatch(/--host "NOPE": expected a host public key in full/);

@@ -224,9 +224,29 @@ describe("arbiter rules apply --wait", () => {
       expect(timedOut.code, timedOut.stderr).toBe(5);
       const { error } = JSON.parse(timedOut.stderr);
       expect(error.code).toBe("WAIT_TIMEOUT");
+      expect(error.written).toEqual({ revision: before + 1, deployment: (await admin.stateAt()).deployment });
       expect(error.message).toContain(`rules written at revision ${before + 1}`);
       expect(error.message).toContain(`worker wait-b is at revision ${before}`);
       expect(error.message).not.toContain("wait-a");
+    } finally {
+      proxy.resume();
+    }
+    await until(() => worker("wait-b").revision === before + 1, { name: "wait-b to catch up" });
+  }, 60_000);
+
+  it("stopped with Ctrl-C while waiting, says the revision it wrote and exits 5, not enforced", async () => {
+    const file = rulesFile("interrupted", "deny");
+    const before = await lastRevision();
+    proxy.pause();
+    try {
+      await using waiting = spawnArbiter(["rules", "apply", file, "--wait", "--wait-timeout", "60s"], env);
+      await until(async () => (await lastRevision()) === before + 1, {
+        name: "the interrupted apply's write",
+      });
+      expect(await waiting.stop("SIGINT")).toBe(5);
+      expect(waiting.stderr()).toContain(
+        `rules written at revision ${before + 1} of deployment ${(await admin.stateAt()).deployment}; stopped waiting`,
+      );
     } finally {
       proxy.resume();
     }
@@ -295,6 +315,7 @@ describe("arbiter rules apply --wait", () => {
     expect(lonely.code, lonely.stderr).toBe(5);
     const { error } = JSON.parse(lonely.stderr);
     expect(error.code).toBe("NO_WORKER_ANSWERED");
+    expect(error.written).toMatchObject({ revision: 2, deployment: expect.any(String) });
     expect(error.message).toContain("nobody.workers.status");
   }, 60_000);
 

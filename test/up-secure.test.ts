@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { credsAuthenticator } from "@nats-io/nats-core";
 import { afterAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
-import { type RunningArbiter, spawnArbiter } from "./support/cli.js";
+import { type RunningArbiter, runArbiter, spawnArbiter } from "./support/cli.js";
 import { describePermissionAttacks, type SecuredNats } from "./support/permission-attacks.js";
 
 const ROLES = ["host", "worker", "admin"] as const;
@@ -77,6 +77,14 @@ describe("arbiter up --secure", () => {
       expect(statSync(file ?? "").mode & 0o777, role).toBe(0o600);
     }
     expect(statSync(join(home, "secure", "operator.json")).mode & 0o777).toBe(0o600);
+  });
+
+  it("tells a command of the same folder without credentials which file holds the admin's", async () => {
+    const refused = await runArbiter(["status"], upEnv(home));
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain(`export NATS_CREDS=${join(home, "secure", "admin.creds")}`);
+    const signedIn = await runArbiter(["status"], { ...upEnv(home), NATS_CREDS: credentials["admin"] ?? "" });
+    expect(signedIn.stderr).not.toMatch(/refused/);
   });
 });
 

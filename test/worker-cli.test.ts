@@ -47,7 +47,11 @@ describe("arbiter worker that cannot start", () => {
       [["--inbox-prefix", "wasmcloud."], /--inbox-prefix.*wasmcloud\./],
       [["--on-log-outage", "loud"], /--on-log-outage.*loud/],
       [["--host-timeout", "70s"], /--host-timeout \(ARBITER_HOST_TIMEOUT\) "70s"/],
-      [["--lattices", "a.b"], /--lattices \(ARBITER_LATTICES\).*"a.b": expected a lattice name/],
+      [
+        ["--lattices", "default,a.b"],
+        /--lattices \(ARBITER_LATTICES\) entry 2: "a.b": expected a lattice name/,
+      ],
+      [["--inbox-prefix", "_INBOX.,bad prefix"], /--inbox-prefix \(ARBITER_INBOX_PREFIXES\) entry 2: /],
     ];
     for (const [args, message] of cases) {
       const result = await runArbiter(["worker", ...args], env);

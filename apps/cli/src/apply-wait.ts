@@ -2,6 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { ArbiterError, ErrorCode, type ScanReportV1, type WorkerStatusV1 } from "@arbiter/protocol";
 import { type ActiveIndex, openJetStreamActiveIndex } from "@arbiter/store";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { ExitCode, WrittenNotEnforcedError } from "./output.js";
 import { gatherWorkers } from "./worker-status.js";
 
 /** `--wait-timeout` when not given. */
@@ -149,13 +150,14 @@ export async function waitForEnforcement(nc: NatsConnection, target: WaitTarget)
       everAnswered ||= workers.length > 0;
       const missing = missingFor(target, workers, null);
       if (missing.broken.length > 0) {
-        seen.failure = brokenError(target.revision, missing.broken);
+        seen.failure = brokenError(target, missing.broken);
         return;
       }
       if (!everAnswered) {
-        seen.failure = new ArbiterError(
+        seen.failure = new WrittenNotEnforcedError(
           ErrorCode.NoWorkerAnswered,
           `rules written at revision ${target.revision}, but no worker answered on ${target.statusSubject}: nothing serves them (start \`arbiter worker\` or \`arbiter up\`)`,
+          { revision: target.revision, deployment: target.deployment },
         );
         return;
       }
@@ -194,11 +196,13 @@ async function readReport(index: ActiveIndex, revision: number): Promise<ScanRep
   }
 }
 
-function brokenError(revision: number, broken: Missing["broken"]): ArbiterError {
+function brokenError(target: WaitTarget, broken: Missing["broken"]): ArbiterError {
+  const { revision, deployment } = target;
   const which = broken.map((b) => `worker ${b.id} stops at revision ${b.revision} (${b.reason})`).join("; ");
-  return new ArbiterError(
+  return new WrittenNotEnforcedError(
     ErrorCode.ChainBroken,
     `rules written at revision ${revision}, but the rules history is broken for the workers: ${which}. They apply nothing after the break, so revision ${revision} is neither served nor re-evaluated; see \`arbiter rules history\` and \`arbiter status\``,
+    { revision, deployment },
   );
 }
 
@@ -222,9 +226,10 @@ function timeoutError(
       `no scan report of revision ${target.revision} appeared: its re-evaluation of the cached decisions has not finished, so overrides may still be missing`,
     );
   }
-  return new ArbiterError(
+  return new WrittenNotEnforcedError(
     ErrorCode.WaitTimeout,
     `rules written at revision ${target.revision}, but not enforced within ${target.timeoutMs} ms: ${missing.join("; ")}`,
+    { revision: target.revision, deployment: target.deployment },
   );
 }
 
@@ -264,15 +269,29 @@ export function waitHook(flags: WaitFlags, prefix: string, statusSubject: string
   let enforced: Enforcement | null = null;
   return {
     written: async (nc, applied, confirmation) => {
-      enforced = await waitForEnforcement(nc, {
-        revision: applied.revision,
-        deployment: applied.deployment,
-        event: applied.eventHash,
-        statusSubject,
-        prefix,
-        timeoutMs,
-        answeredBefore: confirmation.acceptedBy.length + confirmation.refusedBy.length,
-      });
+      // Ctrl-C while waiting stops the wait, not the change: say that it was written, and where.
+      const interrupted = (signal: NodeJS.Signals) => {
+        process.stderr.write(
+          `arbiter: rules written at revision ${applied.revision} of deployment ${applied.deployment}; stopped waiting for their enforcement (${signal}): \`arbiter status\` shows which workers serve it\n`,
+        );
+        process.exit(ExitCode.NotEnforced);
+      };
+      process.once("SIGINT", interrupted);
+      process.once("SIGTERM", interrupted);
+      try {
+        enforced = await waitForEnforcement(nc, {
+          revision: applied.revision,
+          deployment: applied.deployment,
+          event: applied.eventHash,
+          statusSubject,
+          prefix,
+          timeoutMs,
+          answeredBefore: confirmation.acceptedBy.length + confirmation.refusedBy.length,
+        });
+      } finally {
+        process.off("SIGINT", interrupted);
+        process.off("SIGTERM", interrupted);
+      }
     },
     enforced: () => enforced,
   };

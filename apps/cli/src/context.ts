@@ -90,6 +90,10 @@ export function writeLocalState(state: LocalState | null): void {
   else writeFileSync(file, `${JSON.stringify(state, null, 2)}\n`);
 }
 
+/** The help of `--servers`: where a command connects when it is not given, and how it signs in. */
+export const SERVERS_HELP =
+  "NATS server URLs, comma-separated (env NATS_URL; default: the `arbiter up` running in this folder, else nats://127.0.0.1:4222); signs in with NATS_USER and NATS_PASSWORD, or NATS_CREDS";
+
 /**
  * The NATS servers to use: `--servers`, else `NATS_URL`, else a running `arbiter up` in this
  * folder, else nats://127.0.0.1:4222.
@@ -164,7 +168,7 @@ export async function connectNats(
     if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
       throw new ArbiterError(
         ErrorCode.InvalidConfig,
-        `NATS at ${servers.join(",")} refused ${describeAuth(credsFile)}: ${err.message}. Set NATS_USER and NATS_PASSWORD, or NATS_CREDS (see deploy/nats/accounts.conf).`,
+        `NATS at ${servers.join(",")} refused ${describeAuth(credsFile)}: ${err.message}. ${credentialsHint(servers)}`,
         { cause: err },
       );
     }
@@ -174,6 +178,19 @@ export async function connectNats(
       { cause: err },
     );
   }
+}
+
+/**
+ * What to set when NATS refuses the credentials: on the NATS of this folder's `arbiter up
+ * --secure`, its admin credentials file; elsewhere the variables.
+ */
+function credentialsHint(servers: readonly string[]): string {
+  const local = readLocalState();
+  const admin = join(arbiterHome(), "secure", "admin.creds");
+  if (local && servers.join(",") === local.url && existsSync(admin)) {
+    return `This folder's \`arbiter up --secure\` keeps the admin's credentials in ${admin}: export NATS_CREDS=${admin}`;
+  }
+  return "Set NATS_USER and NATS_PASSWORD, or NATS_CREDS (see deploy/nats/accounts.conf).";
 }
 
 /** Which credentials {@link natsAuth} used, for messages (never the secret itself). */
@@ -247,7 +264,7 @@ export function adminSigner(): Signer {
   if (!seed) {
     throw new ArbiterError(
       ErrorCode.InvalidConfig,
-      "no admin key: set ARBITER_ADMIN_SEED to an operator seed (SO…; `arbiter trust keygen admin` makes one), or run `arbiter up` in this folder",
+      `no admin key: set ARBITER_ADMIN_SEED to an operator seed (SO…; \`arbiter trust keygen admin\` makes one), or run \`arbiter up\` in this folder (there is no local key in ${arbiterHome()}; ARBITER_HOME is relative to the folder a command runs in, so run it where \`arbiter up\` runs, or set ARBITER_HOME)`,
     );
   }
   try {
@@ -341,7 +358,7 @@ export async function openExistingStore(
   const missing = (detail: string, cause?: unknown) =>
     new ArbiterError(
       ErrorCode.StoreUnavailable,
-      `NATS server ${serverOf(nc)}: no Arbiter streams there (run \`arbiter up\` or start a worker)${detail}`,
+      `NATS server ${serverOf(nc)}: no Arbiter streams there (the admin's first \`arbiter rules apply\` makes them, as does \`arbiter up\`)${detail}`,
       cause === undefined ? undefined : { cause },
     );
   try {

@@ -1,4 +1,4 @@
-import { ErrorCode, toArbiterError } from "@arbiter/protocol";
+import { ArbiterError, ErrorCode, toArbiterError } from "@arbiter/protocol";
 import { isInvalidRulesError } from "@arbiter/rules";
 
 /** Exit codes of the `arbiter` command, by what went wrong. */
@@ -49,12 +49,31 @@ export function emitLine(value: unknown): void {
 }
 
 /**
+ * A failure after a rules change was written (`--wait` found it not enforced): `--json` reports
+ * the revision and deployment written as `error.written`, so a script need not parse the message.
+ */
+export class WrittenNotEnforcedError extends ArbiterError {
+  /** The revision written, and its deployment. */
+  readonly written: { readonly revision: number; readonly deployment: string };
+
+  constructor(code: ErrorCode, message: string, written: { revision: number; deployment: string }) {
+    super(code, message);
+    this.name = "WrittenNotEnforcedError";
+    this.written = written;
+  }
+}
+
+/**
  * Reports a failure on stderr (as `{"error":{code,message,…}}` with `--json`) and returns the
  * exit code for it. Unknown throws are normalised to INTERNAL (exit 1).
  */
 export function reportError(err: unknown, json: boolean): ExitCode {
   const error = toArbiterError(err);
-  const details = isInvalidRulesError(err) ? { issues: err.issues } : {};
+  const details = isInvalidRulesError(err)
+    ? { issues: err.issues }
+    : err instanceof WrittenNotEnforcedError
+      ? { written: err.written }
+      : {};
   if (json) {
     process.stderr.write(
       `${JSON.stringify({ error: { code: error.code, message: error.message, ...details } })}\n`,

@@ -46,6 +46,29 @@ describe("the arbiter command tree", () => {
     }
   });
 
+  it("says, on every command that connects, where it connects by default and how it signs in", () => {
+    const connecting = [...commands].filter(([, c]) => c.options.some((o) => o.long === "--servers"));
+    expect(connecting.length).toBeGreaterThan(10);
+    for (const [path, command] of connecting) {
+      const help = command.helpInformation().replace(/\s+/g, " ");
+      expect(help, path).toContain(
+        "default: the `arbiter up` running in this folder, else nats://127.0.0.1:4222",
+      );
+      expect(help, path).toContain("NATS_USER and NATS_PASSWORD, or NATS_CREDS");
+    }
+  });
+
+  it("names in --help the keys and folders the long-running commands use, and what --wait exits with", () => {
+    const help = (path: string) => commands.get(path)?.helpInformation().replace(/\s+/g, " ") ?? "";
+    expect(help("worker")).toContain("ARBITER_WORKER_SEED");
+    expect(help("up")).toContain("ARBITER_HOME (default .arbiter)");
+    for (const path of ["rules apply", "rules rollback"]) expect(help(path), path).toMatch(/exit 5 when/);
+    expect(program.helpInformation()).not.toContain("ARBITER_WORKER_SEED");
+    for (const path of ["up", "rules apply", "rules rollback", "workers enroll", "workers remove"]) {
+      expect(help(path).match(/already past it are deleted at once/g), path).toHaveLength(2);
+    }
+  });
+
   it("has its command groups list what they hold in their help", () => {
     for (const group of program.commands.filter((c) => c.commands.length > 0)) {
       for (const sub of group.commands) expect(group.helpInformation(), group.name()).toContain(sub.name());

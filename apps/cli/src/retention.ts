@@ -16,11 +16,11 @@ export const retentionOptions = (command: Command) =>
   command
     .option(
       "--decisions-max-age <age>",
-      "decisions older than this age out of the decision stream: 90s, 15m, 12h, 30d, or 0 for none (env ARBITER_DECISIONS_MAX_AGE); an existing stream's limit is updated",
+      "decisions older than this age out of the decision stream: 90s, 15m, 12h, 30d, or 0 for none (env ARBITER_DECISIONS_MAX_AGE); an existing stream's limit is updated, and the decisions already past it are deleted at once",
     )
     .option(
       "--decisions-max-bytes <size>",
-      "the oldest decisions age out past this size: bytes, or with K, M, G, T; 0 for none (env ARBITER_DECISIONS_MAX_BYTES); an existing stream's limit is updated",
+      "the oldest decisions age out past this size: bytes, or with K, M, G, T; 0 for none (env ARBITER_DECISIONS_MAX_BYTES); an existing stream's limit is updated, and the decisions already past it are deleted at once",
     );
 
 /**

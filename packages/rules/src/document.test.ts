@@ -105,6 +105,25 @@ rules:
     );
   });
 
+  it("lists at most 20 problems in its message, however many a file that is no rules document has, and keeps them all", () => {
+    const text = Array.from({ length: 200 }, (_, i) => `key${i}: ${i}`).join("\n");
+    let caught: unknown;
+    try {
+      parseRulesDocument(text, { source: "not-rules.yaml" });
+    } catch (err) {
+      caught = err;
+    }
+    expect(isInvalidRulesError(caught)).toBe(true);
+    const err = caught as InvalidRulesError;
+    expect(err.issues.length).toBeGreaterThan(200);
+    const listed = err.message.split("\n").filter((line) => line.startsWith("  - "));
+    expect(listed).toHaveLength(20);
+    expect(err.message).toMatch(new RegExp(`^invalid rules document \\(${err.issues.length} problems\\):`));
+    expect(err.message).toMatch(
+      new RegExp(`… and ${err.issues.length - 20} more \\(every one is in the error's issues\\)$`),
+    );
+  });
+
   it("names the rule of a bad effect and points at the value", () => {
     const text = `version: 1
 default: deny

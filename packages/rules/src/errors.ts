@@ -46,10 +46,15 @@ export function isInvalidRulesError(err: unknown): err is InvalidRulesError {
   return err instanceof InvalidRulesError;
 }
 
+/** Problems a message lists one by one; a file that is no rules document at all has hundreds. */
+const MAX_LISTED_ISSUES = 20;
+
 function formatIssues(issues: readonly RulesIssue[], source: string | undefined): string {
-  const lines = issues.map((issue) => formatIssue(issue, source));
-  if (lines.length === 1) return `invalid rules document: ${lines[0]}`;
-  return `invalid rules document (${lines.length} problems):\n${lines.map((l) => `  - ${l}`).join("\n")}`;
+  const lines = issues.slice(0, MAX_LISTED_ISSUES).map((issue) => formatIssue(issue, source));
+  if (issues.length === 1) return `invalid rules document: ${lines[0]}`;
+  const more = issues.length - lines.length;
+  const rest = more > 0 ? `\n  … and ${more} more (every one is in the error's issues)` : "";
+  return `invalid rules document (${issues.length} problems):\n${lines.map((l) => `  - ${l}`).join("\n")}${rest}`;
 }
 
 function formatIssue(issue: RulesIssue, source: string | undefined): string {

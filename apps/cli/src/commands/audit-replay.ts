@@ -27,6 +27,7 @@ import { resolvePrefix } from "../context.js";
 import { parseTime } from "../duration.js";
 import { checkHostFlag, parseIntegerFlag } from "../flags.js";
 import { ExitCode, emit } from "../output.js";
+import { checkWritableFile } from "../writable.js";
 import { type ChunkResult, noChecks, type ReplayChunk, replayChunk, replayMismatch } from "./replay-chunk.js";
 import { ReplayPool } from "./replay-pool.js";
 import { connectionOptions, type RulesFlags, read, readRulesFile } from "./rules.js";
@@ -464,6 +465,7 @@ export function addReplayCommands(audit: Command): void {
     const maxFlipped =
       flags.maxFlipped === undefined ? null : parseIntegerFlag(flags.maxFlipped, "--max-flipped", { min: 0 });
     const candidate = candidateRuleset(file);
+    if (flags.report !== undefined) checkWritableFile(flags.report, "--report", "the report");
     const report = await read(flags, async (_admin, server, _keysFrom, store) => ({
       server,
       ...(await runWhatIf(store.decisions, candidate, window, {

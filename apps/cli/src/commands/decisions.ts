@@ -7,6 +7,7 @@ import {
   openExistingStore,
   reportServer,
   resolveServers,
+  SERVERS_HELP,
 } from "../context.js";
 import { parseTime } from "../duration.js";
 import { checkHostFlag, parseIntegerFlag } from "../flags.js";
@@ -22,7 +23,7 @@ interface DecisionFlags extends ConnectionFlags {
 
 const withFilters = (command: Command) =>
   command
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--since <time>", "from this time: ISO-8601, or an age such as 15m, 2h, 7d")
     .option("--host <key>", "only decisions for this host public key (N…, in full)")

@@ -8,6 +8,7 @@ import {
   reportServer,
   resolvePrefix,
   resolveServers,
+  SERVERS_HELP,
 } from "../context.js";
 import { parseTime } from "../duration.js";
 import { checkHostFlag, parseIntegerFlag } from "../flags.js";
@@ -22,7 +23,7 @@ interface RevocationFlags extends ConnectionFlags {
 
 const withFilters = (command: Command) =>
   command
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--since <time>", "from this time: ISO-8601, or an age such as 15m, 2h, 7d")
     .option("--host <key>", "only overrides sent to this host public key (N…, in full)")
@@ -32,8 +33,21 @@ const withFilters = (command: Command) =>
 const COLUMNS = ["AT", "REVISION", "HOST", "REQUEST ID", "FROM", "TO", "SUBJECT", "MESSAGE"] as const;
 const WIDTHS = [24, 8, 56, 36, 6, 6, 0, 0] as const;
 
-function row(cells: readonly string[]): string {
-  return cells.map((cell, i) => ((WIDTHS[i] ?? 0) > 0 ? cell.padEnd(WIDTHS[i]!) : cell)).join("  ");
+/** The SUBJECT column's width when the rows are not known in advance (`tail`). */
+const TAIL_SUBJECT_WIDTH = 0;
+
+function row(cells: readonly string[], subjectWidth: number): string {
+  return cells
+    .map((cell, i) => {
+      const width = i === 6 ? subjectWidth : (WIDTHS[i] ?? 0);
+      return width > 0 ? cell.padEnd(width) : cell;
+    })
+    .join("  ");
+}
+
+/** What the SUBJECT column shows: the cache key without its kind, escaped as {@link shownText} does. */
+function subjectOf(r: RevocationV1): string {
+  return shownText(r.cacheKey.slice(r.cacheKey.indexOf(":") + 1)) || "-";
 }
 
 /**
@@ -41,18 +55,21 @@ function row(cells: readonly string[]): string {
  * a host's request said (or the rules' message), shown with {@link shownText} so that no escape
  * sequence in them reaches the terminal.
  */
-export function describeRevocation(r: RevocationV1): string {
+export function describeRevocation(r: RevocationV1, subjectWidth = TAIL_SUBJECT_WIDTH): string {
   const answer = (permitted: boolean) => (permitted ? "PERMIT" : "DENY");
-  return row([
-    r.at,
-    `r${r.revision}`,
-    shownText(r.host) || "-",
-    shownText(r.requestId),
-    answer(r.from.permitted),
-    answer(r.to.permitted),
-    shownText(r.cacheKey.slice(r.cacheKey.indexOf(":") + 1)) || "-",
-    shownText(r.to.message ?? ""),
-  ]);
+  return row(
+    [
+      r.at,
+      `r${r.revision}`,
+      shownText(r.host) || "-",
+      shownText(r.requestId),
+      answer(r.from.permitted),
+      answer(r.to.permitted),
+      subjectOf(r),
+      shownText(r.to.message ?? ""),
+    ],
+    subjectWidth,
+  );
 }
 
 /** The filter the flags ask for; `--host` must be a whole host key. Throws INVALID_CONFIG. */
@@ -94,7 +111,12 @@ export function revocationsCommand(): Command {
     }
     if (flags.json) process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);
     else if (found.length === 0) process.stdout.write("no revocations\n");
-    else process.stdout.write(`${row(COLUMNS)}\n${found.map(describeRevocation).join("\n")}\n`);
+    else {
+      // All rows are known here, so MESSAGE lines up under its heading.
+      const width = Math.max(COLUMNS[6].length, ...found.map((r) => subjectOf(r).length));
+      const rows = found.map((r) => describeRevocation(r, width));
+      process.stdout.write(`${row(COLUMNS, width)}\n${rows.join("\n")}\n`);
+    }
   });
 
   withFilters(
@@ -111,7 +133,7 @@ export function revocationsCommand(): Command {
       reportConnection(nc, log);
       const abort = new AbortController();
       const stopped = untilSignal(async () => abort.abort(), log);
-      if (!flags.json) process.stdout.write(`${row(COLUMNS)}\n`);
+      if (!flags.json) process.stdout.write(`${row(COLUMNS, TAIL_SUBJECT_WIDTH)}\n`);
       const revocationLog = openJetStreamRevocationLog(nc, { prefix: resolvePrefix(flags) });
       const follow = { since: new Date(), ...filter, follow: true, signal: abort.signal };
       try {

@@ -6,7 +6,7 @@ import {
   resourceNames,
   type WorkerStatusV1,
 } from "@arbiter/protocol";
-import { parseRulesDocument, serializeRulesDocument } from "@arbiter/rules";
+import { compileRules, parseRulesDocument, serializeRulesDocument } from "@arbiter/rules";
 import {
   type AppliedRules,
   type ArbiterStore,
@@ -30,6 +30,7 @@ import {
   resolvePrefix,
   resolveReplicas,
   resolveServers,
+  SERVERS_HELP,
   serverOf,
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
@@ -53,7 +54,7 @@ export interface RulesFlags extends ConnectionFlags, RetentionFlags {
   waitTimeout?: string;
 }
 
-/** Reads a rules file (`-` for stdin) and validates it; errors name the rule and position. */
+/** Reads a rules file (`-` for stdin) and validates it, conditions compiled; errors name the rule and position. */
 export function readRulesFile(file: string) {
   let text: string;
   try {
@@ -64,7 +65,10 @@ export function readRulesFile(file: string) {
       `cannot read rules file ${file}: ${(err as Error).message}`,
     );
   }
-  return parseRulesDocument(text, { source: file === "-" ? "<stdin>" : file });
+  const document = parseRulesDocument(text, { source: file === "-" ? "<stdin>" : file });
+  // Compiled here too, so that a condition that does not compile is named before NATS is asked.
+  compileRules(document);
+  return document;
 }
 
 /** Which workers were asked about the signing key before a change, and what they said. */
@@ -125,12 +129,12 @@ export async function change(
   written?: (nc: NatsConnection, applied: AppliedRules, confirmation: KeyConfirmation) => Promise<void>,
 ): Promise<AppliedRules & KeyConfirmation & { server: string }> {
   const replicas = resolveReplicas(flags);
+  const decisionsRetention = resolveRetention(flags);
   const signer = adminSigner();
   const nc = await connectNats(resolveServers(flags), "arbiter-cli");
   try {
     reportServer(flags, nc);
     const confirmation = await confirmSigner(nc, flags, signer);
-    const decisionsRetention = resolveRetention(flags);
     const store = await openJetStreamStore(nc, {
       prefix: resolvePrefix(flags),
       replicas,
@@ -218,7 +222,7 @@ export async function read<T>(
 /** The options of the read-only commands, which create nothing (so take no `--replicas`). */
 export const connectionOptions = (command: Command) =>
   command
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--admin-keys <keys>", "admin public keys whose events count (env ARBITER_ADMIN_KEYS)")
     .option("-v, --verbose", "say on stderr which NATS server was used")
@@ -245,7 +249,7 @@ export const changeOptions = (flags: RulesFlags) => ({
 
 /** The help of `--wait` on a command that writes a rules revision. */
 const WAIT_HELP =
-  "return only once every live worker serves the new revision and every override it causes is published; report how long that took";
+  "return only once every live worker serves the new revision and every override it causes is published; report how long that took; exit 5 when no worker answers or one is behind at --wait-timeout, 4 when one's rules history does not chain";
 /** The help of `--wait-timeout`. */
 const WAIT_TIMEOUT_HELP = "longest --wait (500ms, 30s, 2m; default 30s)";
 
@@ -279,7 +283,7 @@ export function rulesCommand(): Command {
       flags.json === true,
       { ...result, ...enforced },
       () =>
-        `rules applied at revision ${result.revision} (${document.rules.length} rules, default ${document.default}); ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
+        `rules applied at revision ${result.revision} of deployment ${result.deployment} (${document.rules.length} rules, default ${document.default}); ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
     );
   });
 
@@ -403,7 +407,7 @@ export function rulesCommand(): Command {
       flags.json === true,
       { ...result, restored: to, ...enforced },
       () =>
-        `rules of revision ${to} restored as revision ${result.revision}; ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
+        `rules of revision ${to} restored as revision ${result.revision} of deployment ${result.deployment}; ${describeConfirmation(result)}${enforced ? `\n${describeEnforcement(enforced)}` : ""}`,
     );
   });
 

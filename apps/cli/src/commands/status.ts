@@ -6,6 +6,7 @@ import {
   openExistingStore,
   reportServer,
   resolveServers,
+  SERVERS_HELP,
   serverOf,
 } from "../context.js";
 import { emit } from "../output.js";
@@ -45,7 +46,7 @@ export function statusCommand(): Command {
     .description(
       "ask every running worker for its state, rules revision and key, beside the rules stream's latest revision; exit 1 when none answers or one is not ready, behind or unenrolled",
     )
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("-v, --verbose", "say on stderr which NATS server was used")
     .option(

@@ -29,12 +29,14 @@ import {
   resolvePrefix,
   resolveServers,
   resolveWorkerKeys,
+  SERVERS_HELP,
   serverOf,
 } from "../context.js";
 import { parseTime } from "../duration.js";
 import { LineTooLongError, readFileLines } from "../file-lines.js";
 import { ExitCode, emit } from "../output.js";
 import { askWorkers } from "../worker-status.js";
+import { checkWritableFile } from "../writable.js";
 
 /** Flags of `audit verify`. */
 interface VerifyFlags extends ConnectionFlags {
@@ -58,10 +60,16 @@ type KeysFrom = "workers" | "configured";
 
 /** The `--since`/`--until` window, parsed. */
 function windowOf(flags: { since?: string; until?: string }): { since?: Date; until?: Date } {
-  return {
-    ...(flags.since ? { since: parseTime(flags.since, "--since") } : {}),
-    ...(flags.until ? { until: parseTime(flags.until, "--until") } : {}),
-  };
+  const since = flags.since ? parseTime(flags.since, "--since") : undefined;
+  const until = flags.until ? parseTime(flags.until, "--until") : undefined;
+  // Swapped bounds would check nothing and pass: refused, as audit replay and whatif refuse them.
+  if (since && until && until < since) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `--until ${until.toISOString()} is before --since ${since.toISOString()}: the window is empty`,
+    );
+  }
+  return { ...(since ? { since } : {}), ...(until ? { until } : {}) };
 }
 
 /** The admin keys configured for this command (flag, environment, the local key of `arbiter up`). */
@@ -304,7 +312,7 @@ export function addExportCommand(decisions: Command): void {
     .description(
       "write the rules history and the decision records with their proofs, one JSON object a line, each with its stream and seq, for a SIEM or cold storage; `arbiter audit verify --file` verifies it without NATS",
     )
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--since <time>", "decisions from this time: ISO-8601, or an age such as 15m, 2h, 7d")
     .option("--until <time>", "decisions up to this time: ISO-8601, or an age such as 15m, 2h, 7d")
@@ -321,11 +329,13 @@ export function addExportCommand(decisions: Command): void {
       }
       const window = windowOf(flags);
       const prefix = resolvePrefix(flags);
+      if (flags.output) checkWritableFile(flags.output, "--output", "the export");
       const nc = await connectNats(resolveServers(flags), "arbiter-cli");
       let out: Writable = process.stdout;
       const counts = { rules: 0, messages: 0, decisions: 0 };
       let header: TrailExportHeader;
       let retainedFrom = 0;
+      const server = serverOf(nc);
       try {
         reportServer(flags, nc);
         await (await openExistingStore(nc, flags)).close();
@@ -379,6 +389,7 @@ export function addExportCommand(decisions: Command): void {
         }
       }
       const summary = {
+        server,
         output: flags.output ?? "-",
         prefix,
         rules: { stream: header.rules.name, events: counts.rules },

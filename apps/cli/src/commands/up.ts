@@ -77,6 +77,9 @@ interface RulesAtStart {
 export function upCommand(): Command {
   return retentionOptions(new Command("up"))
     .description(
+      "run a local Arbiter: embedded NATS (JetStream), decision workers and rules; Ctrl-C (or SIGTERM, SIGHUP) stops all; its data, keys and credentials are kept in ARBITER_HOME (default .arbiter), where the other commands run in this folder find it",
+    )
+    .summary(
       "run a local Arbiter: embedded NATS (JetStream), decision workers and rules; Ctrl-C (or SIGTERM, SIGHUP) stops all",
     )
     .option("--workers <n>", "decision workers to run", "3")

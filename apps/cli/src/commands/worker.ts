@@ -17,6 +17,7 @@ import {
   resolveReplicas,
   resolveServers,
   resolveWorkerKeys,
+  SERVERS_HELP,
 } from "../context.js";
 import { createLogger, drainOrClose, reportConnection, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
@@ -73,8 +74,11 @@ const MAX_CONNECT_PAUSE_MS = 5000;
 /** `arbiter worker`: one decision worker in the queue group, until SIGINT/SIGTERM. */
 export function workerCommand(): Command {
   return new Command("worker")
-    .description("run a decision worker: answer policy requests, record decisions, follow the rules")
-    .option("--servers <urls>", "NATS server URLs, comma-separated (env NATS_URL)")
+    .summary("run a decision worker: answer policy requests, record decisions, follow the rules")
+    .description(
+      "run a decision worker: answer policy requests, record decisions, follow the rules; it signs its decisions with ARBITER_WORKER_SEED (SN…, enrolled with `arbiter workers enroll`; without it a key is made for the run, which is not enrolled)",
+    )
+    .option("--servers <urls>", SERVERS_HELP)
     .option(
       "--policy-topic <topic>",
       "policy request topic (env WASMCLOUD_POLICY_TOPIC)",
@@ -309,8 +313,13 @@ function strictInteger(flag: string, raw: string): number {
 /** A configuration error with the worker's setting names replaced by the flags and variables that set them. */
 function namingTheSetting(err: unknown): unknown {
   if (!isArbiterError(err, ErrorCode.InvalidConfig)) return err;
-  const message = err.message.replace(/(^|: |; | as )(\w+)(?=[:; .])/g, (whole, lead: string, key: string) =>
-    SETTING_SOURCES[key] ? `${lead}${SETTING_SOURCES[key]}` : whole,
+  // A list setting's problem names its entry (`lattices.1` is the second of --lattices), counted from 1.
+  const message = err.message.replace(
+    /(^|: |; | as )(\w+)(?:\.(\d+))?(?=[:; .])/g,
+    (whole, lead: string, key: string, index: string | undefined) =>
+      SETTING_SOURCES[key]
+        ? `${lead}${SETTING_SOURCES[key]}${index === undefined ? "" : ` entry ${Number(index) + 1}`}`
+        : whole,
   );
   return message === err.message ? err : new ArbiterError(ErrorCode.InvalidConfig, message, { cause: err });
 }
