@@ -240,8 +240,8 @@ describe("arbiter rules apply --wait", () => {
     proxy.pause();
     try {
       await using waiting = spawnArbiter(["rules", "apply", file, "--wait", "--wait-timeout", "60s"], env);
-      await until(async () => (await lastRevision()) === before + 1, {
-        name: "the interrupted apply's write",
+      await until(() => waiting.stderr().includes(`rules written at revision ${before + 1}; waiting`), {
+        name: "the interrupted apply's write, acknowledged",
       });
       expect(await waiting.stop("SIGINT")).toBe(5);
       expect(waiting.stderr()).toContain(

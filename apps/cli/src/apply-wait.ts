@@ -237,6 +237,8 @@ function timeoutError(
 export interface WaitFlags {
   wait?: boolean;
   waitTimeout?: string;
+  /** Under `--json` stderr carries only the JSON error: no progress line there. */
+  json?: boolean;
 }
 
 /** What a change command needs for `--wait`: the hook `change` runs after the write, and its result. */
@@ -249,6 +251,13 @@ export interface WaitHook {
         confirmation: { readonly acceptedBy: readonly string[]; readonly refusedBy: readonly string[] },
       ) => Promise<void>)
     | undefined;
+  /**
+   * Runs the write; with `--wait`, Ctrl-C from its start on says what was written (or that the
+   * write may have happened) and exits 5 instead of ending the command silently.
+   */
+  writing<T extends { readonly revision: number; readonly deployment: string }>(
+    body: () => Promise<T>,
+  ): Promise<T>;
   /** The enforcement waited for, once the hook has run; null without `--wait`. */
   enforced(): Enforcement | null;
 }
@@ -262,22 +271,45 @@ export function waitHook(flags: WaitFlags, prefix: string, statusSubject: string
     if (flags.waitTimeout !== undefined) {
       throw new ArbiterError(ErrorCode.InvalidUsage, "--wait-timeout needs --wait");
     }
-    return { written: undefined, enforced: () => null };
+    return { written: undefined, writing: (body) => body(), enforced: () => null };
   }
   const timeoutMs =
     flags.waitTimeout === undefined ? DEFAULT_WAIT_TIMEOUT_MS : parseWaitTimeout(flags.waitTimeout);
   let enforced: Enforcement | null = null;
+  let wrote: { readonly revision: number; readonly deployment: string } | null = null;
+  // Ctrl-C while waiting stops the wait, not the change: say that it was written, and where.
+  const interrupted = (signal: NodeJS.Signals) => {
+    process.stderr.write(
+      wrote === null
+        ? `arbiter: stopped (${signal}) while the rules were being written: \`arbiter rules history\` shows whether they were\n`
+        : `arbiter: rules written at revision ${wrote.revision} of deployment ${wrote.deployment}; stopped waiting for their enforcement (${signal}): \`arbiter status\` shows which workers serve it\n`,
+    );
+    process.exit(ExitCode.NotEnforced);
+  };
+  const disarm = () => {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
+  };
   return {
-    written: async (nc, applied, confirmation) => {
-      // Ctrl-C while waiting stops the wait, not the change: say that it was written, and where.
-      const interrupted = (signal: NodeJS.Signals) => {
-        process.stderr.write(
-          `arbiter: rules written at revision ${applied.revision} of deployment ${applied.deployment}; stopped waiting for their enforcement (${signal}): \`arbiter status\` shows which workers serve it\n`,
-        );
-        process.exit(ExitCode.NotEnforced);
-      };
+    writing: async (body) => {
       process.once("SIGINT", interrupted);
       process.once("SIGTERM", interrupted);
+      try {
+        const result = await body();
+        wrote = result;
+        return result;
+      } catch (err) {
+        disarm();
+        throw err;
+      }
+    },
+    written: async (nc, applied, confirmation) => {
+      wrote = applied;
+      if (flags.json !== true) {
+        process.stderr.write(
+          `arbiter: rules written at revision ${applied.revision}; waiting up to ${timeoutMs} ms for every worker to serve them and their overrides to be out\n`,
+        );
+      }
       try {
         enforced = await waitForEnforcement(nc, {
           revision: applied.revision,
@@ -289,8 +321,7 @@ export function waitHook(flags: WaitFlags, prefix: string, statusSubject: string
           answeredBefore: confirmation.acceptedBy.length + confirmation.refusedBy.length,
         });
       } finally {
-        process.off("SIGINT", interrupted);
-        process.off("SIGTERM", interrupted);
+        disarm();
       }
     },
     enforced: () => enforced,

@@ -277,7 +277,11 @@ export function rulesCommand(): Command {
     const document = readRulesFile(file);
     const options = changeOptions(flags);
     const wait = rulesWaitHook(flags);
-    const result = await change(flags, (admin) => admin.apply(document, options), wait.written);
+    const result = await change(
+      flags,
+      (admin) => wait.writing(() => admin.apply(document, options)),
+      wait.written,
+    );
     const enforced = wait.enforced();
     emit(
       flags.json === true,
@@ -401,7 +405,11 @@ export function rulesCommand(): Command {
     const to = parseIntegerFlag(flags.to ?? "", "--to", { min: 0 });
     const options = changeOptions(flags);
     const wait = rulesWaitHook(flags);
-    const result = await change(flags, (admin) => admin.rollback(to, options), wait.written);
+    const result = await change(
+      flags,
+      (admin) => wait.writing(() => admin.rollback(to, options)),
+      wait.written,
+    );
     const enforced = wait.enforced();
     emit(
       flags.json === true,
