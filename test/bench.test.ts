@@ -168,7 +168,7 @@ describe("arbiter bench", () => {
     expect(stdout).not.toMatch(/^opa x1/m);
   });
 
-  it("measures revocation convergence beside bare overrides, every flipped entry holding its new outcome", async () => {
+  it("measures revocation convergence beside bare overrides, every flipped entry holding its new outcome, then Arbiter alone with every override checked by the observer", async () => {
     const { code, stdout, stderr } = await runArbiter(
       [
         "bench",
@@ -193,6 +193,7 @@ describe("arbiter bench", () => {
           hosts: number;
           decisions: number;
           flipped: number;
+          revision: number;
           arbiter: Figures;
           baseline: Figures;
           ratioMax: number;
@@ -206,7 +207,28 @@ describe("arbiter bench", () => {
           };
           check: { flippedWithNewOutcome: number; othersUntouched: number; ok: boolean };
           workerStats: Record<string, Record<string, number>>;
+          alone: {
+            revision: number;
+            flipped: number;
+            arbiter: AloneFigures;
+            baseline: AloneFigures;
+            overridesByWorker: Record<string, number>;
+            check: { overridesChecked: number; ok: boolean };
+          };
         }[];
+      };
+    };
+    type AloneFigures = {
+      firstMs: number;
+      lastMs: number;
+      overridesPerSecond: number;
+      observed: number;
+      matched: number;
+      cpuMs: {
+        workers: number | null;
+        natsServer: number | null;
+        observer: number | null;
+        bench: number | null;
       };
     };
     type Figures = {
@@ -240,6 +262,17 @@ describe("arbiter bench", () => {
         0,
       );
       expect(overrides).toBe(60);
+      // Arbiter alone: a second rules change, heard by the observer only, every override checked.
+      expect(run.alone).toMatchObject({ revision: run.revision + 1, flipped: 60 });
+      expect(run.alone.check).toEqual({ overridesChecked: 60, ok: true });
+      for (const figures of [run.alone.arbiter, run.alone.baseline]) {
+        expect(figures).toMatchObject({ observed: 60, matched: 60 });
+        expect(figures.firstMs).toBeGreaterThan(0);
+        expect(figures.firstMs).toBeLessThanOrEqual(figures.lastMs);
+        expect(figures.overridesPerSecond).toBeGreaterThan(0);
+        expect(Object.keys(figures.cpuMs).sort()).toEqual(["bench", "natsServer", "observer", "workers"]);
+      }
+      expect(Object.values(run.alone.overridesByWorker).reduce((a, b) => a + b, 0)).toBe(60);
     }
   }, 120_000);
 });

@@ -20,6 +20,7 @@ import {
   defaultRules,
   startHost,
   untilIndexCaughtUp,
+  untilPartsPulled,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { TEST_PASSWORDS } from "./support/permission-attacks.js";
@@ -114,6 +115,8 @@ beforeAll(async () => {
     }),
   );
   await untilIndexCaughtUp(adminNc);
+  // A taker splits only among workers waiting for parts.
+  await untilPartsPulled(adminNc, workers.length);
 }, 120_000);
 
 afterAll(async () => {

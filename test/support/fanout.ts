@@ -70,6 +70,19 @@ export async function untilIndexCaughtUp(nc: NatsConnection, timeout = 30_000) {
   );
 }
 
+/**
+ * Waits until `count` pull requests wait on the split re-evaluation's parts consumer: that many
+ * workers' parts feeds are open, so a revision taken now is split among them.
+ */
+export async function untilPartsPulled(nc: NatsConnection, count: number, timeout = 30_000) {
+  const names = resourceNames();
+  const jsm = await jetstreamManager(nc);
+  await until(
+    async () => (await jsm.consumers.info(names.scansStream, names.scanPartsConsumer)).num_waiting >= count,
+    { name: `${count} workers pulling scan parts`, timeout, interval: 50 },
+  );
+}
+
 /** Applies `document` and returns its revision. */
 export async function applyRules(
   admin: RulesAdmin,

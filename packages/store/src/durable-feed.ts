@@ -53,6 +53,11 @@ export interface DurableFeed {
   /** The highest stream sequence up to which every message is acknowledged. Throws StoreUnavailableError. */
   ackFloor(): Promise<number>;
   /**
+   * Pull requests waiting on the consumer now, this opener's own included (each opener keeps one
+   * while it is open): how many openers could take a message at once. Throws StoreUnavailableError.
+   */
+  waitingPulls(): Promise<number>;
+  /**
    * Stops taking messages and waits for the handler of the one being handled, which should give
    * up soon (see `stopping`); a message whose handler fails then goes straight to another holder.
    */
@@ -142,6 +147,13 @@ export async function openDurableFeed(
     ackFloor: async () => {
       try {
         return (await jsm.consumers.info(stream, name)).ack_floor.stream_seq;
+      } catch (err) {
+        throw new StoreUnavailableError(`cannot read consumer ${name}: ${errorText(err)}`, { cause: err });
+      }
+    },
+    waitingPulls: async () => {
+      try {
+        return (await jsm.consumers.info(stream, name)).num_waiting;
       } catch (err) {
         throw new StoreUnavailableError(`cannot read consumer ${name}: ${errorText(err)}`, { cause: err });
       }

@@ -373,8 +373,9 @@ export class Revoker {
 
   /**
    * Re-evaluates the index for one rules revision, after the index has caught up with the
-   * decision log as it was when the scan began: alone up to `scanPartSize` entries, else split
-   * into parts that every worker takes, acknowledged only once every part is done.
+   * decision log as it was when the scan began: alone up to `scanPartSize` entries or when no
+   * other worker waits for parts, else split into parts that every worker takes, acknowledged
+   * only once every part is done.
    */
   async #scan(m: FeedMessage): Promise<void> {
     const { rules, log } = this.#deps;
@@ -398,7 +399,7 @@ export class Revoker {
     const keys = await index.keys();
     const partSize = this.#deps.scanPartSize ?? DEFAULT_SCAN_PART_SIZE;
     const parts = this.#scanParts;
-    if (keys.length <= partSize || parts === undefined) {
+    if (keys.length <= partSize || parts === undefined || !(await this.#othersTakeParts(m.seq))) {
       const counts = await this.#reevaluateAll(index.entriesOf(keys), ruleset);
       this.#stats.lastScanMs = Math.round(performance.now() - started);
       await this.#scanComplete(m.seq, scan, counts, startedAt);
@@ -553,6 +554,23 @@ export class Revoker {
     }
     if (failure !== null) throw failure;
     return counts;
+  }
+
+  /**
+   * Whether another worker waits on the parts consumer now, beyond this one's own pull: a split
+   * that no other worker shares only adds the parts' writes to the same work done one part after
+   * the other. Unknown (the consumer unreadable) counts as no.
+   */
+  async #othersTakeParts(revision: number): Promise<boolean> {
+    const waiting = await this.#partsFeed?.waitingPulls().catch(() => 0);
+    const others = (waiting ?? 0) > 1;
+    if (!others) {
+      this.#deps.log.info(
+        { revision, waitingPulls: waiting },
+        "re-evaluation not split: no other worker takes parts",
+      );
+    }
+    return others;
   }
 
   /** The index, open before either feed is. */

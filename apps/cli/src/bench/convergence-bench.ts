@@ -17,6 +17,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { type BenchChild, spawnNode } from "./child-process.js";
+import { type AloneRun, aloneRun, type ObserverPhase } from "./convergence-alone.js";
 import { type CpuSample, sampleCpu } from "./process-cpu.js";
 
 /** Settings of {@link runConvergenceBench}. */
@@ -104,8 +105,13 @@ export interface ConvergenceRun {
     readonly othersUntouched: number;
     readonly ok: true;
   };
-  /** What each worker says it did (from `arbiter.workers.status`), by worker id. */
+  /** What each worker says it did (from `arbiter.workers.status`), by worker id, before `alone`. */
   readonly workerStats: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /**
+   * After the above, a second rules change (the flipped entries' message changes) with the hosts
+   * no longer hearing the changes topic: Arbiter alone, beside the same overrides published bare.
+   */
+  readonly alone: AloneRun;
 }
 
 /** The convergence part of the benchmark report. */
@@ -120,6 +126,7 @@ export const CONVERGENCE_TARGET = { maxMs: 1000, overridesPerSecond: 20_000 } as
 const FLIP_PREFIX = "bench-flip-";
 const KEEP_PREFIX = "bench-keep-";
 const REVOKED_MESSAGE = "revoked by the convergence benchmark";
+const ALONE_MESSAGE = "revoked again, no host listening";
 const BASE_RULES = parseRulesDocument(JSON.stringify({ version: 1, default: "allow", rules: [] }));
 const FLIP_RULES = parseRulesDocument(
   JSON.stringify({
@@ -135,17 +142,23 @@ const FLIP_RULES = parseRulesDocument(
     ],
   }),
 );
+const ALONE_RULES = parseRulesDocument(
+  JSON.stringify({
+    version: 1,
+    default: "allow",
+    rules: [
+      {
+        id: "bench-revoke-half-alone",
+        effect: "deny",
+        when: `subject.id.startsWith("${FLIP_PREFIX}")`,
+        message: ALONE_MESSAGE,
+      },
+    ],
+  }),
+);
 const POLL_MS = 20;
 const CHANGES_OBSERVER = fileURLToPath(new URL("./changes-observer.js", import.meta.url));
 const OBSERVER_CONTROL = "arbiter.bench.convergence.observer";
-
-/** What the observer says of the current phase (see changes-observer.ts). */
-interface ObserverPhase {
-  readonly expected: number;
-  readonly count: number;
-  readonly firstAt: number | null;
-  readonly reachedAt: number | null;
-}
 
 /**
  * Measures revocation convergence: `hosts` reference host clients cache `decisions` answers
@@ -261,7 +274,11 @@ async function convergenceRun(
     );
     cleanups.push(() => observer.stop());
     await observer.printed("ready");
-    const observe = async (body: { expect?: number }): Promise<ObserverPhase> => {
+    const observe = async (body: {
+      expect?: number;
+      check?: boolean;
+      outcomes?: [string, boolean, string][];
+    }): Promise<ObserverPhase> => {
       const reply = await nc.request(OBSERVER_CONTROL, JSON.stringify(body), { timeout: 10_000 });
       return reply.json<ObserverPhase>();
     };
@@ -398,6 +415,25 @@ async function convergenceRun(
     await Promise.all(hosts.map((h) => h.nc.flush()));
     const check = checkCaches(hosts, before, flipPerHost);
     const workerStats = await workerStatuses(nc);
+    log.info({ workers: workerCount }, "convergence: the same with no host listening (Arbiter alone)");
+    const alone = await aloneRun({
+      silenceHosts: async () => {
+        await Promise.all(hosts.map((h) => h.client.stop()));
+      },
+      flippedIds: hosts.flatMap((h) => [...h.ids].filter(([, flips]) => flips).map(([id]) => id)),
+      rulesAdmin,
+      rules: ALONE_RULES,
+      message: ALONE_MESSAGE,
+      bareNc,
+      observe,
+      pids: { ...pids, observer: observer.pid, bench: process.pid },
+      untilReevaluated: (rev) => untilReevaluated(nc, rev, deadline(`revision ${rev} was not re-evaluated`)),
+      untilObserved: () => untilObserved(observe, deadline("the observer did not see every override")),
+      workerOverrides: async () =>
+        Object.fromEntries(
+          Object.entries(await workerStatuses(nc)).map(([id, s]) => [id, s["fanoutOverrides"] ?? 0]),
+        ),
+    });
     return {
       workers: workerCount,
       hosts: options.hosts,
@@ -411,6 +447,7 @@ async function convergenceRun(
       lastPublished,
       check,
       workerStats,
+      alone,
     };
   } finally {
     for (const cleanup of cleanups.reverse()) {

@@ -2,6 +2,7 @@ import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { Command } from "commander";
+import type { AloneRun } from "../bench/convergence-alone.js";
 import {
   type ConvergenceReport,
   type ConvergenceRun,
@@ -199,12 +200,29 @@ function convergenceReport(c: ConvergenceReport): string {
         )
         .join("; ")}`,
       `  check: ${r.check.flippedWithNewOutcome} flipped entries hold the new outcome, ${r.check.othersUntouched} others untouched`,
+      ...aloneLines(r.alone, c.target),
     ].join("\n");
   };
   return [
     "arbiter bench: revocation convergence, from the rules event's ack to each host's last cache update",
     ...c.runs.map(row),
   ].join("\n");
+}
+
+function aloneLines(a: AloneRun, target: ConvergenceReport["target"]): string[] {
+  const cpu = (ms: AloneRun["arbiter"]["cpuMs"]) =>
+    [ms.workers, ms.natsServer, ms.observer, ms.bench].map((v) => (v === null ? "?" : String(v))).join("/");
+  const phase = (f: AloneRun["arbiter"]) =>
+    `first ${f.firstMs} ms, last ${f.lastMs} ms, ${f.overridesPerSecond} overrides/s; cpu ms workers/nats/observer/bench ${cpu(f.cpuMs)}`;
+  const met = a.arbiter.lastMs <= target.maxMs && a.arbiter.overridesPerSecond >= target.overridesPerSecond;
+  return [
+    `  Arbiter alone (no host listening, revision ${a.revision}, ${a.flipped} overrides checked by the observer):`,
+    `    arbiter:  ${phase(a.arbiter)}`,
+    `    baseline: ${phase(a.baseline)}`,
+    `    overrides by worker: ${Object.entries(a.overridesByWorker)
+      .map(([id, n]) => `${id} ${n}`)
+      .join("; ")}; target: ${met ? "met" : "NOT met"}`,
+  ];
 }
 
 function decisionsReport(r: DecisionsBenchReport): string {
