@@ -13,6 +13,7 @@ import { z } from "zod";
 import { AckMux } from "./ack-mux.js";
 import { DirectGetMux, type DirectMessage } from "./direct-get.js";
 import { StoreUnavailableError } from "./errors.js";
+import { whilePlacing } from "./placement-retry.js";
 import { errorText, parseJsonOrNull } from "./text.js";
 
 /** Where one cached decision sits: the requesting host and its cache key, in a lattice. */
@@ -214,7 +215,7 @@ export async function openJetStreamActiveIndex(
   let jsm: JetStreamManager;
   try {
     kv = config.create
-      ? await kvm.create(name, { replicas: config.replicas, history: 1 })
+      ? await whilePlacing(() => kvm.create(name, { replicas: config.replicas, history: 1 }))
       : await kvm.open(name);
     jsm = await jetstreamManager(nc);
   } catch (err) {

@@ -49,6 +49,7 @@ import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS } from "./durable-feed.js"
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 import { createExpiriesConsumer, expiriesStreamConfig } from "./expiry-timers.js";
 import { orderedMessages } from "./ordered-read.js";
+import { whilePlacing } from "./placement-retry.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay-guard.js";
 import { errorText, keepsStoredSnapshot } from "./text.js";
 
@@ -136,17 +137,23 @@ export async function openJetStreamStore(
   // first chooses its configuration (a republish of its puts onto the rules subject, say), and with
   // the shipped permissions workers create none.
   if (config.create && config.createReplayBucket) {
-    await new Kvm(js)
-      .create(names.replayBucket, { replicas: config.replicas, history: 1, ttl: DEFAULT_REPLAY_WINDOW_MS })
-      .catch((err: unknown) => {
-        throw new StoreUnavailableError(`cannot open the ${names.replayBucket} bucket: ${errorText(err)}`, {
-          cause: err,
-        });
+    await whilePlacing(() =>
+      new Kvm(js).create(names.replayBucket, {
+        replicas: config.replicas,
+        history: 1,
+        ttl: DEFAULT_REPLAY_WINDOW_MS,
+      }),
+    ).catch((err: unknown) => {
+      throw new StoreUnavailableError(`cannot open the ${names.replayBucket} bucket: ${errorText(err)}`, {
+        cause: err,
       });
+    });
   }
   if (config.create && config.createFanOut) {
     try {
-      await new Kvm(js).create(names.activeBucket, { replicas: config.replicas, history: 1 });
+      await whilePlacing(() =>
+        new Kvm(js).create(names.activeBucket, { replicas: config.replicas, history: 1 }),
+      );
       await createFeedConsumer(
         jsm,
         names.decisionsStream,
@@ -285,7 +292,7 @@ async function ensureStream(
     if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
   }
   try {
-    await jsm.streams.add(config);
+    await whilePlacing(() => jsm.streams.add(config));
   } catch (err) {
     // Another worker may have created it between our look and our add: then it is there now.
     const there = await jsm.streams.info(config.name).then(
@@ -314,7 +321,9 @@ async function ensureStream(
 async function openBucket(js: JetStreamClient, name: string, replicas: number, create: boolean): Promise<KV> {
   const kvm = new Kvm(js);
   try {
-    return create ? await kvm.create(name, { replicas, history: 5 }) : await kvm.open(name);
+    return create
+      ? await whilePlacing(() => kvm.create(name, { replicas, history: 5 }))
+      : await kvm.open(name);
   } catch (err) {
     throw new StoreUnavailableError(`cannot open the ${name} bucket: ${errorText(err)}`, { cause: err });
   }
