@@ -94,7 +94,18 @@ describe("startNatsCluster", () => {
       const stream = await jsm.streams.add({ name: "T", subjects: ["t.>"], num_replicas: 3 });
       expect(stream.config.num_replicas).toBe(3);
 
-      const ack = await jetstream(nc).publish("t.x", "hi");
+      // A new R3 stream's subjects reach the other servers' routes a moment after it is created: until
+      // then a publish finds no responders (and stores nothing; the message id keeps a retry single).
+      const ack = await until(
+        () =>
+          jetstream(nc)
+            .publish("t.x", "hi", { msgID: "first" })
+            .catch((err: unknown) => {
+              if (/no responders/i.test(String(err))) return null;
+              throw err;
+            }),
+        { name: "the R3 stream T to take a message" },
+      );
 
       expect(ack).toMatchObject({ stream: "T", seq: 1 });
       const replicas = await until(
