@@ -3,19 +3,14 @@ import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { type NatsServerProcess, startNatsServer } from "@arbiter/embedded-nats";
 import { createHostPolicyClient, type HostPolicyClient } from "@arbiter/host";
-import {
-  ArbiterError,
-  DEFAULT_CHANGES_TOPIC,
-  ErrorCode,
-  resourceNames,
-  WorkerStatusV1,
-} from "@arbiter/protocol";
+import { ArbiterError, DEFAULT_CHANGES_TOPIC, ErrorCode, resourceNames } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
 import { createRulesAdmin, openJetStreamStore } from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { askWorkers } from "../worker-status.js";
 import { type BenchChild, spawnNode } from "./child-process.js";
 import { type AloneRun, aloneRun, type ObserverPhase } from "./convergence-alone.js";
 import { type CpuSample, sampleCpu } from "./process-cpu.js";
@@ -631,20 +626,12 @@ function checkCaches(
 
 /** Each worker's fan-out counters (`fanout…` among its status counters), by worker id. */
 async function workerStatuses(nc: NatsConnection): Promise<Record<string, Record<string, number>>> {
-  const names = resourceNames();
   const out: Record<string, Record<string, number>> = {};
-  const inbox = nc.subscribe(`_INBOX.bench-status.${generateKey("N").publicKey}`);
-  nc.publish(names.statusSubject, new Uint8Array(), { reply: inbox.getSubject() });
-  // Every worker answers at once; the subscription ends after a quiet half second.
-  const timer = setTimeout(() => inbox.unsubscribe(), 500);
-  for await (const m of inbox) {
-    const status = WorkerStatusV1.safeParse(m.json());
-    if (!status.success) continue;
-    out[status.data.id] = Object.fromEntries(
-      Object.entries(status.data.stats).filter(([name]) => name.startsWith("fanout")),
+  for (const status of await askWorkers(nc, resourceNames().statusSubject)) {
+    out[status.id] = Object.fromEntries(
+      Object.entries(status.stats).filter(([name]) => name.startsWith("fanout")),
     );
   }
-  clearTimeout(timer);
   return out;
 }
 
