@@ -133,6 +133,30 @@ export function describeRevocationStoresContract(name: string, factory: Revocati
       expect((await collect(index.entries())).map((e) => e.requestId)).toEqual(["r1"]);
       await index.close();
     });
+
+    it("replaces an entry only while its key still holds the entry read", async () => {
+      const index = await factory.createIndex();
+      await index.put(entry({ host: "NA" }));
+      await index.put(entry({ host: "NB" }));
+      const [a, b] = await collect(
+        index.entriesOf([activeEntryKey(entry({ host: "NA" })), activeEntryKey(entry({ host: "NB" }))]),
+      );
+      if (a === undefined || b === undefined) throw new Error("entries not read back");
+      // NA asks again meanwhile (a newer request under the same key); NB is pruned.
+      await index.put(entry({ host: "NA", requestId: "r-newer", seq: 9 }));
+      await index.delete(b);
+      expect(await index.replace({ ...a, permitted: true, message: "allowed", revision: 3 }, a)).toBe(false);
+      expect(await index.replace({ ...b, permitted: true, message: "allowed", revision: 3 }, b)).toBe(false);
+      expect(await index.get(a)).toMatchObject({ requestId: "r-newer", permitted: false });
+      expect(await index.get(b)).toBeNull();
+      const [again] = await collect(index.entriesOf([activeEntryKey(a)]));
+      if (again === undefined) throw new Error("entry not read back");
+      expect(await index.replace({ ...again, permitted: true, message: "allowed", revision: 3 }, again)).toBe(
+        true,
+      );
+      expect(await index.get(a)).toMatchObject({ requestId: "r-newer", permitted: true, revision: 3 });
+      await index.close();
+    });
   });
 
   describe(`revocation log contract: ${name}`, () => {

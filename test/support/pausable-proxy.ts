@@ -8,6 +8,8 @@ export interface PausableProxy extends AsyncDisposable {
   pause(): void;
   /** Delivers what was held, in order, and relays again. */
   resume(): void;
+  /** Closes every connection relayed now (a link that breaks); clients connecting again are relayed. */
+  drop(): void;
 }
 
 /**
@@ -45,6 +47,10 @@ export async function startPausableProxy(url: string): Promise<PausableProxy> {
       const pending = held ?? [];
       held = null;
       for (const { to, chunk } of pending) to.write(chunk);
+    },
+    drop: () => {
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
     },
     [Symbol.asyncDispose]: async () => {
       for (const socket of sockets) socket.destroy();

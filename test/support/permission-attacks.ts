@@ -16,7 +16,7 @@ import { createSigner, generateKey } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { credsAuthenticator, type Msg, type NatsConnection } from "@nats-io/nats-core";
+import { credsAuthenticator, headers, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import type { NodeConnectionOptions } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -667,6 +667,31 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
         }
       }
       expect(await rulesRevision()).toBe(rules);
+    });
+
+    it("forges no write into the workers' mirrors of the active index: only the server republishes there", async () => {
+      // A forged write on the republished subjects would put an entry of the attacker's choosing
+      // (any host's request id, any outcome) into every worker's mirror, to be overridden next.
+      const listener = await connectAs("worker");
+      const heard = collect(listener, "arbiter.active.>");
+      await listener.flush();
+      const forged = headers();
+      forged.set("Nats-Stream", "KV_arbiter-active");
+      forged.set("Nats-Sequence", "999999999");
+      for (const nc of [attackerNc, workerNc, adminNc]) {
+        nc.publish("arbiter.active.e.forged.entry", "{}", { headers: forged });
+      }
+      await processed(attackerNc, workerNc, adminNc);
+      const answer = await victim.evaluateStartComponent({ ...component, componentId: "mirror-probe" });
+      expect(answer.failure).toBeUndefined();
+      await until(() => heard.some((m) => m.subject.startsWith("arbiter.active.e.")), {
+        name: "the probe's index entry republished",
+        timeout: 10_000,
+        interval: 20,
+      });
+      expect(heard.filter((m) => m.subject.includes("forged"))).toEqual([]);
+      expect(await subscribeRefused(await connectAs("host"), "arbiter.active.>")).toBe(true);
+      expect(await subscribeRefused(await connectAs("admin"), "arbiter.active.>")).toBe(true);
     });
 
     it("lets a worker's credentials write no rule event or snapshot, and create no republishing stream", async () => {

@@ -126,7 +126,8 @@ function consumerBinding(stream: string, consumer: string): string[] {
  *   changes topic, decisions, revocations and the active index, reading Arbiter's streams, following
  *   the rules stream (its only consumers), binding to the fan-out's consumers on the decisions
  *   and the expiry timers, arming those timers; and on the split re-evaluation's parts (which it
- *   publishes and marks done); its own inbox.
+ *   publishes and marks done); the active bucket's writes as the server republishes them (for its
+ *   mirror of the index); its own inbox.
  * - admin: rule events and the snapshot, creating Arbiter's streams, reading everything of
  *   Arbiter's, asking workers for their status; its own inbox.
  * Nobody may list streams, delete, purge or update a stream, or create one not named here; only
@@ -201,7 +202,15 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
       deny: [names.rulesSubject, `$KV.${names.rulesBucket}.>`],
     },
     subscribe: {
-      allow: [policyTopic, names.statusSubject, `${WORKER_INBOX_PREFIX}.>`, ...links.latticeEvents],
+      allow: [
+        policyTopic,
+        names.statusSubject,
+        `${WORKER_INBOX_PREFIX}.>`,
+        ...links.latticeEvents,
+        // The active bucket's writes, republished by the server for the workers' mirrors: no role
+        // may publish there (nats-server republishes past permissions).
+        names.activeRepublishSubjects,
+      ],
       deny: [],
     },
     allowResponses: true,

@@ -14,6 +14,11 @@ export interface ResourceNames {
   readonly revocationsStream: string;
   readonly revocationsSubjects: string;
   readonly activeBucket: string;
+  /**
+   * Where nats-server republishes every write of the active bucket (`<prefix>.active.<key>`), so
+   * that each worker keeps a mirror of the index without reading it back at each re-evaluation.
+   */
+  readonly activeRepublishSubjects: string;
   /** The durable consumer of the decisions stream that projects answered decisions into the active index. */
   readonly activeIndexConsumer: string;
   /** The subject revocation records are stored under. */
@@ -81,6 +86,7 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
     revocationsStream: `${upper}_REVOCATIONS`,
     revocationsSubjects: `${prefix}.revocations.>`,
     activeBucket: `${prefix}-active`,
+    activeRepublishSubjects: `${prefix}.active.>`,
     activeIndexConsumer: `${prefix}-active-index`,
     revocationsSubject: `${prefix}.revocations.recorded`,
     revokerConsumer: `${prefix}-revoker`,

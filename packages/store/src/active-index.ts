@@ -12,7 +12,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
 import { AckMux } from "./ack-mux.js";
 import { DirectGetMux, type DirectMessage } from "./direct-get.js";
-import { StoreUnavailableError } from "./errors.js";
+import { isStoreUnavailableError, StoreUnavailableError } from "./errors.js";
 import { whilePlacing } from "./placement-retry.js";
 import { errorText, parseJsonOrNull } from "./text.js";
 
@@ -33,6 +33,12 @@ export interface ActiveIndex {
   get(id: ActiveEntryId): Promise<ActiveDecisionV1 | null>;
   /** Stores `entry` under its (lattice, host, cacheKey), replacing what was there. */
   put(entry: ActiveDecisionV1): Promise<void>;
+  /**
+   * Stores `entry` in place of `previous` (an entry this index or a mirror of it gave), only when
+   * its key still holds `previous`: false when anything was written there since (a newer request
+   * of the host, its prune), which then stays.
+   */
+  replace(entry: ActiveDecisionV1, previous: ActiveDecisionV1): Promise<boolean>;
   /** Removes the entry of `id` (nothing when there is none). */
   delete(id: ActiveEntryId): Promise<void>;
   /**
@@ -83,7 +89,43 @@ function digest(text: string): string {
  * so that any host key or cache key makes a valid key, and a host's entries share a prefix.
  */
 export function activeEntryKey(id: ActiveEntryId): string {
-  return `${hostKeyPrefix(id.lattice, id.host)}.${digest(id.cacheKey)}`;
+  let key = entryKeys.get(id);
+  if (key === undefined) {
+    key = `${hostKeyPrefix(id.lattice, id.host)}.${digest(id.cacheKey)}`;
+    entryKeys.set(id, key);
+  }
+  return key;
+}
+
+/** Keys of entries already hashed: a re-evaluation asks for each changed entry's key several times. */
+const entryKeys = new WeakMap<ActiveEntryId, string>();
+
+/**
+ * The bucket sequence each entry read from the bucket (or a mirror of it) was stored at, so that
+ * {@link ActiveIndex.replace} writes only over that very message.
+ */
+const readAt = new WeakMap<ActiveDecisionV1, number>();
+
+/**
+ * Entries this process wrote, by key, with the sequence the bucket stored each at: a mirror that
+ * hears that very write takes the object instead of parsing its bytes again.
+ */
+const written = new Map<string, { readonly seq: number; readonly entry: ActiveDecisionV1 }>();
+const WRITTEN_KEPT = 65_536;
+
+function noteWritten(key: string, seq: number, entry: ActiveDecisionV1): void {
+  if (written.size >= WRITTEN_KEPT) written.clear();
+  written.set(key, { seq, entry });
+}
+
+/** The entry this process wrote under `key` at bucket sequence `seq`, if it did (taken once). */
+export function takeWrittenEntry(key: string, seq: number): ActiveDecisionV1 | undefined {
+  const held = written.get(key);
+  if (held?.seq !== seq) return undefined;
+  written.delete(key);
+  readAt.set(held.entry, seq);
+  entryKeys.set(held.entry, key);
+  return held.entry;
 }
 
 /** Hosts whose key prefix is kept, so that a scan hashes each host once, not once per entry. */
@@ -138,6 +180,12 @@ export function createMemoryActiveIndex(): ActiveIndex {
     put: async (entry) => {
       entries.set(activeEntryKey(entry), JSON.stringify(ActiveDecisionV1.parse(entry)));
     },
+    replace: async (entry, previous) => {
+      const key = activeEntryKey(entry);
+      if (entries.get(key) !== JSON.stringify(ActiveDecisionV1.parse(previous))) return false;
+      entries.set(key, JSON.stringify(ActiveDecisionV1.parse(entry)));
+      return true;
+    },
     delete: async (id) => {
       entries.delete(activeEntryKey(id));
     },
@@ -186,6 +234,33 @@ export function createMemoryActiveIndex(): ActiveIndex {
   };
 }
 
+/**
+ * The active bucket's options: one value per key, and every write republished onto
+ * `<prefix>.active.>` for the workers' mirrors (see `openIndexMirror`).
+ */
+export function activeBucketOptions(prefix: string, replicas: number) {
+  const names = resourceNames(prefix);
+  return {
+    replicas,
+    history: 1,
+    republish: { src: `$KV.${names.activeBucket}.>`, dest: names.activeRepublishSubjects },
+  };
+}
+
+/**
+ * Adds the republish of {@link activeBucketOptions} to an active bucket made without it (by an
+ * earlier release). nats-server 2.9 cannot change a stream's republish: there the bucket stays as
+ * it is, and re-evaluations read it from the server (the workers say so).
+ */
+export async function ensureActiveRepublish(jsm: JetStreamManager, prefix: string): Promise<void> {
+  const names = resourceNames(prefix);
+  const stream = `KV_${names.activeBucket}`;
+  const info = await jsm.streams.info(stream);
+  if (info.config.republish !== undefined) return;
+  const { republish } = activeBucketOptions(prefix, info.config.num_replicas);
+  await jsm.streams.update(stream, { ...info.config, republish }).catch(() => {});
+}
+
 /** Options for {@link openJetStreamActiveIndex}. */
 export const ActiveIndexOptions = z.object({
   prefix: z
@@ -215,7 +290,7 @@ export async function openJetStreamActiveIndex(
   let jsm: JetStreamManager;
   try {
     kv = config.create
-      ? await whilePlacing(() => kvm.create(name, { replicas: config.replicas, history: 1 }))
+      ? await whilePlacing(() => kvm.create(name, activeBucketOptions(config.prefix, config.replicas)))
       : await kvm.open(name);
     jsm = await jetstreamManager(nc);
   } catch (err) {
@@ -267,9 +342,30 @@ class KvActiveIndex implements ActiveIndex {
   }
 
   async put(entry: ActiveDecisionV1): Promise<void> {
+    const key = activeEntryKey(entry);
     try {
-      await this.#writes.publish(`$KV.${this.#bucket}.${activeEntryKey(entry)}`, JSON.stringify(entry), null);
+      const { seq } = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, JSON.stringify(entry), null);
+      noteWritten(key, seq, entry);
     } catch (err) {
+      throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
+  async replace(entry: ActiveDecisionV1, previous: ActiveDecisionV1): Promise<boolean> {
+    const seq = readAt.get(previous);
+    if (seq === undefined) {
+      await this.put(entry);
+      return true;
+    }
+    const key = activeEntryKey(entry);
+    try {
+      const stored = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, JSON.stringify(entry), null, {
+        "Nats-Expected-Last-Subject-Sequence": String(seq),
+      });
+      noteWritten(key, stored.seq, entry);
+      return true;
+    } catch (err) {
+      if (isStoreUnavailableError(err) && err.jsErrCode === WRONG_LAST_SEQUENCE) return false;
       throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
     }
   }
@@ -445,13 +541,25 @@ class KvActiveIndex implements ActiveIndex {
 /** The entry a direct get answered: none for a deleted key or what does not parse as one. */
 function parseEntryMessage(message: DirectMessage | null): ActiveDecisionV1 | null {
   if (message === null || message.header("KV-Operation") !== undefined) return null;
-  const parsed = ActiveDecisionV1.safeParse(
-    parseJsonOrNull(
-      Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength).toString("utf8"),
-    ),
-  );
-  return parsed.success ? parsed.data : null;
+  return parseEntryBytes(message.data, message.seq);
 }
+
+/**
+ * An entry's stored bytes, read at bucket sequence `seq` (under `key`, when the caller knows it);
+ * null when they are not an entry.
+ */
+export function parseEntryBytes(data: Uint8Array, seq: number, key?: string): ActiveDecisionV1 | null {
+  const parsed = ActiveDecisionV1.safeParse(
+    parseJsonOrNull(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8")),
+  );
+  if (!parsed.success) return null;
+  readAt.set(parsed.data, seq);
+  if (key !== undefined) entryKeys.set(parsed.data, key);
+  return parsed.data;
+}
+
+/** JetStream's err_code for a write whose expected last sequence no longer holds. */
+const WRONG_LAST_SEQUENCE = 10071;
 
 /** JetStream's "wrong last sequence": a create or update that lost to another writer. */
 function isWrongLastSequence(err: unknown): boolean {

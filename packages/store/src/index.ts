@@ -1,6 +1,7 @@
 export type { ActiveEntryId, ActiveIndex, StoredHostRecord } from "./active-index.js";
 export {
   ActiveIndexOptions,
+  activeBucketOptions,
   activeEntryKey,
   createMemoryActiveIndex,
   hostRecordKey,
@@ -59,6 +60,14 @@ export {
   expiryTimerSubject,
   parseExpiryTimer,
 } from "./expiry-timers.js";
+export type {
+  IndexMirror,
+  IndexMirrorOptions,
+  IndexMirrorStats,
+  MirrorUnavailable,
+  MirrorView,
+} from "./index-mirror.js";
+export { DEFAULT_MIRROR_MAX_KEYS, openIndexMirror } from "./index-mirror.js";
 export type { RetentionChange } from "./jetstream-store.js";
 export { DecisionsRetention, JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
 export { createMemoryStore } from "./memory-store.js";

@@ -24,6 +24,7 @@ import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
 import { AckMux } from "./ack-mux.js";
+import { activeBucketOptions, ensureActiveRepublish } from "./active-index.js";
 import type {
   ArbiterStore,
   DecisionBatch,
@@ -152,8 +153,9 @@ export async function openJetStreamStore(
   if (config.create && config.createFanOut) {
     try {
       await whilePlacing(() =>
-        new Kvm(js).create(names.activeBucket, { replicas: config.replicas, history: 1 }),
+        new Kvm(js).create(names.activeBucket, activeBucketOptions(config.prefix, config.replicas)),
       );
+      await ensureActiveRepublish(jsm, config.prefix);
       await createFeedConsumer(
         jsm,
         names.decisionsStream,

@@ -1,5 +1,6 @@
 import {
   type ActiveDecisionV1,
+  type DecodedRequest,
   decodePolicyValue,
   type NormalizedRequest,
   type PolicyOverrideV1,
@@ -97,13 +98,23 @@ export interface Reevaluation {
 }
 
 /**
+ * Requests of entries already decoded: a mirror of the index keeps its entries between scans, so
+ * each revision evaluates them without decoding them again.
+ */
+const decodedRequests = new WeakMap<ActiveDecisionV1, DecodedRequest>();
+
+/**
  * Evaluates a cached decision again under `ruleset` at `now`, with the trust result it was decided
  * with. Pure. Null when the outcome cannot depend on the rules (a request refused at the edge keeps
  * its refusal, whatever the rules say) or the stored request cannot be decoded (cut for size).
  */
 export function reevaluate(entry: ActiveDecisionV1, ruleset: RulesetState, now: Date): Reevaluation | null {
   if (entry.rejection !== null || ruleset.compiled === null) return null;
-  const decoded = decodePolicyValue(entry.request);
+  let decoded = decodedRequests.get(entry);
+  if (decoded === undefined) {
+    decoded = decodePolicyValue(entry.request);
+    decodedRequests.set(entry, decoded);
+  }
   if (!decoded.ok || decoded.request.cacheKey !== entry.cacheKey) return null;
   const trust: TrustResult = {
     verified: entry.trust.verified,

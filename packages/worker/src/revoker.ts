@@ -15,6 +15,8 @@ import {
   type DecisionLog,
   type DurableFeed,
   type FeedMessage,
+  type IndexMirror,
+  type MirrorView,
   openDurableFeed,
   REEVALUATION_BATCH_CAUSE,
   type RevocationLog,
@@ -48,6 +50,11 @@ export interface RevokerDeps {
   readonly changesTopic: string;
   /** Opens the active index (the supervisor calls it until it succeeds). */
   readonly openIndex: () => Promise<ActiveIndex>;
+  /**
+   * Opens this worker's mirror of the index (the supervisor calls it until it succeeds); without
+   * it every re-evaluation reads the index from the server.
+   */
+  readonly openMirror?: () => Promise<IndexMirror>;
   readonly revocations: RevocationLog;
   readonly decisions: DecisionLog;
   /** The worker's rules as they are now, and a way to wait for a revision. */
@@ -95,6 +102,8 @@ export interface RevokerStats {
   readonly revisionsSplit: number;
   /** Parts of split re-evaluations this worker did (its own revisions' and others'). */
   readonly partsDone: number;
+  /** Changed entries not written back: their key was written meanwhile (a newer request, a prune). */
+  readonly changedMeanwhile: number;
 }
 
 /**
@@ -139,6 +148,15 @@ const CHUNK = 256;
 const CHUNKS_IN_FLIGHT = 2;
 
 /**
+ * Changed entries a scan holds before writing them into the index: the writes wait until the
+ * overrides are out (hosts first), but not beyond this many.
+ */
+const UPDATES_HELD = 16_384;
+
+/** Index writes in flight at once. */
+const UPDATES_IN_FLIGHT = 1024;
+
+/**
  * The revocation fan-out of one worker: it projects the decision log into the active index and
  * re-evaluates each rules revision against it, sharing both durable consumers with the other
  * workers, so each decision message is projected once and each revision re-evaluated once
@@ -152,6 +170,9 @@ export class Revoker {
   #scanParts: ScanParts | undefined;
   #supervisor: Promise<void> = Promise.resolve();
   #index: ActiveIndex | undefined;
+  #mirror: IndexMirror | undefined;
+  /** Why the last re-evaluation could not read the mirror (logged when it changes). */
+  #mirrorRefusal: string | null = null;
   readonly #expiries: ExpiryTimers;
   #stopped = false;
   /** Interrupts the supervisor's wait (set while it waits). */
@@ -166,6 +187,7 @@ export class Revoker {
     lastScanMs: 0,
     revisionsSplit: 0,
     partsDone: 0,
+    changedMeanwhile: 0,
   };
 
   constructor(deps: RevokerDeps) {
@@ -209,6 +231,7 @@ export class Revoker {
         this.#expiries.stop(),
       ]);
       this.#scanParts?.close();
+      this.#mirror?.close();
       await this.#index?.close();
     })();
     // A handler stuck on JetStream (gone while stopping) must not hold the worker: what it held
@@ -229,6 +252,7 @@ export class Revoker {
     while (!this.#stopped) {
       try {
         this.#index ??= await this.#deps.openIndex();
+        if (this.#deps.openMirror !== undefined) this.#mirror ??= await this.#deps.openMirror();
         this.#projection ??= await openDurableFeed(
           nc,
           { stream: names.decisionsStream, consumer: names.activeIndexConsumer },
@@ -396,15 +420,18 @@ export class Revoker {
     // before the admin signed it counts.
     const scan = ruleEventHash(new TextDecoder().decode(m.data));
     const index = this.#activeIndex();
-    const keys = await index.keys();
+    const view = await this.#view();
+    const keys = view?.keys() ?? (await index.keys());
     const partSize = this.#deps.scanPartSize ?? DEFAULT_SCAN_PART_SIZE;
     const parts = this.#scanParts;
     if (keys.length <= partSize || parts === undefined || !(await this.#othersTakeParts(m.seq))) {
-      const counts = await this.#reevaluateAll(index.entriesOf(keys), ruleset);
+      const counts = await this.#reevaluateAll((view ?? index).entriesOf(keys), ruleset);
       this.#stats.lastScanMs = Math.round(performance.now() - started);
       await this.#scanComplete(m.seq, scan, counts, startedAt);
       return;
     }
+    // Sorted, so that a host's entries fall into one part.
+    keys.sort();
     const cut: string[][] = [];
     for (let at = 0; at < keys.length; at += partSize) cut.push(keys.slice(at, at + partSize));
     // A revision taken again (its taker died) publishes only the parts not done yet; those still
@@ -498,7 +525,8 @@ export class Revoker {
       // Not done, not acknowledged: another worker whose rules are at the revision takes it.
       throw new Error(`rules not at revision ${part.revision}`);
     }
-    const counts = await this.#reevaluateAll(this.#activeIndex().entriesOf(part.keys), ruleset);
+    const view = await this.#view();
+    const counts = await this.#reevaluateAll((view ?? this.#activeIndex()).entriesOf(part.keys), ruleset);
     await parts.markDone({
       revision: part.revision,
       scan: part.scan,
@@ -517,13 +545,14 @@ export class Revoker {
   async #reevaluateAll(entries: AsyncIterable<ActiveDecisionV1>, ruleset: RulesetState): Promise<ScanCounts> {
     const now = this.#deps.clock();
     let changed: Reevaluation[] = [];
+    const later: IndexUpdate[] = [];
     const counts = { scanned: 0, changed: 0, overrides: 0 };
     const writing = new Set<Promise<void>>();
     let failure: unknown = null;
     const write = async (chunk: readonly Reevaluation[]) => {
       while (writing.size >= CHUNKS_IN_FLIGHT) await Promise.race(writing);
       if (failure !== null) throw failure;
-      const done: Promise<void> = this.#revoke(chunk, ruleset.revision).then(
+      const done: Promise<void> = this.#revoke(chunk, ruleset.revision, undefined, later).then(
         (published) => {
           writing.delete(done);
           counts.overrides += published;
@@ -547,12 +576,14 @@ export class Revoker {
           await write(changed);
           changed = [];
         }
+        if (later.length >= UPDATES_HELD) await this.#update(later.splice(0));
       }
       if (changed.length > 0) await write(changed);
     } finally {
       await Promise.all(writing);
     }
     if (failure !== null) throw failure;
+    await this.#update(later);
     return counts;
   }
 
@@ -571,6 +602,22 @@ export class Revoker {
       );
     }
     return others;
+  }
+
+  /**
+   * The index as this worker's mirror holds it, complete as of now; null when there is no mirror
+   * or it cannot say so (the re-evaluation then reads the index from the server).
+   */
+  async #view(): Promise<MirrorView | null> {
+    if (this.#mirror === undefined) return null;
+    const view = await this.#mirror.view().catch((err: unknown) => `unreadable (${String(err)})`);
+    const refusal = typeof view === "string" ? view : null;
+    if (refusal !== this.#mirrorRefusal) {
+      this.#mirrorRefusal = refusal;
+      if (refusal === null) this.#deps.log.info("re-evaluations read this worker's mirror of the index");
+      else this.#deps.log.warn({ reason: refusal }, "re-evaluations read the index from the server");
+    }
+    return typeof view === "string" ? null : view;
   }
 
   /** The index, open before either feed is. */
@@ -601,15 +648,32 @@ export class Revoker {
   }
 
   /**
+   * Writes changed entries into the index, each only over the entry it was re-evaluated from: an
+   * entry written meanwhile (a newer request of the host, its prune) stays, and the projection
+   * re-evaluates a newer request itself.
+   */
+  async #update(updates: readonly IndexUpdate[]): Promise<void> {
+    const index = this.#activeIndex();
+    for (let at = 0; at < updates.length; at += UPDATES_IN_FLIGHT) {
+      const written = await Promise.all(
+        updates.slice(at, at + UPDATES_IN_FLIGHT).map((u) => index.replace(u.entry, u.previous)),
+      );
+      for (const ok of written) if (!ok) this.#stats.changedMeanwhile++;
+    }
+  }
+
+  /**
    * Records and publishes the changes of one chunk: the re-evaluation decisions (one signed batch),
    * a revocation record each (de-duplicated on `recordId`, by default revision and entry, so a scan
-   * done again records none twice), then the overrides, then the index entries. Entries of pruned
-   * hosts are left out; resolves to the number of overrides published.
+   * done again records none twice), then the overrides, then the index entries — or, given `later`,
+   * leaves those to the caller, who writes them once every override of its scan is out. Entries of
+   * pruned hosts are left out; resolves to the number of overrides published.
    */
   async #revoke(
     all: readonly Reevaluation[],
     revision: number,
     recordId: (c: Reevaluation) => string = (c) => `${revision}:${activeEntryKey(c.entry)}`,
+    later?: IndexUpdate[],
   ): Promise<number> {
     const { decisions, revocations, nc, changesTopic } = this.#deps;
     const index = this.#activeIndex();
@@ -649,19 +713,22 @@ export class Revoker {
     }
     await nc.flush();
     this.#stats.overrides += changed.length;
-    await Promise.all(
-      changed.map((c) => {
-        const entry: ActiveDecisionV1 = {
-          ...c.entry,
-          permitted: c.evaluation.permitted,
-          message: c.evaluation.message,
-          revision,
-        };
-        return index.put(entry);
+    const updates = changed.map(
+      (c): IndexUpdate => ({
+        entry: { ...c.entry, permitted: c.evaluation.permitted, message: c.evaluation.message, revision },
+        previous: c.entry,
       }),
     );
+    if (later === undefined) await this.#update(updates);
+    else later.push(...updates);
     return changed.length;
   }
+}
+
+/** A changed entry to write into the index in place of the one it was re-evaluated from. */
+interface IndexUpdate {
+  readonly entry: ActiveDecisionV1;
+  readonly previous: ActiveDecisionV1;
 }
 
 function jsonOrNull(data: Uint8Array): unknown {

@@ -15,6 +15,7 @@ import { isEnrolled, type RulesetState, type RulesetTrust } from "@arbiter/rules
 import {
   type ArbiterStore,
   maxDecisionRecordBytes,
+  openIndexMirror,
   openJetStreamActiveIndex,
   openJetStreamReplayGuard,
   openJetStreamRevocationLog,
@@ -745,6 +746,8 @@ class DecisionWorker implements Worker {
       names,
       changesTopic: config.changesTopic,
       openIndex: () => openJetStreamActiveIndex(this.#storeNc, { prefix: config.prefix, create: false }),
+      openMirror: () =>
+        openIndexMirror(this.#storeNc, { prefix: config.prefix, timeoutMs: config.ackTimeoutMs }),
       revocations: openJetStreamRevocationLog(this.#storeNc, {
         prefix: config.prefix,
         ackTimeoutMs: config.ackTimeoutMs,

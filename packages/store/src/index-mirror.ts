@@ -1,0 +1,381 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { type ActiveDecisionV1, resourceNames } from "@arbiter/protocol";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { parseEntryBytes, takeWrittenEntry } from "./active-index.js";
+import { DirectGetMux } from "./direct-get.js";
+import { StoreUnavailableError } from "./errors.js";
+import { errorText } from "./text.js";
+
+/** One key of the bucket as the mirror holds it: the sequence of its last write, and an entry's bytes. */
+interface Slot {
+  readonly seq: number;
+  /** The stored value of a live `e.` entry; null for a deleted key and for keys that are not entries. */
+  readonly raw: Uint8Array | null;
+  /** The entry parsed from `raw`, once a scan read it (undefined: not yet; null: does not parse). */
+  parsed?: ActiveDecisionV1 | null;
+}
+
+/** Why a mirror cannot be used for a scan now (see {@link IndexMirror.view}). */
+export type MirrorUnavailable =
+  | "no republish"
+  | "too large"
+  | "incomplete"
+  | "behind the bucket"
+  | "count differs"
+  | "closed";
+
+/** The active index as one worker's mirror holds it, complete as of the moment it was asked for. */
+export interface MirrorView {
+  /** The keys of every entry, in no particular order (sorted, a host's entries are side by side). */
+  keys(): string[];
+  /** The entries under `keys`, in that order; a key with no entry is left out. */
+  entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1>;
+}
+
+/** Counters of an {@link IndexMirror}. */
+export interface IndexMirrorStats {
+  /** Keys held (entries, request-id claims, host records, reports, deleted keys). */
+  readonly keys: number;
+  /** The last sequence of the bucket's stream the mirror has seen. */
+  readonly seq: number;
+  /** Complete reads of the bucket (the first one, and one after each gap). */
+  readonly reloads: number;
+  /** Views given for scans, and views refused (the scan then read the bucket itself). */
+  readonly views: number;
+  readonly refused: number;
+}
+
+/**
+ * A worker's in-memory mirror of the active index, fed by nats-server's republish of every write
+ * of the bucket onto `<prefix>.active.>`: a re-evaluation then reads no entry back from the
+ * server. Stream sequences are contiguous and every write is republished, so a missing sequence
+ * (a reconnect, a dropped message) shows a gap, after which the mirror reads the whole bucket
+ * again. Before a scan, {@link view} checks the mirror against the stream's own state (its last
+ * sequence and message count), so a purge or a deletion that nothing republished is noticed too.
+ */
+export interface IndexMirror {
+  /**
+   * The index as of now, when the mirror holds all of it; otherwise it reads the bucket again
+   * first (when it can) and says why when it still cannot: the caller then reads the bucket.
+   */
+  view(): Promise<MirrorView | MirrorUnavailable>;
+  readonly stats: IndexMirrorStats;
+  close(): void;
+}
+
+/** Options for {@link openIndexMirror}. */
+export interface IndexMirrorOptions {
+  readonly prefix?: string;
+  /** Longest wait for one read of the bucket, and for republished writes to arrive. */
+  readonly timeoutMs?: number;
+  /** Keys held at most; a larger bucket is read from the server at each scan. */
+  readonly maxKeys?: number;
+}
+
+/** Keys a mirror holds unless configured: about 1.5 KB an entry, so a few hundred MB at most. */
+export const DEFAULT_MIRROR_MAX_KEYS = 200_000;
+
+/** Reads of a reload in flight at once (as in the index's own listing). */
+const READS_IN_FLIGHT = 512;
+
+/** Entries a view yields before it lets the event loop read the socket (the republished writes meanwhile). */
+const YIELD_EVERY = 1024;
+
+/** Longest wait for the writes a stream has stored to arrive republished. */
+const CATCH_UP_MS = 2000;
+
+/** Key counts remembered per sequence, to check the count at the stream's sequence when writes go on. */
+const COUNTS_KEPT = 8192;
+
+/**
+ * Opens the mirror of the active bucket: subscribes to its republished writes and reads the bucket
+ * once. A bucket without the republish (made by an earlier release on a server that cannot add one
+ * to an existing stream) gives a mirror whose views are all refused with "no republish".
+ */
+export async function openIndexMirror(
+  nc: NatsConnection,
+  options: IndexMirrorOptions = {},
+): Promise<IndexMirror> {
+  const names = resourceNames(options.prefix);
+  const stream = `KV_${names.activeBucket}`;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  let jsm: JetStreamManager;
+  let republished: string | undefined;
+  try {
+    jsm = await jetstreamManager(nc, { timeout: timeoutMs });
+    const info = await jsm.streams.info(stream);
+    republished = info.config.republish?.dest;
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot open the mirror of ${stream}: ${errorText(err)}`, { cause: err });
+  }
+  const mirror = new KvIndexMirror(nc, jsm, {
+    bucket: names.activeBucket,
+    stream,
+    subjects: names.activeRepublishSubjects,
+    timeoutMs,
+    maxKeys: options.maxKeys ?? DEFAULT_MIRROR_MAX_KEYS,
+    enabled: republished === names.activeRepublishSubjects,
+  });
+  return mirror;
+}
+
+interface MirrorConfig {
+  readonly bucket: string;
+  readonly stream: string;
+  readonly subjects: string;
+  readonly timeoutMs: number;
+  readonly maxKeys: number;
+  readonly enabled: boolean;
+}
+
+class KvIndexMirror implements IndexMirror {
+  readonly #jsm: JetStreamManager;
+  readonly #config: MirrorConfig;
+  readonly #reads: DirectGetMux;
+  readonly #subscription: Subscription | undefined;
+  readonly #prefixLength: number;
+  #slots = new Map<string, Slot>();
+  /** The last republished sequence received, and whether every one before it since the last reload was. */
+  #lastSeen = 0;
+  #contiguousSince = 0;
+  /** Complete: every write up to `#lastSeen` is in `#slots`. */
+  #complete = false;
+  /** While a reload runs, the slots it builds (republished writes go there too). */
+  #building: Map<string, Slot> | null = null;
+  #reloading: Promise<void> | null = null;
+  readonly #counts: { seq: number; keys: number }[] = new Array(COUNTS_KEPT);
+  #closed = false;
+  #tooLarge = false;
+  #stats = { reloads: 0, views: 0, refused: 0 };
+
+  constructor(nc: NatsConnection, jsm: JetStreamManager, config: MirrorConfig) {
+    this.#jsm = jsm;
+    this.#config = config;
+    this.#reads = new DirectGetMux(nc, config.stream, config.timeoutMs);
+    this.#prefixLength = config.subjects.length - 1;
+    if (config.enabled) {
+      this.#subscription = nc.subscribe(config.subjects, {
+        callback: (err, msg) => {
+          // A subscription refused or ended hears nothing more: no view until read again.
+          if (err === null) this.#apply(msg);
+          else this.#complete = false;
+        },
+      });
+      void this.#followConnection(nc);
+    }
+  }
+
+  /** Writes republished while the connection was down are lost: the mirror is incomplete after any. */
+  async #followConnection(nc: NatsConnection): Promise<void> {
+    for await (const status of nc.status()) {
+      if (this.#closed) return;
+      if (status.type === "disconnect" || status.type === "reconnect" || status.type === "slowConsumer") {
+        this.#complete = false;
+      }
+    }
+  }
+
+  get stats(): IndexMirrorStats {
+    return { keys: this.#slots.size, seq: this.#lastSeen, ...this.#stats };
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#subscription?.unsubscribe();
+    this.#reads.close();
+    this.#slots = new Map();
+  }
+
+  async view(): Promise<MirrorView | MirrorUnavailable> {
+    const refused = (why: MirrorUnavailable) => {
+      this.#stats.refused++;
+      return why;
+    };
+    if (!this.#config.enabled) return refused("no republish");
+    let why: MirrorUnavailable = "incomplete";
+    // A mirror found wrong is read again once, at once: the scan waiting for it reads no less.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.#closed) return refused("closed");
+      const checked = await this.#check();
+      if (typeof checked !== "string") {
+        this.#stats.views++;
+        return checked;
+      }
+      why = checked;
+      if (why === "too large") break;
+    }
+    return refused(why);
+  }
+
+  /** The view when the mirror holds the bucket as it is now (read again first if it was incomplete). */
+  async #check(): Promise<MirrorView | MirrorUnavailable> {
+    let state = await this.#streamState();
+    if (state.messages > this.#config.maxKeys) {
+      this.#tooLarge = true;
+      this.#slots = new Map();
+      this.#complete = false;
+      return "too large";
+    }
+    this.#tooLarge = false;
+    if (state.lastSeq < this.#lastSeen) {
+      // Sequences only grow in a stream: this one was deleted and made again.
+      this.#lastSeen = 0;
+      this.#complete = false;
+    }
+    if (!this.#complete) {
+      await this.#reload();
+      if (!this.#complete) return "incomplete";
+      state = await this.#streamState();
+    }
+    // The writes the stream has stored are on their way: wait for them, not for later ones. Ones
+    // that do not come were lost (read the bucket again).
+    const deadline = Date.now() + CATCH_UP_MS;
+    while (this.#complete && this.#lastSeen < state.lastSeq) {
+      if (Date.now() > deadline) {
+        this.#complete = false;
+        return "behind the bucket";
+      }
+      await delay(1);
+    }
+    if (!this.#complete) return "incomplete";
+    const counted = this.#countAt(state.lastSeq);
+    if (counted !== null && counted !== state.messages) {
+      // Something removed messages without a write (a purge of the stream): read it all again.
+      this.#complete = false;
+      return "count differs";
+    }
+    return this.#viewOf(this.#slots);
+  }
+
+  #viewOf(slots: Map<string, Slot>): MirrorView {
+    return {
+      keys: () => {
+        const keys: string[] = [];
+        for (const [key, slot] of slots) if (slot.raw !== null) keys.push(key);
+        return keys;
+      },
+      entriesOf: (keys) => entriesOf(slots, keys),
+    };
+  }
+
+  /** The key count the mirror had right after `seq` was applied, when it still remembers it. */
+  #countAt(seq: number): number | null {
+    if (seq === 0) return this.#slots.size;
+    const kept = this.#counts[seq % COUNTS_KEPT];
+    return kept?.seq === seq ? kept.keys : null;
+  }
+
+  async #streamState(): Promise<{ lastSeq: number; messages: number }> {
+    try {
+      const info = await this.#jsm.streams.info(this.#config.stream);
+      return { lastSeq: info.state.last_seq, messages: info.state.messages };
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the state of ${this.#config.stream}: ${errorText(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  #apply(msg: Msg): void {
+    if (this.#closed || this.#tooLarge) return;
+    const seq = Number(msg.headers?.get("Nats-Sequence"));
+    if (!(seq > 0)) return;
+    const fresh = seq > this.#lastSeen;
+    if (seq > this.#lastSeen + 1) {
+      // A write never seen: the mirror is incomplete until the bucket is read again.
+      this.#complete = false;
+      this.#contiguousSince = seq;
+    }
+    if (fresh) this.#lastSeen = seq;
+    const key = msg.subject.slice(this.#prefixLength);
+    const live = msg.headers?.get("KV-Operation") === "" && key.startsWith("e.");
+    // A copy: the message's bytes may share the buffer of everything read with them.
+    const slot: Slot = { seq, raw: live ? new Uint8Array(msg.data) : null };
+    this.#put(this.#slots, key, slot);
+    if (this.#building !== null) this.#put(this.#building, key, slot);
+    if (fresh) this.#counts[seq % COUNTS_KEPT] = { seq, keys: this.#slots.size };
+  }
+
+  #put(slots: Map<string, Slot>, key: string, slot: Slot): void {
+    const held = slots.get(key);
+    if (held === undefined || held.seq < slot.seq) slots.set(key, slot);
+  }
+
+  #reload(): Promise<void> {
+    this.#reloading ??= this.#readAll().finally(() => {
+      this.#reloading = null;
+    });
+    return this.#reloading;
+  }
+
+  /**
+   * Reads the whole bucket: its subject list (with the stream's last sequence of that moment), then
+   * each subject's last message. Writes republished meanwhile go into the new slots too; the
+   * mirror is complete when every write after the listing arrived.
+   */
+  async #readAll(): Promise<void> {
+    const building = new Map<string, Slot>();
+    this.#building = building;
+    this.#contiguousSince = this.#lastSeen + 1;
+    try {
+      const subjectPrefix = `$KV.${this.#config.bucket}.`;
+      let listed: { subjects: string[]; lastSeq: number };
+      try {
+        const info = await this.#jsm.streams.info(this.#config.stream, {
+          subjects_filter: `${subjectPrefix}>`,
+        });
+        listed = { subjects: Object.keys(info.state.subjects ?? {}), lastSeq: info.state.last_seq };
+      } catch (err) {
+        throw new StoreUnavailableError(`cannot list ${this.#config.stream}: ${errorText(err)}`, {
+          cause: err,
+        });
+      }
+      if (listed.subjects.length > this.#config.maxKeys) {
+        this.#tooLarge = true;
+        return;
+      }
+      for (let at = 0; at < listed.subjects.length; at += READS_IN_FLIGHT) {
+        const batch = listed.subjects.slice(at, at + READS_IN_FLIGHT);
+        const read = await Promise.all(batch.map((subject) => this.#reads.last(subject)));
+        for (const [i, message] of read.entries()) {
+          if (message === null) continue;
+          const key = (batch[i] as string).slice(subjectPrefix.length);
+          const live = message.header("KV-Operation") === undefined && key.startsWith("e.");
+          this.#put(building, key, { seq: message.seq, raw: live ? new Uint8Array(message.data) : null });
+        }
+      }
+      // Every write after the listing must have been seen, one after the other.
+      const covered = this.#lastSeen <= listed.lastSeq || this.#contiguousSince <= listed.lastSeq + 1;
+      if (!covered) return;
+      this.#slots = building;
+      this.#lastSeen = Math.max(this.#lastSeen, listed.lastSeq);
+      this.#contiguousSince = 0;
+      this.#complete = true;
+      this.#counts.fill({ seq: 0, keys: 0 });
+      this.#counts[this.#lastSeen % COUNTS_KEPT] = { seq: this.#lastSeen, keys: building.size };
+      this.#stats.reloads++;
+    } finally {
+      this.#building = null;
+    }
+  }
+}
+
+async function* entriesOf(
+  slots: Map<string, Slot>,
+  keys: readonly string[],
+): AsyncIterable<ActiveDecisionV1> {
+  let since = 0;
+  for (const key of keys) {
+    if (++since === YIELD_EVERY) {
+      since = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const slot = slots.get(key);
+    if (slot === undefined || slot.raw === null) continue;
+    if (slot.parsed === undefined) {
+      slot.parsed = takeWrittenEntry(key, slot.seq) ?? parseEntryBytes(slot.raw, slot.seq, key);
+    }
+    if (slot.parsed !== null) yield slot.parsed;
+  }
+}
