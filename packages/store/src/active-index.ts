@@ -331,14 +331,7 @@ class KvActiveIndex implements ActiveIndex {
   }
 
   async #read(key: string): Promise<ActiveDecisionV1 | null> {
-    try {
-      const entry = await this.#kv.get(key);
-      if (entry === null || entry.operation !== "PUT") return null;
-      const parsed = ActiveDecisionV1.safeParse(parseJsonOrNull(entry.string()));
-      return parsed.success ? parsed.data : null;
-    } catch (err) {
-      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
-    }
+    return parseEntryMessage(await this.#readDirect(`$KV.${this.#bucket}.${key}`));
   }
 
   async put(entry: ActiveDecisionV1): Promise<void> {
@@ -382,18 +375,17 @@ class KvActiveIndex implements ActiveIndex {
     const key = requestIdKey(requestId);
     const owner = activeEntryKey(id);
     try {
-      await this.#kv.create(key, owner);
+      await this.#writes.publish(`$KV.${this.#bucket}.${key}`, owner, null, {
+        "Nats-Expected-Last-Subject-Sequence": "0",
+      });
       return true;
     } catch (err) {
-      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamWrongLastSequence) {
+      if (!isStoreUnavailableError(err) || err.jsErrCode !== WRONG_LAST_SEQUENCE) {
         throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
       }
     }
-    try {
-      return (await this.#kv.get(key))?.string() === owner;
-    } catch (err) {
-      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
-    }
+    const held = await this.#readDirect(`$KV.${this.#bucket}.${key}`);
+    return held !== null && held.header("KV-Operation") === undefined && textOf(held.data) === owner;
   }
 
   async getHost(lattice: string, host: string): Promise<StoredHostRecord | null> {
@@ -401,14 +393,10 @@ class KvActiveIndex implements ActiveIndex {
   }
 
   async #readHost(key: string): Promise<StoredHostRecord | null> {
-    try {
-      const entry = await this.#kv.get(key);
-      if (entry === null || entry.operation !== "PUT") return null;
-      const parsed = HostRecordV1.safeParse(parseJsonOrNull(entry.string()));
-      return parsed.success ? { record: parsed.data, revision: entry.revision } : null;
-    } catch (err) {
-      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
-    }
+    const message = await this.#readDirect(`$KV.${this.#bucket}.${key}`);
+    if (message === null || message.header("KV-Operation") !== undefined) return null;
+    const record = parseHostRecord(message.data);
+    return record === null ? null : { record, revision: message.seq };
   }
 
   async putHost(record: HostRecordV1, revision: number | null): Promise<boolean> {
@@ -549,13 +537,21 @@ function parseEntryMessage(message: DirectMessage | null): ActiveDecisionV1 | nu
  * null when they are not an entry.
  */
 export function parseEntryBytes(data: Uint8Array, seq: number, key?: string): ActiveDecisionV1 | null {
-  const parsed = ActiveDecisionV1.safeParse(
-    parseJsonOrNull(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8")),
-  );
+  const parsed = ActiveDecisionV1.safeParse(parseJsonOrNull(textOf(data)));
   if (!parsed.success) return null;
   readAt.set(parsed.data, seq);
   if (key !== undefined) entryKeys.set(parsed.data, key);
   return parsed.data;
+}
+
+/** A host record's stored bytes; null when they are not one. */
+export function parseHostRecord(data: Uint8Array): HostRecordV1 | null {
+  const parsed = HostRecordV1.safeParse(parseJsonOrNull(textOf(data)));
+  return parsed.success ? parsed.data : null;
+}
+
+function textOf(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
 }
 
 /** JetStream's err_code for a write whose expected last sequence no longer holds. */

@@ -1,8 +1,8 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { type ActiveDecisionV1, resourceNames } from "@arbiter/protocol";
+import { type ActiveDecisionV1, type HostRecordV1, resourceNames } from "@arbiter/protocol";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { parseEntryBytes, takeWrittenEntry } from "./active-index.js";
+import { hostRecordKey, parseEntryBytes, parseHostRecord, takeWrittenEntry } from "./active-index.js";
 import { DirectGetMux } from "./direct-get.js";
 import { StoreUnavailableError } from "./errors.js";
 import { errorText } from "./text.js";
@@ -10,10 +10,15 @@ import { errorText } from "./text.js";
 /** One key of the bucket as the mirror holds it: the sequence of its last write, and an entry's bytes. */
 interface Slot {
   readonly seq: number;
-  /** The stored value of a live `e.` entry; null for a deleted key and for keys that are not entries. */
+  /**
+   * The stored value of a live entry (`e.`) or host record (`h.`); null for a deleted key and for
+   * the other keys (request id claims, scan reports).
+   */
   readonly raw: Uint8Array | null;
   /** The entry parsed from `raw`, once a scan read it (undefined: not yet; null: does not parse). */
   parsed?: ActiveDecisionV1 | null;
+  /** The host record parsed from `raw`, likewise. */
+  host?: HostRecordV1 | null;
 }
 
 /** Why a mirror cannot be used for a scan now (see {@link IndexMirror.view}). */
@@ -31,6 +36,8 @@ export interface MirrorView {
   keys(): string[];
   /** The entries under `keys`, in that order; a key with no entry is left out. */
   entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1>;
+  /** The lifecycle record of a host as the mirror holds it now (kept current while the scan runs), or null. */
+  hostRecord(lattice: string, host: string): HostRecordV1 | null;
 }
 
 /** Counters of an {@link IndexMirror}. */
@@ -252,10 +259,16 @@ class KvIndexMirror implements IndexMirror {
     return {
       keys: () => {
         const keys: string[] = [];
-        for (const [key, slot] of slots) if (slot.raw !== null) keys.push(key);
+        for (const [key, slot] of slots) if (slot.raw !== null && key.startsWith("e.")) keys.push(key);
         return keys;
       },
       entriesOf: (keys) => entriesOf(slots, keys),
+      hostRecord: (lattice, host) => {
+        const slot = slots.get(hostRecordKey(lattice, host));
+        if (slot === undefined || slot.raw === null) return null;
+        if (slot.host === undefined) slot.host = parseHostRecord(slot.raw);
+        return slot.host;
+      },
     };
   }
 
@@ -289,7 +302,7 @@ class KvIndexMirror implements IndexMirror {
     }
     if (fresh) this.#lastSeen = seq;
     const key = msg.subject.slice(this.#prefixLength);
-    const live = msg.headers?.get("KV-Operation") === "" && key.startsWith("e.");
+    const live = msg.headers?.get("KV-Operation") === "" && keptKey(key);
     // A copy: the message's bytes may share the buffer of everything read with them.
     const slot: Slot = { seq, raw: live ? new Uint8Array(msg.data) : null };
     this.#put(this.#slots, key, slot);
@@ -341,7 +354,7 @@ class KvIndexMirror implements IndexMirror {
         for (const [i, message] of read.entries()) {
           if (message === null) continue;
           const key = (batch[i] as string).slice(subjectPrefix.length);
-          const live = message.header("KV-Operation") === undefined && key.startsWith("e.");
+          const live = message.header("KV-Operation") === undefined && keptKey(key);
           this.#put(building, key, { seq: message.seq, raw: live ? new Uint8Array(message.data) : null });
         }
       }
@@ -361,6 +374,11 @@ class KvIndexMirror implements IndexMirror {
   }
 }
 
+/** Whether the mirror keeps a key's bytes: entries and host records, not claims or reports. */
+function keptKey(key: string): boolean {
+  return key.startsWith("e.") || key.startsWith("h.");
+}
+
 async function* entriesOf(
   slots: Map<string, Slot>,
   keys: readonly string[],
@@ -372,7 +390,7 @@ async function* entriesOf(
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     const slot = slots.get(key);
-    if (slot === undefined || slot.raw === null) continue;
+    if (slot === undefined || slot.raw === null || !key.startsWith("e.")) continue;
     if (slot.parsed === undefined) {
       slot.parsed = takeWrittenEntry(key, slot.seq) ?? parseEntryBytes(slot.raw, slot.seq, key);
     }

@@ -98,10 +98,11 @@ export interface Reevaluation {
 }
 
 /**
- * Requests of entries already decoded: a mirror of the index keeps its entries between scans, so
- * each revision evaluates them without decoding them again.
+ * Requests of entries already decoded, by the request object: a mirror of the index keeps its
+ * entries between scans, and an entry changed by a scan keeps its request, so each revision
+ * evaluates them without decoding them again.
  */
-const decodedRequests = new WeakMap<ActiveDecisionV1, DecodedRequest>();
+const decodedRequests = new WeakMap<object, DecodedRequest>();
 
 /**
  * Evaluates a cached decision again under `ruleset` at `now`, with the trust result it was decided
@@ -110,10 +111,11 @@ const decodedRequests = new WeakMap<ActiveDecisionV1, DecodedRequest>();
  */
 export function reevaluate(entry: ActiveDecisionV1, ruleset: RulesetState, now: Date): Reevaluation | null {
   if (entry.rejection !== null || ruleset.compiled === null) return null;
-  let decoded = decodedRequests.get(entry);
+  const held = typeof entry.request === "object" && entry.request !== null ? entry.request : null;
+  let decoded = held === null ? undefined : decodedRequests.get(held);
   if (decoded === undefined) {
     decoded = decodePolicyValue(entry.request);
-    decodedRequests.set(entry, decoded);
+    if (held !== null) decodedRequests.set(held, decoded);
   }
   if (!decoded.ok || decoded.request.cacheKey !== entry.cacheKey) return null;
   const trust: TrustResult = {

@@ -1,6 +1,6 @@
 import { createMemoryActiveIndex } from "@arbiter/store";
 import { describe, expect, it } from "vitest";
-import { isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
+import { indexHostRecords, isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
 
 const STOP = "2026-12-02T04:00:00.000Z";
 
@@ -30,7 +30,9 @@ describe("the tombstone of a pruned host", () => {
       { id: 2, entry: ref("NLIVE", "2026-12-02T03:00:00.000Z") },
       { id: 3, entry: ref("NGONE", "2026-12-02T05:00:00.000Z") },
     ];
-    expect((await withoutPrunedHosts(index, changed, (c) => c.entry)).map((c) => c.id)).toEqual([2, 3]);
+    expect(
+      (await withoutPrunedHosts(indexHostRecords(index), changed, (c) => c.entry)).map((c) => c.id),
+    ).toEqual([2, 3]);
   });
 
   it("is written by compare-and-set: a writer that read an older revision loses", async () => {

@@ -83,20 +83,16 @@ export async function isPrunedDecision(index: ActiveIndex, ref: HostDecisionRef)
  * {@link isPrunedDecision}), reading each distinct host once, side by side.
  */
 export async function withoutPrunedHosts<T>(
-  index: ActiveIndex,
+  hosts: HostRecords,
   list: readonly T[],
   refOf: (item: T) => HostDecisionRef,
 ): Promise<T[]> {
   const key = (ref: HostDecisionRef) => JSON.stringify([ref.lattice, ref.host]);
-  const reads = new Map<string, Promise<HostRecordV1 | null>>();
+  const reads = new Map<string, Promise<HostRecordV1 | null> | HostRecordV1 | null>();
   for (const item of list) {
     const ref = refOf(item);
-    if (!reads.has(key(ref))) {
-      reads.set(
-        key(ref),
-        index.getHost(ref.lattice, ref.host).then((stored) => stored?.record ?? null),
-      );
-    }
+    const id = key(ref);
+    if (!reads.has(id)) reads.set(id, hosts(ref.lattice, ref.host));
   }
   const records = new Map(
     await Promise.all([...reads].map(async ([host, read]) => [host, await read] as const)),
@@ -105,6 +101,17 @@ export async function withoutPrunedHosts<T>(
     const ref = refOf(item);
     return !prunedBy(records.get(key(ref)) ?? null, ref.evaluatedAt);
   });
+}
+
+/** Where {@link withoutPrunedHosts} reads host records: the index, or a worker's mirror of it. */
+export type HostRecords = (
+  lattice: string,
+  host: string,
+) => Promise<HostRecordV1 | null> | HostRecordV1 | null;
+
+/** The host records of `index`, read from the server. */
+export function indexHostRecords(index: ActiveIndex): HostRecords {
+  return async (lattice, host) => (await index.getHost(lattice, host))?.record ?? null;
 }
 
 async function hasEntries(index: ActiveIndex, lattice: string, host: string): Promise<boolean> {

@@ -37,7 +37,7 @@ import {
 } from "./active-projection.js";
 import { type DecidingWorker, decisionRecord, encodeDecisionRecord } from "./decide.js";
 import { ExpiryTimers, expiryRecordId, expiryStep } from "./expiry-timers.js";
-import { isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
+import { indexHostRecords, isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
 
 /** Longest wait for this worker's own rules to reach a revision it was handed to re-evaluate. */
 const RULES_WAIT_MS = 100_000;
@@ -425,7 +425,7 @@ export class Revoker {
     const partSize = this.#deps.scanPartSize ?? DEFAULT_SCAN_PART_SIZE;
     const parts = this.#scanParts;
     if (keys.length <= partSize || parts === undefined || !(await this.#othersTakeParts(m.seq))) {
-      const counts = await this.#reevaluateAll((view ?? index).entriesOf(keys), ruleset);
+      const counts = await this.#reevaluateAll(view, keys, ruleset);
       this.#stats.lastScanMs = Math.round(performance.now() - started);
       await this.#scanComplete(m.seq, scan, counts, startedAt);
       return;
@@ -526,7 +526,7 @@ export class Revoker {
       throw new Error(`rules not at revision ${part.revision}`);
     }
     const view = await this.#view();
-    const counts = await this.#reevaluateAll((view ?? this.#activeIndex()).entriesOf(part.keys), ruleset);
+    const counts = await this.#reevaluateAll(view, part.keys, ruleset);
     await parts.markDone({
       revision: part.revision,
       scan: part.scan,
@@ -538,21 +538,29 @@ export class Revoker {
   }
 
   /**
-   * Re-evaluates `entries` under `ruleset` and revokes every changed one, chunks written side by
-   * side, a few at a time, while the reading goes on. Throws (after every chunk started has
-   * settled) when any chunk could not be written: the caller's message is then done again.
+   * Re-evaluates the entries under `keys` (from `view`, or read from the server without one) under
+   * `ruleset` and revokes every changed one, chunks written side by side, a few at a time, while
+   * the reading goes on; the changed entries are written into the index once every override is
+   * out. Throws (after every chunk started has settled) when any chunk could not be written: the
+   * caller's message is then done again.
    */
-  async #reevaluateAll(entries: AsyncIterable<ActiveDecisionV1>, ruleset: RulesetState): Promise<ScanCounts> {
+  async #reevaluateAll(
+    view: MirrorView | null,
+    keys: readonly string[],
+    ruleset: RulesetState,
+  ): Promise<ScanCounts> {
     const now = this.#deps.clock();
+    const entries = (view ?? this.#activeIndex()).entriesOf(keys);
     let changed: Reevaluation[] = [];
     const later: IndexUpdate[] = [];
+    const scan: ScanContext = { view, later };
     const counts = { scanned: 0, changed: 0, overrides: 0 };
     const writing = new Set<Promise<void>>();
     let failure: unknown = null;
     const write = async (chunk: readonly Reevaluation[]) => {
       while (writing.size >= CHUNKS_IN_FLIGHT) await Promise.race(writing);
       if (failure !== null) throw failure;
-      const done: Promise<void> = this.#revoke(chunk, ruleset.revision, undefined, later).then(
+      const done: Promise<void> = this.#revoke(chunk, ruleset.revision, undefined, scan).then(
         (published) => {
           writing.delete(done);
           counts.overrides += published;
@@ -673,12 +681,13 @@ export class Revoker {
     all: readonly Reevaluation[],
     revision: number,
     recordId: (c: Reevaluation) => string = (c) => `${revision}:${activeEntryKey(c.entry)}`,
-    later?: IndexUpdate[],
+    scan?: ScanContext,
   ): Promise<number> {
     const { decisions, revocations, nc, changesTopic } = this.#deps;
     const index = this.#activeIndex();
     // Pruned hosts get no overrides (an entry read just before its host was pruned).
-    const changed = await withoutPrunedHosts(index, all, (c) => c.entry);
+    const hosts = scan?.view ? scan.view.hostRecord : indexHostRecords(index);
+    const changed = await withoutPrunedHosts(hosts, all, (c) => c.entry);
     if (changed.length === 0) return 0;
     const now = this.#deps.clock();
     const at = now.toISOString();
@@ -697,7 +706,10 @@ export class Revoker {
         c.trust,
       );
       record.cause = "reevaluation";
-      return { decisionId: record.decisionId, body: encodeDecisionRecord(record, null) };
+      return {
+        decisionId: record.decisionId,
+        body: encodeDecisionRecord(record, requestJson(c.request.input)),
+      };
     });
     for (const [from, to] of splitDecisionBatches(records, nc.info?.max_payload)) {
       await decisions.append({
@@ -719,10 +731,36 @@ export class Revoker {
         previous: c.entry,
       }),
     );
-    if (later === undefined) await this.#update(updates);
-    else later.push(...updates);
+    if (scan === undefined) await this.#update(updates);
+    else scan.later.push(...updates);
     return changed.length;
   }
+}
+
+/**
+ * The JSON of requests re-evaluated, by the request object (an entry keeps it across the scans
+ * that change it): each revision's records take the bytes instead of serializing it again.
+ */
+const requestJsons = new WeakMap<object, Buffer>();
+
+function requestJson(input: unknown): Buffer | null {
+  const held = typeof input === "object" && input !== null ? input : null;
+  if (held === null) return null;
+  let json = requestJsons.get(held);
+  if (json === undefined) {
+    json = Buffer.from(JSON.stringify(held));
+    requestJsons.set(held, json);
+  }
+  return json;
+}
+
+/**
+ * What the chunks of one scan share: the index as the worker's mirror holds it (null: read from the
+ * server), and the changed entries to write once every override is out.
+ */
+interface ScanContext {
+  readonly view: MirrorView | null;
+  readonly later: IndexUpdate[];
 }
 
 /** A changed entry to write into the index in place of the one it was re-evaluated from. */
