@@ -67,13 +67,12 @@ export interface RevocationLog {
   read(filter?: RevocationFilter): AsyncIterable<StoredRevocation>;
 }
 
-const BATCH_OPEN = Buffer.from('{"revocations":[');
-const BATCH_CLOSE = Buffer.from("]}");
-const BATCH_SEPARATOR = Buffer.from(",");
+/** The bytes a batch message adds around its records' texts: `{"revocations":[` and `]}`. */
+const BATCH_FRAME_BYTES = '{"revocations":[]}'.length;
 
-/** A message of revocation records ready to publish. */
+/** A message of revocation records ready to publish: a RevocationBatchV1's text. */
 interface RevocationMessage {
-  readonly body: Buffer;
+  readonly body: string;
   readonly id: string;
   readonly records: number;
 }
@@ -86,29 +85,30 @@ function revocationMessages(
   entries: readonly RevocationEntry[],
   maxPayload: number | undefined,
 ): RevocationMessage[] {
-  const texts = entries.map((e) => Buffer.from(JSON.stringify(e.record)));
-  const limit = maxMessageBodyBytes(maxPayload) - BATCH_OPEN.length - BATCH_CLOSE.length;
-  for (const [i, text] of texts.entries()) {
-    if (text.length > limit) {
+  if (entries.length === 0) return [];
+  const limit = maxMessageBodyBytes(maxPayload);
+  // A chunk of a scan is far below max_payload: one text, measured once, is the common case.
+  const whole = JSON.stringify({ revocations: entries.map((e) => e.record) });
+  if (Buffer.byteLength(whole) <= limit) {
+    return [{ body: whole, id: batchMessageId(entries, 0, entries.length), records: entries.length }];
+  }
+  const texts = entries.map((e) => JSON.stringify(e.record));
+  const sizes = texts.map((t) => Buffer.byteLength(t) + 1);
+  const recordLimit = limit - BATCH_FRAME_BYTES;
+  for (const [i, size] of sizes.entries()) {
+    if (size - 1 > recordLimit) {
       const requestId = JSON.stringify(entries[i]!.record.requestId.slice(0, 100));
       throw new StoreUnavailableError(
-        `the revocation record of request ${requestId} is ${text.length} bytes, more than one message ` +
-          `can hold (${limit} bytes under max_payload ${maxPayload ?? "unknown"}); nothing of its batch was written`,
+        `the revocation record of request ${requestId} is ${size - 1} bytes, more than one message ` +
+          `can hold (${recordLimit} bytes under max_payload ${maxPayload ?? "unknown"}); nothing of its batch was written`,
       );
     }
   }
-  return batchRuns(
-    texts.map((t) => t.length + BATCH_SEPARATOR.length),
-    limit,
-  ).map(([from, to]) => {
-    const parts: Buffer[] = [BATCH_OPEN];
-    for (let i = from; i < to; i++) {
-      if (i > from) parts.push(BATCH_SEPARATOR);
-      parts.push(texts[i]!);
-    }
-    parts.push(BATCH_CLOSE);
-    return { body: Buffer.concat(parts), id: batchMessageId(entries, from, to), records: to - from };
-  });
+  return batchRuns(sizes, recordLimit).map(([from, to]) => ({
+    body: `{"revocations":[${texts.slice(from, to).join(",")}]}`,
+    id: batchMessageId(entries, from, to),
+    records: to - from,
+  }));
 }
 
 /** A message's id: its one record's id, or a digest of all of its records' ids, in order. */
@@ -174,7 +174,7 @@ export function createMemoryRevocationLog(
     appendBatch: async (entries) => {
       const checked = entries.map((e) => ({ record: RevocationV1.parse(e.record), id: e.id }));
       return revocationMessages(checked, options.maxPayload).map((m) => ({
-        ...store(m.body.toString("utf8"), m.id),
+        ...store(m.body, m.id),
         records: m.records,
       }));
     },
