@@ -226,6 +226,31 @@ export function describeRevocationStoresContract(name: string, factory: Revocati
       expect(await collect(log.read())).toHaveLength(entries.length);
     });
 
+    it("fills messages up to max_payload whatever the records' sizes, never over it", async () => {
+      const log = await factory.createLog({ maxPayload: SMALL_MAX_PAYLOAD });
+      // Sizes that land a message's end on every byte around the limit, multi-byte characters included.
+      const entries = Array.from({ length: 120 }, (_, i) => ({
+        record: revocation({
+          requestId: `r${i}`,
+          cacheKey: `startComponent:${"é".repeat((i * 37) % 1500)}${"x".repeat((i * 53) % 700)}`,
+        }),
+        id: `3:e${i}`,
+      }));
+      const written = await log.appendBatch(entries);
+      expect(written.reduce((sum, w) => sum + w.records, 0)).toBe(entries.length);
+      const all = await collect(log.read());
+      expect(all.map((s) => s.record.requestId)).toEqual(entries.map((e) => e.record.requestId));
+      // Greedy: two neighbouring messages would not have fit in one.
+      const sizes = entries.map((e) => Buffer.byteLength(JSON.stringify(e.record)) + 1);
+      let at = 0;
+      for (const [i, w] of written.entries()) {
+        const bytes = sizes.slice(at, at + w.records).reduce((a, b) => a + b, 0);
+        if (i + 1 < written.length)
+          expect(bytes + sizes[at + w.records]!).toBeGreaterThan(SMALL_MAX_PAYLOAD - 1100);
+        at += w.records;
+      }
+    });
+
     it("refuses a batch holding a record no message can hold, storing none of it", async () => {
       const log = await factory.createLog({ maxPayload: SMALL_MAX_PAYLOAD });
       const huge = revocation({
