@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { RevocationV1, resourceNames } from "@arbiter/protocol";
+import { RevocationBatchV1, RevocationV1, resourceNames } from "@arbiter/protocol";
 import {
   DeliverPolicy,
   type JetStreamClient,
@@ -172,11 +172,10 @@ export function createMemoryRevocationLog(
   return {
     append: async (record, id) => store(JSON.stringify(RevocationV1.parse(record)), id),
     appendBatch: async (entries) => {
-      const checked = entries.map((e) => ({ record: RevocationV1.parse(e.record), id: e.id }));
-      return revocationMessages(checked, options.maxPayload).map((m) => ({
-        ...store(m.body, m.id),
-        records: m.records,
-      }));
+      const messages = revocationMessages(entries, options.maxPayload);
+      // What the JetStream log writes, checked here against the schema writers promise.
+      for (const m of messages) RevocationBatchV1.parse(JSON.parse(m.body));
+      return messages.map((m) => ({ ...store(m.body, m.id), records: m.records }));
     },
     read: async function* (filter = {}) {
       for (const s of [...stored]) {
