@@ -1,12 +1,24 @@
 import type { ActiveDecisionV1, RevocationV1, ScanReportV1 } from "@arbiter/protocol";
-import { type ActiveIndex, activeEntryKey, type RevocationLog, type StoredRevocation } from "@arbiter/store";
+import {
+  type ActiveIndex,
+  activeEntryKey,
+  isStoreUnavailableError,
+  type RevocationLog,
+  type StoredRevocation,
+} from "@arbiter/store";
 import { describe, expect, it } from "vitest";
 
 /** Makes a fresh, empty active index and revocation log for each test. */
 export interface RevocationStoresFactory {
   createIndex(): Promise<ActiveIndex>;
-  createLog(): Promise<RevocationLog>;
+  /** A fresh, empty log; with `maxPayload`, on a server (or a twin of one) with that max_payload. */
+  createLog(options?: { readonly maxPayload?: number }): Promise<RevocationLog>;
+  /** Stores `text` as one message of `log`, as anyone who may publish revocations could (a worker's credential). */
+  storeRaw(log: RevocationLog, text: string): Promise<void>;
 }
+
+/** The max_payload of the small server the split cases run on. */
+const SMALL_MAX_PAYLOAD = 8192;
 
 function entry(overrides: Partial<ActiveDecisionV1> = {}): ActiveDecisionV1 {
   return {
@@ -172,6 +184,151 @@ export function describeRevocationStoresContract(name: string, factory: Revocati
       expect((await collect(log.read({ host: "NOTHER" }))).map((s) => s.record.requestId)).toEqual(["r2"]);
       expect(await collect(log.read({ since: before }))).toHaveLength(2);
       expect(await collect(log.read({ since: new Date(Date.now() + 60_000) }))).toEqual([]);
+    });
+
+    it("stores a batch in one message, its records in order, and filters them record by record", async () => {
+      const log = await factory.createLog();
+      const hosts = ["NA", "NB", "NA", "NC", "NA"];
+      const entries = hosts.map((host, i) => ({
+        record: revocation({ host, requestId: `r${i}` }),
+        id: `3:e${i}`,
+      }));
+      const written = await log.appendBatch(entries);
+      expect(written).toMatchObject([{ records: 5, duplicate: false }]);
+      const all = await collect(log.read());
+      expect(all.map((s) => s.record)).toEqual(entries.map((e) => e.record));
+      expect(new Set(all.map((s) => s.seq))).toEqual(new Set([written[0]!.seq]));
+      expect((await collect(log.read({ host: "NA" }))).map((s) => s.record.requestId)).toEqual([
+        "r0",
+        "r2",
+        "r4",
+      ]);
+      expect(await log.appendBatch([])).toEqual([]);
+    });
+
+    it("stores a batch written again once, and a batch of one once beside the same single record", async () => {
+      const log = await factory.createLog();
+      const entries = [0, 1, 2].map((i) => ({ record: revocation({ requestId: `r${i}` }), id: `3:e${i}` }));
+      expect(await log.appendBatch(entries)).toMatchObject([{ duplicate: false }]);
+      // A scan done again makes the same records at another time.
+      const again = entries.map((e) => ({ ...e, record: { ...e.record, at: "2026-01-01T00:00:09.000Z" } }));
+      expect(await log.appendBatch(again)).toMatchObject([{ duplicate: true }]);
+      expect(await log.append(revocation({ requestId: "r9" }), "3:e9")).toMatchObject({ duplicate: false });
+      expect(await log.appendBatch([{ record: revocation({ requestId: "r9" }), id: "3:e9" }])).toMatchObject([
+        { duplicate: true },
+      ]);
+      // Other ids are another batch, stored again: what a scan that cut its chunks otherwise writes.
+      expect(await log.appendBatch(entries.slice(1))).toMatchObject([{ duplicate: false }]);
+      expect((await collect(log.read())).map((s) => s.record.requestId)).toEqual([
+        "r0",
+        "r1",
+        "r2",
+        "r9",
+        "r1",
+        "r2",
+      ]);
+    });
+
+    it("splits a batch over max_payload into as few messages as fit, each stored once", async () => {
+      const log = await factory.createLog({ maxPayload: SMALL_MAX_PAYLOAD });
+      const entries = Array.from({ length: 100 }, (_, i) => ({
+        record: revocation({ requestId: `r${i}`, cacheKey: `startComponent:c${i}_${"x".repeat(200)}` }),
+        id: `3:e${i}`,
+      }));
+      const size = Buffer.byteLength(JSON.stringify(entries[0]!.record));
+      const written = await log.appendBatch(entries);
+      expect(written.length).toBeGreaterThan(1);
+      // Room for headers aside, each message is filled before the next begins.
+      expect(written.length).toBeLessThanOrEqual(
+        Math.ceil((entries.length * (size + 1)) / (SMALL_MAX_PAYLOAD - 2048)),
+      );
+      expect(written.reduce((sum, w) => sum + w.records, 0)).toBe(entries.length);
+      const all = await collect(log.read());
+      expect(all.map((s) => s.record)).toEqual(entries.map((e) => e.record));
+      expect(new Set(all.map((s) => s.seq)).size).toBe(written.length);
+      expect((await log.appendBatch(entries)).every((w) => w.duplicate)).toBe(true);
+      expect(await collect(log.read())).toHaveLength(entries.length);
+    });
+
+    it("fills messages up to max_payload whatever the records' sizes, never over it", async () => {
+      const log = await factory.createLog({ maxPayload: SMALL_MAX_PAYLOAD });
+      // Sizes that land a message's end on every byte around the limit, multi-byte characters included.
+      const entries = Array.from({ length: 120 }, (_, i) => ({
+        record: revocation({
+          requestId: `r${i}`,
+          cacheKey: `startComponent:${"é".repeat((i * 37) % 1500)}${"x".repeat((i * 53) % 700)}`,
+        }),
+        id: `3:e${i}`,
+      }));
+      const written = await log.appendBatch(entries);
+      expect(written.reduce((sum, w) => sum + w.records, 0)).toBe(entries.length);
+      const all = await collect(log.read());
+      expect(all.map((s) => s.record.requestId)).toEqual(entries.map((e) => e.record.requestId));
+      // Greedy: two neighbouring messages would not have fit in one.
+      const sizes = entries.map((e) => Buffer.byteLength(JSON.stringify(e.record)) + 1);
+      let at = 0;
+      for (const [i, w] of written.entries()) {
+        const bytes = sizes.slice(at, at + w.records).reduce((a, b) => a + b, 0);
+        if (i + 1 < written.length)
+          expect(bytes + sizes[at + w.records]!).toBeGreaterThan(SMALL_MAX_PAYLOAD - 1100);
+        at += w.records;
+      }
+    });
+
+    it("refuses a batch holding a record no message can hold, storing none of it", async () => {
+      const log = await factory.createLog({ maxPayload: SMALL_MAX_PAYLOAD });
+      const huge = revocation({
+        requestId: "huge",
+        cacheKey: `startComponent:${"x".repeat(SMALL_MAX_PAYLOAD)}`,
+      });
+      const entries = [revocation({ requestId: "a" }), huge, revocation({ requestId: "b" })].map(
+        (record, i) => ({
+          record,
+          id: `3:e${i}`,
+        }),
+      );
+      const refused = await log.appendBatch(entries).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect(isStoreUnavailableError(refused)).toBe(true);
+      expect(String(refused)).toMatch(/revocation record of request "huge" is \d+ bytes/);
+      expect(await collect(log.read())).toEqual([]);
+    });
+
+    it("reads single records and batches side by side, skipping what does not parse", async () => {
+      const log = await factory.createLog();
+      await log.append(revocation({ requestId: "old" }), "3:old");
+      await factory.storeRaw(
+        log,
+        JSON.stringify({
+          revocations: [
+            revocation({ requestId: "kept1" }),
+            { ...revocation({ requestId: "bad-revision" }), revision: -1 },
+            42,
+            null,
+            [revocation({ requestId: "nested" })],
+            revocation({ requestId: "kept2", host: "NOTHER" }),
+          ],
+        }),
+      );
+      for (const text of [
+        "not json",
+        "{}",
+        JSON.stringify({ revocations: [] }),
+        JSON.stringify({ revocations: "kept?" }),
+        JSON.stringify({ revocations: { 0: revocation({ requestId: "object" }) } }),
+        JSON.stringify([revocation({ requestId: "array" })]),
+      ]) {
+        await factory.storeRaw(log, text);
+      }
+      await log.appendBatch([{ record: revocation({ requestId: "new" }), id: "4:new" }]);
+      const all = await collect(log.read());
+      expect(all.map((s) => s.record.requestId)).toEqual(["old", "kept1", "kept2", "new"]);
+      expect(all[1]!.seq).toBe(all[2]!.seq);
+      expect(all[0]!.seq).toBeLessThan(all[1]!.seq);
+      expect(all[2]!.seq).toBeLessThan(all[3]!.seq);
+      expect((await collect(log.read({ host: "NOTHER" }))).map((s) => s.record.requestId)).toEqual(["kept2"]);
     });
   });
 }

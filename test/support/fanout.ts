@@ -1,7 +1,7 @@
 import { createHostPolicyClient, type HostPolicyClient } from "@arbiter/host";
-import { resourceNames, type StartComponentBodyV1 } from "@arbiter/protocol";
+import { type RevocationV1, resourceNames, type StartComponentBodyV1 } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
-import type { RulesAdmin } from "@arbiter/store";
+import { openJetStreamRevocationLog, type RulesAdmin } from "@arbiter/store";
 import { generateKey } from "@arbiter/trust";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -89,4 +89,53 @@ export async function applyRules(
   document: ReturnType<typeof defaultRules>,
 ): Promise<number> {
   return (await admin.apply(document)).revision;
+}
+
+/**
+ * The revocation records of `revision`, by request id. A scan done again records an override a
+ * second time when it cut its chunks otherwise (a batch of other ids), so each id has one or two.
+ */
+export async function revocationsByRequest(
+  nc: NatsConnection,
+  revision: number,
+): Promise<Map<string, RevocationV1[]>> {
+  const byRequest = new Map<string, RevocationV1[]>();
+  for await (const { record } of openJetStreamRevocationLog(nc).read()) {
+    if (record.revision !== revision) continue;
+    const list = byRequest.get(record.requestId);
+    if (list === undefined) byRequest.set(record.requestId, [record]);
+    else list.push(record);
+  }
+  return byRequest;
+}
+
+/**
+ * Checks that every one of `requestIds` has its override recorded for `revision`, once or, for a
+ * chunk redone otherwise, twice saying the same, and that nothing else is recorded for it.
+ * Throws naming the first request id that is not so.
+ */
+export async function expectEachOverrideRecorded(
+  nc: NatsConnection,
+  revision: number,
+  requestIds: readonly string[],
+): Promise<void> {
+  const byRequest = await revocationsByRequest(nc, revision);
+  const wanted = new Set(requestIds);
+  for (const id of byRequest.keys()) {
+    if (!wanted.has(id))
+      throw new Error(`request ${id} has a revocation of revision ${revision} and should not`);
+  }
+  for (const id of wanted) {
+    const records = byRequest.get(id) ?? [];
+    if (records.length === 0 || records.length > 2) {
+      throw new Error(`request ${id} has ${records.length} revocation records of revision ${revision}`);
+    }
+    const [first, second] = records;
+    if (
+      second !== undefined &&
+      JSON.stringify({ ...second, at: "" }) !== JSON.stringify({ ...first, at: "" })
+    ) {
+      throw new Error(`request ${id}'s two revocation records of revision ${revision} differ`);
+    }
+  }
 }

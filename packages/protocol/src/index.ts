@@ -50,6 +50,7 @@ export {
   DecisionV1,
   DeploymentId,
   PolicyOverrideV1,
+  RevocationBatchV1,
   RevocationV1,
   RuleErrorV1,
   RuleEventType,

@@ -274,6 +274,16 @@ export const RevocationV1 = z.object({
 export type RevocationV1 = z.infer<typeof RevocationV1>;
 
 /**
+ * Many revocation records in one message of the revocation log, in the order they were made (a
+ * re-evaluation's chunk, cut to fit max_payload). A reader keeps the elements that parse as
+ * RevocationV1 and skips the others; messages written before batches hold one bare RevocationV1.
+ */
+export const RevocationBatchV1 = z.object({
+  revocations: z.array(RevocationV1).min(1),
+});
+export type RevocationBatchV1 = z.infer<typeof RevocationBatchV1>;
+
+/**
  * What is published on the changes topic. Rust hosts read `requestId` and ignore the rest; the
  * Elixir host decodes snake_case `request_id` and requires a string `message`, so both are sent.
  */

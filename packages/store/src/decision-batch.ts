@@ -39,6 +39,14 @@ export interface DecisionLine {
  * `maxPayload` (the NATS default when unknown): a record larger than this cannot be stored.
  */
 export function maxDecisionRecordBytes(maxPayload: number | undefined): number {
+  return maxMessageBodyBytes(maxPayload);
+}
+
+/**
+ * The largest body a message of Arbiter's (its headers being a message id and a few more) can
+ * have on a server whose max_payload is `maxPayload`, the NATS default when unknown.
+ */
+export function maxMessageBodyBytes(maxPayload: number | undefined): number {
   return (maxPayload ?? DEFAULT_MAX_PAYLOAD) - HEADER_ROOM_BYTES;
 }
 

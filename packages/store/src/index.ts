@@ -78,7 +78,14 @@ export {
   openJetStreamReplayGuard,
   ReplayGuardOptions,
 } from "./replay-guard.js";
-export type { RevocationFilter, RevocationLog, StoredRevocation } from "./revocation-log.js";
+export type {
+  AppendedRevocations,
+  MemoryRevocationLog,
+  RevocationEntry,
+  RevocationFilter,
+  RevocationLog,
+  StoredRevocation,
+} from "./revocation-log.js";
 export { createMemoryRevocationLog, openJetStreamRevocationLog } from "./revocation-log.js";
 export type {
   AppliedRules,

@@ -717,8 +717,8 @@ export class Revoker {
         reevaluations: true,
       });
     }
-    await Promise.all(
-      changed.map((c) => revocations.append(revocationFor(c.entry, c.evaluation, revision, at), recordId(c))),
+    await revocations.appendBatch(
+      changed.map((c) => ({ record: revocationFor(c.entry, c.evaluation, revision, at), id: recordId(c) })),
     );
     for (const c of changed) {
       nc.publish(changesTopic, JSON.stringify(overrideFor(c.entry, c.evaluation)));
