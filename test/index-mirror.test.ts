@@ -164,7 +164,8 @@ describe("the index mirror", () => {
     const seen = await both(mirror, index);
     expect(seen.mirrored).toEqual(seen.stored);
     expect(seen.mirrored.filter((id) => id.startsWith("N4-") && id.endsWith(":true"))).toHaveLength(10);
-    expect(mirror.stats.reloads).toBe(2);
+    expect(mirror.stats.reloads).toBeGreaterThanOrEqual(2);
+    expect(mirror.stats.connectionEvents).toBeGreaterThanOrEqual(1);
   });
 
   it("gives no view of a bucket made without the republish (the scan then reads the server)", async () => {

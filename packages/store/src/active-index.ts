@@ -148,8 +148,19 @@ function hostKeyPrefix(lattice: string, host: string): string {
 
 /** The KV key of a host's lifecycle record: `h.<hash of lattice and host>`. */
 export function hostRecordKey(lattice: string, host: string): string {
-  return `h.${digest(JSON.stringify([lattice, host]))}`;
+  const id = JSON.stringify([lattice, host]);
+  if (id.length > HOST_PREFIX_ID_KEPT_CHARS) return `h.${digest(id)}`;
+  let key = hostRecordKeys.get(id);
+  if (key === undefined) {
+    if (hostRecordKeys.size >= HOST_PREFIXES_KEPT) hostRecordKeys.clear();
+    key = `h.${digest(id)}`;
+    hostRecordKeys.set(id, key);
+  }
+  return key;
 }
+
+/** Host record keys already hashed, as {@link hostKeyPrefix} keeps its prefixes. */
+const hostRecordKeys = new Map<string, string>();
 
 function requestIdKey(requestId: string): string {
   return `r.${digest(requestId)}`;

@@ -51,6 +51,14 @@ export interface IndexMirrorStats {
   /** Views given for scans, and views refused (the scan then read the bucket itself). */
   readonly views: number;
   readonly refused: number;
+  /**
+   * Why the mirror was found incomplete: a sequence missing, a reconnect or slow-consumer notice,
+   * stored writes that did not arrive in time, a key count unlike the stream's.
+   */
+  readonly gaps: number;
+  readonly connectionEvents: number;
+  readonly lateWrites: number;
+  readonly countMismatches: number;
 }
 
 /**
@@ -88,6 +96,13 @@ const READS_IN_FLIGHT = 512;
 
 /** Entries a view yields before it lets the event loop read the socket (the republished writes meanwhile). */
 const YIELD_EVERY = 1024;
+
+/** How soon a mirror found incomplete reads the bucket again, doubling while that fails. */
+const RELOAD_DELAY_MS = 100;
+const MAX_RELOAD_DELAY_MS = 5000;
+
+/** Skipped sequences awaited at once (writes republished out of order); beyond, the bucket is read again. */
+const MISSING_KEPT = 4096;
 
 /** Longest wait for the writes a stream has stored to arrive republished. */
 const CATCH_UP_MS = 2000;
@@ -146,15 +161,26 @@ class KvIndexMirror implements IndexMirror {
   /** The last republished sequence received, and whether every one before it since the last reload was. */
   #lastSeen = 0;
   #contiguousSince = 0;
+  /** Sequences skipped by a later one (republished out of order), awaited. */
+  readonly #missing = new Set<number>();
   /** Complete: every write up to `#lastSeen` is in `#slots`. */
   #complete = false;
   /** While a reload runs, the slots it builds (republished writes go there too). */
   #building: Map<string, Slot> | null = null;
   #reloading: Promise<void> | null = null;
+  #reloadTimer: NodeJS.Timeout | undefined;
   readonly #counts: { seq: number; keys: number }[] = new Array(COUNTS_KEPT);
   #closed = false;
   #tooLarge = false;
-  #stats = { reloads: 0, views: 0, refused: 0 };
+  #stats = {
+    reloads: 0,
+    views: 0,
+    refused: 0,
+    gaps: 0,
+    connectionEvents: 0,
+    lateWrites: 0,
+    countMismatches: 0,
+  };
 
   constructor(nc: NatsConnection, jsm: JetStreamManager, config: MirrorConfig) {
     this.#jsm = jsm;
@@ -166,10 +192,12 @@ class KvIndexMirror implements IndexMirror {
         callback: (err, msg) => {
           // A subscription refused or ended hears nothing more: no view until read again.
           if (err === null) this.#apply(msg);
-          else this.#complete = false;
+          else this.#lost();
         },
       });
       void this.#followConnection(nc);
+      // Read the bucket now, not at the first scan.
+      this.#scheduleReload(0);
     }
   }
 
@@ -178,7 +206,8 @@ class KvIndexMirror implements IndexMirror {
     for await (const status of nc.status()) {
       if (this.#closed) return;
       if (status.type === "disconnect" || status.type === "reconnect" || status.type === "slowConsumer") {
-        this.#complete = false;
+        this.#lost();
+        this.#stats.connectionEvents++;
       }
     }
   }
@@ -189,6 +218,7 @@ class KvIndexMirror implements IndexMirror {
 
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#reloadTimer);
     this.#subscription?.unsubscribe();
     this.#reads.close();
     this.#slots = new Map();
@@ -228,7 +258,7 @@ class KvIndexMirror implements IndexMirror {
     if (state.lastSeq < this.#lastSeen) {
       // Sequences only grow in a stream: this one was deleted and made again.
       this.#lastSeen = 0;
-      this.#complete = false;
+      this.#lost();
     }
     if (!this.#complete) {
       await this.#reload();
@@ -238,9 +268,10 @@ class KvIndexMirror implements IndexMirror {
     // The writes the stream has stored are on their way: wait for them, not for later ones. Ones
     // that do not come were lost (read the bucket again).
     const deadline = Date.now() + CATCH_UP_MS;
-    while (this.#complete && this.#lastSeen < state.lastSeq) {
+    while (this.#complete && (this.#lastSeen < state.lastSeq || this.#awaiting(state.lastSeq))) {
       if (Date.now() > deadline) {
-        this.#complete = false;
+        this.#lost();
+        this.#stats.lateWrites++;
         return "behind the bucket";
       }
       await delay(1);
@@ -249,7 +280,8 @@ class KvIndexMirror implements IndexMirror {
     const counted = this.#countAt(state.lastSeq);
     if (counted !== null && counted !== state.messages) {
       // Something removed messages without a write (a purge of the stream): read it all again.
-      this.#complete = false;
+      this.#lost();
+      this.#stats.countMismatches++;
       return "count differs";
     }
     return this.#viewOf(this.#slots);
@@ -294,20 +326,62 @@ class KvIndexMirror implements IndexMirror {
     if (this.#closed || this.#tooLarge) return;
     const seq = Number(msg.headers?.get("Nats-Sequence"));
     if (!(seq > 0)) return;
-    const fresh = seq > this.#lastSeen;
     if (seq > this.#lastSeen + 1) {
-      // A write never seen: the mirror is incomplete until the bucket is read again.
-      this.#complete = false;
-      this.#contiguousSince = seq;
+      const skipped = seq - this.#lastSeen - 1;
+      // nats-server may republish two writes out of order: a skipped sequence is awaited, a few
+      // at most; more, or before the mirror is complete, the bucket is read again.
+      if ((this.#complete || this.#building !== null) && skipped <= MISSING_KEPT - this.#missing.size) {
+        for (let s = this.#lastSeen + 1; s < seq; s++) this.#missing.add(s);
+      } else {
+        if (this.#complete) this.#stats.gaps++;
+        this.#lost();
+        this.#missing.clear();
+        this.#contiguousSince = seq;
+      }
+    } else if (seq <= this.#lastSeen) {
+      this.#missing.delete(seq);
     }
-    if (fresh) this.#lastSeen = seq;
+    if (seq > this.#lastSeen) this.#lastSeen = seq;
     const key = msg.subject.slice(this.#prefixLength);
     const live = msg.headers?.get("KV-Operation") === "" && keptKey(key);
     // A copy: the message's bytes may share the buffer of everything read with them.
     const slot: Slot = { seq, raw: live ? new Uint8Array(msg.data) : null };
     this.#put(this.#slots, key, slot);
     if (this.#building !== null) this.#put(this.#building, key, slot);
-    if (fresh) this.#counts[seq % COUNTS_KEPT] = { seq, keys: this.#slots.size };
+    // Counted only where every write up to here is in: a count is compared with the stream's.
+    if (this.#missing.size === 0) {
+      this.#counts[this.#lastSeen % COUNTS_KEPT] = { seq: this.#lastSeen, keys: this.#slots.size };
+    }
+  }
+
+  /**
+   * The mirror no longer holds all of the bucket: it is read again in the background shortly (once
+   * at a time), so that the next scan finds it whole instead of waiting for that read.
+   */
+  #lost(): void {
+    this.#complete = false;
+    this.#scheduleReload(RELOAD_DELAY_MS);
+  }
+
+  #scheduleReload(delayMs: number): void {
+    if (this.#closed || this.#tooLarge || !this.#config.enabled || this.#reloadTimer !== undefined) return;
+    this.#reloadTimer = setTimeout(() => {
+      this.#reloadTimer = undefined;
+      if (this.#complete || this.#closed) return;
+      this.#reload().then(
+        () => {
+          if (!this.#complete) this.#scheduleReload(Math.min(delayMs * 2, MAX_RELOAD_DELAY_MS));
+        },
+        () => this.#scheduleReload(Math.min(delayMs * 2, MAX_RELOAD_DELAY_MS)),
+      );
+    }, delayMs);
+    this.#reloadTimer.unref();
+  }
+
+  /** Whether a write at or below `seq` is still awaited. */
+  #awaiting(seq: number): boolean {
+    for (const missing of this.#missing) if (missing <= seq) return true;
+    return false;
   }
 
   #put(slots: Map<string, Slot>, key: string, slot: Slot): void {
@@ -331,6 +405,7 @@ class KvIndexMirror implements IndexMirror {
     const building = new Map<string, Slot>();
     this.#building = building;
     this.#contiguousSince = this.#lastSeen + 1;
+    this.#missing.clear();
     try {
       const subjectPrefix = `$KV.${this.#config.bucket}.`;
       let listed: { subjects: string[]; lastSeq: number };
@@ -358,15 +433,18 @@ class KvIndexMirror implements IndexMirror {
           this.#put(building, key, { seq: message.seq, raw: live ? new Uint8Array(message.data) : null });
         }
       }
-      // Every write after the listing must have been seen, one after the other.
+      // Every write after the listing must have been seen (or be awaited), none skipped for good.
       const covered = this.#lastSeen <= listed.lastSeq || this.#contiguousSince <= listed.lastSeq + 1;
       if (!covered) return;
+      for (const missing of this.#missing) if (missing <= listed.lastSeq) this.#missing.delete(missing);
       this.#slots = building;
       this.#lastSeen = Math.max(this.#lastSeen, listed.lastSeq);
       this.#contiguousSince = 0;
       this.#complete = true;
       this.#counts.fill({ seq: 0, keys: 0 });
-      this.#counts[this.#lastSeen % COUNTS_KEPT] = { seq: this.#lastSeen, keys: building.size };
+      if (this.#missing.size === 0) {
+        this.#counts[this.#lastSeen % COUNTS_KEPT] = { seq: this.#lastSeen, keys: building.size };
+      }
       this.#stats.reloads++;
     } finally {
       this.#building = null;

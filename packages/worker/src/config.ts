@@ -11,6 +11,12 @@ import {
 import { decodePublicKey } from "@arbiter/trust";
 import { z } from "zod";
 
+/**
+ * Entries per part of a split re-evaluation unless configured: with each worker's mirror of the
+ * index a scan of this many takes a few tenths of a second alone, less than parts' writes and pulls.
+ */
+export const DEFAULT_SCAN_PART_SIZE = 20_000;
+
 /** The smallest `maxPayloadBytes` a worker takes. */
 export const MIN_PAYLOAD_BYTES = 4096;
 
@@ -138,7 +144,7 @@ export const WorkerConfig = z
      * Entries per part of a split re-evaluation: an active index larger than this is cut into
      * parts that every worker takes; one no larger is scanned by the worker that took the revision.
      */
-    scanPartSize: z.number().int().positive().default(2000),
+    scanPartSize: z.number().int().positive().default(DEFAULT_SCAN_PART_SIZE),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

@@ -87,7 +87,8 @@ export async function withoutPrunedHosts<T>(
   list: readonly T[],
   refOf: (item: T) => HostDecisionRef,
 ): Promise<T[]> {
-  const key = (ref: HostDecisionRef) => JSON.stringify([ref.lattice, ref.host]);
+  // The lattice's length first: no two (lattice, host) pairs make one key.
+  const key = (ref: HostDecisionRef) => `${ref.lattice.length}:${ref.lattice}${ref.host}`;
   const reads = new Map<string, Promise<HostRecordV1 | null> | HostRecordV1 | null>();
   for (const item of list) {
     const ref = refOf(item);

@@ -35,6 +35,7 @@ import {
   reevaluate,
   revocationFor,
 } from "./active-projection.js";
+import { DEFAULT_SCAN_PART_SIZE } from "./config.js";
 import { type DecidingWorker, decisionRecord, encodeDecisionRecord } from "./decide.js";
 import { ExpiryTimers, expiryRecordId, expiryStep } from "./expiry-timers.js";
 import { indexHostRecords, isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
@@ -121,9 +122,6 @@ export function revokerCounters(stats: RevokerStats | undefined): Record<string,
 
 /** Longest a stopping revoker waits for the message it is handling. */
 const STOP_GRACE_MS = 2000;
-
-/** Entries per part of a split re-evaluation unless configured ({@link RevokerDeps.scanPartSize}). */
-export const DEFAULT_SCAN_PART_SIZE = 2000;
 
 /** How often the taker of a split revision looks whether every part is done. */
 const PARTS_POLL_MS = 20;
@@ -499,6 +497,7 @@ export class Revoker {
         changed: counts.changed,
         overrides: counts.overrides,
         ms: this.#stats.lastScanMs,
+        ...(this.#mirror === undefined ? {} : { mirror: this.#mirror.stats }),
       },
       "revision re-evaluated against the active index",
     );
@@ -525,8 +524,20 @@ export class Revoker {
       // Not done, not acknowledged: another worker whose rules are at the revision takes it.
       throw new Error(`rules not at revision ${part.revision}`);
     }
+    const started = performance.now();
     const view = await this.#view();
+    const viewMs = Math.round(performance.now() - started);
     const counts = await this.#reevaluateAll(view, part.keys, ruleset);
+    log.info(
+      {
+        revision: part.revision,
+        part: part.part,
+        ...counts,
+        viewMs,
+        ms: Math.round(performance.now() - started),
+      },
+      "part re-evaluated",
+    );
     await parts.markDone({
       revision: part.revision,
       scan: part.scan,
@@ -671,11 +682,12 @@ export class Revoker {
   }
 
   /**
-   * Records and publishes the changes of one chunk: the re-evaluation decisions (one signed batch),
-   * a revocation record each (de-duplicated on `recordId`, by default revision and entry, so a scan
-   * done again records none twice), then the overrides, then the index entries — or, given `later`,
-   * leaves those to the caller, who writes them once every override of its scan is out. Entries of
-   * pruned hosts are left out; resolves to the number of overrides published.
+   * Records and publishes the changes of one chunk: the re-evaluation decisions (one signed batch)
+   * and a revocation record each (one batch, de-duplicated on the `recordId`s it holds, by default
+   * revision and entry, so a chunk done again alike records nothing twice), then the overrides,
+   * then the index entries — or, in a scan, leaves those to it, to write once every override of
+   * the scan is out. Entries of pruned hosts are left out; resolves to the number of overrides
+   * published.
    */
   async #revoke(
     all: readonly Reevaluation[],
@@ -711,19 +723,24 @@ export class Revoker {
         body: encodeDecisionRecord(record, requestJson(c.request.input)),
       };
     });
-    for (const [from, to] of splitDecisionBatches(records, nc.info?.max_payload)) {
-      await decisions.append({
-        ...signDecisionBatch(records.slice(from, to), this.#deps.signer),
-        reevaluations: true,
-      });
-    }
-    await revocations.appendBatch(
-      changed.map((c) => ({ record: revocationFor(c.entry, c.evaluation, revision, at), id: recordId(c) })),
-    );
+    // Both records before any override, written side by side.
+    await Promise.all([
+      ...splitDecisionBatches(records, nc.info?.max_payload).map(([from, to]) =>
+        decisions.append({
+          ...signDecisionBatch(records.slice(from, to), this.#deps.signer),
+          reevaluations: true,
+        }),
+      ),
+      revocations.appendBatch(
+        changed.map((c) => ({ record: revocationFor(c.entry, c.evaluation, revision, at), id: recordId(c) })),
+      ),
+    ]);
     for (const c of changed) {
       nc.publish(changesTopic, JSON.stringify(overrideFor(c.entry, c.evaluation)));
     }
-    await nc.flush();
+    // A scan's index writes follow on this connection, after every override it sent (NATS keeps a
+    // connection's order); alone, the override is out before the entry changes.
+    if (scan === undefined) await nc.flush();
     this.#stats.overrides += changed.length;
     const updates = changed.map(
       (c): IndexUpdate => ({

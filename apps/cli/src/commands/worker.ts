@@ -145,7 +145,7 @@ export function workerCommand(): Command {
     )
     .option(
       "--scan-part-size <n>",
-      "entries per part of a rules revision's re-evaluation: a larger active index is split across the workers, when another worker waits for parts (env ARBITER_SCAN_PART_SIZE; default 2000)",
+      "entries per part of a rules revision's re-evaluation: a larger active index is split across the workers, when another worker waits for parts (env ARBITER_SCAN_PART_SIZE; default 20000)",
     )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
