@@ -5,6 +5,7 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { hostRecordKey, parseEntryBytes, parseHostRecord, takeWrittenEntry } from "./active-index.js";
 import { DirectGetMux } from "./direct-get.js";
 import { StoreUnavailableError } from "./errors.js";
+import { RepublishedSequence } from "./republished-sequence.js";
 import { errorText } from "./text.js";
 
 /** One key of the bucket as the mirror holds it: the sequence of its last write, and an entry's bytes. */
@@ -14,7 +15,7 @@ interface Slot {
    * The stored value of a live entry (`e.`) or host record (`h.`); null for a deleted key and for
    * the other keys (request id claims, scan reports).
    */
-  readonly raw: Uint8Array | null;
+  raw: Uint8Array | null;
   /** The entry parsed from `raw`, once a scan read it (undefined: not yet; null: does not parse). */
   parsed?: ActiveDecisionV1 | null;
   /** The host record parsed from `raw`, likewise. */
@@ -88,7 +89,7 @@ export interface IndexMirrorOptions {
   readonly maxKeys?: number;
 }
 
-/** Keys a mirror holds unless configured: about 1.5 KB an entry, so a few hundred MB at most. */
+/** Keys a mirror holds unless configured: about 3 KB an entry once parsed, so some 600 MB at most. */
 export const DEFAULT_MIRROR_MAX_KEYS = 200_000;
 
 /** Reads of a reload in flight at once (as in the index's own listing). */
@@ -100,9 +101,6 @@ const YIELD_EVERY = 1024;
 /** How soon a mirror found incomplete reads the bucket again, doubling while that fails. */
 const RELOAD_DELAY_MS = 100;
 const MAX_RELOAD_DELAY_MS = 5000;
-
-/** Skipped sequences awaited at once (writes republished out of order); beyond, the bucket is read again. */
-const MISSING_KEPT = 4096;
 
 /** Longest wait for the writes a stream has stored to arrive republished. */
 const CATCH_UP_MS = 2000;
@@ -158,13 +156,8 @@ class KvIndexMirror implements IndexMirror {
   readonly #subscription: Subscription | undefined;
   readonly #prefixLength: number;
   #slots = new Map<string, Slot>();
-  /** The last republished sequence received, and whether every one before it since the last reload was. */
-  #lastSeen = 0;
-  #contiguousSince = 0;
-  /** Sequences skipped by a later one (republished out of order), awaited. */
-  readonly #missing = new Set<number>();
-  /** Complete: every write up to `#lastSeen` is in `#slots`. */
-  #complete = false;
+  /** Which writes have arrived; complete: every write up to its last sequence is in `#slots`. */
+  readonly #sequence = new RepublishedSequence();
   /** While a reload runs, the slots it builds (republished writes go there too). */
   #building: Map<string, Slot> | null = null;
   #reloading: Promise<void> | null = null;
@@ -213,7 +206,7 @@ class KvIndexMirror implements IndexMirror {
   }
 
   get stats(): IndexMirrorStats {
-    return { keys: this.#slots.size, seq: this.#lastSeen, ...this.#stats };
+    return { keys: this.#slots.size, seq: this.#sequence.lastSeen, ...this.#stats };
   }
 
   close(): void {
@@ -251,24 +244,24 @@ class KvIndexMirror implements IndexMirror {
     if (state.messages > this.#config.maxKeys) {
       this.#tooLarge = true;
       this.#slots = new Map();
-      this.#complete = false;
+      this.#sequence.lose();
       return "too large";
     }
     this.#tooLarge = false;
-    if (state.lastSeq < this.#lastSeen) {
+    if (state.lastSeq < this.#sequence.lastSeen) {
       // Sequences only grow in a stream: this one was deleted and made again.
-      this.#lastSeen = 0;
-      this.#lost();
+      this.#sequence.restart();
     }
-    if (!this.#complete) {
+    if (!this.#sequence.complete) {
       await this.#reload();
-      if (!this.#complete) return "incomplete";
+      if (!this.#sequence.complete) return "incomplete";
       state = await this.#streamState();
     }
     // The writes the stream has stored are on their way: wait for them, not for later ones. Ones
     // that do not come were lost (read the bucket again).
     const deadline = Date.now() + CATCH_UP_MS;
-    while (this.#complete && (this.#lastSeen < state.lastSeq || this.#awaiting(state.lastSeq))) {
+    const sequence = this.#sequence;
+    while (sequence.complete && (sequence.lastSeen < state.lastSeq || sequence.awaiting(state.lastSeq))) {
       if (Date.now() > deadline) {
         this.#lost();
         this.#stats.lateWrites++;
@@ -276,7 +269,7 @@ class KvIndexMirror implements IndexMirror {
       }
       await delay(1);
     }
-    if (!this.#complete) return "incomplete";
+    if (!sequence.complete) return "incomplete";
     const counted = this.#countAt(state.lastSeq);
     if (counted !== null && counted !== state.messages) {
       // Something removed messages without a write (a purge of the stream): read it all again.
@@ -298,7 +291,10 @@ class KvIndexMirror implements IndexMirror {
       hostRecord: (lattice, host) => {
         const slot = slots.get(hostRecordKey(lattice, host));
         if (slot === undefined || slot.raw === null) return null;
-        if (slot.host === undefined) slot.host = parseHostRecord(slot.raw);
+        if (slot.host === undefined) {
+          slot.host = parseHostRecord(slot.raw);
+          slot.raw = PARSED;
+        }
         return slot.host;
       },
     };
@@ -326,22 +322,11 @@ class KvIndexMirror implements IndexMirror {
     if (this.#closed || this.#tooLarge) return;
     const seq = Number(msg.headers?.get("Nats-Sequence"));
     if (!(seq > 0)) return;
-    if (seq > this.#lastSeen + 1) {
-      const skipped = seq - this.#lastSeen - 1;
-      // nats-server may republish two writes out of order: a skipped sequence is awaited, a few
-      // at most; more, or before the mirror is complete, the bucket is read again.
-      if ((this.#complete || this.#building !== null) && skipped <= MISSING_KEPT - this.#missing.size) {
-        for (let s = this.#lastSeen + 1; s < seq; s++) this.#missing.add(s);
-      } else {
-        if (this.#complete) this.#stats.gaps++;
-        this.#lost();
-        this.#missing.clear();
-        this.#contiguousSince = seq;
-      }
-    } else if (seq <= this.#lastSeen) {
-      this.#missing.delete(seq);
+    const arrival = this.#sequence.arrive(seq);
+    if (arrival.lost) {
+      this.#stats.gaps++;
+      this.#lost();
     }
-    if (seq > this.#lastSeen) this.#lastSeen = seq;
     const key = msg.subject.slice(this.#prefixLength);
     const live = msg.headers?.get("KV-Operation") === "" && keptKey(key);
     // A copy: the message's bytes may share the buffer of everything read with them.
@@ -349,8 +334,9 @@ class KvIndexMirror implements IndexMirror {
     this.#put(this.#slots, key, slot);
     if (this.#building !== null) this.#put(this.#building, key, slot);
     // Counted only where every write up to here is in: a count is compared with the stream's.
-    if (this.#missing.size === 0) {
-      this.#counts[this.#lastSeen % COUNTS_KEPT] = { seq: this.#lastSeen, keys: this.#slots.size };
+    if (this.#sequence.contiguous) {
+      const at = this.#sequence.lastSeen;
+      this.#counts[at % COUNTS_KEPT] = { seq: at, keys: this.#slots.size };
     }
   }
 
@@ -359,7 +345,7 @@ class KvIndexMirror implements IndexMirror {
    * at a time), so that the next scan finds it whole instead of waiting for that read.
    */
   #lost(): void {
-    this.#complete = false;
+    this.#sequence.lose();
     this.#scheduleReload(RELOAD_DELAY_MS);
   }
 
@@ -367,21 +353,15 @@ class KvIndexMirror implements IndexMirror {
     if (this.#closed || this.#tooLarge || !this.#config.enabled || this.#reloadTimer !== undefined) return;
     this.#reloadTimer = setTimeout(() => {
       this.#reloadTimer = undefined;
-      if (this.#complete || this.#closed) return;
+      if (this.#sequence.complete || this.#closed) return;
       this.#reload().then(
         () => {
-          if (!this.#complete) this.#scheduleReload(Math.min(delayMs * 2, MAX_RELOAD_DELAY_MS));
+          if (!this.#sequence.complete) this.#scheduleReload(Math.min(delayMs * 2, MAX_RELOAD_DELAY_MS));
         },
         () => this.#scheduleReload(Math.min(delayMs * 2, MAX_RELOAD_DELAY_MS)),
       );
     }, delayMs);
     this.#reloadTimer.unref();
-  }
-
-  /** Whether a write at or below `seq` is still awaited. */
-  #awaiting(seq: number): boolean {
-    for (const missing of this.#missing) if (missing <= seq) return true;
-    return false;
   }
 
   #put(slots: Map<string, Slot>, key: string, slot: Slot): void {
@@ -404,8 +384,8 @@ class KvIndexMirror implements IndexMirror {
   async #readAll(): Promise<void> {
     const building = new Map<string, Slot>();
     this.#building = building;
-    this.#contiguousSince = this.#lastSeen + 1;
-    this.#missing.clear();
+    this.#sequence.startReading();
+    let finished = false;
     try {
       const subjectPrefix = `$KV.${this.#config.bucket}.`;
       let listed: { subjects: string[]; lastSeq: number };
@@ -434,23 +414,24 @@ class KvIndexMirror implements IndexMirror {
         }
       }
       // Every write after the listing must have been seen (or be awaited), none skipped for good.
-      const covered = this.#lastSeen <= listed.lastSeq || this.#contiguousSince <= listed.lastSeq + 1;
-      if (!covered) return;
-      for (const missing of this.#missing) if (missing <= listed.lastSeq) this.#missing.delete(missing);
+      finished = true;
+      if (!this.#sequence.finishReading(listed.lastSeq)) return;
       this.#slots = building;
-      this.#lastSeen = Math.max(this.#lastSeen, listed.lastSeq);
-      this.#contiguousSince = 0;
-      this.#complete = true;
       this.#counts.fill({ seq: 0, keys: 0 });
-      if (this.#missing.size === 0) {
-        this.#counts[this.#lastSeen % COUNTS_KEPT] = { seq: this.#lastSeen, keys: building.size };
+      if (this.#sequence.contiguous) {
+        const at = this.#sequence.lastSeen;
+        this.#counts[at % COUNTS_KEPT] = { seq: at, keys: building.size };
       }
       this.#stats.reloads++;
     } finally {
+      if (!finished) this.#sequence.abortReading();
       this.#building = null;
     }
   }
 }
+
+/** The bytes of a live key once parsed (the parsed value is kept instead). */
+const PARSED = new Uint8Array(0);
 
 /** Whether the mirror keeps a key's bytes: entries and host records, not claims or reports. */
 function keptKey(key: string): boolean {
@@ -471,6 +452,8 @@ async function* entriesOf(
     if (slot === undefined || slot.raw === null || !key.startsWith("e.")) continue;
     if (slot.parsed === undefined) {
       slot.parsed = takeWrittenEntry(key, slot.seq) ?? parseEntryBytes(slot.raw, slot.seq, key);
+      // Parsed, the bytes are no longer needed: only that the key is live.
+      slot.raw = PARSED;
     }
     if (slot.parsed !== null) yield slot.parsed;
   }

@@ -8,6 +8,7 @@ import {
   ErrorCode,
   WorkerPublicKey,
 } from "@arbiter/protocol";
+import { DEFAULT_MIRROR_MAX_KEYS } from "@arbiter/store";
 import { decodePublicKey } from "@arbiter/trust";
 import { z } from "zod";
 
@@ -145,6 +146,11 @@ export const WorkerConfig = z
      * parts that every worker takes; one no larger is scanned by the worker that took the revision.
      */
     scanPartSize: z.number().int().positive().default(DEFAULT_SCAN_PART_SIZE),
+    /**
+     * Keys of the active index this worker's mirror holds at most (about 3 KB an entry once a scan
+     * parsed it); an index larger than this is read from the server at each re-evaluation. 0: no mirror.
+     */
+    indexMirrorMaxKeys: z.number().int().nonnegative().default(DEFAULT_MIRROR_MAX_KEYS),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

@@ -746,8 +746,16 @@ class DecisionWorker implements Worker {
       names,
       changesTopic: config.changesTopic,
       openIndex: () => openJetStreamActiveIndex(this.#storeNc, { prefix: config.prefix, create: false }),
-      openMirror: () =>
-        openIndexMirror(this.#storeNc, { prefix: config.prefix, timeoutMs: config.ackTimeoutMs }),
+      ...(config.indexMirrorMaxKeys === 0
+        ? {}
+        : {
+            openMirror: () =>
+              openIndexMirror(this.#storeNc, {
+                prefix: config.prefix,
+                timeoutMs: config.ackTimeoutMs,
+                maxKeys: config.indexMirrorMaxKeys,
+              }),
+          }),
       revocations: openJetStreamRevocationLog(this.#storeNc, {
         prefix: config.prefix,
         ackTimeoutMs: config.ackTimeoutMs,

@@ -30,6 +30,7 @@ interface WorkerFlags extends ConnectionFlags {
   maxPayload?: string;
   maxQueued?: string;
   scanPartSize?: string;
+  indexMirrorMaxKeys?: string;
   inboxPrefix?: string;
   natsInboxPrefix?: string;
   onLogOutage?: string;
@@ -55,6 +56,7 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   maxPayloadBytes: "--max-payload",
   maxQueuedRequests: "--max-queued",
   scanPartSize: "--scan-part-size (ARBITER_SCAN_PART_SIZE)",
+  indexMirrorMaxKeys: "--index-mirror-max-keys (ARBITER_INDEX_MIRROR_MAX_KEYS)",
   inboxPrefixes: "--inbox-prefix (ARBITER_INBOX_PREFIXES)",
   onLogOutage: "--on-log-outage (ARBITER_ON_LOG_OUTAGE)",
   requestSignatures: "--request-signatures (ARBITER_REQUEST_SIGNATURES)",
@@ -146,6 +148,10 @@ export function workerCommand(): Command {
     .option(
       "--scan-part-size <n>",
       "entries per part of a rules revision's re-evaluation: a larger active index is split across the workers, when another worker waits for parts (env ARBITER_SCAN_PART_SIZE; default 20000)",
+    )
+    .option(
+      "--index-mirror-max-keys <n>",
+      "keys of the active index this worker mirrors in memory at most (about 3 KB an entry), so that a re-evaluation reads no entry from the server; a larger index is read from the server; 0 turns the mirror off (env ARBITER_INDEX_MIRROR_MAX_KEYS; default 200000)",
     )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
@@ -251,6 +257,8 @@ function workerConfig(
   const lattices = flags.lattices ?? (process.env["ARBITER_LATTICES"] || undefined);
   const hostTimeout = flags.hostTimeout ?? (process.env["ARBITER_HOST_TIMEOUT"] || undefined);
   const scanPartSize = flags.scanPartSize ?? (process.env["ARBITER_SCAN_PART_SIZE"] || undefined);
+  const mirrorMaxKeys =
+    flags.indexMirrorMaxKeys ?? (process.env["ARBITER_INDEX_MIRROR_MAX_KEYS"] || undefined);
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
     ...(deployment ? { deployment } : {}),
@@ -290,6 +298,9 @@ function workerConfig(
     maxPayloadBytes: strictInteger("--max-payload", flags.maxPayload ?? "1048576"),
     maxQueuedRequests: strictInteger("--max-queued", flags.maxQueued ?? "10000"),
     ...(scanPartSize ? { scanPartSize: strictInteger(SETTING_SOURCES["scanPartSize"]!, scanPartSize) } : {}),
+    ...(mirrorMaxKeys
+      ? { indexMirrorMaxKeys: countOf(SETTING_SOURCES["indexMirrorMaxKeys"]!, mirrorMaxKeys) }
+      : {}),
   };
   try {
     return parseWorkerConfig(config);
@@ -299,6 +310,11 @@ function workerConfig(
 }
 
 /** A positive decimal integer, or INVALID_CONFIG naming `flag`. */
+/** A count that may be 0 (`raw` as typed, named by `flag` when it is not one). */
+function countOf(flag: string, raw: string): number {
+  return raw.trim() === "0" ? 0 : strictInteger(flag, raw);
+}
+
 function strictInteger(flag: string, raw: string): number {
   const value = Number(raw);
   if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value <= 0) {
