@@ -57,6 +57,11 @@ export interface AppliedRules {
 export interface ChangeOptions {
   readonly expectedRevision?: number;
   readonly reason?: string;
+  /**
+   * Called with the new revision once the rules stream has acknowledged its event, before the
+   * snapshot is written: the moment workers can start folding it (a benchmark's clock starts here).
+   */
+  readonly onAppended?: (revision: number) => void;
 }
 
 /** Signs and appends rule events, and reads the rules at any revision. */
@@ -242,6 +247,7 @@ export function createRulesAdmin(options: RulesAdminOptions): RulesAdmin {
     };
     const text = signJson(unsigned, signer);
     const revision = await store.rules.append(text, state.revision);
+    opts.onAppended?.(revision);
     let snapshot: AppliedRules["snapshot"] = "saved";
     try {
       const { state: after } = await fold(revision);

@@ -111,8 +111,14 @@ export async function aloneRun(ctx: AloneContext): Promise<AloneRun> {
   const before = await ctx.workerOverrides();
   await ctx.observe({ expect: n, check: true });
   const applyCpu = cpuOf();
-  const { revision } = await ctx.rulesAdmin.apply(ctx.rules, { reason: "arbiter bench: convergence alone" });
-  const ackedAt = performance.now();
+  let ackedAt = 0;
+  const { revision } = await ctx.rulesAdmin.apply(ctx.rules, {
+    reason: "arbiter bench: convergence alone",
+    // The clock starts at the rules event's ack, not after the snapshot write that follows it.
+    onAppended: () => {
+      ackedAt = performance.now();
+    },
+  });
   const seen = await ctx.untilObserved();
   const cpu = cpuUsed(applyCpu, cpuOf(), ctx.pids);
   // Every override of the revision is out once it is acknowledged; any extra one has arrived by

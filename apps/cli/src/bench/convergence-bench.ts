@@ -396,8 +396,13 @@ async function convergenceRun(
     resetPhase(hosts);
     await observe({ expect: flipPerHost * options.hosts });
     const applyCpu = cpuOf();
-    const { revision } = await rulesAdmin.apply(FLIP_RULES, { reason: "arbiter bench: convergence" });
-    const ackedAt = performance.now();
+    let ackedAt = 0;
+    const { revision } = await rulesAdmin.apply(FLIP_RULES, {
+      reason: "arbiter bench: convergence",
+      onAppended: () => {
+        ackedAt = performance.now();
+      },
+    });
     await untilConverged(hosts, deadline("the hosts did not all converge"));
     const arbiter = figures(hosts, ackedAt, flipPerHost, cpuUsed(applyCpu, cpuOf(), pids));
     // Every override of the revision is out once its re-evaluation is acknowledged.

@@ -169,6 +169,7 @@ export function upCommand(): Command {
       const connections: NatsConnection[] = [];
       const workers: Worker[] = [];
       let stopping = false;
+      let signalled: Promise<null> | undefined;
       const stopAll = async () => {
         stopping = true;
         await Promise.allSettled(workers.map((w) => w.stop()));
@@ -232,6 +233,9 @@ export function upCommand(): Command {
           startedAt: new Date().toISOString(),
         });
         const shownRules = rules.file === null ? null : relative(process.cwd(), rules.file) || rules.file;
+        // Before the report: whoever reads it may signal at once, and a signal with no handler yet
+        // would end the process without stopping anything.
+        signalled = untilSignal(stopAll, log).then(() => null);
         emit(
           flags.json === true,
           {
@@ -273,7 +277,7 @@ export function upCommand(): Command {
         await stopAll();
         throw err;
       }
-      const reason = await Promise.race([untilSignal(stopAll, log).then(() => null), lost]);
+      const reason = await Promise.race([signalled ?? untilSignal(stopAll, log).then(() => null), lost]);
       if (reason !== null) {
         // Nothing can answer or record without NATS: stop the rest, so no `up` lingers that serves nothing.
         stopping = true;
