@@ -132,35 +132,31 @@ export function takeWrittenEntry(key: string, seq: number): ActiveDecisionV1 | u
 const HOST_PREFIXES_KEPT = 4096;
 /** Longer (lattice, host) texts are hashed each time: whoever chooses them must not fill memory. */
 const HOST_PREFIX_ID_KEPT_CHARS = 256;
-const hostPrefixes = new Map<string, string>();
+/** The hashed (lattice, host) keys kept, for the entries' prefix (`e.`) and the host records (`h.`). */
+const hostDigests = { e: new Map<string, string>(), h: new Map<string, string>() };
 
-function hostKeyPrefix(lattice: string, host: string): string {
+/** `<kind>.<hash of lattice and host>`, hashed once per host while few enough are kept. */
+function hostKey(kind: keyof typeof hostDigests, lattice: string, host: string): string {
   const id = JSON.stringify([lattice, host]);
-  if (id.length > HOST_PREFIX_ID_KEPT_CHARS) return `e.${digest(id)}`;
-  let prefix = hostPrefixes.get(id);
-  if (prefix === undefined) {
-    if (hostPrefixes.size >= HOST_PREFIXES_KEPT) hostPrefixes.clear();
-    prefix = `e.${digest(id)}`;
-    hostPrefixes.set(id, prefix);
-  }
-  return prefix;
-}
-
-/** The KV key of a host's lifecycle record: `h.<hash of lattice and host>`. */
-export function hostRecordKey(lattice: string, host: string): string {
-  const id = JSON.stringify([lattice, host]);
-  if (id.length > HOST_PREFIX_ID_KEPT_CHARS) return `h.${digest(id)}`;
-  let key = hostRecordKeys.get(id);
+  if (id.length > HOST_PREFIX_ID_KEPT_CHARS) return `${kind}.${digest(id)}`;
+  const kept = hostDigests[kind];
+  let key = kept.get(id);
   if (key === undefined) {
-    if (hostRecordKeys.size >= HOST_PREFIXES_KEPT) hostRecordKeys.clear();
-    key = `h.${digest(id)}`;
-    hostRecordKeys.set(id, key);
+    if (kept.size >= HOST_PREFIXES_KEPT) kept.clear();
+    key = `${kind}.${digest(id)}`;
+    kept.set(id, key);
   }
   return key;
 }
 
-/** Host record keys already hashed, as {@link hostKeyPrefix} keeps its prefixes. */
-const hostRecordKeys = new Map<string, string>();
+function hostKeyPrefix(lattice: string, host: string): string {
+  return hostKey("e", lattice, host);
+}
+
+/** The KV key of a host's lifecycle record: `h.<hash of lattice and host>`. */
+export function hostRecordKey(lattice: string, host: string): string {
+  return hostKey("h", lattice, host);
+}
 
 function requestIdKey(requestId: string): string {
   return `r.${digest(requestId)}`;
