@@ -168,6 +168,27 @@ describe("the index mirror", () => {
     expect(mirror.stats.connectionEvents).toBeGreaterThanOrEqual(1);
   });
 
+  it("gives no view, saying why, to a worker whose NATS permissions do not let it hear the bucket's writes", async () => {
+    // An upgrade that kept the NATS configuration of an earlier release: the scan reads the server.
+    const secured = await startNatsServer({
+      extraConfig: `authorization { users = [ { user: "w", password: "p", permissions: { subscribe: { allow: [">"], deny: ["*.active.>"] } } } ] }`,
+    });
+    closing.push(() => secured.stop());
+    const own = await connectTo(secured.url, { user: "w", pass: "p" });
+    closing.push(() => own.close());
+    const prefix = `mirror${++run}`;
+    const index = await openJetStreamActiveIndex(own, { prefix });
+    closing.push(() => index.close());
+    await index.put(entry("N1", "c1"));
+    const mirror = await openMirror(prefix, own);
+    await until(async () => (await mirror.view()) === "not hearing the bucket", {
+      name: "the mirror refusing views",
+      timeout: 10_000,
+      interval: 50,
+    });
+    expect(mirror.stats.unheard).toMatch(/permissions violation/i);
+  });
+
   it("gives no view of a bucket made without the republish (the scan then reads the server)", async () => {
     const prefix = `mirror${++run}`;
     await new Kvm(jetstream(nc)).create(`${prefix}-active`, { history: 1 });

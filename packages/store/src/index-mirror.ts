@@ -25,6 +25,7 @@ interface Slot {
 /** Why a mirror cannot be used for a scan now (see {@link IndexMirror.view}). */
 export type MirrorUnavailable =
   | "no republish"
+  | "not hearing the bucket"
   | "too large"
   | "incomplete"
   | "behind the bucket"
@@ -60,6 +61,8 @@ export interface IndexMirrorStats {
   readonly connectionEvents: number;
   readonly lateWrites: number;
   readonly countMismatches: number;
+  /** Why the mirror hears no more writes (its subscription refused: the NATS permissions), or null. */
+  readonly unheard: string | null;
 }
 
 /**
@@ -177,6 +180,7 @@ class KvIndexMirror implements IndexMirror {
   readonly #counts: { seq: number; keys: number }[] = new Array(COUNTS_KEPT);
   #closed = false;
   #tooLarge = false;
+  #unheard: string | null = null;
   #stats = {
     reloads: 0,
     views: 0,
@@ -195,9 +199,13 @@ class KvIndexMirror implements IndexMirror {
     if (config.enabled) {
       this.#subscription = nc.subscribe(config.subjects, {
         callback: (err, msg) => {
-          // A subscription refused or ended hears nothing more: no view until read again.
+          // A subscription refused (NATS permissions without `arbiter.active.>`) hears nothing more:
+          // no view from then on, every scan reads the server.
           if (err === null) this.#apply(msg);
-          else this.#lost();
+          else {
+            this.#unheard = err.message;
+            this.#sequence.lose();
+          }
         },
       });
       void this.#followConnection(nc);
@@ -220,7 +228,7 @@ class KvIndexMirror implements IndexMirror {
   }
 
   get stats(): IndexMirrorStats {
-    return { keys: this.#slots.size, seq: this.#sequence.lastSeen, ...this.#stats };
+    return { keys: this.#slots.size, seq: this.#sequence.lastSeen, ...this.#stats, unheard: this.#unheard };
   }
 
   close(): void {
@@ -238,6 +246,7 @@ class KvIndexMirror implements IndexMirror {
       return why;
     };
     if (!this.#config.enabled) return refused("no republish");
+    if (this.#unheard !== null) return refused("not hearing the bucket");
     let why: MirrorUnavailable = "incomplete";
     // A mirror found wrong is read again once, at once: the scan waiting for it reads no less.
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -382,7 +391,8 @@ class KvIndexMirror implements IndexMirror {
   }
 
   #scheduleReload(delayMs: number): void {
-    if (this.#closed || this.#tooLarge || !this.#config.enabled || this.#reloadTimer !== undefined) return;
+    if (this.#closed || this.#tooLarge || !this.#config.enabled || this.#unheard !== null) return;
+    if (this.#reloadTimer !== undefined) return;
     this.#reloadTimer = setTimeout(() => {
       this.#reloadTimer = undefined;
       if (this.#sequence.complete || this.#closed) return;

@@ -634,7 +634,12 @@ export class Revoker {
     if (refusal !== this.#mirrorRefusal) {
       this.#mirrorRefusal = refusal;
       if (refusal === null) this.#deps.log.info("re-evaluations read this worker's mirror of the index");
-      else this.#deps.log.warn({ reason: refusal }, "re-evaluations read the index from the server");
+      else {
+        this.#deps.log.warn(
+          { reason: refusal, ...(this.#mirror.stats.unheard ? { detail: this.#mirror.stats.unheard } : {}) },
+          "re-evaluations read the index from the server",
+        );
+      }
     }
     return typeof view === "string" ? null : view;
   }
