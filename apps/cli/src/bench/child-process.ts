@@ -135,3 +135,8 @@ export function spawnChild(
     },
   };
 }
+
+/** The `node` arguments that write a CPU profile of the process as `<dir>/<name>`; none without a folder. */
+export function cpuProfArgs(dir: string | undefined, name: string): string[] {
+  return dir ? ["--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-name", name] : [];
+}

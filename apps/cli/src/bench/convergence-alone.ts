@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { ArbiterError, DEFAULT_CHANGES_TOPIC, ErrorCode } from "@arbiter/protocol";
 import type { RulesAdmin } from "@arbiter/store";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { type CpuSample, sampleCpu } from "./process-cpu.js";
+import { type CpuSample, cpuMsUsed, sampleCpu } from "./process-cpu.js";
 
 /** One phase of the "Arbiter alone" run, timed by the observer alone. */
 export interface AloneFigures {
@@ -163,16 +163,7 @@ function aloneFigures(phase: ObserverPhase, start: number, cpuMs: AloneFigures["
 }
 
 function cpuUsed(from: CpuSample, to: CpuSample, pids: AloneContext["pids"]): AloneFigures["cpuMs"] {
-  const ms = (list: readonly number[]) => {
-    let sum = 0;
-    for (const pid of list) {
-      const a = from.seconds.get(pid);
-      const b = to.seconds.get(pid);
-      if (a === undefined || b === undefined) return null;
-      sum += b - a;
-    }
-    return Math.round(sum * 1000);
-  };
+  const ms = (list: readonly number[]) => cpuMsUsed(from, to, list);
   return {
     workers: ms(pids.workers),
     natsServer: ms([pids.nats]),

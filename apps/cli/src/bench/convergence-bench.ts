@@ -11,9 +11,9 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { askWorkers } from "../worker-status.js";
-import { type BenchChild, spawnNode } from "./child-process.js";
+import { type BenchChild, cpuProfArgs, spawnNode } from "./child-process.js";
 import { type AloneRun, aloneRun, type ObserverPhase } from "./convergence-alone.js";
-import { type CpuSample, sampleCpu } from "./process-cpu.js";
+import { type CpuSample, cpuMsUsed, sampleCpu } from "./process-cpu.js";
 
 /** Settings of {@link runConvergenceBench}. */
 export interface ConvergenceBenchOptions {
@@ -226,15 +226,7 @@ async function convergenceRun(
       const key = generateKey("N");
       const name = `bench-converge-${i + 1}`;
       await rulesAdmin.enrollWorker(key.publicKey, { name, reason: "arbiter bench: convergence" });
-      const profiling = options.workerCpuProfDir
-        ? [
-            "--cpu-prof",
-            "--cpu-prof-dir",
-            options.workerCpuProfDir,
-            "--cpu-prof-name",
-            `${name}-of-${workerCount}.cpuprofile`,
-          ]
-        : [];
+      const profiling = cpuProfArgs(options.workerCpuProfDir, `${name}-of-${workerCount}.cpuprofile`);
       const worker = spawnNode(
         `convergence worker ${i + 1}`,
         [
@@ -553,16 +545,7 @@ function cpuUsed(
   to: CpuSample,
   pids: { readonly workers: readonly number[]; readonly nats: number; readonly hosts: number },
 ): ConvergenceFigures["cpuMs"] {
-  const ms = (list: readonly number[]) => {
-    let sum = 0;
-    for (const pid of list) {
-      const a = from.seconds.get(pid);
-      const b = to.seconds.get(pid);
-      if (a === undefined || b === undefined) return null;
-      sum += b - a;
-    }
-    return Math.round(sum * 1000);
-  };
+  const ms = (list: readonly number[]) => cpuMsUsed(from, to, list);
   return { workers: ms(pids.workers), natsServer: ms([pids.nats]), hosts: ms([pids.hosts]) };
 }
 

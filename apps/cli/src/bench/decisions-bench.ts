@@ -16,7 +16,7 @@ import {
 } from "@arbiter/trust";
 import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { type BenchChild, type ChildExit, spawnChild, spawnNode } from "./child-process.js";
+import { type BenchChild, type ChildExit, cpuProfArgs, spawnChild, spawnNode } from "./child-process.js";
 import { type LoadResult, loadRequestTemplate, type RequestTemplate, runLoad } from "./load.js";
 import { opaPolicyServerVersion } from "./opa-peer.js";
 import { type CpuSample, cpuPercent, sampleCpu } from "./process-cpu.js";
@@ -307,15 +307,7 @@ export async function runDecisionsBench(options: DecisionsBenchOptions): Promise
       name: WORKER_NAME,
       reason: "arbiter bench",
     });
-    const profiling = options.workerCpuProfDir
-      ? [
-          "--cpu-prof",
-          "--cpu-prof-dir",
-          options.workerCpuProfDir,
-          "--cpu-prof-name",
-          `${WORKER_NAME}.cpuprofile`,
-        ]
-      : [];
+    const profiling = cpuProfArgs(options.workerCpuProfDir, `${WORKER_NAME}.cpuprofile`);
     const worker = spawnNode(
       "worker",
       [

@@ -47,3 +47,15 @@ export function cpuPercent(from: CpuSample, to: CpuSample, pid: number): number 
   if (a === undefined || b === undefined || wallSeconds <= 0) return null;
   return Math.round(((b - a) / wallSeconds) * 1000) / 10;
 }
+
+/** Milliseconds of CPU the pids used together between two samples; null if any is unknown. */
+export function cpuMsUsed(from: CpuSample, to: CpuSample, pids: readonly number[]): number | null {
+  let sum = 0;
+  for (const pid of pids) {
+    const a = from.seconds.get(pid);
+    const b = to.seconds.get(pid);
+    if (a === undefined || b === undefined) return null;
+    sum += b - a;
+  }
+  return Math.round(sum * 1000);
+}
