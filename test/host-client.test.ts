@@ -315,6 +315,24 @@ describe("host policy client against a real nats-server", () => {
     expect(service.seen).toHaveLength(1);
   });
 
+  it("reports degraded when the server refuses its changes subscription, and stays stopped after stop()", async () => {
+    const { policyTopic, changesTopic } = topics();
+    await using limited = await startNatsServer({
+      extraConfig: `authorization { users: [ { user: host, password: host, permissions: { subscribe: { allow: ["_INBOX.>"] } } } ] }`,
+    });
+    const nc = await connectTo(limited.url, { user: "host", pass: "host" });
+    try {
+      const refused = createHostPolicyClient({ nc, policyTopic, changesTopic, host });
+      await refused.start();
+      await until(() => refused.status === "degraded", { name: "the refused subscription to degrade", timeout: 5000 });
+
+      await refused.stop();
+      expect(refused.status).toBe("stopped");
+    } finally {
+      await nc.close();
+    }
+  });
+
   it("stops receiving overrides after stop(), leaving the connection open", async () => {
     const { policyTopic, changesTopic } = topics();
     await using service = await startResponder(policyTopic, permit);

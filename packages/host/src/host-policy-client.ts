@@ -278,9 +278,15 @@ class HostPolicyClientImpl implements HostPolicyClient {
     const { nc, changesTopic } = this.#options;
     if (changesTopic !== null) {
       // A plain subscription, no queue group: every host receives every override.
-      const subscription = nc.subscribe(changesTopic);
+      // A callback rather than an iterator: each host hears every override, so the per-message
+      // cost is paid once per host for every override of the lattice.
+      const subscription = nc.subscribe(changesTopic, {
+        callback: (err, msg) => {
+          if (err === null) this.#receiveChange(msg.data);
+        },
+      });
       this.#subscription = subscription;
-      this.#changesLoop = this.#consumeChanges(subscription);
+      this.#changesLoop = this.#untilChangesEnd(subscription);
       // Once the server has answered a PING it has processed the SUB, so an override published
       // after start() resolves is delivered to this client.
       await nc.flush();
@@ -464,19 +470,19 @@ class HostPolicyClientImpl implements HostPolicyClient {
     return { permitted: false, message, requestId, cached: false, failure };
   }
 
-  async #consumeChanges(subscription: Subscription): Promise<void> {
-    try {
-      // One message at a time, like the host's `for_each` over the subscription.
-      for await (const msg of subscription) {
-        if (this.#options.lineage === "v0.82") {
-          await this.#exclusive(async () => this.#applyChange(msg.data));
-        } else {
-          this.#applyChange(msg.data);
-        }
-      }
-    } catch {
-      // The subscription failed (permissions, connection closed): overrides stop arriving.
+  /** Handles one changes-topic message in arrival order, like the host's `for_each` over the subscription. */
+  #receiveChange(data: Uint8Array): void {
+    if (this.#options.lineage === "v0.82") {
+      void this.#exclusive(async () => this.#applyChange(data));
+    } else {
+      this.#applyChange(data);
     }
+  }
+
+  /** Resolves when the subscription ends; one that ends before stop() (permissions, connection closed) degrades the client. */
+  async #untilChangesEnd(subscription: Subscription): Promise<void> {
+    await subscription.closed;
+    await this.#lockTail;
     if (this.#status !== "stopped") this.#status = "degraded";
   }
 

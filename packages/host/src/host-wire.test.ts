@@ -307,6 +307,8 @@ describe("response decoding, as the host's serde does it", () => {
       `{"requestId":"r","permitted":true,"x":${"[".repeat(300)}${"]".repeat(300)}}`,
     ],
     ["a paired surrogate", '{"requestId":"\\ud83d\\ude00","permitted":true}'],
+    ["a field's name as a value", '{"requestId":"permitted","permitted":true,"message":"requestId"}'],
+    ["a field's name as a nested key", '{"requestId":"r","permitted":true,"x":{"permitted":1}}'],
   ])("accepts what serde_json accepts: %s", (_, payload) => {
     expect(decodeResponse(bytes(payload))).toMatchObject({ ok: true });
   });

@@ -128,6 +128,7 @@ const LONE_SURROGATE = /\p{Cs}/u;
 
 /** The fields of the host's `Response`, in declaration order (which a sequence follows). */
 const RESPONSE_FIELDS = ["requestId", "permitted", "message"] as const;
+const QUOTED_FIELDS = RESPONSE_FIELDS.map((field) => `"${field}"`);
 
 // `ignoreBOM` keeps a byte order mark in the text, where JSON.parse refuses it as serde_json does.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -159,7 +160,7 @@ export function decodeResponse(bytes: Uint8Array): DecodeResponseResult {
     }
     fields = Object.fromEntries(RESPONSE_FIELDS.map((field, i) => [field, value[i]]));
   } else if (typeof value === "object" && value !== null) {
-    const refused = serdeFieldProblem(text, Object.keys(value));
+    const refused = mayRepeatField(text) ? serdeFieldProblem(text, Object.keys(value)) : null;
     if (refused) return { ok: false, reason: refused };
   }
   const parsed = HostResponse.safeParse(fields);
@@ -167,10 +168,28 @@ export function decodeResponse(bytes: Uint8Array): DecodeResponseResult {
     return { ok: false, reason: formatIssues(parsed.error).replace(/^invalid request/, "invalid response") };
   }
   const { requestId, message } = parsed.data;
-  if (LONE_SURROGATE.test(requestId) || (message !== null && LONE_SURROGATE.test(message))) {
+  // A lone surrogate can only be written as an escape: the fatal decoder refuses one in UTF-8.
+  if (
+    text.includes("\\") &&
+    (LONE_SURROGATE.test(requestId) || (message !== null && LONE_SURROGATE.test(message)))
+  ) {
     return { ok: false, reason: "lone surrogate in hex escape" };
   }
   return { ok: true, response: parsed.data };
+}
+
+/**
+ * Whether the text may hold one of the fields twice, or a key with a lone surrogate: true when it
+ * has an escape (a key may be spelled with one) or names a field more than once anywhere. The
+ * exact reading of the keys is left to {@link serdeFieldProblem}, which is slower.
+ */
+function mayRepeatField(text: string): boolean {
+  if (text.includes("\\")) return true;
+  for (const field of QUOTED_FIELDS) {
+    const first = text.indexOf(field);
+    if (first !== -1 && text.indexOf(field, first + field.length) !== -1) return true;
+  }
+  return false;
 }
 
 /** Why serde would refuse the object's keys: a lone surrogate in one, or a field written twice. */
