@@ -198,11 +198,13 @@ describe("host lifecycle pruning", () => {
     expect(await entriesOf(beating.key)).toHaveLength(2);
     // A crash: no host_stopped, no more heartbeats, no ping answers.
     await beating.lattice.crash();
-    await until(async () => (await entriesOf(beating.key)).length === 0, {
-      name: "the silent host reaped after its heartbeat timeout",
-      timeout: 20_000,
-      interval: 100,
-    });
+    // The entries go first, then the host's record says it was pruned.
+    await until(
+      async () =>
+        (await entriesOf(beating.key)).length === 0 &&
+        (await index.getHost("default", beating.key))?.record.pruned === true,
+      { name: "the silent host reaped after its heartbeat timeout", timeout: 20_000, interval: 100 },
+    );
     const record = (await index.getHost("default", beating.key))?.record;
     expect(record?.stoppedAt).not.toBeNull();
     expect(record?.pruned).toBe(true);

@@ -32,8 +32,12 @@ export type MirrorUnavailable =
   | "count differs"
   | "closed";
 
-/** The active index as one worker's mirror holds it, complete as of the moment it was asked for. */
-export interface MirrorView {
+/**
+ * The active index as one worker's mirror holds it, complete as of the moment it was asked for.
+ * While a view is held the mirror parses nothing ahead (the scan has the thread); disposing of it
+ * lets the mirror go on.
+ */
+export interface MirrorView extends Disposable {
   /** The keys of every entry, in no particular order (sorted, a host's entries are side by side). */
   keys(): string[];
   /** The entries under `keys`, in that order; a key with no entry is left out. */
@@ -177,6 +181,8 @@ class KvIndexMirror implements IndexMirror {
   #warmer: NodeJS.Timeout | undefined;
   /** Keys written since the warmer last ran, whose entries it parses next. */
   #unparsed = new Set<string>();
+  /** Views given and not yet disposed of: scans running on this worker's thread. */
+  #viewsHeld = 0;
   readonly #counts: { seq: number; keys: number }[] = new Array(COUNTS_KEPT);
   #closed = false;
   #tooLarge = false;
@@ -305,7 +311,13 @@ class KvIndexMirror implements IndexMirror {
   }
 
   #viewOf(slots: Map<string, Slot>): MirrorView {
+    this.#viewsHeld++;
+    let held = true;
     return {
+      [Symbol.dispose]: () => {
+        if (held) this.#viewsHeld--;
+        held = false;
+      },
       keys: () => {
         const keys: string[] = [];
         for (const [key, slot] of slots) if (slot.raw !== null && key.startsWith("e.")) keys.push(key);
@@ -368,10 +380,10 @@ class KvIndexMirror implements IndexMirror {
   /**
    * Parses up to {@link WARM_BATCH} entries written since the last time, so that the worker that
    * takes the next revision, whichever it is, finds its entries parsed: a bounded share of a core,
-   * whatever the rate of writes.
+   * whatever the rate of writes. Not while a scan holds a view: it would take the scan's thread.
    */
   #warm(): void {
-    if (this.#unparsed.size === 0) return;
+    if (this.#unparsed.size === 0 || this.#viewsHeld > 0) return;
     let done = 0;
     for (const key of this.#unparsed) {
       this.#unparsed.delete(key);

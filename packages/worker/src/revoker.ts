@@ -36,9 +36,10 @@ import {
   revocationFor,
 } from "./active-projection.js";
 import { DEFAULT_SCAN_PART_SIZE } from "./config.js";
-import { type DecidingWorker, decisionRecord, encodeDecisionRecord } from "./decide.js";
+import type { DecidingWorker } from "./decide.js";
 import { ExpiryTimers, expiryRecordId, expiryStep } from "./expiry-timers.js";
 import { indexHostRecords, isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
+import { reevaluationRecordEncoder } from "./reevaluation-record.js";
 
 /** Longest wait for this worker's own rules to reach a revision it was handed to re-evaluate. */
 const RULES_WAIT_MS = 100_000;
@@ -141,6 +142,9 @@ interface ScanCounts {
  * far as max_payload allows): fewer, larger writes and signatures per override.
  */
 const CHUNK = 256;
+
+/** The size of a scan's first chunk; each next one is twice as large, up to {@link CHUNK}. */
+const FIRST_CHUNK = 32;
 
 /** Chunks being recorded and published at once during a scan (few: each holds its entries meanwhile). */
 const CHUNKS_IN_FLIGHT = 2;
@@ -418,7 +422,7 @@ export class Revoker {
     // before the admin signed it counts.
     const scan = ruleEventHash(new TextDecoder().decode(m.data));
     const index = this.#activeIndex();
-    const view = await this.#view();
+    using view = await this.#view();
     const keys = view?.keys() ?? (await index.keys());
     const partSize = this.#deps.scanPartSize ?? DEFAULT_SCAN_PART_SIZE;
     const parts = this.#scanParts;
@@ -525,7 +529,7 @@ export class Revoker {
       throw new Error(`rules not at revision ${part.revision}`);
     }
     const started = performance.now();
-    const view = await this.#view();
+    using view = await this.#view();
     const viewMs = Math.round(performance.now() - started);
     const counts = await this.#reevaluateAll(view, part.keys, ruleset);
     log.info(
@@ -567,6 +571,8 @@ export class Revoker {
     const scan: ScanContext = { view, later };
     const counts = { scanned: 0, changed: 0, overrides: 0 };
     const writing = new Set<Promise<void>>();
+    // The first chunks are small, so that the first overrides are out while the later are read.
+    let chunkSize = FIRST_CHUNK;
     let failure: unknown = null;
     const write = async (chunk: readonly Reevaluation[]) => {
       while (writing.size >= CHUNKS_IN_FLIGHT) await Promise.race(writing);
@@ -591,7 +597,8 @@ export class Revoker {
         if (!again?.changed) continue;
         counts.changed++;
         changed.push(again);
-        if (changed.length === CHUNK) {
+        if (changed.length === chunkSize) {
+          chunkSize = Math.min(chunkSize * 2, CHUNK);
           await write(changed);
           changed = [];
         }
@@ -708,25 +715,13 @@ export class Revoker {
     if (changed.length === 0) return 0;
     const now = this.#deps.clock();
     const at = now.toISOString();
+    const encode = reevaluationRecordEncoder(
+      { revision, deployment: this.#deps.rules.ruleset.deployment, worker: this.#deps.identity },
+      requestJson,
+    );
     const records: { decisionId: string; body: Uint8Array }[] = changed.map((c) => {
-      const record: UnsignedDecisionV1 = decisionRecord(
-        c.request,
-        c.evaluation,
-        {
-          decisionId: this.#deps.nextId(),
-          revision,
-          deployment: this.#deps.rules.ruleset.deployment,
-          now: c.now,
-          worker: this.#deps.identity,
-          latencyMicros: 0,
-        },
-        c.trust,
-      );
-      record.cause = "reevaluation";
-      return {
-        decisionId: record.decisionId,
-        body: encodeDecisionRecord(record, requestJson(c.request.input)),
-      };
+      const decisionId = this.#deps.nextId();
+      return { decisionId, body: encode(c, decisionId) };
     });
     // Both records before any override, written side by side.
     await Promise.all([

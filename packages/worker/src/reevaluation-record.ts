@@ -1,0 +1,124 @@
+import type { NormalizedRequest } from "@arbiter/protocol";
+import type { DecidingWorker, Evaluation } from "@arbiter/rules";
+import { isOneLine } from "@arbiter/store";
+import type { Reevaluation } from "./active-projection.js";
+import { decisionRecord, encodeDecisionRecord } from "./decide.js";
+import type { TrustResult } from "./request-signatures.js";
+
+/** What all the re-evaluation records of one revision share. */
+export interface ReevaluationScope {
+  readonly revision: number;
+  readonly deployment: string | null;
+  readonly worker: DecidingWorker;
+}
+
+/**
+ * Encodes re-evaluation decision records: the bytes `encodeDecisionRecord` gives for the record
+ * `decisionRecord` builds (with `cause: "reevaluation"`), byte for byte. The text is put together
+ * from parts serialized once: the scope's for every record of the revision, and each request's
+ * fields and bytes once for all the revisions that re-evaluate it, so that a record costs the
+ * serialization of its evaluation and its id. `requestBytes` gives the request's JSON, as the
+ * generic encoder takes it.
+ */
+export function reevaluationRecordEncoder(
+  scope: ReevaluationScope,
+  requestBytes: (input: unknown) => Uint8Array | null,
+): (c: Reevaluation, decisionId: string) => Buffer {
+  const middle = `"revision":${JSON.stringify(scope.revision)},"deployment":${JSON.stringify(scope.deployment)},`;
+  const worker = `"worker":${JSON.stringify(scope.worker)},`;
+  let isoFor: Date | null = null;
+  let isoText = "";
+  return (c, decisionId) => {
+    const parts = requestParts(c.request, requestBytes);
+    if (parts === null) {
+      const record = decisionRecord(
+        c.request,
+        c.evaluation,
+        { ...scope, decisionId, now: c.now, latencyMicros: 0 },
+        c.trust,
+      );
+      record.cause = "reevaluation";
+      return encodeDecisionRecord(record, requestBytes(c.request.input));
+    }
+    if (isoFor !== c.now) {
+      isoFor = c.now;
+      isoText = `"evaluatedAt":${JSON.stringify(c.now.toISOString())},`;
+    }
+    const head =
+      `{"decisionId":${JSON.stringify(decisionId)},${parts.head}${evaluationText(c.evaluation)}` +
+      `${middle}${isoText}${worker}"trust":${trustText(c.trust)},"cause":"reevaluation","latencyMicros":0,"request":`;
+    const headBytes = Buffer.byteLength(head);
+    const out = Buffer.allocUnsafe(headBytes + parts.request.length + 1);
+    out.write(head, 0, headBytes);
+    out.set(parts.request, headBytes);
+    out[out.length - 1] = CLOSE_BRACE;
+    return out;
+  };
+}
+
+const CLOSE_BRACE = 0x7d;
+
+/** A request's fields as its records write them, through `"rejection":null,`, and its bytes as written. */
+interface RequestParts {
+  readonly head: string;
+  readonly request: Uint8Array;
+}
+
+/** Parts of requests already serialized, by the request object (null: the generic encoder writes its records). */
+const partsOf = new WeakMap<NormalizedRequest, RequestParts | null>();
+
+function requestParts(
+  request: NormalizedRequest,
+  requestBytes: (input: unknown) => Uint8Array | null,
+): RequestParts | null {
+  let parts = partsOf.get(request);
+  if (parts === undefined) {
+    const bytes = requestBytes(request.input);
+    // The generic encoder writes such requests serialized; only those it writes as their bytes are written here.
+    parts =
+      bytes === null || !isCanonical(bytes)
+        ? null
+        : {
+            head:
+              `"requestId":${JSON.stringify(request.requestId)},"lattice":${JSON.stringify(request.host.lattice)},` +
+              `"host":${JSON.stringify(request.host.publicKey)},"kind":${JSON.stringify(request.kind)},` +
+              `"cacheKey":${JSON.stringify(request.cacheKey)},"lineage":${JSON.stringify(request.lineage)},"rejection":null,`,
+            request: bytes,
+          };
+    partsOf.set(request, parts);
+  }
+  return parts;
+}
+
+/** Bytes the generic encoder would write as they are: one line, no byte order mark, no surrounding space. */
+function isCanonical(bytes: Uint8Array): boolean {
+  if (bytes.length === 0 || !isOneLine(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)))
+    return false;
+  const first = bytes[0]!;
+  const last = bytes[bytes.length - 1]!;
+  return !isSpaceOrMark(first) && !isSpaceOrMark(last);
+}
+
+function isSpaceOrMark(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d || byte === 0xef;
+}
+
+function evaluationText(evaluation: Evaluation): string {
+  return (
+    `"permitted":${JSON.stringify(evaluation.permitted)},"message":${JSON.stringify(evaluation.message)},` +
+    `"decidingRule":${JSON.stringify(evaluation.decidingRule)},"matchedRules":${JSON.stringify(evaluation.matchedRules)},` +
+    `"dryRunRules":${JSON.stringify(evaluation.dryRunRules)},"ruleErrors":${JSON.stringify(evaluation.errors)},`
+  );
+}
+
+/** The record's `trust`, as `decisionRecord` copies it from a trust result. */
+function trustText(trust: TrustResult): string {
+  return JSON.stringify({
+    verified: trust.verified,
+    reasons: [...trust.reasons],
+    signed: trust.signed,
+    issuer: trust.issuer,
+    tokenId: trust.tokenId,
+    issuedAt: trust.issuedAt,
+  });
+}
