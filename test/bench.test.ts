@@ -179,6 +179,8 @@ describe("arbiter bench", () => {
         "6",
         "--convergence-workers",
         "1,2",
+        "--convergence-changes",
+        "shared,per-host",
         "--json",
       ],
       { ARBITER_LOG_LEVEL: "warn" },
@@ -190,6 +192,7 @@ describe("arbiter bench", () => {
         target: { maxMs: number; overridesPerSecond: number };
         runs: {
           workers: number;
+          changes: string;
           hosts: number;
           decisions: number;
           flipped: number;
@@ -239,7 +242,12 @@ describe("arbiter bench", () => {
     };
     expect(report.worker).toBeUndefined();
     expect(report.convergence.target).toEqual({ maxMs: 1000, overridesPerSecond: 20_000 });
-    expect(report.convergence.runs.map((r) => r.workers)).toEqual([1, 2]);
+    expect(report.convergence.runs.map((r) => [r.workers, r.changes])).toEqual([
+      [1, "shared"],
+      [1, "per-host"],
+      [2, "shared"],
+      [2, "per-host"],
+    ]);
     for (const run of report.convergence.runs) {
       expect(run).toMatchObject({ hosts: 6, decisions: 120, flipped: 60 });
       expect(run.check).toEqual({ flippedWithNewOutcome: 60, othersUntouched: 60, ok: true });
@@ -274,5 +282,17 @@ describe("arbiter bench", () => {
       }
       expect(Object.values(run.alone.overridesByWorker).reduce((a, b) => a + b, 0)).toBe(60);
     }
-  }, 120_000);
+  }, 240_000);
+
+  it("refuses a --convergence-changes it does not know, naming it, before starting anything", async () => {
+    const { code, stderr } = await runArbiter([
+      "bench",
+      "--convergence-only",
+      "--convergence-changes",
+      "shared,each",
+    ]);
+
+    expect(code).toBe(2);
+    expect(stderr).toContain('"each" is neither shared nor per-host');
+  });
 });

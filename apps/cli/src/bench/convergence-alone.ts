@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { ArbiterError, DEFAULT_CHANGES_TOPIC, ErrorCode } from "@arbiter/protocol";
+import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import type { RulesAdmin } from "@arbiter/store";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type CpuSample, cpuMsUsed, sampleCpu } from "./process-cpu.js";
@@ -55,8 +55,8 @@ export interface ObserverPhase {
 export interface AloneContext {
   /** Stops every host's changes subscription (the hosts and their caches stay). */
   readonly silenceHosts: () => Promise<void>;
-  /** Request ids of the entries that flip (the same ones the first rules change flipped). */
-  readonly flippedIds: readonly string[];
+  /** Request ids of the entries that flip (the same ones the first rules change flipped), and where their host hears overrides. */
+  readonly flipped: readonly { readonly id: string; readonly subject: string }[];
   readonly rulesAdmin: RulesAdmin;
   /** The rules that give the flipped entries `message` (denied) and leave the others as they are. */
   readonly rules: Parameters<RulesAdmin["apply"]>[0];
@@ -87,22 +87,25 @@ const OUTCOMES_PER_REQUEST = 500;
  */
 export async function aloneRun(ctx: AloneContext): Promise<AloneRun> {
   await ctx.silenceHosts();
-  const n = ctx.flippedIds.length;
+  const n = ctx.flipped.length;
   for (let at = 0; at < n; at += OUTCOMES_PER_REQUEST) {
     await ctx.observe({
-      outcomes: ctx.flippedIds.slice(at, at + OUTCOMES_PER_REQUEST).map((id) => [id, false, ctx.message]),
+      outcomes: ctx.flipped.slice(at, at + OUTCOMES_PER_REQUEST).map(({ id }) => [id, false, ctx.message]),
     });
   }
   const cpuOf = () => sampleCpu([...ctx.pids.workers, ctx.pids.nats, ctx.pids.observer, ctx.pids.bench]);
 
   const encoder = new TextEncoder();
-  const bare = ctx.flippedIds.map((id) =>
-    encoder.encode(JSON.stringify({ requestId: id, request_id: id, permitted: false, message: ctx.message })),
-  );
+  const bare = ctx.flipped.map(({ id, subject }) => ({
+    subject,
+    payload: encoder.encode(
+      JSON.stringify({ requestId: id, request_id: id, permitted: false, message: ctx.message }),
+    ),
+  }));
   await ctx.observe({ expect: n, check: true });
   const bareCpu = cpuOf();
   const bareStart = performance.now();
-  for (const payload of bare) ctx.bareNc.publish(DEFAULT_CHANGES_TOPIC, payload);
+  for (const { subject, payload } of bare) ctx.bareNc.publish(subject, payload);
   await ctx.bareNc.flush();
   const bareSeen = await ctx.untilObserved();
   const baseline = aloneFigures(bareSeen, bareStart, cpuUsed(bareCpu, cpuOf(), ctx.pids));

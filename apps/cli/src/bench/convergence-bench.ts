@@ -15,6 +15,13 @@ import { type BenchChild, cpuProfArgs, spawnNode } from "./child-process.js";
 import { type AloneRun, aloneRun, type ObserverPhase } from "./convergence-alone.js";
 import { type CpuSample, cpuMsUsed, sampleCpu } from "./process-cpu.js";
 
+/**
+ * How the hosts of a run hear overrides: all on the one changes topic (wasmCloud's default, every
+ * host receiving every override), or each on `<changes topic>.<its host key>` with the workers
+ * publishing per host (`arbiter worker --changes-per-host`).
+ */
+export type ChangesMode = "shared" | "per-host";
+
 /** Settings of {@link runConvergenceBench}. */
 export interface ConvergenceBenchOptions {
   /** Cached decisions in all, spread evenly over the hosts (half of each host's flip). */
@@ -22,6 +29,8 @@ export interface ConvergenceBenchOptions {
   readonly hosts: number;
   /** One measured run per entry: that many workers sharing the re-evaluation. */
   readonly workers: readonly number[];
+  /** And for each of those, one run per way the hosts hear overrides. */
+  readonly changes: readonly ChangesMode[];
   /** Longest wait for any step (index catch-up, every host converged). */
   readonly timeoutMs: number;
   /** The environment of the worker processes (without settings that would move them elsewhere). */
@@ -42,7 +51,7 @@ export interface ConvergenceFigures {
   readonly perHostMs: { readonly p50: number; readonly max: number; readonly min: number };
   /** Overrides per second: every override of the run over the max above. */
   readonly overridesPerSecond: number;
-  /** Messages delivered per second to the hosts (each host subscribes to the whole changes topic). */
+  /** Messages delivered per second to the hosts (on the shared topic each host receives every override). */
   readonly deliveriesPerSecond: number;
   /**
    * CPU used meanwhile (Linux; null elsewhere), in ms: the workers (the re-evaluation; nothing for
@@ -79,6 +88,7 @@ export interface LastPublishedFigures {
 /** One measured run: Arbiter's re-evaluation beside the bare NATS floor, same hosts, same server. */
 export interface ConvergenceRun {
   readonly workers: number;
+  readonly changes: ChangesMode;
   readonly hosts: number;
   readonly decisions: number;
   /** Entries that flip under the new rules (known by construction: half of each host's). */
@@ -164,12 +174,16 @@ const OBSERVER_CONTROL = "arbiter.bench.convergence.observer";
  */
 export async function runConvergenceBench(options: ConvergenceBenchOptions): Promise<ConvergenceReport> {
   const runs: ConvergenceRun[] = [];
-  for (const workers of options.workers) runs.push(await convergenceRun(options, workers));
+  for (const workers of options.workers) {
+    for (const changes of options.changes) runs.push(await convergenceRun(options, workers, changes));
+  }
   return { target: CONVERGENCE_TARGET, runs };
 }
 
 interface BenchHost {
   readonly client: HostPolicyClient;
+  /** Where this host hears overrides. */
+  readonly changesTopic: string;
   readonly nc: NatsConnection;
   /** Request id → whether its entry flips. */
   readonly ids: Map<string, boolean>;
@@ -184,6 +198,7 @@ interface BenchHost {
 async function convergenceRun(
   options: ConvergenceBenchOptions,
   workerCount: number,
+  changes: ChangesMode,
 ): Promise<ConvergenceRun> {
   const { log, signal } = options;
   const perHost = Math.floor(options.decisions / options.hosts);
@@ -211,7 +226,10 @@ async function convergenceRun(
     };
   };
   try {
-    log.info({ workers: workerCount }, "convergence: starting nats-server (JetStream, temporary store)");
+    log.info(
+      { workers: workerCount, changes },
+      "convergence: starting nats-server (JetStream, temporary store)",
+    );
     const nats: NatsServerProcess = await startNatsServer();
     cleanups.push(() => nats.stop());
     const nc = await connect({ servers: nats.url, name: "arbiter-bench-convergence" });
@@ -239,6 +257,7 @@ async function convergenceRun(
           name,
           "--admin-keys",
           admin.publicKey,
+          ...(changes === "per-host" ? ["--changes-per-host"] : []),
         ],
         { ...options.childEnv, ARBITER_WORKER_SEED: key.seed },
       );
@@ -255,7 +274,7 @@ async function convergenceRun(
         "--control",
         OBSERVER_CONTROL,
         "--topic",
-        DEFAULT_CHANGES_TOPIC,
+        changes === "per-host" ? `${DEFAULT_CHANGES_TOPIC}.*` : DEFAULT_CHANGES_TOPIC,
       ],
       options.childEnv,
     );
@@ -275,14 +294,19 @@ async function convergenceRun(
     for (let h = 0; h < options.hosts; h++) {
       const hostNc = await connect({ servers: nats.url, name: `bench-host-${h}` });
       cleanups.push(() => hostNc.close());
+      const publicKey = generateKey("N").publicKey;
+      const changesTopic =
+        changes === "per-host" ? `${DEFAULT_CHANGES_TOPIC}.${publicKey}` : DEFAULT_CHANGES_TOPIC;
       const client = createHostPolicyClient({
         nc: hostNc,
         timeoutMs: 10_000,
-        host: { publicKey: generateKey("N").publicKey, lattice: "default", labels: {} },
+        changesTopic,
+        host: { publicKey, lattice: "default", labels: {} },
       });
       await client.start();
       const host: BenchHost = {
         client,
+        changesTopic,
         nc: hostNc,
         ids: new Map(),
         seen: new Set(),
@@ -337,7 +361,7 @@ async function convergenceRun(
     log.info("convergence: measuring the baseline (bare overrides from one connection)");
     const bareNc = await connect({ servers: nats.url, name: "arbiter-bench-bare-overrides" });
     cleanups.push(() => bareNc.close());
-    const bare: Uint8Array[] = [];
+    const bare: { subject: string; payload: Uint8Array }[] = [];
     const encoder = new TextEncoder();
     for (const [h, host] of hosts.entries()) {
       const cache = before[h]!;
@@ -347,8 +371,9 @@ async function convergenceRun(
         const entry = cache.get(keys.get(id) ?? "");
         if (entry === undefined)
           throw new ArbiterError(ErrorCode.Internal, "convergence bench: an entry is not cached");
-        bare.push(
-          encoder.encode(
+        bare.push({
+          subject: host.changesTopic,
+          payload: encoder.encode(
             JSON.stringify({
               requestId: id,
               request_id: id,
@@ -356,7 +381,7 @@ async function convergenceRun(
               message: entry.message ?? "",
             }),
           ),
-        );
+        });
       }
     }
     const pids = { workers: workers.map((w) => w.pid), nats: nats.pid, hosts: process.pid };
@@ -365,7 +390,7 @@ async function convergenceRun(
     await observe({ expect: bare.length });
     const bareCpu = cpuOf();
     const bareStart = performance.now();
-    for (const payload of bare) bareNc.publish(DEFAULT_CHANGES_TOPIC, payload);
+    for (const { subject, payload } of bare) bareNc.publish(subject, payload);
     await bareNc.flush();
     await untilConverged(hosts, deadline("the bare overrides did not all arrive"));
     const baseline = figures(hosts, bareStart, flipPerHost, cpuUsed(bareCpu, cpuOf(), pids));
@@ -412,7 +437,9 @@ async function convergenceRun(
       silenceHosts: async () => {
         await Promise.all(hosts.map((h) => h.client.stop()));
       },
-      flippedIds: hosts.flatMap((h) => [...h.ids].filter(([, flips]) => flips).map(([id]) => id)),
+      flipped: hosts.flatMap((h) =>
+        [...h.ids].filter(([, flips]) => flips).map(([id]) => ({ id, subject: h.changesTopic })),
+      ),
       rulesAdmin,
       rules: ALONE_RULES,
       message: ALONE_MESSAGE,
@@ -428,6 +455,7 @@ async function convergenceRun(
     });
     return {
       workers: workerCount,
+      changes,
       hosts: options.hosts,
       decisions: perHost * options.hosts,
       flipped: flipPerHost * options.hosts,

@@ -4,6 +4,7 @@ import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { Command } from "commander";
 import type { AloneRun } from "../bench/convergence-alone.js";
 import {
+  type ChangesMode,
   type ConvergenceReport,
   type ConvergenceRun,
   runConvergenceBench,
@@ -38,6 +39,7 @@ interface BenchFlags extends ReplayBenchFlags {
   convergenceDecisions: string;
   convergenceHosts: string;
   convergenceWorkers: string;
+  convergenceChanges: string;
 }
 
 /** The whole report of `arbiter bench`: the decisions phases (unless skipped) and the convergence runs. */
@@ -67,6 +69,11 @@ export function benchCommand(): Command {
       "10000",
     )
     .option("--convergence-hosts <n>", "reference host clients in the convergence runs", "100")
+    .option(
+      "--convergence-changes <list>",
+      "for each worker count, one run per way the hosts hear overrides: shared (every host on the one changes topic) or per-host (each on <topic>.<host key>, workers with --changes-per-host)",
+      "shared,per-host",
+    )
     .option(
       "--convergence-workers <list>",
       "one convergence run per entry, with that many workers (comma-separated)",
@@ -106,6 +113,7 @@ export function benchCommand(): Command {
       const convergenceWorkers = flags.convergenceWorkers
         .split(",")
         .map((n) => parseIntegerFlag(n.trim(), "--convergence-workers", { min: 1 }));
+      const convergenceChanges = parseChangesModes(flags.convergenceChanges);
       if (flags.convergenceOnly && !flags.convergence) {
         throw new ArbiterError(
           ErrorCode.InvalidConfig,
@@ -137,6 +145,7 @@ export function benchCommand(): Command {
               decisions: convergenceDecisions,
               hosts: convergenceHosts,
               workers: convergenceWorkers,
+              changes: convergenceChanges,
               timeoutMs: 120_000,
               childEnv: workerChildEnv(),
               cliMain: WORKER_CLI_MAIN,
@@ -181,6 +190,22 @@ function humanReport(report: BenchReport): string {
   return parts.join("\n\n");
 }
 
+/** The `--convergence-changes` list: `shared`, `per-host`, or both, comma-separated. */
+function parseChangesModes(list: string): ChangesMode[] {
+  const modes: ChangesMode[] = [];
+  for (const raw of list.split(",")) {
+    const mode = raw.trim();
+    if (mode !== "shared" && mode !== "per-host") {
+      throw new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `--convergence-changes ${JSON.stringify(list)}: ${JSON.stringify(mode)} is neither shared nor per-host`,
+      );
+    }
+    modes.push(mode);
+  }
+  return modes;
+}
+
 function convergenceReport(c: ConvergenceReport): string {
   const cpu = (ms: ConvergenceRun["arbiter"]["cpuMs"]) =>
     [ms.workers, ms.natsServer, ms.hosts].map((v) => (v === null ? "?" : String(v))).join("/");
@@ -188,7 +213,7 @@ function convergenceReport(c: ConvergenceReport): string {
     const a = r.arbiter;
     const b = r.baseline;
     return [
-      `${r.workers} worker(s), ${r.decisions} cached decisions on ${r.hosts} hosts, ${r.flipped} flipped (revision ${r.revision}):`,
+      `${r.workers} worker(s), ${r.decisions} cached decisions on ${r.hosts} hosts, ${r.flipped} flipped (revision ${r.revision}), ${r.changes === "per-host" ? "each host on its own changes subject" : "every host on the one changes topic"}:`,
       `  arbiter:  p50 ${a.perHostMs.p50} ms, max ${a.perHostMs.max} ms, ${a.overridesPerSecond} overrides/s (${a.deliveriesPerSecond} deliveries/s); cpu ms workers/nats/hosts ${cpu(a.cpuMs)}`,
       `  baseline: p50 ${b.perHostMs.p50} ms, max ${b.perHostMs.max} ms, ${b.overridesPerSecond} overrides/s (bare publishes from one connection); cpu ms workers/nats/hosts ${cpu(b.cpuMs)}`,
       `  last override seen by one observer in its own process: arbiter ${r.lastPublished.arbiterMs} ms (${r.lastPublished.arbiterOverridesPerSecond} overrides/s, the first at ${r.lastPublished.arbiterFirstMs} ms), baseline ${r.lastPublished.baselineMs} ms (${r.lastPublished.baselineOverridesPerSecond} overrides/s)`,
