@@ -104,6 +104,9 @@ export interface Reevaluation {
  */
 const decodedRequests = new WeakMap<object, DecodedRequest>();
 
+/** The trust result each stored trust stands for, by the stored object (kept like the requests). */
+const trustResults = new WeakMap<ActiveDecisionV1["trust"], TrustResult>();
+
 /**
  * Evaluates a cached decision again under `ruleset` at `now`, with the trust result it was decided
  * with. Pure. Null when the outcome cannot depend on the rules (a request refused at the edge keeps
@@ -118,15 +121,19 @@ export function reevaluate(entry: ActiveDecisionV1, ruleset: RulesetState, now: 
     if (held !== null) decodedRequests.set(held, decoded);
   }
   if (!decoded.ok || decoded.request.cacheKey !== entry.cacheKey) return null;
-  const trust: TrustResult = {
-    verified: entry.trust.verified,
-    reasons: entry.trust.reasons,
-    signed: entry.trust.signed ?? false,
-    issuer: entry.trust.issuer ?? null,
-    tokenId: entry.trust.tokenId ?? null,
-    issuedAt: null,
-    problems: [],
-  };
+  let trust = trustResults.get(entry.trust);
+  if (trust === undefined) {
+    trust = {
+      verified: entry.trust.verified,
+      reasons: entry.trust.reasons,
+      signed: entry.trust.signed ?? false,
+      issuer: entry.trust.issuer ?? null,
+      tokenId: entry.trust.tokenId ?? null,
+      issuedAt: null,
+      problems: [],
+    };
+    trustResults.set(entry.trust, trust);
+  }
   const evaluation = decideRequest(decoded.request, ruleset, now, trust);
   return {
     entry,

@@ -24,10 +24,15 @@ export function reevaluationRecordEncoder(
   scope: ReevaluationScope,
   requestBytes: (input: unknown) => Uint8Array | null,
 ): (c: Reevaluation, decisionId: string) => Buffer {
-  const middle = `"revision":${JSON.stringify(scope.revision)},"deployment":${JSON.stringify(scope.deployment)},`;
-  const worker = `"worker":${JSON.stringify(scope.worker)},`;
+  const middle = Buffer.from(
+    `"revision":${JSON.stringify(scope.revision)},"deployment":${JSON.stringify(scope.deployment)},`,
+  );
+  const worker = Buffer.from(`"worker":${JSON.stringify(scope.worker)},"trust":`);
   let isoFor: Date | null = null;
-  let isoText = "";
+  let iso = Buffer.alloc(0);
+  // The entries a revision flips mostly share one outcome: its text is reused while it lasts.
+  let lastEvaluation: Evaluation | null = null;
+  let evaluation = Buffer.alloc(0);
   return (c, decisionId) => {
     const parts = requestParts(c.request, requestBytes);
     if (parts === null) {
@@ -40,27 +45,36 @@ export function reevaluationRecordEncoder(
       record.cause = "reevaluation";
       return encodeDecisionRecord(record, requestBytes(c.request.input));
     }
+    if (lastEvaluation === null || !sameEvaluation(lastEvaluation, c.evaluation)) {
+      lastEvaluation = c.evaluation;
+      evaluation = Buffer.from(evaluationText(c.evaluation));
+    }
     if (isoFor !== c.now) {
       isoFor = c.now;
-      isoText = `"evaluatedAt":${JSON.stringify(c.now.toISOString())},`;
+      iso = Buffer.from(`"evaluatedAt":${JSON.stringify(c.now.toISOString())},`);
     }
-    const head =
-      `{"decisionId":${JSON.stringify(decisionId)},${parts.head}${evaluationText(c.evaluation)}` +
-      `${middle}${isoText}${worker}"trust":${trustText(c.trust)},"cause":"reevaluation","latencyMicros":0,"request":`;
-    const headBytes = Buffer.byteLength(head);
-    const out = Buffer.allocUnsafe(headBytes + parts.request.length + 1);
-    out.write(head, 0, headBytes);
-    out.set(parts.request, headBytes);
-    out[out.length - 1] = CLOSE_BRACE;
-    return out;
+    // Pieces already in UTF-8, copied once into the record: no text of the whole is made.
+    return Buffer.concat([
+      Buffer.from(`{"decisionId":${JSON.stringify(decisionId)},`),
+      parts.head,
+      evaluation,
+      middle,
+      iso,
+      worker,
+      trustBytes(c.trust),
+      TAIL,
+      parts.request,
+      CLOSING,
+    ]);
   };
 }
 
-const CLOSE_BRACE = 0x7d;
+const TAIL = Buffer.from(`,"cause":"reevaluation","latencyMicros":0,"request":`);
+const CLOSING = Buffer.from("}");
 
 /** A request's fields as its records write them, through `"rejection":null,`, and its bytes as written. */
 interface RequestParts {
-  readonly head: string;
+  readonly head: Buffer;
   readonly request: Uint8Array;
 }
 
@@ -79,10 +93,11 @@ function requestParts(
       bytes === null || !isCanonical(bytes)
         ? null
         : {
-            head:
+            head: Buffer.from(
               `"requestId":${JSON.stringify(request.requestId)},"lattice":${JSON.stringify(request.host.lattice)},` +
-              `"host":${JSON.stringify(request.host.publicKey)},"kind":${JSON.stringify(request.kind)},` +
-              `"cacheKey":${JSON.stringify(request.cacheKey)},"lineage":${JSON.stringify(request.lineage)},"rejection":null,`,
+                `"host":${JSON.stringify(request.host.publicKey)},"kind":${JSON.stringify(request.kind)},` +
+                `"cacheKey":${JSON.stringify(request.cacheKey)},"lineage":${JSON.stringify(request.lineage)},"rejection":null,`,
+            ),
             request: bytes,
           };
     partsOf.set(request, parts);
@@ -103,6 +118,22 @@ function isSpaceOrMark(byte: number): boolean {
   return byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d || byte === 0xef;
 }
 
+function sameEvaluation(a: Evaluation, b: Evaluation): boolean {
+  return (
+    a.permitted === b.permitted &&
+    a.message === b.message &&
+    a.decidingRule === b.decidingRule &&
+    sameTexts(a.matchedRules, b.matchedRules) &&
+    sameTexts(a.dryRunRules, b.dryRunRules) &&
+    a.errors.length === b.errors.length &&
+    a.errors.every((e, i) => e.ruleId === b.errors[i]!.ruleId && e.message === b.errors[i]!.message)
+  );
+}
+
+function sameTexts(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((text, i) => text === b[i]);
+}
+
 function evaluationText(evaluation: Evaluation): string {
   return (
     `"permitted":${JSON.stringify(evaluation.permitted)},"message":${JSON.stringify(evaluation.message)},` +
@@ -111,14 +142,24 @@ function evaluationText(evaluation: Evaluation): string {
   );
 }
 
+/** Trust texts already encoded, by the trust result (one per stored trust, see `reevaluate`). */
+const trustTexts = new WeakMap<TrustResult, Buffer>();
+
 /** The record's `trust`, as `decisionRecord` copies it from a trust result. */
-function trustText(trust: TrustResult): string {
-  return JSON.stringify({
-    verified: trust.verified,
-    reasons: [...trust.reasons],
-    signed: trust.signed,
-    issuer: trust.issuer,
-    tokenId: trust.tokenId,
-    issuedAt: trust.issuedAt,
-  });
+function trustBytes(trust: TrustResult): Buffer {
+  let bytes = trustTexts.get(trust);
+  if (bytes === undefined) {
+    bytes = Buffer.from(
+      JSON.stringify({
+        verified: trust.verified,
+        reasons: [...trust.reasons],
+        signed: trust.signed,
+        issuer: trust.issuer,
+        tokenId: trust.tokenId,
+        issuedAt: trust.issuedAt,
+      }),
+    );
+    trustTexts.set(trust, bytes);
+  }
+  return bytes;
 }
