@@ -324,7 +324,10 @@ describe("host policy client against a real nats-server", () => {
     try {
       const refused = createHostPolicyClient({ nc, policyTopic, changesTopic, host });
       await refused.start();
-      await until(() => refused.status === "degraded", { name: "the refused subscription to degrade", timeout: 5000 });
+      await until(() => refused.status === "degraded", {
+        name: "the refused subscription to degrade",
+        timeout: 5000,
+      });
 
       await refused.stop();
       expect(refused.status).toBe("stopped");
