@@ -65,7 +65,11 @@ beforeAll(async () => {
   }
   const listenNc = await connectTo(server.url);
   connections.push(listenNc);
-  listenNc.subscribe(DEFAULT_CHANGES_TOPIC, { callback: (_e, m) => shared.push(m.string()) });
+  listenNc.subscribe(DEFAULT_CHANGES_TOPIC, {
+    callback: (_e, m) => {
+      shared.push(m.string());
+    },
+  });
   await listenNc.flush();
 }, 60_000);
 
