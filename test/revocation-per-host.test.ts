@@ -189,6 +189,34 @@ describe("per-host changes subjects", () => {
       expect(host.stats()).toMatchObject({ overridesApplied: 10, overridesIgnored: 0 });
     expect(fallbacks() - fallbacksBefore).toBe(2 * badKeys.length);
   }, 120_000);
+  it("a host claiming another host's key only sends its own overrides to that host's subject, where they are ignored", async () => {
+    // Host keys are the requester's word: the attacker's entries land under the victim's key, so
+    // their overrides go to the victim's subject, carrying the attacker's own request ids.
+    await untilRevisionReevaluated(nc, await applyRules(admin, defaultRules("allow")));
+    const key = generateKey("N").publicKey;
+    const victimNc = await connectTo(server.url);
+    const attackerNc = await connectTo(server.url);
+    connections.push(victimNc, attackerNc);
+    const victim = await startHost(victimNc, { changesTopic: `${DEFAULT_CHANGES_TOPIC}.${key}` }, key);
+    const attacker = await startHost(attackerNc, { changesTopic: null }, key);
+    try {
+      for (let i = 0; i < 2; i++) await victim.evaluateStartComponent(componentBody(`victim-c${i}`));
+      for (let i = 0; i < 3; i++) await attacker.evaluateStartComponent(componentBody(`attacker-c${i}`));
+      const revision = await applyRules(admin, defaultRules("deny"));
+      await until(() => victim.stats().overridesApplied + victim.stats().overridesIgnored === 5, {
+        name: "the victim's subject receives its 2 overrides and the attacker's 3",
+        timeout: 60_000,
+        interval: 50,
+      });
+      await untilRevisionReevaluated(nc, revision);
+      expect(victim.stats()).toMatchObject({ overridesApplied: 2, overridesIgnored: 3 });
+      expect(everyEntry([victim], false)).toBe(true);
+      expect(victim.cacheEntries().size).toBe(2);
+    } finally {
+      await victim.stop();
+      await attacker.stop();
+    }
+  }, 120_000);
 });
 
 function fallbacks(): number {
