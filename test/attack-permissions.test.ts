@@ -39,9 +39,7 @@ async function freePort(): Promise<number> {
 
 describe("the lattice account's mapping of the changes topic", () => {
   it("is what keeps an answer steered by a host's reply subject from every host (without it, all hear it)", async () => {
-    const withoutMapping = ACCOUNTS.split("\n")
-      .filter((line) => !line.includes("mappings:"))
-      .join("\n");
+    const withoutMapping = ACCOUNTS.replace(/\n {4}mappings: \{\n[\s\S]*?\n {4}\}/, "");
     expect(withoutMapping).not.toBe(ACCOUNTS);
     await using server = await startNatsServer({ extraConfig: withoutMapping, env: { ...TEST_PASSWORDS } });
     const as = (user: string, pass: string | undefined, inboxPrefix?: string) =>
@@ -69,8 +67,18 @@ describe("the lattice account's mapping of the changes topic", () => {
       },
     });
     await victim.flush();
+    // A host of per-host overrides, on its own subject.
+    const own: string[] = [];
+    victim.subscribe("wasmcloud.policy.changes.NVICTIM", {
+      callback: (_err, msg) => {
+        own.push(msg.string());
+      },
+    });
+    await victim.flush();
     attacker.publish("wasmcloud.policy", "{}", { reply: "wasmcloud.policy.changes" });
     await until(() => heard.length > 0, { name: "the steered answer reaches another host" });
+    attacker.publish("wasmcloud.policy", "{}", { reply: "wasmcloud.policy.changes.NVICTIM" });
+    await until(() => own.length > 0, { name: "the answer steered onto a host's own subject reaches it" });
     expect(replies[0]).toMatch(/^_R_\./);
   });
 });
@@ -117,6 +125,11 @@ describe("a lattice named like the policy topic's first token (`wasmcloud`)", ()
     });
     await attacker.flush();
     victim.publish("wasmcloud.policy.changes", '{"requestId":"r","permitted":true,"message":"forged"}');
+    // Nor on another host's own subject, under `wasmcloud.>` though it is.
+    victim.publish(
+      "wasmcloud.policy.changes.NVICTIM",
+      '{"requestId":"r","permitted":true,"message":"forged"}',
+    );
     // The victim's lattice traffic after its request reaches the attacker, in order: anything of
     // the policy topic would have come before it.
     victim.publish("wasmcloud.component.sentinel", "x");

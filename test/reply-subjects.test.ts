@@ -126,6 +126,24 @@ describe("reply subjects the worker answers to", () => {
     );
   });
 
+  it("never answers on a host's own changes subject, where a host of per-host overrides listens", async () => {
+    const victim = generateKey("N").publicKey;
+    const heard: Msg[] = [];
+    const changes = nc.subscribe("wasmcloud.policy.changes.*", {
+      callback: (_err, msg) => {
+        heard.push(msg);
+      },
+    });
+    await sendRefused(`wasmcloud.policy.changes.${victim}`, "changes-2");
+    await nc.flush();
+    expect(heard).toEqual([]);
+    changes.unsubscribe();
+    expect((await recorded()).find((d) => d.requestId === "changes-2")).toMatchObject({
+      permitted: false,
+      rejection: expect.stringMatching(/not an inbox/),
+    });
+  });
+
   it("answers a configured custom inbox prefix, and then no longer _INBOX.", async () => {
     const reply = "myapp.replies.abc";
     const sub = nc.subscribe(reply, { max: 1 });

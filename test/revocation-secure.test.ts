@@ -118,4 +118,44 @@ describe("the revocation fan-out under the shipped permissions", () => {
     expect(JSON.parse(applied.stdout)).toMatchObject({ overrides: 1, workers: [{ id: worker.id }] });
     expect(cached).toEqual([false]);
   });
+
+  it("with workers per host, an override reaches a host's own subject through the lattice account's import", async () => {
+    await worker.stop();
+    const workerNc = await connectTo(server.url, {
+      user: "arbiter-worker",
+      pass: TEST_PASSWORDS["ARBITER_WORKER_PASSWORD"],
+      inboxPrefix: "_INBOX_arbiter_worker",
+    });
+    connections.push(workerNc);
+    worker = createWorker({
+      nc: workerNc,
+      logger: pino({ level: "silent" }),
+      config: {
+        adminKeys: [createSigner(adminSeed).publicKey],
+        inboxPrefixes: [...WORKER_REPLY_PREFIXES],
+        changesPerHost: true,
+        ...configuredWorkerKey(),
+      },
+    });
+    await worker.start();
+    const hostNc = await connectTo(server.url, {
+      user: "wasmcloud-host",
+      pass: TEST_PASSWORDS["WASMCLOUD_HOST_PASSWORD"],
+    });
+    connections.push(hostNc);
+    const key = generateKey("N").publicKey;
+    const own = await startHost(hostNc, { changesTopic: `wasmcloud.policy.changes.${key}` }, key);
+    try {
+      expect((await own.evaluateStartComponent(componentBody("c2"))).permitted).toBe(false);
+      await applyRules(admin, defaultRules("allow"));
+      await until(() => [...own.cacheEntries().values()].every((entry) => entry.permitted), {
+        name: "the cached denial permitted by an override on the host's own subject",
+        timeout: 30_000,
+        interval: 50,
+      });
+      expect(own.stats()).toMatchObject({ overridesApplied: 1, overridesIgnored: 0 });
+    } finally {
+      await own.stop();
+    }
+  });
 });

@@ -15,8 +15,11 @@ interface Status {
     state: string;
     revision: number;
     enrolled: boolean | null;
+    changesPerHost: boolean;
     problem: string | null;
   }[];
+  changes: string | null;
+  changesProblem: string | null;
 }
 
 describe("arbiter status", () => {
@@ -91,8 +94,40 @@ describe("arbiter status", () => {
     const human = await runArbiter(["status"], env);
     expect(human.code).toBe(1);
     expect(human.stdout).toMatch(/^rules stream at revision 2 \(/);
-    expect(human.stdout).toMatch(/\nw-unenrolled +\S+ +2 +N[A-Z0-9]{55} +\S/);
+    expect(human.stdout).toMatch(/\nw-unenrolled +\S+ +2 +shared +N[A-Z0-9]{55} +\S/);
     expect(ready.child.exitCode).toBeNull();
     expect(unenrolled.child.exitCode).toBeNull();
+  });
+
+  it("shows where each worker publishes overrides, and says plainly when they disagree", async () => {
+    const workerEnv = { ...env, ARBITER_LOG_LEVEL: "warn" };
+    await using perHost = spawnArbiter(["worker", "--name", "w-per-host", "--changes-per-host"], {
+      ...workerEnv,
+      ...configuredWorkerEnv(),
+    });
+    const agreed = await statusWith(["w-per-host"]);
+    expect(agreed.code).toBe(0);
+    expect(agreed.status).toMatchObject({ healthy: true, changes: "per-host", changesProblem: null });
+    expect(agreed.status.workers[0]?.changesPerHost).toBe(true);
+    expect((await runArbiter(["status"], env)).stdout).toMatch(/\nw-per-host +ready +2 +per-host +N/);
+
+    await using shared = spawnArbiter(["worker", "--name", "w-shared"], {
+      ...workerEnv,
+      ...configuredWorkerEnv(),
+      ARBITER_CHANGES_PER_HOST: "0",
+    });
+    const mixed = await statusWith(["w-per-host", "w-shared"]);
+    expect(mixed.code).toBe(1);
+    expect(mixed.status).toMatchObject({ healthy: false, changes: "mixed" });
+    // Each worker is fine on its own: the problem is the pair.
+    expect(mixed.status.workers.map((w) => w.problem)).toEqual([null, null]);
+    expect(mixed.status.changesProblem).toMatch(
+      /w-per-host per host .* w-shared on the shared changes topic/,
+    );
+    const human = await runArbiter(["status"], env);
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/\nthe workers disagree on where overrides go: /);
+    expect(perHost.child.exitCode).toBeNull();
+    expect(shared.child.exitCode).toBeNull();
   });
 });

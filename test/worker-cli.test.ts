@@ -60,6 +60,12 @@ describe("arbiter worker that cannot start", () => {
     }
   });
 
+  it("exits 2 naming ARBITER_CHANGES_PER_HOST for a value that is not true, false, 1 or 0", async () => {
+    const result = await runArbiter(["worker"], { ...env, ARBITER_CHANGES_PER_HOST: "yes" });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/ARBITER_CHANGES_PER_HOST "yes": expected true, false, 1 or 0/);
+  });
+
   it("starts with a custom inbox prefix and onLogOutage from the environment", async () => {
     await using worker = spawnArbiter(["worker", "--json", "--inbox-prefix", "myapp.replies.,_INBOX."], {
       ...env,

@@ -43,6 +43,8 @@ export interface WasmcloudHostOptions {
   readonly env?: Record<string, string>;
   /** A NATS `.creds` file (user JWT and seed) for both of the host's connections; default none. */
   readonly credsFile?: string;
+  /** The host's own key (`--host-seed`, an `SN…` seed), so that its public key is known before it starts; default a new one. */
+  readonly hostSeed?: string;
 }
 
 /** A running host and what it said about itself on start. */
@@ -71,6 +73,7 @@ export async function startWasmcloudHost(options: WasmcloudHostOptions): Promise
       "--policy-timeout-ms",
       String(options.policyTimeoutMs),
       ...(options.credsFile === undefined ? [] : ["--nats-creds", options.credsFile]),
+      ...(options.hostSeed === undefined ? [] : ["--host-seed", options.hostSeed]),
     ],
     {
       ready: /^\{"event":"started"/,

@@ -27,7 +27,7 @@ export function componentBody(name: string): StartComponentBodyV1 {
 export async function startHost(
   nc: NatsConnection,
   options: {
-    readonly changesTopic?: string;
+    readonly changesTopic?: string | null;
     readonly requestIds?: () => string;
     readonly policyTopic?: string;
   } = {},

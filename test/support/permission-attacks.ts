@@ -537,6 +537,62 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       heardByVictim.length = 0;
     });
 
+    it("lets a host hear overrides on its own changes subject, and lets no host or admin forge one there", async () => {
+      // A host started with `--policy-changes-topic wasmcloud.policy.changes.<its key>` hears only
+      // that subject; whoever else could publish there would grant or revoke at will.
+      const own = `wasmcloud.policy.changes.${hostIdentity.publicKey}`;
+      expect(await subscribeRefused(await connectAs("host"), own)).toBe(false);
+      const heard = collect(victimNc, own);
+      await processed(victimNc);
+      const forged = JSON.stringify({
+        requestId: "forged",
+        request_id: "forged",
+        permitted: true,
+        message: "x",
+      });
+      for (const nc of [attackerNc, adminNc]) nc.publish(own, forged);
+      await processed(attackerNc, adminNc, victimNc);
+      const sentinel = JSON.stringify({
+        requestId: "own",
+        request_id: "own",
+        permitted: false,
+        message: "x",
+      });
+      workerNc.publish(own, sentinel);
+      await until(() => heard.length > 0, {
+        name: "the worker's override on the host's own subject arrives",
+      });
+      await processed(workerNc, victimNc);
+      expect(heard.map((m) => m.string())).toEqual([sentinel]);
+      expect(heardByVictim).toEqual([]);
+    });
+
+    it("hears no answer steered onto a host's own changes subject by a host's reply subject", async () => {
+      const own = `wasmcloud.policy.changes.${hostIdentity.publicKey}`;
+      const heard = collect(victimNc, own);
+      await processed(victimNc);
+      const [sent] = victim.sentRequestIds();
+      const before = worker.stats().decisions;
+      const request = JSON.stringify({ ...fixtureJson("start-provider"), requestId: sent });
+      await until(
+        () => {
+          if (worker.stats().decisions > before) return true;
+          attackerNc.publish("wasmcloud.policy", request, { reply: own });
+          return false;
+        },
+        { name: "this suite's worker decides a request steered onto a host's subject", interval: 100 },
+      );
+      const sentinel = JSON.stringify({
+        requestId: "steer",
+        request_id: "steer",
+        permitted: false,
+        message: "x",
+      });
+      workerNc.publish(own, sentinel);
+      await until(() => heard.length > 0, { name: "the sentinel override arrives" });
+      expect(heard.map((m) => m.string())).toEqual([sentinel]);
+    });
+
     it("delivers nothing into Arbiter's streams or snapshot through a push consumer on a host's bucket", async () => {
       // nats-server does not check a push consumer's deliver subject against its creator's
       // permissions: in one account this wrote into the rules stream. The buckets are in another.

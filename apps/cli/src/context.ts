@@ -120,6 +120,22 @@ export function resolveReplicas(flags: ConnectionFlags): number {
   return replicas;
 }
 
+/**
+ * Whether workers publish overrides on per-host subjects by `ARBITER_CHANGES_PER_HOST`: `true` or
+ * `1` on, `false`, `0` or unset off; anything else is INVALID_CONFIG naming the variable.
+ */
+export function resolveChangesPerHost(): boolean {
+  const raw = process.env["ARBITER_CHANGES_PER_HOST"];
+  if (raw === undefined || raw === "") return false;
+  const value = raw.trim().toLowerCase();
+  if (value === "true" || value === "1") return true;
+  if (value === "false" || value === "0") return false;
+  throw new ArbiterError(
+    ErrorCode.InvalidConfig,
+    `ARBITER_CHANGES_PER_HOST ${JSON.stringify(raw)}: expected true, false, 1 or 0`,
+  );
+}
+
 /** The resource prefix: `--prefix`, else `ARBITER_PREFIX`, else `arbiter`. */
 export function resolvePrefix(flags: ConnectionFlags): string {
   return flags.prefix || process.env["ARBITER_PREFIX"] || DEFAULT_PREFIX;

@@ -73,6 +73,7 @@ describe("NATS JWT v2 claims", () => {
       exports: [
         { subject: "wasmcloud.policy", type: "service" },
         { subject: "wasmcloud.policy.changes", type: "stream" },
+        { subject: "wasmcloud.policy.changes.*", type: "stream" },
       ],
       limits: { disk_storage: -1 },
     });
@@ -85,6 +86,11 @@ describe("NATS JWT v2 claims", () => {
         }),
         expect.objectContaining({
           subject: "wasmcloud.policy.changes",
+          account: setup.accounts.ARBITER.publicKey,
+          type: "stream",
+        }),
+        expect.objectContaining({
+          subject: "wasmcloud.policy.changes.*",
           account: setup.accounts.ARBITER.publicKey,
           type: "stream",
         }),
@@ -102,6 +108,10 @@ describe("NATS JWT v2 claims", () => {
       limits: { disk_storage: 0, mem_storage: 0 },
       mappings: {
         "wasmcloud.policy.changes": [{ subject: "_ARBITER_DROPPED.wasmcloud.policy.changes", weight: 100 }],
+        // Each host's own subject too: an answer steered there reaches no host.
+        "wasmcloud.policy.changes.*": [
+          { subject: "_ARBITER_DROPPED.wasmcloud.policy.changes.{{wildcard(1)}}", weight: 100 },
+        ],
       },
     });
   });

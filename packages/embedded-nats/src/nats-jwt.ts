@@ -163,7 +163,15 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
     seed: key.seed,
     jwt: signNatsClaims({ sub: key.publicKey, name, nats }, operatorKey.seed, now),
   });
-  const { service, stream, localChangesMappedTo, latticeEvents, hostPing } = accountLinks(options);
+  const {
+    service,
+    stream,
+    localChangesMappedTo,
+    hostStream,
+    localHostChangesMappedTo,
+    latticeEvents,
+    hostPing,
+  } = accountLinks(options);
   const accounts = {
     [ARBITER_ACCOUNT]: account(
       arbiterKey,
@@ -172,6 +180,7 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
         exports: [
           { name: "policy", subject: service, type: "service", response_type: "Singleton" },
           { name: "changes", subject: stream, type: "stream" },
+          { name: "host-changes", subject: hostStream, type: "stream" },
         ],
         imports: [
           ...latticeEvents.map((subject) => ({
@@ -191,6 +200,7 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
         imports: [
           { name: "policy", subject: service, account: arbiterKey.publicKey, type: "service" },
           { name: "changes", subject: stream, account: arbiterKey.publicKey, type: "stream" },
+          { name: "host-changes", subject: hostStream, account: arbiterKey.publicKey, type: "stream" },
           ...hostJetStreamLinks.services.map((subject) => ({
             name: subject,
             subject,
@@ -215,7 +225,10 @@ export function createOperatorSetup(options: PermissionOptions = {}, now: Date =
             response_threshold: 5_000_000_000,
           },
         ],
-        mappings: { [stream]: [{ subject: localChangesMappedTo, weight: 100 }] },
+        mappings: {
+          [stream]: [{ subject: localChangesMappedTo, weight: 100 }],
+          [hostStream]: [{ subject: localHostChangesMappedTo, weight: 100 }],
+        },
       }),
     ),
     [LATTICE_JETSTREAM_ACCOUNT]: account(

@@ -51,8 +51,29 @@ describe("rolePermissions", () => {
   it("keeps a lattice's wildcards off the policy service's topics", () => {
     const host = rolePermissions({ lattice: "wasmcloud" }).host;
     expect(host.publish.allow).toContain("wasmcloud.>");
-    expect(host.publish.deny).toEqual(["wasmcloud.policy.changes"]);
+    expect(host.publish.deny).toEqual(["wasmcloud.policy.changes", "wasmcloud.policy.changes.>"]);
     expect(host.subscribe.deny).toEqual(["wasmcloud.policy"]);
+  });
+
+  it("lets hosts hear per-host changes subjects and workers publish there, nobody else publish under the changes topic", () => {
+    const { host, worker, admin } = rolePermissions();
+    expect(host.subscribe.allow).toEqual(
+      expect.arrayContaining(["wasmcloud.policy.changes", "wasmcloud.policy.changes.*"]),
+    );
+    expect(worker.publish.allow).toEqual(
+      expect.arrayContaining(["wasmcloud.policy.changes", "wasmcloud.policy.changes.*"]),
+    );
+    for (const role of [host, admin]) {
+      expect(role.publish.deny).toEqual(
+        expect.arrayContaining(["wasmcloud.policy.changes", "wasmcloud.policy.changes.>"]),
+      );
+    }
+    const text = renderAccountsConfig();
+    const lattice = text.slice(text.indexOf("  LATTICE {"), text.indexOf("  LATTICE_JS {"));
+    expect(lattice).toContain(
+      '"wasmcloud.policy.changes.*": "_ARBITER_DROPPED.wasmcloud.policy.changes.{{wildcard(1)}}"',
+    );
+    expect(lattice).toContain('{ stream: { account: ARBITER, subject: "wasmcloud.policy.changes.*" } }');
   });
 
   it("refuses a lattice name whose `<lattice>.>` would reach inboxes, JetStream, the system or other lattices", () => {
@@ -82,6 +103,8 @@ describe("rolePermissions", () => {
       service: "wasmcloud.policy",
       stream: "wasmcloud.policy.changes",
       localChangesMappedTo: "_ARBITER_DROPPED.wasmcloud.policy.changes",
+      hostStream: "wasmcloud.policy.changes.*",
+      localHostChangesMappedTo: "_ARBITER_DROPPED.wasmcloud.policy.changes.{{wildcard(1)}}",
       latticeEvents: [
         "wasmbus.evt.default.host_started",
         "wasmbus.evt.default.host_heartbeat",

@@ -136,6 +136,10 @@ function consumerBinding(stream: string, consumer: string): string[] {
 export function rolePermissions(options: PermissionOptions = {}): Record<NatsRole, RolePermissions> {
   const lattice = checkedLattice(options.lattice ?? "default");
   const { policyTopic, changesTopic } = topics(options);
+  // Each host's own subject for per-host overrides (`arbiter worker --changes-per-host`), and
+  // everything under the changes topic, which no one but a worker may publish on.
+  const hostChanges = perHostChangesSubjects(changesTopic);
+  const underChanges = `${changesTopic}.>`;
   const names = resourceNames(options.prefix ?? DEFAULT_PREFIX);
   // The host crate's subjects: control interface, events, provider RPC (link definitions, health,
   // shutdown), the config service, and wRPC (`<lattice>.<component>.wrpc…`).
@@ -164,10 +168,10 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         ...latticeBuckets(lattice).map((bucket) => `$KV.${bucket}.>`),
       ],
       // Whatever the lattice is called (`wasmcloud`), its wildcards never reach these.
-      deny: [changesTopic],
+      deny: [changesTopic, underChanges],
     },
     subscribe: {
-      allow: [changesTopic, ...latticeSubjects, `${HOST_INBOX_PREFIX}.>`],
+      allow: [changesTopic, hostChanges, ...latticeSubjects, `${HOST_INBOX_PREFIX}.>`],
       deny: [policyTopic],
     },
     allowResponses: true,
@@ -177,6 +181,7 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
     publish: {
       allow: [
         changesTopic,
+        hostChanges,
         // Asking the lattice whether a host reported stopped still answers (host lifecycle).
         links.hostPing,
         names.decisionsSubjects,
@@ -225,7 +230,7 @@ export function rolePermissions(options: PermissionOptions = {}): Record<NatsRol
         ...streams.flatMap((stream) => streamUse(stream, { durable: true })),
         ...created(streams),
       ],
-      deny: [changesTopic, policyTopic],
+      deny: [changesTopic, underChanges, policyTopic],
     },
     subscribe: { allow: [`${ADMIN_INBOX_PREFIX}.>`], deny: [] },
     allowResponses: false,
@@ -250,6 +255,15 @@ function checkedLattice(lattice: string): string {
     );
   }
   return lattice;
+}
+
+/**
+ * The subjects of per-host overrides under `changesTopic`: one token more, the host's key
+ * (`<changesTopic>.<host key>`), which is what a host started with that `--policy-changes-topic`
+ * subscribes to.
+ */
+export function perHostChangesSubjects(changesTopic: string): string {
+  return `${changesTopic}.*`;
 }
 
 function topics(options: PermissionOptions): { policyTopic: string; changesTopic: string } {
@@ -316,6 +330,8 @@ export function accountLinks(options: PermissionOptions = {}): {
   readonly service: string;
   readonly stream: string;
   readonly localChangesMappedTo: string;
+  readonly hostStream: string;
+  readonly localHostChangesMappedTo: string;
   readonly latticeEvents: readonly string[];
   readonly hostPing: string;
   readonly hostPingResponseThreshold: string;
@@ -326,6 +342,8 @@ export function accountLinks(options: PermissionOptions = {}): {
     service: policyTopic,
     stream: changesTopic,
     localChangesMappedTo: `${DROPPED_PREFIX}.${changesTopic}`,
+    hostStream: perHostChangesSubjects(changesTopic),
+    localHostChangesMappedTo: `${DROPPED_PREFIX}.${changesTopic}.{{wildcard(1)}}`,
     latticeEvents: [
       ...["host_started", "host_heartbeat", "host_stopped"].map((name) => `wasmbus.evt.${lattice}.${name}`),
       `wasmbus.evt.${lattice}`,
@@ -407,6 +425,7 @@ export function renderAccountsConfig(options: PermissionOptions = {}): string {
     "    exports: [",
     `      { service: ${q(links.service)} }`,
     `      { stream: ${q(links.stream)} }`,
+    `      { stream: ${q(links.hostStream)} }`,
     "    ]",
     "    # The lattice's host lifecycle events and host ping, for pruning stopped hosts.",
     "    imports: [",
@@ -419,13 +438,17 @@ export function renderAccountsConfig(options: PermissionOptions = {}): string {
     "  # The wasmCloud lattice: its hosts, with JetStream only through imports.",
     `  ${LATTICE_ACCOUNT} {`,
     "    # Overrides come only from Arbiter, not from inside the lattice (an answer steered there).",
-    `    mappings: { ${q(links.stream)}: ${q(links.localChangesMappedTo)} }`,
+    "    mappings: {",
+    `      ${q(links.stream)}: ${q(links.localChangesMappedTo)}`,
+    `      ${q(links.hostStream)}: ${q(links.localHostChangesMappedTo)}`,
+    "    }",
     "    users: [",
     ...users(LATTICE_ACCOUNT),
     "    ]",
     "    imports: [",
     `      { service: { account: ${ARBITER_ACCOUNT}, subject: ${q(links.service)} } }`,
     `      { stream: { account: ${ARBITER_ACCOUNT}, subject: ${q(links.stream)} } }`,
+    `      { stream: { account: ${ARBITER_ACCOUNT}, subject: ${q(links.hostStream)} } }`,
     ...hostJetStreamLinks.services.map(
       (subject) => `      { service: { account: ${LATTICE_JETSTREAM_ACCOUNT}, subject: ${q(subject)} } }`,
     ),

@@ -27,6 +27,11 @@ export const WorkerStatusV1 = z.object({
    * (and re-evaluates nothing): null while it chains. Absent from workers before this field.
    */
   broken: z.object({ revision: z.number().int().nonnegative(), reason: z.string() }).nullable().optional(),
+  /**
+   * Whether the worker publishes overrides on each host's own subject (`<changes topic>.<host
+   * key>`) rather than the shared changes topic. Absent from workers before this field.
+   */
+  changesPerHost: z.boolean().optional(),
   /** The worker's counters since it started (names as in the worker's `stats()`). */
   stats: z.record(z.string(), z.number()),
 });

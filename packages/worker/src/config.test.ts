@@ -20,6 +20,11 @@ describe("parseWorkerConfig", () => {
     );
   });
 
+  it("publishes overrides on the shared changes topic unless told to use each host's own subject", () => {
+    expect(parseWorkerConfig({}).changesPerHost).toBe(false);
+    expect(parseWorkerConfig({ changesPerHost: true }).changesPerHost).toBe(true);
+  });
+
   it("follows the default lattice and reaps after 70 s unless told otherwise, refusing a lattice name with dots", () => {
     expect(parseWorkerConfig({})).toMatchObject({
       lattices: ["default"],

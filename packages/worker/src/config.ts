@@ -47,6 +47,13 @@ export const WorkerConfig = z
     id: z.string().min(1).optional(),
     policyTopic: Topic.default(DEFAULT_POLICY_TOPIC),
     changesTopic: Topic.default(DEFAULT_CHANGES_TOPIC),
+    /**
+     * Publish each override on its host's own subject, `<changesTopic>.<host key>` (hosts started
+     * with `--policy-changes-topic` set to it), instead of the shared changes topic that every host
+     * hears; an override whose host key is not a valid subject token goes on the shared topic.
+     * Every worker of a deployment must agree.
+     */
+    changesPerHost: z.boolean().default(false),
     queueGroup: z.string().min(1).default(DEFAULT_QUEUE_GROUP),
     prefix: z
       .string()

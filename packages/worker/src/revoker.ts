@@ -35,6 +35,7 @@ import {
   reevaluate,
   revocationFor,
 } from "./active-projection.js";
+import type { ChangesSubjects } from "./changes-subjects.js";
 import { DEFAULT_SCAN_PART_SIZE } from "./config.js";
 import type { DecidingWorker } from "./decide.js";
 import { ExpiryTimers, expiryRecordId, expiryStep } from "./expiry-timers.js";
@@ -49,7 +50,8 @@ export interface RevokerDeps {
   /** The connection for JetStream and for publishing overrides. */
   readonly nc: NatsConnection;
   readonly names: ResourceNames;
-  readonly changesTopic: string;
+  /** The subject of each override: the shared changes topic, or the host's own. */
+  readonly changes: ChangesSubjects;
   /** Opens the active index (the supervisor calls it until it succeeds). */
   readonly openIndex: () => Promise<ActiveIndex>;
   /**
@@ -502,6 +504,7 @@ export class Revoker {
         overrides: counts.overrides,
         ms: this.#stats.lastScanMs,
         ...(this.#mirror === undefined ? {} : { mirror: this.#mirror.stats }),
+        ...this.#subjectFields(),
       },
       "revision re-evaluated against the active index",
     );
@@ -539,6 +542,7 @@ export class Revoker {
         ...counts,
         viewMs,
         ms: Math.round(performance.now() - started),
+        ...this.#subjectFields(),
       },
       "part re-evaluated",
     );
@@ -651,6 +655,15 @@ export class Revoker {
     return typeof view === "string" ? null : view;
   }
 
+  /**
+   * Where the overrides went, for a re-evaluation's log line: per host, and how many went on the
+   * shared topic instead (their host's key no subject token) since the previous such line.
+   */
+  #subjectFields(): Record<string, unknown> {
+    const { changes } = this.#deps;
+    return changes.perHost ? { changesPerHost: true, sharedFallback: changes.takeSharedFallback() } : {};
+  }
+
   /** The index, open before either feed is. */
   #activeIndex(): ActiveIndex {
     if (this.#index === undefined) throw new Error("the active index is not open");
@@ -707,7 +720,7 @@ export class Revoker {
     recordId: (c: Reevaluation) => string = (c) => `${revision}:${activeEntryKey(c.entry)}`,
     scan?: ScanContext,
   ): Promise<number> {
-    const { decisions, revocations, nc, changesTopic } = this.#deps;
+    const { decisions, revocations, nc, changes } = this.#deps;
     const index = this.#activeIndex();
     // Pruned hosts get no overrides (an entry read just before its host was pruned).
     const hosts = scan?.view ? scan.view.hostRecord : indexHostRecords(index);
@@ -736,7 +749,7 @@ export class Revoker {
       ),
     ]);
     for (const c of changed) {
-      nc.publish(changesTopic, JSON.stringify(overrideFor(c.entry, c.evaluation)));
+      nc.publish(changes.subjectFor(c.entry.host), JSON.stringify(overrideFor(c.entry, c.evaluation)));
     }
     // A scan's index writes follow on this connection, after every override it sent (NATS keeps a
     // connection's order); alone, the override is out before the entry changes.

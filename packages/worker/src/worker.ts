@@ -28,6 +28,7 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { type Logger, pino } from "pino";
 import { monotonicFactory } from "ulid";
 import { AnsweredReplies } from "./answered-replies.js";
+import { ChangesSubjects } from "./changes-subjects.js";
 import { isInboxReply, type ParsedWorkerConfig, parseWorkerConfig, type WorkerConfig } from "./config.js";
 import {
   type DecidingWorker,
@@ -222,6 +223,8 @@ class DecisionWorker implements Worker {
     unansweredReplayUnchecked: 0,
     replayed: 0,
   };
+  /** The subject of each override this worker's fan-out publishes. */
+  readonly #changes: ChangesSubjects;
   /** Counters of the parts of the last run, kept after `stop()`. */
   #finished: Omit<WorkerStats, keyof WorkerCounts> | undefined;
 
@@ -257,6 +260,11 @@ class DecisionWorker implements Worker {
       "refused",
     );
     this.#answeredReplies = new AnsweredReplies(config.replyOnceWindowMs);
+    this.#changes = new ChangesSubjects({
+      changesTopic: config.changesTopic,
+      perHost: config.changesPerHost,
+      log: this.#log.child({ part: "revoker" }),
+    });
     // Bad input and requests without a reply come at whatever rate a host publishes them: one
     // line per request would let any host flood the log, so each kind is one line a second
     // with its count and one example.
@@ -354,7 +362,12 @@ class DecisionWorker implements Worker {
       deployment: this.#running?.follower.ruleset.deployment ?? null,
       enrolled: this.#running ? this.#isEnrolled(this.#running.follower.ruleset) : false,
       broken: this.#running?.follower.ruleset.broken ?? null,
-      stats: { ...stats, ...revokerCounters(this.#running?.revoker?.stats) },
+      changesPerHost: this.#changes.perHost,
+      stats: {
+        ...stats,
+        ...revokerCounters(this.#running?.revoker?.stats),
+        ...(this.#changes.perHost ? { changesSharedFallback: this.#changes.sharedFallback } : {}),
+      },
     };
   }
 
@@ -497,6 +510,7 @@ class DecisionWorker implements Worker {
     this.#untrustedWarning.flush();
     this.#replayedWarning.flush();
     this.#uncheckedWarning.flush();
+    this.#changes.flush();
     if (running.ownsStore) await running.store.close();
     this.#finished = {
       ...running.recorder.stats,
@@ -744,7 +758,7 @@ class DecisionWorker implements Worker {
     const revoker = new Revoker({
       nc: this.#storeNc,
       names,
-      changesTopic: config.changesTopic,
+      changes: this.#changes,
       openIndex: () => openJetStreamActiveIndex(this.#storeNc, { prefix: config.prefix, create: false }),
       ...(config.indexMirrorMaxKeys === 0
         ? {}

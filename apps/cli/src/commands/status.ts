@@ -17,8 +17,18 @@ export interface StatusReport {
   readonly server: string;
   /** The latest revision of the rules stream (0 when nothing was ever applied). */
   readonly revision: number;
-  /** True when at least one worker answered and every one is ready at `revision` and enrolled. */
+  /**
+   * True when at least one worker answered, every one is ready at `revision` and enrolled, and all
+   * publish overrides on the same subjects.
+   */
   readonly healthy: boolean;
+  /**
+   * Where the workers publish overrides: `shared` (the changes topic), `per-host`
+   * (`<changes topic>.<host key>`), `mixed` when they disagree; null when no worker answered.
+   */
+  readonly changes: "shared" | "per-host" | "mixed" | null;
+  /** What is wrong when the workers disagree on the changes subjects, or null. */
+  readonly changesProblem: string | null;
   readonly workers: readonly {
     readonly id: string;
     readonly publicKey: string;
@@ -27,6 +37,8 @@ export interface StatusReport {
     readonly revision: number;
     readonly deployment: string | null;
     readonly enrolled: boolean | null;
+    /** Whether it publishes overrides on per-host subjects (a worker that does not say does not). */
+    readonly changesPerHost: boolean;
     /** Why this worker makes the report unhealthy, or null. */
     readonly problem: string | null;
   }[];
@@ -40,18 +52,34 @@ function problemOf(status: WorkerStatusV1, revision: number): string | null {
   return null;
 }
 
+/** Whether the workers agree on the subjects of their overrides, and what it means when they do not. */
+function changesOf(workers: readonly { id: string; changesPerHost: boolean }[]): {
+  changes: StatusReport["changes"];
+  changesProblem: string | null;
+} {
+  if (workers.length === 0) return { changes: null, changesProblem: null };
+  const perHost = workers.filter((w) => w.changesPerHost).map((w) => w.id);
+  if (perHost.length === 0) return { changes: "shared", changesProblem: null };
+  if (perHost.length === workers.length) return { changes: "per-host", changesProblem: null };
+  const shared = workers.filter((w) => !w.changesPerHost).map((w) => w.id);
+  return {
+    changes: "mixed",
+    changesProblem: `the workers disagree on where overrides go: ${perHost.join(", ")} per host (<changes topic>.<host key>), ${shared.join(", ")} on the shared changes topic; the overrides of one revision can go to either, and a host hears only one of them: start every worker with the same --changes-per-host`,
+  };
+}
+
 /** `arbiter status`: asks every running worker how it is, beside the rules stream's head; exit 1 unless healthy. */
 export function statusCommand(): Command {
   return new Command("status")
     .description(
-      "ask every running worker for its state, rules revision and key, beside the rules stream's latest revision; exit 1 when none answers or one is not ready, behind or unenrolled",
+      "ask every running worker for its state, rules revision, key and where it publishes overrides, beside the rules stream's latest revision; exit 1 when none answers, one is not ready, behind or unenrolled, or they disagree on the changes subjects",
     )
     .option("--servers <urls>", SERVERS_HELP)
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("-v, --verbose", "say on stderr which NATS server was used")
     .option(
       "--json",
-      "print {server, revision, healthy, workers: [{id, state, reason, revision, problem, …}]}",
+      "print {server, revision, healthy, changes, changesProblem, workers: [{id, state, reason, revision, changesPerHost, problem, …}]}",
     )
     .action(async (flags: ConnectionFlags & { json?: boolean }) => {
       const nc = await connectNats(resolveServers(flags), "arbiter-cli");
@@ -71,12 +99,16 @@ export function statusCommand(): Command {
             revision: w.revision,
             deployment: w.deployment ?? null,
             enrolled: w.enrolled ?? null,
+            changesPerHost: w.changesPerHost ?? false,
             problem: problemOf(w, revision),
           }));
+        const { changes, changesProblem } = changesOf(workers);
         report = {
           server: serverOf(nc),
           revision,
-          healthy: workers.length > 0 && workers.every((w) => w.problem === null),
+          healthy: workers.length > 0 && workers.every((w) => w.problem === null) && changesProblem === null,
+          changes,
+          changesProblem,
           workers,
         };
       } finally {
@@ -88,10 +120,11 @@ export function statusCommand(): Command {
           return `${head}\nno worker answered: nothing answers hosts' policy requests (start \`arbiter worker\` or \`arbiter up\`)`;
         return [
           head,
-          `${"WORKER".padEnd(20)}  ${"STATE".padEnd(8)}  ${"REVISION".padEnd(8)}  ${"PUBLIC KEY".padEnd(56)}  PROBLEM`,
+          `${"WORKER".padEnd(20)}  ${"STATE".padEnd(8)}  ${"REVISION".padEnd(8)}  ${"CHANGES".padEnd(8)}  ${"PUBLIC KEY".padEnd(56)}  PROBLEM`,
           ...report.workers.map((w) =>
-            `${w.id.padEnd(20)}  ${w.state.padEnd(8)}  ${String(w.revision).padEnd(8)}  ${w.publicKey.padEnd(56)}  ${w.problem ?? ""}`.trimEnd(),
+            `${w.id.padEnd(20)}  ${w.state.padEnd(8)}  ${String(w.revision).padEnd(8)}  ${(w.changesPerHost ? "per-host" : "shared").padEnd(8)}  ${w.publicKey.padEnd(56)}  ${w.problem ?? ""}`.trimEnd(),
           ),
+          ...(report.changesProblem === null ? [] : [report.changesProblem]),
         ].join("\n");
       });
       if (!report.healthy) process.exitCode = 1;

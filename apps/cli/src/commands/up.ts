@@ -40,6 +40,7 @@ import {
   prepareArbiterHome,
   readLocalState,
   resolveAdminKeys,
+  resolveChangesPerHost,
   writeLocalState,
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
@@ -61,6 +62,7 @@ interface UpFlags extends RetentionFlags {
   rules?: string;
   port?: string;
   secure?: boolean;
+  changesPerHost?: boolean;
   json?: boolean;
 }
 
@@ -96,6 +98,10 @@ export function upCommand(): Command {
       "--secure",
       "run NATS with the shipped accounts and permissions (operator mode); credentials go into ARBITER_HOME/secure",
     )
+    .option(
+      "--changes-per-host",
+      "its workers publish each override on its host's own subject, wasmcloud.policy.changes.<host key> (env ARBITER_CHANGES_PER_HOST=true)",
+    )
     .option("--json", "print the started cluster as JSON")
     .action(async (flags: UpFlags) => {
       const log = createLogger("arbiter-up");
@@ -108,6 +114,8 @@ export function upCommand(): Command {
         );
       const requestedPort = parseOptionalIntegerFlag(flags.port, "--port", { min: 0, max: 65535 });
       const retention = resolveRetention(flags);
+      const perHostEnv = resolveChangesPerHost();
+      const changesPerHost = flags.changesPerHost === true || perHostEnv;
       if (flags.rules !== undefined && flags.rules !== "-" && !existsSync(flags.rules)) {
         throw new ArbiterError(ErrorCode.InvalidConfig, `rules file ${flags.rules} not found`);
       }
@@ -219,6 +227,7 @@ export function upCommand(): Command {
               replicas,
               workerSeed: seeds[i - 1]!,
               ...(deployment === null ? {} : { deployment }),
+              ...(changesPerHost ? { changesPerHost } : {}),
               // Through the lattice account's service import, hosts' requests arrive with `_R_.` replies.
               ...(secure ? { inboxPrefixes: [...WORKER_REPLY_PREFIXES] } : {}),
             },
@@ -253,6 +262,7 @@ export function upCommand(): Command {
             dataDir: home,
             policyTopic: DEFAULT_POLICY_TOPIC,
             changesTopic: DEFAULT_CHANGES_TOPIC,
+            changesPerHost,
             secure: secure !== undefined,
             ...(secure ? { credentials: secure.credsFiles } : {}),
           },
@@ -265,7 +275,9 @@ export function upCommand(): Command {
               `  admin key   ${signer.publicKey} (${seedFromEnv ? "seed from ARBITER_ADMIN_SEED" : `seed in ${shownPath(localAdminSeedFile())}`})`,
               `  data        ${home}`,
               "Point wasmCloud hosts at it:",
-              `  WASMCLOUD_POLICY_TOPIC=${DEFAULT_POLICY_TOPIC} WASMCLOUD_POLICY_CHANGES_TOPIC=${DEFAULT_CHANGES_TOPIC} (NATS at the URL above)`,
+              changesPerHost
+                ? `  WASMCLOUD_POLICY_TOPIC=${DEFAULT_POLICY_TOPIC} WASMCLOUD_POLICY_CHANGES_TOPIC=${DEFAULT_CHANGES_TOPIC}.<the host's key> (overrides are per host; start each host with WASMCLOUD_HOST_SEED so its key is known) (NATS at the URL above)`
+                : `  WASMCLOUD_POLICY_TOPIC=${DEFAULT_POLICY_TOPIC} WASMCLOUD_POLICY_CHANGES_TOPIC=${DEFAULT_CHANGES_TOPIC} (NATS at the URL above)`,
               ...(secure ? hostCredentialHint(urls[0] ?? "", secure) : []),
               `From another terminal in ${process.cwd()}:`,
               ...(secure ? [`  export NATS_CREDS=${shownPath(secure.credsFiles.admin)}`] : []),

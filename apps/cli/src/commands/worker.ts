@@ -13,6 +13,7 @@ import {
   localAdminSeedFile,
   readLocalState,
   resolveAdminKeys,
+  resolveChangesPerHost,
   resolvePrefix,
   resolveReplicas,
   resolveServers,
@@ -40,6 +41,7 @@ interface WorkerFlags extends ConnectionFlags {
   deployment?: string;
   workerKeys?: string;
   allowUnenrolled?: boolean;
+  changesPerHost?: boolean;
   lattices?: string;
   hostTimeout?: string;
 }
@@ -49,6 +51,7 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   id: "--name",
   policyTopic: "--policy-topic (WASMCLOUD_POLICY_TOPIC)",
   changesTopic: "--changes-topic (WASMCLOUD_POLICY_CHANGES_TOPIC)",
+  changesPerHost: "--changes-per-host (ARBITER_CHANGES_PER_HOST)",
   prefix: "--prefix (ARBITER_PREFIX)",
   replicas: "--replicas (ARBITER_REPLICAS)",
   adminKeys: "--admin-keys (ARBITER_ADMIN_KEYS)",
@@ -90,6 +93,10 @@ export function workerCommand(): Command {
       "--changes-topic <topic>",
       "topic for overrides of cached decisions (env WASMCLOUD_POLICY_CHANGES_TOPIC)",
       process.env["WASMCLOUD_POLICY_CHANGES_TOPIC"],
+    )
+    .option(
+      "--changes-per-host",
+      "publish each override on its host's own subject, <changes topic>.<host key>, for hosts started with that --policy-changes-topic; a host key that is no subject token gets its overrides on the changes topic; every worker must agree (env ARBITER_CHANGES_PER_HOST=true)",
     )
     .option("--replicas <n>", "replicas for streams this worker creates (env ARBITER_REPLICAS)")
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
@@ -254,6 +261,8 @@ function workerConfig(
     );
   }
   const allowUnenrolled = flags.allowUnenrolled === true || allowEnv === "true";
+  const perHostEnv = resolveChangesPerHost();
+  const changesPerHost = flags.changesPerHost === true || perHostEnv;
   const lattices = flags.lattices ?? (process.env["ARBITER_LATTICES"] || undefined);
   const hostTimeout = flags.hostTimeout ?? (process.env["ARBITER_HOST_TIMEOUT"] || undefined);
   const scanPartSize = flags.scanPartSize ?? (process.env["ARBITER_SCAN_PART_SIZE"] || undefined);
@@ -264,6 +273,7 @@ function workerConfig(
     ...(deployment ? { deployment } : {}),
     ...(workerKeys.length > 0 ? { workerKeys } : {}),
     ...(allowUnenrolled ? { allowUnenrolled } : {}),
+    ...(changesPerHost ? { changesPerHost } : {}),
     ...(flags.policyTopic ? { policyTopic: flags.policyTopic } : {}),
     ...(flags.changesTopic ? { changesTopic: flags.changesTopic } : {}),
     ...(workerSeed ? { workerSeed } : {}),
@@ -309,7 +319,6 @@ function workerConfig(
   }
 }
 
-/** A positive decimal integer, or INVALID_CONFIG naming `flag`. */
 /** A count that may be 0 (`raw` as typed, named by `flag` when it is not one). */
 function countOf(flag: string, raw: string): number {
   return raw.trim() === "0" ? 0 : strictInteger(flag, raw);
