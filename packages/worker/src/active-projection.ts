@@ -108,36 +108,51 @@ const decodedRequests = new WeakMap<object, DecodedRequest>();
 const trustResults = new WeakMap<ActiveDecisionV1["trust"], TrustResult>();
 
 /**
- * Evaluates a cached decision again under `ruleset` at `now`, with the trust result it was decided
- * with. Pure. Null when the outcome cannot depend on the rules (a request refused at the edge keeps
- * its refusal, whatever the rules say) or the stored request cannot be decoded (cut for size).
+ * The request of a cached decision as its re-evaluations see it, decoded once for all of them; null
+ * when it cannot be decoded (cut for size) or is not the entry's (another cache key).
  */
-export function reevaluate(entry: ActiveDecisionV1, ruleset: RulesetState, now: Date): Reevaluation | null {
-  if (entry.rejection !== null || ruleset.compiled === null) return null;
+export function reevaluatedRequest(entry: ActiveDecisionV1): NormalizedRequest | null {
   const held = typeof entry.request === "object" && entry.request !== null ? entry.request : null;
   let decoded = held === null ? undefined : decodedRequests.get(held);
   if (decoded === undefined) {
     decoded = decodePolicyValue(entry.request);
     if (held !== null) decodedRequests.set(held, decoded);
   }
-  if (!decoded.ok || decoded.request.cacheKey !== entry.cacheKey) return null;
-  let trust = trustResults.get(entry.trust);
+  return decoded.ok && decoded.request.cacheKey === entry.cacheKey ? decoded.request : null;
+}
+
+/** The trust result a stored trust stands for, one object per stored one. */
+export function trustResultOf(stored: ActiveDecisionV1["trust"]): TrustResult {
+  let trust = trustResults.get(stored);
   if (trust === undefined) {
     trust = {
-      verified: entry.trust.verified,
-      reasons: entry.trust.reasons,
-      signed: entry.trust.signed ?? false,
-      issuer: entry.trust.issuer ?? null,
-      tokenId: entry.trust.tokenId ?? null,
+      verified: stored.verified,
+      reasons: stored.reasons,
+      signed: stored.signed ?? false,
+      issuer: stored.issuer ?? null,
+      tokenId: stored.tokenId ?? null,
       issuedAt: null,
       problems: [],
     };
-    trustResults.set(entry.trust, trust);
+    trustResults.set(stored, trust);
   }
-  const evaluation = decideRequest(decoded.request, ruleset, now, trust);
+  return trust;
+}
+
+/**
+ * Evaluates a cached decision again under `ruleset` at `now`, with the trust result it was decided
+ * with. Pure. Null when the outcome cannot depend on the rules (a request refused at the edge keeps
+ * its refusal, whatever the rules say) or the stored request cannot be decoded (cut for size).
+ */
+export function reevaluate(entry: ActiveDecisionV1, ruleset: RulesetState, now: Date): Reevaluation | null {
+  if (entry.rejection !== null || ruleset.compiled === null) return null;
+  const request = reevaluatedRequest(entry);
+  if (request === null) return null;
+  const trust = trustResultOf(entry.trust);
+  const evaluation = decideRequest(request, ruleset, now, trust);
   return {
     entry,
-    request: decoded.request,
+    request,
     trust,
     evaluation,
     now,

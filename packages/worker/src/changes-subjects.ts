@@ -14,6 +14,9 @@ export function isHostSubjectToken(host: string): boolean {
   return HOST_TOKEN.test(host);
 }
 
+/** Hosts whose subject is kept (beyond, the map starts again). */
+const SUBJECTS_KEPT = 65_536;
+
 /** Longest part of an unusable host key quoted in the log. */
 const QUOTED_KEY_CHARS = 80;
 
@@ -30,9 +33,8 @@ export class ChangesSubjects {
   readonly #warning: RateLimitedWarning | undefined;
   #fallbacks = 0;
   #untaken = 0;
-  // Consecutive overrides are mostly of one host (its entries are stored side by side).
-  #lastHost: string | undefined;
-  #lastSubject = "";
+  /** Subjects of the hosts seen, so that a scan checks and builds each host's once. */
+  readonly #subjects = new Map<string, string>();
 
   constructor(options: { readonly changesTopic: string; readonly perHost: boolean; readonly log?: Logger }) {
     this.perHost = options.perHost;
@@ -50,7 +52,8 @@ export class ChangesSubjects {
   /** The subject of an override for a decision of host `host`. */
   subjectFor(host: string): string {
     if (!this.perHost) return this.#topic;
-    if (host === this.#lastHost) return this.#lastSubject;
+    const known = this.#subjects.get(host);
+    if (known !== undefined) return known;
     let subject: string;
     if (HOST_TOKEN.test(host)) subject = `${this.#topic}.${host}`;
     else {
@@ -64,8 +67,8 @@ export class ChangesSubjects {
       // Not remembered: every override of such a host is counted.
       return subject;
     }
-    this.#lastHost = host;
-    this.#lastSubject = subject;
+    if (this.#subjects.size >= SUBJECTS_KEPT) this.#subjects.clear();
+    this.#subjects.set(host, subject);
     return subject;
   }
 

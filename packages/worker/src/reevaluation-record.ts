@@ -81,6 +81,19 @@ interface RequestParts {
 /** Parts of requests already serialized, by the request object (null: the generic encoder writes its records). */
 const partsOf = new WeakMap<NormalizedRequest, RequestParts | null>();
 
+/**
+ * Serializes ahead the parts of the re-evaluation records of `request` decided with `trust` (the
+ * bytes of a request whose records the generic encoder writes are not kept).
+ */
+export function prepareRecordParts(
+  request: NormalizedRequest,
+  trust: TrustResult,
+  requestBytes: (input: unknown) => Uint8Array | null,
+): void {
+  requestParts(request, requestBytes);
+  trustBytes(trust);
+}
+
 function requestParts(
   request: NormalizedRequest,
   requestBytes: (input: unknown) => Uint8Array | null,

@@ -33,14 +33,16 @@ import {
   projectDecision,
   type Reevaluation,
   reevaluate,
+  reevaluatedRequest,
   revocationFor,
+  trustResultOf,
 } from "./active-projection.js";
 import type { ChangesSubjects } from "./changes-subjects.js";
 import { DEFAULT_SCAN_PART_SIZE } from "./config.js";
 import type { DecidingWorker } from "./decide.js";
 import { ExpiryTimers, expiryRecordId, expiryStep } from "./expiry-timers.js";
 import { indexHostRecords, isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
-import { reevaluationRecordEncoder } from "./reevaluation-record.js";
+import { prepareRecordParts, reevaluationRecordEncoder } from "./reevaluation-record.js";
 
 /** Longest wait for this worker's own rules to reach a revision it was handed to re-evaluate. */
 const RULES_WAIT_MS = 100_000;
@@ -765,6 +767,16 @@ export class Revoker {
     else scan.later.push(...updates);
     return changed.length;
   }
+}
+
+/**
+ * Does ahead of a scan what any re-evaluation of `entry` needs once: its request decoded, its
+ * request's JSON and the parts of its records serialized. For the index mirror's parsing ahead.
+ */
+export function prepareForReevaluation(entry: ActiveDecisionV1): void {
+  if (entry.rejection !== null) return;
+  const request = reevaluatedRequest(entry);
+  if (request !== null) prepareRecordParts(request, trustResultOf(entry.trust), requestJson);
 }
 
 /**

@@ -50,7 +50,7 @@ import {
   type TrustResult,
   trustDenial,
 } from "./request-signatures.js";
-import { Revoker, revokerCounters } from "./revoker.js";
+import { prepareForReevaluation, Revoker, revokerCounters } from "./revoker.js";
 import { RulesFollower } from "./rules-follower.js";
 
 /** Lifecycle states shared by Arbiter's long-running parts. */
@@ -768,6 +768,7 @@ class DecisionWorker implements Worker {
                 prefix: config.prefix,
                 timeoutMs: config.ackTimeoutMs,
                 maxKeys: config.indexMirrorMaxKeys,
+                prepare: prepareForReevaluation,
               }),
           }),
       revocations: openJetStreamRevocationLog(this.#storeNc, {
