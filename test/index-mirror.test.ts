@@ -119,6 +119,38 @@ describe("the index mirror", () => {
     expect(mirror.stats.reloads).toBe(1);
   });
 
+  it("prepares entries ahead of the next scan, but not while a scan holds a view", async () => {
+    const { prefix, index } = await fixture();
+    const prepared: string[] = [];
+    const mirror = await openIndexMirror(nc, {
+      prefix,
+      timeoutMs: 5000,
+      prepare: (e) => prepared.push(e.requestId),
+    });
+    closing.push(() => mirror.close());
+    await until(() => prepared.length === 100, {
+      name: "the 100 entries read at opening prepared",
+      timeout: 10_000,
+    });
+    expect(mirror.stats.parsedAhead).toBe(100);
+
+    const view = await viewOf(mirror);
+    for (let c = 0; c < 10; c++) await index.put(entry("N7", `held${c}`));
+    const paused = mirror.stats.aheadPaused;
+    await until(() => mirror.stats.aheadPaused > paused, {
+      name: "the warmer to pass its turn while the view is held",
+      timeout: 10_000,
+    });
+    expect(prepared).toHaveLength(100);
+
+    view[Symbol.dispose]();
+    await until(() => prepared.length === 110, {
+      name: "the writes prepared once the view is gone",
+      timeout: 10_000,
+    });
+    expect(prepared.slice(100).sort()).toEqual([...Array(10).keys()].map((c) => `N7-held${c}`).sort());
+  });
+
   it("reads the bucket again when messages went without a write (a purge of the stream)", async () => {
     const { prefix, index } = await fixture();
     const mirror = await openMirror(prefix);

@@ -65,6 +65,9 @@ export interface IndexMirrorStats {
   readonly connectionEvents: number;
   readonly lateWrites: number;
   readonly countMismatches: number;
+  /** Entries parsed (and prepared) ahead of a scan, and the times that was put off because a scan held a view. */
+  readonly parsedAhead: number;
+  readonly aheadPaused: number;
   /** Why the mirror hears no more writes (its subscription refused: the NATS permissions), or null. */
   readonly unheard: string | null;
 }
@@ -203,6 +206,8 @@ class KvIndexMirror implements IndexMirror {
     connectionEvents: 0,
     lateWrites: 0,
     countMismatches: 0,
+    parsedAhead: 0,
+    aheadPaused: 0,
   };
 
   constructor(nc: NatsConnection, jsm: JetStreamManager, config: MirrorConfig) {
@@ -391,13 +396,18 @@ class KvIndexMirror implements IndexMirror {
    * whatever the rate of writes. Not while a scan holds a view: it would take the scan's thread.
    */
   #warm(): void {
-    if (this.#unparsed.size === 0 || this.#viewsHeld > 0) return;
+    if (this.#unparsed.size === 0) return;
+    if (this.#viewsHeld > 0) {
+      this.#stats.aheadPaused++;
+      return;
+    }
     const { prepare } = this.#config;
     let done = 0;
     for (const key of this.#unparsed) {
       this.#unparsed.delete(key);
       const slot = this.#slots.get(key);
       const entry = slot === undefined ? null : parsedEntry(key, slot);
+      if (entry !== null) this.#stats.parsedAhead++;
       if (entry !== null && prepare !== undefined) {
         try {
           prepare(entry);
