@@ -14,11 +14,12 @@ export interface ReevaluationScope {
 
 /**
  * Encodes re-evaluation decision records: the bytes `encodeDecisionRecord` gives for the record
- * `decisionRecord` builds (with `cause: "reevaluation"`), byte for byte. The text is put together
- * from parts serialized once: the scope's for every record of the revision, and each request's
- * fields and bytes once for all the revisions that re-evaluate it, so that a record costs the
- * serialization of its evaluation and its id. `requestBytes` gives the request's JSON, as the
- * generic encoder takes it.
+ * `decisionRecord` builds (with `cause: "reevaluation"`), byte for byte. The bytes are put together
+ * from parts encoded once: the scope's for every record of the revision, each request's fields,
+ * bytes and trust for all the revisions that re-evaluate it, and the outcome's for consecutive
+ * records that share it, so that a record costs little more than its id and one copy. A request
+ * whose bytes the generic encoder would not write as they are gets the generic record.
+ * `requestBytes` gives the request's JSON, as the generic encoder takes it.
  */
 export function reevaluationRecordEncoder(
   scope: ReevaluationScope,
