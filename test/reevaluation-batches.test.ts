@@ -1,77 +1,40 @@
 import { resourceNames } from "@arbiter/protocol";
-import {
-  type ArbiterStore,
-  BATCH_CAUSE_HEADER,
-  createRulesAdmin,
-  openJetStreamActiveIndex,
-  openJetStreamStore,
-  REEVALUATION_BATCH_CAUSE,
-  type RulesAdmin,
-} from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
+import { BATCH_CAUSE_HEADER, openJetStreamActiveIndex, REEVALUATION_BATCH_CAUSE } from "@arbiter/store";
 import { jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { enrolledWorkerSeed } from "./support/arbiter.js";
+import { until } from "./harness/index.js";
 import {
   applyRules,
   componentBody,
   defaultRules,
-  startHost,
   untilIndexCaughtUp,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // The re-evaluation's decisions are stored as batches that say so in a header, so that the
 // active index's projection (which never indexes a re-evaluation) leaves them unread; the revoker
 // puts the changed entries itself.
 
-let server: NatsServerProcess;
-let nc: NatsConnection;
-let store: ArbiterStore;
-let admin: RulesAdmin;
-let worker: Worker;
-const connections: NatsConnection[] = [];
+let arbiter: FanoutArbiter;
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url);
-  store = await openJetStreamStore(nc);
-  const signer = createSigner(generateKey("O").seed);
-  admin = createRulesAdmin({ store, signer });
-  await applyRules(admin, defaultRules("deny"));
-  const workerNc = await connectTo(server.url);
-  connections.push(workerNc);
-  worker = createWorker({
-    nc: workerNc,
-    logger: pino({ level: "silent" }),
-    config: { id: "w1", adminKeys: [signer.publicKey], workerSeed: await enrolledWorkerSeed(admin, "w1") },
-  });
-  await worker.start();
+  arbiter = await startFanoutArbiter({ workers: ["w1"] });
 }, 60_000);
 
 afterAll(async () => {
-  await worker?.stop();
-  for (const c of connections) await c.close();
-  await store?.close();
-  await nc?.close();
-  await server?.stop();
+  await arbiter?.close();
 });
 
 describe("re-evaluation batches", () => {
   it("are marked as re-evaluations in the decision log, the request batches not, and the index holds the new outcomes", async () => {
-    const hostNc = await connectTo(server.url);
-    connections.push(hostNc);
-    const host = await startHost(hostNc);
+    const host = await arbiter.startHost();
     for (let i = 0; i < 5; i++) {
       expect((await host.evaluateStartComponent(componentBody(`c${i}`))).permitted).toBe(false);
     }
-    await untilIndexCaughtUp(nc);
-    const revision = await applyRules(admin, defaultRules("allow"));
-    await untilRevisionReevaluated(nc, revision);
+    await untilIndexCaughtUp(arbiter.nc);
+    const revision = await applyRules(arbiter.admin, defaultRules("allow"));
+    await untilRevisionReevaluated(arbiter.nc, revision);
     await until(() => [...host.cacheEntries().values()].every((e) => e.permitted), {
       name: "every cached denial permitted",
       timeout: 30_000,
@@ -79,7 +42,7 @@ describe("re-evaluation batches", () => {
     });
 
     const names = resourceNames();
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(arbiter.nc);
     const last = (await jsm.streams.info(names.decisionsStream)).state.last_seq;
     const causes = { request: 0, reevaluation: 0, marked: 0, unmarked: 0 };
     for (let seq = 1; seq <= last; seq++) {
@@ -103,7 +66,7 @@ describe("re-evaluation batches", () => {
     expect(causes.reevaluation).toBe(5);
     expect(causes.marked).toBeGreaterThan(0);
 
-    const index = await openJetStreamActiveIndex(nc, { create: false });
+    const index = await openJetStreamActiveIndex(arbiter.nc, { create: false });
     try {
       let entries = 0;
       for await (const entry of index.entries()) {

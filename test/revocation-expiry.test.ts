@@ -2,23 +2,14 @@ import { readFileSync } from "node:fs";
 import { WORKER_REPLY_PREFIXES } from "@arbiter/embedded-nats";
 import type { HostPolicyClient } from "@arbiter/host";
 import { type ClaimsV1, DecisionV1, PolicyOverrideV1, resourceNames } from "@arbiter/protocol";
-import {
-  type ArbiterStore,
-  createRulesAdmin,
-  expiryTimerSubject,
-  openJetStreamRevocationLog,
-  openJetStreamStore,
-  type RulesAdmin,
-} from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
+import { expiryTimerSubject, openJetStreamRevocationLog } from "@arbiter/store";
+import { generateKey } from "@arbiter/trust";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { enrolledWorkerSeed } from "./support/arbiter.js";
-import { applyRules, componentBody, defaultRules, startHost, untilIndexCaughtUp } from "./support/fanout.js";
+import { until } from "./harness/index.js";
+import { componentBody, defaultRules, untilIndexCaughtUp } from "./support/fanout.js";
+import { type FanoutArbiter, type FanoutRole, startFanoutArbiter } from "./support/fanout-setup.js";
 import { TEST_PASSWORDS } from "./support/permission-attacks.js";
 
 // Claims that expire revoke themselves, under the shipped permissions: two workers share the
@@ -33,35 +24,21 @@ const RULES = defaultRules("allow", [
   { id: "never", effect: "deny", when: 'subject.id == "never"', message: "never this one" },
 ]);
 
-let server: NatsServerProcess;
-let adminNc: NatsConnection;
+let arbiter: FanoutArbiter;
+/** A worker's connection, for what a stolen worker credential may do. */
 let workerNc: NatsConnection;
-let store: ArbiterStore;
-let admin: RulesAdmin;
 let revision: number;
-const connections: NatsConnection[] = [];
-const workers: Worker[] = [];
-const hosts: HostPolicyClient[] = [];
-/** Every override heard on the changes topic by a host's connection. */
-const heard: PolicyOverrideV1[] = [];
 
-const connectAs = async (role: "admin" | "worker" | "host") => {
-  const nc = await connectTo(server.url, {
-    user: role === "host" ? "wasmcloud-host" : `arbiter-${role}`,
-    pass: TEST_PASSWORDS[
-      role === "host" ? "WASMCLOUD_HOST_PASSWORD" : `ARBITER_${role.toUpperCase()}_PASSWORD`
-    ],
-    ...(role === "host" ? {} : { inboxPrefix: `_INBOX_arbiter_${role}` }),
-  });
-  connections.push(nc);
-  return nc;
-};
+/** Connection options under the shipped permissions: each role's user, and Arbiter's inbox prefixes. */
+const credentials = (role: FanoutRole) => ({
+  user: role === "host" ? "wasmcloud-host" : `arbiter-${role}`,
+  pass: TEST_PASSWORDS[
+    role === "host" ? "WASMCLOUD_HOST_PASSWORD" : `ARBITER_${role.toUpperCase()}_PASSWORD`
+  ],
+  ...(role === "host" ? {} : { inboxPrefix: `_INBOX_arbiter_${role}` }),
+});
 
-const host = async (publicKey?: string) => {
-  const client = await startHost(await connectAs("host"), {}, publicKey);
-  hosts.push(client);
-  return client;
-};
+const host = (publicKey?: string) => arbiter.startHost({}, publicKey);
 
 /** Claims expiring `inSeconds` from now (whole seconds, as a host reports them). */
 const claimsExpiring = (inSeconds: number | null): ClaimsV1 => ({
@@ -76,54 +53,29 @@ const signed = (name: string, claims: ClaimsV1) => ({ ...componentBody(name), cl
 
 /** The timers stored now for `expiresAt`. */
 const timersFor = async (expiresAt: number) => {
-  const jsm = await jetstreamManager(adminNc);
+  const jsm = await jetstreamManager(arbiter.nc);
   const subject = expiryTimerSubject(names, expiresAt);
   const info = await jsm.streams.info(names.expiriesStream, { subjects_filter: subject });
   return info.state.subjects?.[subject] ?? 0;
 };
 
 const rulesRevision = async () =>
-  (await (await jetstreamManager(adminNc)).streams.info(names.rulesStream)).state.last_seq;
+  (await (await jetstreamManager(arbiter.nc)).streams.info(names.rulesStream)).state.last_seq;
 
 beforeAll(async () => {
-  server = await startNatsServer({ extraConfig: ACCOUNTS, env: { ...TEST_PASSWORDS } });
-  adminNc = await connectAs("admin");
-  store = await openJetStreamStore(adminNc);
-  const signer = createSigner(generateKey("O").seed);
-  admin = createRulesAdmin({ store, signer });
-  revision = await applyRules(admin, RULES);
-  for (const name of ["w1", "w2"]) {
-    const seed = await enrolledWorkerSeed(admin, name);
-    workerNc = await connectAs("worker");
-    const worker = createWorker({
-      nc: workerNc,
-      logger: pino({ level: "silent" }),
-      config: {
-        id: name,
-        adminKeys: [signer.publicKey],
-        workerSeed: seed,
-        inboxPrefixes: [...WORKER_REPLY_PREFIXES],
-      },
-    });
-    await worker.start();
-    workers.push(worker);
-  }
-  revision = await rulesRevision();
-  const listenNc = await connectAs("host");
-  listenNc.subscribe("wasmcloud.policy.changes", {
-    callback: (_e, m) => {
-      heard.push(PolicyOverrideV1.parse(m.json()));
-    },
+  arbiter = await startFanoutArbiter({
+    server: { extraConfig: ACCOUNTS, env: { ...TEST_PASSWORDS } },
+    connectAs: credentials,
+    rules: RULES,
+    workerConfig: { inboxPrefixes: [...WORKER_REPLY_PREFIXES] },
+    hearChanges: true,
   });
-  await listenNc.flush();
+  workerNc = arbiter.workerConnections.at(-1)!;
+  revision = await rulesRevision();
 }, 60_000);
 
 afterAll(async () => {
-  for (const client of hosts) await client.stop();
-  for (const worker of workers) await worker.stop();
-  await store?.close();
-  for (const c of connections) await c.close();
-  await server?.stop();
+  await arbiter?.close();
 });
 
 describe("claims that expire revoke themselves", () => {
@@ -142,11 +94,11 @@ describe("claims that expire revoke themselves", () => {
     expect(
       (await restarted.evaluateStartComponent(signed("d1", { ...claims, expiresAt: null }))).permitted,
     ).toBe(true);
-    await untilIndexCaughtUp(adminNc);
+    await untilIndexCaughtUp(arbiter.nc);
     // Three permits and a denial with that expiry, one timer (looked at before it is due).
     expect(Date.now()).toBeLessThan(expiresAt * 1000);
     expect(await timersFor(expiresAt)).toBe(1);
-    const heardBefore = heard.length;
+    const heardBefore = arbiter.heard.length;
     await until(
       () =>
         [a!, b!].every((client) =>
@@ -158,7 +110,9 @@ describe("claims that expire revoke themselves", () => {
       name: "the timer handled",
       timeout: 10_000,
     });
-    const overrides = heard.slice(heardBefore);
+    const overrides = arbiter.heard
+      .slice(heardBefore)
+      .map((text) => PolicyOverrideV1.parse(JSON.parse(text)));
     const ids = (client: HostPolicyClient) => client.sentRequestIds();
     expect(overrides.map((o) => o.requestId).sort()).toEqual([...ids(a!), ...ids(b!)].sort());
     for (const override of overrides) {
@@ -170,12 +124,12 @@ describe("claims that expire revoke themselves", () => {
     expect(await rulesRevision()).toBe(revision);
     // Recorded as every override is: a revocation and a signed re-evaluation decided after the expiry.
     const revocations = [];
-    for await (const r of openJetStreamRevocationLog(adminNc).read()) revocations.push(r.record);
+    for await (const r of openJetStreamRevocationLog(arbiter.nc).read()) revocations.push(r.record);
     const expiredRecords = revocations.filter((r) => r.to.message === EXPIRED);
     expect(expiredRecords.map((r) => r.requestId).sort()).toEqual([...ids(a!), ...ids(b!)].sort());
     for (const r of expiredRecords) expect(r).toMatchObject({ from: { permitted: true }, revision });
     const reevaluations = [];
-    for await (const stored of store.decisions.read()) {
+    for await (const stored of arbiter.store.decisions.read()) {
       const decision = DecisionV1.parse(JSON.parse(stored.text));
       if (decision.cause === "reevaluation") reevaluations.push(decision);
     }
@@ -196,10 +150,10 @@ describe("claims that expire revoke themselves", () => {
     const expiresAt = claims.expiresAt!;
     const client = await host();
     expect((await client.evaluateStartComponent(signed("late", claims))).permitted).toBe(true);
-    await untilIndexCaughtUp(adminNc);
+    await untilIndexCaughtUp(arbiter.nc);
     expect(await timersFor(expiresAt)).toBe(1);
     // A host may not publish under Arbiter's prefix at all.
-    const hostJs = jetstream(await connectAs("host"), { timeout: 1000 });
+    const hostJs = jetstream(await arbiter.connect("host"), { timeout: 1000 });
     const past = Math.floor(Date.now() / 1000) - 10;
     await expect(
       hostJs.publish(expiryTimerSubject(names, past), JSON.stringify({ expiresAt: past })),
@@ -215,12 +169,12 @@ describe("claims that expire revoke themselves", () => {
     await js.publish(expiryTimerSubject(names, past), JSON.stringify({ expiresAt: past }));
     await js.publish(expiryTimerSubject(names, past + 1), "not a timer");
     await js.publish(expiryTimerSubject(names, past + 2), JSON.stringify({ expiresAt: expiresAt }));
-    const heardBefore = heard.length;
+    const heardBefore = arbiter.heard.length;
     await until(
       async () => (await timersFor(past)) + (await timersFor(past + 1)) + (await timersFor(past + 2)) === 0,
       { name: "the forged timers handled or dropped", timeout: 10_000 },
     );
-    expect(heard.slice(heardBefore)).toEqual([]);
+    expect(arbiter.heard.slice(heardBefore)).toEqual([]);
     expect([...client.cacheEntries().values()]).toMatchObject([{ permitted: true }]);
     expect(await timersFor(expiresAt)).toBe(1);
   }, 60_000);
@@ -231,7 +185,7 @@ describe("claims that expire revoke themselves", () => {
     const js = jetstream(workerNc, { timeout: 2000 });
     const now = Math.floor(Date.now() / 1000);
     const forged = Array.from({ length: 200 }, (_, i) => now + 86_400 * 30 + 7 + i * 3);
-    const jsm = await jetstreamManager(adminNc);
+    const jsm = await jetstreamManager(arbiter.nc);
     const stored = async () => (await jsm.streams.info(names.expiriesStream)).state.messages;
     const before = await stored();
     for (const at of forged)
@@ -249,19 +203,19 @@ describe("claims that expire revoke themselves", () => {
     // A host chooses its claims: 300 permitted components, each expiring at another second from
     // two hours to a century away. One timer each would fill the stream and the consumer's
     // pending timers (every one held until due), and make workers scan the index at each.
-    const jsm = await jetstreamManager(adminNc);
+    const jsm = await jetstreamManager(arbiter.nc);
     const stored = async () => (await jsm.streams.info(names.expiriesStream)).state.messages;
     const before = await stored();
-    const heardBefore = heard.length;
+    const heardBefore = arbiter.heard.length;
     const client = await host();
     const now = Math.floor(Date.now() / 1000);
     for (let i = 0; i < 300; i++) {
       const claims = { ...claimsExpiring(null), expiresAt: now + 7200 + i * 10_513_171 };
       expect((await client.evaluateStartComponent(signed(`far-${i}`, claims))).permitted).toBe(true);
     }
-    await untilIndexCaughtUp(adminNc);
+    await untilIndexCaughtUp(arbiter.nc);
     // At most two timers for each doubling of the distance beyond the hour.
     expect((await stored()) - before).toBeLessThanOrEqual(2 * 20);
-    expect(heard.slice(heardBefore)).toEqual([]);
+    expect(arbiter.heard.slice(heardBefore)).toEqual([]);
   }, 60_000);
 });

@@ -1,20 +1,9 @@
 import type { HostPolicyClient } from "@arbiter/host";
 import { PolicyOverrideV1, type PolicyResponseV1 } from "@arbiter/protocol";
-import {
-  type ArbiterStore,
-  createRulesAdmin,
-  openJetStreamRevocationLog,
-  openJetStreamStore,
-  type RulesAdmin,
-  type StoredRevocation,
-} from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
-import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import { pino } from "pino";
+import { openJetStreamRevocationLog, type StoredRevocation } from "@arbiter/store";
+import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { enrolledWorkerSeed } from "./support/arbiter.js";
+import { until } from "./harness/index.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
 import {
   applyRules,
@@ -23,6 +12,7 @@ import {
   startHost,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // The revocation fan-out end to end: 20 reference host clients holding 25 cached denials each,
 // two workers sharing the re-evaluation, real overrides on the changes topic.
@@ -30,68 +20,25 @@ import {
 const HOSTS = 20;
 const PER_HOST = 25;
 
-let server: NatsServerProcess;
-let nc: NatsConnection;
-let store: ArbiterStore;
-let admin: RulesAdmin;
-let adminKey: string;
-const connections: NatsConnection[] = [];
-const workers: Worker[] = [];
+let arbiter: FanoutArbiter;
 const hosts: HostPolicyClient[] = [];
 /** The host key of each of `hosts`. */
 const hostKeys: string[] = [];
-/** Every message heard on the changes topic, raw. */
-const heard: string[] = [];
-let listener: Subscription;
-let listenNc: NatsConnection;
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url);
-  store = await openJetStreamStore(nc);
-  const signer = createSigner(generateKey("O").seed);
-  adminKey = signer.publicKey;
-  admin = createRulesAdmin({ store, signer });
-  await applyRules(admin, defaultRules("deny"));
-  for (const name of ["w1", "w2"]) {
-    const workerNc = await connectTo(server.url);
-    connections.push(workerNc);
-    const worker = createWorker({
-      nc: workerNc,
-      logger: pino({ level: "silent" }),
-      config: { id: name, adminKeys: [adminKey], workerSeed: await enrolledWorkerSeed(admin, name) },
-    });
-    await worker.start();
-    workers.push(worker);
-  }
-  listenNc = await connectTo(server.url);
-  connections.push(listenNc);
-  listener = listenNc.subscribe("wasmcloud.policy.changes", {
-    callback: (_e, m) => {
-      heard.push(m.string());
-    },
-  });
-  await listenNc.flush();
+  arbiter = await startFanoutArbiter({ hearChanges: true });
 }, 60_000);
 
 afterAll(async () => {
-  for (const host of hosts) await host.stop();
-  for (const worker of workers) await worker.stop();
-  listener?.unsubscribe();
-  for (const c of connections) await c.close();
-  await store?.close();
-  await nc?.close();
-  await server?.stop();
+  await arbiter?.close();
 });
 
 describe("revocation fan-out", () => {
   it("a rules change that permits 500 cached denials on 20 hosts reaches every one through that host's own request ids", async () => {
     for (let h = 0; h < HOSTS; h++) {
-      const hostNc = await connectTo(server.url);
-      connections.push(hostNc);
       const key = generateKey("N").publicKey;
       hostKeys.push(key);
-      hosts.push(await startHost(hostNc, {}, key));
+      hosts.push(await arbiter.startHost({}, key));
     }
     await Promise.all(
       hosts.map(async (host, h) => {
@@ -102,13 +49,13 @@ describe("revocation fan-out", () => {
         }
       }),
     );
-    const revision = await applyRules(admin, defaultRules("allow"));
+    const revision = await applyRules(arbiter.admin, defaultRules("allow"));
     await until(
       () => hosts.every((host) => [...host.cacheEntries().values()].every((entry) => entry.permitted)),
       { name: "every cached denial permitted", timeout: 60_000, interval: 50 },
     );
-    await untilRevisionReevaluated(nc, revision);
-    const overrides = heard.map((text) => PolicyOverrideV1.parse(JSON.parse(text)));
+    await untilRevisionReevaluated(arbiter.nc, revision);
+    const overrides = arbiter.heard.map((text) => PolicyOverrideV1.parse(JSON.parse(text)));
     for (const override of overrides) {
       expect(override.request_id).toBe(override.requestId);
       expect(typeof override.message).toBe("string");
@@ -129,26 +76,26 @@ describe("revocation fan-out", () => {
   }, 120_000);
 
   it("a rules change that flips nothing sends no override", async () => {
-    const before = heard.length;
+    const before = arbiter.heard.length;
     const revision = await applyRules(
-      admin,
+      arbiter.admin,
       defaultRules("allow", [
         { id: "no-providers-yet", effect: "deny", when: 'kind == "startProvider"', message: "no providers" },
       ]),
     );
-    await untilRevisionReevaluated(nc, revision);
-    await listenNc.flush();
-    expect(heard.length).toBe(before);
+    await untilRevisionReevaluated(arbiter.nc, revision);
+    await arbiter.flushHeard();
+    expect(arbiter.heard.length).toBe(before);
   }, 60_000);
 
   it("keeps every override in ARBITER_REVOCATIONS: replayed onto fresh host clients that sent the same ids, they reproduce the caches", async () => {
-    const log = openJetStreamRevocationLog(nc);
+    const log = openJetStreamRevocationLog(arbiter.nc);
     const records: StoredRevocation[] = [];
     for await (const stored of log.read()) records.push(stored);
     expect(records).toHaveLength(HOSTS * PER_HOST);
     // What each request was first answered, from the decision log.
     const answers = new Map<string, PolicyResponseV1>();
-    for await (const stored of store.decisions.read()) {
+    for await (const stored of arbiter.store.decisions.read()) {
       const decision = JSON.parse(stored.text) as {
         cause: string;
         requestId: string;
@@ -162,8 +109,7 @@ describe("revocation fan-out", () => {
         message: decision.message,
       });
     }
-    const replayNc = await connectTo(server.url);
-    connections.push(replayNc);
+    const replayNc = await arbiter.connect();
     const responder = replayNc.subscribe("replay.policy", {
       callback: (_e, m) => {
         const { requestId } = m.json<{ requestId: string }>();
@@ -197,7 +143,7 @@ describe("revocation fan-out", () => {
   }, 60_000);
 
   it("arbiter revocations list and tail show the overrides, by host and as they are recorded", async () => {
-    const env = { NATS_URL: server.url };
+    const env = { NATS_URL: arbiter.server.url };
     const listed = await runArbiter(["revocations", "list", "--json", "--host", hostKeys[0]!], env);
     expect(listed.code, listed.stderr).toBe(0);
     const records = JSON.parse(listed.stdout) as {
@@ -225,7 +171,7 @@ describe("revocation fan-out", () => {
     await using tail = spawnArbiter(["revocations", "tail", "--host", hostKeys[1]!], env);
     // The tail follows from the moment it printed its heading.
     await until(() => tail.stdout().startsWith("AT "), { name: "the tail's heading", timeout: 20_000 });
-    const revision = await applyRules(admin, defaultRules("deny"));
+    const revision = await applyRules(arbiter.admin, defaultRules("deny"));
     const rows = () => tail.stdout().trim().split("\n").slice(1);
     await until(() => rows().length === PER_HOST, {
       name: "the tail printed the host's overrides",
