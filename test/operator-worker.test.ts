@@ -28,7 +28,7 @@ describe("long-running commands while NATS is away", () => {
     });
     // A fresh JetStream has no rules: the ready line says what that means for requests.
     expect(worker.stdout()).toMatch(
-      / ready at rules revision 0 \(nats:\/\/[^)]+\); no rules were applied yet, so every request is denied until `arbiter rules apply`\n/,
+      / ready at rules revision 0 \(nats:\/\/[^)]+\), overrides on wasmcloud\.policy\.changes; no rules were applied yet, so every request is denied until `arbiter rules apply`\n/,
     );
     await server.kill();
     await until(() => worker.stderr().includes("lost the connection to NATS"), {

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
@@ -16,6 +19,8 @@ interface Status {
     revision: number;
     enrolled: boolean | null;
     changesPerHost: boolean;
+    changesTopic: string | null;
+    changesSharedFallback: number;
     problem: string | null;
   }[];
   changes: string | null;
@@ -99,7 +104,7 @@ describe("arbiter status", () => {
     expect(unenrolled.child.exitCode).toBeNull();
   });
 
-  it("shows where each worker publishes overrides, and says plainly when they disagree", async () => {
+  it("shows where each worker publishes overrides, says plainly when they disagree, and rules apply --wait does not call that enforced", async () => {
     const workerEnv = { ...env, ARBITER_LOG_LEVEL: "warn" };
     await using perHost = spawnArbiter(["worker", "--name", "w-per-host", "--changes-per-host"], {
       ...workerEnv,
@@ -108,13 +113,18 @@ describe("arbiter status", () => {
     const agreed = await statusWith(["w-per-host"]);
     expect(agreed.code).toBe(0);
     expect(agreed.status).toMatchObject({ healthy: true, changes: "per-host", changesProblem: null });
-    expect(agreed.status.workers[0]?.changesPerHost).toBe(true);
+    expect(agreed.status.workers[0]).toMatchObject({
+      changesPerHost: true,
+      changesTopic: "wasmcloud.policy.changes",
+      changesSharedFallback: 0,
+    });
     expect((await runArbiter(["status"], env)).stdout).toMatch(/\nw-per-host +ready +2 +per-host +N/);
 
-    await using shared = spawnArbiter(["worker", "--name", "w-shared"], {
+    // The flag wins over the environment.
+    await using shared = spawnArbiter(["worker", "--name", "w-shared", "--no-changes-per-host"], {
       ...workerEnv,
       ...configuredWorkerEnv(),
-      ARBITER_CHANGES_PER_HOST: "0",
+      ARBITER_CHANGES_PER_HOST: "true",
     });
     const mixed = await statusWith(["w-per-host", "w-shared"]);
     expect(mixed.code).toBe(1);
@@ -122,12 +132,32 @@ describe("arbiter status", () => {
     // Each worker is fine on its own: the problem is the pair.
     expect(mixed.status.workers.map((w) => w.problem)).toEqual([null, null]);
     expect(mixed.status.changesProblem).toMatch(
-      /w-per-host per host .* w-shared on the shared changes topic/,
+      /w-per-host on wasmcloud\.policy\.changes\.<host key>; w-shared on wasmcloud\.policy\.changes\)/,
     );
     const human = await runArbiter(["status"], env);
     expect(human.code).toBe(1);
-    expect(human.stdout).toMatch(/\nthe workers disagree on where overrides go: /);
+    expect(human.stdout).toMatch(/\nthe workers disagree on where overrides go \(/);
+
+    // Every worker serves the change and its overrides are out, but a host hears only some of them.
+    const rules = join(mkdtempSync(join(tmpdir(), "arbiter-status-")), "allow.yaml");
+    writeFileSync(rules, "version: 1\ndefault: allow\nrules: []\n");
+    const applied = await runArbiter(["rules", "apply", rules, "--wait", "--wait-timeout", "20s"], env);
+    expect(applied.code, applied.stderr).toBe(5);
+    expect(applied.stderr).toMatch(
+      /served by every worker .* but not enforced on every host: the workers disagree/,
+    );
+    await shared[Symbol.asyncDispose]();
+
+    // Per host both, but under different changes topics: a disagreement too.
+    await using elsewhere = spawnArbiter(
+      ["worker", "--name", "w-elsewhere", "--changes-per-host", "--changes-topic", "other.changes"],
+      { ...workerEnv, ...configuredWorkerEnv() },
+    );
+    const apart = await statusWith(["w-elsewhere", "w-per-host"]);
+    expect(apart.code).toBe(1);
+    expect(apart.status.changes).toBe("mixed");
+    expect(apart.status.changesProblem).toMatch(/w-elsewhere on other\.changes\.<host key>/);
     expect(perHost.child.exitCode).toBeNull();
-    expect(shared.child.exitCode).toBeNull();
+    expect(elsewhere.child.exitCode).toBeNull();
   });
 });

@@ -2,6 +2,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { ArbiterError, ErrorCode, type ScanReportV1, type WorkerStatusV1 } from "@arbiter/protocol";
 import { type ActiveIndex, openJetStreamActiveIndex } from "@arbiter/store";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { changesAgreement } from "./changes-agreement.js";
 import { ExitCode, WrittenNotEnforcedError } from "./output.js";
 import { gatherWorkers } from "./worker-status.js";
 
@@ -173,6 +174,14 @@ export async function waitForEnforcement(nc: NatsConnection, target: WaitTarget)
   if (failure !== null) throw failure;
   if (servedMs === null || report === null || overridesMs === null) {
     throw timeoutError(target, workers, servedMs !== null, report !== null);
+  }
+  const agreement = changesAgreement(workers);
+  if (agreement.problem !== null) {
+    throw new WrittenNotEnforcedError(
+      ErrorCode.ChangesDisagree,
+      `rules written at revision ${target.revision}, served by every worker and its ${report.overrides} override(s) out after ${overridesMs} ms, but not enforced on every host: ${agreement.problem}`,
+      { revision: target.revision, deployment: target.deployment },
+    );
   }
   return {
     revision: target.revision,

@@ -29,6 +29,7 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, ExitCode>> = {
   [ErrorCode.WorkerNotEnrolled]: ExitCode.InvalidInput,
   [ErrorCode.InvalidConfig]: ExitCode.InvalidInput,
   [ErrorCode.NoWorkerAnswered]: ExitCode.NotEnforced,
+  [ErrorCode.ChangesDisagree]: ExitCode.NotEnforced,
   [ErrorCode.WaitTimeout]: ExitCode.NotEnforced,
   [ErrorCode.InvalidInvocation]: ExitCode.InvalidInput,
   [ErrorCode.InvalidUsage]: ExitCode.InvalidInput,

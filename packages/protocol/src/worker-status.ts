@@ -32,6 +32,8 @@ export const WorkerStatusV1 = z.object({
    * key>`) rather than the shared changes topic. Absent from workers before this field.
    */
   changesPerHost: z.boolean().optional(),
+  /** The changes topic the worker publishes overrides on (or under, per host). Absent from workers before this field. */
+  changesTopic: z.string().optional(),
   /** The worker's counters since it started (names as in the worker's `stats()`). */
   stats: z.record(z.string(), z.number()),
 });

@@ -363,6 +363,7 @@ class DecisionWorker implements Worker {
       enrolled: this.#running ? this.#isEnrolled(this.#running.follower.ruleset) : false,
       broken: this.#running?.follower.ruleset.broken ?? null,
       changesPerHost: this.#changes.perHost,
+      changesTopic: this.#config.changesTopic,
       stats: {
         ...stats,
         ...revokerCounters(this.#running?.revoker?.stats),

@@ -201,7 +201,7 @@ function parseChangesModes(list: string): ChangesMode[] {
         `--convergence-changes ${JSON.stringify(list)}: ${JSON.stringify(mode)} is neither shared nor per-host`,
       );
     }
-    modes.push(mode);
+    if (!modes.includes(mode)) modes.push(mode);
   }
   return modes;
 }

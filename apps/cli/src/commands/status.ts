@@ -9,6 +9,7 @@ import {
   SERVERS_HELP,
   serverOf,
 } from "../context.js";
+import { changesAgreement } from "../changes-agreement.js";
 import { emit } from "../output.js";
 import { askWorkers } from "../worker-status.js";
 
@@ -39,6 +40,10 @@ export interface StatusReport {
     readonly enrolled: boolean | null;
     /** Whether it publishes overrides on per-host subjects (a worker that does not say does not). */
     readonly changesPerHost: boolean;
+    /** The changes topic it publishes on (or under), null from a worker that does not say. */
+    readonly changesTopic: string | null;
+    /** Overrides it sent on the shared topic because their host key is no subject token, since it started. */
+    readonly changesSharedFallback: number;
     /** Why this worker makes the report unhealthy, or null. */
     readonly problem: string | null;
   }[];
@@ -52,22 +57,6 @@ function problemOf(status: WorkerStatusV1, revision: number): string | null {
   return null;
 }
 
-/** Whether the workers agree on the subjects of their overrides, and what it means when they do not. */
-function changesOf(workers: readonly { id: string; changesPerHost: boolean }[]): {
-  changes: StatusReport["changes"];
-  changesProblem: string | null;
-} {
-  if (workers.length === 0) return { changes: null, changesProblem: null };
-  const perHost = workers.filter((w) => w.changesPerHost).map((w) => w.id);
-  if (perHost.length === 0) return { changes: "shared", changesProblem: null };
-  if (perHost.length === workers.length) return { changes: "per-host", changesProblem: null };
-  const shared = workers.filter((w) => !w.changesPerHost).map((w) => w.id);
-  return {
-    changes: "mixed",
-    changesProblem: `the workers disagree on where overrides go: ${perHost.join(", ")} per host (<changes topic>.<host key>), ${shared.join(", ")} on the shared changes topic; the overrides of one revision can go to either, and a host hears only one of them: start every worker with the same --changes-per-host`,
-  };
-}
-
 /** `arbiter status`: asks every running worker how it is, beside the rules stream's head; exit 1 unless healthy. */
 export function statusCommand(): Command {
   return new Command("status")
@@ -79,7 +68,7 @@ export function statusCommand(): Command {
     .option("-v, --verbose", "say on stderr which NATS server was used")
     .option(
       "--json",
-      "print {server, revision, healthy, changes, changesProblem, workers: [{id, state, reason, revision, changesPerHost, problem, …}]}",
+      "print {server, revision, healthy, changes, changesProblem, workers: [{id, state, reason, revision, changesPerHost, changesTopic, changesSharedFallback, problem, …}]}",
     )
     .action(async (flags: ConnectionFlags & { json?: boolean }) => {
       const nc = await connectNats(resolveServers(flags), "arbiter-cli");
@@ -100,9 +89,11 @@ export function statusCommand(): Command {
             deployment: w.deployment ?? null,
             enrolled: w.enrolled ?? null,
             changesPerHost: w.changesPerHost ?? false,
+            changesTopic: w.changesTopic ?? null,
+            changesSharedFallback: w.stats["changesSharedFallback"] ?? 0,
             problem: problemOf(w, revision),
           }));
-        const { changes, changesProblem } = changesOf(workers);
+        const { changes, problem: changesProblem } = changesAgreement(answers);
         report = {
           server: serverOf(nc),
           revision,
@@ -124,6 +115,12 @@ export function statusCommand(): Command {
           ...report.workers.map((w) =>
             `${w.id.padEnd(20)}  ${w.state.padEnd(8)}  ${String(w.revision).padEnd(8)}  ${(w.changesPerHost ? "per-host" : "shared").padEnd(8)}  ${w.publicKey.padEnd(56)}  ${w.problem ?? ""}`.trimEnd(),
           ),
+          ...report.workers
+            .filter((w) => w.changesSharedFallback > 0)
+            .map(
+              (w) =>
+                `${w.id}: ${w.changesSharedFallback} override(s) sent on the shared changes topic since it started, their host keys being no subject token`,
+            ),
           ...(report.changesProblem === null ? [] : [report.changesProblem]),
         ].join("\n");
       });

@@ -102,6 +102,10 @@ export function upCommand(): Command {
       "--changes-per-host",
       "its workers publish each override on its host's own subject, wasmcloud.policy.changes.<host key> (env ARBITER_CHANGES_PER_HOST=true)",
     )
+    .option(
+      "--no-changes-per-host",
+      "its workers publish every override on the changes topic, whatever ARBITER_CHANGES_PER_HOST says",
+    )
     .option("--json", "print the started cluster as JSON")
     .action(async (flags: UpFlags) => {
       const log = createLogger("arbiter-up");
@@ -115,7 +119,7 @@ export function upCommand(): Command {
       const requestedPort = parseOptionalIntegerFlag(flags.port, "--port", { min: 0, max: 65535 });
       const retention = resolveRetention(flags);
       const perHostEnv = resolveChangesPerHost();
-      const changesPerHost = flags.changesPerHost === true || perHostEnv;
+      const changesPerHost = flags.changesPerHost ?? perHostEnv;
       if (flags.rules !== undefined && flags.rules !== "-" && !existsSync(flags.rules)) {
         throw new ArbiterError(ErrorCode.InvalidConfig, `rules file ${flags.rules} not found`);
       }

@@ -98,6 +98,10 @@ export function workerCommand(): Command {
       "--changes-per-host",
       "publish each override on its host's own subject, <changes topic>.<host key>, for hosts started with that --policy-changes-topic; a host key that is no subject token gets its overrides on the changes topic; every worker must agree (env ARBITER_CHANGES_PER_HOST=true)",
     )
+    .option(
+      "--no-changes-per-host",
+      "publish every override on the changes topic, whatever ARBITER_CHANGES_PER_HOST says",
+    )
     .option("--replicas <n>", "replicas for streams this worker creates (env ARBITER_REPLICAS)")
     .option("--prefix <prefix>", "stream/subject/bucket prefix (env ARBITER_PREFIX)")
     .option("--name <id>", "worker id recorded in decisions (default: host-pid-random)")
@@ -179,19 +183,24 @@ export function workerCommand(): Command {
         await Promise.allSettled([nc.close(), storeNc.close()]);
         throw namingTheSetting(err);
       }
+      const record = worker.statusRecord();
+      const overridesOn =
+        record.changesPerHost === true ? `${record.changesTopic}.<host key>` : `${record.changesTopic}`;
       emit(
         flags.json === true,
         {
           worker: worker.id,
           publicKey: worker.publicKey,
-          deployment: worker.statusRecord().deployment ?? null,
+          deployment: record.deployment ?? null,
           revision: worker.revision,
           status: worker.status,
           reason: worker.health.reason,
+          changesTopic: record.changesTopic ?? null,
+          changesPerHost: record.changesPerHost ?? false,
           servers,
         },
         () =>
-          `worker ${worker.id} ${worker.status} at rules revision ${worker.revision} (${servers.join(",")})${worker.revision === 0 ? "; no rules were applied yet, so every request is denied until `arbiter rules apply`" : ""}`,
+          `worker ${worker.id} ${worker.status} at rules revision ${worker.revision} (${servers.join(",")}), overrides on ${overridesOn}${worker.revision === 0 ? "; no rules were applied yet, so every request is denied until `arbiter rules apply`" : ""}`,
       );
       await untilSignal(async () => {
         await worker.stop();
@@ -262,7 +271,7 @@ function workerConfig(
   }
   const allowUnenrolled = flags.allowUnenrolled === true || allowEnv === "true";
   const perHostEnv = resolveChangesPerHost();
-  const changesPerHost = flags.changesPerHost === true || perHostEnv;
+  const changesPerHost = flags.changesPerHost ?? perHostEnv;
   const lattices = flags.lattices ?? (process.env["ARBITER_LATTICES"] || undefined);
   const hostTimeout = flags.hostTimeout ?? (process.env["ARBITER_HOST_TIMEOUT"] || undefined);
   const scanPartSize = flags.scanPartSize ?? (process.env["ARBITER_SCAN_PART_SIZE"] || undefined);
