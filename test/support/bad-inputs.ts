@@ -1164,13 +1164,15 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
   }
 
   // --- Huge numbers --------------------------------------------------------------------------------
+  // JSON.parse reads a number beyond a double's range as Infinity, which JSON writes as null: no
+  // record of the index or of a re-evaluation could keep the request as it was evaluated.
   {
     const { id, value } = fixture();
     add(
       "huge number: maxInstances 1e400 (Infinity)",
       withRaw(set(value, ["request", "maxInstances"], "@@"), "1e400"),
       id,
-      invalid("request\\.maxInstances", "Invalid input: expected number, received Infinity"),
+      /^request\.maxInstances: a number beyond the range of a double$/,
     );
   }
   {
@@ -1179,7 +1181,7 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
       "huge number: maxInstances -1e400 (-Infinity)",
       withRaw(set(value, ["request", "maxInstances"], "@@"), "-1e400"),
       id,
-      /received -Infinity$/,
+      /^request\.maxInstances: a number beyond the range of a double$/,
     );
   }
   {
@@ -1188,7 +1190,7 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
       "huge number: expiresAt 1e400",
       withRaw(set(value, ["request", "claims", "expiresAt"], "@@"), "1e400"),
       id,
-      invalid("request\\.claims\\.expiresAt", "Invalid input: expected number, received Infinity"),
+      /^request\.claims\.expiresAt: a number beyond the range of a double$/,
     );
   }
   {
@@ -1211,11 +1213,11 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
   }
   {
     const { id, value } = fixture("start-provider");
-    accept(
-      "huge number? ignored: an unknown field holding 1e400",
+    add(
+      "huge number: an unknown field holding 1e400 (rules read it through input)",
       withRaw(set(value, ["extra"], "@@"), "1e400"),
       id,
-      "start-provider",
+      /^extra: a number beyond the range of a double$/,
     );
   }
 

@@ -134,6 +134,11 @@ describe("rejections name the problem and keep the request id", () => {
       /__proto__/,
     ],
     [
+      "a number beyond a double's range",
+      encode(`${JSON.stringify(base).slice(0, -1)},"limits":[1,-2e400]}`),
+      /limits\[1\]: a number beyond the range of a double/,
+    ],
+    [
       "too deep",
       encode(
         `{"requestId":"${id}","kind":"unknown","version":"v1","request":${"[".repeat(100)}${"]".repeat(100)}}`,

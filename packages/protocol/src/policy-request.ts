@@ -76,7 +76,7 @@ const KINDS_V1: readonly string[] = ["startComponent", "startProvider", "perform
 
 /**
  * Decodes one message from the policy topic. Never throws: every failure (size, UTF-8, JSON,
- * nesting, `__proto__` keys, duplicate keys, schema) comes back as `ok: false` with a reason that names it and,
+ * nesting, `__proto__` keys, duplicate keys, numbers beyond a double's range, schema) comes back as `ok: false` with a reason that names it and,
  * where the payload carries one, the request id to answer.
  */
 export function decodePolicyRequest(bytes: Uint8Array, limits: DecodeLimits = {}): DecodedRequest {
@@ -362,9 +362,19 @@ function checkShape(
   const found = findShapeProblem(root, 1, maxDepth, tally);
   if (found === null) return { ok: true, keys: tally.keys };
   const path = formatPath(found.path.reverse());
-  return found.tooDeep
-    ? { ok: false, reason: `${path || "payload"}: nested deeper than ${maxDepth} levels`, tooDeep: true }
-    : { ok: false, reason: `${path}: the key "__proto__" is not allowed`, tooDeep: false };
+  switch (found.problem) {
+    case "deep":
+      return {
+        ok: false,
+        reason: `${path || "payload"}: nested deeper than ${maxDepth} levels`,
+        tooDeep: true,
+      };
+    case "proto":
+      return { ok: false, reason: `${path}: the key "__proto__" is not allowed`, tooDeep: false };
+    case "infinite":
+      // JSON.parse reads it as Infinity, which JSON writes as null: no record could show what was evaluated.
+      return { ok: false, reason: `${path}: a number beyond the range of a double`, tooDeep: false };
+  }
 }
 
 /** `request.claims`, `items[0].id`: a path from the root, keys cut when long. */
@@ -381,9 +391,10 @@ function findShapeProblem(
   depth: number,
   maxDepth: number,
   tally: { keys: number },
-): { path: (string | number)[]; tooDeep: boolean } | null {
+): { path: (string | number)[]; problem: "deep" | "proto" | "infinite" } | null {
+  if (typeof value === "number") return Number.isFinite(value) ? null : { path: [], problem: "infinite" };
   if (typeof value !== "object" || value === null) return null;
-  if (depth > maxDepth) return { path: [], tooDeep: true };
+  if (depth > maxDepth) return { path: [], problem: "deep" };
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const found = findShapeProblem(value[i], depth + 1, maxDepth, tally);
@@ -395,7 +406,7 @@ function findShapeProblem(
     return null;
   }
   for (const key in value) {
-    if (key === "__proto__") return { path: [key], tooDeep: false };
+    if (key === "__proto__") return { path: [key], problem: "proto" };
     tally.keys++;
     const found = findShapeProblem((value as Record<string, unknown>)[key], depth + 1, maxDepth, tally);
     if (found !== null) {

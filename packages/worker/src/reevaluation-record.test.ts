@@ -123,6 +123,22 @@ describe("reevaluationRecordEncoder", () => {
     expect(encode(c, "d1").toString("utf8")).toBe(generic(c, "d1").toString("utf8"));
   });
 
+  it("writes a record over the limit without its request, saying how large it was, so that it can be stored", () => {
+    const c = reevaluated(fixture("start-component"), withRules);
+    const whole = generic(c, "d3");
+    const encode = reevaluationRecordEncoder(scope, json, whole.length - 1);
+    const cut = JSON.parse(encode(c, "d3").toString("utf8")) as UnsignedDecisionV1;
+
+    expect(cut).toMatchObject({
+      decisionId: "d3",
+      cause: "reevaluation",
+      permitted: false,
+      request: null,
+      truncated: { request: whole.length },
+    });
+    expect(reevaluationRecordEncoder(scope, json, whole.length)(c, "d3").equals(whole)).toBe(true);
+  });
+
   it("falls back to the generic record when the request has no bytes of its own", () => {
     const encode = reevaluationRecordEncoder(scope, () => null);
     const c = reevaluated(fixture("start-component"), denyAll);

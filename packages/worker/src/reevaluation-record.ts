@@ -1,4 +1,4 @@
-import type { NormalizedRequest } from "@arbiter/protocol";
+import type { NormalizedRequest, UnsignedDecisionV1 } from "@arbiter/protocol";
 import type { DecidingWorker, Evaluation } from "@arbiter/rules";
 import { isOneLine } from "@arbiter/store";
 import type { Reevaluation } from "./active-projection.js";
@@ -19,9 +19,37 @@ export interface ReevaluationScope {
  * bytes and trust for all the revisions that re-evaluate it, and the outcome's for consecutive
  * records that share it, so that a record costs little more than its id and one copy. A request
  * whose bytes the generic encoder would not write as they are gets the generic record.
- * `requestBytes` gives the request's JSON, as the generic encoder takes it.
+ * `requestBytes` gives the request's JSON, as the generic encoder takes it. A record over
+ * `limitBytes` (what one decision message can hold) is written without its request, the size it
+ * had in `truncated.request`, as the decision path writes one: a record that cannot be stored
+ * would hold up every override of its scan.
  */
 export function reevaluationRecordEncoder(
+  scope: ReevaluationScope,
+  requestBytes: (input: unknown) => Uint8Array | null,
+  limitBytes = Number.POSITIVE_INFINITY,
+): (c: Reevaluation, decisionId: string) => Buffer {
+  const encode = assembler(scope, requestBytes);
+  return (c, decisionId) => {
+    const body = encode(c, decisionId);
+    if (body.length <= limitBytes) return body;
+    const record = genericRecord(scope, c, decisionId);
+    return encodeDecisionRecord({ ...record, request: null, truncated: { request: body.length } }, null);
+  };
+}
+
+function genericRecord(scope: ReevaluationScope, c: Reevaluation, decisionId: string): UnsignedDecisionV1 {
+  const record = decisionRecord(
+    c.request,
+    c.evaluation,
+    { ...scope, decisionId, now: c.now, latencyMicros: 0 },
+    c.trust,
+  );
+  record.cause = "reevaluation";
+  return record;
+}
+
+function assembler(
   scope: ReevaluationScope,
   requestBytes: (input: unknown) => Uint8Array | null,
 ): (c: Reevaluation, decisionId: string) => Buffer {
@@ -37,14 +65,7 @@ export function reevaluationRecordEncoder(
   return (c, decisionId) => {
     const parts = requestParts(c.request, requestBytes);
     if (parts === null) {
-      const record = decisionRecord(
-        c.request,
-        c.evaluation,
-        { ...scope, decisionId, now: c.now, latencyMicros: 0 },
-        c.trust,
-      );
-      record.cause = "reevaluation";
-      return encodeDecisionRecord(record, requestBytes(c.request.input));
+      return encodeDecisionRecord(genericRecord(scope, c, decisionId), requestBytes(c.request.input));
     }
     if (lastEvaluation === null || !sameEvaluation(lastEvaluation, c.evaluation)) {
       lastEvaluation = c.evaluation;

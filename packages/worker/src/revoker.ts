@@ -17,6 +17,7 @@ import {
   type FeedMessage,
   type IndexMirror,
   type MirrorView,
+  maxDecisionRecordBytes,
   openDurableFeed,
   REEVALUATION_BATCH_CAUSE,
   type RevocationLog,
@@ -262,12 +263,12 @@ export class Revoker {
         this.#projection ??= await openDurableFeed(
           nc,
           { stream: names.decisionsStream, consumer: names.activeIndexConsumer },
-          (m) => this.#project(m),
+          (m) => this.#sayingWhenItFails("the active index projection", m, () => this.#project(m)),
         );
         this.#scans ??= await openDurableFeed(
           nc,
           { stream: names.rulesStream, consumer: names.revokerConsumer },
-          (m) => this.#scan(m),
+          (m) => this.#sayingWhenItFails("the re-evaluation of a rules revision", m, () => this.#scan(m)),
         );
         if (this.#deps.openScanParts !== undefined) {
           this.#scanParts ??= await this.#deps.openScanParts();
@@ -666,6 +667,27 @@ export class Revoker {
     return changes.perHost ? { changesPerHost: true, sharedFallback: changes.takeSharedFallback() } : {};
   }
 
+  /**
+   * Runs a feed's handler, and logs its failure (the first deliveries, then at every power of
+   * two): the feed hands the message out again and holds the ones after it until it is done, so a
+   * message that always fails would otherwise stop the fan-out with nothing said.
+   */
+  async #sayingWhenItFails(what: string, m: FeedMessage, handle: () => Promise<void>): Promise<void> {
+    try {
+      await handle();
+    } catch (err) {
+      const n = m.deliveries;
+      const stopping = this.#projection?.stopping || this.#scans?.stopping;
+      if (!stopping && (n <= 3 || (n & (n - 1)) === 0)) {
+        this.#deps.log.warn(
+          { seq: m.seq, deliveries: n, err: err instanceof Error ? err.message : String(err) },
+          `${what} failed on stream message ${m.seq} (delivery ${n}); it is tried again, and the messages after it wait`,
+        );
+      }
+      throw err;
+    }
+  }
+
   /** The index, open before either feed is. */
   #activeIndex(): ActiveIndex {
     if (this.#index === undefined) throw new Error("the active index is not open");
@@ -733,6 +755,7 @@ export class Revoker {
     const encode = reevaluationRecordEncoder(
       { revision, deployment: this.#deps.rules.ruleset.deployment, worker: this.#deps.identity },
       requestJson,
+      maxDecisionRecordBytes(nc.info?.max_payload),
     );
     const records: { decisionId: string; body: Uint8Array }[] = changed.map((c) => {
       const decisionId = this.#deps.nextId();

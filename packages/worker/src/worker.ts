@@ -933,12 +933,18 @@ class DecisionWorker implements Worker {
     record.latencyMicros = Number((process.hrtime.bigint() - started) / 1000n);
     let body = encodeDecisionRecord(record, requestBytes);
     const limit = maxDecisionRecordBytes(this.#storeNc.info?.max_payload);
-    if (body.length > limit) {
+    if (
+      body.length > limit ||
+      (record.rejection === null && !fitsOnceWrittenAgain(record, body.length, limit))
+    ) {
       // The request fits the policy topic but its record would not fit the decision stream:
       // record it without the request body (a bad request keeps its reason, a valid one is
       // denied for its size), so the answer is on record too.
       if (record.rejection === null) {
-        const reason = `the request is too large to record: its decision record is ${body.length} bytes and the NATS server accepts at most ${limit}`;
+        const reason =
+          body.length > limit
+            ? `the request is too large to record: its decision record is ${body.length} bytes and the NATS server accepts at most ${limit}`
+            : `the request is too large to record once written again: its numbers written out make its decision record and index entry larger than the ${limit} bytes the NATS server accepts, with room for a re-evaluation`;
         this.#rejectedWarning.count(1, { requestId, reason });
         record = rejectionRecord({ ok: false, requestId, reason, input: null, kind: record.kind }, context);
       } else {
@@ -948,6 +954,29 @@ class DecisionWorker implements Worker {
     }
     return { msg, requestId, record, body, answer };
   }
+}
+
+/**
+ * How many times larger a request's JSON can get when it is parsed and written again: a number's
+ * text grows the most (`1e20`, four characters, is written with twenty-one).
+ */
+const MOST_GROWTH_WRITTEN_AGAIN = 6;
+
+/**
+ * Room a record keeps under the limit for what a re-evaluation of it writes beside the request (the
+ * new outcome's message, its rule lists and errors).
+ */
+const REEVALUATION_ROOM = 64 * 1024;
+
+/**
+ * Whether the record, written with its request parsed and written again (as the active index
+ * writes its entry, and a re-evaluation its record), still fits the decision log's limit, with
+ * room for a re-evaluation's outcome. A record whose bytes are a sixth of the limit or less fits
+ * whatever its request holds, so the common request is never serialized again here.
+ */
+function fitsOnceWrittenAgain(record: UnsignedDecisionV1, bodyBytes: number, limit: number): boolean {
+  if (bodyBytes * MOST_GROWTH_WRITTEN_AGAIN + REEVALUATION_ROOM <= limit) return true;
+  return Buffer.byteLength(JSON.stringify(record)) + REEVALUATION_ROOM <= limit;
 }
 
 /**

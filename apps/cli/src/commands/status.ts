@@ -1,5 +1,6 @@
 import type { WorkerStatusV1 } from "@arbiter/protocol";
 import { Command } from "commander";
+import { changesAgreement } from "../changes-agreement.js";
 import {
   type ConnectionFlags,
   connectNats,
@@ -9,7 +10,6 @@ import {
   SERVERS_HELP,
   serverOf,
 } from "../context.js";
-import { changesAgreement } from "../changes-agreement.js";
 import { emit } from "../output.js";
 import { askWorkers } from "../worker-status.js";
 
