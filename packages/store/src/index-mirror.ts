@@ -431,6 +431,7 @@ class KvIndexMirror implements IndexMirror {
   #scheduleReload(delayMs: number): void {
     if (this.#closed || this.#tooLarge || !this.#config.enabled || this.#unheard !== null) return;
     if (this.#reloadTimer !== undefined) return;
+    // A timer, not a wait: the reload runs in the background (unref'd, cleared by close()).
     this.#reloadTimer = setTimeout(() => {
       this.#reloadTimer = undefined;
       if (this.#sequence.complete || this.#closed) return;

@@ -55,7 +55,7 @@ export class ChangesSubjects {
     const known = this.#subjects.get(host);
     if (known !== undefined) return known;
     let subject: string;
-    if (HOST_TOKEN.test(host)) subject = `${this.#topic}.${host}`;
+    if (isHostSubjectToken(host)) subject = `${this.#topic}.${host}`;
     else {
       subject = this.#topic;
       this.#fallbacks++;
