@@ -206,6 +206,16 @@ export function describeRevocationStoresContract(name: string, factory: Revocati
       expect(await log.appendBatch([])).toEqual([]);
     });
 
+    it("stores the texts a writer gives with its records, as the records themselves", async () => {
+      const log = await factory.createLog();
+      const entries = ["NA", "NB"].map((host, i) => {
+        const record = revocation({ host, requestId: `r${i} \u2028 "é"` });
+        return { record, id: `3:t${i}`, text: JSON.stringify(record) };
+      });
+      expect(await log.appendBatch(entries)).toMatchObject([{ records: 2, duplicate: false }]);
+      expect((await collect(log.read())).map((s) => s.record)).toEqual(entries.map((e) => e.record));
+    });
+
     it("stores a batch written again once, and a batch of one once beside the same single record", async () => {
       const log = await factory.createLog();
       const entries = [0, 1, 2].map((i) => ({ record: revocation({ requestId: `r${i}` }), id: `3:e${i}` }));

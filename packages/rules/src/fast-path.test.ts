@@ -16,7 +16,7 @@ function bindAll(facts: EvaluationFacts): CelBindings {
   return bindings;
 }
 
-/** Expressions a fast condition takes: constants, selections, ==, !=, in, &&, || and !. */
+/** Expressions a fast condition takes: constants, selections, ==, !=, in, &&, ||, ! and string tests. */
 const SIMPLE = [
   'kind == "performInvocation"',
   'kind in ["startComponent", "startProvider"]',
@@ -40,6 +40,12 @@ const SIMPLE = [
   "null == claims",
   "input.request.claims.issuer || claims.expired",
   "!input.kind",
+  "kind.startsWith('start')",
+  'claims.issuer.endsWith("ISSUER") && kind.contains("Comp")',
+  "host.labels.zone.startsWith(claims.issuer)",
+  "input.kind.contains(kind) || !claims.issuer.startsWith('\ud800')",
+  "input.startsWith('A')",
+  "kind.startsWith(input.kind)",
 ];
 
 /** Expressions left to @bufbuild/cel alone. */
@@ -47,7 +53,10 @@ const NOT_SIMPLE = [
   "has(claims.issuer)",
   "subject.maxInstances > 1",
   "claims.expiresAt == 5",
-  "kind.startsWith('start')",
+  "kind.matches('^start')",
+  "kind.startsWith('a', 'b')",
+  "startsWith(kind, 'a')",
+  "kind.size() == 5",
   'now > timestamp("2024-01-01T00:00:00Z")',
   "size(trust.reasons) == 0",
   "kind in host.labels",

@@ -2,7 +2,8 @@ import type { parse } from "@bufbuild/cel";
 import { type EvaluationFacts, VARIABLE_NAMES, type VariableName } from "./facts.js";
 
 // Most rules are plain comparisons of strings, booleans and null joined by `&&`, `||` and `!`
-// (`kind in ["startComponent"] && claims != null && claims.issuer == "A…"`). For those, running
+// (`kind in ["startComponent"] && claims != null && claims.issuer == "A…"`), and string prefix,
+// suffix and substring tests (`subject.imageRef.startsWith("ghcr.io/acme/")`). For those, running
 // @bufbuild/cel's planned program costs more than the rest of a decision's rules work: binding every
 // fact as a CEL value, and resolving each name and call through the interpreter. A fast condition
 // evaluates such an expression on the facts directly, and decides only where the outcome is a plain
@@ -28,8 +29,9 @@ const FAST_VARIABLES: ReadonlySet<VariableName> = new Set(VARIABLE_NAMES.filter(
 
 /**
  * A fast condition for an expression built only of string, bool and null constants, the variables
- * other than `now`, field selections, `==`, `!=`, `in` on a list of such constants, `&&`, `||` and
- * `!`; undefined for any other expression, which @bufbuild/cel alone evaluates.
+ * other than `now`, field selections, `==`, `!=`, `in` on a list of such constants, `&&`, `||`,
+ * `!` and the string methods `startsWith`, `endsWith` and `contains`; undefined for any other
+ * expression, which @bufbuild/cel alone evaluates.
  */
 export function fastCondition(expr: Expr): FastCondition | undefined {
   const node = compile(expr);
@@ -66,7 +68,9 @@ function compile(expr: Expr | undefined): Node | undefined {
       };
     }
     case "callExpr":
-      return kind.value.target === undefined ? compileCall(kind.value.function, kind.value.args) : undefined;
+      return kind.value.target === undefined
+        ? compileCall(kind.value.function, kind.value.args)
+        : compileMethod(kind.value.function, kind.value.target, kind.value.args);
     default:
       return undefined;
   }
@@ -91,6 +95,28 @@ function compileCall(name: string, argExprs: readonly Expr[]): Node | undefined 
     default:
       return undefined;
   }
+}
+
+// The string methods @bufbuild/cel implements as JavaScript's own (`"a".startsWith("b")` is
+// String.prototype.startsWith): decided when receiver and argument are strings, else CEL's error.
+const STRING_METHODS: Readonly<Record<string, (receiver: string, arg: string) => boolean>> = {
+  startsWith: (receiver, arg) => receiver.startsWith(arg),
+  endsWith: (receiver, arg) => receiver.endsWith(arg),
+  contains: (receiver, arg) => receiver.includes(arg),
+};
+
+function compileMethod(name: string, targetExpr: Expr, argExprs: readonly Expr[]): Node | undefined {
+  const method = Object.hasOwn(STRING_METHODS, name) ? STRING_METHODS[name] : undefined;
+  if (method === undefined || argExprs.length !== 1) return undefined;
+  const target = compile(targetExpr);
+  const arg = compile(argExprs[0]);
+  if (target === undefined || arg === undefined) return undefined;
+  return (facts) => {
+    const receiver = target(facts);
+    if (typeof receiver !== "string") return UNDECIDED;
+    const value = arg(facts);
+    return typeof value === "string" ? method(receiver, value) : UNDECIDED;
+  };
 }
 
 // CEL's `&&` (absorbing false) and `||` (absorbing true): the absorbing value wins even over an

@@ -132,20 +132,34 @@ export function takeWrittenEntry(key: string, seq: number): ActiveDecisionV1 | u
 const HOST_PREFIXES_KEPT = 4096;
 /** Longer (lattice, host) texts are hashed each time: whoever chooses them must not fill memory. */
 const HOST_PREFIX_ID_KEPT_CHARS = 256;
-/** The hashed (lattice, host) keys kept, for the entries' prefix (`e.`) and the host records (`h.`). */
-const hostDigests = { e: new Map<string, string>(), h: new Map<string, string>() };
+/**
+ * The hashed (lattice, host) keys kept, for the entries' prefix (`e.`) and the host records (`h.`),
+ * by lattice and then host: finding one builds no text.
+ */
+const hostDigests = {
+  e: { byLattice: new Map<string, Map<string, string>>(), size: 0 },
+  h: { byLattice: new Map<string, Map<string, string>>(), size: 0 },
+};
 
 /** `<kind>.<hash of lattice and host>`, hashed once per host while few enough are kept. */
 function hostKey(kind: keyof typeof hostDigests, lattice: string, host: string): string {
-  const id = JSON.stringify([lattice, host]);
-  if (id.length > HOST_PREFIX_ID_KEPT_CHARS) return `${kind}.${digest(id)}`;
   const kept = hostDigests[kind];
-  let key = kept.get(id);
-  if (key === undefined) {
-    if (kept.size >= HOST_PREFIXES_KEPT) kept.clear();
-    key = `${kind}.${digest(id)}`;
-    kept.set(id, key);
+  const known = kept.byLattice.get(lattice)?.get(host);
+  if (known !== undefined) return known;
+  const id = JSON.stringify([lattice, host]);
+  const key = `${kind}.${digest(id)}`;
+  if (id.length > HOST_PREFIX_ID_KEPT_CHARS) return key;
+  if (kept.size >= HOST_PREFIXES_KEPT) {
+    kept.byLattice.clear();
+    kept.size = 0;
   }
+  let ofLattice = kept.byLattice.get(lattice);
+  if (ofLattice === undefined) {
+    ofLattice = new Map();
+    kept.byLattice.set(lattice, ofLattice);
+  }
+  ofLattice.set(host, key);
+  kept.size++;
   return key;
 }
 

@@ -42,6 +42,11 @@ export interface MirrorView extends Disposable {
   keys(): string[];
   /** The entries under `keys`, in that order; a key with no entry is left out. */
   entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1>;
+  /**
+   * The same entries in runs read at once (a turn of the event loop between two runs): for a scan,
+   * which would otherwise wait for each entry.
+   */
+  entryRunsOf(keys: readonly string[]): AsyncIterable<readonly ActiveDecisionV1[]>;
   /** The lifecycle record of a host as the mirror holds it now (kept current while the scan runs), or null. */
   hostRecord(lattice: string, host: string): HostRecordV1 | null;
 }
@@ -337,6 +342,7 @@ class KvIndexMirror implements IndexMirror {
         return keys;
       },
       entriesOf: (keys) => entriesOf(slots, keys),
+      entryRunsOf: (keys) => entryRunsOf(slots, keys),
       hostRecord: (lattice, host) => {
         const slot = slots.get(hostRecordKey(lattice, host));
         if (slot === undefined || slot.raw === null) return null;
@@ -535,15 +541,24 @@ async function* entriesOf(
   slots: Map<string, Slot>,
   keys: readonly string[],
 ): AsyncIterable<ActiveDecisionV1> {
-  let since = 0;
-  for (const key of keys) {
-    if (++since === YIELD_EVERY) {
-      since = 0;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+  for await (const run of entryRunsOf(slots, keys)) yield* run;
+}
+
+async function* entryRunsOf(
+  slots: Map<string, Slot>,
+  keys: readonly string[],
+): AsyncIterable<readonly ActiveDecisionV1[]> {
+  for (let from = 0; from < keys.length; from += YIELD_EVERY) {
+    if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const run: ActiveDecisionV1[] = [];
+    const to = Math.min(from + YIELD_EVERY, keys.length);
+    for (let at = from; at < to; at++) {
+      const key = keys[at]!;
+      const slot = slots.get(key);
+      if (slot === undefined || !key.startsWith("e.")) continue;
+      const entry = parsedEntry(key, slot);
+      if (entry !== null) run.push(entry);
     }
-    const slot = slots.get(key);
-    if (slot === undefined || !key.startsWith("e.")) continue;
-    const entry = parsedEntry(key, slot);
-    if (entry !== null) yield entry;
+    yield run;
   }
 }

@@ -35,6 +35,11 @@ export interface RevocationFilter {
 export interface RevocationEntry {
   readonly record: RevocationV1;
   readonly id: string;
+  /**
+   * The record's JSON text, when the caller has it already: exactly `JSON.stringify(record)` (the
+   * in-memory log refuses any other), written instead of serializing the record again.
+   */
+  readonly text?: string;
 }
 
 /** One message {@link RevocationLog.appendBatch} wrote: where, how many records, and whether it was there already. */
@@ -87,12 +92,12 @@ function revocationMessages(
 ): RevocationMessage[] {
   if (entries.length === 0) return [];
   const limit = maxMessageBodyBytes(maxPayload);
+  const texts = entries.map((e) => e.text ?? JSON.stringify(e.record));
   // A chunk of a scan is far below max_payload: one text, measured once, is the common case.
-  const whole = JSON.stringify({ revocations: entries.map((e) => e.record) });
+  const whole = `{"revocations":[${texts.join(",")}]}`;
   if (Buffer.byteLength(whole) <= limit) {
     return [{ body: whole, id: batchMessageId(entries, 0, entries.length), records: entries.length }];
   }
-  const texts = entries.map((e) => JSON.stringify(e.record));
   const sizes = texts.map((t) => Buffer.byteLength(t) + 1);
   const recordLimit = limit - BATCH_FRAME_BYTES;
   for (const [i, size] of sizes.entries()) {
@@ -172,6 +177,11 @@ export function createMemoryRevocationLog(
   return {
     append: async (record, id) => store(JSON.stringify(RevocationV1.parse(record)), id),
     appendBatch: async (entries) => {
+      for (const e of entries) {
+        if (e.text !== undefined && e.text !== JSON.stringify(e.record)) {
+          throw new TypeError(`the text given for revocation ${e.id} is not its record's`);
+        }
+      }
       const messages = revocationMessages(entries, options.maxPayload);
       // What the JetStream log writes, checked here against the schema writers promise.
       for (const m of messages) RevocationBatchV1.parse(JSON.parse(m.body));

@@ -1,3 +1,4 @@
+import { describe, expect, it } from "vitest";
 import { describeRevocationStoresContract } from "../../../test/contracts/revocation-contract.js";
 import { createMemoryActiveIndex } from "./active-index.js";
 import { createMemoryRevocationLog, type MemoryRevocationLog, type RevocationLog } from "./revocation-log.js";
@@ -14,4 +15,25 @@ describeRevocationStoresContract("in-memory", {
   storeRaw: async (log, text) => {
     logs.get(log)!.storeRaw(text);
   },
+});
+
+describe("the in-memory revocation log", () => {
+  it("refuses a text that is not its record's, writing nothing", async () => {
+    const log = createMemoryRevocationLog();
+    const record = {
+      requestId: "r1",
+      lattice: "default",
+      host: "NA",
+      cacheKey: "startComponent:c",
+      from: { permitted: true, message: "ok" },
+      to: { permitted: false, message: "no" },
+      revision: 3,
+      at: "2026-01-01T00:00:00.000Z",
+    };
+    const forged = JSON.stringify({ ...record, to: { permitted: true, message: "ok" } });
+    await expect(log.appendBatch([{ record, id: "3:a", text: forged }])).rejects.toThrow(/not its record/);
+    const read: unknown[] = [];
+    for await (const stored of log.read()) read.push(stored);
+    expect(read).toEqual([]);
+  });
 });

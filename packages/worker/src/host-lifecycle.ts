@@ -87,20 +87,34 @@ export async function withoutPrunedHosts<T>(
   list: readonly T[],
   refOf: (item: T) => HostDecisionRef,
 ): Promise<T[]> {
-  // The lattice's length first: no two (lattice, host) pairs make one key.
-  const key = (ref: HostDecisionRef) => `${ref.lattice.length}:${ref.lattice}${ref.host}`;
-  const reads = new Map<string, Promise<HostRecordV1 | null> | HostRecordV1 | null>();
+  // By lattice, then host: no key text is built per item (a scan's chunk is mostly a few hosts).
+  const records = new Map<string, Map<string, HostRecordV1 | null>>();
+  const reads: Promise<void>[] = [];
+  let stopped = false;
+  const note = (ofLattice: Map<string, HostRecordV1 | null>, host: string, record: HostRecordV1 | null) => {
+    ofLattice.set(host, record);
+    if (record?.stoppedAt != null) stopped = true;
+  };
   for (const item of list) {
-    const ref = refOf(item);
-    const id = key(ref);
-    if (!reads.has(id)) reads.set(id, hosts(ref.lattice, ref.host));
+    const { lattice, host } = refOf(item);
+    let ofLattice = records.get(lattice);
+    if (ofLattice === undefined) {
+      ofLattice = new Map();
+      records.set(lattice, ofLattice);
+    }
+    if (ofLattice.has(host)) continue;
+    const read = hosts(lattice, host);
+    if (read instanceof Promise) {
+      ofLattice.set(host, null);
+      const into = ofLattice;
+      reads.push(read.then((record) => note(into, host, record)));
+    } else note(ofLattice, host, read);
   }
-  const records = new Map(
-    await Promise.all([...reads].map(async ([host, read]) => [host, await read] as const)),
-  );
+  await Promise.all(reads);
+  if (!stopped) return [...list];
   return list.filter((item) => {
     const ref = refOf(item);
-    return !prunedBy(records.get(key(ref)) ?? null, ref.evaluatedAt);
+    return !prunedBy(records.get(ref.lattice)?.get(ref.host) ?? null, ref.evaluatedAt);
   });
 }
 

@@ -30,7 +30,6 @@ import type { Signer } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
-  overrideFor,
   projectDecision,
   type Reevaluation,
   reevaluate,
@@ -38,6 +37,7 @@ import {
   revocationFor,
   trustResultOf,
 } from "./active-projection.js";
+import { overrideBytes, revocationText } from "./change-texts.js";
 import type { ChangesSubjects } from "./changes-subjects.js";
 import { DEFAULT_SCAN_PART_SIZE } from "./config.js";
 import type { DecidingWorker } from "./decide.js";
@@ -572,7 +572,7 @@ export class Revoker {
     ruleset: RulesetState,
   ): Promise<ScanCounts> {
     const now = this.#deps.clock();
-    const entries = (view ?? this.#activeIndex()).entriesOf(keys);
+    const runs = view !== null ? view.entryRunsOf(keys) : runsOfOne(this.#activeIndex().entriesOf(keys));
     let changed: Reevaluation[] = [];
     const later: IndexUpdate[] = [];
     const scan: ScanContext = { view, later };
@@ -597,19 +597,22 @@ export class Revoker {
       writing.add(done);
     };
     try {
-      for await (const entry of entries) {
+      for await (const run of runs) {
         this.#checkStopping();
-        counts.scanned++;
-        const again = reevaluate(entry, ruleset, now);
-        if (!again?.changed) continue;
-        counts.changed++;
-        changed.push(again);
-        if (changed.length === chunkSize) {
-          chunkSize = Math.min(chunkSize * 2, CHUNK);
-          await write(changed);
-          changed = [];
+        for (const entry of run) {
+          counts.scanned++;
+          const again = reevaluate(entry, ruleset, now);
+          if (!again?.changed) continue;
+          counts.changed++;
+          changed.push(again);
+          if (changed.length === chunkSize) {
+            chunkSize = Math.min(chunkSize * 2, CHUNK);
+            await write(changed);
+            changed = [];
+            this.#checkStopping();
+          }
+          if (later.length >= UPDATES_HELD) await this.#update(later.splice(0));
         }
-        if (later.length >= UPDATES_HELD) await this.#update(later.splice(0));
       }
       if (changed.length > 0) await write(changed);
     } finally {
@@ -770,12 +773,15 @@ export class Revoker {
         }),
       ),
       revocations.appendBatch(
-        changed.map((c) => ({ record: revocationFor(c.entry, c.evaluation, revision, at), id: recordId(c) })),
+        changed.map((c) => ({
+          record: revocationFor(c.entry, c.evaluation, revision, at),
+          id: recordId(c),
+          text: revocationText(c.entry, c.evaluation, revision, at),
+        })),
       ),
     ]);
-    for (const c of changed) {
-      nc.publish(changes.subjectFor(c.entry.host), JSON.stringify(overrideFor(c.entry, c.evaluation)));
-    }
+    for (const c of changed)
+      nc.publish(changes.subjectFor(c.entry.host), overrideBytes(c.entry, c.evaluation));
     // A scan's index writes follow on this connection, after every override it sent (NATS keeps a
     // connection's order); alone, the override is out before the entry changes.
     if (scan === undefined) await nc.flush();
@@ -832,6 +838,13 @@ interface ScanContext {
 interface IndexUpdate {
   readonly entry: ActiveDecisionV1;
   readonly previous: ActiveDecisionV1;
+}
+
+/** Entries read one at a time (from the server), as runs of one. */
+async function* runsOfOne(
+  entries: AsyncIterable<ActiveDecisionV1>,
+): AsyncIterable<readonly ActiveDecisionV1[]> {
+  for await (const entry of entries) yield [entry];
 }
 
 function jsonOrNull(data: Uint8Array): unknown {
