@@ -8,6 +8,7 @@ import {
   maxDecisionRecordBytes,
   sealedDecisionTexts,
   signDecisionBatch,
+  signDecisionBatches,
   splitDecisionBatches,
 } from "./decision-batch.js";
 
@@ -120,5 +121,37 @@ describe("signDecisionBatch and splitDecisionBatches", () => {
       [1, 2],
     ]);
     expect(splitDecisionBatches([body(10), body(10)], 4096)).toEqual([[0, 2]]);
+  });
+});
+
+describe("signDecisionBatches", () => {
+  const pieced = (decisionId: string, ...texts: string[]) => {
+    const pieces = texts.map((t) => Buffer.from(t));
+    return { decisionId, pieces, length: pieces.reduce((n, p) => n + p.length, 0) };
+  };
+
+  it("makes the batches signDecisionBatch makes of the runs splitDecisionBatches cuts", () => {
+    const decisions = Array.from({ length: 40 }, (_, i) =>
+      pieced(`d${i}`, `{"n":${i},`, `"pad":"${"é".repeat(40 + i)}"`, "}"),
+    );
+    const lines = decisions.map((d) => ({ decisionId: d.decisionId, body: Buffer.concat(d.pieces) }));
+    const batches = signDecisionBatches(decisions, 4096, worker);
+    const runs = splitDecisionBatches(lines, 4096);
+    expect(runs.length).toBeGreaterThan(1);
+    expect(batches.map((b) => [b.decisionIds, Buffer.from(b.lines).toString(), b.signature])).toEqual(
+      runs.map(([from, to]) => {
+        const one = signDecisionBatch(lines.slice(from, to), worker);
+        return [one.decisionIds, Buffer.from(one.lines).toString(), one.signature];
+      }),
+    );
+  });
+
+  it("refuses a record with a line break, and pieces that are not the length given", () => {
+    expect(() => signDecisionBatches([pieced("x", '{"n":', "\n1}")], undefined, worker)).toThrow(
+      /line break/,
+    );
+    expect(() => signDecisionBatches([{ ...pieced("y", '{"n":1}'), length: 3 }], undefined, worker)).toThrow(
+      /not its length/,
+    );
   });
 });

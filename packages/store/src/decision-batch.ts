@@ -87,6 +87,58 @@ export function signDecisionBatch(decisions: readonly DecisionLine[], signer: Si
   };
 }
 
+/** A decision ready to be stored whose record text is given in pieces, in order (UTF-8, one line). */
+export interface PiecedDecision {
+  readonly decisionId: string;
+  readonly pieces: readonly Uint8Array[];
+  /** The pieces' bytes together. */
+  readonly length: number;
+}
+
+/**
+ * The batches {@link splitDecisionBatches} and {@link signDecisionBatch} make of `decisions`, each
+ * record's pieces copied once, straight into its message. Throws TypeError as `signDecisionBatch`.
+ */
+export function signDecisionBatches(
+  decisions: readonly PiecedDecision[],
+  maxPayload: number | undefined,
+  signer: Signer,
+): DecisionBatch[] {
+  const runs = batchRuns(
+    decisions.map((d) => d.length + 1),
+    maxDecisionRecordBytes(maxPayload),
+  );
+  for (const d of decisions) {
+    let length = 0;
+    for (const piece of d.pieces) length += piece.length;
+    if (length !== d.length) throw new TypeError(`decision ${d.decisionId}: its pieces are not its length`);
+  }
+  return runs.map(([from, to]) => {
+    let size = -1;
+    for (let i = from; i < to; i++) size += decisions[i]!.length + 1;
+    const lines = Buffer.allocUnsafe(Math.max(size, 0));
+    const bodies: Buffer[] = [];
+    let at = 0;
+    for (let i = from; i < to; i++) {
+      const start = at;
+      for (const piece of decisions[i]!.pieces) {
+        lines.set(piece, at);
+        at += piece.length;
+      }
+      const body = lines.subarray(start, at);
+      if (!isOneLine(body))
+        throw new TypeError(`decision ${decisions[i]!.decisionId}: its text has a line break`);
+      bodies.push(body);
+      if (at < lines.length) lines[at++] = NEWLINE;
+    }
+    return {
+      decisionIds: decisions.slice(from, to).map((d) => d.decisionId),
+      lines,
+      signature: signBatch(bodies, signer),
+    };
+  });
+}
+
 /**
  * Splits lines of the given sizes (newline included), in order, into runs whose message stays
  * within `limit` bytes. A line larger than `limit` on its own still gets a run of its own. Returns

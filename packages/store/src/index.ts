@@ -36,9 +36,11 @@ export {
   decisionTexts,
   isOneLine,
   maxDecisionRecordBytes,
+  type PiecedDecision,
   REEVALUATION_BATCH_CAUSE,
   sealedDecisionTexts,
   signDecisionBatch,
+  signDecisionBatches,
   splitDecisionBatches,
 } from "./decision-batch.js";
 export type { DurableFeed, DurableFeedOptions, FeedMessage } from "./durable-feed.js";

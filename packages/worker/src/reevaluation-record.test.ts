@@ -4,7 +4,18 @@ import { compileRules, initialRulesetState, parseRulesDocument, type RulesetStat
 import { describe, expect, it } from "vitest";
 import { projectDecision, type Reevaluation, reevaluate } from "./active-projection.js";
 import { decisionRecord, encodeDecisionRecord } from "./decide.js";
-import { type ReevaluationScope, reevaluationRecordEncoder } from "./reevaluation-record.js";
+import { reevaluationRecordEncoder as piecedEncoder, type ReevaluationScope } from "./reevaluation-record.js";
+
+/** The encoder's records, each as the bytes its pieces make together. */
+function reevaluationRecordEncoder(...args: Parameters<typeof piecedEncoder>) {
+  const encode = piecedEncoder(...args);
+  return (c: Reevaluation, decisionId: string): Buffer => {
+    const { pieces, length } = encode(c, decisionId);
+    const bytes = Buffer.concat(pieces);
+    expect(bytes.length).toBe(length);
+    return bytes;
+  };
+}
 
 const fixture = (name: string) =>
   JSON.parse(

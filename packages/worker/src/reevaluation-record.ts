@@ -13,7 +13,7 @@ export interface ReevaluationScope {
 }
 
 /**
- * Encodes re-evaluation decision records: the bytes `encodeDecisionRecord` gives for the record
+ * Encodes re-evaluation decision records, in pieces: the bytes `encodeDecisionRecord` gives for the record
  * `decisionRecord` builds (with `cause: "reevaluation"`), byte for byte. The bytes are put together
  * from parts encoded once: the scope's for every record of the revision, each request's fields,
  * bytes and trust for all the revisions that re-evaluate it, and the outcome's for consecutive
@@ -28,14 +28,26 @@ export function reevaluationRecordEncoder(
   scope: ReevaluationScope,
   requestBytes: (input: unknown) => Uint8Array | null,
   limitBytes = Number.POSITIVE_INFINITY,
-): (c: Reevaluation, decisionId: string) => Buffer {
+): (c: Reevaluation, decisionId: string) => RecordPieces {
   const encode = assembler(scope, requestBytes);
   return (c, decisionId) => {
     const body = encode(c, decisionId);
     if (body.length <= limitBytes) return body;
     const record = genericRecord(scope, c, decisionId);
-    return encodeDecisionRecord({ ...record, request: null, truncated: { request: body.length } }, null);
+    return whole(
+      encodeDecisionRecord({ ...record, request: null, truncated: { request: body.length } }, null),
+    );
   };
+}
+
+/** A record's bytes in pieces, to be copied once into its batch message (their concatenation is the record). */
+export interface RecordPieces {
+  readonly pieces: readonly Uint8Array[];
+  readonly length: number;
+}
+
+function whole(bytes: Buffer): RecordPieces {
+  return { pieces: [bytes], length: bytes.length };
 }
 
 function genericRecord(scope: ReevaluationScope, c: Reevaluation, decisionId: string): UnsignedDecisionV1 {
@@ -52,7 +64,7 @@ function genericRecord(scope: ReevaluationScope, c: Reevaluation, decisionId: st
 function assembler(
   scope: ReevaluationScope,
   requestBytes: (input: unknown) => Uint8Array | null,
-): (c: Reevaluation, decisionId: string) => Buffer {
+): (c: Reevaluation, decisionId: string) => RecordPieces {
   const middle = Buffer.from(
     `"revision":${JSON.stringify(scope.revision)},"deployment":${JSON.stringify(scope.deployment)},`,
   );
@@ -65,7 +77,7 @@ function assembler(
   return (c, decisionId) => {
     const parts = requestParts(c.request, requestBytes);
     if (parts === null) {
-      return encodeDecisionRecord(genericRecord(scope, c, decisionId), requestBytes(c.request.input));
+      return whole(encodeDecisionRecord(genericRecord(scope, c, decisionId), requestBytes(c.request.input)));
     }
     if (lastEvaluation === null || !sameEvaluation(lastEvaluation, c.evaluation)) {
       lastEvaluation = c.evaluation;
@@ -75,19 +87,23 @@ function assembler(
       isoFor = c.now;
       iso = Buffer.from(`"evaluatedAt":${JSON.stringify(c.now.toISOString())},`);
     }
-    // Pieces already in UTF-8, copied once into the record: no text of the whole is made.
-    return Buffer.concat([
-      Buffer.from(`{"decisionId":${JSON.stringify(decisionId)},`),
-      parts.head,
-      evaluation,
-      middle,
-      iso,
-      worker,
-      trustBytes(c.trust),
-      TAIL,
-      parts.request,
-      CLOSING,
-    ]);
+    // Pieces already in UTF-8, copied once into the batch message: no text of the whole is made.
+    const id = Buffer.from(`{"decisionId":${JSON.stringify(decisionId)},`);
+    const trust = trustBytes(c.trust);
+    return {
+      pieces: [id, parts.head, evaluation, middle, iso, worker, trust, TAIL, parts.request, CLOSING],
+      length:
+        id.length +
+        parts.head.length +
+        evaluation.length +
+        middle.length +
+        iso.length +
+        worker.length +
+        trust.length +
+        TAIL.length +
+        parts.request.length +
+        CLOSING.length,
+    };
   };
 }
 

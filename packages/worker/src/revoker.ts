@@ -19,11 +19,11 @@ import {
   type MirrorView,
   maxDecisionRecordBytes,
   openDurableFeed,
+  type PiecedDecision,
   REEVALUATION_BATCH_CAUSE,
   type RevocationLog,
   type ScanParts,
-  signDecisionBatch,
-  splitDecisionBatches,
+  signDecisionBatches,
   verifyDecisionBatch,
 } from "@arbiter/store";
 import type { Signer } from "@arbiter/trust";
@@ -760,17 +760,14 @@ export class Revoker {
       requestJson,
       maxDecisionRecordBytes(nc.info?.max_payload),
     );
-    const records: { decisionId: string; body: Uint8Array }[] = changed.map((c) => {
+    const records: PiecedDecision[] = changed.map((c) => {
       const decisionId = this.#deps.nextId();
-      return { decisionId, body: encode(c, decisionId) };
+      return { decisionId, ...encode(c, decisionId) };
     });
     // Both records before any override, written side by side.
     await Promise.all([
-      ...splitDecisionBatches(records, nc.info?.max_payload).map(([from, to]) =>
-        decisions.append({
-          ...signDecisionBatch(records.slice(from, to), this.#deps.signer),
-          reevaluations: true,
-        }),
+      ...signDecisionBatches(records, nc.info?.max_payload, this.#deps.signer).map((batch) =>
+        decisions.append({ ...batch, reevaluations: true }),
       ),
       revocations.appendBatch(
         changed.map((c) => ({
