@@ -1,81 +1,43 @@
 import type { HostPolicyClient } from "@arbiter/host";
 import { PolicyOverrideV1, resourceNames } from "@arbiter/protocol";
-import {
-  type ArbiterStore,
-  createRulesAdmin,
-  decisionBatchFromTexts,
-  openJetStreamActiveIndex,
-  openJetStreamStore,
-  type RulesAdmin,
-} from "@arbiter/store";
+import { decisionBatchFromTexts, openJetStreamActiveIndex, openJetStreamStore } from "@arbiter/store";
 import { createSigner, generateKey, splitSealedJson } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer } from "./harness/index.js";
-import { enrolledWorkerSeed } from "./support/arbiter.js";
 import {
   applyRules,
   componentBody,
   defaultRules,
-  startHost,
   untilIndexCaughtUp,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // An attacker holding a host's credentials against the active-decision index: it can put bytes
 // where its permissions let it, choose any requestId and any host key in its requests, and read
 // other hosts' request ids from the answers on `_INBOX.>`. Overrides are heard by every host and
 // applied by the host that generated their requestId, to the cache entry of that request.
 
-let server: NatsServerProcess;
-let nc: NatsConnection;
+let arbiter: FanoutArbiter;
 let attackerNc: NatsConnection;
-let store: ArbiterStore;
-let admin: RulesAdmin;
-let worker: Worker;
-const connections: NatsConnection[] = [];
-const heard: PolicyOverrideV1[] = [];
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url);
-  attackerNc = await connectTo(server.url);
-  store = await openJetStreamStore(nc);
-  const signer = createSigner(generateKey("O").seed);
-  admin = createRulesAdmin({ store, signer });
-  await applyRules(admin, defaultRules("deny"));
-  const workerNc = await connectTo(server.url);
-  connections.push(workerNc);
-  worker = createWorker({
-    nc: workerNc,
-    logger: pino({ level: "silent" }),
-    config: { adminKeys: [signer.publicKey], workerSeed: await enrolledWorkerSeed(admin) },
-  });
-  await worker.start();
-  nc.subscribe("wasmcloud.policy.changes", {
-    callback: (_e, m) => {
-      heard.push(PolicyOverrideV1.parse(m.json()));
-    },
-  });
-  await nc.flush();
+  arbiter = await startFanoutArbiter({ workers: ["w1"], hearChanges: true });
+  attackerNc = await arbiter.connect("host");
 }, 60_000);
 
 afterAll(async () => {
-  await worker?.stop();
-  for (const c of connections) await c.close();
-  await attackerNc?.close();
-  await store?.close();
-  await nc?.close();
-  await server?.stop();
+  await arbiter?.close();
 });
 
-async function victimHost(publicKey = generateKey("N").publicKey): Promise<HostPolicyClient> {
-  const hostNc = await connectTo(server.url);
-  connections.push(hostNc);
-  return startHost(hostNc, {}, publicKey);
+/** Every override heard on the changes topic so far, once the listener has caught up. */
+async function heard(): Promise<PolicyOverrideV1[]> {
+  await arbiter.flushHeard();
+  return arbiter.heard.map((text) => PolicyOverrideV1.parse(JSON.parse(text)));
 }
+
+const victimHost = (publicKey = generateKey("N").publicKey): Promise<HostPolicyClient> =>
+  arbiter.startHost({}, publicKey);
 
 /** A request as the attacker writes it: any requestId, any host key, any body. */
 async function attackerAsks(requestId: string, hostKey: string, body: object): Promise<void> {
@@ -91,11 +53,11 @@ async function attackerAsks(requestId: string, hostKey: string, body: object): P
 
 describe("attacks on the active-decision index", () => {
   it("a decision message not sealed by an enrolled worker key never enters the index, so no override follows it", async () => {
-    const index = await openJetStreamActiveIndex(nc);
+    const index = await openJetStreamActiveIndex(arbiter.nc);
     const victim = await victimHost();
     await victim.evaluateStartComponent(componentBody("genuine"));
     const genuine = [];
-    for await (const stored of store.decisions.read()) genuine.push(stored.text);
+    for await (const stored of arbiter.store.decisions.read()) genuine.push(stored.text);
     const last = JSON.parse(genuine.at(-1)!) as Record<string, unknown> & { host: string; cacheKey: string };
     // The attacker's own worker-like key, never enrolled, signs a permitted copy for a made-up entry.
     const forgedKey = createSigner(generateKey("N").seed);
@@ -117,37 +79,36 @@ describe("attacks on the active-decision index", () => {
       JSON.stringify({ ...forged, decisionId: "01UNSIGNEDUNSIGNEDUNSIGNED" }),
     );
     await attackerNc.flush();
-    await untilIndexCaughtUp(nc);
+    await untilIndexCaughtUp(arbiter.nc);
     expect(await index.get({ lattice: "default", host: last.host, cacheKey: last.cacheKey })).toMatchObject({
       permitted: false,
     });
     expect(await index.get({ lattice: "default", host: last.host, cacheKey: forged.cacheKey })).toBeNull();
-    const revision = await applyRules(admin, defaultRules("allow"));
-    await untilRevisionReevaluated(nc, revision);
-    await nc.flush();
-    expect(heard.map((o) => o.requestId)).not.toContain("forged-request-id");
-    expect(heard.map((o) => o.requestId)).toContain(victim.sentRequestIds()[0]);
+    const revision = await applyRules(arbiter.admin, defaultRules("allow"));
+    await untilRevisionReevaluated(arbiter.nc, revision);
+    const overrides = await heard();
+    expect(overrides.map((o) => o.requestId)).not.toContain("forged-request-id");
+    expect(overrides.map((o) => o.requestId)).toContain(victim.sentRequestIds()[0]);
     await attackerStore.close();
   }, 60_000);
 
   beforeEach(async () => {
-    await applyRules(admin, defaultRules("deny"));
+    await applyRules(arbiter.admin, defaultRules("deny"));
   });
 
   it("another host's requestId reused for the attacker's own request does not make Arbiter send that outcome under the victim's id", async () => {
     const victim = await victimHost();
     await victim.evaluateStartComponent(componentBody("victim-app"));
     const [victimId] = victim.sentRequestIds();
-    await untilIndexCaughtUp(nc);
+    await untilIndexCaughtUp(arbiter.nc);
     // Read off the answers on _INBOX.>, reused with the attacker's key for a component the new rules permit.
     await attackerAsks(victimId!, generateKey("N").publicKey, componentBody("attacker-app"));
     const revision = await applyRules(
-      admin,
+      arbiter.admin,
       defaultRules("deny", [{ id: "attacker-app", effect: "allow", when: 'subject.id == "attacker-app"' }]),
     );
-    await untilRevisionReevaluated(nc, revision);
-    await nc.flush();
-    expect(heard.filter((o) => o.requestId === victimId && o.permitted)).toEqual([]);
+    await untilRevisionReevaluated(arbiter.nc, revision);
+    expect((await heard()).filter((o) => o.requestId === victimId && o.permitted)).toEqual([]);
     expect([...victim.cacheEntries().values()]).toMatchObject([{ requestId: victimId, permitted: false }]);
     expect(victim.stats().overridesApplied).toBe(0);
   }, 60_000);
@@ -157,7 +118,7 @@ describe("attacks on the active-decision index", () => {
     const victim = await victimHost(hostKey);
     await victim.evaluateStartComponent(componentBody("claimed-app"));
     const victimId = victim.sentRequestIds().at(-1)!;
-    await untilIndexCaughtUp(nc);
+    await untilIndexCaughtUp(arbiter.nc);
     const trustedIssuer = generateKey("A").publicKey;
     await attackerAsks(victimId, hostKey, {
       ...componentBody("claimed-app"),
@@ -170,14 +131,13 @@ describe("attacks on the active-decision index", () => {
       },
     });
     const revision = await applyRules(
-      admin,
+      arbiter.admin,
       defaultRules("deny", [
         { id: "trusted", effect: "allow", when: `claims != null && claims.issuer == "${trustedIssuer}"` },
       ]),
     );
-    await untilRevisionReevaluated(nc, revision);
-    await nc.flush();
-    expect(heard.filter((o) => o.requestId === victimId && o.permitted)).toEqual([]);
+    await untilRevisionReevaluated(arbiter.nc, revision);
+    expect((await heard()).filter((o) => o.requestId === victimId && o.permitted)).toEqual([]);
     expect(victim.cacheEntries().get(victim.requestKeys().get(victimId)!)).toMatchObject({
       permitted: false,
     });

@@ -1,6 +1,5 @@
 import { PolicyResponseV1, resourceNames } from "@arbiter/protocol";
 import { parseRulesDocument } from "@arbiter/rules";
-import { type ArbiterStore, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -8,9 +7,10 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { until } from "./harness/index.js";
 import { enrolledWorkerSeed } from "./support/arbiter.js";
 import { runArbiter } from "./support/cli.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 import { exampleRulesText, fixtureBytes } from "./support/fixtures.js";
 import { type CapturedLog, captureLog } from "./support/log-capture.js";
 
@@ -22,30 +22,13 @@ import { type CapturedLog, captureLog } from "./support/log-capture.js";
 const names = resourceNames();
 const allowAll = { version: 1 as const, default: "allow" as const, rules: [] };
 const exampleRules = () => parseRulesDocument(exampleRulesText());
-const admin = createSigner(generateKey("O").seed);
+const adminSeed = generateKey("O").seed;
+const admin = createSigner(adminSeed);
 const silent = pino({ level: "silent" });
 
-interface Deployment {
-  readonly server: NatsServerProcess;
-  readonly nc: NatsConnection;
-  readonly store: ArbiterStore;
-  readonly admin: RulesAdmin;
-  readonly deployment: string;
-}
-
-async function deployment(document: typeof allowAll | ReturnType<typeof exampleRules>): Promise<Deployment> {
-  const server = await startNatsServer();
-  const nc = await connectTo(server.url);
-  const store = await openJetStreamStore(nc);
-  const rulesAdmin = createRulesAdmin({ store, signer: admin });
-  const { deployment: id } = await rulesAdmin.apply(document);
-  return { server, nc, store, admin: rulesAdmin, deployment: id };
-}
-
-async function stopDeployment(d: Deployment | undefined): Promise<void> {
-  await d?.nc.close();
-  await d?.server.stop();
-}
+/** A deployment of its own: server, store and the first rules, signed by the one admin key; no worker yet. */
+const deployment = (document: typeof allowAll | ReturnType<typeof exampleRules>): Promise<FanoutArbiter> =>
+  startFanoutArbiter({ adminSeed, rules: document, workers: [], workerConfig: { chainCheckMs: 100 } });
 
 async function permitsStart(nc: NatsConnection): Promise<boolean> {
   const reply = await nc.request("wasmcloud.policy", fixtureBytes("start-component"), { timeout: 5000 });
@@ -53,38 +36,19 @@ async function permitsStart(nc: NatsConnection): Promise<boolean> {
 }
 
 /** Every stored rule event of a deployment, as the attacker would copy them. */
-async function eventTexts(d: Deployment): Promise<string[]> {
+async function eventTexts(d: FanoutArbiter): Promise<string[]> {
   const texts: string[] = [];
   for await (const e of d.store.rules.read()) texts.push(e.text);
   return texts;
 }
 
-async function snapshotText(d: Deployment): Promise<string> {
+async function snapshotText(d: FanoutArbiter): Promise<string> {
   return (await d.store.snapshots.load())!;
 }
 
-async function startWorker(
-  d: Deployment,
-  log: CapturedLog | null,
-  config: { workerSeed?: string; queueGroup?: string } = {},
-) {
-  const worker = createWorker({
-    nc: d.nc,
-    logger: log?.logger ?? silent,
-    config: {
-      adminKeys: [admin.publicKey],
-      chainCheckMs: 100,
-      ...config,
-      workerSeed: config.workerSeed ?? (await enrolledWorkerSeed(d.admin)),
-    },
-  });
-  await worker.start();
-  return worker;
-}
-
 describe("rule history copied from another deployment", () => {
-  let production: Deployment;
-  let staging: Deployment;
+  let production: FanoutArbiter;
+  let staging: FanoutArbiter;
   let worker: Worker | undefined;
 
   beforeAll(async () => {
@@ -100,8 +64,8 @@ describe("rule history copied from another deployment", () => {
   });
 
   afterAll(async () => {
-    await stopDeployment(production);
-    await stopDeployment(staging);
+    await production?.close();
+    await staging?.close();
   });
 
   it("a staging snapshot copied into production's bucket is refused by a starting worker, which reads production's history", async () => {
@@ -112,7 +76,7 @@ describe("rule history copied from another deployment", () => {
     await kv.put("snapshot", stolen);
     try {
       const log = captureLog();
-      worker = await startWorker(production, log, { workerSeed });
+      worker = await production.startWorker("snapshot-refused", { logger: log.logger, seed: workerSeed });
       expect(await permitsStart(production.nc)).toBe(false);
       expect(worker.health).toEqual({
         state: "degraded",
@@ -131,7 +95,7 @@ describe("rule history copied from another deployment", () => {
 
   it("a staging event copied onto production's stream is refused: the worker keeps its rules, degraded, and rules history shows the break", async () => {
     const log = captureLog();
-    worker = await startWorker(production, log);
+    worker = await production.startWorker("copied-event", { logger: log.logger });
     const before = worker.revision;
     expect(worker.health.state).toBe("ready");
     const js = jetstream(production.nc);
@@ -199,7 +163,7 @@ describe("rule history copied from another deployment", () => {
 });
 
 describe("a rules stream deleted and refilled", () => {
-  let production: Deployment;
+  let production: FanoutArbiter;
   let worker: Worker | undefined;
   let log: CapturedLog;
   let spareSeed: string;
@@ -209,7 +173,7 @@ describe("a rules stream deleted and refilled", () => {
     production = await deployment(allowAll);
     await production.admin.apply(exampleRules());
     log = captureLog();
-    worker = await startWorker(production, log);
+    worker = await production.startWorker("w1", { logger: log.logger });
     spareSeed = await enrolledWorkerSeed(production.admin);
     await worker.waitForRevision(5, 10_000);
     expect(worker.revision).toBe(5);
@@ -218,7 +182,7 @@ describe("a rules stream deleted and refilled", () => {
 
   afterEach(async () => {
     await worker?.stop();
-    await stopDeployment(production);
+    await production?.close();
   });
 
   async function deleteAndRefill(texts: readonly string[]): Promise<void> {
@@ -251,7 +215,10 @@ describe("a rules stream deleted and refilled", () => {
     expect(await permitsStart(production.nc)).toBe(false);
 
     // A worker started now takes the signed snapshot of revision 5 as the last good rules.
-    const restarted = await startWorker(production, null, { queueGroup: "restarted", workerSeed: spareSeed });
+    const restarted = await production.startWorker("restarted", {
+      seed: spareSeed,
+      config: { queueGroup: "restarted" },
+    });
     try {
       expect(restarted.revision).toBe(5);
       expect(restarted.health.reason).toMatch(/snapshot names revision 5 .*deleted and refilled/);
@@ -279,7 +246,7 @@ describe("a rules stream deleted and refilled", () => {
         true,
       );
     } finally {
-      await stopDeployment(other);
+      await other.close();
     }
   });
 });

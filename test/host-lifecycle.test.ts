@@ -1,31 +1,21 @@
 import { Writable } from "node:stream";
 import { createLatticeHost, type HostPolicyClient, type LatticeHost, latticeEventJson } from "@arbiter/host";
 import { resourceNames } from "@arbiter/protocol";
-import {
-  type ActiveIndex,
-  type ArbiterStore,
-  BATCH_SIGNATURE_HEADER,
-  createRulesAdmin,
-  openJetStreamActiveIndex,
-  openJetStreamStore,
-  type RulesAdmin,
-} from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
+import { type ActiveIndex, BATCH_SIGNATURE_HEADER, openJetStreamActiveIndex } from "@arbiter/store";
+import { generateKey } from "@arbiter/trust";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { headers, type NatsConnection, type Subscription } from "@nats-io/nats-core";
+import { headers } from "@nats-io/nats-core";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { enrolledWorkerSeed } from "./support/arbiter.js";
+import { until } from "./harness/index.js";
 import {
   applyRules,
   componentBody,
   defaultRules,
-  startHost,
   untilIndexCaughtUp,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // Host lifecycle pruning with real lattice events, published as a 1.x host publishes them: a host
 // that stops, or whose heartbeat goes missing, leaves the active index and gets no overrides.
@@ -33,19 +23,9 @@ import {
 /** The test-shortened heartbeat timeout (wasmCloud: 30 s beats, 70 s timeout). */
 const HOST_TIMEOUT_MS = 1500;
 
-let server: NatsServerProcess;
-let nc: NatsConnection;
-let store: ArbiterStore;
-let admin: RulesAdmin;
-let signerKey: string;
+let arbiter: FanoutArbiter;
 let index: ActiveIndex;
-const connections: NatsConnection[] = [];
-const workers: Worker[] = [];
-const policyClients: HostPolicyClient[] = [];
 const latticeHosts: LatticeHost[] = [];
-/** Request ids heard on the changes topic. */
-const overridden: string[] = [];
-let listener: Subscription;
 /** What the workers log (warnings and worse). */
 const logLines: string[] = [];
 const sink = new Writable({
@@ -58,59 +38,37 @@ const sink = new Writable({
 let effect: "allow" | "deny" = "deny";
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url);
-  connections.push(nc);
-  store = await openJetStreamStore(nc);
-  const signer = createSigner(generateKey("O").seed);
-  admin = createRulesAdmin({ store, signer });
-  signerKey = signer.publicKey;
-  await applyRules(admin, defaultRules("deny"));
-  for (const name of ["w1", "w2"]) {
-    const workerNc = await connectTo(server.url);
-    connections.push(workerNc);
-    const worker = createWorker({
-      nc: workerNc,
-      logger: pino({ level: "warn" }, sink),
-      config: {
-        id: name,
-        adminKeys: [signer.publicKey],
-        workerSeed: await enrolledWorkerSeed(admin, name),
-        hostTimeoutMs: HOST_TIMEOUT_MS,
-        hostPingWaitMs: 300,
-      },
-    });
-    await worker.start();
-    workers.push(worker);
-  }
-  index = await openJetStreamActiveIndex(nc, { create: false });
-  listener = nc.subscribe("wasmcloud.policy.changes", {
-    callback: (_err, m) => {
-      overridden.push((m.json() as { requestId: string }).requestId);
-    },
+  arbiter = await startFanoutArbiter({
+    workerConfig: { hostTimeoutMs: HOST_TIMEOUT_MS, hostPingWaitMs: 300 },
+    workerLogger: pino({ level: "warn" }, sink),
+    hearChanges: true,
   });
-  await nc.flush();
+  index = await openJetStreamActiveIndex(arbiter.nc, { create: false });
 }, 60_000);
 
 afterAll(async () => {
-  for (const client of policyClients) await client.stop();
   for (const host of latticeHosts) await host.crash().catch(() => {});
-  for (const worker of workers) await worker.stop();
-  listener?.unsubscribe();
-  for (const c of connections) await c.close();
-  await server?.stop();
+  await arbiter?.close();
 });
+
+/** Request ids heard on the changes topic so far, once the listener has caught up. */
+async function overridden(): Promise<string[]> {
+  await arbiter.flushHeard();
+  return arbiter.heard.map((text) => (JSON.parse(text) as { requestId: string }).requestId);
+}
 
 /** A host: its policy client and its presence in the lattice (answering pings), both started. */
 async function startLatticeHost(
   publicKey = generateKey("N").publicKey,
   lineage: "v1" | "v0.82" = "v1",
 ): Promise<{ key: string; client: HostPolicyClient; lattice: LatticeHost }> {
-  const hostNc = await connectTo(server.url);
-  connections.push(hostNc);
-  const client = await startHost(hostNc, {}, publicKey);
-  policyClients.push(client);
-  const lattice = createLatticeHost({ nc: hostNc, publicKey, lattice: "default", lineage });
+  const client = await arbiter.startHost({}, publicKey);
+  const lattice = createLatticeHost({
+    nc: await arbiter.connect("host"),
+    publicKey,
+    lattice: "default",
+    lineage,
+  });
   await lattice.start();
   latticeHosts.push(lattice);
   return { key: publicKey, client, lattice };
@@ -127,13 +85,13 @@ async function evaluate(client: HostPolicyClient, names: readonly string[]) {
     const answer = await client.evaluateStartComponent(componentBody(name));
     expect(answer.failure).toBeUndefined();
   }
-  await untilIndexCaughtUp(nc);
+  await untilIndexCaughtUp(arbiter.nc);
 }
 
 /** Applies the opposite default and waits until its overrides are out. */
 async function flipRules(): Promise<void> {
   effect = effect === "deny" ? "allow" : "deny";
-  await untilRevisionReevaluated(nc, await applyRules(admin, defaultRules(effect)));
+  await untilRevisionReevaluated(arbiter.nc, await applyRules(arbiter.admin, defaultRules(effect)));
 }
 
 describe("host lifecycle pruning", () => {
@@ -151,8 +109,8 @@ describe("host lifecycle pruning", () => {
     });
     await flipRules();
     const stoppedIds = [...stopping.client.requestKeys().keys()];
-    expect(overridden.filter((id) => stoppedIds.includes(id))).toEqual([]);
-    expect(overridden).toEqual(expect.arrayContaining([...staying.client.requestKeys().keys()]));
+    expect((await overridden()).filter((id) => stoppedIds.includes(id))).toEqual([]);
+    expect(await overridden()).toEqual(expect.arrayContaining([...staying.client.requestKeys().keys()]));
     expect(await entriesOf(staying.key)).toHaveLength(1);
   });
 
@@ -178,16 +136,13 @@ describe("host lifecycle pruning", () => {
     const entries = await entriesOf(first.key);
     expect(entries.map((e) => e.requestId)).toEqual([newest]);
     await flipRules();
-    expect(overridden).toContain(newest);
-    expect(overridden).not.toContain([...first.client.requestKeys().keys()][0]);
+    expect(await overridden()).toContain(newest);
+    expect(await overridden()).not.toContain([...first.client.requestKeys().keys()][0]);
   });
 
   it("a host whose heartbeat stops is reaped after the timeout; one never seen beating is kept", async () => {
     const beating = await startLatticeHost();
-    const silentHostNc = await connectTo(server.url);
-    connections.push(silentHostNc);
-    const neverBeats = await startHost(silentHostNc);
-    policyClients.push(neverBeats);
+    const neverBeats = await arbiter.startHost();
     await evaluate(beating.client, ["h1", "h2"]);
     await evaluate(neverBeats, ["n1"]);
     await beating.lattice.heartbeat();
@@ -241,7 +196,7 @@ describe("host lifecycle pruning", () => {
     const legacy = await startLatticeHost(undefined, "v0.82");
     await evaluate(legacy.client, ["l1"]);
     await legacy.lattice.crash();
-    nc.publish("wasmbus.evt.default", latticeEventJson("host_stopped", legacy.key, { labels: {} }));
+    arbiter.nc.publish("wasmbus.evt.default", latticeEventJson("host_stopped", legacy.key, { labels: {} }));
     await until(async () => (await entriesOf(legacy.key)).length === 0, {
       name: "entries of the host stopped on wasmbus.evt.default gone",
       timeout: 15_000,
@@ -253,7 +208,7 @@ describe("host lifecycle pruning", () => {
     const late = await startLatticeHost();
     await evaluate(late.client, ["z1"]);
     const names = resourceNames();
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(arbiter.nc);
     const last = (await jsm.streams.info(names.decisionsStream)).state.last_seq;
     let copied = false;
     for (let seq = last; seq > 0 && !copied; seq--) {
@@ -268,11 +223,11 @@ describe("host lifecycle pruning", () => {
       // The very message again, as a redelivery would bring it: signed, decided before the stop.
       const h = headers();
       h.set(BATCH_SIGNATURE_HEADER, stored.header.get(BATCH_SIGNATURE_HEADER));
-      await jetstream(nc).publish(stored.subject, stored.data, { headers: h });
+      await jetstream(arbiter.nc).publish(stored.subject, stored.data, { headers: h });
       copied = true;
     }
     expect(copied).toBe(true);
-    await untilIndexCaughtUp(nc);
+    await untilIndexCaughtUp(arbiter.nc);
     expect(await entriesOf(late.key)).toEqual([]);
   });
 });
@@ -286,23 +241,9 @@ describe("host records in the active bucket", () => {
       name: "the heartbeat recorded",
       interval: 50,
     });
-    for (const worker of workers.splice(0)) await worker.stop();
+    for (const worker of arbiter.workers) await worker.stop();
     await host.lattice.crash();
-    const workerNc = await connectTo(server.url);
-    connections.push(workerNc);
-    const fresh = createWorker({
-      nc: workerNc,
-      logger: pino({ level: "silent" }),
-      config: {
-        id: "w3",
-        adminKeys: [signerKey],
-        workerSeed: await enrolledWorkerSeed(admin, "w3"),
-        hostTimeoutMs: HOST_TIMEOUT_MS,
-        hostPingWaitMs: 300,
-      },
-    });
-    await fresh.start();
-    workers.push(fresh);
+    await arbiter.startWorker("w3", { logger: pino({ level: "silent" }) });
     await until(async () => (await entriesOf(host.key)).length === 0, {
       name: "the new worker reaps the silent host",
       timeout: 20_000,

@@ -1,22 +1,17 @@
 import type { HostPolicyClient } from "@arbiter/host";
 import { resourceNames } from "@arbiter/protocol";
-import { type ArbiterStore, createRulesAdmin, openJetStreamStore } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
+import { generateKey } from "@arbiter/trust";
 import { jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { until } from "./harness/index.js";
 import { enrolledWorkerSeed } from "./support/arbiter.js";
 import {
-  applyRules,
   componentBody,
   defaultRules,
-  startHost,
   untilIndexCaughtUp,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // A permit whose claims have expired by the time the index takes it (here: decided by a worker
 // whose clock is an hour behind and which takes no part in the fan-out, indexed later by another):
@@ -24,51 +19,31 @@ import {
 
 const EXPIRED = "component claims have expired";
 
-let server: NatsServerProcess;
-let nc: NatsConnection;
-let store: ArbiterStore;
-const workers: Worker[] = [];
-const connections: NatsConnection[] = [];
+let arbiter: FanoutArbiter;
 let client: HostPolicyClient;
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url);
-  store = await openJetStreamStore(nc);
-  const signer = createSigner(generateKey("O").seed);
-  const admin = createRulesAdmin({ store, signer });
-  await applyRules(
-    admin,
-    defaultRules("allow", [
+  arbiter = await startFanoutArbiter({
+    rules: defaultRules("allow", [
       { id: "no-expired-claims", effect: "deny", when: "claims != null && claims.expired", message: EXPIRED },
     ]),
-  );
+    workers: [],
+  });
   // Both enrolled first, and every revision re-evaluated by an on-time worker that then stops: a
   // rules revision still to scan after the decision would re-evaluate it anyway.
-  const seeds = [await enrolledWorkerSeed(admin), await enrolledWorkerSeed(admin)];
-  const onTime = (id: string) =>
-    createWorker({
-      nc: connections[0]!,
-      logger: pino({ level: "silent" }),
-      config: { id, adminKeys: [signer.publicKey], workerSeed: seeds[1] },
-    });
-  connections.push(await connectTo(server.url));
-  const first = onTime("first");
-  await first.start();
+  const seeds = [await enrolledWorkerSeed(arbiter.admin), await enrolledWorkerSeed(arbiter.admin)];
+  const first = await arbiter.startWorker("first", { seed: seeds[1] });
   await untilRevisionReevaluated(
-    nc,
-    (await jetstreamManager(nc).then((j) => j.streams.info("ARBITER_RULES"))).state.last_seq,
+    arbiter.nc,
+    (await jetstreamManager(arbiter.nc).then((j) => j.streams.info("ARBITER_RULES"))).state.last_seq,
   );
   await first.stop();
-  const behind = createWorker({
-    nc: await connectTo(server.url),
-    logger: pino({ level: "silent" }),
+  await arbiter.startWorker("behind", {
+    seed: seeds[0],
     clock: () => new Date(Date.now() - 3_600_000),
-    config: { id: "behind", adminKeys: [signer.publicKey], workerSeed: seeds[0], revoke: false },
+    config: { revoke: false },
   });
-  await behind.start();
-  workers.push(behind);
-  client = await startHost(await connectTo(server.url));
+  client = await arbiter.startHost();
   const expiresAt = Math.floor(Date.now() / 1000) - 5;
   const claims = {
     publicKey: generateKey("M").publicKey,
@@ -79,23 +54,16 @@ beforeAll(async () => {
   };
   expect((await client.evaluateStartComponent({ ...componentBody("late"), claims })).permitted).toBe(true);
   // The on-time worker is back once the decision is recorded, and indexes it.
-  const second = onTime("second");
-  await second.start();
-  workers.push(second);
+  await arbiter.startWorker("second", { seed: seeds[1] });
 }, 60_000);
 
 afterAll(async () => {
-  await client?.stop();
-  for (const worker of workers) await worker.stop();
-  for (const c of connections) await c.close();
-  await store?.close();
-  await nc?.close();
-  await server?.stop();
+  await arbiter?.close();
 });
 
 describe("a permit indexed after its claims expired", () => {
   it("is overridden as it is indexed, with no timer", async () => {
-    await untilIndexCaughtUp(nc);
+    await untilIndexCaughtUp(arbiter.nc);
     await until(
       () => [...client.cacheEntries().values()].every((e) => !e.permitted && e.message === EXPIRED),
       {
@@ -105,7 +73,7 @@ describe("a permit indexed after its claims expired", () => {
       },
     );
     expect(client.stats().overridesApplied).toBe(1);
-    const info = await (await jetstreamManager(nc)).streams.info(resourceNames().expiriesStream);
+    const info = await (await jetstreamManager(arbiter.nc)).streams.info(resourceNames().expiriesStream);
     expect(info.state.messages).toBe(0);
   });
 });

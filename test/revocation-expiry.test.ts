@@ -1,5 +1,3 @@
-import { readFileSync } from "node:fs";
-import { WORKER_REPLY_PREFIXES } from "@arbiter/embedded-nats";
 import type { HostPolicyClient } from "@arbiter/host";
 import { type ClaimsV1, DecisionV1, PolicyOverrideV1, resourceNames } from "@arbiter/protocol";
 import { expiryTimerSubject, openJetStreamRevocationLog } from "@arbiter/store";
@@ -9,14 +7,12 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
 import { componentBody, defaultRules, untilIndexCaughtUp } from "./support/fanout.js";
-import { type FanoutArbiter, type FanoutRole, startFanoutArbiter } from "./support/fanout-setup.js";
-import { TEST_PASSWORDS } from "./support/permission-attacks.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // Claims that expire revoke themselves, under the shipped permissions: two workers share the
 // expiry timers (messages of ARBITER_EXPIRIES held through the admin-made consumer), hosts are
 // reference host clients in the LATTICE account, no rules change happens.
 
-const ACCOUNTS = readFileSync(new URL("../deploy/nats/accounts.conf", import.meta.url), "utf8");
 const names = resourceNames();
 const EXPIRED = "component claims have expired";
 const RULES = defaultRules("allow", [
@@ -28,15 +24,6 @@ let arbiter: FanoutArbiter;
 /** A worker's connection, for what a stolen worker credential may do. */
 let workerNc: NatsConnection;
 let revision: number;
-
-/** Connection options under the shipped permissions: each role's user, and Arbiter's inbox prefixes. */
-const credentials = (role: FanoutRole) => ({
-  user: role === "host" ? "wasmcloud-host" : `arbiter-${role}`,
-  pass: TEST_PASSWORDS[
-    role === "host" ? "WASMCLOUD_HOST_PASSWORD" : `ARBITER_${role.toUpperCase()}_PASSWORD`
-  ],
-  ...(role === "host" ? {} : { inboxPrefix: `_INBOX_arbiter_${role}` }),
-});
 
 const host = (publicKey?: string) => arbiter.startHost({}, publicKey);
 
@@ -64,10 +51,8 @@ const rulesRevision = async () =>
 
 beforeAll(async () => {
   arbiter = await startFanoutArbiter({
-    server: { extraConfig: ACCOUNTS, env: { ...TEST_PASSWORDS } },
-    connectAs: credentials,
+    shippedPermissions: true,
     rules: RULES,
-    workerConfig: { inboxPrefixes: [...WORKER_REPLY_PREFIXES] },
     hearChanges: true,
   });
   workerNc = arbiter.workerConnections.at(-1)!;

@@ -5,22 +5,20 @@ import type { HostPolicyClient } from "@arbiter/host";
 import { resourceNames } from "@arbiter/protocol";
 import {
   type ActiveIndex,
-  type ArbiterStore,
   createRulesAdmin,
   openJetStreamActiveIndex,
   openJetStreamStore,
-  type RulesAdmin,
 } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import { createWorker, type Worker } from "@arbiter/worker";
+import { generateKey } from "@arbiter/trust";
+import type { Worker } from "@arbiter/worker";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
+import { until } from "./harness/index.js";
 import { enrolledWorkerSeed } from "./support/arbiter.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
-import { applyRules, componentBody, defaultRules, startHost } from "./support/fanout.js";
+import { applyRules, componentBody, defaultRules } from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 import { type PausableProxy, startPausableProxy } from "./support/pausable-proxy.js";
 
 // `arbiter rules apply --wait` against three real workers: wait-a and wait-c re-evaluate, wait-b
@@ -30,17 +28,12 @@ const HOSTS = 3;
 const PER_HOST = 4;
 const names = resourceNames();
 
-let server: NatsServerProcess;
-let nc: NatsConnection;
-let store: ArbiterStore;
-let admin: RulesAdmin;
+let arbiter: FanoutArbiter;
 let index: ActiveIndex;
 let proxy: PausableProxy;
+let slowNc: NatsConnection;
 let home: string;
 let env: Record<string, string>;
-const adminKey = generateKey("O");
-const adminPublicKey = createSigner(adminKey.seed).publicKey;
-const connections: NatsConnection[] = [];
 const hosts: HostPolicyClient[] = [];
 const workers = new Map<string, Worker>();
 const seeds = new Map<string, string>();
@@ -53,21 +46,11 @@ function rulesFile(name: string, effect: "allow" | "deny", extra: readonly objec
 }
 
 async function startWorker(id: string, options: { storeNc?: NatsConnection; revoke?: boolean } = {}) {
-  const workerNc = await connectTo(server.url);
-  connections.push(workerNc);
-  const worker = createWorker({
-    nc: workerNc,
+  const worker = await arbiter.startWorker(id, {
+    seed: seeds.get(id),
     ...(options.storeNc ? { storeNc: options.storeNc } : {}),
-    logger: pino({ level: "silent" }),
-    config: {
-      id,
-      adminKeys: [adminPublicKey],
-      workerSeed: seeds.get(id),
-      chainCheckMs: 200,
-      revoke: options.revoke ?? true,
-    },
+    config: { revoke: options.revoke ?? true },
   });
-  await worker.start();
   workers.set(id, worker);
   return worker;
 }
@@ -83,36 +66,27 @@ function cachedOutcomes(): boolean[] {
 }
 
 function lastRevision(): Promise<number> {
-  return store.rules.lastRevision();
+  return arbiter.store.rules.lastRevision();
 }
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url);
-  store = await openJetStreamStore(nc);
-  admin = createRulesAdmin({ store, signer: createSigner(adminKey.seed) });
-  index = await openJetStreamActiveIndex(nc, { create: false });
-  await applyRules(admin, defaultRules("deny"));
-  for (const id of ["wait-a", "wait-b", "wait-c"]) seeds.set(id, await enrolledWorkerSeed(admin, id));
+  arbiter = await startFanoutArbiter({ workers: [], workerConfig: { chainCheckMs: 200 } });
+  index = await openJetStreamActiveIndex(arbiter.nc, { create: false });
+  for (const id of ["wait-a", "wait-b", "wait-c"]) seeds.set(id, await enrolledWorkerSeed(arbiter.admin, id));
   home = mkdtempSync(join(tmpdir(), "arbiter-apply-wait-"));
   env = {
-    NATS_URL: server.url,
-    ARBITER_ADMIN_SEED: adminKey.seed,
+    NATS_URL: arbiter.server.url,
+    ARBITER_ADMIN_SEED: arbiter.adminSeed,
     ARBITER_ADMIN_KEYS: "",
     ARBITER_HOME: home,
     ARBITER_LOG_LEVEL: "warn",
   };
-  proxy = await startPausableProxy(server.url);
-  const slowNc = await connectTo(proxy.url);
-  connections.push(slowNc);
+  proxy = await startPausableProxy(arbiter.server.url);
+  slowNc = await arbiter.connect("worker", proxy.url);
   await startWorker("wait-a");
   await startWorker("wait-b", { storeNc: slowNc, revoke: false });
   await startWorker("wait-c");
-  for (let h = 0; h < HOSTS; h++) {
-    const hostNc = await connectTo(server.url);
-    connections.push(hostNc);
-    hosts.push(await startHost(hostNc));
-  }
+  for (let h = 0; h < HOSTS; h++) hosts.push(await arbiter.startHost());
   for (const [h, host] of hosts.entries()) {
     for (let i = 0; i < PER_HOST; i++) {
       expect((await host.evaluateStartComponent(componentBody(`h${h}-c${i}`))).permitted).toBe(false);
@@ -122,13 +96,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   proxy?.resume();
-  for (const host of hosts) await host.stop();
-  for (const w of workers.values()) await w.stop();
-  for (const c of connections) await c.close();
+  await arbiter?.close();
   await proxy?.[Symbol.asyncDispose]();
-  await store?.close();
-  await nc?.close();
-  await server?.stop();
   if (home) rmSync(home, { recursive: true, force: true });
 });
 
@@ -224,7 +193,10 @@ describe("arbiter rules apply --wait", () => {
       expect(timedOut.code, timedOut.stderr).toBe(5);
       const { error } = JSON.parse(timedOut.stderr);
       expect(error.code).toBe("WAIT_TIMEOUT");
-      expect(error.written).toEqual({ revision: before + 1, deployment: (await admin.stateAt()).deployment });
+      expect(error.written).toEqual({
+        revision: before + 1,
+        deployment: (await arbiter.admin.stateAt()).deployment,
+      });
       expect(error.message).toContain(`rules written at revision ${before + 1}`);
       expect(error.message).toContain(`worker wait-b is at revision ${before}`);
       expect(error.message).not.toContain("wait-a");
@@ -245,7 +217,7 @@ describe("arbiter rules apply --wait", () => {
       });
       expect(await waiting.stop("SIGINT")).toBe(5);
       expect(waiting.stderr()).toContain(
-        `rules written at revision ${before + 1} of deployment ${(await admin.stateAt()).deployment}; stopped waiting`,
+        `rules written at revision ${before + 1} of deployment ${(await arbiter.admin.stateAt()).deployment}; stopped waiting`,
       );
     } finally {
       proxy.resume();
@@ -322,14 +294,11 @@ describe("arbiter rules apply --wait", () => {
   it("fails fast, saying the rules history is broken, when the rules stream was made again under running workers", async () => {
     // The stream deleted and refilled: the workers keep their last good rules and apply nothing
     // more, and a report left by the old deployment under the same revision is not this one's.
-    const oldDeployment = (await admin.stateAt()).deployment;
-    const jsm = await jetstreamManager(nc);
+    const oldDeployment = (await arbiter.admin.stateAt()).deployment;
+    const jsm = await jetstreamManager(arbiter.nc);
     await jsm.streams.delete(names.rulesStream);
-    const refilled = await openJetStreamStore(nc);
-    await applyRules(
-      createRulesAdmin({ store: refilled, signer: createSigner(adminKey.seed) }),
-      defaultRules("deny"),
-    );
+    const refilled = await openJetStreamStore(arbiter.nc);
+    await applyRules(createRulesAdmin({ store: refilled, signer: arbiter.signer }), defaultRules("deny"));
     await refilled.close();
     await until(() => [...workers.values()].every((w) => w.statusRecord().broken), {
       name: "every worker to find its rules history broken",

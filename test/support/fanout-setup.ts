@@ -1,12 +1,14 @@
+import { readFileSync } from "node:fs";
+import { PASSWORD_USERS, WORKER_REPLY_PREFIXES } from "@arbiter/embedded-nats";
 import type { HostPolicyClient } from "@arbiter/host";
 import { DEFAULT_CHANGES_TOPIC } from "@arbiter/protocol";
 import type { RulesDocument } from "@arbiter/rules";
 import { type ArbiterStore, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
+import { createSigner, generateKey, type Signer } from "@arbiter/trust";
 import { createWorker, type Worker, type WorkerConfig } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { NodeConnectionOptions } from "@nats-io/transport-node";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import {
   connectTo,
   type NatsServerOptions,
@@ -14,7 +16,8 @@ import {
   startNatsServer,
 } from "../harness/index.js";
 import { enrolledWorkerSeed } from "./arbiter.js";
-import { applyRules, defaultRules, startHost } from "./fanout.js";
+import { defaultRules, startHost } from "./fanout.js";
+import { TEST_PASSWORDS } from "./permission-attacks.js";
 
 /** Whom a connection of a {@link FanoutArbiter} is for: the store and rules admin, a worker, or a host. */
 export type FanoutRole = "admin" | "worker" | "host";
@@ -25,19 +28,43 @@ export interface FanoutArbiterOptions {
   readonly server?: NatsServerOptions;
   /** Connection options of each role (user, password, inbox prefix); default none. */
   readonly connectAs?: (role: FanoutRole) => Omit<NodeConnectionOptions, "servers">;
+  /**
+   * The shipped permissions (`deploy/nats/accounts.conf`, the password form): each role signs in
+   * as its user with Arbiter's inbox prefixes, and workers answer the hosts' `_R_.` replies.
+   * Takes the place of `server` and `connectAs`; default false.
+   */
+  readonly shippedPermissions?: boolean;
+  /** The seed of the admin key that signs the rules (`O…`); default a fresh one. */
+  readonly adminSeed?: string;
   /** The rules the admin applies first; default every request denied. */
   readonly rules?: RulesDocument;
   /** The id of each worker, enrolled by the admin and on its own connection; default w1 and w2. */
   readonly workers?: readonly string[];
   /** Configuration every worker has beyond its id, its enrolled seed and the admin's key. */
   readonly workerConfig?: WorkerConfig;
+  /** What every worker logs to; default nothing. */
+  readonly workerLogger?: Logger;
   /** Records every message on the shared changes topic in `heard`, heard as a host; default false. */
   readonly hearChanges?: boolean;
 }
 
+/** How {@link FanoutArbiter.startWorker} starts one worker beyond what every worker has. */
+export interface FanoutWorkerOptions {
+  /** Its seed, enrolled already; default a new seed the admin enrolls under its id. */
+  readonly seed?: string;
+  /** Configuration on top of `workerConfig`. */
+  readonly config?: WorkerConfig;
+  /** What it logs to; default `workerLogger`. */
+  readonly logger?: Logger;
+  /** Its clock; default the machine's. */
+  readonly clock?: () => Date;
+  /** Its connection for JetStream; default its own connection, the one it answers on. */
+  readonly storeNc?: NatsConnection;
+}
+
 /**
- * A nats-server, the JetStream store and a rules admin with a fresh key on one connection, the
- * first rules applied, and enrolled workers running, each on its own connection.
+ * A nats-server, the JetStream store and a rules admin with its key on one connection, the first
+ * rules applied, and enrolled workers running, each on its own connection.
  */
 export interface FanoutArbiter {
   readonly server: NatsServerProcess;
@@ -45,7 +72,13 @@ export interface FanoutArbiter {
   readonly nc: NatsConnection;
   readonly store: ArbiterStore;
   readonly admin: RulesAdmin;
-  /** The workers, started in the order of their ids. */
+  /** The admin's key, which every worker accepts rule events of. */
+  readonly signer: Signer;
+  /** The seed of `signer`, for `arbiter` commands that sign (ARBITER_ADMIN_SEED). */
+  readonly adminSeed: string;
+  /** The deployment the first rules started. */
+  readonly deployment: string;
+  /** Every worker started, stopped ones too, in the order they started. */
   readonly workers: readonly Worker[];
   /** The connection of each of `workers`. */
   readonly workerConnections: readonly NatsConnection[];
@@ -53,12 +86,24 @@ export interface FanoutArbiter {
   readonly heard: readonly string[];
   /** Flushes the connection that hears the changes topic. */
   flushHeard(): Promise<void>;
-  /** A new connection for `role` (default a host), closed by `close()`. */
-  connect(role?: FanoutRole): Promise<NatsConnection>;
+  /** A new connection for `role` (default a host) to `url` (default the server's), closed by `close()`. */
+  connect(role?: FanoutRole, url?: string): Promise<NatsConnection>;
+  /** Starts one more worker `id` on a new worker connection, stopped by `close()`; rejects as its `start()` does. */
+  startWorker(id: string, options?: FanoutWorkerOptions): Promise<Worker>;
   /** A started reference host client on a new host connection, both ended by `close()`. */
   startHost(options?: Parameters<typeof startHost>[1], publicKey?: string): Promise<HostPolicyClient>;
   /** Stops everything started, the last first; throws the first failure once all were tried. */
   close(): Promise<void>;
+}
+
+/** Connection options under the shipped permissions: each role's user, and Arbiter's inbox prefixes. */
+function shippedCredentials(role: FanoutRole): Omit<NodeConnectionOptions, "servers"> {
+  const { user, passwordVariable } = PASSWORD_USERS[role];
+  return {
+    user,
+    pass: TEST_PASSWORDS[passwordVariable],
+    ...(role === "host" ? {} : { inboxPrefix: `_INBOX_arbiter_${role}` }),
+  };
 }
 
 /**
@@ -66,6 +111,18 @@ export interface FanoutArbiter {
  * Rejects with what failed when any part does not start, having stopped the parts that did.
  */
 export async function startFanoutArbiter(options: FanoutArbiterOptions = {}): Promise<FanoutArbiter> {
+  const shipped = options.shippedPermissions === true;
+  const serverOptions: NatsServerOptions | undefined = shipped
+    ? {
+        extraConfig: readFileSync(new URL("../../deploy/nats/accounts.conf", import.meta.url), "utf8"),
+        env: { ...TEST_PASSWORDS },
+      }
+    : options.server;
+  const connectAs = shipped ? shippedCredentials : options.connectAs;
+  const workerConfig: WorkerConfig = {
+    ...(shipped ? { inboxPrefixes: [...WORKER_REPLY_PREFIXES] } : {}),
+    ...options.workerConfig,
+  };
   const closers: (() => Promise<void>)[] = [];
   const close = async () => {
     const failures: unknown[] = [];
@@ -79,38 +136,44 @@ export async function startFanoutArbiter(options: FanoutArbiterOptions = {}): Pr
     if (failures.length > 0) throw failures[0];
   };
   try {
-    const server = await startNatsServer(options.server);
+    const server = await startNatsServer(serverOptions);
     closers.push(() => server.stop());
-    const connect = async (role: FanoutRole = "host") => {
-      const nc = await connectTo(server.url, options.connectAs?.(role));
+    const connect = async (role: FanoutRole = "host", url = server.url) => {
+      const nc = await connectTo(url, connectAs?.(role));
       closers.push(() => nc.close());
       return nc;
     };
     const nc = await connect("admin");
     const store = await openJetStreamStore(nc);
     closers.push(() => store.close());
-    const signer = createSigner(generateKey("O").seed);
+    const adminSeed = options.adminSeed ?? generateKey("O").seed;
+    const signer = createSigner(adminSeed);
     const admin = createRulesAdmin({ store, signer });
-    await applyRules(admin, options.rules ?? defaultRules("deny"));
+    const { deployment } = await admin.apply(options.rules ?? defaultRules("deny"));
     const workers: Worker[] = [];
     const workerConnections: NatsConnection[] = [];
-    for (const id of options.workers ?? ["w1", "w2"]) {
+    const startWorker = async (id: string, workerOptions: FanoutWorkerOptions = {}) => {
       const workerNc = await connect("worker");
-      workerConnections.push(workerNc);
       const worker = createWorker({
         nc: workerNc,
-        logger: pino({ level: "silent" }),
+        ...(workerOptions.storeNc === undefined ? {} : { storeNc: workerOptions.storeNc }),
+        logger: workerOptions.logger ?? options.workerLogger ?? pino({ level: "silent" }),
+        ...(workerOptions.clock === undefined ? {} : { clock: workerOptions.clock }),
         config: {
-          ...options.workerConfig,
+          ...workerConfig,
+          ...workerOptions.config,
           id,
           adminKeys: [signer.publicKey],
-          workerSeed: await enrolledWorkerSeed(admin, id),
+          workerSeed: workerOptions.seed ?? (await enrolledWorkerSeed(admin, id)),
         },
       });
       await worker.start();
       closers.push(() => worker.stop());
       workers.push(worker);
-    }
+      workerConnections.push(workerNc);
+      return worker;
+    };
+    for (const id of options.workers ?? ["w1", "w2"]) await startWorker(id);
     const heard: string[] = [];
     let listener: NatsConnection | undefined;
     if (options.hearChanges === true) {
@@ -127,6 +190,9 @@ export async function startFanoutArbiter(options: FanoutArbiterOptions = {}): Pr
       nc,
       store,
       admin,
+      signer,
+      adminSeed,
+      deployment,
       workers,
       workerConnections,
       heard,
@@ -134,6 +200,7 @@ export async function startFanoutArbiter(options: FanoutArbiterOptions = {}): Pr
         await listener?.flush();
       },
       connect,
+      startWorker,
       startHost: async (hostOptions = {}, publicKey) => {
         const host = await startHost(await connect("host"), hostOptions, publicKey);
         closers.push(() => host.stop());
