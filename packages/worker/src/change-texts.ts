@@ -51,6 +51,11 @@ function entryPieces(entry: ActiveDecisionV1): EntryPieces {
   return pieces;
 }
 
+/** Serializes ahead the pieces of `entry`'s override and revocation texts (for the index mirror's parsing ahead). */
+export function prepareChangeTexts(entry: ActiveDecisionV1): void {
+  entryPieces(entry);
+}
+
 /** An outcome's `"permitted":…,"message":…` (the last one asked for is kept: a scan's run mostly shares one). */
 let lastOutcome: { permitted: boolean; message: string | null; text: string } | null = null;
 

@@ -65,44 +65,31 @@ function assembler(
   scope: ReevaluationScope,
   requestBytes: (input: unknown) => Uint8Array | null,
 ): (c: Reevaluation, decisionId: string) => RecordPieces {
-  const middle = Buffer.from(
-    `"revision":${JSON.stringify(scope.revision)},"deployment":${JSON.stringify(scope.deployment)},`,
-  );
-  const worker = Buffer.from(`"worker":${JSON.stringify(scope.worker)},"trust":`);
-  let isoFor: Date | null = null;
-  let iso = Buffer.alloc(0);
-  // The entries a revision flips mostly share one outcome: its text is reused while it lasts.
+  const middle = `"revision":${JSON.stringify(scope.revision)},"deployment":${JSON.stringify(scope.deployment)},`;
+  const worker = `"worker":${JSON.stringify(scope.worker)},"trust":`;
+  // The entries a revision flips mostly share one outcome, and a scan one clock value: the bytes
+  // from the outcome to the trust are made once while both last.
   let lastEvaluation: Evaluation | null = null;
-  let evaluation = Buffer.alloc(0);
+  let lastNow: Date | null = null;
+  let shared = Buffer.alloc(0);
   return (c, decisionId) => {
     const parts = requestParts(c.request, requestBytes);
     if (parts === null) {
       return whole(encodeDecisionRecord(genericRecord(scope, c, decisionId), requestBytes(c.request.input)));
     }
-    if (lastEvaluation === null || !sameEvaluation(lastEvaluation, c.evaluation)) {
+    if (lastEvaluation === null || lastNow !== c.now || !sameEvaluation(lastEvaluation, c.evaluation)) {
       lastEvaluation = c.evaluation;
-      evaluation = Buffer.from(evaluationText(c.evaluation));
-    }
-    if (isoFor !== c.now) {
-      isoFor = c.now;
-      iso = Buffer.from(`"evaluatedAt":${JSON.stringify(c.now.toISOString())},`);
+      lastNow = c.now;
+      shared = Buffer.from(
+        `${evaluationText(c.evaluation)}${middle}"evaluatedAt":${JSON.stringify(c.now.toISOString())},${worker}`,
+      );
     }
     // Pieces already in UTF-8, copied once into the batch message: no text of the whole is made.
     const id = Buffer.from(`{"decisionId":${JSON.stringify(decisionId)},`);
-    const trust = trustBytes(c.trust);
+    const trust = trustTail(c.trust);
     return {
-      pieces: [id, parts.head, evaluation, middle, iso, worker, trust, TAIL, parts.request, CLOSING],
-      length:
-        id.length +
-        parts.head.length +
-        evaluation.length +
-        middle.length +
-        iso.length +
-        worker.length +
-        trust.length +
-        TAIL.length +
-        parts.request.length +
-        CLOSING.length,
+      pieces: [id, parts.head, shared, trust, parts.request, CLOSING],
+      length: id.length + parts.head.length + shared.length + trust.length + parts.request.length + 1,
     };
   };
 }
@@ -129,7 +116,7 @@ export function prepareRecordParts(
   requestBytes: (input: unknown) => Uint8Array | null,
 ): void {
   requestParts(request, requestBytes);
-  trustBytes(trust);
+  trustTail(trust);
 }
 
 function requestParts(
@@ -193,24 +180,25 @@ function evaluationText(evaluation: Evaluation): string {
   );
 }
 
-/** Trust texts already encoded, by the trust result (one per stored trust, see `reevaluate`). */
-const trustTexts = new WeakMap<TrustResult, Buffer>();
+/**
+ * A record's `trust`, as `decisionRecord` copies it from a trust result, and what follows it up to
+ * the request, encoded once per trust result (one per stored trust, see `reevaluate`).
+ */
+const trustTails = new WeakMap<TrustResult, Buffer>();
 
-/** The record's `trust`, as `decisionRecord` copies it from a trust result. */
-function trustBytes(trust: TrustResult): Buffer {
-  let bytes = trustTexts.get(trust);
+function trustTail(trust: TrustResult): Buffer {
+  let bytes = trustTails.get(trust);
   if (bytes === undefined) {
-    bytes = Buffer.from(
-      JSON.stringify({
-        verified: trust.verified,
-        reasons: [...trust.reasons],
-        signed: trust.signed,
-        issuer: trust.issuer,
-        tokenId: trust.tokenId,
-        issuedAt: trust.issuedAt,
-      }),
-    );
-    trustTexts.set(trust, bytes);
+    const text = JSON.stringify({
+      verified: trust.verified,
+      reasons: [...trust.reasons],
+      signed: trust.signed,
+      issuer: trust.issuer,
+      tokenId: trust.tokenId,
+      issuedAt: trust.issuedAt,
+    });
+    bytes = Buffer.concat([Buffer.from(text), TAIL]);
+    trustTails.set(trust, bytes);
   }
   return bytes;
 }

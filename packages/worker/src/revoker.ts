@@ -37,7 +37,7 @@ import {
   revocationFor,
   trustResultOf,
 } from "./active-projection.js";
-import { overrideBytes, revocationText } from "./change-texts.js";
+import { overrideBytes, prepareChangeTexts, revocationText } from "./change-texts.js";
 import type { ChangesSubjects } from "./changes-subjects.js";
 import { DEFAULT_SCAN_PART_SIZE } from "./config.js";
 import type { DecidingWorker } from "./decide.js";
@@ -797,12 +797,14 @@ export class Revoker {
 
 /**
  * Does ahead of a scan what any re-evaluation of `entry` needs once: its request decoded, its
- * request's JSON and the parts of its records serialized. For the index mirror's parsing ahead.
+ * request's JSON and the parts of its records, override and revocation record serialized. For the index mirror's parsing ahead.
  */
 export function prepareForReevaluation(entry: ActiveDecisionV1): void {
   if (entry.rejection !== null) return;
   const request = reevaluatedRequest(entry);
-  if (request !== null) prepareRecordParts(request, trustResultOf(entry.trust), requestJson);
+  if (request === null) return;
+  prepareRecordParts(request, trustResultOf(entry.trust), requestJson);
+  prepareChangeTexts(entry);
 }
 
 /**
