@@ -1,8 +1,17 @@
 import { resourceNames } from "@arbiter/protocol";
-import { BATCH_CAUSE_HEADER, openJetStreamActiveIndex, REEVALUATION_BATCH_CAUSE } from "@arbiter/store";
-import { jetstreamManager } from "@nats-io/jetstream";
+import {
+  BATCH_CAUSE_HEADER,
+  BATCH_SIGNATURE_HEADER,
+  decisionBatchFromTexts,
+  openJetStreamActiveIndex,
+  REEVALUATION_BATCH_CAUSE,
+} from "@arbiter/store";
+import { createSigner, generateKey, splitSealedJson } from "@arbiter/trust";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
+import { enrolledWorkerSeed } from "./support/arbiter.js";
 import {
   applyRules,
   componentBody,
@@ -12,9 +21,11 @@ import {
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
-// The re-evaluation's decisions are stored as batches that say so in a header, so that the
-// active index's projection (which never indexes a re-evaluation) leaves them unread; the revoker
-// puts the changed entries itself.
+// The re-evaluation's decisions are stored as batches on a subject of their own, in the same
+// stream, and say so in a header: the active index's projection (which never indexes a
+// re-evaluation) is not delivered them; the revoker puts the changed entries itself.
+
+const names = resourceNames();
 
 let arbiter: FanoutArbiter;
 
@@ -27,7 +38,7 @@ afterAll(async () => {
 });
 
 describe("re-evaluation batches", () => {
-  it("are marked as re-evaluations in the decision log, the request batches not, and the index holds the new outcomes", async () => {
+  it("are stored on their own subject and marked as re-evaluations, the request batches not, and the index holds the new outcomes", async () => {
     const host = await arbiter.startHost();
     for (let i = 0; i < 5; i++) {
       expect((await host.evaluateStartComponent(componentBody(`c${i}`))).permitted).toBe(false);
@@ -41,7 +52,6 @@ describe("re-evaluation batches", () => {
       interval: 50,
     });
 
-    const names = resourceNames();
     const jsm = await jetstreamManager(arbiter.nc);
     const last = (await jsm.streams.info(names.decisionsStream)).state.last_seq;
     const causes = { request: 0, reevaluation: 0, marked: 0, unmarked: 0 };
@@ -55,10 +65,12 @@ describe("re-evaluation batches", () => {
       if (kinds.has("reevaluation")) {
         causes.reevaluation += lines.length;
         expect(marked).toBe(true);
+        expect(message.subject).toBe(names.reevaluationsSubject);
         causes.marked++;
       } else {
         causes.request += lines.length;
         expect(message.header.get(BATCH_CAUSE_HEADER)).toBe("");
+        expect(message.subject).toBe(names.decisionsSubject);
         causes.unmarked++;
       }
     }
@@ -74,6 +86,66 @@ describe("re-evaluation batches", () => {
         expect(entry).toMatchObject({ permitted: true, revision });
       }
       expect(entries).toBe(5);
+    } finally {
+      await index.close();
+    }
+  }, 60_000);
+  it("are not delivered to the projection, and a scan right after one, the last decision message, does not wait for it", async () => {
+    const jsm = await jetstreamManager(arbiter.nc);
+    const { state } = await jsm.streams.info(names.decisionsStream);
+    const last = await jsm.streams.getMessage(names.decisionsStream, { seq: state.last_seq });
+    expect(last?.subject).toBe(names.reevaluationsSubject);
+    const consumer = await jsm.consumers.info(names.decisionsStream, names.activeIndexConsumer);
+    expect(consumer.config.filter_subject).toBe(names.decisionsSubject);
+    expect(consumer.ack_floor.stream_seq).toBeLessThan(state.last_seq);
+    expect(consumer.num_pending + consumer.num_ack_pending).toBe(0);
+
+    // Waiting for an ack floor that never reaches the stream's end would hold the scan until its
+    // catch-up timeout (a minute), and again at each redelivery.
+    const revision = await applyRules(arbiter.admin, defaultRules("deny"));
+    await untilRevisionReevaluated(arbiter.nc, revision, 20_000);
+    const host = await arbiter.startHost();
+    expect((await host.evaluateStartComponent(componentBody("after"))).permitted).toBe(false);
+  }, 60_000);
+
+  it("a batch stored on their subject without their header, signed by an enrolled key, is never indexed", async () => {
+    // Whoever may publish there (a worker's credentials) copies a request's batch there: the
+    // projection is not delivered it, whatever its header says. The same batch on the requests'
+    // subject is indexed, so it would have been.
+    const hostKey = generateKey("N").publicKey;
+    const host = await arbiter.startHost({}, hostKey);
+    await host.evaluateStartComponent(componentBody("genuine"));
+    await untilIndexCaughtUp(arbiter.nc);
+    let genuine: Record<string, unknown> | undefined;
+    for await (const stored of arbiter.store.decisions.read({ host: hostKey })) {
+      genuine = JSON.parse(splitSealedJson(stored.text)!.body) as Record<string, unknown>;
+    }
+    const forger = createSigner(await enrolledWorkerSeed(arbiter.admin, "forger"));
+    const jsm = await jetstreamManager(arbiter.nc);
+    const revision = (await jsm.streams.info(names.rulesStream)).state.last_seq;
+    await arbiter.workers[0]!.waitForRevision(revision);
+    const publish = async (subject: string, name: string, decisionId: string) => {
+      const record = {
+        ...genuine,
+        decisionId,
+        requestId: `forged-${name}`,
+        cacheKey: `startComponent:${name}_ghcr.io/example/${name}:0.1.0`,
+        revision,
+        worker: { id: "forger", publicKey: forger.publicKey },
+      };
+      const batch = decisionBatchFromTexts([{ decisionId, text: JSON.stringify(record) }], forger);
+      const h = headers();
+      h.set(BATCH_SIGNATURE_HEADER, batch.signature);
+      await jetstream(arbiter.nc).publish(subject, batch.lines, { headers: h, msgID: decisionId });
+      return { lattice: "default", host: hostKey, cacheKey: record.cacheKey };
+    };
+    const hidden = await publish(names.reevaluationsSubject, "hidden", "01HIDDENHIDDENHIDDENHIDDEN");
+    const control = await publish(names.decisionsSubject, "control", "01CONTROLCONTROLCONTROLCON");
+    await untilIndexCaughtUp(arbiter.nc);
+    const index = await openJetStreamActiveIndex(arbiter.nc, { create: false });
+    try {
+      expect(await index.get(control)).toMatchObject({ requestId: "forged-control" });
+      expect(await index.get(hidden)).toBeNull();
     } finally {
       await index.close();
     }

@@ -1,5 +1,12 @@
-import { DEFAULT_REPLAY_WINDOW_MS, openJetStreamReplayGuard, openJetStreamStore } from "@arbiter/store";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { resourceNames } from "@arbiter/protocol";
+import {
+  DEFAULT_REPLAY_WINDOW_MS,
+  decisionBatchFromTexts,
+  openJetStreamReplayGuard,
+  openJetStreamStore,
+} from "@arbiter/store";
+import { createSigner, generateKey } from "@arbiter/trust";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeStoreContract } from "./contracts/store-contract.js";
@@ -54,5 +61,49 @@ describe("the replay bucket of signed requests", () => {
         ),
       },
     );
+  });
+});
+
+describe("the active index projection's consumer", () => {
+  const signer = createSigner(generateKey("N").seed);
+  const batch = (decisionId: string, reevaluations: boolean) => ({
+    ...decisionBatchFromTexts([{ decisionId, text: JSON.stringify({ decisionId }) }], signer),
+    reevaluations,
+  });
+
+  it("is delivered the requests' batches only; one made without that filter (an older deployment) is given it at open, keeping its acknowledgements", async () => {
+    const names = resourceNames("refilter");
+    const store = await openJetStreamStore(nc, { prefix: "refilter" });
+    const jsm = await jetstreamManager(nc);
+    const consumer = () => jsm.consumers.info(names.decisionsStream, names.activeIndexConsumer);
+    expect((await consumer()).config.filter_subject).toBe(names.decisionsSubject);
+
+    // As an older store made it: the same consumer without a filter, which had taken two messages.
+    const { config } = await consumer();
+    await jsm.consumers.delete(names.decisionsStream, names.activeIndexConsumer);
+    await jsm.consumers.add(names.decisionsStream, { ...config, filter_subject: undefined });
+    await store.decisions.append(batch("r1", false));
+    await store.decisions.append(batch("e1", true));
+    const taken = await jetstream(nc).consumers.get(names.decisionsStream, names.activeIndexConsumer);
+    for (let n = 0; n < 2; n++) await (await taken.next({ expires: 5000 }))?.ackAck();
+    await store.decisions.append(batch("r2", false));
+    await store.decisions.append(batch("e2", true));
+    expect(await consumer()).toMatchObject({ num_pending: 2, ack_floor: { stream_seq: 2 } });
+    await store.close();
+
+    const again = await openJetStreamStore(nc, { prefix: "refilter" });
+    try {
+      const refiltered = await consumer();
+      expect(refiltered.config.filter_subject).toBe(names.decisionsSubject);
+      expect(refiltered).toMatchObject({ num_pending: 1, ack_floor: { stream_seq: 2 } });
+      const next = await taken.next({ expires: 5000 });
+      expect(next?.subject).toBe(names.decisionsSubject);
+      expect(next?.seq).toBe(3);
+      await next?.ackAck();
+      // Nothing more is delivered: the re-evaluation after it is not for this consumer.
+      expect(await consumer()).toMatchObject({ num_pending: 0, num_ack_pending: 0 });
+    } finally {
+      await again.close();
+    }
   });
 });

@@ -147,6 +147,44 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       ]);
     });
 
+    it("keeps re-evaluation batches in the one log with the requests' batches: read in order, sealed, de-duplicated together", async () => {
+      const request = await store.decisions.append(batch([{ decisionId: "q1", text: '{"n":1}' }]));
+      const reevaluation = await store.decisions.append({
+        ...batch([
+          { decisionId: "e1", text: '{"n":2}' },
+          { decisionId: "e2", text: '{"n":3}' },
+        ]),
+        reevaluations: true,
+      });
+      const later = await store.decisions.append(batch([{ decisionId: "q2", text: '{"n":4}' }]));
+      expect([reevaluation.seq, later.seq]).toEqual([request.seq + 1, request.seq + 2]);
+      const read = await collect(store.decisions.read());
+      expect(read.map(unsealed)).toEqual([
+        { seq: request.seq, index: 0, text: '{"n":1}' },
+        { seq: reevaluation.seq, index: 0, text: '{"n":2}' },
+        { seq: reevaluation.seq, index: 1, text: '{"n":3}' },
+        { seq: later.seq, index: 0, text: '{"n":4}' },
+      ]);
+      for (const { text } of read) expect(verifySealedJson(text, worker.publicKey), text).toBe(true);
+      expect((await collect(store.decisions.read({ fromSeq: reevaluation.seq }))).map((d) => d.seq)).toEqual([
+        reevaluation.seq,
+        reevaluation.seq,
+        later.seq,
+      ]);
+      // One id space across both: a re-evaluation batch under a request's id is that request's
+      // duplicate, or refused when it holds other decisions.
+      await expect(
+        store.decisions.append({ ...batch([{ decisionId: "q1", text: '{"n":1}' }]), reevaluations: true }),
+      ).resolves.toEqual({ seq: request.seq, duplicate: true });
+      await expect(
+        store.decisions.append({
+          ...batch([{ decisionId: "q2", text: '{"n":"other"}' }]),
+          reevaluations: true,
+        }),
+      ).rejects.toMatchObject({ code: "STORE_UNAVAILABLE", message: expect.stringMatching(/not stored/) });
+      expect(await collect(store.decisions.read())).toHaveLength(4);
+    });
+
     it("reads every decision sealed, so that each verifies on its own", async () => {
       const texts = Array.from({ length: 5 }, (_, n) => JSON.stringify({ n }));
       await store.decisions.append(batch(texts.map((text, i) => ({ decisionId: `s${i}`, text }))));

@@ -4,7 +4,8 @@ import type { CachedNatsServer } from "./peers-cache.js";
  * Arbiter's integration tests that vitest.peers.config.ts runs once per nats-server release in the
  * peers cache: the decision path, the JetStream store, rule trust, the reference host client,
  * clusters, the shipped permissions, reconnects, log outages, draining, expiry timers (a work queue
- * with a per-subject limit, NAKs with a delay) and the harness itself.
+ * with a per-subject limit, NAKs with a delay), re-evaluation batches (a filtered consumer's ack floor)
+ * and the harness itself.
  * Left out: the CLI, `up`, the benchmark, overload and fuzzing (slow, and not about the server).
  */
 export const CORE_TESTS: readonly string[] = [
@@ -20,6 +21,7 @@ export const CORE_TESTS: readonly string[] = [
   "test/embedded-nats.test.ts",
   "test/expiry-timers-jetstream.test.ts",
   "test/revocation-expiry.test.ts",
+  "test/reevaluation-batches.test.ts",
 ];
 
 /** Run first in each release's project: checks that the harness really starts that release. */

@@ -57,11 +57,15 @@ export async function untilRevisionReevaluated(nc: NatsConnection, revision: num
   );
 }
 
-/** Waits until the active index has projected every decision message stored now. */
+/**
+ * Waits until the active index has projected every answered request's batch stored now (the
+ * re-evaluations' batches, on their own subject, are never delivered to it).
+ */
 export async function untilIndexCaughtUp(nc: NatsConnection, timeout = 30_000) {
   const names = resourceNames();
   const jsm = await jetstreamManager(nc);
-  const last = (await jsm.streams.info(names.decisionsStream)).state.last_seq;
+  const last =
+    (await jsm.streams.getMessage(names.decisionsStream, { last_by_subj: names.decisionsSubject }))?.seq ?? 0;
   await until(
     async () =>
       (await jsm.consumers.info(names.decisionsStream, names.activeIndexConsumer)).ack_floor.stream_seq >=

@@ -11,7 +11,13 @@ import {
   WORKER_REPLY_PREFIXES,
 } from "@arbiter/embedded-nats";
 import { createHostPolicyClient, type HostPolicyClient } from "@arbiter/host";
-import type { PerformInvocationBodyV1, StartComponentBodyV1, StartProviderBodyV1 } from "@arbiter/protocol";
+import {
+  type PerformInvocationBodyV1,
+  resourceNames,
+  type StartComponentBodyV1,
+  type StartProviderBodyV1,
+} from "@arbiter/protocol";
+import { BATCH_CAUSE_HEADER, BATCH_SIGNATURE_HEADER, REEVALUATION_BATCH_CAUSE } from "@arbiter/store";
 import { createSigner, generateKey } from "@arbiter/trust";
 import { createWorker, type Worker } from "@arbiter/worker";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type StreamConfig } from "@nats-io/jetstream";
@@ -453,6 +459,45 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect(probe).toEqual([]);
       expect(heardByVictim).toEqual([]);
       expect((await arbiterStreams())[1]?.messages).toBe(decisions);
+    });
+
+    it("lets no host's or admin's credentials store a batch on the re-evaluations' subject, which the index never reads; a worker's may", async () => {
+      // A batch there is never delivered to the active index's projection; a host that could store
+      // one would fill the decision log that audits read, and one marked a re-evaluation hides nothing.
+      const names = resourceNames();
+      await victim.evaluateStartComponent({ ...component, componentId: "reevaluated-subject" });
+      const jsm = await jetstreamManager(adminNc);
+      const genuine = await jsm.streams.getMessage(names.decisionsStream, {
+        last_by_subj: names.decisionsSubject,
+      });
+      expect(genuine).not.toBeNull();
+      const copy = () => {
+        const h = headers();
+        h.set(BATCH_SIGNATURE_HEADER, genuine!.header.get(BATCH_SIGNATURE_HEADER));
+        h.set(BATCH_CAUSE_HEADER, REEVALUATION_BATCH_CAUSE);
+        return h;
+      };
+      const stored = async () => (await jsm.streams.info(names.decisionsStream)).state.last_seq;
+      const before = await stored();
+      for (const nc of [attackerNc, adminNc]) {
+        await expect(
+          jetstream(nc, { timeout: 1000 }).publish(names.reevaluationsSubject, genuine!.data, {
+            headers: copy(),
+            msgID: "01FORGEDREEVALUATEDFORGEDX",
+          }),
+        ).rejects.toThrow();
+        nc.publish(names.reevaluationsSubject, genuine!.data, { headers: copy() });
+      }
+      await processed(attackerNc, adminNc);
+      expect(await stored()).toBe(before);
+      // The worker's credentials may: under the genuine batch's id, JetStream takes it for that
+      // batch again (a duplicate, nothing stored).
+      const ack = await jetstream(workerNc).publish(names.reevaluationsSubject, genuine!.data, {
+        headers: copy(),
+        msgID: genuine!.header.get("Nats-Msg-Id"),
+      });
+      expect(ack).toMatchObject({ duplicate: true, seq: genuine!.seq });
+      expect(await stored()).toBe(before);
     });
 
     it("answers a worker's host ping once per host, only to that worker", async () => {

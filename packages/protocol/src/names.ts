@@ -7,8 +7,17 @@ export interface ResourceNames {
   readonly rulesSubject: string;
   readonly rulesBucket: string;
   readonly decisionsStream: string;
-  /** The subject decision batches are stored under. */
+  /**
+   * The subject the batches of answered requests are stored under, the only one the active
+   * index's projection is delivered.
+   */
   readonly decisionsSubject: string;
+  /**
+   * The subject the batches of re-evaluations are stored under, in the same stream (audit reads
+   * them with the rest): the projection never indexes a re-evaluation, so the server does not
+   * deliver them to it. Only workers may publish there.
+   */
+  readonly reevaluationsSubject: string;
   /** Wildcard covering every decision subject. */
   readonly decisionsSubjects: string;
   readonly revocationsStream: string;
@@ -82,6 +91,7 @@ export function resourceNames(prefix: string = DEFAULT_PREFIX): ResourceNames {
     rulesBucket: `${prefix}-rules`,
     decisionsStream: `${upper}_DECISIONS`,
     decisionsSubject: `${prefix}.decisions.recorded`,
+    reevaluationsSubject: `${prefix}.decisions.reevaluated`,
     decisionsSubjects: `${prefix}.decisions.>`,
     revocationsStream: `${upper}_REVOCATIONS`,
     revocationsSubjects: `${prefix}.revocations.>`,

@@ -48,8 +48,12 @@ export interface DurableFeedOptions {
  * acknowledgements every third of the ack wait.
  */
 export interface DurableFeed {
-  /** The stream's last sequence now (0 when it is empty). Throws StoreUnavailableError. */
-  lastSeq(): Promise<number>;
+  /**
+   * The stream's last sequence now (0 when it is empty), or, given a subject, the sequence of the
+   * last message stored under it now (0 when there is none): what a consumer filtered on that
+   * subject is delivered last, and its ack floor reaches. Throws StoreUnavailableError.
+   */
+  lastSeq(subject?: string): Promise<number>;
   /** The highest stream sequence up to which every message is acknowledged. Throws StoreUnavailableError. */
   ackFloor(): Promise<number>;
   /**
@@ -137,9 +141,10 @@ export async function openDurableFeed(
     get stopping() {
       return stopped;
     },
-    lastSeq: async () => {
+    lastSeq: async (subject) => {
       try {
-        return (await jsm.streams.info(stream)).state.last_seq;
+        if (subject === undefined) return (await jsm.streams.info(stream)).state.last_seq;
+        return (await jsm.streams.getMessage(stream, { last_by_subj: subject }))?.seq ?? 0;
       } catch (err) {
         throw new StoreUnavailableError(`cannot read stream ${stream}: ${errorText(err)}`, { cause: err });
       }
@@ -170,12 +175,21 @@ export async function openDurableFeed(
 export const DEFAULT_FEED_ACK_WAIT_MS = 10_000;
 
 /**
+ * What {@link createFeedConsumer} found and did: made the consumer, found it as asked, gave an
+ * existing one the filter subject asked for in place (one made before it had one), or found one
+ * with another filter that the server would not change (left as it is).
+ */
+export type FeedConsumerOutcome = "created" | "kept" | "refiltered" | "refilter-refused";
+
+/**
  * Creates the durable pull consumer a {@link DurableFeed} binds to, if it is not there
- * (idempotent; an existing one is left as it is): explicit acks, one message in flight across
- * every holder unless `shared.maxAckPending` says more (each holder still takes one at a time),
- * redelivered without limit, every message from the stream's start (of `shared.filterSubject`
- * only, when given). Only an admin's store calls it: workers may not create consumers there (a
- * push consumer delivers anywhere).
+ * (idempotent): explicit acks, one message in flight across every holder unless
+ * `shared.maxAckPending` says more (each holder still takes one at a time), redelivered without
+ * limit, every message from the stream's start (of `shared.filterSubject` only, when given). An
+ * existing one is left as it is but for its filter: one with another filter subject than
+ * `shared.filterSubject` is given it in place (nats-server 2.9.10 and later do so, keeping its
+ * acknowledgements), or left when the server refuses. Only an admin's store calls it: workers may
+ * not create consumers there (a push consumer delivers anywhere).
  */
 export async function createFeedConsumer(
   jsm: JetStreamManager,
@@ -183,10 +197,18 @@ export async function createFeedConsumer(
   name: string,
   ackWaitMs: number,
   shared: { readonly maxAckPending?: number; readonly filterSubject?: string } = {},
-): Promise<void> {
+): Promise<FeedConsumerOutcome> {
   try {
-    await jsm.consumers.info(stream, name);
-    return;
+    const { config } = await jsm.consumers.info(stream, name);
+    const wanted = shared.filterSubject;
+    if (wanted === undefined || (config.filter_subject ?? "") === wanted) return "kept";
+    return await jsm.consumers.update(stream, name, { filter_subject: wanted }).then(
+      () => "refiltered" as const,
+      (err: unknown) => {
+        if (err instanceof JetStreamApiError) return "refilter-refused" as const;
+        throw err;
+      },
+    );
   } catch (err) {
     if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.ConsumerNotFound) throw err;
   }
@@ -200,6 +222,7 @@ export async function createFeedConsumer(
       deliver_policy: DeliverPolicy.All,
       ...(shared.filterSubject === undefined ? {} : { filter_subject: shared.filterSubject }),
     });
+    return "created";
   } catch (err) {
     // Another admin may have created it between our look and our add.
     const there = await jsm.consumers.info(stream, name).then(
@@ -207,6 +230,7 @@ export async function createFeedConsumer(
       () => false,
     );
     if (!there) throw err;
+    return "kept";
   }
 }
 

@@ -156,11 +156,13 @@ export async function openJetStreamStore(
         new Kvm(js).create(names.activeBucket, activeBucketOptions(config.prefix, config.replicas)),
       );
       await ensureActiveRepublish(jsm, config.prefix);
+      // Delivered the answered requests' batches only, not the re-evaluations' (never indexed).
       await createFeedConsumer(
         jsm,
         names.decisionsStream,
         names.activeIndexConsumer,
         config.revocationAckWaitMs,
+        { filterSubject: names.decisionsSubject },
       );
       await createFeedConsumer(jsm, names.rulesStream, names.revokerConsumer, config.revocationAckWaitMs);
       await ensureStream(jsm, expiriesStreamConfig(names, config.replicas));
@@ -511,6 +513,7 @@ class JetStreamDecisionLog implements DecisionLog {
   readonly #acks: AckMux;
   readonly #stream: string;
   readonly #subject: string;
+  readonly #reevaluationsSubject: string;
   readonly #subjects: string;
 
   constructor(js: JetStreamClient, jsm: JetStreamManager, acks: AckMux, names: ResourceNames) {
@@ -519,6 +522,7 @@ class JetStreamDecisionLog implements DecisionLog {
     this.#acks = acks;
     this.#stream = names.decisionsStream;
     this.#subject = names.decisionsSubject;
+    this.#reevaluationsSubject = names.reevaluationsSubject;
     this.#subjects = names.decisionsSubjects;
   }
 
@@ -530,10 +534,17 @@ class JetStreamDecisionLog implements DecisionLog {
     checkDecisionBatch(batch);
     let ack: { seq: number; duplicate: boolean };
     try {
-      ack = await this.#acks.publish(this.#subject, batch.lines, batch.decisionIds[0]!, {
-        [BATCH_SIGNATURE_HEADER]: batch.signature,
-        ...(batch.reevaluations === true ? { [BATCH_CAUSE_HEADER]: REEVALUATION_BATCH_CAUSE } : {}),
-      });
+      // Re-evaluations on their own subject, which the projection's consumer is not delivered; the
+      // header still tells a consumer made before the filter (or any reader) what they are.
+      ack =
+        batch.reevaluations === true
+          ? await this.#acks.publish(this.#reevaluationsSubject, batch.lines, batch.decisionIds[0]!, {
+              [BATCH_SIGNATURE_HEADER]: batch.signature,
+              [BATCH_CAUSE_HEADER]: REEVALUATION_BATCH_CAUSE,
+            })
+          : await this.#acks.publish(this.#subject, batch.lines, batch.decisionIds[0]!, {
+              [BATCH_SIGNATURE_HEADER]: batch.signature,
+            });
     } catch (err) {
       throw new StoreUnavailableError(`the decision log did not acknowledge: ${errorText(err)}`, {
         cause: err,

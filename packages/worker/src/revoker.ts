@@ -702,11 +702,16 @@ export class Revoker {
     if (this.#scans?.stopping || this.#partsFeed?.stopping) throw new Error("the worker is stopping");
   }
 
-  /** Waits until the projection has acknowledged every decision message there was at the start. */
+  /**
+   * Waits until the projection has acknowledged every answered request's batch there was at the
+   * start: the last one stored on the subject its consumer is filtered on. The re-evaluations'
+   * batches after it are never delivered to a filtered consumer, so its ack floor may stay below
+   * the stream's end (and an unfiltered one skips them: there is nothing to wait for).
+   */
   async #caughtUp(m: FeedMessage): Promise<void> {
     const feed = this.#projection;
     if (feed === undefined) throw new Error("the active index feed is not open");
-    const target = await feed.lastSeq();
+    const target = await feed.lastSeq(this.#deps.names.decisionsSubject);
     const deadline = Date.now() + (this.#deps.catchUpTimeoutMs ?? 60_000);
     while ((await feed.ackFloor()) < target) {
       this.#checkStopping();
