@@ -1,14 +1,14 @@
-import { createSigner, generateKey, verifySealedJson } from "@arbiter/trust";
+import { createSigner, generateKey, signBatch, verifySealedJson } from "@arbiter/trust";
 import { describe, expect, it } from "vitest";
 import {
   batchLines,
   batchRuns,
   decisionBatchFromTexts,
   decisionTexts,
+  frameDecisionBatches,
   maxDecisionRecordBytes,
   sealedDecisionTexts,
   signDecisionBatch,
-  signDecisionBatches,
   splitDecisionBatches,
 } from "./decision-batch.js";
 
@@ -124,21 +124,30 @@ describe("signDecisionBatch and splitDecisionBatches", () => {
   });
 });
 
-describe("signDecisionBatches", () => {
+describe("frameDecisionBatches", () => {
   const pieced = (decisionId: string, ...texts: string[]) => {
     const pieces = texts.map((t) => Buffer.from(t));
     return { decisionId, pieces, length: pieces.reduce((n, p) => n + p.length, 0) };
   };
 
-  it("makes the batches signDecisionBatch makes of the runs splitDecisionBatches cuts", () => {
+  it("frames the batches signDecisionBatch frames of the runs splitDecisionBatches cuts", () => {
     const decisions = Array.from({ length: 40 }, (_, i) =>
       pieced(`d${i}`, `{"n":${i},`, `"pad":"${"é".repeat(40 + i)}"`, "}"),
     );
     const lines = decisions.map((d) => ({ decisionId: d.decisionId, body: Buffer.concat(d.pieces) }));
-    const batches = signDecisionBatches(decisions, 4096, worker);
+    const framed = frameDecisionBatches(decisions, 4096);
     const runs = splitDecisionBatches(lines, 4096);
     expect(runs.length).toBeGreaterThan(1);
-    expect(batches.map((b) => [b.decisionIds, Buffer.from(b.lines).toString(), b.signature])).toEqual(
+    expect(
+      framed.map((f) => [
+        f.decisionIds,
+        f.lines.toString(),
+        signBatch(
+          f.starts.map((start, i) => f.lines.subarray(start, f.ends[i])),
+          worker,
+        ),
+      ]),
+    ).toEqual(
       runs.map(([from, to]) => {
         const one = signDecisionBatch(lines.slice(from, to), worker);
         return [one.decisionIds, Buffer.from(one.lines).toString(), one.signature];
@@ -147,10 +156,8 @@ describe("signDecisionBatches", () => {
   });
 
   it("refuses a record with a line break, and pieces that are not the length given", () => {
-    expect(() => signDecisionBatches([pieced("x", '{"n":', "\n1}")], undefined, worker)).toThrow(
-      /line break/,
-    );
-    expect(() => signDecisionBatches([{ ...pieced("y", '{"n":1}'), length: 3 }], undefined, worker)).toThrow(
+    expect(() => frameDecisionBatches([pieced("x", '{"n":', "\n1}")], undefined)).toThrow(/line break/);
+    expect(() => frameDecisionBatches([{ ...pieced("y", '{"n":1}'), length: 3 }], undefined)).toThrow(
       /not its length/,
     );
   });

@@ -95,29 +95,39 @@ export interface PiecedDecision {
   readonly length: number;
 }
 
+/** A batch message's records framed, not yet signed: its lines and where each record is in them. */
+export interface FramedDecisionBatch {
+  readonly decisionIds: readonly string[];
+  readonly lines: Buffer;
+  /** Each record's first byte in `lines`, and the byte after its last. */
+  readonly starts: readonly number[];
+  readonly ends: readonly number[];
+}
+
 /**
- * The batches {@link splitDecisionBatches} and {@link signDecisionBatch} make of `decisions`, each
- * record's pieces copied once, straight into its message. Throws TypeError as `signDecisionBatch`.
+ * The messages {@link splitDecisionBatches} cuts `decisions` into, framed as
+ * {@link signDecisionBatch} frames them, each record's pieces copied once, straight into its
+ * message. Throws TypeError for pieces that are not their length or a record with a line break.
  */
-export function signDecisionBatches(
+export function frameDecisionBatches(
   decisions: readonly PiecedDecision[],
   maxPayload: number | undefined,
-  signer: Signer,
-): DecisionBatch[] {
-  const runs = batchRuns(
-    decisions.map((d) => d.length + 1),
-    maxDecisionRecordBytes(maxPayload),
-  );
+): FramedDecisionBatch[] {
   for (const d of decisions) {
     let length = 0;
     for (const piece of d.pieces) length += piece.length;
     if (length !== d.length) throw new TypeError(`decision ${d.decisionId}: its pieces are not its length`);
   }
+  const runs = batchRuns(
+    decisions.map((d) => d.length + 1),
+    maxDecisionRecordBytes(maxPayload),
+  );
   return runs.map(([from, to]) => {
     let size = -1;
     for (let i = from; i < to; i++) size += decisions[i]!.length + 1;
     const lines = Buffer.allocUnsafe(Math.max(size, 0));
-    const bodies: Buffer[] = [];
+    const starts: number[] = [];
+    const ends: number[] = [];
     let at = 0;
     for (let i = from; i < to; i++) {
       const start = at;
@@ -125,17 +135,14 @@ export function signDecisionBatches(
         lines.set(piece, at);
         at += piece.length;
       }
-      const body = lines.subarray(start, at);
-      if (!isOneLine(body))
+      if (!isOneLine(lines.subarray(start, at))) {
         throw new TypeError(`decision ${decisions[i]!.decisionId}: its text has a line break`);
-      bodies.push(body);
+      }
+      starts.push(start);
+      ends.push(at);
       if (at < lines.length) lines[at++] = NEWLINE;
     }
-    return {
-      decisionIds: decisions.slice(from, to).map((d) => d.decisionId),
-      lines,
-      signature: signBatch(bodies, signer),
-    };
+    return { decisionIds: decisions.slice(from, to).map((d) => d.decisionId), lines, starts, ends };
   });
 }
 

@@ -34,13 +34,14 @@ export {
   BATCH_SIGNATURE_HEADER,
   decisionBatchFromTexts,
   decisionTexts,
+  type FramedDecisionBatch,
+  frameDecisionBatches,
   isOneLine,
   maxDecisionRecordBytes,
   type PiecedDecision,
   REEVALUATION_BATCH_CAUSE,
   sealedDecisionTexts,
   signDecisionBatch,
-  signDecisionBatches,
   splitDecisionBatches,
 } from "./decision-batch.js";
 export type { DurableFeed, DurableFeedOptions, FeedMessage } from "./durable-feed.js";

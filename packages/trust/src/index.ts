@@ -24,6 +24,7 @@ export { entityUrl, targetUrl, WasmcloudEntity } from "./entity-url.js";
 export type { ParsedInvocation } from "./invocation.js";
 export { encodeInvocationMsgpack, InvocationV1, invocationToJson, parseInvocation } from "./invocation.js";
 export { invocationHash } from "./invocation-hash.js";
+export { MerkleThread } from "./merkle-thread.js";
 export type { KeyRole } from "./nkey-codec.js";
 export {
   decodePublicKey,
@@ -51,6 +52,7 @@ export {
   sealBatch,
   sealedSignedMessage,
   signBatch,
+  signBatchRoot,
   splitSealedJson,
   verifyBatch,
   verifySealedJson,

@@ -45,6 +45,14 @@ export function signBatch(bodies: readonly Uint8Array[], signer: Signer): string
 }
 
 /**
+ * The batch signature of `size` bodies whose Merkle root is `root` (see {@link signBatch}), for a
+ * root computed elsewhere (a {@link MerkleThread}).
+ */
+export function signBatchRoot(size: number, root: Uint8Array, signer: Signer): string {
+  return signer.sign(signedMessage(size, Buffer.from(root.buffer, root.byteOffset, root.byteLength)));
+}
+
+/**
  * Each body's seal, in order, for a batch signed with `signature` (see {@link signBatch}): the ASCII
  * text that replaces the body's final `}` to seal it (`,"proof":{…},"signature":"…"}`). Computes the
  * proofs; does not check the signature. Throws TypeError for an empty batch, a body that is not a

@@ -15,6 +15,8 @@ import {
   type DecisionLog,
   type DurableFeed,
   type FeedMessage,
+  type FramedDecisionBatch,
+  frameDecisionBatches,
   type IndexMirror,
   type MirrorView,
   maxDecisionRecordBytes,
@@ -23,10 +25,9 @@ import {
   REEVALUATION_BATCH_CAUSE,
   type RevocationLog,
   type ScanParts,
-  signDecisionBatches,
   verifyDecisionBatch,
 } from "@arbiter/store";
-import type { Signer } from "@arbiter/trust";
+import { MerkleThread, type Signer, signBatch, signBatchRoot } from "@arbiter/trust";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
@@ -178,6 +179,8 @@ export class Revoker {
   #supervisor: Promise<void> = Promise.resolve();
   #index: ActiveIndex | undefined;
   #mirror: IndexMirror | undefined;
+  /** Hashes the scans' record batches off the thread that makes them (started with the revoker). */
+  #hashing: MerkleThread | undefined;
   /** Why the last re-evaluation could not read the mirror (logged when it changes). */
   #mirrorRefusal: string | null = null;
   readonly #expiries: ExpiryTimers;
@@ -221,6 +224,11 @@ export class Revoker {
    * a feed that ends on its own is opened again the same way. Never throws.
    */
   start(): void {
+    // Started now: a thread takes tens of milliseconds to start, which a scan must not wait for.
+    this.#hashing ??= new MerkleThread({
+      onFailure: (reason) =>
+        this.#deps.log.warn({ reason }, "re-evaluation records are hashed on the worker's own thread"),
+    });
     this.#supervisor = this.#supervise();
     this.#expiries.start();
   }
@@ -239,6 +247,7 @@ export class Revoker {
       ]);
       this.#scanParts?.close();
       this.#mirror?.close();
+      await this.#hashing?.close();
       await this.#index?.close();
     })();
     // A handler stuck on JetStream (gone while stopping) must not hold the worker: what it held
@@ -739,6 +748,20 @@ export class Revoker {
   }
 
   /**
+   * The signature of a framed batch of re-evaluation records, its Merkle root computed on this
+   * worker's hashing thread (here until it runs, and when the revoker was never started).
+   */
+  async #batchSignature(framed: FramedDecisionBatch): Promise<string> {
+    if (this.#hashing === undefined)
+      return signBatch(
+        framed.starts.map((start, i) => framed.lines.subarray(start, framed.ends[i])),
+        this.#deps.signer,
+      );
+    const root = await this.#hashing.root(framed.lines, framed.starts, framed.ends);
+    return signBatchRoot(framed.starts.length, root, this.#deps.signer);
+  }
+
+  /**
    * Records and publishes the changes of one chunk: the re-evaluation decisions (one signed batch)
    * and a revocation record each (one batch, de-duplicated on the `recordId`s it holds, by default
    * revision and entry, so a chunk done again alike records nothing twice), then the overrides,
@@ -769,17 +792,23 @@ export class Revoker {
       const decisionId = this.#deps.nextId();
       return { decisionId, ...encode(c, decisionId) };
     });
-    // Both records before any override, written side by side.
+    // Both records before any override, written side by side: the revocations go out while the
+    // decisions' batches are hashed.
     await Promise.all([
-      ...signDecisionBatches(records, nc.info?.max_payload, this.#deps.signer).map((batch) =>
-        decisions.append({ ...batch, reevaluations: true }),
-      ),
       revocations.appendBatch(
         changed.map((c) => ({
           record: revocationFor(c.entry, c.evaluation, revision, at),
           id: recordId(c),
           text: revocationText(c.entry, c.evaluation, revision, at),
         })),
+      ),
+      ...frameDecisionBatches(records, nc.info?.max_payload).map(async (framed) =>
+        decisions.append({
+          decisionIds: framed.decisionIds,
+          lines: framed.lines,
+          signature: await this.#batchSignature(framed),
+          reevaluations: true,
+        }),
       ),
     ]);
     for (const c of changed)
