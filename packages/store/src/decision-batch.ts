@@ -107,11 +107,13 @@ export interface FramedDecisionBatch {
 /**
  * The messages {@link splitDecisionBatches} cuts `decisions` into, framed as
  * {@link signDecisionBatch} frames them, each record's pieces copied once, straight into its
- * message. Throws TypeError for pieces that are not their length or a record with a line break.
+ * message (a buffer `allocate` makes). Throws TypeError for pieces that are not their length or a
+ * record with a line break.
  */
 export function frameDecisionBatches(
   decisions: readonly PiecedDecision[],
   maxPayload: number | undefined,
+  allocate: (size: number) => Buffer = Buffer.allocUnsafe,
 ): FramedDecisionBatch[] {
   for (const d of decisions) {
     let length = 0;
@@ -125,7 +127,7 @@ export function frameDecisionBatches(
   return runs.map(([from, to]) => {
     let size = -1;
     for (let i = from; i < to; i++) size += decisions[i]!.length + 1;
-    const lines = Buffer.allocUnsafe(Math.max(size, 0));
+    const lines = allocate(Math.max(size, 0));
     const starts: number[] = [];
     const ends: number[] = [];
     let at = 0;

@@ -34,6 +34,13 @@ describe("merkle roots off the thread", () => {
         expect(signBatchRoot(count, merkleRootOf(sha256, data, starts, ends), signer)).toBe(expected);
         expect(signBatchRoot(count, await thread.root(data, starts, ends), signer)).toBe(expected);
       }
+      // A batch in shared memory is hashed there as it is.
+      const { bodies, data, starts, ends } = framed(7);
+      const shared = Buffer.from(new SharedArrayBuffer(data.length));
+      shared.set(data);
+      expect(signBatchRoot(7, await thread.root(shared, starts, ends), signer)).toBe(
+        signBatch(bodies, signer),
+      );
       expect(thread.running).toBe(true);
     } finally {
       await thread.close();

@@ -79,7 +79,8 @@ export function sha256(input: Uint8Array): Uint8Array {
 
 /**
  * A thread that computes Merkle roots of record batches, so that a thread busy making records
- * hashes none of them. Roots come back in any order; each request is answered once. Until the
+ * hashes none of them (a batch in a SharedArrayBuffer is read there without a copy, any other is
+ * copied to it). Roots come back in any order; each request is answered once. Until the
  * thread has started, and once it failed, roots are computed here instead (none is lost).
  */
 export class MerkleThread {

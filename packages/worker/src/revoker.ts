@@ -802,7 +802,7 @@ export class Revoker {
           text: revocationText(c.entry, c.evaluation, revision, at),
         })),
       ),
-      ...frameDecisionBatches(records, nc.info?.max_payload).map(async (framed) =>
+      ...frameDecisionBatches(records, nc.info?.max_payload, inSharedMemory).map(async (framed) =>
         decisions.append({
           decisionIds: framed.decisionIds,
           lines: framed.lines,
@@ -871,6 +871,11 @@ interface ScanContext {
 interface IndexUpdate {
   readonly entry: ActiveDecisionV1;
   readonly previous: ActiveDecisionV1;
+}
+
+/** A batch message's buffer in memory the hashing thread reads as it is (posting it copies nothing). */
+function inSharedMemory(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size));
 }
 
 /** Entries read one at a time (from the server), as runs of one. */
