@@ -1,3 +1,4 @@
+import { type EventLoopUtilization, performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import { type ActiveDecisionV1, type HostRecordV1, resourceNames } from "@arbiter/protocol";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
@@ -120,11 +121,14 @@ const YIELD_EVERY = 1024;
 
 /**
  * How often, and how many at most, entries written meanwhile are parsed (and prepared) ahead of the
- * next scan (some 20 µs each: at most a tenth of a core, a few ms at a time), and how many written
- * keys are remembered for it.
+ * next scan (some 20 µs each, a millisecond or a few at a time): a tenth of a core while the worker
+ * is busy, up to two fifths while it is mostly idle (its event loop busy less than
+ * {@link WARM_IDLE_BELOW} of the time since the last run). How many written keys are remembered for it.
  */
-const WARM_EVERY_MS = 100;
-const WARM_BATCH = 500;
+const WARM_EVERY_MS = 10;
+const WARM_BATCH = 50;
+const WARM_BATCH_IDLE = 200;
+const WARM_IDLE_BELOW = 0.5;
 const WARM_KEPT = 100_000;
 
 /** How soon a mirror found incomplete reads the bucket again, doubling while that fails. */
@@ -195,6 +199,8 @@ class KvIndexMirror implements IndexMirror {
   #reloadTimer: NodeJS.Timeout | undefined;
   /** Parses entries ahead of the next scan, a few at a time (see {@link WARM_EVERY_MS}). */
   #warmer: NodeJS.Timeout | undefined;
+  /** The event loop's use when the warmer last ran. */
+  #warmedAt: EventLoopUtilization = performance.eventLoopUtilization();
   /** Keys written since the warmer last ran, whose entries it parses next. */
   #unparsed = new Set<string>();
   /** Views given and not yet disposed of: scans running on this worker's thread. */
@@ -397,17 +403,21 @@ class KvIndexMirror implements IndexMirror {
   }
 
   /**
-   * Parses up to {@link WARM_BATCH} entries written since the last time, so that the worker that
+   * Parses up to {@link WARM_BATCH} ({@link WARM_BATCH_IDLE} when idle) entries written since the last time, so that the worker that
    * takes the next revision, whichever it is, finds its entries parsed: a bounded share of a core,
    * whatever the rate of writes. Not while a scan holds a view: it would take the scan's thread.
    */
   #warm(): void {
+    const now = performance.eventLoopUtilization();
+    const since = performance.eventLoopUtilization(now, this.#warmedAt);
+    this.#warmedAt = now;
     if (this.#unparsed.size === 0) return;
     if (this.#viewsHeld > 0) {
       this.#stats.aheadPaused++;
       return;
     }
     const { prepare } = this.#config;
+    const batch = since.utilization < WARM_IDLE_BELOW ? WARM_BATCH_IDLE : WARM_BATCH;
     let done = 0;
     for (const key of this.#unparsed) {
       this.#unparsed.delete(key);
@@ -421,7 +431,7 @@ class KvIndexMirror implements IndexMirror {
           // The scan does the same work itself, and says what is wrong.
         }
       }
-      if (++done === WARM_BATCH) break;
+      if (++done === batch) break;
     }
   }
 
