@@ -41,7 +41,8 @@ function entry(overrides: Partial<ActiveDecisionV1> = {}): ActiveDecisionV1 {
   };
 }
 
-function revocation(overrides: Partial<RevocationV1> = {}): RevocationV1 {
+/** A revocation record for the stores' tests, with `overrides` applied. */
+export function revocation(overrides: Partial<RevocationV1> = {}): RevocationV1 {
   return {
     requestId: "r1",
     lattice: "default",

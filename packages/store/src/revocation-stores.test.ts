@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { describeRevocationStoresContract } from "../../../test/contracts/revocation-contract.js";
+import { describeRevocationStoresContract, revocation } from "../../../test/contracts/revocation-contract.js";
 import { createMemoryActiveIndex } from "./active-index.js";
 import { createMemoryRevocationLog, type MemoryRevocationLog, type RevocationLog } from "./revocation-log.js";
 
@@ -20,16 +20,7 @@ describeRevocationStoresContract("in-memory", {
 describe("the in-memory revocation log", () => {
   it("refuses a text that is not its record's, writing nothing", async () => {
     const log = createMemoryRevocationLog();
-    const record = {
-      requestId: "r1",
-      lattice: "default",
-      host: "NA",
-      cacheKey: "startComponent:c",
-      from: { permitted: true, message: "ok" },
-      to: { permitted: false, message: "no" },
-      revision: 3,
-      at: "2026-01-01T00:00:00.000Z",
-    };
+    const record = revocation();
     const forged = JSON.stringify({ ...record, to: { permitted: true, message: "ok" } });
     await expect(log.appendBatch([{ record, id: "3:a", text: forged }])).rejects.toThrow(/not its record/);
     const read: unknown[] = [];
