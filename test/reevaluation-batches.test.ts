@@ -6,12 +6,13 @@ import {
   openJetStreamActiveIndex,
   REEVALUATION_BATCH_CAUSE,
 } from "@arbiter/store";
-import { createSigner, generateKey, splitSealedJson } from "@arbiter/trust";
+import { createSigner, generateKey, splitSealedJson, verifyBatch } from "@arbiter/trust";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
 import { enrolledWorkerSeed } from "./support/arbiter.js";
+import { runArbiter } from "./support/cli.js";
 import {
   applyRules,
   componentBody,
@@ -150,4 +151,60 @@ describe("re-evaluation batches", () => {
       await index.close();
     }
   }, 60_000);
+
+  it("of a large scan, hashed off the scan's thread, verify one by one and in audit verify, and replay alike", async () => {
+    // Batches of 64 records and more are hashed on the worker's hashing thread: their signatures
+    // must be what the records' own Merkle tree gives, as anyone checking the log computes it.
+    await applyRules(arbiter.admin, defaultRules("deny"));
+    const hostKey = generateKey("N").publicKey;
+    const host = await arbiter.startHost({}, hostKey);
+    for (let i = 0; i < 200; i++) await host.evaluateStartComponent(componentBody(`large-${i}`));
+    await untilIndexCaughtUp(arbiter.nc);
+    const jsm = await jetstreamManager(arbiter.nc);
+    const before = (await jsm.streams.info(names.decisionsStream)).state.last_seq;
+    const revision = await applyRules(arbiter.admin, defaultRules("allow"));
+    await untilRevisionReevaluated(arbiter.nc, revision);
+    await until(() => [...host.cacheEntries().values()].every((e) => e.permitted), {
+      name: "every cached denial of the large scan permitted",
+      timeout: 30_000,
+      interval: 50,
+    });
+
+    const last = (await jsm.streams.info(names.decisionsStream)).state.last_seq;
+    let records = 0;
+    let largest = 0;
+    for (let seq = before + 1; seq <= last; seq++) {
+      const message = await jsm.streams.getMessage(names.decisionsStream, { seq });
+      if (message?.subject !== names.reevaluationsSubject) continue;
+      const bodies = Buffer.from(message.data)
+        .toString()
+        .split("\n")
+        .map((line) => Buffer.from(line));
+      const key = (JSON.parse(bodies[0]!.toString()) as { worker: { publicKey: string } }).worker.publicKey;
+      expect(verifyBatch(bodies, message.header.get(BATCH_SIGNATURE_HEADER), key), `batch ${seq}`).toBe(true);
+      records += bodies.length;
+      largest = Math.max(largest, bodies.length);
+    }
+    // With the denials the other tests left cached.
+    expect(records).toBeGreaterThanOrEqual(200);
+    expect(largest).toBeGreaterThanOrEqual(64);
+
+    const env = {
+      NATS_URL: arbiter.server.url,
+      ARBITER_ADMIN_SEED: "",
+      ARBITER_ADMIN_KEYS: arbiter.signer.publicKey,
+      ARBITER_HOME: "/nonexistent-arbiter-home",
+      ARBITER_LOG_LEVEL: "warn",
+    };
+    const verified = await runArbiter(["audit", "verify", "--json"], env);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ valid: true, decisions: { failed: 0 } });
+    // This host's records only: the forged copies of the test before replay as what they are.
+    const replayed = await runArbiter(
+      ["audit", "replay", "--servers", arbiter.server.url, "--host", hostKey, "--json"],
+      env,
+    );
+    expect(replayed.code, replayed.stderr).toBe(0);
+    expect(JSON.parse(replayed.stdout)).toMatchObject({ decisions: 400, mismatches: 0 });
+  }, 120_000);
 });

@@ -1,8 +1,8 @@
 import type { ActiveDecisionV1 } from "@arbiter/protocol";
 import type { Evaluation } from "@arbiter/rules";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { overrideFor, revocationFor } from "./active-projection.js";
-import { overrideBytes, revocationText } from "./change-texts.js";
+import { overrideBytes, prepareChangeTexts, revocationText } from "./change-texts.js";
 
 const odd = [
   'quote " and \\ backslash',
@@ -72,5 +72,24 @@ describe("the texts of a changed entry", () => {
     const e = entry(3, "cut");
     const ev = evaluation(3);
     expect(overrideBytes(e, ev).toString()).toBe(JSON.stringify(overrideFor(e, ev)));
+  });
+
+  it("of a scan's run serialize its outcome before and after, and its time, once for all its records", () => {
+    // A revocation record writes two outcomes: one kept outcome served only one of them, and every
+    // record serialized both again, and the time.
+    const run = Array.from({ length: 100 }, (_, i) => ({ ...entry(i), permitted: false, message: "denied" }));
+    for (const e of run) prepareChangeTexts(e);
+    const ev = { ...evaluation(0), permitted: true, message: "permitted" };
+    const at = "2026-12-01T10:00:01.000Z";
+    const stringify = vi.spyOn(JSON, "stringify");
+    let texts: string[];
+    try {
+      texts = run.map((e) => revocationText(e, ev, 7, at));
+      for (const e of run) overrideBytes(e, ev);
+      expect(stringify.mock.calls.length).toBeLessThanOrEqual(3);
+    } finally {
+      stringify.mockRestore();
+    }
+    expect(texts).toEqual(run.map((e) => JSON.stringify(revocationFor(e, ev, 7, at))));
   });
 });

@@ -56,18 +56,40 @@ export function prepareChangeTexts(entry: ActiveDecisionV1): void {
   entryPieces(entry);
 }
 
-/** An outcome's `"permitted":…,"message":…` (the last one asked for is kept: a scan's run mostly shares one). */
-let lastOutcome: { permitted: boolean; message: string | null; text: string } | null = null;
+interface OutcomeText {
+  readonly permitted: boolean;
+  readonly message: string | null;
+  readonly text: string;
+}
+
+/**
+ * Outcomes' `"permitted":…,"message":…`, the two last asked for, the latest first: a revocation
+ * record writes the outcome before and the one after, which a scan's run mostly shares.
+ */
+const outcomes: [OutcomeText | null, OutcomeText | null] = [null, null];
 
 function outcomeText(permitted: boolean, message: string | null): string {
-  if (lastOutcome?.permitted !== permitted || lastOutcome.message !== message) {
-    lastOutcome = {
-      permitted,
-      message,
-      text: `"permitted":${permitted},"message":${JSON.stringify(message)}`,
-    };
+  const [latest, older] = outcomes;
+  if (latest?.permitted === permitted && latest.message === message) return latest.text;
+  if (older?.permitted === permitted && older.message === message) {
+    outcomes[0] = older;
+    outcomes[1] = latest;
+    return older.text;
   }
-  return lastOutcome.text;
+  const made = { permitted, message, text: `"permitted":${permitted},"message":${JSON.stringify(message)}` };
+  outcomes[0] = made;
+  outcomes[1] = latest;
+  return made.text;
+}
+
+/** The end of a revocation record from its revision on, for the last revision and time asked for (a scan's). */
+let lastTail: { revision: number; at: string; text: string } | null = null;
+
+function revocationTail(revision: number, at: string): string {
+  if (lastTail?.revision !== revision || lastTail.at !== at) {
+    lastTail = { revision, at, text: `,"revision":${revision},"at":${JSON.stringify(at)}}` };
+  }
+  return lastTail.text;
 }
 
 /**
@@ -94,5 +116,5 @@ export function revocationText(
   const { revocationHead } = entryPieces(entry);
   const from = outcomeText(entry.permitted, entry.message);
   const to = outcomeText(evaluation.permitted, evaluation.message);
-  return `${revocationHead},"from":{${from}},"to":{${to}},"revision":${revision},"at":${JSON.stringify(at)}}`;
+  return `${revocationHead},"from":{${from}},"to":{${to}}${revocationTail(revision, at)}`;
 }
