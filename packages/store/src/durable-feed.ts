@@ -48,14 +48,15 @@ export interface DurableFeedOptions {
  * acknowledgements every third of the ack wait.
  */
 export interface DurableFeed {
+  /** The stream's last sequence now. Throws StoreUnavailableError. */
+  lastSeq(): Promise<number>;
   /**
-   * The stream's last sequence now (0 when it is empty), or, given a subject, the sequence of the
-   * last message stored under it now (0 when there is none): what a consumer filtered on that
-   * subject is delivered last, and its ack floor reaches. Throws StoreUnavailableError.
+   * How far the consumer is: the highest stream sequence up to which every message it is delivered
+   * is acknowledged, and how many of its messages are not yet acknowledged (pending delivery or
+   * acknowledgement). A filtered consumer's floor stays at its last message, whatever follows it in
+   * the stream. Throws StoreUnavailableError.
    */
-  lastSeq(subject?: string): Promise<number>;
-  /** The highest stream sequence up to which every message is acknowledged. Throws StoreUnavailableError. */
-  ackFloor(): Promise<number>;
+  progress(): Promise<{ readonly ackFloor: number; readonly unacknowledged: number }>;
   /**
    * Pull requests waiting on the consumer now, this opener's own included (each opener keeps one
    * while it is open): how many openers could take a message at once. Throws StoreUnavailableError.
@@ -141,17 +142,20 @@ export async function openDurableFeed(
     get stopping() {
       return stopped;
     },
-    lastSeq: async (subject) => {
+    lastSeq: async () => {
       try {
-        if (subject === undefined) return (await jsm.streams.info(stream)).state.last_seq;
-        return (await jsm.streams.getMessage(stream, { last_by_subj: subject }))?.seq ?? 0;
+        return (await jsm.streams.info(stream)).state.last_seq;
       } catch (err) {
         throw new StoreUnavailableError(`cannot read stream ${stream}: ${errorText(err)}`, { cause: err });
       }
     },
-    ackFloor: async () => {
+    progress: async () => {
       try {
-        return (await jsm.consumers.info(stream, name)).ack_floor.stream_seq;
+        const info = await jsm.consumers.info(stream, name);
+        return {
+          ackFloor: info.ack_floor.stream_seq,
+          unacknowledged: info.num_pending + info.num_ack_pending,
+        };
       } catch (err) {
         throw new StoreUnavailableError(`cannot read consumer ${name}: ${errorText(err)}`, { cause: err });
       }

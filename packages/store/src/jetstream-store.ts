@@ -46,7 +46,7 @@ import {
   REEVALUATION_BATCH_CAUSE,
   sealedDecisionTexts,
 } from "./decision-batch.js";
-import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS } from "./durable-feed.js";
+import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS, type FeedConsumerOutcome } from "./durable-feed.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 import { createExpiriesConsumer, expiriesStreamConfig } from "./expiry-timers.js";
 import { orderedMessages } from "./ordered-read.js";
@@ -115,7 +115,18 @@ const SNAPSHOT_KEY = "snapshot";
 export async function openJetStreamStore(
   nc: NatsConnection,
   options: JetStreamStoreOptions = {},
-): Promise<ArbiterStore & { readonly names: ResourceNames; readonly decisionsRetention?: RetentionChange }> {
+): Promise<
+  ArbiterStore & {
+    readonly names: ResourceNames;
+    readonly decisionsRetention?: RetentionChange;
+    /**
+     * Set (to the consumer's name) when the active index's consumer, made without a filter by an
+     * earlier release, could not be given one: its workers are delivered every re-evaluation batch
+     * and skip it by its header.
+     */
+    readonly unfilteredIndexConsumer?: string;
+  }
+> {
   const config = JetStreamStoreOptions.parse(options);
   const names = resourceNames(config.prefix);
   const js = jetstream(nc, { timeout: config.ackTimeoutMs });
@@ -150,6 +161,7 @@ export async function openJetStreamStore(
       });
     });
   }
+  let indexConsumer: FeedConsumerOutcome | undefined;
   if (config.create && config.createFanOut) {
     try {
       await whilePlacing(() =>
@@ -157,7 +169,7 @@ export async function openJetStreamStore(
       );
       await ensureActiveRepublish(jsm, config.prefix);
       // Delivered the answered requests' batches only, not the re-evaluations' (never indexed).
-      await createFeedConsumer(
+      indexConsumer = await createFeedConsumer(
         jsm,
         names.decisionsStream,
         names.activeIndexConsumer,
@@ -203,6 +215,7 @@ export async function openJetStreamStore(
   return {
     names,
     ...(retention ? { decisionsRetention: retention } : {}),
+    ...(indexConsumer === "refilter-refused" ? { unfilteredIndexConsumer: names.activeIndexConsumer } : {}),
     rules: new JetStreamRuleEventStore(js, jsm, names),
     snapshots: new KvSnapshotStore(kv),
     decisions,

@@ -719,16 +719,19 @@ export class Revoker {
 
   /**
    * Waits until the projection has acknowledged every answered request's batch there was at the
-   * start: the last one stored on the subject its consumer is filtered on. The re-evaluations'
-   * batches after it are never delivered to a filtered consumer, so its ack floor may stay below
-   * the stream's end (and an unfiltered one skips them: there is nothing to wait for).
+   * start: its ack floor past the stream's end as it was then, or nothing of its left
+   * unacknowledged. The re-evaluations' batches are never delivered to a filtered consumer, so its
+   * floor stays at its last request batch, below the stream's end when a re-evaluation came after
+   * it (an unfiltered consumer skips them). Two small API calls, whatever the batches' size.
    */
   async #caughtUp(m: FeedMessage): Promise<void> {
     const feed = this.#projection;
     if (feed === undefined) throw new Error("the active index feed is not open");
-    const target = await feed.lastSeq(this.#deps.names.decisionsSubject);
+    const target = await feed.lastSeq();
     const deadline = Date.now() + (this.#deps.catchUpTimeoutMs ?? 60_000);
-    while ((await feed.ackFloor()) < target) {
+    for (;;) {
+      const { ackFloor, unacknowledged } = await feed.progress();
+      if (ackFloor >= target || unacknowledged === 0) return;
       this.#checkStopping();
       if (Date.now() > deadline) {
         throw new Error(`the active index did not catch up with decision ${target} in time`);
@@ -799,6 +802,8 @@ export class Revoker {
       const decisionId = this.#deps.nextId();
       return { decisionId, ...encode(c, decisionId) };
     });
+    // Framed first: a record that cannot be framed fails the chunk before anything is written.
+    const framed = frameDecisionBatches(records, nc.info?.max_payload, inSharedMemory);
     // Both records before any override, written side by side: the revocations go out while the
     // decisions' batches are hashed.
     await Promise.all([
@@ -809,11 +814,11 @@ export class Revoker {
           text: revocationText(c.entry, c.evaluation, revision, at),
         })),
       ),
-      ...frameDecisionBatches(records, nc.info?.max_payload, inSharedMemory).map(async (framed) =>
+      ...framed.map(async (batch) =>
         decisions.append({
-          decisionIds: framed.decisionIds,
-          lines: framed.lines,
-          signature: await this.#batchSignature(framed),
+          decisionIds: batch.decisionIds,
+          lines: batch.lines,
+          signature: await this.#batchSignature(batch),
           reevaluations: true,
         }),
       ),

@@ -511,7 +511,9 @@ async function untilConverged(hosts: readonly BenchHost[], check: () => void): P
 async function untilIndexed(nc: NatsConnection, check: () => void): Promise<void> {
   const names = resourceNames();
   const jsm = await jetstreamManager(nc);
-  const last = (await jsm.streams.info(names.decisionsStream)).state.last_seq;
+  // The last request batch: the index consumer is not delivered re-evaluations' batches.
+  const last =
+    (await jsm.streams.getMessage(names.decisionsStream, { last_by_subj: names.decisionsSubject }))?.seq ?? 0;
   while (
     (await jsm.consumers.info(names.decisionsStream, names.activeIndexConsumer)).ack_floor.stream_seq < last
   ) {

@@ -34,6 +34,7 @@ import {
   serverOf,
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
+import { describeUnfilteredIndexConsumer } from "../index-consumer.js";
 import { emit } from "../output.js";
 import {
   describeRetentionChange,
@@ -144,6 +145,8 @@ export async function change(
     });
     const changed = describeRetentionChange(store.names.decisionsStream, store.decisionsRetention);
     if (changed) process.stderr.write(`arbiter: ${changed}\n`);
+    const unfiltered = describeUnfilteredIndexConsumer(store.unfilteredIndexConsumer);
+    if (unfiltered) process.stderr.write(`arbiter: ${unfiltered}\n`);
     const admin = createRulesAdmin({ store, signer, adminKeys: resolveAdminKeys(flags.adminKeys) });
     const applied = await body(admin);
     await written?.(nc, applied, confirmation);

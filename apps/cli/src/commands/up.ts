@@ -44,6 +44,7 @@ import {
   writeLocalState,
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
+import { describeUnfilteredIndexConsumer } from "../index-consumer.js";
 import { clearNatsPids, recordNatsPids, stopLeftoverNats } from "../leftover-nats.js";
 import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
 import { emit } from "../output.js";
@@ -369,6 +370,8 @@ async function openStoreWhenReady(
       });
       const changed = describeRetentionChange(store.names.decisionsStream, store.decisionsRetention);
       if (changed) log.warn(changed);
+      const unfiltered = describeUnfilteredIndexConsumer(store.unfilteredIndexConsumer);
+      if (unfiltered) log.warn(unfiltered);
       const latest = await store.rules.lastRevision();
       // A restarted cluster may answer stream info before reads: read the event the chain checks next.
       if (latest > 0) await store.rules.get(latest);
