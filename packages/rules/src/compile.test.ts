@@ -24,6 +24,18 @@ function compileError(...whens: string[]): { message: string; issues: readonly R
 }
 
 describe("compileRules", () => {
+  it("compiles a condition once, whichever document and rule hold it", () => {
+    const when = 'subject.imageRef.startsWith("ghcr.io/cache-test/") && subject.maxInstances > 2';
+    const first = compileRules(withWhen(when)).rules[0]!;
+    const again = compileRules(withWhen("true", when)).rules[1]!;
+    expect(again.run).toBe(first.run);
+    expect(again.rule.id).toBe("rule-1");
+    expect(compileRules(withWhen(`${when} `)).rules[0]!.run).not.toBe(first.run);
+    // A condition refused once is refused again, under the rule that holds it now.
+    expect(compileError("true", "kind >").issues[0]).toMatchObject({ ruleId: "rule-1" });
+    expect(compileError("kind >").issues[0]).toMatchObject({ ruleId: "only-wasmcloud-signed" });
+  });
+
   it("compiles expressions using every variable, macros and built-in functions", () => {
     const compiled = compileRules(
       withWhen(
