@@ -154,7 +154,7 @@ describe("re-evaluation batches", () => {
 
   it("of a large scan, hashed off the scan's thread, verify one by one and in audit verify, and replay alike", async () => {
     // Batches of 64 records and more are hashed on the worker's hashing thread: their signatures
-    // must be what the records' own Merkle tree gives, as anyone checking the log computes it.
+    // must be what the records' own Merkle tree gives, the root anyone checking the log computes.
     await applyRules(arbiter.admin, defaultRules("deny"));
     const hostKey = generateKey("N").publicKey;
     const host = await arbiter.startHost({}, hostKey);

@@ -133,6 +133,11 @@ function collect(nc: NatsConnection, subject: string): Msg[] {
 }
 
 /** True when the subscription was closed by the server for a permissions violation. */
+/** An override's text, as a worker publishes it, for `requestId`. */
+function overrideText(requestId: string, permitted: boolean): string {
+  return JSON.stringify({ requestId, request_id: requestId, permitted, message: "x" });
+}
+
 async function subscribeRefused(nc: NatsConnection, subject: string): Promise<boolean> {
   const sub = nc.subscribe(subject);
   // The server answers a refused SUB with an error before it answers the PING of the flush.
@@ -170,6 +175,21 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       });
       connections.push(nc);
       return nc;
+    };
+    // A victim's request sent again by the attacker with `reply` as its reply subject, until this
+    // suite's worker has decided one (`arbiter up` runs workers of its own).
+    const steerUntilDecided = async (reply: string, name: string): Promise<void> => {
+      const [sent] = victim.sentRequestIds();
+      const before = worker.stats().decisions;
+      const request = JSON.stringify({ ...fixtureJson("start-provider"), requestId: sent });
+      await until(
+        () => {
+          if (worker.stats().decisions > before) return true;
+          attackerNc.publish("wasmcloud.policy", request, { reply });
+          return false;
+        },
+        { name, interval: 100 },
+      );
     };
     const rulesRevision = async () =>
       (await (await jetstreamManager(adminNc)).streams.info("ARBITER_RULES")).state.last_seq;
@@ -557,25 +577,9 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
     });
 
     it("hears no answer steered onto the changes topic by a host's reply subject", async () => {
-      const [sent] = victim.sentRequestIds();
-      const before = worker.stats().decisions;
-      const request = JSON.stringify({ ...fixtureJson("start-provider"), requestId: sent });
-      // Asked again until this suite's worker has taken one (`arbiter up` runs workers of its own).
-      await until(
-        () => {
-          if (worker.stats().decisions > before) return true;
-          attackerNc.publish("wasmcloud.policy", request, { reply: "wasmcloud.policy.changes" });
-          return false;
-        },
-        { name: "this suite's worker decides a steered request", interval: 100 },
-      );
+      await steerUntilDecided("wasmcloud.policy.changes", "this suite's worker decides a steered request");
       // The answer leaves the worker's connection before this genuine override does: order holds.
-      const sentinel = JSON.stringify({
-        requestId: "sentinel",
-        request_id: "sentinel",
-        permitted: false,
-        message: "x",
-      });
+      const sentinel = overrideText("sentinel", false);
       workerNc.publish("wasmcloud.policy.changes", sentinel);
       await until(() => heardByVictim.length > 0, { name: "the sentinel override arrives" });
       expect(heardByVictim.map((m) => m.string())).toEqual([sentinel]);
@@ -589,20 +593,10 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       expect(await subscribeRefused(await connectAs("host"), own)).toBe(false);
       const heard = collect(victimNc, own);
       await processed(victimNc);
-      const forged = JSON.stringify({
-        requestId: "forged",
-        request_id: "forged",
-        permitted: true,
-        message: "x",
-      });
+      const forged = overrideText("forged", true);
       for (const nc of [attackerNc, adminNc]) nc.publish(own, forged);
       await processed(attackerNc, adminNc, victimNc);
-      const sentinel = JSON.stringify({
-        requestId: "own",
-        request_id: "own",
-        permitted: false,
-        message: "x",
-      });
+      const sentinel = overrideText("own", false);
       workerNc.publish(own, sentinel);
       await until(() => heard.length > 0, {
         name: "the worker's override on the host's own subject arrives",
@@ -616,23 +610,8 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
       const own = `wasmcloud.policy.changes.${hostIdentity.publicKey}`;
       const heard = collect(victimNc, own);
       await processed(victimNc);
-      const [sent] = victim.sentRequestIds();
-      const before = worker.stats().decisions;
-      const request = JSON.stringify({ ...fixtureJson("start-provider"), requestId: sent });
-      await until(
-        () => {
-          if (worker.stats().decisions > before) return true;
-          attackerNc.publish("wasmcloud.policy", request, { reply: own });
-          return false;
-        },
-        { name: "this suite's worker decides a request steered onto a host's subject", interval: 100 },
-      );
-      const sentinel = JSON.stringify({
-        requestId: "steer",
-        request_id: "steer",
-        permitted: false,
-        message: "x",
-      });
+      await steerUntilDecided(own, "this suite's worker decides a request steered onto a host's subject");
+      const sentinel = overrideText("steer", false);
       workerNc.publish(own, sentinel);
       await until(() => heard.length > 0, { name: "the sentinel override arrives" });
       expect(heard.map((m) => m.string())).toEqual([sentinel]);
@@ -678,12 +657,7 @@ export function describePermissionAttacks(name: string, start: () => Promise<Sec
         });
       }
       const kv = await new Kvm(attackerNc).open("LATTICEDATA_default");
-      const forged = JSON.stringify({
-        requestId: "forged",
-        request_id: "forged",
-        permitted: true,
-        message: "x",
-      });
+      const forged = overrideText("forged", true);
       await kv.put("forged", forged);
       // Still possible (README, Threat model): the delivery into a host's inbox arrives. A second
       // one after it means the first put was delivered by every consumer.

@@ -28,17 +28,17 @@ describe("merkle roots off the thread", () => {
     const thread = new MerkleThread();
     try {
       await until(() => thread.online, { name: "the hashing thread started" });
-      for (const count of [1, 2, 3, 5, 8, 13, 256]) {
+      for (const count of [1, 2, 3, 5, 8, 13, 63, 64, 65, 100, 256]) {
         const { bodies, data, starts, ends } = framed(count);
         const expected = signBatch(bodies, signer);
         expect(signBatchRoot(count, merkleRootOf(sha256, data, starts, ends), signer)).toBe(expected);
         expect(signBatchRoot(count, await thread.root(data, starts, ends), signer)).toBe(expected);
       }
       // A batch in shared memory is hashed there as it is.
-      const { bodies, data, starts, ends } = framed(7);
+      const { bodies, data, starts, ends } = framed(70);
       const shared = Buffer.from(new SharedArrayBuffer(data.length));
       shared.set(data);
-      expect(signBatchRoot(7, await thread.root(shared, starts, ends), signer)).toBe(
+      expect(signBatchRoot(70, await thread.root(shared, starts, ends), signer)).toBe(
         signBatch(bodies, signer),
       );
       expect(thread.running).toBe(true);
@@ -53,6 +53,11 @@ describe("merkle roots off the thread", () => {
       await until(() => thread.online, { name: "the hashing thread started" });
       const data = Buffer.from('{"a":1}\n[1]');
       await expect(thread.root(data, [0, 8], [7, 11])).rejects.toThrow(/JSON objects/);
+      // The same refusal from the thread, for a batch large enough to go there.
+      const large = framed(80);
+      const last = large.starts.length - 1;
+      large.data[large.starts[last]!] = 0x5b;
+      await expect(thread.root(large.data, large.starts, large.ends)).rejects.toThrow(/JSON objects/);
       await expect(thread.root(data, [], [])).rejects.toThrow(/at least one/);
     } finally {
       await thread.close();
@@ -63,13 +68,13 @@ describe("merkle roots off the thread", () => {
     const failures: string[] = [];
     const thread = new MerkleThread({ onFailure: (reason) => failures.push(reason) });
     await until(() => thread.online, { name: "the hashing thread started" });
-    const { bodies, data, starts, ends } = framed(9);
+    const { bodies, data, starts, ends } = framed(90);
     const pending = thread.root(data, starts, ends);
     await thread.close();
     const after = thread.root(data, starts, ends);
     const expected = signBatch(bodies, signer);
-    expect(signBatchRoot(9, await pending, signer)).toBe(expected);
-    expect(signBatchRoot(9, await after, signer)).toBe(expected);
+    expect(signBatchRoot(90, await pending, signer)).toBe(expected);
+    expect(signBatchRoot(90, await after, signer)).toBe(expected);
     expect(thread.running).toBe(false);
     // A thread closed on purpose is not a failure to tell.
     expect(failures).toEqual([]);

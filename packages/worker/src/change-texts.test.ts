@@ -68,7 +68,7 @@ describe("the texts of a changed entry", () => {
     expect(revocationText(second, ev, 1, "x")).toBe(JSON.stringify(revocationFor(second, ev, 1, "x")));
   });
 
-  it("write a request that is not an object (cut for size) as any other", () => {
+  it("write a request that is not an object (cut for size) like any other", () => {
     const e = entry(3, "cut");
     const ev = evaluation(3);
     expect(overrideBytes(e, ev).toString()).toBe(JSON.stringify(overrideFor(e, ev)));

@@ -162,12 +162,6 @@ const CHUNKS_IN_FLIGHT = 2;
  */
 const UPDATES_HELD = 16_384;
 
-/**
- * Records in a batch below which it is hashed on the scan's own thread: handing a batch to the
- * hashing thread costs about 0.2 ms, as much as hashing some 50 records.
- */
-const HASHED_HERE_BELOW = 64;
-
 /** Index writes in flight at once. */
 const UPDATES_IN_FLIGHT = 1024;
 
@@ -758,12 +752,11 @@ export class Revoker {
   }
 
   /**
-   * The signature of a framed batch of re-evaluation records, its Merkle root computed on this
-   * worker's hashing thread (here until it runs, when the revoker was never started, and for a batch
-   * too small to pay for handing it over).
+   * The signature of a framed batch of re-evaluation records, its Merkle root computed through this
+   * worker's hashing thread (here when the revoker was never started).
    */
   async #batchSignature(framed: FramedDecisionBatch): Promise<string> {
-    if (this.#hashing === undefined || framed.starts.length < HASHED_HERE_BELOW)
+    if (this.#hashing === undefined)
       return signBatch(
         framed.starts.map((start, i) => framed.lines.subarray(start, framed.ends[i])),
         this.#deps.signer,
