@@ -1,11 +1,10 @@
 import type { HostPolicyClient } from "@arbiter/host";
-import { type ArbiterStore, createRulesAdmin, openJetStreamStore } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { type RunningArbiter, spawnArbiter } from "./support/cli.js";
-import { applyRules, componentBody, defaultRules, startHost, untilIndexCaughtUp } from "./support/fanout.js";
+import { until } from "./harness/index.js";
+import type { RunningArbiter } from "./support/cli.js";
+import { componentBody, defaultRules, untilIndexCaughtUp } from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // Two `arbiter worker` processes; the one holding the expiry timer of a cached permit is killed
 // with SIGKILL before the claims expire. The timer lives on the server, so the other worker takes
@@ -13,55 +12,28 @@ import { applyRules, componentBody, defaultRules, startHost, untilIndexCaughtUp 
 
 const EXPIRED = "component claims have expired";
 
-let server: NatsServerProcess;
-let nc: NatsConnection;
-let store: ArbiterStore;
+let arbiter: FanoutArbiter;
 const workers: RunningArbiter[] = [];
-const connections: NatsConnection[] = [];
 let client: HostPolicyClient;
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url);
-  store = await openJetStreamStore(nc, { revocationAckWaitMs: 2000 });
-  const signer = createSigner(generateKey("O").seed);
-  const admin = createRulesAdmin({ store, signer });
-  await applyRules(
-    admin,
-    defaultRules("allow", [
+  arbiter = await startFanoutArbiter({
+    workers: [],
+    storeOptions: { revocationAckWaitMs: 2000 },
+    rules: defaultRules("allow", [
       { id: "no-expired-claims", effect: "deny", when: "claims != null && claims.expired", message: EXPIRED },
     ]),
-  );
+  });
   const keys = [generateKey("N"), generateKey("N")];
+  const env = { ARBITER_WORKER_KEYS: keys.map((k) => k.publicKey).join(","), ARBITER_LOG_LEVEL: "debug" };
   for (const [i, key] of keys.entries()) {
-    workers.push(
-      spawnArbiter(["worker", "--name", `w${i}`], {
-        NATS_URL: server.url,
-        ARBITER_ADMIN_KEYS: signer.publicKey,
-        ARBITER_WORKER_SEED: key.seed,
-        ARBITER_WORKER_KEYS: keys.map((k) => k.publicKey).join(","),
-        ARBITER_LOG_LEVEL: "debug",
-      }),
-    );
+    workers.push(await arbiter.spawnWorker(`w${i}`, { seed: key.seed, env }));
   }
-  for (const worker of workers) {
-    await until(() => /worker ready/.test(worker.stdout() + worker.stderr()), {
-      name: "worker ready",
-      timeout: 30_000,
-    });
-  }
-  const hostNc = await connectTo(server.url);
-  connections.push(hostNc);
-  client = await startHost(hostNc);
+  client = await arbiter.startHost();
 }, 60_000);
 
 afterAll(async () => {
-  await client?.stop();
-  for (const worker of workers) await worker.stop();
-  for (const c of connections) await c.close();
-  await store?.close();
-  await nc?.close();
-  await server?.stop();
+  await arbiter?.close();
 });
 
 describe("an expiry timer when the worker holding it dies", () => {
@@ -76,7 +48,7 @@ describe("an expiry timer when the worker holding it dies", () => {
     };
     const answer = await client.evaluateStartComponent({ ...componentBody("expiring"), claims });
     expect(answer.permitted).toBe(true);
-    await untilIndexCaughtUp(nc);
+    await untilIndexCaughtUp(arbiter.nc);
     const logLine = (w: RunningArbiter, text: string) =>
       (w.stdout() + w.stderr())
         .split("\n")

@@ -1,18 +1,15 @@
 import type { HostPolicyClient } from "@arbiter/host";
-import { type ArbiterStore, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { type RunningArbiter, spawnArbiter } from "./support/cli.js";
+import { until } from "./harness/index.js";
+import type { RunningArbiter } from "./support/cli.js";
 import {
   applyRules,
-  componentBody,
   defaultRules,
   expectEachOverrideRecorded,
-  startHost,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // Two `arbiter worker` processes; the one re-evaluating a rules revision is killed with SIGKILL
 // once its first overrides are out. The other takes the revision over and every override is sent.
@@ -20,63 +17,28 @@ import {
 const HOSTS = 10;
 const PER_HOST = 60;
 
-let server: NatsServerProcess;
-let nc: NatsConnection;
-let store: ArbiterStore;
-let admin: RulesAdmin;
-let adminKey: string;
+let arbiter: FanoutArbiter;
 const workers: RunningArbiter[] = [];
-const hosts: HostPolicyClient[] = [];
-const connections: NatsConnection[] = [];
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTo(server.url);
-  store = await openJetStreamStore(nc, { revocationAckWaitMs: 2000 });
-  const signer = createSigner(generateKey("O").seed);
-  adminKey = signer.publicKey;
-  admin = createRulesAdmin({ store, signer });
-  await applyRules(admin, defaultRules("deny"));
+  arbiter = await startFanoutArbiter({ workers: [], storeOptions: { revocationAckWaitMs: 2000 } });
   const keys = [generateKey("N"), generateKey("N")];
+  const workerKeys = keys.map((k) => k.publicKey).join(",");
   for (const [i, key] of keys.entries()) {
-    const worker = spawnArbiter(["worker", "--name", `w${i}`], {
-      NATS_URL: server.url,
-      ARBITER_ADMIN_KEYS: adminKey,
-      ARBITER_WORKER_SEED: key.seed,
-      ARBITER_WORKER_KEYS: keys.map((k) => k.publicKey).join(","),
-      ARBITER_LOG_LEVEL: "info",
-    });
-    workers.push(worker);
-  }
-  for (const worker of workers) {
-    await until(() => /worker ready/.test(worker.stdout() + worker.stderr()), {
-      name: "worker ready",
-      timeout: 30_000,
-    });
+    workers.push(
+      await arbiter.spawnWorker(`w${i}`, { seed: key.seed, env: { ARBITER_WORKER_KEYS: workerKeys } }),
+    );
   }
 }, 60_000);
 
 afterAll(async () => {
-  for (const host of hosts) await host.stop();
-  for (const worker of workers) await worker.stop();
-  for (const c of connections) await c.close();
-  await store?.close();
-  await nc?.close();
-  await server?.stop();
+  await arbiter?.close();
 });
 
 describe("re-evaluation when the worker doing it dies", () => {
   it("kill -9 of the worker re-evaluating a revision still ends with every override sent", async () => {
-    for (let h = 0; h < HOSTS; h++) {
-      const hostNc = await connectTo(server.url);
-      connections.push(hostNc);
-      hosts.push(await startHost(hostNc));
-    }
-    await Promise.all(
-      hosts.map(async (host, h) => {
-        for (let i = 0; i < PER_HOST; i++) await host.evaluateStartComponent(componentBody(`h${h}-c${i}`));
-      }),
-    );
+    const { nc, admin } = arbiter;
+    const hosts: HostPolicyClient[] = await arbiter.startCachingHosts(HOSTS, PER_HOST);
     const first = new Promise<void>((resolve) => {
       nc.subscribe("wasmcloud.policy.changes", { max: 1, callback: () => resolve() });
     });

@@ -1,60 +1,41 @@
-import { readFileSync } from "node:fs";
-import { WORKER_REPLY_PREFIXES } from "@arbiter/embedded-nats";
 import type { HostPolicyClient } from "@arbiter/host";
-import { resourceNames, WorkerStatusV1 } from "@arbiter/protocol";
-import { type ArbiterStore, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
-import { createSigner, generateKey } from "@arbiter/trust";
+import { resourceNames } from "@arbiter/protocol";
+import { generateKey } from "@arbiter/trust";
 import { jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTo, type NatsServerProcess, startNatsServer, until } from "./harness/index.js";
-import { type RunningArbiter, spawnArbiter } from "./support/cli.js";
+import { until } from "./harness/index.js";
+import type { RunningArbiter } from "./support/cli.js";
 import {
   applyRules,
-  componentBody,
   defaultRules,
-  startHost,
   untilIndexCaughtUp,
   untilPartsPulled,
   untilRevisionReevaluated,
 } from "./support/fanout.js";
-import { TEST_PASSWORDS } from "./support/permission-attacks.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 
 // Parts of 200 entries over 600 cached decisions: a split pays only when another worker takes
 // parts. One `arbiter worker` first (it scans alone), then two more (the revision is split).
 
-const ACCOUNTS = readFileSync(new URL("../deploy/nats/accounts.conf", import.meta.url), "utf8");
 const HOSTS = 10;
 const PER_HOST = 60;
 const PART_SIZE = 200;
 const KEYS = [generateKey("N"), generateKey("N"), generateKey("N")];
 
-let server: NatsServerProcess;
-let adminNc: NatsConnection;
-let store: ArbiterStore;
-let admin: RulesAdmin;
-let adminKey: string;
+let arbiter: FanoutArbiter;
+let adminNc: FanoutArbiter["nc"];
 const workers: RunningArbiter[] = [];
-const hosts: HostPolicyClient[] = [];
-const connections: NatsConnection[] = [];
+let hosts: HostPolicyClient[] = [];
 
 async function startWorker(i: number): Promise<RunningArbiter> {
-  const worker = spawnArbiter(["worker", "--name", `split-pays-${i}`], {
-    NATS_URL: server.url,
-    NATS_USER: "arbiter-worker",
-    NATS_PASSWORD: TEST_PASSWORDS["ARBITER_WORKER_PASSWORD"] ?? "",
-    ARBITER_INBOX_PREFIXES: WORKER_REPLY_PREFIXES.join(","),
-    ARBITER_ADMIN_KEYS: adminKey,
-    ARBITER_WORKER_SEED: KEYS[i]!.seed,
-    ARBITER_WORKER_KEYS: KEYS.map((k) => k.publicKey).join(","),
-    ARBITER_SCAN_PART_SIZE: String(PART_SIZE),
-    ARBITER_LOG_LEVEL: "info",
+  const worker = await arbiter.spawnWorker(`split-pays-${i}`, {
+    seed: KEYS[i]!.seed,
+    env: {
+      ARBITER_WORKER_KEYS: KEYS.map((k) => k.publicKey).join(","),
+      ARBITER_SCAN_PART_SIZE: String(PART_SIZE),
+    },
   });
   workers.push(worker);
-  await until(() => /worker ready/.test(worker.stdout() + worker.stderr()), {
-    name: `worker ${i} ready`,
-    timeout: 30_000,
-  });
   return worker;
 }
 
@@ -70,15 +51,7 @@ async function partsPublished(revision: number): Promise<number> {
 
 /** Each live worker's status counters. */
 async function workerStats(): Promise<Record<string, number>[]> {
-  const out: Record<string, number>[] = [];
-  const inbox = `_INBOX_arbiter_admin.split-pays-status.${generateKey("N").publicKey}`;
-  const sub = adminNc.subscribe(inbox);
-  adminNc.publish(resourceNames().statusSubject, new Uint8Array(), { reply: inbox });
-  for await (const m of sub) {
-    out.push(WorkerStatusV1.parse(m.json()).stats);
-    if (out.length === workers.length) break;
-  }
-  return out;
+  return [...(await arbiter.workerStats(workers.length)).values()];
 }
 
 function allCached(permitted: boolean): boolean {
@@ -86,47 +59,25 @@ function allCached(permitted: boolean): boolean {
 }
 
 beforeAll(async () => {
-  server = await startNatsServer({ extraConfig: ACCOUNTS, env: { ...TEST_PASSWORDS } });
-  adminNc = await connectTo(server.url, {
-    user: "arbiter-admin",
-    pass: TEST_PASSWORDS["ARBITER_ADMIN_PASSWORD"],
-    inboxPrefix: "_INBOX_arbiter_admin",
+  arbiter = await startFanoutArbiter({
+    shippedPermissions: true,
+    workers: [],
+    storeOptions: { revocationAckWaitMs: 2000 },
   });
-  connections.push(adminNc);
-  store = await openJetStreamStore(adminNc, { revocationAckWaitMs: 2000 });
-  const signer = createSigner(generateKey("O").seed);
-  adminKey = signer.publicKey;
-  admin = createRulesAdmin({ store, signer });
-  await applyRules(admin, defaultRules("deny"));
+  adminNc = arbiter.nc;
   await startWorker(0);
-  for (let h = 0; h < HOSTS; h++) {
-    const hostNc = await connectTo(server.url, {
-      user: "wasmcloud-host",
-      pass: TEST_PASSWORDS["WASMCLOUD_HOST_PASSWORD"],
-    });
-    connections.push(hostNc);
-    hosts.push(await startHost(hostNc));
-  }
-  await Promise.all(
-    hosts.map(async (host, h) => {
-      for (let i = 0; i < PER_HOST; i++) await host.evaluateStartComponent(componentBody(`h${h}-c${i}`));
-    }),
-  );
+  hosts = await arbiter.startCachingHosts(HOSTS, PER_HOST);
   await untilIndexCaughtUp(adminNc);
 }, 120_000);
 
 afterAll(async () => {
-  for (const host of hosts) await host.stop();
-  for (const worker of workers) await worker.stop();
-  for (const c of connections) await c.close();
-  await store?.close();
-  await server?.stop();
+  await arbiter?.close();
 });
 
 describe("a large re-evaluation is split only when another worker takes parts", () => {
   it("one worker scans an index larger than a part alone: no part published, every override sent", async () => {
     await untilPartsPulled(adminNc, 1);
-    const revision = await applyRules(admin, defaultRules("allow"));
+    const revision = await applyRules(arbiter.admin, defaultRules("allow"));
     await untilRevisionReevaluated(adminNc, revision, 60_000);
     await until(() => allCached(true), { name: "every cached denial permitted", timeout: 30_000 });
     expect(await partsPublished(revision)).toBe(0);
@@ -141,7 +92,7 @@ describe("a large re-evaluation is split only when another worker takes parts", 
     await startWorker(1);
     await startWorker(2);
     await untilPartsPulled(adminNc, 3);
-    const revision = await applyRules(admin, defaultRules("deny"));
+    const revision = await applyRules(arbiter.admin, defaultRules("deny"));
     await untilRevisionReevaluated(adminNc, revision, 60_000);
     await until(() => allCached(false), { name: "every cached permission revoked", timeout: 30_000 });
     expect(await partsPublished(revision)).toBe((HOSTS * PER_HOST) / PART_SIZE);

@@ -1,9 +1,15 @@
 import { readFileSync } from "node:fs";
 import { PASSWORD_USERS, WORKER_REPLY_PREFIXES } from "@arbiter/embedded-nats";
 import type { HostPolicyClient } from "@arbiter/host";
-import { DEFAULT_CHANGES_TOPIC } from "@arbiter/protocol";
+import { DEFAULT_CHANGES_TOPIC, resourceNames, WorkerStatusV1 } from "@arbiter/protocol";
 import type { RulesDocument } from "@arbiter/rules";
-import { type ArbiterStore, createRulesAdmin, openJetStreamStore, type RulesAdmin } from "@arbiter/store";
+import {
+  type ArbiterStore,
+  createRulesAdmin,
+  type JetStreamStoreOptions,
+  openJetStreamStore,
+  type RulesAdmin,
+} from "@arbiter/store";
 import { createSigner, generateKey, type Signer } from "@arbiter/trust";
 import { createWorker, type Worker, type WorkerConfig } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -14,9 +20,11 @@ import {
   type NatsServerOptions,
   type NatsServerProcess,
   startNatsServer,
+  until,
 } from "../harness/index.js";
 import { enrolledWorkerSeed } from "./arbiter.js";
-import { defaultRules, startHost } from "./fanout.js";
+import { type RunningArbiter, spawnArbiter } from "./cli.js";
+import { componentBody, defaultRules, startHost } from "./fanout.js";
 import { TEST_PASSWORDS } from "./permission-attacks.js";
 
 /** Whom a connection of a {@link FanoutArbiter} is for: the store and rules admin, a worker, or a host. */
@@ -46,6 +54,16 @@ export interface FanoutArbiterOptions {
   readonly workerLogger?: Logger;
   /** Records every message on the shared changes topic in `heard`, heard as a host; default false. */
   readonly hearChanges?: boolean;
+  /** Options of the admin's store (a short revocation ack wait, say); default none. */
+  readonly storeOptions?: JetStreamStoreOptions;
+}
+
+/** How {@link FanoutArbiter.spawnWorker} starts one `arbiter worker` process. */
+export interface SpawnedWorkerOptions {
+  /** Its seed, enrolled already or by `ARBITER_WORKER_KEYS`; default a new seed the admin enrolls. */
+  readonly seed?: string;
+  /** Environment on top of the connection's, the admin's key and the seed (log level `info`). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** How {@link FanoutArbiter.startWorker} starts one worker beyond what every worker has. */
@@ -90,8 +108,23 @@ export interface FanoutArbiter {
   connect(role?: FanoutRole, url?: string): Promise<NatsConnection>;
   /** Starts one more worker `id` on a new worker connection, stopped by `close()`; rejects as its `start()` does. */
   startWorker(id: string, options?: FanoutWorkerOptions): Promise<Worker>;
+  /**
+   * Starts an `arbiter worker --name <name>` process connected as a worker and waits until it says
+   * it is ready; `close()` stops it (one killed already is left as it is).
+   */
+  spawnWorker(name: string, options?: SpawnedWorkerOptions): Promise<RunningArbiter>;
+  /**
+   * The status counters of `count` workers, by worker id, as they answer on the status subject
+   * over the admin's connection.
+   */
+  workerStats(count: number): Promise<Map<string, Record<string, number>>>;
   /** A started reference host client on a new host connection, both ended by `close()`. */
   startHost(options?: Parameters<typeof startHost>[1], publicKey?: string): Promise<HostPolicyClient>;
+  /**
+   * `hosts` started host clients, each with `perHost` start decisions cached (components
+   * `h<host>-c<i>`), answered as the rules say.
+   */
+  startCachingHosts(hosts: number, perHost: number): Promise<HostPolicyClient[]>;
   /** Stops everything started, the last first; throws the first failure once all were tried. */
   close(): Promise<void>;
 }
@@ -144,7 +177,7 @@ export async function startFanoutArbiter(options: FanoutArbiterOptions = {}): Pr
       return nc;
     };
     const nc = await connect("admin");
-    const store = await openJetStreamStore(nc);
+    const store = await openJetStreamStore(nc, options.storeOptions);
     closers.push(() => store.close());
     const adminSeed = options.adminSeed ?? generateKey("O").seed;
     const signer = createSigner(adminSeed);
@@ -185,6 +218,42 @@ export async function startFanoutArbiter(options: FanoutArbiterOptions = {}): Pr
       });
       await listener.flush();
     }
+    const spawnWorker = async (name: string, spawned: SpawnedWorkerOptions = {}) => {
+      const { user, pass } = connectAs?.("worker") ?? {};
+      const worker = spawnArbiter(["worker", "--name", name], {
+        NATS_URL: server.url,
+        ...(user === undefined ? {} : { NATS_USER: user }),
+        ...(typeof pass === "string" ? { NATS_PASSWORD: pass } : {}),
+        ...(shipped ? { ARBITER_INBOX_PREFIXES: WORKER_REPLY_PREFIXES.join(",") } : {}),
+        ARBITER_ADMIN_KEYS: signer.publicKey,
+        ARBITER_WORKER_SEED: spawned.seed ?? (await enrolledWorkerSeed(admin, name)),
+        ARBITER_LOG_LEVEL: "info",
+        ...spawned.env,
+      });
+      closers.push(async () => void (await worker.stop()));
+      await until(() => /worker ready/.test(worker.stdout() + worker.stderr()), {
+        name: `worker ${name} ready`,
+        timeout: 30_000,
+      });
+      return worker;
+    };
+    const workerStats = async (count: number) => {
+      const stats = new Map<string, Record<string, number>>();
+      const inbox = `${connectAs?.("admin").inboxPrefix ?? "_INBOX"}.fanout-status.${generateKey("N").publicKey}`;
+      const sub = nc.subscribe(inbox);
+      nc.publish(resourceNames().statusSubject, new Uint8Array(), { reply: inbox });
+      for await (const m of sub) {
+        const status = WorkerStatusV1.parse(m.json());
+        stats.set(status.id, status.stats);
+        if (stats.size === count) break;
+      }
+      return stats;
+    };
+    const startOneHost = async (hostOptions: Parameters<typeof startHost>[1] = {}, publicKey?: string) => {
+      const host = await startHost(await connect("host"), hostOptions, publicKey);
+      closers.push(() => host.stop());
+      return host;
+    };
     return {
       server,
       nc,
@@ -201,10 +270,18 @@ export async function startFanoutArbiter(options: FanoutArbiterOptions = {}): Pr
       },
       connect,
       startWorker,
-      startHost: async (hostOptions = {}, publicKey) => {
-        const host = await startHost(await connect("host"), hostOptions, publicKey);
-        closers.push(() => host.stop());
-        return host;
+      spawnWorker,
+      workerStats,
+      startHost: startOneHost,
+      startCachingHosts: async (count, perHost) => {
+        const hosts: HostPolicyClient[] = [];
+        for (let h = 0; h < count; h++) hosts.push(await startOneHost());
+        await Promise.all(
+          hosts.map(async (host, h) => {
+            for (let i = 0; i < perHost; i++) await host.evaluateStartComponent(componentBody(`h${h}-c${i}`));
+          }),
+        );
+        return hosts;
       },
       close,
     };
