@@ -42,10 +42,12 @@ export interface ActiveIndex {
   /** Removes the entry of `id` (nothing when there is none). */
   delete(id: ActiveEntryId): Promise<void>;
   /**
-   * Claims `requestId` for the entry `id`: true when it was unclaimed (now claimed) or already
-   * claimed by that very entry; false when another entry holds it. Claims are never released.
+   * Claims `requestId` for the decision `claimant` (its entry and its id): true when it was
+   * unclaimed (now claimed) or already claimed by that very decision; false when another decision
+   * holds it, of another entry or of this one (a host sends each request id once: a second
+   * decision under it is a copy). Claims are never released.
    */
-  claimRequestId(requestId: string, id: ActiveEntryId): Promise<boolean>;
+  claimRequestId(requestId: string, claimant: RequestIdClaimant): Promise<boolean>;
   /** Every entry, or those of one host in one lattice, in no particular order. */
   entries(filter?: { readonly lattice: string; readonly host: string }): AsyncIterable<ActiveDecisionV1>;
   /** Stores the report of a revision's completed re-evaluation (key `s.<revision>`), replacing one there. */
@@ -72,6 +74,24 @@ export interface ActiveIndex {
   /** The entries stored under `keys`, in that order; a key with no entry is left out. */
   entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1>;
   close(): Promise<void>;
+}
+
+/** The decision a request id is claimed for: its entry and its decision id. */
+export interface RequestIdClaimant extends ActiveEntryId {
+  readonly decisionId: string;
+}
+
+/**
+ * Whether the claim `held` (a claim's stored text) is that of `claimant`: `<entry key> <decision
+ * id>`, or the entry key alone as an earlier release wrote it (which named no decision).
+ */
+function isClaimOf(held: string, claimant: RequestIdClaimant): boolean {
+  const owner = activeEntryKey(claimant);
+  return held === owner || held === claimText(claimant);
+}
+
+function claimText(claimant: RequestIdClaimant): string {
+  return `${activeEntryKey(claimant)} ${claimant.decisionId}`;
 }
 
 /** A host's lifecycle record as stored, with the KV revision it was read at. */
@@ -210,12 +230,11 @@ export function createMemoryActiveIndex(): ActiveIndex {
     delete: async (id) => {
       entries.delete(activeEntryKey(id));
     },
-    claimRequestId: async (requestId, id) => {
+    claimRequestId: async (requestId, claimant) => {
       const key = requestIdKey(requestId);
-      const owner = activeEntryKey(id);
       const held = claims.get(key);
-      if (held === undefined) claims.set(key, owner);
-      return (held ?? owner) === owner;
+      if (held === undefined) claims.set(key, claimText(claimant));
+      return held === undefined || isClaimOf(held, claimant);
     },
     entries: async function* (filter) {
       const prefix = filter === undefined ? "e." : `${hostKeyPrefix(filter.lattice, filter.host)}.`;
@@ -392,11 +411,10 @@ class KvActiveIndex implements ActiveIndex {
     }
   }
 
-  async claimRequestId(requestId: string, id: ActiveEntryId): Promise<boolean> {
+  async claimRequestId(requestId: string, claimant: RequestIdClaimant): Promise<boolean> {
     const key = requestIdKey(requestId);
-    const owner = activeEntryKey(id);
     try {
-      await this.#writes.publish(`$KV.${this.#bucket}.${key}`, owner, null, {
+      await this.#writes.publish(`$KV.${this.#bucket}.${key}`, claimText(claimant), null, {
         "Nats-Expected-Last-Subject-Sequence": "0",
       });
       return true;
@@ -406,7 +424,9 @@ class KvActiveIndex implements ActiveIndex {
       }
     }
     const held = await this.#readDirect(`$KV.${this.#bucket}.${key}`);
-    return held !== null && held.header("KV-Operation") === undefined && textOf(held.data) === owner;
+    return (
+      held !== null && held.header("KV-Operation") === undefined && isClaimOf(textOf(held.data), claimant)
+    );
   }
 
   async getHost(lattice: string, host: string): Promise<StoredHostRecord | null> {

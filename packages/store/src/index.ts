@@ -1,4 +1,4 @@
-export type { ActiveEntryId, ActiveIndex, StoredHostRecord } from "./active-index.js";
+export type { ActiveEntryId, ActiveIndex, RequestIdClaimant, StoredHostRecord } from "./active-index.js";
 export {
   ActiveIndexOptions,
   activeBucketOptions,
