@@ -132,10 +132,26 @@ const readAt = new WeakMap<ActiveDecisionV1, number>();
  */
 const written = new Map<string, { readonly seq: number; readonly entry: ActiveDecisionV1 }>();
 const WRITTEN_KEPT = 65_536;
+/**
+ * The most bytes (as written) of the entries kept: a host chooses how large its requests are, and
+ * entries no mirror takes (none open, or the bucket too large for one) are held until the map is
+ * cleared; 65,536 of a megabyte each were more than a worker's heap.
+ */
+const WRITTEN_KEPT_BYTES = 64 * 1024 * 1024;
+let writtenBytes = 0;
 
-function noteWritten(key: string, seq: number, entry: ActiveDecisionV1): void {
-  if (written.size >= WRITTEN_KEPT) written.clear();
+/**
+ * Keeps `entry`, written under `key` as `bytes` bytes at bucket sequence `seq`, for a mirror that
+ * hears that write ({@link takeWrittenEntry}); the kept entries are let go once too many or too large.
+ */
+export function noteWritten(key: string, seq: number, entry: ActiveDecisionV1, bytes: number): void {
+  if (written.size >= WRITTEN_KEPT || writtenBytes + bytes > WRITTEN_KEPT_BYTES) {
+    written.clear();
+    writtenBytes = 0;
+  }
+  if (bytes > WRITTEN_KEPT_BYTES) return;
   written.set(key, { seq, entry });
+  writtenBytes += bytes;
 }
 
 /** The entry this process wrote under `key` at bucket sequence `seq`, if it did (taken once). */
@@ -377,8 +393,9 @@ class KvActiveIndex implements ActiveIndex {
   async put(entry: ActiveDecisionV1): Promise<void> {
     const key = activeEntryKey(entry);
     try {
-      const { seq } = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, JSON.stringify(entry), null);
-      noteWritten(key, seq, entry);
+      const text = JSON.stringify(entry);
+      const { seq } = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, text, null);
+      noteWritten(key, seq, entry, text.length);
     } catch (err) {
       throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
     }
@@ -392,10 +409,11 @@ class KvActiveIndex implements ActiveIndex {
     }
     const key = activeEntryKey(entry);
     try {
-      const stored = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, JSON.stringify(entry), null, {
+      const text = JSON.stringify(entry);
+      const stored = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, text, null, {
         "Nats-Expected-Last-Subject-Sequence": String(seq),
       });
-      noteWritten(key, stored.seq, entry);
+      noteWritten(key, stored.seq, entry, text.length);
       return true;
     } catch (err) {
       if (isStoreUnavailableError(err) && err.jsErrCode === WRONG_LAST_SEQUENCE) return false;

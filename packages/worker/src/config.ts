@@ -8,7 +8,7 @@ import {
   ErrorCode,
   WorkerPublicKey,
 } from "@arbiter/protocol";
-import { DEFAULT_MIRROR_MAX_KEYS } from "@arbiter/store";
+import { DEFAULT_MIRROR_MAX_BYTES, DEFAULT_MIRROR_MAX_KEYS } from "@arbiter/store";
 import { decodePublicKey } from "@arbiter/trust";
 import { z } from "zod";
 
@@ -158,6 +158,11 @@ export const WorkerConfig = z
      * parsed it); an index larger than this is read from the server at each re-evaluation. 0: no mirror.
      */
     indexMirrorMaxKeys: z.number().int().nonnegative().default(DEFAULT_MIRROR_MAX_KEYS),
+    /**
+     * Bytes of the active index's stream this worker's mirror holds at most (entries are as large as
+     * hosts make their requests); a larger index is read from the server at each re-evaluation.
+     */
+    indexMirrorMaxBytes: z.number().int().positive().default(DEFAULT_MIRROR_MAX_BYTES),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

@@ -769,6 +769,7 @@ class DecisionWorker implements Worker {
                 prefix: config.prefix,
                 timeoutMs: config.ackTimeoutMs,
                 maxKeys: config.indexMirrorMaxKeys,
+                maxBytes: config.indexMirrorMaxBytes,
                 prepare: prepareForReevaluation,
               }),
           }),
