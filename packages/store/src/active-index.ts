@@ -11,7 +11,7 @@ import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
 import { AckMux } from "./ack-mux.js";
-import { DirectGetMux, type DirectMessage } from "./direct-get.js";
+import { DirectGetMux, type DirectMessage, readsInFlight } from "./direct-get.js";
 import { isStoreUnavailableError, StoreUnavailableError } from "./errors.js";
 import { whilePlacing } from "./placement-retry.js";
 import { errorText, parseJsonOrNull } from "./text.js";
@@ -536,17 +536,21 @@ class KvActiveIndex implements ActiveIndex {
     const subjectPrefix = `$KV.${this.#bucket}.`;
     const inFlight: Promise<DirectMessage | null>[] = [];
     let next = 0;
+    // The window shrinks to what the largest entry read so far allows (a host chooses how large).
+    let largest = 0;
     while (next < keys.length || inFlight.length > 0) {
+      const window = readsInFlight(largest, READS_IN_FLIGHT);
       // Topped up in batches once half are answered, not one read per answer: the reads of a
       // batch leave in one socket write.
-      const topUp = inFlight.length <= READS_IN_FLIGHT / 2;
-      while (topUp && next < keys.length && inFlight.length < READS_IN_FLIGHT) {
+      const topUp = inFlight.length <= window / 2;
+      while (topUp && next < keys.length && inFlight.length < window) {
         const read = this.#readDirect(`${subjectPrefix}${keys[next++]}`);
         // A listing left early (a stopping scan) must not leave its reads' failures unhandled.
         read.catch(() => {});
         inFlight.push(read);
       }
       const message = await inFlight.shift();
+      if (message != null && message.data.length > largest) largest = message.data.length;
       const entry = message === undefined ? null : parseEntryMessage(message);
       if (entry !== null) yield entry;
     }

@@ -4,7 +4,7 @@ import { type ActiveDecisionV1, type HostRecordV1, resourceNames } from "@arbite
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { hostRecordKey, parseEntryBytes, parseHostRecord, takeWrittenEntry } from "./active-index.js";
-import { DirectGetMux } from "./direct-get.js";
+import { DirectGetMux, readsInFlight } from "./direct-get.js";
 import { StoreUnavailableError } from "./errors.js";
 import { RepublishedSequence } from "./republished-sequence.js";
 import { errorText } from "./text.js";
@@ -515,11 +515,14 @@ class KvIndexMirror implements IndexMirror {
         this.#tooLarge = true;
         return;
       }
-      for (let at = 0; at < listed.subjects.length; at += READS_IN_FLIGHT) {
-        const batch = listed.subjects.slice(at, at + READS_IN_FLIGHT);
+      let largest = 0;
+      for (let at = 0; at < listed.subjects.length; ) {
+        const batch = listed.subjects.slice(at, at + readsInFlight(largest, READS_IN_FLIGHT));
+        at += batch.length;
         const read = await Promise.all(batch.map((subject) => this.#reads.last(subject)));
         for (const [i, message] of read.entries()) {
           if (message === null) continue;
+          if (message.data.length > largest) largest = message.data.length;
           const key = (batch[i] as string).slice(subjectPrefix.length);
           const live = message.header("KV-Operation") === undefined && keptKey(key);
           this.#put(building, key, { seq: message.seq, raw: live ? new Uint8Array(message.data) : null });
