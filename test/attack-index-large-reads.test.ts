@@ -11,6 +11,7 @@ import {
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
+import { captureLog } from "./support/log-capture.js";
 
 // A scan that reads the active index from the server (no mirror, or an index too large for one)
 // kept 512 direct gets in flight, whatever the entries weigh: a host's requests of 800 KB for
@@ -26,12 +27,14 @@ const base = JSON.parse(readFileSync(FIXTURE, "utf8")) as Record<string, unknown
 
 let arbiter: FanoutArbiter;
 let honest: HostPolicyClient;
+const log = captureLog("warn");
 
 beforeAll(async () => {
   arbiter = await startFanoutArbiter({
     rules: defaultRules("allow"),
     workers: ["w1"],
     workerConfig: { indexMirrorMaxKeys: 0 },
+    workerLogger: log.logger,
   });
   honest = await arbiter.startHost();
 }, 60_000);
@@ -63,5 +66,8 @@ describe("a scan reading an index of large entries from the server", () => {
       name: "the honest host's entry revoked",
       timeout: 15_000,
     });
+    // At its first delivery: the writes of its changed entries, as large, wait for room too.
+    const failed = log.lines().filter((line) => String(line["msg"]).includes("failed on stream message"));
+    expect(failed.map((line) => line["err"])).toEqual([]);
   }, 180_000);
 });
