@@ -102,6 +102,16 @@ export const WorkerConfig = z
      */
     maxQueuedRequests: z.number().int().positive().default(10_000),
     /**
+     * Bytes of requests waiting to be decided beyond which new ones are dropped unanswered too
+     * (one larger request is still taken when none waits): 10,000 requests of a megabyte each,
+     * within the count, were 10 GB.
+     */
+    maxQueuedBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(256 * 1024 * 1024),
+    /**
      * Reply subject prefixes the worker answers to (hosts' inboxes). A request with any other reply
      * subject is recorded, counted and not answered, so no answer can be steered onto the changes
      * topic or into Arbiter's own streams.
