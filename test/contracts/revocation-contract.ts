@@ -121,13 +121,15 @@ export function describeRevocationStoresContract(name: string, factory: Revocati
       await index.close();
     });
 
-    it("gives a request id to the first entry that claims it, and to no other", async () => {
+    it("gives a request id to the first decision that claims it, and to no other", async () => {
       const index = await factory.createIndex();
       expect(await index.claimRequestId("r1", entry())).toBe(true);
       expect(await index.claimRequestId("r1", entry())).toBe(true);
       expect(await index.claimRequestId("r1", entry({ host: "NATTACKER" }))).toBe(false);
       expect(await index.claimRequestId("r1", entry({ cacheKey: "other" }))).toBe(false);
       expect(await index.claimRequestId("r2", entry({ host: "NATTACKER" }))).toBe(true);
+      // The same entry under another decision: a copy of the id, not the host's request.
+      expect(await index.claimRequestId("r1", entry({ decisionId: "d2" }))).toBe(false);
       await index.close();
     });
 

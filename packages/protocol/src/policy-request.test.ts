@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { legacyStartActor } from "../../../test/support/fixtures.js";
-import { decodePolicyRequest, decodePolicyValue } from "./policy-request.js";
+import { decodePolicyRequest, decodePolicyValue, isByteLevelRejection } from "./policy-request.js";
 import { PolicyRequestV1 } from "./wasmcloud.js";
 
 const fixture = (name: string) =>
@@ -161,6 +161,20 @@ describe("rejections name the problem and keep the request id", () => {
       expect(decoded.reason).toMatch(reason);
     });
   }
+
+  it("refuses more than 10,000 values, keeps none of them, and decodes a stored value of any count", () => {
+    const many = { ...base, pad: Array(10_000).fill({}) };
+    const decoded = decodePolicyRequest(encode(many));
+    expect(decoded).toMatchObject({ ok: false, requestId: id, input: null, kind: "startComponent" });
+    expect(!decoded.ok && decoded.reason).toBe(
+      "payload: more than 10000 JSON values (a policy request holds a few dozen)",
+    );
+    expect(!decoded.ok && isByteLevelRejection(decoded.reason)).toBe(true);
+    // A record of an earlier release is evaluated again as it was decided.
+    expect(decodePolicyValue(many).ok).toBe(true);
+    expect(decodePolicyRequest(encode({ ...base, pad: Array(9_000).fill(0) })).ok).toBe(true);
+    expect(decodePolicyRequest(encode(many), { maxValues: 100_000 }).ok).toBe(true);
+  });
 
   it("answers nothing it cannot attribute, but says why", () => {
     const decoded = decodePolicyRequest(encode([1, 2, 3]));

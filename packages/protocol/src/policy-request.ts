@@ -57,10 +57,21 @@ export interface DecodeLimits {
   readonly maxBytes?: number;
   /** Deepest accepted JSON nesting (default 32; real requests nest 5 deep). */
   readonly maxDepth?: number;
+  /**
+   * Most JSON values (objects, arrays, strings, numbers, booleans, nulls) accepted in one payload:
+   * default 10,000 from {@link decodePolicyRequest}, none from {@link decodePolicyValue} (a record
+   * made before the limit decodes as it was decided). Real requests hold a few dozen.
+   */
+  readonly maxValues?: number;
 }
 
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 const DEFAULT_MAX_DEPTH = 32;
+/**
+ * Values parsed take up to twenty times their bytes in memory (870 KB of `{}` is 19 MB), and every
+ * worker keeps each indexed request parsed: the count bounds that at a few bytes per byte sent.
+ */
+const DEFAULT_MAX_VALUES = 10_000;
 const MAX_REQUEST_ID = 256;
 /** Longest key or value quoted in a reason; longer ones are cut and their length given. */
 const MAX_QUOTED = 64;
@@ -76,7 +87,7 @@ const KINDS_V1: readonly string[] = ["startComponent", "startProvider", "perform
 
 /**
  * Decodes one message from the policy topic. Never throws: every failure (size, UTF-8, JSON,
- * nesting, `__proto__` keys, duplicate keys, numbers beyond a double's range, schema) comes back as `ok: false` with a reason that names it and,
+ * nesting, too many values, `__proto__` keys, duplicate keys, numbers beyond a double's range, schema) comes back as `ok: false` with a reason that names it and,
  * where the payload carries one, the request id to answer.
  */
 export function decodePolicyRequest(bytes: Uint8Array, limits: DecodeLimits = {}): DecodedRequest {
@@ -101,7 +112,7 @@ export function decodePolicyRequest(bytes: Uint8Array, limits: DecodeLimits = {}
     const detail = err instanceof Error ? err.message : String(err);
     return reject(scanRequestId(text), `payload is not JSON: ${detail}`);
   }
-  return decodeParsed(value, limits, text);
+  return decodeParsed(value, limits, text, limits.maxValues ?? DEFAULT_MAX_VALUES);
 }
 
 /**
@@ -109,10 +120,15 @@ export function decodePolicyRequest(bytes: Uint8Array, limits: DecodeLimits = {}
  * keys cannot be seen once parsed: only {@link decodePolicyRequest} refuses them.
  */
 export function decodePolicyValue(value: unknown, limits: DecodeLimits = {}): DecodedRequest {
-  return decodeParsed(value, limits, null);
+  return decodeParsed(value, limits, null, limits.maxValues ?? Number.POSITIVE_INFINITY);
 }
 
-function decodeParsed(value: unknown, limits: DecodeLimits, text: string | null): DecodedRequest {
+function decodeParsed(
+  value: unknown,
+  limits: DecodeLimits,
+  text: string | null,
+  maxValues: number,
+): DecodedRequest {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return reject(null, `expected a JSON object, got ${describe(value)}`, value);
   }
@@ -123,9 +139,10 @@ function decodeParsed(value: unknown, limits: DecodeLimits, text: string | null)
   const rawKind = typeof record["kind"] === "string" ? record["kind"] : null;
 
   const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
-  const shape = checkShape(value, maxDepth);
+  const shape = checkShape(value, maxDepth, maxValues);
   if (!shape.ok) {
-    const input = shape.tooDeep ? cutAt(value, maxDepth) : value;
+    // Too many values are kept by no record (what is refused is the memory they take).
+    const input = shape.tooDeep ? cutAt(value, maxDepth) : shape.tooMany ? null : value;
     return reject(requestId, shape.reason, input, rawKind);
   }
   // JSON.parse keeps the last copy of a repeated key, but a reader of the recorded bytes that keeps
@@ -348,17 +365,19 @@ export function cacheKeyV082(request: PolicyRequestV082): string {
 
 /**
  * Rejects what JSON.parse accepts but a policy request must never contain: nesting deeper than
- * `maxDepth` (a stack-exhaustion vector for later serializers) and `__proto__` keys (which a
- * later object copy would turn into a prototype change). Counts the keys it walks, for the
- * duplicate check.
+ * `maxDepth` (a stack-exhaustion vector for later serializers), more than `maxValues` values (a
+ * memory-exhaustion vector for everything that keeps the request parsed) and `__proto__` keys
+ * (which a later object copy would turn into a prototype change). Counts the keys it walks, for
+ * the duplicate check.
  */
 function checkShape(
   root: unknown,
   maxDepth: number,
-): { ok: true; keys: number } | { ok: false; reason: string; tooDeep: boolean } {
+  maxValues: number,
+): { ok: true; keys: number } | { ok: false; reason: string; tooDeep: boolean; tooMany: boolean } {
   // Walks without building paths (the common case finds nothing); a path is spelled out only for
   // the problem found. Recursion stops at maxDepth, so the stack stays shallow.
-  const tally = { keys: 0 };
+  const tally = { keys: 0, values: 0, maxValues };
   const found = findShapeProblem(root, 1, maxDepth, tally);
   if (found === null) return { ok: true, keys: tally.keys };
   const path = formatPath(found.path.reverse());
@@ -368,12 +387,30 @@ function checkShape(
         ok: false,
         reason: `${path || "payload"}: nested deeper than ${maxDepth} levels`,
         tooDeep: true,
+        tooMany: false,
+      };
+    case "values":
+      return {
+        ok: false,
+        reason: `payload: more than ${maxValues} JSON values (a policy request holds a few dozen)`,
+        tooDeep: false,
+        tooMany: true,
       };
     case "proto":
-      return { ok: false, reason: `${path}: the key "__proto__" is not allowed`, tooDeep: false };
+      return {
+        ok: false,
+        reason: `${path}: the key "__proto__" is not allowed`,
+        tooDeep: false,
+        tooMany: false,
+      };
     case "infinite":
       // JSON.parse reads it as Infinity, which JSON writes as null: no record could show what was evaluated.
-      return { ok: false, reason: `${path}: a number beyond the range of a double`, tooDeep: false };
+      return {
+        ok: false,
+        reason: `${path}: a number beyond the range of a double`,
+        tooDeep: false,
+        tooMany: false,
+      };
   }
 }
 
@@ -390,8 +427,9 @@ function findShapeProblem(
   value: unknown,
   depth: number,
   maxDepth: number,
-  tally: { keys: number },
-): { path: (string | number)[]; problem: "deep" | "proto" | "infinite" } | null {
+  tally: { keys: number; values: number; readonly maxValues: number },
+): { path: (string | number)[]; problem: "deep" | "values" | "proto" | "infinite" } | null {
+  if (++tally.values > tally.maxValues) return { path: [], problem: "values" };
   if (typeof value === "number") return Number.isFinite(value) ? null : { path: [], problem: "infinite" };
   if (typeof value !== "object" || value === null) return null;
   if (depth > maxDepth) return { path: [], problem: "deep" };
@@ -459,12 +497,13 @@ const BYTE_LEVEL_REASONS: readonly RegExp[] = [
   /^duplicate key /,
   /^a key is repeated$/,
   /nested deeper than \d+ levels$/,
+  /^payload: more than \d+ JSON values/,
 ];
 
 /**
  * Whether `reason`, from {@link decodePolicyRequest}, is about the payload's bytes rather than the
- * value they parse to (its size, UTF-8, JSON syntax, a repeated key, its nesting). A decision record
- * keeps the parsed value (or null, or a copy cut at the depth limit), so such a rejection cannot be
+ * value they parse to (its size, UTF-8, JSON syntax, a repeated key, its nesting, its count of
+ * values). A decision record keeps the parsed value (or null, or a copy cut at the depth limit), so such a rejection cannot be
  * reproduced from the record: only one about the value can, with {@link decodePolicyValue}.
  */
 export function isByteLevelRejection(reason: string): boolean {

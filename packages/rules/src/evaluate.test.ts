@@ -132,6 +132,19 @@ describe("evaluate: combining", () => {
     });
     expect(evaluate(compiled, baseFacts).errors.map((e) => e.ruleId)).toEqual(["dry"]);
   });
+
+  it("records at most 512 characters of an error that quotes what the host sent, and its length", () => {
+    const compiled = rules("deny", { id: "table", effect: "allow", when: '{"trusted": true}[subject.id]' });
+    const id = `x${"\u{1F600}".repeat(100_000)}`;
+    const [error] = evaluate(compiled, { ...baseFacts, subject: { ...baseFacts.subject!, id } }).errors;
+    expect(error?.ruleId).toBe("table");
+    expect(error!.message.length).toBeLessThanOrEqual(512);
+    expect(error!.message).toMatch(/^column \d+: field not found: x\u{1F600}+…\(\d+ characters\)$/u);
+    // A short one is kept whole.
+    expect(evaluate(compiled, baseFacts).errors).toEqual([
+      { ruleId: "table", message: expect.stringMatching(/^column \d+: field not found: hello$/) },
+    ]);
+  });
 });
 
 describe("evaluate: values", () => {

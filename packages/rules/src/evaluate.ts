@@ -49,7 +49,7 @@ export function evaluate(rules: CompiledRules, given: EvaluationFacts): Evaluati
       outcome = runRule(compiled, bindings);
     }
     if (typeof outcome === "string") {
-      errors.push({ ruleId: rule.id, message: outcome });
+      errors.push({ ruleId: rule.id, message: clipErrorMessage(outcome) });
       continue;
     }
     if (!outcome) continue;
@@ -90,6 +90,23 @@ export function evaluate(rules: CompiledRules, given: EvaluationFacts): Evaluati
     dryRunRules,
     errors,
   };
+}
+
+/** Longest rule error message recorded; longer ones keep their start and give their length. */
+const MAX_RULE_ERROR_CHARS = 512;
+
+/**
+ * A rule error message as recorded: CEL quotes the value it failed on (`field not found: <key>`,
+ * whatever the host sent as that key), and each failing rule's message is written into the
+ * decision and every re-evaluation of it, so a host's 240 KB component id times a few such rules
+ * made records no message could hold (the re-evaluation's chunk failed at every delivery).
+ */
+function clipErrorMessage(message: string): string {
+  if (message.length <= MAX_RULE_ERROR_CHARS) return message;
+  let end = MAX_RULE_ERROR_CHARS - 64;
+  const code = message.charCodeAt(end - 1);
+  if (code >= 0xd800 && code <= 0xdbff) end--;
+  return `${message.slice(0, end)}…(${message.length} characters)`;
 }
 
 // Whether the rule matched, or why it could not be decided.

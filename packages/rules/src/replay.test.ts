@@ -226,7 +226,10 @@ describe("replayDecision", () => {
     const repeated = decodePolicyRequest(
       Buffer.from(fixture.replace('"kind":', '"kind": "unknown", "kind":')),
     );
-    for (const decoded of [notJson, repeated]) {
+    const tooMany = decodePolicyRequest(
+      Buffer.from(`${fixture.trim().slice(0, -1)},"pad":[${Array(10_000).fill("{}")}]}`),
+    );
+    for (const decoded of [notJson, repeated, tooMany]) {
       if (decoded.ok) throw new Error("expected a rejection");
       const record = stored(rejectionRecord({ ...decoded, requestId: decoded.requestId ?? "" }, context(3)));
       expect(replay(record)).toEqual({ match: true, check: "edge-unrecorded" });

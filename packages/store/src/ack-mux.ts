@@ -21,6 +21,13 @@ const PubAckReply = z.object({
     .optional(),
 });
 
+/**
+ * Most bytes published and not yet acknowledged: each publish's time runs from when it leaves, and
+ * a burst of a host's large entries (a scan's chunk of index writes and records) queued in the
+ * client took longer than the timeout to be sent at all.
+ */
+const PENDING_BYTES = 16 * 1024 * 1024;
+
 /** Where JetStream stored a message, and whether it had it already (a de-duplicated publish). */
 interface PubAck {
   readonly seq: number;
@@ -47,6 +54,7 @@ export class AckMux {
       sendFailed: (err) => `cannot publish: ${String(err)}`,
       timedOut: `no acknowledgement within ${timeoutMs} ms`,
       closed: "the publisher was closed before JetStream acknowledged",
+      maxPendingBytes: PENDING_BYTES,
     });
   }
 

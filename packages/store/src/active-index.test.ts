@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
+import type { ActiveDecisionV1 } from "@arbiter/protocol";
 import { describe, expect, it } from "vitest";
-import { activeEntryKey } from "./active-index.js";
+import { activeEntryKey, noteWritten, takeWrittenEntry } from "./active-index.js";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("base64url");
 const expected = (lattice: string, host: string, cacheKey: string) =>
@@ -29,5 +30,25 @@ describe("activeEntryKey", () => {
     const a = activeEntryKey({ lattice: "ab", host: "c", cacheKey: "k" });
     const b = activeEntryKey({ lattice: "a", host: "bc", cacheKey: "k" });
     expect(a).not.toBe(b);
+  });
+});
+
+describe("entries kept for the mirrors", () => {
+  const entry = { requestId: "r" } as unknown as ActiveDecisionV1;
+
+  it("are given once to the mirror that hears their write", () => {
+    noteWritten("e.kept", 5, entry, 100);
+    expect(takeWrittenEntry("e.kept", 4)).toBeUndefined();
+    expect(takeWrittenEntry("e.kept", 5)).toBe(entry);
+    expect(takeWrittenEntry("e.kept", 5)).toBeUndefined();
+  });
+
+  it("are let go once they add up to 64 MiB, however few, so entries no mirror takes do not fill the heap", () => {
+    noteWritten("e.first", 1, entry, 1000);
+    for (let i = 0; i < 70; i++) noteWritten(`e.large-${i}`, 10 + i, entry, 1_000_000);
+    expect(takeWrittenEntry("e.first", 1)).toBeUndefined();
+    expect(takeWrittenEntry("e.large-69", 79)).toBe(entry);
+    noteWritten("e.huge", 100, entry, 65 * 1024 * 1024);
+    expect(takeWrittenEntry("e.huge", 100)).toBeUndefined();
   });
 });

@@ -11,7 +11,7 @@ import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { z } from "zod";
 import { AckMux } from "./ack-mux.js";
-import { DirectGetMux, type DirectMessage } from "./direct-get.js";
+import { DirectGetMux, type DirectMessage, readsInFlight } from "./direct-get.js";
 import { isStoreUnavailableError, StoreUnavailableError } from "./errors.js";
 import { whilePlacing } from "./placement-retry.js";
 import { errorText, parseJsonOrNull } from "./text.js";
@@ -42,10 +42,12 @@ export interface ActiveIndex {
   /** Removes the entry of `id` (nothing when there is none). */
   delete(id: ActiveEntryId): Promise<void>;
   /**
-   * Claims `requestId` for the entry `id`: true when it was unclaimed (now claimed) or already
-   * claimed by that very entry; false when another entry holds it. Claims are never released.
+   * Claims `requestId` for the decision `claimant` (its entry and its id): true when it was
+   * unclaimed (now claimed) or already claimed by that very decision; false when another decision
+   * holds it, of another entry or of this one (a host sends each request id once: a second
+   * decision under it is a copy). Claims are never released.
    */
-  claimRequestId(requestId: string, id: ActiveEntryId): Promise<boolean>;
+  claimRequestId(requestId: string, claimant: RequestIdClaimant): Promise<boolean>;
   /** Every entry, or those of one host in one lattice, in no particular order. */
   entries(filter?: { readonly lattice: string; readonly host: string }): AsyncIterable<ActiveDecisionV1>;
   /** Stores the report of a revision's completed re-evaluation (key `s.<revision>`), replacing one there. */
@@ -72,6 +74,24 @@ export interface ActiveIndex {
   /** The entries stored under `keys`, in that order; a key with no entry is left out. */
   entriesOf(keys: readonly string[]): AsyncIterable<ActiveDecisionV1>;
   close(): Promise<void>;
+}
+
+/** The decision a request id is claimed for: its entry and its decision id. */
+export interface RequestIdClaimant extends ActiveEntryId {
+  readonly decisionId: string;
+}
+
+/**
+ * Whether the claim `held` (a claim's stored text) is that of `claimant`: `<entry key> <decision
+ * id>`, or the entry key alone as an earlier release wrote it (which named no decision).
+ */
+function isClaimOf(held: string, claimant: RequestIdClaimant): boolean {
+  const owner = activeEntryKey(claimant);
+  return held === owner || held === claimText(claimant);
+}
+
+function claimText(claimant: RequestIdClaimant): string {
+  return `${activeEntryKey(claimant)} ${claimant.decisionId}`;
 }
 
 /** A host's lifecycle record as stored, with the KV revision it was read at. */
@@ -112,10 +132,26 @@ const readAt = new WeakMap<ActiveDecisionV1, number>();
  */
 const written = new Map<string, { readonly seq: number; readonly entry: ActiveDecisionV1 }>();
 const WRITTEN_KEPT = 65_536;
+/**
+ * The most bytes (as written) of the entries kept: a host chooses how large its requests are, and
+ * entries no mirror takes (none open, or the bucket too large for one) are held until the map is
+ * cleared; 65,536 of a megabyte each were more than a worker's heap.
+ */
+const WRITTEN_KEPT_BYTES = 64 * 1024 * 1024;
+let writtenBytes = 0;
 
-function noteWritten(key: string, seq: number, entry: ActiveDecisionV1): void {
-  if (written.size >= WRITTEN_KEPT) written.clear();
+/**
+ * Keeps `entry`, written under `key` as `bytes` bytes at bucket sequence `seq`, for a mirror that
+ * hears that write ({@link takeWrittenEntry}); the kept entries are let go once too many or too large.
+ */
+export function noteWritten(key: string, seq: number, entry: ActiveDecisionV1, bytes: number): void {
+  if (written.size >= WRITTEN_KEPT || writtenBytes + bytes > WRITTEN_KEPT_BYTES) {
+    written.clear();
+    writtenBytes = 0;
+  }
+  if (bytes > WRITTEN_KEPT_BYTES) return;
   written.set(key, { seq, entry });
+  writtenBytes += bytes;
 }
 
 /** The entry this process wrote under `key` at bucket sequence `seq`, if it did (taken once). */
@@ -210,12 +246,11 @@ export function createMemoryActiveIndex(): ActiveIndex {
     delete: async (id) => {
       entries.delete(activeEntryKey(id));
     },
-    claimRequestId: async (requestId, id) => {
+    claimRequestId: async (requestId, claimant) => {
       const key = requestIdKey(requestId);
-      const owner = activeEntryKey(id);
       const held = claims.get(key);
-      if (held === undefined) claims.set(key, owner);
-      return (held ?? owner) === owner;
+      if (held === undefined) claims.set(key, claimText(claimant));
+      return held === undefined || isClaimOf(held, claimant);
     },
     entries: async function* (filter) {
       const prefix = filter === undefined ? "e." : `${hostKeyPrefix(filter.lattice, filter.host)}.`;
@@ -358,8 +393,9 @@ class KvActiveIndex implements ActiveIndex {
   async put(entry: ActiveDecisionV1): Promise<void> {
     const key = activeEntryKey(entry);
     try {
-      const { seq } = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, JSON.stringify(entry), null);
-      noteWritten(key, seq, entry);
+      const text = JSON.stringify(entry);
+      const { seq } = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, text, null);
+      noteWritten(key, seq, entry, text.length);
     } catch (err) {
       throw new StoreUnavailableError(`cannot write the active index: ${errorText(err)}`, { cause: err });
     }
@@ -373,10 +409,11 @@ class KvActiveIndex implements ActiveIndex {
     }
     const key = activeEntryKey(entry);
     try {
-      const stored = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, JSON.stringify(entry), null, {
+      const text = JSON.stringify(entry);
+      const stored = await this.#writes.publish(`$KV.${this.#bucket}.${key}`, text, null, {
         "Nats-Expected-Last-Subject-Sequence": String(seq),
       });
-      noteWritten(key, stored.seq, entry);
+      noteWritten(key, stored.seq, entry, text.length);
       return true;
     } catch (err) {
       if (isStoreUnavailableError(err) && err.jsErrCode === WRONG_LAST_SEQUENCE) return false;
@@ -392,11 +429,10 @@ class KvActiveIndex implements ActiveIndex {
     }
   }
 
-  async claimRequestId(requestId: string, id: ActiveEntryId): Promise<boolean> {
+  async claimRequestId(requestId: string, claimant: RequestIdClaimant): Promise<boolean> {
     const key = requestIdKey(requestId);
-    const owner = activeEntryKey(id);
     try {
-      await this.#writes.publish(`$KV.${this.#bucket}.${key}`, owner, null, {
+      await this.#writes.publish(`$KV.${this.#bucket}.${key}`, claimText(claimant), null, {
         "Nats-Expected-Last-Subject-Sequence": "0",
       });
       return true;
@@ -406,7 +442,9 @@ class KvActiveIndex implements ActiveIndex {
       }
     }
     const held = await this.#readDirect(`$KV.${this.#bucket}.${key}`);
-    return held !== null && held.header("KV-Operation") === undefined && textOf(held.data) === owner;
+    return (
+      held !== null && held.header("KV-Operation") === undefined && isClaimOf(textOf(held.data), claimant)
+    );
   }
 
   async getHost(lattice: string, host: string): Promise<StoredHostRecord | null> {
@@ -498,17 +536,21 @@ class KvActiveIndex implements ActiveIndex {
     const subjectPrefix = `$KV.${this.#bucket}.`;
     const inFlight: Promise<DirectMessage | null>[] = [];
     let next = 0;
+    // The window shrinks to what the largest entry read so far allows (a host chooses how large).
+    let largest = 0;
     while (next < keys.length || inFlight.length > 0) {
+      const window = readsInFlight(largest, READS_IN_FLIGHT);
       // Topped up in batches once half are answered, not one read per answer: the reads of a
       // batch leave in one socket write.
-      const topUp = inFlight.length <= READS_IN_FLIGHT / 2;
-      while (topUp && next < keys.length && inFlight.length < READS_IN_FLIGHT) {
+      const topUp = inFlight.length <= window / 2;
+      while (topUp && next < keys.length && inFlight.length < window) {
         const read = this.#readDirect(`${subjectPrefix}${keys[next++]}`);
         // A listing left early (a stopping scan) must not leave its reads' failures unhandled.
         read.catch(() => {});
         inFlight.push(read);
       }
       const message = await inFlight.shift();
+      if (message != null && message.data.length > largest) largest = message.data.length;
       const entry = message === undefined ? null : parseEntryMessage(message);
       if (entry !== null) yield entry;
     }

@@ -2,6 +2,25 @@ import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { StoreUnavailableError } from "./errors.js";
 import { ReplyMux } from "./reply-mux.js";
 
+/**
+ * Most bytes of answers a listing asks for at once: nats-server queues some 64 MB for one
+ * connection (`max_pending`) and drops what comes past it, so 512 reads of a host's megabyte
+ * entries, in flight together, were not answered in time at any delivery of a scan.
+ */
+const READ_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
+/** Reads a listing starts with, before it has seen how large its messages are. */
+const FIRST_READS_IN_FLIGHT = 16;
+
+/**
+ * How many reads a listing may have in flight, at most `most`, having seen messages of up to
+ * `largest` bytes (0: none yet): as many as {@link READ_BYTES_IN_FLIGHT} holds of the largest. Pure.
+ */
+export function readsInFlight(largest: number, most: number): number {
+  if (largest === 0) return Math.min(FIRST_READS_IN_FLIGHT, most);
+  return Math.max(1, Math.min(most, Math.floor(READ_BYTES_IN_FLIGHT / largest)));
+}
+
 /** The last message stored on one subject of a stream, as a direct get returns it. */
 export interface DirectMessage {
   readonly seq: number;

@@ -4,7 +4,7 @@ import { type ActiveDecisionV1, type HostRecordV1, resourceNames } from "@arbite
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { hostRecordKey, parseEntryBytes, parseHostRecord, takeWrittenEntry } from "./active-index.js";
-import { DirectGetMux } from "./direct-get.js";
+import { DirectGetMux, readsInFlight } from "./direct-get.js";
 import { StoreUnavailableError } from "./errors.js";
 import { RepublishedSequence } from "./republished-sequence.js";
 import { errorText } from "./text.js";
@@ -103,6 +103,8 @@ export interface IndexMirrorOptions {
   readonly timeoutMs?: number;
   /** Keys held at most; a larger bucket is read from the server at each scan. */
   readonly maxKeys?: number;
+  /** Bytes of the bucket's stream held at most; likewise (see {@link DEFAULT_MIRROR_MAX_BYTES}). */
+  readonly maxBytes?: number;
   /**
    * Called with each entry the mirror parses ahead of a scan (never during one), so that the
    * caller does its own work for the entry ahead too. An exception it throws is ignored.
@@ -112,6 +114,13 @@ export interface IndexMirrorOptions {
 
 /** Keys a mirror holds unless configured: about 3 KB an entry once parsed, so some 600 MB at most. */
 export const DEFAULT_MIRROR_MAX_KEYS = 200_000;
+
+/**
+ * Bytes of the bucket's stream a mirror holds unless configured: a host chooses how large its
+ * requests, and so its entries, are (up to max_payload each), and every worker held every entry
+ * parsed: a few thousand of a megabyte were more than a worker's heap. Some 600 MB once parsed.
+ */
+export const DEFAULT_MIRROR_MAX_BYTES = 256 * 1024 * 1024;
 
 /** Reads of a reload in flight at once (as in the index's own listing). */
 const READS_IN_FLIGHT = 512;
@@ -168,6 +177,7 @@ export async function openIndexMirror(
     subjects: names.activeRepublishSubjects,
     timeoutMs,
     maxKeys: options.maxKeys ?? DEFAULT_MIRROR_MAX_KEYS,
+    maxBytes: options.maxBytes ?? DEFAULT_MIRROR_MAX_BYTES,
     enabled: republished === names.activeRepublishSubjects,
     prepare: options.prepare,
   });
@@ -180,6 +190,7 @@ interface MirrorConfig {
   readonly subjects: string;
   readonly timeoutMs: number;
   readonly maxKeys: number;
+  readonly maxBytes: number;
   readonly enabled: boolean;
   readonly prepare: ((entry: ActiveDecisionV1) => void) | undefined;
 }
@@ -295,7 +306,7 @@ class KvIndexMirror implements IndexMirror {
   /** The view when the mirror holds the bucket as it is now (read again first if it was incomplete). */
   async #check(): Promise<MirrorView | MirrorUnavailable> {
     let state = await this.#streamState();
-    if (state.messages > this.#config.maxKeys) {
+    if (state.messages > this.#config.maxKeys || state.bytes > this.#config.maxBytes) {
       this.#tooLarge = true;
       this.#slots = new Map();
       this.#sequence.lose();
@@ -368,10 +379,10 @@ class KvIndexMirror implements IndexMirror {
     return kept?.seq === seq ? kept.keys : null;
   }
 
-  async #streamState(): Promise<{ lastSeq: number; messages: number }> {
+  async #streamState(): Promise<{ lastSeq: number; messages: number; bytes: number }> {
     try {
       const info = await this.#jsm.streams.info(this.#config.stream);
-      return { lastSeq: info.state.last_seq, messages: info.state.messages };
+      return { lastSeq: info.state.last_seq, messages: info.state.messages, bytes: info.state.bytes };
     } catch (err) {
       throw new StoreUnavailableError(`cannot read the state of ${this.#config.stream}: ${errorText(err)}`, {
         cause: err,
@@ -485,26 +496,33 @@ class KvIndexMirror implements IndexMirror {
     let finished = false;
     try {
       const subjectPrefix = `$KV.${this.#config.bucket}.`;
-      let listed: { subjects: string[]; lastSeq: number };
+      let listed: { subjects: string[]; lastSeq: number; bytes: number };
       try {
         const info = await this.#jsm.streams.info(this.#config.stream, {
           subjects_filter: `${subjectPrefix}>`,
         });
-        listed = { subjects: Object.keys(info.state.subjects ?? {}), lastSeq: info.state.last_seq };
+        listed = {
+          subjects: Object.keys(info.state.subjects ?? {}),
+          lastSeq: info.state.last_seq,
+          bytes: info.state.bytes,
+        };
       } catch (err) {
         throw new StoreUnavailableError(`cannot list ${this.#config.stream}: ${errorText(err)}`, {
           cause: err,
         });
       }
-      if (listed.subjects.length > this.#config.maxKeys) {
+      if (listed.subjects.length > this.#config.maxKeys || listed.bytes > this.#config.maxBytes) {
         this.#tooLarge = true;
         return;
       }
-      for (let at = 0; at < listed.subjects.length; at += READS_IN_FLIGHT) {
-        const batch = listed.subjects.slice(at, at + READS_IN_FLIGHT);
+      let largest = 0;
+      for (let at = 0; at < listed.subjects.length; ) {
+        const batch = listed.subjects.slice(at, at + readsInFlight(largest, READS_IN_FLIGHT));
+        at += batch.length;
         const read = await Promise.all(batch.map((subject) => this.#reads.last(subject)));
         for (const [i, message] of read.entries()) {
           if (message === null) continue;
+          if (message.data.length > largest) largest = message.data.length;
           const key = (batch[i] as string).slice(subjectPrefix.length);
           const live = message.header("KV-Operation") === undefined && keptKey(key);
           this.#put(building, key, { seq: message.seq, raw: live ? new Uint8Array(message.data) : null });

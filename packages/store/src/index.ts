@@ -1,4 +1,4 @@
-export type { ActiveEntryId, ActiveIndex, StoredHostRecord } from "./active-index.js";
+export type { ActiveEntryId, ActiveIndex, RequestIdClaimant, StoredHostRecord } from "./active-index.js";
 export {
   ActiveIndexOptions,
   activeBucketOptions,
@@ -70,7 +70,7 @@ export type {
   MirrorUnavailable,
   MirrorView,
 } from "./index-mirror.js";
-export { DEFAULT_MIRROR_MAX_KEYS, openIndexMirror } from "./index-mirror.js";
+export { DEFAULT_MIRROR_MAX_BYTES, DEFAULT_MIRROR_MAX_KEYS, openIndexMirror } from "./index-mirror.js";
 export type { RetentionChange } from "./jetstream-store.js";
 export { DecisionsRetention, JetStreamStoreOptions, openJetStreamStore } from "./jetstream-store.js";
 export { createMemoryStore } from "./memory-store.js";

@@ -16,6 +16,15 @@ interface Waiter<C, R> {
   readonly resolve: (answer: R) => void;
   readonly reject: (err: Error) => void;
   readonly deadline: number;
+  /** What the message counts against `maxPendingBytes`. */
+  readonly bytes: number;
+}
+
+/** A send held back until the messages before it leave room. */
+interface Held {
+  readonly bytes: number;
+  readonly start: () => void;
+  readonly reject: (err: Error) => void;
 }
 
 /** How a {@link ReplyMux} judges an answer, and what its failures say. */
@@ -29,6 +38,11 @@ export interface ReplyMuxOptions<C, R> {
   readonly timedOut: string;
   /** The message of the sends still waiting when the mux is closed. */
   readonly closed: string;
+  /**
+   * Most bytes of sent messages waiting for their answer (a message alone may be larger); sends
+   * past it wait, in order, and their time starts when they leave. None when absent.
+   */
+  readonly maxPendingBytes?: number;
 }
 
 /**
@@ -42,6 +56,8 @@ export class ReplyMux<C, R> {
   readonly #prefix: string;
   readonly #options: ReplyMuxOptions<C, R>;
   readonly #waiting = new Map<string, Waiter<C, R>>();
+  readonly #held: Held[] = [];
+  #pendingBytes = 0;
   #subscription: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #pool = randomBytes(4096);
@@ -58,19 +74,63 @@ export class ReplyMux<C, R> {
   /** Publishes `data` on `subject` and resolves with the judged answer; rejects with StoreUnavailableError. */
   send(subject: string, data: string | Uint8Array, context: C, headers?: MsgHdrs): Promise<R> {
     this.#start();
-    const token = this.#token();
+    const max = this.#options.maxPendingBytes;
+    // A string's length stands for its bytes: measuring UTF-8 would cost a pass over each message.
+    const bytes = max === undefined ? 0 : data.length;
     return new Promise((resolve, reject) => {
-      this.#waiting.set(token, { context, resolve, reject, deadline: Date.now() + this.#options.timeoutMs });
-      try {
-        this.#nc.publish(subject, data, {
-          reply: `${this.#prefix}.${token}`,
-          ...(headers === undefined ? {} : { headers }),
-        });
-      } catch (err) {
-        this.#waiting.delete(token);
-        reject(new StoreUnavailableError(this.#options.sendFailed(err), { cause: err }));
+      if (max !== undefined && (this.#held.length > 0 || !this.#hasRoom(bytes, max))) {
+        const start = () => this.#publish(subject, data, context, headers, bytes, resolve, reject);
+        this.#held.push({ bytes, start, reject });
+      } else {
+        this.#publish(subject, data, context, headers, bytes, resolve, reject);
       }
     });
+  }
+
+  #hasRoom(bytes: number, max: number): boolean {
+    return this.#pendingBytes === 0 || this.#pendingBytes + bytes <= max;
+  }
+
+  #publish(
+    subject: string,
+    data: string | Uint8Array,
+    context: C,
+    headers: MsgHdrs | undefined,
+    bytes: number,
+    resolve: (answer: R) => void,
+    reject: (err: Error) => void,
+  ): void {
+    const token = this.#token();
+    this.#waiting.set(token, {
+      context,
+      resolve,
+      reject,
+      deadline: Date.now() + this.#options.timeoutMs,
+      bytes,
+    });
+    this.#pendingBytes += bytes;
+    try {
+      this.#nc.publish(subject, data, {
+        reply: `${this.#prefix}.${token}`,
+        ...(headers === undefined ? {} : { headers }),
+      });
+    } catch (err) {
+      this.#settled(token);
+      reject(new StoreUnavailableError(this.#options.sendFailed(err), { cause: err }));
+    }
+  }
+
+  /** Forgets the waiter of `token`, and lets held sends go as far as its bytes make room. */
+  #settled(token: string): Waiter<C, R> | undefined {
+    const waiter = this.#waiting.get(token);
+    if (waiter === undefined) return undefined;
+    this.#waiting.delete(token);
+    this.#pendingBytes -= waiter.bytes;
+    const max = this.#options.maxPendingBytes;
+    while (max !== undefined && this.#held.length > 0 && this.#hasRoom(this.#held[0]!.bytes, max)) {
+      this.#held.shift()!.start();
+    }
+    return waiter;
   }
 
   /** Stops listening; every send still waiting fails. */
@@ -104,9 +164,8 @@ export class ReplyMux<C, R> {
 
   #onReply(msg: Msg): void {
     const token = msg.subject.slice(this.#prefix.length + 1);
-    const waiter = this.#waiting.get(token);
+    const waiter = this.#settled(token);
     if (!waiter) return;
-    this.#waiting.delete(token);
     const outcome = this.#options.judge(msg, waiter.context);
     if (outcome instanceof StoreUnavailableError) waiter.reject(outcome);
     else waiter.resolve(outcome);
@@ -116,14 +175,17 @@ export class ReplyMux<C, R> {
     const now = Date.now();
     for (const [token, waiter] of this.#waiting) {
       if (waiter.deadline > now) continue;
-      this.#waiting.delete(token);
+      this.#settled(token);
       waiter.reject(new StoreUnavailableError(this.#options.timedOut));
     }
   }
 
   #failAll(err: Error): void {
+    const held = this.#held.splice(0);
     for (const waiter of this.#waiting.values()) waiter.reject(err);
     this.#waiting.clear();
+    this.#pendingBytes = 0;
+    for (const send of held) send.reject(err);
   }
 }
 

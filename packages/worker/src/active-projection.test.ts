@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { decodePolicyRequest, type UnsignedDecisionV1 } from "@arbiter/protocol";
 import { compileRules, initialRulesetState, parseRulesDocument, type RulesetState } from "@arbiter/rules";
 import { describe, expect, it } from "vitest";
+import { legacyStartActor } from "../../../test/support/fixtures.js";
 import { overrideFor, projectDecision, reevaluate, revocationFor } from "./active-projection.js";
 import { decisionRecord, rejectionRecord } from "./decide.js";
 
@@ -67,6 +68,19 @@ describe("projectDecision", () => {
       entry: { expiresAt: 1_900_000_000 },
     });
     expect(projectDecision(decision, 1, null)).toMatchObject({ entry: { expiresAt: null } });
+  });
+
+  it("keeps the expiresAt of a 0.82 request's source, where its claims are", () => {
+    const request = legacyStartActor();
+    request.source.expiresAt = 1_900_000_000;
+    const decoded = decodePolicyRequest(new TextEncoder().encode(JSON.stringify(request)));
+    if (!decoded.ok) throw new Error(decoded.reason);
+    const decision = decisionRecord(decoded.request, denied, context);
+    expect(projectDecision(decision, 1, null)).toMatchObject({ entry: { expiresAt: 1_900_000_000 } });
+    // A 1.x request naming an `action` too is read as 1.x, as the decoder reads it.
+    const v1 = decided();
+    const mixed = { ...(v1.request as object), action: "start_actor", source: { expiresAt: 1 } };
+    expect(projectDecision({ ...v1, request: mixed }, 1, null)).toMatchObject({ entry: { expiresAt: null } });
   });
 
   it("leaves out what no host cached: an unanswered request, one without a cache key", () => {

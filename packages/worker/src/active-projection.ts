@@ -72,10 +72,17 @@ export function projectDecision(
   };
 }
 
-/** The `expiresAt` of the request's claims (1.x `request.claims`, or a performInvocation's target's). */
+/**
+ * The `expiresAt` of the request's claims: 1.x `request.claims`, or a performInvocation's target's;
+ * a 0.82 (or Elixir) request's `source`, where the rules read its claims from too.
+ */
 function claimsExpiry(request: unknown): number | null {
   const body = field(request, "request");
-  const claims = field(body, "claims") ?? field(field(body, "target"), "claims");
+  // As the decoder tells the lineages apart: an `action` and no `kind`.
+  const legacy = field(request, "action") !== undefined && field(request, "kind") === undefined;
+  const claims = legacy
+    ? field(request, "source")
+    : (field(body, "claims") ?? field(field(body, "target"), "claims"));
   const expiresAt = field(claims, "expiresAt");
   return typeof expiresAt === "number" ? expiresAt : null;
 }

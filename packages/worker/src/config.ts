@@ -8,7 +8,7 @@ import {
   ErrorCode,
   WorkerPublicKey,
 } from "@arbiter/protocol";
-import { DEFAULT_MIRROR_MAX_KEYS } from "@arbiter/store";
+import { DEFAULT_MIRROR_MAX_BYTES, DEFAULT_MIRROR_MAX_KEYS } from "@arbiter/store";
 import { decodePublicKey } from "@arbiter/trust";
 import { z } from "zod";
 
@@ -102,6 +102,16 @@ export const WorkerConfig = z
      */
     maxQueuedRequests: z.number().int().positive().default(10_000),
     /**
+     * Bytes of requests waiting to be decided beyond which new ones are dropped unanswered too
+     * (one larger request is still taken when none waits): 10,000 requests of a megabyte each,
+     * within the count, were 10 GB.
+     */
+    maxQueuedBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(256 * 1024 * 1024),
+    /**
      * Reply subject prefixes the worker answers to (hosts' inboxes). A request with any other reply
      * subject is recorded, counted and not answered, so no answer can be steered onto the changes
      * topic or into Arbiter's own streams.
@@ -158,6 +168,11 @@ export const WorkerConfig = z
      * parsed it); an index larger than this is read from the server at each re-evaluation. 0: no mirror.
      */
     indexMirrorMaxKeys: z.number().int().nonnegative().default(DEFAULT_MIRROR_MAX_KEYS),
+    /**
+     * Bytes of the active index's stream this worker's mirror holds at most (entries are as large as
+     * hosts make their requests); a larger index is read from the server at each re-evaluation.
+     */
+    indexMirrorMaxBytes: z.number().int().positive().default(DEFAULT_MIRROR_MAX_BYTES),
     /** First pause before following the rules again after the feed broke; doubles up to 5 s. */
     followRetryMs: z.number().int().positive().default(250),
     /**

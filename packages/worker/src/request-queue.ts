@@ -13,6 +13,11 @@ export interface RequestQueueDeps {
    */
   readonly limit: number;
   /**
+   * Bytes of requests waiting here beyond which new ones are dropped unanswered too: a host
+   * chooses how large its requests are, so a count alone bounds memory at that many megabytes.
+   */
+  readonly limitBytes: number;
+  /**
    * Requests already taken from the queue and not yet answered (waiting for their record): they
    * hold memory too, so they count against `limit`.
    */
@@ -36,6 +41,7 @@ export class RequestQueue {
   readonly #deps: RequestQueueDeps;
   readonly #shedWarning: RateLimitedWarning;
   #queue: Msg[] = [];
+  #bytes = 0;
   #draining = false;
   shed = 0;
 
@@ -45,7 +51,13 @@ export class RequestQueue {
       deps.log,
       "overloaded: dropping policy requests unanswered (hosts fail closed)",
       "dropped",
-      () => ({ queued: this.#queue.length, held: deps.held(), limit: deps.limit }),
+      () => ({
+        queued: this.#queue.length,
+        queuedBytes: this.#bytes,
+        held: deps.held(),
+        limit: deps.limit,
+        limitBytes: deps.limitBytes,
+      }),
     );
   }
 
@@ -56,12 +68,17 @@ export class RequestQueue {
 
   /** Queues a request, or drops it (counted, reported) when the queue is full. */
   push(msg: Msg): void {
-    if (this.#queue.length + this.#deps.held() >= this.#deps.limit) {
+    const bytes = msg.data.length;
+    if (
+      this.#queue.length + this.#deps.held() >= this.#deps.limit ||
+      (this.#bytes > 0 && this.#bytes + bytes > this.#deps.limitBytes)
+    ) {
       this.shed++;
       this.#shedWarning.count();
       return;
     }
     this.#queue.push(msg);
+    this.#bytes += bytes;
     if (!this.#draining) {
       this.#draining = true;
       setImmediate(() => this.#drain());
@@ -81,6 +98,7 @@ export class RequestQueue {
     } else {
       slice = this.#queue.splice(0, REQUESTS_PER_SLICE);
     }
+    for (const msg of slice) this.#bytes -= msg.data.length;
     this.#deps.onSlice(slice, this.#queue.length > 0);
     if (this.#queue.length > 0) setImmediate(() => this.#drain());
     else this.#draining = false;

@@ -422,6 +422,7 @@ class DecisionWorker implements Worker {
       const verifying = new Set<Promise<void>>();
       const queue = new RequestQueue({
         limit: this.#config.maxQueuedRequests,
+        limitBytes: this.#config.maxQueuedBytes,
         held: () => recorder.held + verifying.size,
         log: this.#log,
         onSlice: (slice, more) => {
@@ -769,6 +770,7 @@ class DecisionWorker implements Worker {
                 prefix: config.prefix,
                 timeoutMs: config.ackTimeoutMs,
                 maxKeys: config.indexMirrorMaxKeys,
+                maxBytes: config.indexMirrorMaxBytes,
                 prepare: prepareForReevaluation,
               }),
           }),

@@ -1,0 +1,95 @@
+import { readFileSync } from "node:fs";
+import type { HostPolicyClient } from "@arbiter/host";
+import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
+import { type ActiveIndex, openJetStreamActiveIndex } from "@arbiter/store";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "./harness/index.js";
+import {
+  applyRules,
+  componentBody,
+  defaultRules,
+  untilIndexCaughtUp,
+  untilRevisionReevaluated,
+} from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
+
+// Every worker keeps the active index parsed in memory (its mirror, for the scans), and a host
+// chooses how much memory its requests take once parsed: 870 KB of empty objects, a request that
+// fits max_payload and is answered like any other, is 19 MB of heap. Sixty of them (distinct
+// components, so sixty entries) took a worker with a 700 MB heap down, and a few hundred take one
+// with Node's default heap; a worker started again read them back and fell the same way.
+
+const FIXTURE = new URL("./data/wasmcloud-v1/start-component.json", import.meta.url);
+const base = JSON.parse(readFileSync(FIXTURE, "utf8")) as Record<string, unknown> & {
+  requestId: string;
+  request: { componentId: string };
+  host: { publicKey: string; lattice: string };
+};
+
+let arbiter: FanoutArbiter;
+let honest: HostPolicyClient;
+let index: ActiveIndex;
+
+beforeAll(async () => {
+  arbiter = await startFanoutArbiter({ rules: defaultRules("allow"), workers: ["w1"] });
+  honest = await arbiter.startHost();
+  index = await openJetStreamActiveIndex(arbiter.nc, { create: false });
+});
+
+afterAll(async () => {
+  await index?.close();
+  await arbiter?.close();
+});
+
+async function ask(text: string): Promise<{ permitted: boolean; message: string | null }> {
+  const nc = await arbiter.connect("host");
+  const reply = await nc.request(DEFAULT_POLICY_TOPIC, text, { timeout: 10_000 });
+  return reply.json();
+}
+
+function requestText(id: string, extra: string): string {
+  const request = structuredClone(base);
+  request.requestId = id;
+  request.request.componentId = `${id}-component`;
+  return `${JSON.stringify(request).slice(0, -1)}${extra}}`;
+}
+
+async function entryOf(id: string) {
+  const cacheKey = `startComponent:${id}-component_${(base.request as { imageRef?: string }).imageRef}`;
+  return index.get({ lattice: base.host.lattice, host: base.host.publicKey, cacheKey });
+}
+
+describe("requests whose parsed form takes many times their size in memory", () => {
+  it("denies a request of hundreds of thousands of values, and the index does not keep it", async () => {
+    expect((await honest.evaluateStartComponent(componentBody("honest-before"))).permitted).toBe(true);
+    const id = "0194b000-0000-7000-8000-000000000001";
+    const padded = requestText(id, `,"pad":[${Array(290_000).fill("{}").join(",")}]`);
+    expect(Buffer.byteLength(padded)).toBeLessThan(900_000);
+    const answer = await ask(padded);
+    expect(answer.permitted).toBe(false);
+    expect(answer.message).toMatch(/more than 10000 JSON values/);
+
+    await untilIndexCaughtUp(arbiter.nc);
+    // Recorded without the request (nothing to index: no cache key), so no worker holds it.
+    expect(await entryOf(id)).toBeNull();
+
+    // The projection and the scans go on for the honest host.
+    expect((await honest.evaluateStartComponent(componentBody("honest-after"))).permitted).toBe(true);
+    const revision = await applyRules(arbiter.admin, defaultRules("deny"));
+    await untilRevisionReevaluated(arbiter.nc, revision);
+    await until(() => [...honest.cacheEntries().values()].every((e) => !e.permitted), {
+      name: "both honest entries revoked",
+      timeout: 15_000,
+    });
+    await applyRules(arbiter.admin, defaultRules("allow"));
+  });
+
+  it("answers a request of some thousands of values as the rules say", async () => {
+    const id = "0194b000-0000-7000-8000-000000000002";
+    const labels = Object.fromEntries(Array.from({ length: 4000 }, (_, i) => [`label-${i}`, `value-${i}`]));
+    const answer = await ask(
+      requestText(id, `,"extra":${JSON.stringify({ labels, list: Array(4000).fill(0) })}`),
+    );
+    expect(answer.permitted).toBe(true);
+  });
+});
