@@ -39,10 +39,12 @@ describe("arbiter worker that cannot start", () => {
     );
   });
 
-  it("exits 2 naming --prefix, --max-queued, --max-payload, --inbox-prefix, --on-log-outage, --host-timeout and --lattices for bad values", async () => {
+  it("exits 2 naming --prefix, --max-queued, --max-queued-bytes, --index-mirror-max-bytes, --max-payload, --inbox-prefix, --on-log-outage, --host-timeout and --lattices for bad values", async () => {
     const cases: Array<[string[], RegExp]> = [
       [["--prefix", "bad prefix!"], /--prefix/],
       [["--max-queued", "abc"], /--max-queued "abc"/],
+      [["--max-queued-bytes", "1MB"], /--max-queued-bytes "1MB"/],
+      [["--index-mirror-max-bytes", "0"], /--index-mirror-max-bytes \(ARBITER_INDEX_MIRROR_MAX_BYTES\) "0"/],
       [["--max-payload", "12x"], /--max-payload "12x"/],
       [["--inbox-prefix", "wasmcloud."], /--inbox-prefix.*wasmcloud\./],
       [["--on-log-outage", "loud"], /--on-log-outage.*loud/],

@@ -30,8 +30,10 @@ interface WorkerFlags extends ConnectionFlags {
   adminKeys?: string;
   maxPayload?: string;
   maxQueued?: string;
+  maxQueuedBytes?: string;
   scanPartSize?: string;
   indexMirrorMaxKeys?: string;
+  indexMirrorMaxBytes?: string;
   inboxPrefix?: string;
   natsInboxPrefix?: string;
   onLogOutage?: string;
@@ -58,8 +60,10 @@ const SETTING_SOURCES: Readonly<Record<string, string>> = {
   workerSeed: "ARBITER_WORKER_SEED",
   maxPayloadBytes: "--max-payload",
   maxQueuedRequests: "--max-queued",
+  maxQueuedBytes: "--max-queued-bytes",
   scanPartSize: "--scan-part-size (ARBITER_SCAN_PART_SIZE)",
   indexMirrorMaxKeys: "--index-mirror-max-keys (ARBITER_INDEX_MIRROR_MAX_KEYS)",
+  indexMirrorMaxBytes: "--index-mirror-max-bytes (ARBITER_INDEX_MIRROR_MAX_BYTES)",
   inboxPrefixes: "--inbox-prefix (ARBITER_INBOX_PREFIXES)",
   onLogOutage: "--on-log-outage (ARBITER_ON_LOG_OUTAGE)",
   requestSignatures: "--request-signatures (ARBITER_REQUEST_SIGNATURES)",
@@ -113,6 +117,11 @@ export function workerCommand(): Command {
       "10000",
     )
     .option(
+      "--max-queued-bytes <bytes>",
+      "bytes of requests waiting to be decided beyond which new ones are dropped unanswered too (hosts fail closed)",
+      "268435456",
+    )
+    .option(
       "--inbox-prefix <prefixes>",
       "reply subject prefixes answered, comma-separated (env ARBITER_INBOX_PREFIXES; default _INBOX.,_R_.: hosts' inboxes, and their replies through a service import)",
     )
@@ -163,6 +172,10 @@ export function workerCommand(): Command {
     .option(
       "--index-mirror-max-keys <n>",
       "keys of the active index this worker mirrors in memory at most (about 3 KB an entry), so that a re-evaluation reads no entry from the server; a larger index is read from the server; 0 turns the mirror off (env ARBITER_INDEX_MIRROR_MAX_KEYS; default 200000)",
+    )
+    .option(
+      "--index-mirror-max-bytes <bytes>",
+      "bytes of the active index's stream this worker mirrors at most; a larger index is read from the server (env ARBITER_INDEX_MIRROR_MAX_BYTES; default 268435456)",
     )
     .option("--json", "print the ready line as JSON")
     .action(async (flags: WorkerFlags) => {
@@ -277,6 +290,8 @@ function workerConfig(
   const scanPartSize = flags.scanPartSize ?? (process.env["ARBITER_SCAN_PART_SIZE"] || undefined);
   const mirrorMaxKeys =
     flags.indexMirrorMaxKeys ?? (process.env["ARBITER_INDEX_MIRROR_MAX_KEYS"] || undefined);
+  const mirrorMaxBytes =
+    flags.indexMirrorMaxBytes ?? (process.env["ARBITER_INDEX_MIRROR_MAX_BYTES"] || undefined);
   const config: WorkerConfig = {
     ...(flags.name ? { id: flags.name } : {}),
     ...(deployment ? { deployment } : {}),
@@ -316,9 +331,15 @@ function workerConfig(
     adminKeys,
     maxPayloadBytes: strictInteger("--max-payload", flags.maxPayload ?? "1048576"),
     maxQueuedRequests: strictInteger("--max-queued", flags.maxQueued ?? "10000"),
+    ...(flags.maxQueuedBytes !== undefined
+      ? { maxQueuedBytes: strictInteger("--max-queued-bytes", flags.maxQueuedBytes) }
+      : {}),
     ...(scanPartSize ? { scanPartSize: strictInteger(SETTING_SOURCES["scanPartSize"]!, scanPartSize) } : {}),
     ...(mirrorMaxKeys
       ? { indexMirrorMaxKeys: countOf(SETTING_SOURCES["indexMirrorMaxKeys"]!, mirrorMaxKeys) }
+      : {}),
+    ...(mirrorMaxBytes
+      ? { indexMirrorMaxBytes: strictInteger(SETTING_SOURCES["indexMirrorMaxBytes"]!, mirrorMaxBytes) }
       : {}),
   };
   try {
