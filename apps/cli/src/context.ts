@@ -9,7 +9,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
-import { ADMIN_INBOX_PREFIX } from "@arbiter/embedded-nats";
+import { ADMIN_INBOX_PREFIX, WORKER_INBOX_PREFIX } from "@arbiter/embedded-nats";
 import { ArbiterError, DEFAULT_PREFIX, ErrorCode, resourceNames } from "@arbiter/protocol";
 import { openJetStreamStore } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
@@ -20,6 +20,7 @@ import {
   AuthorizationError,
   credsAuthenticator,
   type NatsConnection,
+  PermissionViolationError,
   UserAuthenticationExpiredError,
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
@@ -194,6 +195,38 @@ export async function connectNats(
       { cause: err },
     );
   }
+}
+
+/**
+ * A failure whose cause is NATS refusing the credentials a permission (the admin's inbox to a
+ * host's or worker's credentials) becomes INVALID_CONFIG naming the credentials, the subject and
+ * the role whose credentials the command needs: it is not missing streams nor JetStream being off,
+ * which the wrapped message would say. Any other error is returned as it is.
+ */
+export function explainPermissionRefusal(err: unknown): unknown {
+  let cause: unknown = err;
+  for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
+    if (cause instanceof PermissionViolationError) {
+      const what = cause.operation === "publish" ? "publish on" : "subscribe to";
+      // A worker's connection has the worker inbox prefix: its refusals mean a worker's credentials.
+      const role = cause.subject.startsWith(`${WORKER_INBOX_PREFIX}.`) ? "worker" : "admin";
+      return new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `NATS refused ${describeAuth(undefined)} permission to ${what} ${JSON.stringify(cause.subject)} (${cause.message}): this command needs ${role === "worker" ? "a worker's" : "an admin's"} credentials. ${roleCredentialsHint(role)}`,
+        { cause: err },
+      );
+    }
+    cause = cause.cause;
+  }
+  return err;
+}
+
+/** Where a role's credentials are: this folder's `arbiter up --secure`, else the shipped users. */
+function roleCredentialsHint(role: "admin" | "worker"): string {
+  const file = join(arbiterHome(), "secure", `${role}.creds`);
+  if (existsSync(file))
+    return `This folder's \`arbiter up --secure\` keeps them in ${file}: export NATS_CREDS=${file}`;
+  return `Sign in as arbiter-${role} (NATS_USER and NATS_PASSWORD, deploy/nats/accounts.conf) or with the ${role}.creds of \`arbiter nats config DIR --jwt\` (NATS_CREDS).`;
 }
 
 /**

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { type Command, CommanderError } from "commander";
+import { explainPermissionRefusal } from "./context.js";
 import { ExitCode, reportError } from "./output.js";
 import { createProgram } from "./program.js";
 
@@ -29,6 +30,6 @@ try {
       process.exitCode = reportError(new ArbiterError(ErrorCode.InvalidUsage, message), true);
     } else process.exitCode = ExitCode.InvalidInput;
   } else {
-    process.exitCode = reportError(err, json);
+    process.exitCode = reportError(explainPermissionRefusal(err), json);
   }
 }
