@@ -21,6 +21,7 @@ import {
   credsAuthenticator,
   type NatsConnection,
   PermissionViolationError,
+  TimeoutError,
   UserAuthenticationExpiredError,
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
@@ -201,9 +202,18 @@ export async function connectNats(
  * A failure whose cause is NATS refusing the credentials a permission (the admin's inbox to a
  * host's or worker's credentials) becomes INVALID_CONFIG naming the credentials, the subject and
  * the role whose credentials the command needs: it is not missing streams nor JetStream being off,
- * which the wrapped message would say. Any other error is returned as it is.
+ * which the wrapped message would say. A bare request timeout becomes STORE_UNAVAILABLE saying
+ * NATS did not answer. Any other error is returned as it is.
  */
-export function explainPermissionRefusal(err: unknown): unknown {
+export function explainNatsFailure(err: unknown): unknown {
+  // A request NATS never answered, unexplained by the command: say so, not "timeout" (exit 1).
+  if (!(err instanceof ArbiterError) && causedBy(err, TimeoutError)) {
+    return new ArbiterError(
+      ErrorCode.StoreUnavailable,
+      `NATS did not answer a request within 5 s (${(err as Error).message}): ${TIMEOUT_HINT}`,
+      { cause: err },
+    );
+  }
   let cause: unknown = err;
   for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
     if (cause instanceof PermissionViolationError) {
@@ -219,6 +229,32 @@ export function explainPermissionRefusal(err: unknown): unknown {
     cause = cause.cause;
   }
   return err;
+}
+
+/** What a request NATS did not answer may mean, for the messages that say so. */
+const TIMEOUT_HINT =
+  "the server is overloaded or its JetStream cluster is short of a node (with a node down, nats-server releases before 2.12 place about one reader in three on that node, which never answers); run the command again, and check the servers";
+
+/** True when `err` or one of its causes is an instance of `type`. */
+function causedBy(err: unknown, type: typeof TimeoutError): boolean {
+  let cause: unknown = err;
+  for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
+    if (cause instanceof type) return true;
+    cause = cause.cause;
+  }
+  return false;
+}
+
+/**
+ * STORE_UNAVAILABLE for a JetStream request the server took and never answered: naming the server,
+ * since missing streams (a 404) and a JetStream that does not answer call for different things.
+ */
+function jetStreamTimedOut(nc: NatsConnection, cause: unknown): ArbiterError {
+  return new ArbiterError(
+    ErrorCode.StoreUnavailable,
+    `NATS server ${serverOf(nc)} did not answer a JetStream request within 5 s: ${TIMEOUT_HINT}`,
+    { cause },
+  );
 }
 
 /** Where a role's credentials are: this folder's `arbiter up --secure`, else the shipped users. */
@@ -424,11 +460,13 @@ export async function openExistingStore(
   } catch (err) {
     if (err instanceof ArbiterError) throw err;
     if (err instanceof jserrors.JetStreamNotEnabled) throw withoutJetStream(nc, err);
+    if (causedBy(err, TimeoutError)) throw jetStreamTimedOut(nc, err);
     throw missing(`: ${(err as Error).message}`, err);
   }
   try {
     return await openJetStreamStore(nc, { prefix, create: false });
   } catch (err) {
+    if (causedBy(err, TimeoutError)) throw jetStreamTimedOut(nc, err);
     throw missing(`: ${(err as Error).message}`, err);
   }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { type Command, CommanderError } from "commander";
-import { explainPermissionRefusal } from "./context.js";
+import { explainNatsFailure } from "./context.js";
 import { ExitCode, reportError } from "./output.js";
 import { createProgram } from "./program.js";
 
@@ -30,6 +30,6 @@ try {
       process.exitCode = reportError(new ArbiterError(ErrorCode.InvalidUsage, message), true);
     } else process.exitCode = ExitCode.InvalidInput;
   } else {
-    process.exitCode = reportError(explainPermissionRefusal(err), json);
+    process.exitCode = reportError(explainNatsFailure(err), json);
   }
 }
