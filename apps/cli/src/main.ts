@@ -7,6 +7,16 @@ import { createProgram } from "./program.js";
 
 const json = process.argv.includes("--json");
 
+// A reader that goes away (`arbiter decisions tail | head`) ends the command as SIGTERM does (a
+// follower drains and exits 0, `up` stops what it started), not with an unhandled EPIPE.
+let readerGone = false;
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  if (readerGone) return;
+  readerGone = true;
+  process.kill(process.pid, "SIGTERM");
+});
+
 const program = createProgram();
 
 /**
