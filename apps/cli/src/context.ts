@@ -138,9 +138,22 @@ export function resolveChangesPerHost(): boolean {
   );
 }
 
-/** The resource prefix: `--prefix`, else `ARBITER_PREFIX`, else `arbiter`. */
+/**
+ * The resource prefix: `--prefix`, else `ARBITER_PREFIX`, else `arbiter`. Throws INVALID_CONFIG
+ * naming the flag or variable when it cannot name Arbiter's streams and subjects.
+ */
 export function resolvePrefix(flags: ConnectionFlags): string {
-  return flags.prefix || process.env["ARBITER_PREFIX"] || DEFAULT_PREFIX;
+  const prefix = flags.prefix || process.env["ARBITER_PREFIX"] || DEFAULT_PREFIX;
+  try {
+    resourceNames(prefix);
+  } catch (err) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${flags.prefix ? "--prefix" : "ARBITER_PREFIX"}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return prefix;
 }
 
 /** How {@link connectNats} connects beyond the servers and the client name. */
