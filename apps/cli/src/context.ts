@@ -19,6 +19,7 @@ import {
   type Authenticator,
   AuthorizationError,
   credsAuthenticator,
+  InvalidArgumentError,
   type NatsConnection,
   PermissionViolationError,
   TimeoutError,
@@ -181,12 +182,13 @@ export async function connectNats(
   { waitOnFirstConnect = forever, inboxPrefix, credsFile }: ConnectOptions = {},
 ): Promise<NatsConnection> {
   const auth = natsAuth(credsFile);
+  const prefix = inboxPrefix || process.env["NATS_INBOX_PREFIX"] || ADMIN_INBOX_PREFIX;
   try {
     return await connect({
       servers,
       name,
       ...auth,
-      inboxPrefix: inboxPrefix || process.env["NATS_INBOX_PREFIX"] || ADMIN_INBOX_PREFIX,
+      inboxPrefix: prefix,
       timeout: 5000,
       maxReconnectAttempts: forever ? -1 : 10,
       reconnectTimeWait: 500,
@@ -203,12 +205,37 @@ export async function connectNats(
         { cause: err },
       );
     }
+    // Settings the client refuses before it reaches any server: no NATS to start would help.
+    const refusedSetting = unusableSetting(err, servers, prefix, credsFile);
+    if (refusedSetting !== null)
+      throw new ArbiterError(ErrorCode.InvalidConfig, refusedSetting, { cause: err });
     throw new ArbiterError(
       ErrorCode.StoreUnavailable,
       `cannot connect to NATS at ${servers.join(",")}: ${(err as Error).message}. Start one with \`arbiter up\`, or pass --servers / set NATS_URL.`,
       { cause: err },
     );
   }
+}
+
+/**
+ * What is wrong, naming the setting, when the NATS client refused one of its own settings (a
+ * credentials file it cannot parse, an inbox prefix, a server URL) rather than failing to reach
+ * a server; null otherwise.
+ */
+function unusableSetting(
+  err: unknown,
+  servers: readonly string[],
+  inboxPrefix: string,
+  credsFile: string | undefined,
+): string | null {
+  const message = err instanceof Error ? err.message : String(err);
+  if (message === "unable to parse credentials")
+    return `${describeAuth(credsFile)}: ${message}: a .creds file holds a user JWT and its nkey seed (\`arbiter nats config DIR --jwt\` writes them)`;
+  if (err instanceof InvalidArgumentError && message.includes("prefix"))
+    return `the NATS inbox prefix ${JSON.stringify(inboxPrefix)} (NATS_INBOX_PREFIX, or a worker's --nats-inbox-prefix): ${message}`;
+  if (err instanceof TypeError && message === "Invalid URL")
+    return `--servers (or NATS_URL) ${servers.join(",")}: ${message}`;
+  return null;
 }
 
 /**
