@@ -30,6 +30,18 @@ describe("explainNatsFailure", () => {
     expect(explained.message).toMatch(/needs a worker's credentials/);
   });
 
+  it("does not name a role for a subject that is no connection's inbox", () => {
+    const refused = new PermissionViolationError(
+      'Permissions Violation for Subscription to "wasmbus.evt.other.>"',
+      "subscription",
+      "wasmbus.evt.other.>",
+    );
+    const explained = explainNatsFailure(refused) as ArbiterError;
+    expect(explained.code).toBe(ErrorCode.InvalidConfig);
+    expect(explained.message).toMatch(/permissions do not allow it/);
+    expect(explained.message).not.toMatch(/needs an? (admin|worker)'s credentials/);
+  });
+
   it("returns anything else as it is", () => {
     const other = new Error("boom");
     expect(explainNatsFailure(other)).toBe(other);

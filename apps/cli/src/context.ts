@@ -258,11 +258,20 @@ export function explainNatsFailure(err: unknown): unknown {
   for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
     if (cause instanceof PermissionViolationError) {
       const what = cause.operation === "publish" ? "publish on" : "subscribe to";
-      // A worker's connection has the worker inbox prefix: its refusals mean a worker's credentials.
-      const role = cause.subject.startsWith(`${WORKER_INBOX_PREFIX}.`) ? "worker" : "admin";
+      // The connection's own inbox tells whose credentials the command needs: a worker's inbox
+      // prefix is refused to another role's; any other subject is a permission of the role itself.
+      const role = cause.subject.startsWith(`${WORKER_INBOX_PREFIX}.`)
+        ? "worker"
+        : cause.subject.startsWith(`${ADMIN_INBOX_PREFIX}.`)
+          ? "admin"
+          : null;
+      const needs =
+        role === null
+          ? 'these credentials\' permissions do not allow it (the shipped ones: `arbiter nats config DIR`, README "Deploying on NATS")'
+          : `this command needs ${role === "worker" ? "a worker's" : "an admin's"} credentials. ${roleCredentialsHint(role)}`;
       return new ArbiterError(
         ErrorCode.InvalidConfig,
-        `NATS refused ${describeAuth(undefined)} permission to ${what} ${JSON.stringify(cause.subject)} (${cause.message}): this command needs ${role === "worker" ? "a worker's" : "an admin's"} credentials. ${roleCredentialsHint(role)}`,
+        `NATS refused ${describeAuth(undefined)} permission to ${what} ${JSON.stringify(cause.subject)} (${cause.message}): ${needs}`,
         { cause: err },
       );
     }
