@@ -60,7 +60,7 @@ describe("rules apply asks the running workers whether they accept its key", () 
     expect(refused.code, refused.stdout).toBe(2);
     expect(refused.stderr).toContain(createSigner(signing.seed).publicKey);
     expect(refused.stderr).toContain("apply-w1");
-    expect(refused.stderr).toContain(accepted.publicKey);
+    expect(refused.stderr).toContain(`(apply-w1 accepts ${accepted.publicKey})`);
     const json = await runArbiter(["rules", "apply", EXAMPLE, "--json"], env);
     expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: "ADMIN_KEY_NOT_ACCEPTED" } });
 

@@ -9,7 +9,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
-import { ADMIN_INBOX_PREFIX } from "@arbiter/embedded-nats";
+import { ADMIN_INBOX_PREFIX, WORKER_INBOX_PREFIX } from "@arbiter/embedded-nats";
 import { ArbiterError, DEFAULT_PREFIX, ErrorCode, resourceNames } from "@arbiter/protocol";
 import { openJetStreamStore } from "@arbiter/store";
 import { createSigner, decodePublicKey, generateKey, type Signer } from "@arbiter/trust";
@@ -19,7 +19,10 @@ import {
   type Authenticator,
   AuthorizationError,
   credsAuthenticator,
+  InvalidArgumentError,
   type NatsConnection,
+  PermissionViolationError,
+  TimeoutError,
   UserAuthenticationExpiredError,
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
@@ -136,9 +139,22 @@ export function resolveChangesPerHost(): boolean {
   );
 }
 
-/** The resource prefix: `--prefix`, else `ARBITER_PREFIX`, else `arbiter`. */
+/**
+ * The resource prefix: `--prefix`, else `ARBITER_PREFIX`, else `arbiter`. Throws INVALID_CONFIG
+ * naming the flag or variable when it cannot name Arbiter's streams and subjects.
+ */
 export function resolvePrefix(flags: ConnectionFlags): string {
-  return flags.prefix || process.env["ARBITER_PREFIX"] || DEFAULT_PREFIX;
+  const prefix = flags.prefix || process.env["ARBITER_PREFIX"] || DEFAULT_PREFIX;
+  try {
+    resourceNames(prefix);
+  } catch (err) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `${flags.prefix ? "--prefix" : "ARBITER_PREFIX"}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return prefix;
 }
 
 /** How {@link connectNats} connects beyond the servers and the client name. */
@@ -166,12 +182,13 @@ export async function connectNats(
   { waitOnFirstConnect = forever, inboxPrefix, credsFile }: ConnectOptions = {},
 ): Promise<NatsConnection> {
   const auth = natsAuth(credsFile);
+  const prefix = inboxPrefix || process.env["NATS_INBOX_PREFIX"] || ADMIN_INBOX_PREFIX;
   try {
     return await connect({
       servers,
       name,
       ...auth,
-      inboxPrefix: inboxPrefix || process.env["NATS_INBOX_PREFIX"] || ADMIN_INBOX_PREFIX,
+      inboxPrefix: prefix,
       timeout: 5000,
       maxReconnectAttempts: forever ? -1 : 10,
       reconnectTimeWait: 500,
@@ -188,12 +205,113 @@ export async function connectNats(
         { cause: err },
       );
     }
+    // Settings the client refuses before it reaches any server: no NATS to start would help.
+    const refusedSetting = unusableSetting(err, servers, prefix, credsFile);
+    if (refusedSetting !== null)
+      throw new ArbiterError(ErrorCode.InvalidConfig, refusedSetting, { cause: err });
     throw new ArbiterError(
       ErrorCode.StoreUnavailable,
       `cannot connect to NATS at ${servers.join(",")}: ${(err as Error).message}. Start one with \`arbiter up\`, or pass --servers / set NATS_URL.`,
       { cause: err },
     );
   }
+}
+
+/**
+ * What is wrong, naming the setting, when the NATS client refused one of its own settings (a
+ * credentials file it cannot parse, an inbox prefix, a server URL) rather than failing to reach
+ * a server; null otherwise.
+ */
+function unusableSetting(
+  err: unknown,
+  servers: readonly string[],
+  inboxPrefix: string,
+  credsFile: string | undefined,
+): string | null {
+  const message = err instanceof Error ? err.message : String(err);
+  if (message === "unable to parse credentials")
+    return `${describeAuth(credsFile)}: ${message}: a .creds file holds a user JWT and its nkey seed (\`arbiter nats config DIR --jwt\` writes them)`;
+  if (err instanceof InvalidArgumentError && message.includes("prefix"))
+    return `the NATS inbox prefix ${JSON.stringify(inboxPrefix)} (NATS_INBOX_PREFIX, or a worker's --nats-inbox-prefix): ${message}`;
+  if (err instanceof TypeError && message === "Invalid URL")
+    return `--servers (or NATS_URL) ${servers.join(",")}: ${message}`;
+  return null;
+}
+
+/**
+ * A failure whose cause is NATS refusing the credentials a permission (the admin's inbox to a
+ * host's or worker's credentials) becomes INVALID_CONFIG naming the credentials, the subject and
+ * the role whose credentials the command needs: it is not missing streams nor JetStream being off,
+ * which the wrapped message would say. A bare request timeout becomes STORE_UNAVAILABLE saying
+ * NATS did not answer. Any other error is returned as it is.
+ */
+export function explainNatsFailure(err: unknown): unknown {
+  // A request NATS never answered, unexplained by the command: say so, not "timeout" (exit 1).
+  if (!(err instanceof ArbiterError) && causedBy(err, TimeoutError)) {
+    return new ArbiterError(
+      ErrorCode.StoreUnavailable,
+      `NATS did not answer a request within 5 s (${(err as Error).message}): ${TIMEOUT_HINT}`,
+      { cause: err },
+    );
+  }
+  let cause: unknown = err;
+  for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
+    if (cause instanceof PermissionViolationError) {
+      const what = cause.operation === "publish" ? "publish on" : "subscribe to";
+      // The connection's own inbox tells whose credentials the command needs: a worker's inbox
+      // prefix is refused to another role's; any other subject is a permission of the role itself.
+      const role = cause.subject.startsWith(`${WORKER_INBOX_PREFIX}.`)
+        ? "worker"
+        : cause.subject.startsWith(`${ADMIN_INBOX_PREFIX}.`)
+          ? "admin"
+          : null;
+      const needs =
+        role === null
+          ? 'these credentials\' permissions do not allow it (the shipped ones: `arbiter nats config DIR`, README "Deploying on NATS")'
+          : `this command needs ${role === "worker" ? "a worker's" : "an admin's"} credentials. ${roleCredentialsHint(role)}`;
+      return new ArbiterError(
+        ErrorCode.InvalidConfig,
+        `NATS refused ${describeAuth(undefined)} permission to ${what} ${JSON.stringify(cause.subject)} (${cause.message}): ${needs}`,
+        { cause: err },
+      );
+    }
+    cause = cause.cause;
+  }
+  return err;
+}
+
+/** What a request NATS did not answer may mean, for the messages that say so. */
+const TIMEOUT_HINT =
+  "the server is overloaded or its JetStream cluster is short of a node (with a node down, nats-server releases before 2.12 place about one reader in three on that node, which never answers); run the command again, and check the servers";
+
+/** True when `err` or one of its causes is an instance of `type`. */
+function causedBy(err: unknown, type: typeof TimeoutError): boolean {
+  let cause: unknown = err;
+  for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
+    if (cause instanceof type) return true;
+    cause = cause.cause;
+  }
+  return false;
+}
+
+/**
+ * STORE_UNAVAILABLE for a JetStream request the server took and never answered: naming the server,
+ * since missing streams (a 404) and a JetStream that does not answer call for different things.
+ */
+function jetStreamTimedOut(nc: NatsConnection, cause: unknown): ArbiterError {
+  return new ArbiterError(
+    ErrorCode.StoreUnavailable,
+    `NATS server ${serverOf(nc)} did not answer a JetStream request within 5 s: ${TIMEOUT_HINT}`,
+    { cause },
+  );
+}
+
+/** Where a role's credentials are: this folder's `arbiter up --secure`, else the shipped users. */
+function roleCredentialsHint(role: "admin" | "worker"): string {
+  const file = join(arbiterHome(), "secure", `${role}.creds`);
+  if (existsSync(file))
+    return `This folder's \`arbiter up --secure\` keeps them in ${file}: export NATS_CREDS=${file}`;
+  return `Sign in as arbiter-${role} (NATS_USER and NATS_PASSWORD, deploy/nats/accounts.conf) or with the ${role}.creds of \`arbiter nats config DIR --jwt\` (NATS_CREDS).`;
 }
 
 /**
@@ -391,11 +509,13 @@ export async function openExistingStore(
   } catch (err) {
     if (err instanceof ArbiterError) throw err;
     if (err instanceof jserrors.JetStreamNotEnabled) throw withoutJetStream(nc, err);
+    if (causedBy(err, TimeoutError)) throw jetStreamTimedOut(nc, err);
     throw missing(`: ${(err as Error).message}`, err);
   }
   try {
     return await openJetStreamStore(nc, { prefix, create: false });
   } catch (err) {
+    if (causedBy(err, TimeoutError)) throw jetStreamTimedOut(nc, err);
     throw missing(`: ${(err as Error).message}`, err);
   }
 }

@@ -41,9 +41,14 @@ function describeBounds({ min, max }: IntegerBounds): string {
   return "";
 }
 
+/** A host public key's letters: `N`, then 55 of base32's alphabet. */
+const HOST_KEY_SHAPE = /^N[A-Z2-7]{55}$/;
+
 /**
  * Checks `--host` as a whole host public key: filters match it exactly, so a prefix or a typo would
- * match nothing and look like an empty log. Throws INVALID_CONFIG naming the flag.
+ * match nothing and look like an empty log. Throws INVALID_CONFIG naming the flag. A key of a
+ * host key's shape whose checksum is wrong is kept, and said on stderr: requests name their host
+ * key unchecked, so records can hold such a key (a forged host), and are found only by it.
  */
 export function checkHostFlag(host: string): string {
   try {
@@ -51,6 +56,12 @@ export function checkHostFlag(host: string): string {
     if (host.length !== 56) throw new Error(`${host.length} characters`);
     decodePublicKey(host, "N");
   } catch (err) {
+    if (HOST_KEY_SHAPE.test(host) && /checksum/.test((err as Error).message)) {
+      process.stderr.write(
+        `arbiter: --host ${JSON.stringify(host)}: not a valid host key (invalid checksum): no real host has it, but a request may name it; matching the records that name it exactly\n`,
+      );
+      return host;
+    }
     throw new ArbiterError(
       ErrorCode.InvalidConfig,
       `--host ${JSON.stringify(host)}: expected a host public key in full (N…, 56 characters, as in the HOST column): ${(err as Error).message}`,

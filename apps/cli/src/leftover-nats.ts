@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { isProcessAlive } from "@arbiter/embedded-nats";
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
@@ -46,10 +47,25 @@ export async function stopLeftoverNats(home: string): Promise<number[]> {
       );
     }
     await terminate(pid);
+    removeWorkDir(command);
     stopped.push(pid);
   }
   clearNatsPids(home);
   return stopped;
+}
+
+/**
+ * Removes the temporary folder the stopped server was started in (its config and ports file, made
+ * by embedded-nats as `arbiter-nats-*` in the system's temporary folder), which the killed `up`
+ * could not remove; a config anywhere else is left alone.
+ */
+function removeWorkDir(command: readonly string[]): void {
+  const config = command.includes("-c") ? command[command.indexOf("-c") + 1] : undefined;
+  if (config === undefined) return;
+  const dir = dirname(config);
+  if (dirname(dir) === tmpdir() && basename(dir).startsWith("arbiter-nats-")) {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The process's argv from /proc, or null when it does not exist (or /proc is not there). */

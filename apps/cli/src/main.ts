@@ -1,10 +1,21 @@
 #!/usr/bin/env node
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { type Command, CommanderError } from "commander";
+import { explainNatsFailure } from "./context.js";
 import { ExitCode, reportError } from "./output.js";
 import { createProgram } from "./program.js";
 
 const json = process.argv.includes("--json");
+
+// A reader that goes away (`arbiter decisions tail | head`) ends the command as SIGTERM does (a
+// follower drains and exits 0, `up` stops what it started), not with an unhandled EPIPE.
+let readerGone = false;
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  if (readerGone) return;
+  readerGone = true;
+  process.kill(process.pid, "SIGTERM");
+});
 
 const program = createProgram();
 
@@ -29,6 +40,6 @@ try {
       process.exitCode = reportError(new ArbiterError(ErrorCode.InvalidUsage, message), true);
     } else process.exitCode = ExitCode.InvalidInput;
   } else {
-    process.exitCode = reportError(err, json);
+    process.exitCode = reportError(explainNatsFailure(err), json);
   }
 }

@@ -1,4 +1,4 @@
-import { DecisionV1 } from "@arbiter/protocol";
+import { ArbiterError, DecisionV1, ErrorCode, RequestKindV1 } from "@arbiter/protocol";
 import type { DecisionFilter } from "@arbiter/store";
 import { Command } from "commander";
 import {
@@ -81,11 +81,32 @@ function describeDecision(d: DecisionV1, subjectWidth = TAIL_SUBJECT_WIDTH): str
  */
 function filterFrom(flags: DecisionFlags): DecisionFilter {
   if (flags.host !== undefined) checkHostFlag(flags.host);
+  if (flags.kind !== undefined) checkKindFlag(flags.kind);
   return {
     ...(flags.since ? { since: parseTime(flags.since, "--since") } : {}),
     ...(flags.host ? { host: flags.host } : {}),
     ...(flags.kind ? { kind: flags.kind } : {}),
   };
+}
+
+/**
+ * Kinds compare exactly: a known kind in another case is refused (INVALID_CONFIG) naming it, as it
+ * would match nothing; any other kind is kept, since a refused request records the kind it named,
+ * and said on stderr, so that an empty result is not read as no host having asked.
+ */
+function checkKindFlag(kind: string): void {
+  const kinds: readonly string[] = RequestKindV1.options;
+  if (kinds.includes(kind)) return;
+  const meant = kinds.find((k) => k.toLowerCase() === kind.toLowerCase());
+  if (meant !== undefined) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `--kind ${JSON.stringify(kind)}: kinds are compared exactly: ${meant}`,
+    );
+  }
+  process.stderr.write(
+    `arbiter: --kind ${JSON.stringify(kind)} is none of ${kinds.join(", ")}: only decisions on refused requests that named that kind match\n`,
+  );
 }
 
 /** The stored text parsed as a decision, or null for a line that is not one. */

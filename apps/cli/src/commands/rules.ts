@@ -107,7 +107,7 @@ async function confirmSigner(
     const theirs = [...new Set(workers.flatMap((w) => w.adminKeys))];
     throw new ArbiterError(
       ErrorCode.AdminKeyNotAccepted,
-      `the rules would be signed by ${signer.publicKey}, which no running worker accepts (${workers.map((w) => w.id).join(", ")} accept ${theirs.length > 0 ? theirs.join(", ") : "no admin key"}); nothing was written`,
+      `the rules would be signed by ${signer.publicKey}, which no running worker accepts (${workers.map((w) => w.id).join(", ")} ${workers.length === 1 ? "accepts" : "accept"} ${theirs.length > 0 ? theirs.join(", ") : "no admin key"}); nothing was written`,
     );
   }
   return confirmation;

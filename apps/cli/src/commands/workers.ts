@@ -1,4 +1,6 @@
+import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { isEnrolled } from "@arbiter/rules";
+import type { RulesAdmin } from "@arbiter/store";
 import { Command } from "commander";
 import { emit } from "../output.js";
 import {
@@ -13,6 +15,31 @@ import {
 
 interface WorkersFlags extends RulesFlags {
   name?: string;
+}
+
+/**
+ * Throws INVALID_USAGE, writing nothing, when the key is already as asked (enrolled, or not
+ * enrolled), by the rules as this admin folds them: every worker skips such an event, so writing it
+ * would only add a rejected revision while the command said it enrolled or removed the key.
+ */
+async function refuseUnchanged(admin: RulesAdmin, key: string, action: "enroll" | "remove"): Promise<void> {
+  const { workers } = await admin.stateAt();
+  const periods = workers.filter((w) => w.publicKey === key);
+  const enrolled = isEnrolled(workers, key);
+  if (action === "enroll" && enrolled) {
+    const since = periods.find((w) => w.to === null)?.from;
+    throw new ArbiterError(
+      ErrorCode.InvalidUsage,
+      `worker key ${key} is enrolled already (since revision ${since}); nothing was written`,
+    );
+  }
+  if (action === "remove" && !enrolled) {
+    const removedAt = periods.at(-1)?.to;
+    throw new ArbiterError(
+      ErrorCode.InvalidUsage,
+      `worker key ${key} is not enrolled${removedAt == null ? "" : ` (removed at revision ${removedAt})`}; nothing was written`,
+    );
+  }
 }
 
 /** `arbiter workers enroll|remove|list`: which worker keys may sign decisions. */
@@ -33,7 +60,10 @@ export function workersCommand(): Command {
       .option("--reason <text>", "why, recorded in the event"),
   ).action(async (key: string, flags: WorkersFlags) => {
     const options = { ...changeOptions(flags), ...(flags.name ? { name: flags.name } : {}) };
-    const result = await change(flags, (admin) => admin.enrollWorker(key, options));
+    const result = await change(flags, async (admin) => {
+      await refuseUnchanged(admin, key, "enroll");
+      return admin.enrollWorker(key, options);
+    });
     emit(
       flags.json === true,
       { ...result, publicKey: key },
@@ -52,7 +82,10 @@ export function workersCommand(): Command {
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
       .option("--reason <text>", "why, recorded in the event"),
   ).action(async (key: string, flags: WorkersFlags) => {
-    const result = await change(flags, (admin) => admin.removeWorker(key, changeOptions(flags)));
+    const result = await change(flags, async (admin) => {
+      await refuseUnchanged(admin, key, "remove");
+      return admin.removeWorker(key, changeOptions(flags));
+    });
     emit(
       flags.json === true,
       { ...result, publicKey: key },
