@@ -188,15 +188,20 @@ export class ExpiryTimers {
    * Never throws.
    */
   start(): void {
+    this.#stopped = false;
     this.#supervisor = this.#supervise();
   }
 
-  /** Stops taking timers; one being handled gives up (and goes to another worker) or finishes. */
+  /**
+   * Stops taking timers; one being handled gives up (and goes to another worker) or finishes.
+   * `start()` takes them again.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#wake();
     await this.#supervisor;
     await this.#feed?.stop();
+    this.#feed = undefined;
     this.#unarmed.flush();
   }
 

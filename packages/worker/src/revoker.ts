@@ -74,6 +74,11 @@ export interface RevokerDeps {
   rulesRevision(): Promise<number>;
   /** Worker keys enrolled by configuration (`ARBITER_WORKER_KEYS`). */
   readonly workerKeys: readonly string[];
+  /**
+   * Whether this worker may sign under `ruleset` (its key enrolled there, or serving unenrolled as
+   * told); default always. A re-evaluation it may not sign fails, and goes to another worker.
+   */
+  readonly maySign?: (ruleset: RulesetState) => boolean;
   readonly signer: Signer;
   readonly identity: DecidingWorker;
   readonly nextId: () => string;
@@ -186,6 +191,10 @@ export class Revoker {
   #mirrorRefusal: string | null = null;
   readonly #expiries: ExpiryTimers;
   #stopped = false;
+  /** True while this worker leaves its feeds to the others (its key not enrolled). */
+  #suspended = false;
+  /** The feeds' stopping when the revoker was last suspended. */
+  #suspending: Promise<void> = Promise.resolve();
   /** Interrupts the supervisor's wait (set while it waits). */
   #wake: () => void = () => {};
   #stats = {
@@ -234,6 +243,33 @@ export class Revoker {
     this.#expiries.start();
   }
 
+  /**
+   * Leaves the fan-out's feeds (the index projection, the revisions, the parts, the expiry timers)
+   * to the other workers until {@link resume}: a worker whose key was removed must sign nothing
+   * more. A message being handled gives up and goes to another worker, as when stopping.
+   */
+  suspend(): Promise<void> {
+    if (this.#suspended || this.#stopped) return this.#suspending;
+    this.#suspended = true;
+    this.#wake();
+    this.#suspending = Promise.all([
+      this.#scans?.stop(),
+      this.#partsFeed?.stop(),
+      this.#projection?.stop(),
+      this.#expiries.stop(),
+    ]).then(() => {});
+    return this.#suspending;
+  }
+
+  /** Takes the feeds again after {@link suspend} (its key enrolled again). */
+  async resume(): Promise<void> {
+    await this.#suspending;
+    if (!this.#suspended || this.#stopped) return;
+    this.#suspended = false;
+    this.#wake();
+    this.#expiries.start();
+  }
+
   /** Stops taking messages; a message being handled gives up or finishes first. */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -267,6 +303,16 @@ export class Revoker {
     const { nc, names, log } = this.#deps;
     let pause = 250;
     while (!this.#stopped) {
+      if (this.#suspended) {
+        // Stopped by suspend(): opened again, as new feeds, once resumed.
+        this.#projection = undefined;
+        this.#scans = undefined;
+        this.#partsFeed = undefined;
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+        });
+        continue;
+      }
       try {
         this.#index ??= await this.#deps.openIndex();
         if (this.#deps.openMirror !== undefined) this.#mirror ??= await this.#deps.openMirror();
@@ -302,7 +348,9 @@ export class Revoker {
             this.#wake = () => resolve(null);
           }),
         ]);
-        if (ended === null || this.#stopped) return;
+        if (this.#stopped) return;
+        // Woken: suspended (seen above).
+        if (ended === null) continue;
         log.warn({ err: ended.err }, `the revocation fan-out's ${ended.feed} feed ended; opening it again`);
         if (ended.feed === "projection") this.#projection = undefined;
         else if (ended.feed === "scans") this.#scans = undefined;
@@ -709,7 +757,9 @@ export class Revoker {
 
   /** Throws when the worker is stopping, so that the revision goes to another worker at once. */
   #checkStopping(): void {
-    if (this.#scans?.stopping || this.#partsFeed?.stopping) throw new Error("the worker is stopping");
+    if (this.#scans?.stopping || this.#partsFeed?.stopping || this.#suspended) {
+      throw new Error("the worker is stopping");
+    }
   }
 
   /**
@@ -780,6 +830,12 @@ export class Revoker {
     scan?: ScanContext,
   ): Promise<number> {
     const { decisions, revocations, nc, changes } = this.#deps;
+    const ruleset = this.#deps.rules.ruleset;
+    if (this.#deps.maySign !== undefined && !this.#deps.maySign(ruleset)) {
+      throw new Error(
+        `this worker's key ${this.#deps.identity.publicKey} is not enrolled at revision ${ruleset.revision}: its re-evaluations are left to enrolled workers`,
+      );
+    }
     const index = this.#activeIndex();
     // Pruned hosts get no overrides (an entry read just before its host was pruned).
     const hosts = scan?.view ? scan.view.hostRecord : indexHostRecords(index);
@@ -788,7 +844,7 @@ export class Revoker {
     const now = this.#deps.clock();
     const at = now.toISOString();
     const encode = reevaluationRecordEncoder(
-      { revision, deployment: this.#deps.rules.ruleset.deployment, worker: this.#deps.identity },
+      { revision, deployment: ruleset.deployment, worker: this.#deps.identity },
       requestJson,
       maxDecisionRecordBytes(nc.info?.max_payload),
     );

@@ -604,9 +604,10 @@ class DecisionWorker implements Worker {
   }
 
   /**
-   * Leaves the policy topic while this worker's key is not enrolled (removed while it runs), so
-   * other enrolled workers answer, or none and hosts fail closed without caching; takes it again
-   * once the key is enrolled again. With `allowUnenrolled` it keeps answering, as told.
+   * Leaves the policy topic and the revocation fan-out while this worker's key is not enrolled
+   * (removed while it runs), so other enrolled workers answer and re-evaluate, or none and hosts
+   * fail closed without caching; takes both again once the key is enrolled again. With
+   * `allowUnenrolled` it keeps answering, as told.
    */
   #followEnrollment(): void {
     const running = this.#running;
@@ -618,6 +619,7 @@ class DecisionWorker implements Worker {
       this.#suspended = true;
       running.subscription?.unsubscribe();
       running.subscription = undefined;
+      void running.revoker?.suspend();
       this.#log.error(
         { publicKey: this.publicKey, revision: running.follower.ruleset.revision },
         `this worker's key ${this.publicKey} is no longer enrolled: stopped answering policy requests until it is enrolled again`,
@@ -625,6 +627,7 @@ class DecisionWorker implements Worker {
     } else if (enrolled && this.#suspended) {
       this.#suspended = false;
       this.#subscribePolicy(running);
+      void running.revoker?.resume();
       this.#log.info(
         { publicKey: this.publicKey, revision: running.follower.ruleset.revision },
         `this worker's key ${this.publicKey} is enrolled again: answering policy requests again`,
@@ -782,6 +785,7 @@ class DecisionWorker implements Worker {
       rules: follower,
       rulesRevision: () => store.rules.lastRevision(),
       workerKeys: config.workerKeys,
+      maySign: (ruleset) => config.allowUnenrolled || this.#isEnrolled(ruleset),
       signer: this.#signer,
       identity: this.#identity,
       nextId: () => this.#nextId(),
