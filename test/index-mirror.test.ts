@@ -151,6 +151,23 @@ describe("the index mirror", () => {
     expect(prepared.slice(100).sort()).toEqual([...Array(10).keys()].map((c) => `N7-held${c}`).sort());
   });
 
+  it("prepares every entry of a reload that reads the bucket in several windows of reads", async () => {
+    const { prefix, index } = await fixture();
+    await Promise.all([...Array(1500).keys()].map((c) => index.put(entry(`N${5 + (c % 10)}`, `many${c}`))));
+    const prepared = new Set<string>();
+    const mirror = await openIndexMirror(nc, {
+      prefix,
+      timeoutMs: 5000,
+      prepare: (e) => prepared.add(e.requestId),
+    });
+    closing.push(() => mirror.close());
+    await until(() => prepared.size === 1600, {
+      name: "the 1,600 entries read at opening prepared",
+      timeout: 10_000,
+    });
+    expect(mirror.stats.parsedAhead).toBe(1600);
+  });
+
   it("reads the bucket again when messages went without a write (a purge of the stream)", async () => {
     const { prefix, index } = await fixture();
     const mirror = await openMirror(prefix);

@@ -422,7 +422,8 @@ class KvIndexMirror implements IndexMirror {
     const now = performance.eventLoopUtilization();
     const since = performance.eventLoopUtilization(now, this.#warmedAt);
     this.#warmedAt = now;
-    if (this.#unparsed.size === 0) return;
+    // A reload's keys are in its own map until it is done (they would be dropped unparsed).
+    if (this.#unparsed.size === 0 || this.#building !== null) return;
     if (this.#viewsHeld > 0) {
       this.#stats.aheadPaused++;
       return;
