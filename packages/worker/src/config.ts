@@ -102,9 +102,10 @@ export const WorkerConfig = z
      */
     maxQueuedRequests: z.number().int().positive().default(10_000),
     /**
-     * Bytes of requests waiting to be decided beyond which new ones are dropped unanswered too
-     * (one larger request is still taken when none waits): 10,000 requests of a megabyte each,
-     * within the count, were 10 GB.
+     * Bytes of requests waiting to be decided, and of the records of those decided and waiting for
+     * the log's acknowledgement, beyond which new ones are dropped unanswered too (one larger
+     * request is still taken when none waits): 10,000 requests of a megabyte each, within the
+     * count, were 10 GB.
      */
     maxQueuedBytes: z
       .number()

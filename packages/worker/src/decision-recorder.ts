@@ -55,6 +55,7 @@ export class DecisionRecorder {
   readonly #outageWarning: RateLimitedWarning;
   #pending: Decided[] = [];
   #held = 0;
+  #heldBytes = 0;
   #problem: string | null = null;
   readonly stats: RecorderStats = {
     decisions: 0,
@@ -94,10 +95,16 @@ export class DecisionRecorder {
     return this.#held;
   }
 
+  /** The bytes of the records of {@link DecisionRecorder.held} requests (each holds its request). */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
   /** Adds a decision to the open batch; {@link DecisionRecorder.flush} records it. */
   add(decided: Decided): void {
     this.#pending.push(decided);
     this.#held++;
+    this.#heldBytes += decided.body.length;
   }
 
   /**
@@ -147,6 +154,7 @@ export class DecisionRecorder {
       );
     } finally {
       this.#held -= decided.length;
+      for (const d of decided) this.#heldBytes -= d.body.length;
     }
   }
 

@@ -18,6 +18,11 @@ export interface RequestQueueDeps {
    */
   readonly limitBytes: number;
   /**
+   * Bytes held by requests already taken from the queue and not yet answered (their records,
+   * waiting for the log's acknowledgement): they count against `limitBytes`.
+   */
+  readonly heldBytes: () => number;
+  /**
    * Requests already taken from the queue and not yet answered (waiting for their record): they
    * hold memory too, so they count against `limit`.
    */
@@ -54,6 +59,7 @@ export class RequestQueue {
       () => ({
         queued: this.#queue.length,
         queuedBytes: this.#bytes,
+        heldBytes: deps.heldBytes(),
         held: deps.held(),
         limit: deps.limit,
         limitBytes: deps.limitBytes,
@@ -69,9 +75,10 @@ export class RequestQueue {
   /** Queues a request, or drops it (counted, reported) when the queue is full. */
   push(msg: Msg): void {
     const bytes = msg.data.length;
+    const holding = this.#bytes + this.#deps.heldBytes();
     if (
       this.#queue.length + this.#deps.held() >= this.#deps.limit ||
-      (this.#bytes > 0 && this.#bytes + bytes > this.#deps.limitBytes)
+      (holding > 0 && holding + bytes > this.#deps.limitBytes)
     ) {
       this.shed++;
       this.#shedWarning.count();

@@ -424,6 +424,7 @@ class DecisionWorker implements Worker {
         limit: this.#config.maxQueuedRequests,
         limitBytes: this.#config.maxQueuedBytes,
         held: () => recorder.held + verifying.size,
+        heldBytes: () => recorder.heldBytes,
         log: this.#log,
         onSlice: (slice, more) => {
           for (const msg of slice) {

@@ -118,7 +118,7 @@ export function workerCommand(): Command {
     )
     .option(
       "--max-queued-bytes <bytes>",
-      "bytes of requests waiting to be decided beyond which new ones are dropped unanswered too (hosts fail closed)",
+      "bytes of requests waiting to be decided, and of records waiting for the decision log, beyond which new ones are dropped unanswered too (hosts fail closed)",
       "268435456",
     )
     .option(
