@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { HostPolicyClient } from "@arbiter/host";
 import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +10,7 @@ import {
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
+import { fixtureJson } from "./support/fixtures.js";
 import { captureLog } from "./support/log-capture.js";
 
 // A scan that reads the active index from the server (no mirror, or an index too large for one)
@@ -19,8 +19,7 @@ import { captureLog } from "./support/log-capture.js";
 // for one connection, and the reads did not answer in time. The scan failed at every delivery,
 // and no host got an override of that revision (tried: 500 such requests against `arbiter up`).
 
-const FIXTURE = new URL("./data/wasmcloud-v1/start-component.json", import.meta.url);
-const base = JSON.parse(readFileSync(FIXTURE, "utf8")) as Record<string, unknown> & {
+const base = fixtureJson("start-component") as Record<string, unknown> & {
   requestId: string;
   request: { componentId: string };
 };

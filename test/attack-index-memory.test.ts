@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { HostPolicyClient } from "@arbiter/host";
 import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
 import { openIndexMirror } from "@arbiter/store";
@@ -12,6 +11,7 @@ import {
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
+import { fixtureJson } from "./support/fixtures.js";
 
 // Every worker's mirror holds the whole active index in memory, and a host chooses how large its
 // entries are: up to max_payload each, one per cache key it asks for. The mirror was bounded by its
@@ -20,8 +20,7 @@ import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.j
 // mirror now holds at most so many bytes of the bucket's stream; past them re-evaluations read
 // the bucket from the server, as past the key count.
 
-const FIXTURE = new URL("./data/wasmcloud-v1/start-component.json", import.meta.url);
-const base = JSON.parse(readFileSync(FIXTURE, "utf8")) as Record<string, unknown> & {
+const base = fixtureJson("start-component") as Record<string, unknown> & {
   requestId: string;
   request: { componentId: string };
 };

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { HostPolicyClient } from "@arbiter/host";
 import { DEFAULT_POLICY_TOPIC, resourceNames } from "@arbiter/protocol";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -6,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
 import { applyRules, componentBody, defaultRules, untilRevisionReevaluated } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
+import { fixtureJson } from "./support/fixtures.js";
 
 // A host's request is recorded with its own bytes, but the active index stores it parsed and
 // written again, where a number's text can grow five times (`1e20` is 100000000000000000000),
@@ -14,8 +14,7 @@ import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.j
 // redelivered forever: no decision indexed after it, no override for any host), or make a
 // re-evaluation record say something other than what was evaluated.
 
-const FIXTURE = new URL("./data/wasmcloud-v1/start-component.json", import.meta.url);
-const base = JSON.parse(readFileSync(FIXTURE, "utf8")) as Record<string, unknown> & {
+const base = fixtureJson("start-component") as Record<string, unknown> & {
   requestId: string;
   request: { componentId: string };
 };

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { HostPolicyClient } from "@arbiter/host";
 import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
 import { type ActiveIndex, openJetStreamActiveIndex } from "@arbiter/store";
@@ -12,6 +11,7 @@ import {
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
+import { fixtureJson } from "./support/fixtures.js";
 
 // Every worker keeps the active index parsed in memory (its mirror, for the scans), and a host
 // chooses how much memory its requests take once parsed: 870 KB of empty objects, a request that
@@ -19,8 +19,7 @@ import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.j
 // components, so sixty entries) took a worker with a 700 MB heap down, and a few hundred take one
 // with Node's default heap; a worker started again read them back and fell the same way.
 
-const FIXTURE = new URL("./data/wasmcloud-v1/start-component.json", import.meta.url);
-const base = JSON.parse(readFileSync(FIXTURE, "utf8")) as Record<string, unknown> & {
+const base = fixtureJson("start-component") as Record<string, unknown> & {
   requestId: string;
   request: { componentId: string };
   host: { publicKey: string; lattice: string };
