@@ -155,13 +155,6 @@ interface ScanCounts {
  */
 const CHUNK = 1024;
 
-/**
- * Bytes of requests the changed entries of one chunk hold at most, beyond which it is written
- * before {@link CHUNK}: a host chooses how large its requests are, and a chunk holds each with its
- * records until they are acknowledged (1,024 of a host's 860 KB requests were a gigabyte or two).
- */
-const CHUNK_BYTES = 8 * 1024 * 1024;
-
 /** The size of a scan's first chunk; each next one is twice as large, up to {@link CHUNK}. */
 const FIRST_CHUNK = 32;
 
@@ -639,7 +632,6 @@ export class Revoker {
     const now = this.#deps.clock();
     const runs = view !== null ? view.entryRunsOf(keys) : runsOfOne(this.#activeIndex().entriesOf(keys));
     let changed: Reevaluation[] = [];
-    let changedBytes = 0;
     const later: IndexUpdate[] = [];
     const scan: ScanContext = { view, later };
     const counts = { scanned: 0, changed: 0, overrides: 0 };
@@ -671,12 +663,10 @@ export class Revoker {
           if (!again?.changed) continue;
           counts.changed++;
           changed.push(again);
-          changedBytes += requestJson(entry.request)?.length ?? 0;
-          if (changed.length === chunkSize || changedBytes >= CHUNK_BYTES) {
-            if (changed.length === chunkSize) chunkSize = Math.min(chunkSize * 2, CHUNK);
+          if (changed.length === chunkSize) {
+            chunkSize = Math.min(chunkSize * 2, CHUNK);
             await write(changed);
             changed = [];
-            changedBytes = 0;
             this.#checkStopping();
           }
           if (later.length >= UPDATES_HELD) await this.#update(later.splice(0));
