@@ -254,44 +254,44 @@ export function explainNatsFailure(err: unknown): unknown {
       { cause: err },
     );
   }
-  let cause: unknown = err;
-  for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
-    if (cause instanceof PermissionViolationError) {
-      const what = cause.operation === "publish" ? "publish on" : "subscribe to";
-      // The connection's own inbox tells whose credentials the command needs: a worker's inbox
-      // prefix is refused to another role's; any other subject is a permission of the role itself.
-      const role = cause.subject.startsWith(`${WORKER_INBOX_PREFIX}.`)
-        ? "worker"
-        : cause.subject.startsWith(`${ADMIN_INBOX_PREFIX}.`)
-          ? "admin"
-          : null;
-      const needs =
-        role === null
-          ? 'these credentials\' permissions do not allow it (the shipped ones: `arbiter nats config DIR`, README "Deploying on NATS")'
-          : `this command needs ${role === "worker" ? "a worker's" : "an admin's"} credentials. ${roleCredentialsHint(role)}`;
-      return new ArbiterError(
-        ErrorCode.InvalidConfig,
-        `NATS refused ${describeAuth(undefined)} permission to ${what} ${JSON.stringify(cause.subject)} (${cause.message}): ${needs}`,
-        { cause: err },
-      );
-    }
-    cause = cause.cause;
-  }
-  return err;
+  const cause = causeOf(err, PermissionViolationError);
+  if (cause === null) return err;
+  const what = cause.operation === "publish" ? "publish on" : "subscribe to";
+  // The connection's own inbox tells whose credentials the command needs: a worker's inbox
+  // prefix is refused to another role's; any other subject is a permission of the role itself.
+  const role = cause.subject.startsWith(`${WORKER_INBOX_PREFIX}.`)
+    ? "worker"
+    : cause.subject.startsWith(`${ADMIN_INBOX_PREFIX}.`)
+      ? "admin"
+      : null;
+  const needs =
+    role === null
+      ? 'these credentials\' permissions do not allow it (the shipped ones: `arbiter nats config DIR`, README "Deploying on NATS")'
+      : `this command needs ${role === "worker" ? "a worker's" : "an admin's"} credentials. ${roleCredentialsHint(role)}`;
+  return new ArbiterError(
+    ErrorCode.InvalidConfig,
+    `NATS refused ${describeAuth(undefined)} permission to ${what} ${JSON.stringify(cause.subject)} (${cause.message}): ${needs}`,
+    { cause: err },
+  );
 }
 
 /** What a request NATS did not answer may mean, for the messages that say so. */
 const TIMEOUT_HINT =
   "the server is overloaded or its JetStream cluster is short of a node (with a node down, nats-server releases before 2.12 place about one reader in three on that node, which never answers); run the command again, and check the servers";
 
-/** True when `err` or one of its causes is an instance of `type`. */
-function causedBy(err: unknown, type: typeof TimeoutError): boolean {
+/** `err` or the first of its causes (eight deep at most) that is an instance of `type`; null when none is. */
+function causeOf<T extends Error>(err: unknown, type: abstract new (...args: never[]) => T): T | null {
   let cause: unknown = err;
   for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
-    if (cause instanceof type) return true;
+    if (cause instanceof type) return cause;
     cause = cause.cause;
   }
-  return false;
+  return null;
+}
+
+/** True when `err` or one of its causes is an instance of `type`. */
+function causedBy(err: unknown, type: abstract new (...args: never[]) => Error): boolean {
+  return causeOf(err, type) !== null;
 }
 
 /**
