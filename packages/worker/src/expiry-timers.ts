@@ -123,6 +123,14 @@ export interface ExpiryTimerDeps {
   readonly names: ResourceNames;
   /** The active index, once the fan-out has it open (throws before). */
   index(): ActiveIndex;
+  /**
+   * Hands `read` the index's entries, in runs, for a timer that fired: from the worker's mirror of
+   * the index when it holds the index whole, else read from the server. Without it, always the
+   * server.
+   */
+  readonly readEntries?: (
+    read: (runs: AsyncIterable<readonly ActiveDecisionV1[]>) => Promise<void>,
+  ) => Promise<void>;
   /** The worker's rules as they are now. */
   readonly rules: { readonly ruleset: RulesetState };
   /** The fan-out's one path for changed entries: records, overrides, index updates. */
@@ -311,7 +319,7 @@ export class ExpiryTimers {
       changed = [];
     };
     const rearmed = new Set<number>();
-    for await (const entry of this.#deps.index().entries()) {
+    const look = async (entry: ActiveDecisionV1) => {
       if (this.#feed?.stopping) throw new Error("the worker is stopping");
       const { expiresAt } = entry;
       if (
@@ -326,13 +334,24 @@ export class ExpiryTimers {
           await this.arm(expiresAt);
         }
       }
-      if (!isExpiredPermit(entry, now)) continue;
+      if (!isExpiredPermit(entry, now)) return;
       const again = reevaluate(entry, ruleset, now);
-      if (!again?.changed) continue;
+      if (!again?.changed) return;
       changed.push(again);
       if (changed.length === CHUNK) await flush();
-    }
+    };
+    const readEntries = this.#deps.readEntries ?? ((read) => read(runsOfOne(this.#deps.index().entries())));
+    await readEntries(async (runs) => {
+      for await (const run of runs) for (const entry of run) await look(entry);
+    });
     if (changed.length > 0) await flush();
     if (total > 0) log.info({ revision, overrides: total }, "cached decisions whose claims expired revoked");
   }
+}
+
+/** Entries read one at a time (from the server), as runs of one. */
+export async function* runsOfOne(
+  entries: AsyncIterable<ActiveDecisionV1>,
+): AsyncIterable<readonly ActiveDecisionV1[]> {
+  for await (const entry of entries) yield [entry];
 }

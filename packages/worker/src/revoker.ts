@@ -42,7 +42,7 @@ import { overrideBytes, prepareChangeTexts, revocationText } from "./change-text
 import type { ChangesSubjects } from "./changes-subjects.js";
 import { DEFAULT_SCAN_PART_SIZE } from "./config.js";
 import type { DecidingWorker } from "./decide.js";
-import { ExpiryTimers, expiryRecordId, expiryStep } from "./expiry-timers.js";
+import { ExpiryTimers, expiryRecordId, expiryStep, runsOfOne } from "./expiry-timers.js";
 import { indexHostRecords, isPrunedDecision, withoutPrunedHosts } from "./host-lifecycle.js";
 import { prepareRecordParts, reevaluationRecordEncoder } from "./reevaluation-record.js";
 
@@ -215,6 +215,10 @@ export class Revoker {
     this.#expiries = new ExpiryTimers({
       ...deps,
       index: () => this.#activeIndex(),
+      readEntries: async (read) => {
+        using view = await this.#view();
+        await read(view !== null ? view.entryRunsOf(view.keys()) : runsOfOne(this.#activeIndex().entries()));
+      },
       revoke: async (changed, revision, recordId) => {
         await this.#revoke(changed, revision, recordId);
       },
@@ -938,13 +942,6 @@ interface IndexUpdate {
 /** A batch message's buffer in memory the hashing thread reads as it is (posting it copies nothing). */
 function inSharedMemory(size: number): Buffer {
   return Buffer.from(new SharedArrayBuffer(size));
-}
-
-/** Entries read one at a time (from the server), as runs of one. */
-async function* runsOfOne(
-  entries: AsyncIterable<ActiveDecisionV1>,
-): AsyncIterable<readonly ActiveDecisionV1[]> {
-  for await (const entry of entries) yield [entry];
 }
 
 function jsonOrNull(data: Uint8Array): unknown {
