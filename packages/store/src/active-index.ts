@@ -514,6 +514,15 @@ class KvActiveIndex implements ActiveIndex {
     return (await this.#list("e.>")).sort();
   }
 
+  /** The bytes the bucket's stream holds now. */
+  async #storedBytes(): Promise<number> {
+    try {
+      return (await this.#jsm.streams.info(`KV_${this.#bucket}`)).state.bytes;
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot read the active index: ${errorText(err)}`, { cause: err });
+    }
+  }
+
   async #list(pattern: string): Promise<string[]> {
     try {
       // The stream's subject list, not `kv.keys()`: that makes a consumer, which workers may not
@@ -536,10 +545,8 @@ class KvActiveIndex implements ActiveIndex {
     const subjectPrefix = `$KV.${this.#bucket}.`;
     const inFlight: Promise<DirectMessage | null>[] = [];
     let next = 0;
-    // The window shrinks to what the largest entry read so far allows (a host chooses how large).
-    let largest = 0;
+    const window = readsInFlight(READS_IN_FLIGHT, await this.#storedBytes(), this.#reads.maxPayload);
     while (next < keys.length || inFlight.length > 0) {
-      const window = readsInFlight(largest, READS_IN_FLIGHT);
       // Topped up in batches once half are answered, not one read per answer: the reads of a
       // batch leave in one socket write.
       const topUp = inFlight.length <= window / 2;
@@ -550,7 +557,6 @@ class KvActiveIndex implements ActiveIndex {
         inFlight.push(read);
       }
       const message = await inFlight.shift();
-      if (message != null && message.data.length > largest) largest = message.data.length;
       const entry = message === undefined ? null : parseEntryMessage(message);
       if (entry !== null) yield entry;
     }

@@ -4,21 +4,24 @@ import { ReplyMux } from "./reply-mux.js";
 
 /**
  * Most bytes of answers a listing asks for at once: nats-server queues some 64 MB for one
- * connection (`max_pending`) and drops what comes past it, so 512 reads of a host's megabyte
- * entries, in flight together, were not answered in time at any delivery of a scan.
+ * connection (`max_pending`) and cuts off a connection past it as a slow consumer, so 512 reads of
+ * a host's megabyte entries, in flight together, were not answered in time at any delivery of a scan.
  */
 const READ_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 
-/** Reads a listing starts with, before it has seen how large its messages are. */
-const FIRST_READS_IN_FLIGHT = 16;
+/** The largest message nats-server takes unless configured otherwise (`max_payload`). */
+export const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 /**
- * How many reads a listing may have in flight, at most `most`, having seen messages of up to
- * `largest` bytes (0: none yet): as many as {@link READ_BYTES_IN_FLIGHT} holds of the largest. Pure.
+ * How many reads of a stream holding `streamBytes` may be in flight at once, at most `most`: all
+ * of them when the whole stream is no more than {@link READ_BYTES_IN_FLIGHT}, else as many
+ * messages of `maxPayload` bytes (the largest the server takes) as that holds. Not sized by the
+ * largest message read so far: a host chooses which of its entries an index lists first, and
+ * small ones first opened the window to its large ones. Pure.
  */
-export function readsInFlight(largest: number, most: number): number {
-  if (largest === 0) return Math.min(FIRST_READS_IN_FLIGHT, most);
-  return Math.max(1, Math.min(most, Math.floor(READ_BYTES_IN_FLIGHT / largest)));
+export function readsInFlight(most: number, streamBytes: number, maxPayload: number): number {
+  if (streamBytes <= READ_BYTES_IN_FLIGHT) return most;
+  return Math.max(1, Math.min(most, Math.floor(READ_BYTES_IN_FLIGHT / Math.max(1, maxPayload))));
 }
 
 /** The last message stored on one subject of a stream, as a direct get returns it. */
@@ -37,10 +40,12 @@ export interface DirectMessage {
  */
 export class DirectGetMux {
   readonly #stream: string;
+  readonly #nc: NatsConnection;
   readonly #replies: ReplyMux<string, DirectMessage | null>;
 
   constructor(nc: NatsConnection, stream: string, timeoutMs: number) {
     this.#stream = stream;
+    this.#nc = nc;
     this.#replies = new ReplyMux(nc, {
       timeoutMs,
       judge: (msg, subject) => this.#judge(msg, subject),
@@ -60,6 +65,11 @@ export class DirectGetMux {
       JSON.stringify({ last_by_subj: subject }),
       subject,
     );
+  }
+
+  /** The largest message the server takes, and so the largest answer of a read. */
+  get maxPayload(): number {
+    return this.#nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
   }
 
   /** Stops listening; every read still waiting fails. */

@@ -516,14 +516,13 @@ class KvIndexMirror implements IndexMirror {
         this.#tooLarge = true;
         return;
       }
-      let largest = 0;
+      const window = readsInFlight(READS_IN_FLIGHT, listed.bytes, this.#reads.maxPayload);
       for (let at = 0; at < listed.subjects.length; ) {
-        const batch = listed.subjects.slice(at, at + readsInFlight(largest, READS_IN_FLIGHT));
+        const batch = listed.subjects.slice(at, at + window);
         at += batch.length;
         const read = await Promise.all(batch.map((subject) => this.#reads.last(subject)));
         for (const [i, message] of read.entries()) {
           if (message === null) continue;
-          if (message.data.length > largest) largest = message.data.length;
           const key = (batch[i] as string).slice(subjectPrefix.length);
           const live = message.header("KV-Operation") === undefined && keptKey(key);
           this.#put(building, key, { seq: message.seq, raw: live ? new Uint8Array(message.data) : null });

@@ -47,6 +47,7 @@ import {
   REEVALUATION_BATCH_CAUSE,
   sealedDecisionTexts,
 } from "./decision-batch.js";
+import { DEFAULT_MAX_PAYLOAD, readsInFlight } from "./direct-get.js";
 import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS, type FeedConsumerOutcome } from "./durable-feed.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 import { createExpiriesConsumer, expiriesStreamConfig } from "./expiry-timers.js";
@@ -217,7 +218,7 @@ export async function openJetStreamStore(
     names,
     ...(retention ? { decisionsRetention: retention } : {}),
     ...(indexConsumer === "refilter-refused" ? { unfilteredIndexConsumer: names.activeIndexConsumer } : {}),
-    rules: new JetStreamRuleEventStore(js, jsm, names),
+    rules: new JetStreamRuleEventStore(js, jsm, names, () => nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD),
     snapshots: new KvSnapshotStore(kv),
     decisions,
     close: async () => decisions.close(),
@@ -351,11 +352,13 @@ class JetStreamRuleEventStore implements RuleEventStore {
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #names: ResourceNames;
+  readonly #maxPayload: () => number;
 
-  constructor(js: JetStreamClient, jsm: JetStreamManager, names: ResourceNames) {
+  constructor(js: JetStreamClient, jsm: JetStreamManager, names: ResourceNames, maxPayload: () => number) {
     this.#js = js;
     this.#jsm = jsm;
     this.#names = names;
+    this.#maxPayload = maxPayload;
   }
 
   async append(text: string, expectedRevision: number): Promise<number> {
@@ -402,7 +405,12 @@ class JetStreamRuleEventStore implements RuleEventStore {
     const to = Math.min(range.to ?? last, last);
     const from = Math.max(range.from ?? 1, 1);
     if (from > to) return;
-    for await (const message of readRange(this.#jsm, this.#names.rulesStream, from, to)) {
+    for await (const message of readRange(
+      this.#jsm,
+      this.#names.rulesStream,
+      { from, to },
+      this.#maxPayload(),
+    )) {
       yield { revision: message.seq, text: message.string() };
     }
   }
@@ -461,7 +469,7 @@ class JetStreamRuleEventStore implements RuleEventStore {
 /** How long stopping a rules tail waits for its consumer to be closed. */
 const FOLLOW_STOP_GRACE_MS = 2000;
 
-/** Messages a range read asks for at once. */
+/** Messages a range read asks for at once, at most (see {@link readsInFlight}). */
 const RANGE_READS_IN_FLIGHT = 64;
 
 /**
@@ -475,18 +483,21 @@ const RANGE_READS_IN_FLIGHT = 64;
 async function* readRange(
   jsm: JetStreamManager,
   stream: string,
-  from: number,
-  to: number,
+  { from, to }: { readonly from: number; readonly to: number },
+  maxPayload: number,
 ): AsyncIterable<StoredMsg> {
   let direct: boolean;
+  let window: number;
   try {
-    direct = (await jsm.streams.info(stream)).config.allow_direct === true;
+    const info = await jsm.streams.info(stream);
+    direct = info.config.allow_direct === true;
+    window = readsInFlight(RANGE_READS_IN_FLIGHT, info.state.bytes, maxPayload);
   } catch (err) {
     throw new StoreUnavailableError(`cannot read stream ${stream}: ${errorText(err)}`, { cause: err });
   }
-  for (let at = from; at <= to; at += RANGE_READS_IN_FLIGHT) {
+  for (let at = from; at <= to; at += window) {
     const reads: Promise<StoredMsg | null>[] = [];
-    for (let seq = at; seq <= Math.min(to, at + RANGE_READS_IN_FLIGHT - 1); seq++) {
+    for (let seq = at; seq <= Math.min(to, at + window - 1); seq++) {
       reads.push(readOne(jsm, stream, seq, direct));
     }
     for (const message of await Promise.all(reads)) if (message !== null) yield message;

@@ -155,6 +155,13 @@ interface ScanCounts {
  */
 const CHUNK = 1024;
 
+/**
+ * Bytes of requests the changed entries of one chunk hold at most, beyond which it is written
+ * before {@link CHUNK}: a host chooses how large its requests are, and a chunk holds each with its
+ * records until they are acknowledged (1,024 of a host's 860 KB requests were a gigabyte or two).
+ */
+const CHUNK_BYTES = 8 * 1024 * 1024;
+
 /** The size of a scan's first chunk; each next one is twice as large, up to {@link CHUNK}. */
 const FIRST_CHUNK = 32;
 
@@ -166,6 +173,12 @@ const CHUNKS_IN_FLIGHT = 2;
  * overrides are out (hosts first), but not beyond this many.
  */
 const UPDATES_HELD = 16_384;
+
+/**
+ * Bytes of requests the changed entries a scan holds for the index may reach before they are
+ * written, whatever their count: read from the server, those entries are held by nothing else.
+ */
+const UPDATES_HELD_BYTES = 64 * 1024 * 1024;
 
 /** Index writes in flight at once. */
 const UPDATES_IN_FLIGHT = 1024;
@@ -636,6 +649,9 @@ export class Revoker {
     const now = this.#deps.clock();
     const runs = view !== null ? view.entryRunsOf(keys) : runsOfOne(this.#activeIndex().entriesOf(keys));
     let changed: Reevaluation[] = [];
+    let changedBytes = 0;
+    // The requests of the entries changed since the index was last written (held or in a chunk).
+    let heldBytes = 0;
     const later: IndexUpdate[] = [];
     const scan: ScanContext = { view, later };
     const counts = { scanned: 0, changed: 0, overrides: 0 };
@@ -667,13 +683,20 @@ export class Revoker {
           if (!again?.changed) continue;
           counts.changed++;
           changed.push(again);
-          if (changed.length === chunkSize) {
-            chunkSize = Math.min(chunkSize * 2, CHUNK);
+          const bytes = requestJson(entry.request)?.length ?? 0;
+          changedBytes += bytes;
+          heldBytes += bytes;
+          if (changed.length === chunkSize || changedBytes >= CHUNK_BYTES) {
+            if (changed.length === chunkSize) chunkSize = Math.min(chunkSize * 2, CHUNK);
             await write(changed);
             changed = [];
+            changedBytes = 0;
             this.#checkStopping();
           }
-          if (later.length >= UPDATES_HELD) await this.#update(later.splice(0));
+          if (later.length >= UPDATES_HELD || heldBytes >= UPDATES_HELD_BYTES) {
+            heldBytes = 0;
+            await this.#update(later.splice(0));
+          }
         }
       }
       if (changed.length > 0) await write(changed);

@@ -1,0 +1,98 @@
+import type { HostPolicyClient } from "@arbiter/host";
+import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
+import { activeEntryKey } from "@arbiter/store";
+import { generateKey } from "@arbiter/trust";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "./harness/index.js";
+import {
+  applyRules,
+  componentBody,
+  defaultRules,
+  untilIndexCaughtUp,
+  untilRevisionReevaluated,
+} from "./support/fanout.js";
+import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
+import { fixtureJson } from "./support/fixtures.js";
+import { captureLog } from "./support/log-capture.js";
+
+// A scan that reads the active index from the server sized its window of reads by the largest
+// entry read so far. A host names the host key of its requests, so it can choose which of its
+// entries come first in the index's key order: small ones first opened the window to 512 reads,
+// then its entries of 800 KB were asked for 200 at once, far past what nats-server queues for one
+// connection. The server cut the worker off as a slow consumer at every delivery, and no host
+// got an override of that revision.
+
+const SMALL = 40;
+const LARGE = 200;
+
+const base = fixtureJson("start-component") as Record<string, unknown> & {
+  requestId: string;
+  request: { componentId: string };
+  host: { publicKey: string; lattice: string };
+};
+
+let arbiter: FanoutArbiter;
+let honest: HostPolicyClient;
+const log = captureLog("warn");
+
+beforeAll(async () => {
+  arbiter = await startFanoutArbiter({
+    rules: defaultRules("allow"),
+    workers: ["w1"],
+    workerConfig: { indexMirrorMaxKeys: 0 },
+    workerLogger: log.logger,
+  });
+  honest = await arbiter.startHost();
+}, 60_000);
+
+afterAll(async () => {
+  await arbiter?.close();
+});
+
+/** The host-key part of the index keys of `host`'s entries in the fixture's lattice. */
+const hostPart = (host: string) =>
+  activeEntryKey({ lattice: base.host.lattice, host, cacheKey: "x" }).split(".")[1]!;
+
+/** Two host keys, the entries of the first before those of the second in the index's key order. */
+function orderedHosts(): [string, string] {
+  for (;;) {
+    const [a, b] = [generateKey("N").publicKey, generateKey("N").publicKey];
+    if (hostPart(a) < hostPart(b)) return [a, b];
+    if (hostPart(b) < hostPart(a)) return [b, a];
+  }
+}
+
+describe("a scan reading the index from the server", () => {
+  it("keeps its reads within bounds when a host's small entries come before its large ones", async () => {
+    expect((await honest.evaluateStartComponent(componentBody("honest-app"))).permitted).toBe(true);
+    const [first, second] = orderedHosts();
+    const nc = await arbiter.connect("host");
+    const send = async (i: number, host: string, pad: string) => {
+      const request = structuredClone(base);
+      request.requestId = `0194e000-0000-7000-8000-${String(i).padStart(12, "0")}`;
+      request.request.componentId = `app-${i}`;
+      request.host.publicKey = host;
+      const text = `${JSON.stringify(request).slice(0, -1)},"pad":"${pad}"}`;
+      const answer = (await nc.request(DEFAULT_POLICY_TOPIC, text, { timeout: 10_000 })).json<{
+        permitted: boolean;
+      }>();
+      expect(answer.permitted).toBe(true);
+    };
+    for (let i = 0; i < SMALL; i++) await send(i, first, "");
+    const pad = "x".repeat(800_000);
+    // Eight at a time: the worker takes them as fast as one after the other costs.
+    for (let i = SMALL; i < SMALL + LARGE; i += 8) {
+      await Promise.all(Array.from({ length: 8 }, (_, j) => send(i + j, second, pad)));
+    }
+    await untilIndexCaughtUp(arbiter.nc, 60_000);
+
+    const revision = await applyRules(arbiter.admin, defaultRules("deny"));
+    await untilRevisionReevaluated(arbiter.nc, revision, 60_000);
+    await until(() => [...honest.cacheEntries().values()].every((e) => !e.permitted), {
+      name: "the honest host's entry revoked",
+      timeout: 15_000,
+    });
+    const failed = log.lines().filter((line) => String(line["msg"]).includes("failed on stream message"));
+    expect(failed.map((line) => line["err"])).toEqual([]);
+  }, 180_000);
+});
