@@ -1,9 +1,25 @@
 import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import { StoreUnavailableError } from "./errors.js";
+import { errorText } from "./text.js";
 
 /**
- * The messages of an ordered consumer: up to the end of what the stream holds now (batches are
- * fetched until one is empty or ends the backlog), or, with `follow`, also every later one until
- * `signal` aborts. The consumer is closed when the reader stops.
+ * Most bytes one fetch asks for: nats-server cuts off a connection past some 64 MB queued for it
+ * (`max_pending`) as a slow consumer, and a host chooses how large its recorded requests are.
+ * Larger than any message at the default max_payload and up to 16 MiB.
+ */
+const FETCH_BYTES = 16 * 1024 * 1024;
+
+/** How long a reader goes on asking for messages the consumer still has before it gives up. */
+const UNDELIVERED_MS = 20_000;
+
+/**
+ * The messages of an ordered consumer: up to the end of what the stream holds now (until the
+ * consumer has none pending), or, with `follow`, also every later one until `signal` aborts. Each
+ * fetch asks for at most 16 MiB. A fetch that brings nothing ends the read only when the consumer
+ * has nothing pending: with a connection cut off meanwhile (the consumer then starts again after
+ * the last message read) it asks again, and throws StoreUnavailableError when the messages still
+ * pending do not come for 20 s — never a read that ends early as if the stream did. The consumer
+ * is closed when the reader stops.
  */
 export async function* orderedMessages(
   consumer: Consumer,
@@ -11,18 +27,47 @@ export async function* orderedMessages(
   signal?: AbortSignal,
 ): AsyncGenerator<JsMsg> {
   if (!follow) {
+    let emptySince: number | null = null;
+    // After a fetch that could not hold even the next message (one past 16 MiB: a server whose
+    // max_payload allows it), that message is fetched alone.
+    let alone = false;
     for (;;) {
-      const batch = await consumer.fetch({ max_messages: 512, expires: 1000 });
       let received = 0;
-      for await (const m of batch) {
-        received++;
-        yield m;
-        if (m.info.pending === 0) return;
+      let tooLarge = false;
+      try {
+        const batch = await consumer.fetch(
+          alone ? { max_messages: 1, expires: 1000 } : { max_bytes: FETCH_BYTES, expires: 1000 },
+        );
+        for await (const m of batch) {
+          received++;
+          yield m;
+          if (m.info.pending === 0) return;
+        }
+      } catch (err) {
+        // The next message did not fit what was left of the fetch: the next one starts with it.
+        if (!/exceeds maxbytes/i.test(errorText(err))) throw err;
+        tooLarge = received === 0;
       }
-      if (received === 0) return;
+      alone = tooLarge;
+      if (received > 0 || tooLarge) {
+        emptySince = null;
+        continue;
+      }
+      const pending = await pendingOf(consumer);
+      if (pending === 0) return;
+      emptySince ??= Date.now();
+      if (Date.now() - emptySince > UNDELIVERED_MS) {
+        throw new StoreUnavailableError(
+          `${pending ?? "some"} messages of the stream were not delivered within ${UNDELIVERED_MS} ms`,
+        );
+      }
     }
   }
-  const messages = await consumer.consume({ max_messages: 512, idle_heartbeat: 1000, expires: 2000 });
+  const messages = await consumer.consume({
+    max_bytes: FETCH_BYTES,
+    idle_heartbeat: 1000,
+    expires: 2000,
+  });
   const onAbort = () => void messages.close();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -30,5 +75,15 @@ export async function* orderedMessages(
   } finally {
     signal?.removeEventListener("abort", onAbort);
     await messages.close();
+  }
+}
+
+/** The messages the consumer has not delivered yet; null when it cannot say now (being made again). */
+async function pendingOf(consumer: Consumer): Promise<number | null> {
+  try {
+    return (await consumer.info(false)).num_pending;
+  } catch (err) {
+    if (err instanceof Error && /closed|draining/i.test(errorText(err))) throw err;
+    return null;
   }
 }
