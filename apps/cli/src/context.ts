@@ -277,7 +277,7 @@ export function explainNatsFailure(err: unknown): unknown {
 
 /** What a request NATS did not answer may mean, for the messages that say so. */
 const TIMEOUT_HINT =
-  "the server is overloaded or its JetStream cluster is short of a node (with a node down, nats-server releases before 2.12 place about one reader in three on that node, which never answers); run the command again, and check the servers";
+  "the server is overloaded or its JetStream cluster is short of a node; run the command again, and check the servers";
 
 /** `err` or the first of its causes (eight deep at most) that is an instance of `type`; null when none is. */
 function causeOf<T extends Error>(err: unknown, type: abstract new (...args: never[]) => T): T | null {

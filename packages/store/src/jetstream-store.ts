@@ -51,7 +51,7 @@ import { DEFAULT_MAX_PAYLOAD, readsInFlight } from "./direct-get.js";
 import { createFeedConsumer, DEFAULT_FEED_ACK_WAIT_MS, type FeedConsumerOutcome } from "./durable-feed.js";
 import { RuleConflictError, StoreUnavailableError } from "./errors.js";
 import { createExpiriesConsumer, expiriesStreamConfig } from "./expiry-timers.js";
-import { orderedMessages } from "./ordered-read.js";
+import { orderedConsumer, orderedMessages } from "./ordered-read.js";
 import { whilePlacing } from "./placement-retry.js";
 import { DEFAULT_REPLAY_WINDOW_MS } from "./replay-guard.js";
 import { errorText, keepsStoredSnapshot } from "./text.js";
@@ -638,7 +638,7 @@ class JetStreamDecisionLog implements DecisionLog {
         ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: filter.since.toISOString() }
         : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(filter.fromSeq ?? 1, 1) }),
     };
-    const consumer = await this.#js.consumers.get(this.#stream, options);
+    const consumer = await orderedConsumer(this.#js, this.#stream, options);
     for await (const m of orderedMessages(consumer, filter.follow, filter.signal)) {
       const texts = filter.sealed === false ? decisionTexts(m.data) : storedTexts(m);
       for (const [index, text] of texts.entries()) {

@@ -1,4 +1,4 @@
-import type { Consumer, JsMsg } from "@nats-io/jetstream";
+import type { Consumer, JetStreamClient, JsMsg, OrderedConsumerOptions } from "@nats-io/jetstream";
 import { StoreUnavailableError } from "./errors.js";
 import { errorText } from "./text.js";
 
@@ -11,6 +11,31 @@ const FETCH_BYTES = 16 * 1024 * 1024;
 
 /** How long a reader goes on asking for messages the consumer still has before it gives up. */
 const UNDELIVERED_MS = 20_000;
+
+/** Times an ordered consumer is asked for before a reader gives up. */
+const CONSUMER_ATTEMPTS = 8;
+
+/**
+ * An ordered consumer of `stream`, asked for again when the server does not answer: nats-server
+ * before 2.12 may place a reader's ephemeral consumer on a cluster node that is down (with one
+ * node of three down, about one attempt in three timed out), and each attempt is placed anew.
+ * Throws what the last attempt threw.
+ */
+export async function orderedConsumer(
+  js: JetStreamClient,
+  stream: string,
+  options: Partial<OrderedConsumerOptions>,
+): Promise<Consumer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // A copy each time: nats.js writes the consumer's name into the options it is given, and
+      // the same name again is the same placement on the node that is down.
+      return await js.consumers.get(stream, { ...options });
+    } catch (err) {
+      if (attempt >= CONSUMER_ATTEMPTS || !/timeout/i.test(errorText(err))) throw err;
+    }
+  }
+}
 
 /**
  * The messages of an ordered consumer: up to the end of what the stream holds now (until the

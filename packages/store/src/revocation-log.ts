@@ -11,7 +11,7 @@ import { z } from "zod";
 import { AckMux } from "./ack-mux.js";
 import { batchRuns, maxMessageBodyBytes } from "./decision-batch.js";
 import { StoreUnavailableError } from "./errors.js";
-import { orderedMessages } from "./ordered-read.js";
+import { orderedConsumer, orderedMessages } from "./ordered-read.js";
 import { errorText, parseJsonOrNull } from "./text.js";
 
 /** A stored revocation record and the sequence of the message holding it in the revocation log. */
@@ -270,7 +270,7 @@ class JetStreamRevocationLog implements RevocationLog {
       : { deliver_policy: DeliverPolicy.All };
     let consumer: Awaited<ReturnType<JetStreamClient["consumers"]["get"]>>;
     try {
-      consumer = await this.#js.consumers.get(this.#stream, options);
+      consumer = await orderedConsumer(this.#js, this.#stream, options);
     } catch (err) {
       throw new StoreUnavailableError(`cannot read the revocation log: ${errorText(err)}`, { cause: err });
     }

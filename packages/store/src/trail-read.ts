@@ -12,7 +12,7 @@ import {
 import type { NatsConnection } from "@nats-io/nats-core";
 import { BATCH_SIGNATURE_HEADER, sealedDecisionTexts } from "./decision-batch.js";
 import { StoreUnavailableError } from "./errors.js";
-import { orderedMessages } from "./ordered-read.js";
+import { orderedConsumer, orderedMessages } from "./ordered-read.js";
 import { errorText } from "./text.js";
 
 /** A stream's name and the sequences it holds now. */
@@ -100,7 +100,10 @@ async function* read(
   texts: (m: { string(): string; data: Uint8Array; headers?: { get(k: string): string } }) => string[],
 ): AsyncIterable<TrailMessage> {
   if (lastSeq < 1) return;
-  const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, ...start });
+  const consumer = await orderedConsumer(js, stream, {
+    deliver_policy: DeliverPolicy.StartSequence,
+    ...start,
+  });
   for await (const m of orderedMessages(consumer, false)) {
     if (m.seq > lastSeq || (until !== undefined && m.time > until)) return;
     yield { seq: m.seq, time: m.time, texts: texts(m) };
