@@ -52,6 +52,8 @@ export async function* orderedMessages(
   signal?: AbortSignal,
 ): AsyncGenerator<JsMsg> {
   if (!follow) {
+    // As the consumer was made: nothing to read, so no fetch waits out its expiry for nothing.
+    if ((await consumer.info(true)).num_pending === 0) return;
     let emptySince: number | null = null;
     // After a fetch that could not hold even the next message (one past 16 MiB: a server whose
     // max_payload allows it), that message is fetched alone.
