@@ -1,7 +1,7 @@
 import type { HostPolicyClient } from "@arbiter/host";
-import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
+import { askPolicy, nthRequestId, startComponentText } from "./support/crafted-requests.js";
 import {
   applyRules,
   componentBody,
@@ -10,7 +10,6 @@ import {
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
-import { fixtureJson } from "./support/fixtures.js";
 import { captureLog } from "./support/log-capture.js";
 
 // A scan that reads the active index from the server (no mirror, or an index too large for one)
@@ -18,11 +17,6 @@ import { captureLog } from "./support/log-capture.js";
 // distinct components made that some 400 MB asked for at once, far past what nats-server queues
 // for one connection, and the reads did not answer in time. The scan failed at every delivery,
 // and no host got an override of that revision (tried: 500 such requests against `arbiter up`).
-
-const base = fixtureJson("start-component") as Record<string, unknown> & {
-  requestId: string;
-  request: { componentId: string };
-};
 
 let arbiter: FanoutArbiter;
 let honest: HostPolicyClient;
@@ -46,16 +40,10 @@ describe("a scan reading an index of large entries from the server", () => {
   it("reads them as fast as they come, and the revision reaches every host", async () => {
     expect((await honest.evaluateStartComponent(componentBody("honest-app"))).permitted).toBe(true);
     const nc = await arbiter.connect("host");
-    const pad = "x".repeat(800_000);
+    const extra = `,"pad":"${"x".repeat(800_000)}"`;
     for (let i = 0; i < 120; i++) {
-      const request = structuredClone(base);
-      request.requestId = `0194e000-0000-7000-8000-${String(i).padStart(12, "0")}`;
-      request.request.componentId = `large-${i}`;
-      const text = `${JSON.stringify(request).slice(0, -1)},"pad":"${pad}"}`;
-      const answer = (await nc.request(DEFAULT_POLICY_TOPIC, text, { timeout: 10_000 })).json<{
-        permitted: boolean;
-      }>();
-      expect(answer.permitted).toBe(true);
+      const text = startComponentText({ requestId: nthRequestId(i), componentId: `large-${i}`, extra });
+      expect((await askPolicy(nc, text)).permitted).toBe(true);
     }
     await untilIndexCaughtUp(arbiter.nc, 60_000);
 

@@ -1,8 +1,8 @@
 import type { HostPolicyClient } from "@arbiter/host";
-import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
 import { openIndexMirror } from "@arbiter/store";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
+import { askPolicy, nthRequestId, startComponentText } from "./support/crafted-requests.js";
 import {
   applyRules,
   componentBody,
@@ -11,7 +11,6 @@ import {
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
-import { fixtureJson } from "./support/fixtures.js";
 
 // Every worker's mirror holds the whole active index in memory, and a host chooses how large its
 // entries are: up to max_payload each, one per cache key it asks for. The mirror was bounded by its
@@ -20,10 +19,6 @@ import { fixtureJson } from "./support/fixtures.js";
 // mirror now holds at most so many bytes of the bucket's stream; past them re-evaluations read
 // the bucket from the server, as past the key count.
 
-const base = fixtureJson("start-component") as Record<string, unknown> & {
-  requestId: string;
-  request: { componentId: string };
-};
 const BUDGET = 1_000_000;
 
 let arbiter: FanoutArbiter;
@@ -47,14 +42,12 @@ describe("an active index of large entries", () => {
     expect((await honest.evaluateStartComponent(componentBody("honest-app"))).permitted).toBe(true);
     const nc = await arbiter.connect("host");
     for (let i = 0; i < 4; i++) {
-      const request = structuredClone(base);
-      request.requestId = `0194d000-0000-7000-8000-00000000000${i}`;
-      request.request.componentId = `large-${i}`;
-      const text = `${JSON.stringify(request).slice(0, -1)},"pad":"${"x".repeat(400_000)}"}`;
-      const answer = (await nc.request(DEFAULT_POLICY_TOPIC, text, { timeout: 10_000 })).json<{
-        permitted: boolean;
-      }>();
-      expect(answer.permitted).toBe(true);
+      const text = startComponentText({
+        requestId: nthRequestId(i, "0194d000"),
+        componentId: `large-${i}`,
+        extra: `,"pad":"${"x".repeat(400_000)}"`,
+      });
+      expect((await askPolicy(nc, text)).permitted).toBe(true);
     }
     await untilIndexCaughtUp(arbiter.nc);
 

@@ -1,9 +1,9 @@
 import type { HostPolicyClient } from "@arbiter/host";
-import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
 import { activeEntryKey } from "@arbiter/store";
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
+import { askPolicy, FIXTURE_REQUEST, nthRequestId, startComponentText } from "./support/crafted-requests.js";
 import {
   applyRules,
   componentBody,
@@ -12,7 +12,6 @@ import {
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
-import { fixtureJson } from "./support/fixtures.js";
 import { captureLog } from "./support/log-capture.js";
 
 // A scan that reads the active index from the server sized its window of reads by the largest
@@ -24,12 +23,6 @@ import { captureLog } from "./support/log-capture.js";
 
 const SMALL = 40;
 const LARGE = 200;
-
-const base = fixtureJson("start-component") as Record<string, unknown> & {
-  requestId: string;
-  request: { componentId: string };
-  host: { publicKey: string; lattice: string };
-};
 
 let arbiter: FanoutArbiter;
 let honest: HostPolicyClient;
@@ -51,7 +44,7 @@ afterAll(async () => {
 
 /** The host-key part of the index keys of `host`'s entries in the fixture's lattice. */
 const hostPart = (host: string) =>
-  activeEntryKey({ lattice: base.host.lattice, host, cacheKey: "x" }).split(".")[1]!;
+  activeEntryKey({ lattice: FIXTURE_REQUEST.lattice, host, cacheKey: "x" }).split(".")[1]!;
 
 /** Two host keys, the entries of the first before those of the second in the index's key order. */
 function orderedHosts(): [string, string] {
@@ -68,15 +61,13 @@ describe("a scan reading the index from the server", () => {
     const [first, second] = orderedHosts();
     const nc = await arbiter.connect("host");
     const send = async (i: number, host: string, pad: string) => {
-      const request = structuredClone(base);
-      request.requestId = `0194e000-0000-7000-8000-${String(i).padStart(12, "0")}`;
-      request.request.componentId = `app-${i}`;
-      request.host.publicKey = host;
-      const text = `${JSON.stringify(request).slice(0, -1)},"pad":"${pad}"}`;
-      const answer = (await nc.request(DEFAULT_POLICY_TOPIC, text, { timeout: 10_000 })).json<{
-        permitted: boolean;
-      }>();
-      expect(answer.permitted).toBe(true);
+      const text = startComponentText({
+        requestId: nthRequestId(i),
+        componentId: `app-${i}`,
+        host,
+        extra: `,"pad":"${pad}"`,
+      });
+      expect((await askPolicy(nc, text)).permitted).toBe(true);
     };
     for (let i = 0; i < SMALL; i++) await send(i, first, "");
     const pad = "x".repeat(800_000);

@@ -1,11 +1,11 @@
 import type { HostPolicyClient } from "@arbiter/host";
-import { DEFAULT_POLICY_TOPIC, resourceNames } from "@arbiter/protocol";
+import { resourceNames } from "@arbiter/protocol";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
+import { askPolicy, startComponentText } from "./support/crafted-requests.js";
 import { applyRules, componentBody, defaultRules, untilRevisionReevaluated } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
-import { fixtureJson } from "./support/fixtures.js";
 
 // A host's request is recorded with its own bytes, but the active index stores it parsed and
 // written again, where a number's text can grow five times (`1e20` is 100000000000000000000),
@@ -13,11 +13,6 @@ import { fixtureJson } from "./support/fixtures.js";
 // Either one, unchecked, let one request stall the index projection (an entry over max_payload,
 // redelivered forever: no decision indexed after it, no override for any host), or make a
 // re-evaluation record say something other than what was evaluated.
-
-const base = fixtureJson("start-component") as Record<string, unknown> & {
-  requestId: string;
-  request: { componentId: string };
-};
 
 let arbiter: FanoutArbiter;
 let honest: HostPolicyClient;
@@ -31,19 +26,10 @@ afterAll(async () => {
   await arbiter?.close();
 });
 
-/** Sends `request` (JSON text) as a host would and returns the answer. */
-async function ask(text: string): Promise<{ permitted: boolean; message: string | null }> {
-  const nc = await arbiter.connect("host");
-  const reply = await nc.request(DEFAULT_POLICY_TOPIC, text, { timeout: 10_000 });
-  return reply.json();
-}
+/** Sends `text` as a host would and returns the answer. */
+const ask = async (text: string) => askPolicy(await arbiter.connect("host"), text);
 
-function requestText(id: string, extra: string): string {
-  const request = structuredClone(base);
-  request.requestId = id;
-  request.request.componentId = `${id}-component`;
-  return `${JSON.stringify(request).slice(0, -1)}${extra}}`;
-}
+const requestText = (id: string, extra: string) => startComponentText({ requestId: id, extra });
 
 describe("requests whose normalized form is larger or different than their bytes", () => {
   it("denies a request that fits max_payload but whose index entry would not, and revocations go on for everyone else", async () => {

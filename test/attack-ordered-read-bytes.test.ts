@@ -1,9 +1,8 @@
-import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
 import { configuredWorkerKey, type SingleNodeArbiter, startSingleNodeArbiter } from "./support/arbiter.js";
 import { runArbiter, spawnArbiter } from "./support/cli.js";
-import { fixtureJson } from "./support/fixtures.js";
+import { askPolicy, nthRequestId, startComponentText } from "./support/crafted-requests.js";
 
 // The decision log's readers (`decisions list`, `audit verify|replay`, the trail, `revocations
 // list`) fetched 512 messages at a time, whatever they weigh. A host chooses how large its
@@ -12,11 +11,6 @@ import { fixtureJson } from "./support/fixtures.js";
 // as a slow consumer. No operator could list or audit the log the host had filled.
 
 const REQUESTS = 150;
-
-const base = fixtureJson("start-component") as Record<string, unknown> & {
-  requestId: string;
-  request: { componentId: string };
-};
 
 const key = configuredWorkerKey();
 let arbiter: SingleNodeArbiter;
@@ -40,15 +34,16 @@ const env = () => ({
 
 describe("the decision log's readers over a host's large decisions", () => {
   it("list and verify every one of them", async () => {
-    const pad = "x".repeat(800_000);
+    const extra = `,"pad":"${"x".repeat(800_000)}"`;
     for (let i = 0; i < REQUESTS; i += 5) {
       await Promise.all(
         Array.from({ length: 5 }, async (_, j) => {
-          const request = structuredClone(base);
-          request.requestId = `0194e000-0000-7000-8000-${String(i + j).padStart(12, "0")}`;
-          request.request.componentId = `large-${i + j}`;
-          const text = `${JSON.stringify(request).slice(0, -1)},"pad":"${pad}"}`;
-          await arbiter.nc.request(DEFAULT_POLICY_TOPIC, text, { timeout: 10_000 });
+          const text = startComponentText({
+            requestId: nthRequestId(i + j),
+            componentId: `large-${i + j}`,
+            extra,
+          });
+          await askPolicy(arbiter.nc, text);
         }),
       );
     }

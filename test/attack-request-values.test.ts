@@ -1,8 +1,8 @@
 import type { HostPolicyClient } from "@arbiter/host";
-import { DEFAULT_POLICY_TOPIC } from "@arbiter/protocol";
 import { type ActiveIndex, openJetStreamActiveIndex } from "@arbiter/store";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
+import { askPolicy, FIXTURE_REQUEST, startComponentText } from "./support/crafted-requests.js";
 import {
   applyRules,
   componentBody,
@@ -11,19 +11,12 @@ import {
   untilRevisionReevaluated,
 } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
-import { fixtureJson } from "./support/fixtures.js";
 
 // Every worker keeps the active index parsed in memory (its mirror, for the scans), and a host
 // chooses how much memory its requests take once parsed: 870 KB of empty objects, a request that
 // fits max_payload and is answered like any other, is 19 MB of heap. Sixty of them (distinct
 // components, so sixty entries) took a worker with a 700 MB heap down, and a few hundred take one
 // with Node's default heap; a worker started again read them back and fell the same way.
-
-const base = fixtureJson("start-component") as Record<string, unknown> & {
-  requestId: string;
-  request: { componentId: string };
-  host: { publicKey: string; lattice: string };
-};
 
 let arbiter: FanoutArbiter;
 let honest: HostPolicyClient;
@@ -40,22 +33,14 @@ afterAll(async () => {
   await arbiter?.close();
 });
 
-async function ask(text: string): Promise<{ permitted: boolean; message: string | null }> {
-  const nc = await arbiter.connect("host");
-  const reply = await nc.request(DEFAULT_POLICY_TOPIC, text, { timeout: 10_000 });
-  return reply.json();
-}
+/** Sends `text` as a host would and returns the answer. */
+const ask = async (text: string) => askPolicy(await arbiter.connect("host"), text);
 
-function requestText(id: string, extra: string): string {
-  const request = structuredClone(base);
-  request.requestId = id;
-  request.request.componentId = `${id}-component`;
-  return `${JSON.stringify(request).slice(0, -1)}${extra}}`;
-}
+const requestText = (id: string, extra: string) => startComponentText({ requestId: id, extra });
 
 async function entryOf(id: string) {
-  const cacheKey = `startComponent:${id}-component_${(base.request as { imageRef?: string }).imageRef}`;
-  return index.get({ lattice: base.host.lattice, host: base.host.publicKey, cacheKey });
+  const cacheKey = `startComponent:${id}-component_${FIXTURE_REQUEST.imageRef}`;
+  return index.get({ lattice: FIXTURE_REQUEST.lattice, host: FIXTURE_REQUEST.host, cacheKey });
 }
 
 describe("requests whose parsed form takes many times their size in memory", () => {
