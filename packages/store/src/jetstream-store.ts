@@ -389,15 +389,11 @@ class JetStreamRuleEventStore implements RuleEventStore {
 
   async get(revision: number): Promise<StoredRuleEvent | null> {
     if (!Number.isSafeInteger(revision) || revision < 1) return null;
-    try {
-      const message = await this.#jsm.streams.getMessage(this.#names.rulesStream, { seq: revision });
-      return message === null ? null : { revision: message.seq, text: message.string() };
-    } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound) return null;
-      throw new StoreUnavailableError(`cannot read revision ${revision} of the rules: ${errorText(err)}`, {
-        cause: err,
-      });
-    }
+    const message = await readOne(this.#jsm, this.#names.rulesStream, revision, {
+      direct: false,
+      what: `revision ${revision} of the rules`,
+    });
+    return message === null ? null : { revision: message.seq, text: message.string() };
   }
 
   async *read(range: { from?: number; to?: number } = {}): AsyncIterable<StoredRuleEvent> {
@@ -498,26 +494,28 @@ async function* readRange(
   for (let at = from; at <= to; at += window) {
     const reads: Promise<StoredMsg | null>[] = [];
     for (let seq = at; seq <= Math.min(to, at + window - 1); seq++) {
-      reads.push(readOne(jsm, stream, seq, direct));
+      reads.push(readOne(jsm, stream, seq, { direct, what: `message ${seq} of ${stream}` }));
     }
     for (const message of await Promise.all(reads)) if (message !== null) yield message;
   }
 }
 
+/**
+ * Message `seq` of `stream`, null when it is gone: with `direct`, from any replica that has it (else
+ * the leader), or from the leader. Throws StoreUnavailableError naming `what` it could not read.
+ */
 async function readOne(
   jsm: JetStreamManager,
   stream: string,
   seq: number,
-  direct: boolean,
+  { direct, what }: { readonly direct: boolean; readonly what: string },
 ): Promise<StoredMsg | null> {
   try {
     const replica = direct ? await jsm.direct.getMessage(stream, { seq }) : null;
     return replica ?? (await jsm.streams.getMessage(stream, { seq }));
   } catch (err) {
     if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound) return null;
-    throw new StoreUnavailableError(`cannot read message ${seq} of ${stream}: ${errorText(err)}`, {
-      cause: err,
-    });
+    throw new StoreUnavailableError(`cannot read ${what}: ${errorText(err)}`, { cause: err });
   }
 }
 
