@@ -1,18 +1,13 @@
-import type { HostPolicyClient } from "@arbiter/host";
 import { activeEntryKey } from "@arbiter/store";
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { until } from "./harness/index.js";
 import { askPolicy, FIXTURE_REQUEST, nthRequestId, startComponentText } from "./support/crafted-requests.js";
+import { untilIndexCaughtUp } from "./support/fanout.js";
 import {
-  applyRules,
-  componentBody,
-  defaultRules,
-  untilIndexCaughtUp,
-  untilRevisionReevaluated,
-} from "./support/fanout.js";
-import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
-import { captureLog } from "./support/log-capture.js";
+  expectDenyReachesHonestHost,
+  type ServerReadArbiter,
+  startServerReadArbiter,
+} from "./support/server-read-scan.js";
 
 // A scan that reads the active index from the server sized its window of reads by the largest
 // entry read so far. A host names the host key of its requests, so it can choose which of its
@@ -24,22 +19,14 @@ import { captureLog } from "./support/log-capture.js";
 const SMALL = 40;
 const LARGE = 200;
 
-let arbiter: FanoutArbiter;
-let honest: HostPolicyClient;
-const log = captureLog("warn");
+let setup: ServerReadArbiter;
 
 beforeAll(async () => {
-  arbiter = await startFanoutArbiter({
-    rules: defaultRules("allow"),
-    workers: ["w1"],
-    workerConfig: { indexMirrorMaxKeys: 0 },
-    workerLogger: log.logger,
-  });
-  honest = await arbiter.startHost();
+  setup = await startServerReadArbiter();
 }, 60_000);
 
 afterAll(async () => {
-  await arbiter?.close();
+  await setup?.arbiter.close();
 });
 
 /** The host-key part of the index keys of `host`'s entries in the fixture's lattice. */
@@ -57,9 +44,8 @@ function orderedHosts(): [string, string] {
 
 describe("a scan reading the index from the server", () => {
   it("keeps its reads within bounds when a host's small entries come before its large ones", async () => {
-    expect((await honest.evaluateStartComponent(componentBody("honest-app"))).permitted).toBe(true);
     const [first, second] = orderedHosts();
-    const nc = await arbiter.connect("host");
+    const nc = await setup.arbiter.connect("host");
     const send = async (i: number, host: string, pad: string) => {
       const text = startComponentText({
         requestId: nthRequestId(i),
@@ -75,15 +61,7 @@ describe("a scan reading the index from the server", () => {
     for (let i = SMALL; i < SMALL + LARGE; i += 8) {
       await Promise.all(Array.from({ length: 8 }, (_, j) => send(i + j, second, pad)));
     }
-    await untilIndexCaughtUp(arbiter.nc, 60_000);
-
-    const revision = await applyRules(arbiter.admin, defaultRules("deny"));
-    await untilRevisionReevaluated(arbiter.nc, revision, 60_000);
-    await until(() => [...honest.cacheEntries().values()].every((e) => !e.permitted), {
-      name: "the honest host's entry revoked",
-      timeout: 15_000,
-    });
-    const failed = log.lines().filter((line) => String(line["msg"]).includes("failed on stream message"));
-    expect(failed.map((line) => line["err"])).toEqual([]);
+    await untilIndexCaughtUp(setup.arbiter.nc, 60_000);
+    await expectDenyReachesHonestHost(setup);
   }, 180_000);
 });
