@@ -1,8 +1,10 @@
 import { activeEntryKey } from "@arbiter/store";
 import { generateKey } from "@arbiter/trust";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "./harness/index.js";
 import { askPolicy, FIXTURE_REQUEST, nthRequestId, startComponentText } from "./support/crafted-requests.js";
-import { untilIndexCaughtUp } from "./support/fanout.js";
+import { applyRules, defaultRules, untilIndexCaughtUp, untilRevisionReevaluated } from "./support/fanout.js";
+import { captureLog } from "./support/log-capture.js";
 import {
   expectDenyReachesHonestHost,
   type ServerReadArbiter,
@@ -14,7 +16,8 @@ import {
 // entries come first in the index's key order: small ones first opened the window to 512 reads,
 // then its entries of 800 KB were asked for 200 at once, far past what nats-server queues for one
 // connection. The server cut the worker off as a slow consumer at every delivery, and no host
-// got an override of that revision.
+// got an override of that revision. A worker's mirror read the bucket so too when it started,
+// and scanned from the server for ever after.
 
 const SMALL = 40;
 const LARGE = 200;
@@ -64,4 +67,30 @@ describe("a scan reading the index from the server", () => {
     await untilIndexCaughtUp(setup.arbiter.nc, 60_000);
     await expectDenyReachesHonestHost(setup);
   }, 180_000);
+
+  it("and a worker that starts after them reads them into its mirror, which its scans then read", async () => {
+    const log = captureLog("info");
+    await setup.arbiter.startWorker("w2", { logger: log.logger, config: { indexMirrorMaxKeys: 200_000 } });
+    await setup.arbiter.workers[0]!.stop();
+    const revision = await applyRules(setup.arbiter.admin, defaultRules("allow"));
+    await untilRevisionReevaluated(setup.arbiter.nc, revision, 60_000);
+    await until(() => [...setup.honest.cacheEntries().values()].every((e) => e.permitted), {
+      name: "the honest host's entry permitted again",
+      timeout: 15_000,
+    });
+    const said = log.lines().map((line) => String(line["msg"]));
+    expect(said.filter((msg) => /failed on stream message|read the index from the server/.test(msg))).toEqual(
+      [],
+    );
+    const scanned = log
+      .lines()
+      .find((line) => line["msg"] === "revision re-evaluated against the active index");
+    expect(scanned?.["mirror"]).toMatchObject({
+      views: 1,
+      refused: 0,
+      reloads: 1,
+      gaps: 0,
+      connectionEvents: 0,
+    });
+  }, 120_000);
 });

@@ -4,7 +4,7 @@ import { type ActiveDecisionV1, type HostRecordV1, resourceNames } from "@arbite
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { hostRecordKey, parseEntryBytes, parseHostRecord, takeWrittenEntry } from "./active-index.js";
-import { DirectGetMux, readsInFlight } from "./direct-get.js";
+import { DirectGetMux, type DirectMessage, readsInFlight } from "./direct-get.js";
 import { StoreUnavailableError } from "./errors.js";
 import { RepublishedSequence } from "./republished-sequence.js";
 import { errorText } from "./text.js";
@@ -516,18 +516,26 @@ class KvIndexMirror implements IndexMirror {
         this.#tooLarge = true;
         return;
       }
+      // A window of reads kept in flight, topped up in batches once half are answered (the reads
+      // of a batch leave in one socket write), not one batch waited for whole before the next.
       const window = readsInFlight(READS_IN_FLIGHT, listed.bytes, this.#reads.maxPayload);
-      for (let at = 0; at < listed.subjects.length; ) {
-        const batch = listed.subjects.slice(at, at + window);
-        at += batch.length;
-        const read = await Promise.all(batch.map((subject) => this.#reads.last(subject)));
-        for (const [i, message] of read.entries()) {
-          if (message === null) continue;
-          const key = (batch[i] as string).slice(subjectPrefix.length);
-          const live = message.header("KV-Operation") === undefined && keptKey(key);
-          this.#put(building, key, { seq: message.seq, raw: live ? new Uint8Array(message.data) : null });
-          if (live && key.startsWith("e.") && this.#unparsed.size < WARM_KEPT) this.#unparsed.add(key);
+      const inFlight: { readonly key: string; readonly read: Promise<DirectMessage | null> }[] = [];
+      let next = 0;
+      while (next < listed.subjects.length || inFlight.length > 0) {
+        const topUp = inFlight.length <= window / 2;
+        while (topUp && next < listed.subjects.length && inFlight.length < window) {
+          const subject = listed.subjects[next++] as string;
+          const read = this.#reads.last(subject);
+          // A reload that fails early must not leave its other reads' failures unhandled.
+          read.catch(() => {});
+          inFlight.push({ key: subject.slice(subjectPrefix.length), read });
         }
+        const { key, read } = inFlight.shift() as (typeof inFlight)[number];
+        const message = await read;
+        if (message === null) continue;
+        const live = message.header("KV-Operation") === undefined && keptKey(key);
+        this.#put(building, key, { seq: message.seq, raw: live ? new Uint8Array(message.data) : null });
+        if (live && key.startsWith("e.") && this.#unparsed.size < WARM_KEPT) this.#unparsed.add(key);
       }
       // Every write after the listing must have been seen (or be awaited), none skipped for good.
       finished = true;
