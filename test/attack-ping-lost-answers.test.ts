@@ -1,9 +1,12 @@
+import { WORKER_REPLY_PREFIXES } from "@arbiter/embedded-nats";
 import { createLatticeHost, type HostPolicyClient, type LatticeHost, latticeEventJson } from "@arbiter/host";
 import { openJetStreamActiveIndex } from "@arbiter/store";
 import { generateKey } from "@arbiter/trust";
+import { createWorker, type Worker } from "@arbiter/worker";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./harness/index.js";
+import { enrolledWorkerSeed } from "./support/arbiter.js";
 import { applyRules, componentBody, defaultRules, untilIndexCaughtUp } from "./support/fanout.js";
 import { type FanoutArbiter, startFanoutArbiter } from "./support/fanout-setup.js";
 import { captureLog } from "./support/log-capture.js";
@@ -21,7 +24,8 @@ import { type PausableProxy, startPausableProxy } from "./support/pausable-proxy
 let arbiter: FanoutArbiter;
 let workerLink: PausableProxy;
 let hostLink: PausableProxy;
-let storeNc: NatsConnection;
+let workerNc: NatsConnection;
+let worker: Worker;
 let honest: HostPolicyClient;
 let presence: LatticeHost;
 const honestKey = generateKey("N").publicKey;
@@ -37,11 +41,24 @@ beforeAll(async () => {
   });
   workerLink = await startPausableProxy(arbiter.server.url);
   hostLink = await startPausableProxy(arbiter.server.url);
-  storeNc = await arbiter.connect("worker", workerLink.url);
+  // The worker's own connection, the one its pings go out and come back on, through the relay.
+  workerNc = await arbiter.connect("worker", workerLink.url);
   void (async () => {
-    for await (const status of storeNc.status()) breaks.push(status.type);
+    for await (const status of workerNc.status()) breaks.push(status.type);
   })();
-  await arbiter.startWorker("w1", { storeNc, config: { hostPingWaitMs: 3000 } });
+  worker = createWorker({
+    nc: workerNc,
+    storeNc: await arbiter.connect("worker"),
+    logger: log.logger,
+    config: {
+      id: "w1",
+      adminKeys: [arbiter.signer.publicKey],
+      workerSeed: await enrolledWorkerSeed(arbiter.admin, "w1"),
+      inboxPrefixes: [...WORKER_REPLY_PREFIXES],
+      hostPingWaitMs: 3000,
+    },
+  });
+  await worker.start();
   honest = await arbiter.startHost({}, honestKey);
   presence = createLatticeHost({
     nc: await arbiter.connect("host", hostLink.url),
@@ -53,6 +70,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await presence?.crash().catch(() => {});
+  await worker?.stop();
   await arbiter?.close();
   await workerLink?.[Symbol.asyncDispose]();
   await hostLink?.[Symbol.asyncDispose]();

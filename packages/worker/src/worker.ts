@@ -805,7 +805,10 @@ class DecisionWorker implements Worker {
     if (revoker === undefined) return undefined;
     const config = this.#config;
     const lifecycle = new HostLifecycle({
-      nc: this.#storeNc,
+      // What hosts send comes in on the connection their requests do: every host connection may
+      // answer each ping with a megabyte, and enough of them make the server cut the connection
+      // they arrive on off as a slow consumer, which must not be the one of the log and the index.
+      nc: this.#nc,
       lattices: config.lattices,
       queueGroup: config.queueGroup,
       openIndex: () => openJetStreamActiveIndex(this.#storeNc, { prefix: config.prefix, create: false }),
