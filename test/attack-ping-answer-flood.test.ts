@@ -55,7 +55,11 @@ describe("hosts answering a worker's ping with a megabyte each", () => {
     const answer = new Uint8Array(1024 * 1024 - 512).fill(0x20);
     const attackers = await Promise.all(Array.from({ length: CONNECTIONS }, () => arbiter.connect("host")));
     for (const attacker of attackers) {
-      attacker.subscribe("wasmbus.ctl.v1.default.host.ping", { callback: (_e, m) => m.respond(answer) });
+      attacker.subscribe("wasmbus.ctl.v1.default.host.ping", {
+        callback: (_e, m) => {
+          m.respond(answer);
+        },
+      });
     }
     await Promise.all(attackers.map((a) => a.flush()));
     attackers[0]!.publish(
