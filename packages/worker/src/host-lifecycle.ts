@@ -6,7 +6,7 @@ import {
   pingAnswerHost,
 } from "@arbiter/protocol";
 import type { ActiveIndex } from "@arbiter/store";
-import { type Msg, type NatsConnection, NoRespondersError, type Subscription } from "@nats-io/nats-core";
+import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
 
@@ -399,22 +399,36 @@ export class HostLifecycle {
   }
 
   async #ping(lattice: string, wanted: ReadonlySet<string>): Promise<Set<string> | null> {
+    const { nc, pingWaitMs } = this.#deps;
     const answered = new Set<string>();
     const breaks = this.#breaks;
+    const inbox = createInbox(connectionInboxPrefix(nc));
+    let done: () => void = () => {};
+    const all = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    let subscription: Subscription | undefined;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const replies = await this.#deps.nc.requestMany(`wasmbus.ctl.v1.${lattice}.host.ping`, "", {
-        strategy: "timer",
-        maxWait: this.#deps.pingWaitMs,
+      subscription = nc.subscribe(inbox, {
+        callback: (err, reply) => {
+          if (err !== null) return;
+          const id = pingAnswerHost(reply.data);
+          if (id !== null && wanted.has(id)) answered.add(id);
+          if (answered.size === wanted.size) done();
+        },
       });
-      for await (const reply of replies) {
-        const id = pingAnswerHost(reply.data);
-        if (id !== null && wanted.has(id)) answered.add(id);
-        if (answered.size === wanted.size) break;
-      }
-    } catch (err) {
-      // No responders: no host at all is there. Any other failure tells nothing of who answered.
-      if (!(err instanceof NoRespondersError) && answered.size < wanted.size)
-        return this.#lost(lattice, wanted);
+      nc.publish(`wasmbus.ctl.v1.${lattice}.host.ping`, "", { reply: inbox });
+      await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, pingWaitMs)))]);
+      // The wait is the server's, not this process's: a round trip now delivers, ahead of its
+      // answer, every answer the server had for this connection. A worker slow to read (busy, or
+      // behind a flood) would otherwise take a live host's answer, read late, for its silence.
+      if (answered.size < wanted.size) await nc.flush();
+    } catch {
+      if (answered.size < wanted.size) return this.#lost(lattice, wanted);
+    } finally {
+      clearTimeout(timer);
+      subscription?.unsubscribe();
     }
     if (this.#breaks !== breaks && answered.size < wanted.size) return this.#lost(lattice, wanted);
     return answered;
@@ -540,4 +554,12 @@ export class HostLifecycle {
       }
     }
   }
+}
+
+/** The `inboxPrefix` `nc` was connected with (the permissions reserve one per role), or undefined for nats.js' default. */
+function connectionInboxPrefix(nc: NatsConnection): string | undefined {
+  const options: unknown = Reflect.get(nc, "options");
+  if (typeof options !== "object" || options === null) return undefined;
+  const prefix: unknown = Reflect.get(options, "inboxPrefix");
+  return typeof prefix === "string" && prefix.length > 0 ? prefix : undefined;
 }
