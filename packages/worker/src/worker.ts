@@ -123,7 +123,10 @@ export interface Worker {
 
 /** Dependencies of {@link createWorker}; the NATS connections belong to the caller. */
 export interface WorkerDeps {
-  /** The connection requests arrive on and answers leave by. */
+  /**
+   * The connection requests arrive on and answers leave by, and the lattices' host events and
+   * pings: everything hosts send, which enough of them can make the server cut off.
+   */
   readonly nc: NatsConnection;
   /**
    * The connection for JetStream (rules, snapshot, decision log), by default `nc`. One of its own
