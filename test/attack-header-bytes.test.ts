@@ -45,7 +45,7 @@ describe("a worker whose decision log is slow, sent requests of large headers", 
       const ids = Array.from({ length: 20 }, (_, i) => `held-${i}`);
       const pending = ids.map((requestId) =>
         nc.request("wasmcloud.policy", JSON.stringify({ ...template, requestId }), {
-          timeout: 5000,
+          timeout: 15_000,
           headers: pad,
         }),
       );
@@ -63,5 +63,5 @@ describe("a worker whose decision log is slow, sent requests of large headers", 
       await storeNc.close();
       await nc.close();
     }
-  }, 60_000);
+  }, 120_000);
 });
