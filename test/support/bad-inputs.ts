@@ -37,6 +37,8 @@ const NOT_OBJECT = /^expected a JSON object, got /;
 const NOT_UTF8 = /^payload is not valid UTF-8$/;
 const TOO_BIG = new RegExp(`exceeds the limit of ${MAX_PAYLOAD_BYTES} bytes$`);
 const TOO_DEEP = /: nested deeper than 32 levels$/;
+/** Refused before it is parsed: JSON.parse costs ten times more per byte on brackets than on flat text. */
+const TOO_MANY = /^payload: more than 10000 JSON values /;
 const BAD_ID = /^requestId: expected a string of 1 to 256 characters$/;
 
 /** The answers of the example rules (deploy/rules/example.yaml) to valid requests. */
@@ -841,13 +843,14 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
     }
   }
   {
-    // As deep as fits under the size limit: deeper than JSON.stringify can recurse.
+    // As deep as fits under the size limit: deeper than JSON.stringify can recurse, and more
+    // objects and arrays than a request may hold, so it is refused for their count, unparsed.
     const { id, value } = fixture();
     add(
       "deep nesting: arrays 30000 levels (under the size limit)",
       withRaw(set(value, ["extra"], "@@"), nested(30_000, "", "array")),
       id,
-      TOO_DEEP,
+      TOO_MANY,
     );
   }
   {
@@ -856,7 +859,7 @@ function build(): { bad: BadInput[]; odd: OddButValidInput[] } {
       "deep nesting: objects 10000 levels inside request.target",
       withRaw(set(value, ["request", "target", "nested"], "@@"), nested(10_000, "0", "object")),
       id,
-      TOO_DEEP,
+      TOO_MANY,
     );
   }
   {

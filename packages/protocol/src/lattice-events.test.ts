@@ -1,5 +1,6 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
+  MAX_LATTICE_EVENT_CONTAINERS,
   MAX_LATTICE_EVENT_DEPTH,
   MAX_PING_ANSWER_BYTES,
   parseLatticeEvent,
@@ -85,6 +86,25 @@ describe("lattice events nested past any host's", () => {
     expect(parseLatticeEvent(text(deep(MAX_LATTICE_EVENT_DEPTH)), "host_stopped").ok).toBe(false);
     const answer = `{"success":true,"response":{"id":"${HOST}","x":${deep(400_000)}}}`;
     expect(pingAnswerHost(new TextEncoder().encode(answer))).toBeNull();
+  });
+
+  it("of more objects and arrays than any inventory, nested shallow, are refused before they are parsed", () => {
+    // As costly to parse as one nesting: a megabyte of brackets 60 deep, repeated, took 0.15 s.
+    const shallow = `[${Array(8_000).fill(deep(60)).join(",")}]`;
+    const parse = vi.spyOn(JSON, "parse");
+    try {
+      expect(parseLatticeEvent(text(shallow), "host_stopped")).toEqual({
+        ok: false,
+        reason: `more than ${MAX_LATTICE_EVENT_CONTAINERS} objects and arrays`,
+      });
+      const answer = `{"success":true,"response":{"id":"${HOST}","x":${shallow}}}`;
+      expect(pingAnswerHost(new TextEncoder().encode(answer))).toBeNull();
+      expect(parse).not.toHaveBeenCalled();
+    } finally {
+      parse.mockRestore();
+    }
+    const inventory = `[${Array(2_000).fill('{"id":"M","annotations":{}}').join(",")}]`;
+    expect(parseLatticeEvent(text(inventory), "host_stopped").ok).toBe(true);
   });
 
   it("are taken up to the limit, brackets inside strings not counted", () => {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { legacyStartActor } from "../../../test/support/fixtures.js";
 import { decodePolicyRequest, decodePolicyValue, isByteLevelRejection } from "./policy-request.js";
 import { PolicyRequestV1 } from "./wasmcloud.js";
@@ -174,6 +174,30 @@ describe("rejections name the problem and keep the request id", () => {
     expect(decodePolicyValue(many).ok).toBe(true);
     expect(decodePolicyRequest(encode({ ...base, pad: Array(9_000).fill(0) })).ok).toBe(true);
     expect(decodePolicyRequest(encode(many), { maxValues: 100_000 }).ok).toBe(true);
+  });
+
+  it("refuses a text of more than 10,000 objects and arrays before parsing it", () => {
+    // JSON.parse takes a tenth of a second and more on a megabyte of brackets.
+    const n = 400_000;
+    const brackets = `${"[".repeat(n)}${"]".repeat(n)}`;
+    const nested = `{"requestId":"${id}","kind":"startComponent","pad":${brackets}}`;
+    const empties = `${JSON.stringify(base).slice(0, -1)},"pad":[${Array(10_001).fill("[]").join(",")}]}`;
+    const inStrings = `${JSON.stringify(base).slice(0, -1)},"pad":"${'[{\\"'.repeat(20_000)}"}`;
+    const parse = vi.spyOn(JSON, "parse");
+    try {
+      for (const text of [nested, empties]) {
+        const decoded = decodePolicyRequest(encode(text), { maxBytes: 2 * 1024 * 1024 });
+        expect(decoded).toMatchObject({ ok: false, requestId: id, input: null, kind: "startComponent" });
+        expect(!decoded.ok && decoded.reason).toBe(
+          "payload: more than 10000 JSON values (a policy request holds a few dozen)",
+        );
+      }
+      expect(parse.mock.calls.filter(([text]) => String(text).length > 10_000)).toEqual([]);
+    } finally {
+      parse.mockRestore();
+    }
+    // Brackets inside strings are no values.
+    expect(decodePolicyRequest(encode(inStrings)).ok).toBe(true);
   });
 
   it("answers nothing it cannot attribute, but says why", () => {

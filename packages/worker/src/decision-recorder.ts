@@ -4,6 +4,7 @@ import type { Signer } from "@arbiter/trust";
 import type { Msg } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
+import { messageBytes } from "./request-queue.js";
 
 /** Most decisions signed together and, as far as NATS's max_payload allows, stored in one message. */
 const DECISIONS_PER_BATCH = 32;
@@ -95,7 +96,10 @@ export class DecisionRecorder {
     return this.#held;
   }
 
-  /** The bytes of the records of {@link DecisionRecorder.held} requests (each holds its request). */
+  /**
+   * The bytes of the records of {@link DecisionRecorder.held} requests (each holds its request),
+   * and of what their messages hold beyond the request's body (headers, subjects).
+   */
   get heldBytes(): number {
     return this.#heldBytes;
   }
@@ -104,7 +108,7 @@ export class DecisionRecorder {
   add(decided: Decided): void {
     this.#pending.push(decided);
     this.#held++;
-    this.#heldBytes += decided.body.length;
+    this.#heldBytes += heldBytesOf(decided);
   }
 
   /**
@@ -154,7 +158,7 @@ export class DecisionRecorder {
       );
     } finally {
       this.#held -= decided.length;
-      for (const d of decided) this.#heldBytes -= d.body.length;
+      for (const d of decided) this.#heldBytes -= heldBytesOf(d);
     }
   }
 
@@ -197,4 +201,9 @@ export class DecisionRecorder {
     this.#problem = problem;
     this.#deps.onChange();
   }
+}
+
+/** What a decision waiting for the log holds: its record, and its message beyond the body the record holds a copy of. */
+function heldBytesOf(decided: Decided): number {
+  return decided.body.length + messageBytes(decided.msg) - decided.msg.data.length;
 }

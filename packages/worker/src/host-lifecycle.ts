@@ -6,7 +6,7 @@ import {
   pingAnswerHost,
 } from "@arbiter/protocol";
 import type { ActiveIndex } from "@arbiter/store";
-import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
 
@@ -157,9 +157,12 @@ export class HostLifecycle {
   /** When this worker last wrote each host's record (see `#seen`). */
   readonly #lastWritten = new Map<string, number>();
   /** Per lattice: the hosts the next ping asks about, and its outcome. */
-  readonly #nextPing = new Map<string, { wanted: Set<string>; answered: Promise<Set<string>> }>();
+  readonly #nextPing = new Map<string, { wanted: Set<string>; answered: Promise<Set<string> | null> }>();
   /** Per lattice: the ping out now (settled when it ends). */
   readonly #pingOut = new Map<string, Promise<void>>();
+  readonly #lostPings: RateLimitedWarning;
+  /** Times the connection broke (or the server cut it off) so far: a ping out meanwhile may have lost answers. */
+  #breaks = 0;
   #index: ActiveIndex | undefined;
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | null = null;
@@ -182,6 +185,11 @@ export class HostLifecycle {
       deps.log,
       "lattice events dropped: too many being handled at once",
       "dropped",
+    );
+    this.#lostPings = new RateLimitedWarning(
+      deps.log,
+      "pings out while the connection broke (answers may be lost, as when hosts' answers make the server cut it off as a slow consumer); no host pruned on them",
+      "pings",
     );
   }
 
@@ -224,7 +232,18 @@ export class HostLifecycle {
         );
       }
     }
+    void this.#countBreaks();
     this.#schedule();
+  }
+
+  async #countBreaks(): Promise<void> {
+    try {
+      for await (const status of this.#deps.nc.status()) {
+        if (status.type === "disconnect" || status.type === "reconnect") this.#breaks++;
+      }
+    } catch {
+      // The connection closed: nothing is pinged on it any more.
+    }
   }
 
   /** Leaves the events subjects and waits for the events and the sweep being handled. */
@@ -236,6 +255,7 @@ export class HostLifecycle {
     this.#badEvents.flush();
     this.#refusedStops.flush();
     this.#droppedEvents.flush();
+    this.#lostPings.flush();
   }
 
   /** Runs one sweep now (tests, and the timer). */
@@ -339,7 +359,8 @@ export class HostLifecycle {
   async #onStopped(lattice: string, host: string): Promise<void> {
     const index = await this.#activeIndex();
     if ((await index.getHost(lattice, host)) === null && !(await hasEntries(index, lattice, host))) return;
-    if ((await this.#answering(lattice, [host])).has(host)) {
+    const answering = await this.#answering(lattice, [host]);
+    if (answering === null || answering.has(host)) {
       this.#stats.refusedStops++;
       this.#refusedStops.count(1, { lattice, host });
       return;
@@ -348,11 +369,13 @@ export class HostLifecycle {
   }
 
   /**
-   * Which of `hosts` answer a ping in `lattice` within the wait. Every host answers every ping,
+   * Which of `hosts` answer a ping in `lattice` within the wait, or null when that cannot be told
+   * (the connection broke while the ping was out, so answers may be lost: no host is silent on
+   * that). Every host answers every ping,
    * so pings are not sent once per event: hosts asked about while a ping is out wait for the next
    * one, which asks about all of them (an event flood makes at most one ping per wait).
    */
-  #answering(lattice: string, hosts: readonly string[]): Promise<Set<string>> {
+  #answering(lattice: string, hosts: readonly string[]): Promise<Set<string> | null> {
     let batch = this.#nextPing.get(lattice);
     if (batch === undefined) {
       const wanted = new Set<string>();
@@ -375,22 +398,45 @@ export class HostLifecycle {
     return batch.answered;
   }
 
-  async #ping(lattice: string, wanted: ReadonlySet<string>): Promise<Set<string>> {
+  async #ping(lattice: string, wanted: ReadonlySet<string>): Promise<Set<string> | null> {
+    const { nc, pingWaitMs } = this.#deps;
     const answered = new Set<string>();
+    const breaks = this.#breaks;
+    const inbox = createInbox(connectionInboxPrefix(nc));
+    let done: () => void = () => {};
+    const all = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    let subscription: Subscription | undefined;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const replies = await this.#deps.nc.requestMany(`wasmbus.ctl.v1.${lattice}.host.ping`, "", {
-        strategy: "timer",
-        maxWait: this.#deps.pingWaitMs,
+      subscription = nc.subscribe(inbox, {
+        callback: (err, reply) => {
+          if (err !== null) return;
+          const id = pingAnswerHost(reply.data);
+          if (id !== null && wanted.has(id)) answered.add(id);
+          if (answered.size === wanted.size) done();
+        },
       });
-      for await (const reply of replies) {
-        const id = pingAnswerHost(reply.data);
-        if (id !== null && wanted.has(id)) answered.add(id);
-        if (answered.size === wanted.size) break;
-      }
+      nc.publish(`wasmbus.ctl.v1.${lattice}.host.ping`, "", { reply: inbox });
+      await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, pingWaitMs)))]);
+      // The wait is the server's, not this process's: a round trip now delivers, ahead of its
+      // answer, every answer the server had for this connection. A worker slow to read (busy, or
+      // behind a flood) would otherwise take a live host's answer, read late, for its silence.
+      if (answered.size < wanted.size) await nc.flush();
     } catch {
-      // No responders, or the wait ended with an error: nobody answered.
+      if (answered.size < wanted.size) return this.#lost(lattice, wanted);
+    } finally {
+      clearTimeout(timer);
+      subscription?.unsubscribe();
     }
+    if (this.#breaks !== breaks && answered.size < wanted.size) return this.#lost(lattice, wanted);
     return answered;
+  }
+
+  #lost(lattice: string, wanted: ReadonlySet<string>): null {
+    this.#lostPings.count(1, { lattice, hosts: [...wanted].slice(0, 8) });
+    return null;
   }
 
   /**
@@ -493,6 +539,8 @@ export class HostLifecycle {
     }
     for (const [lattice, hosts] of silent) {
       const answering = await this.#answering(lattice, hosts);
+      // Asked again at the next sweep.
+      if (answering === null) continue;
       for (const host of hosts) {
         if (this.#stopped) return;
         if (answering.has(host)) {
@@ -506,4 +554,12 @@ export class HostLifecycle {
       }
     }
   }
+}
+
+/** The `inboxPrefix` `nc` was connected with (the permissions reserve one per role), or undefined for nats.js' default. */
+function connectionInboxPrefix(nc: NatsConnection): string | undefined {
+  const options: unknown = Reflect.get(nc, "options");
+  if (typeof options !== "object" || options === null) return undefined;
+  const prefix: unknown = Reflect.get(options, "inboxPrefix");
+  return typeof prefix === "string" && prefix.length > 0 ? prefix : undefined;
 }

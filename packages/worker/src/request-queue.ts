@@ -2,6 +2,21 @@ import type { Msg } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
 
+/**
+ * The bytes a received message holds: its body, headers, subject and reply subject (the client
+ * keeps the frame whole for as long as the message is), or its body alone from a client that
+ * cannot say. A host chooses its requests' headers as well as their bodies. Pure.
+ */
+export function messageBytes(msg: Msg): number {
+  // nats.js gives every message it delivers a size(), outside the Msg interface.
+  const sized: { readonly subject: string; readonly size?: unknown } = msg;
+  if (typeof sized.size === "function") {
+    const size: unknown = sized.size.call(msg);
+    if (typeof size === "number" && size >= msg.data.length) return size;
+  }
+  return msg.data.length;
+}
+
 /** Requests handled before the worker yields to I/O (acknowledgements, replies, new requests). */
 const REQUESTS_PER_SLICE = 16;
 
@@ -19,7 +34,7 @@ export interface RequestQueueDeps {
   readonly limitBytes: number;
   /**
    * Bytes held by requests already taken from the queue and not yet answered (their records,
-   * waiting for the log's acknowledgement): they count against `limitBytes`.
+   * waiting for the log's acknowledgement, and their messages' headers): they count against `limitBytes`.
    */
   readonly heldBytes: () => number;
   /**
@@ -74,7 +89,7 @@ export class RequestQueue {
 
   /** Queues a request, or drops it (counted, reported) when the queue is full. */
   push(msg: Msg): void {
-    const bytes = msg.data.length;
+    const bytes = messageBytes(msg);
     const holding = this.#bytes + this.#deps.heldBytes();
     if (
       this.#queue.length + this.#deps.held() >= this.#deps.limit ||
@@ -105,7 +120,7 @@ export class RequestQueue {
     } else {
       slice = this.#queue.splice(0, REQUESTS_PER_SLICE);
     }
-    for (const msg of slice) this.#bytes -= msg.data.length;
+    for (const msg of slice) this.#bytes -= messageBytes(msg);
     this.#deps.onSlice(slice, this.#queue.length > 0);
     if (this.#queue.length > 0) setImmediate(() => this.#drain());
     else this.#draining = false;

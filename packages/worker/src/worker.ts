@@ -123,7 +123,10 @@ export interface Worker {
 
 /** Dependencies of {@link createWorker}; the NATS connections belong to the caller. */
 export interface WorkerDeps {
-  /** The connection requests arrive on and answers leave by. */
+  /**
+   * The connection requests arrive on and answers leave by, and the lattices' host events and
+   * pings: everything hosts send, which enough of them can make the server cut off.
+   */
   readonly nc: NatsConnection;
   /**
    * The connection for JetStream (rules, snapshot, decision log), by default `nc`. One of its own
@@ -805,7 +808,10 @@ class DecisionWorker implements Worker {
     if (revoker === undefined) return undefined;
     const config = this.#config;
     const lifecycle = new HostLifecycle({
-      nc: this.#storeNc,
+      // What hosts send comes in on the connection their requests do: every host connection may
+      // answer each ping with a megabyte, and enough of them make the server cut the connection
+      // they arrive on off as a slow consumer, which must not be the one of the log and the index.
+      nc: this.#nc,
       lattices: config.lattices,
       queueGroup: config.queueGroup,
       openIndex: () => openJetStreamActiveIndex(this.#storeNc, { prefix: config.prefix, create: false }),
