@@ -44,6 +44,7 @@ import {
   writeLocalState,
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
+import { checkHomeLayout } from "../home-layout.js";
 import { describeUnfilteredIndexConsumer } from "../index-consumer.js";
 import { clearNatsPids, recordNatsPids, stopLeftoverNats } from "../leftover-nats.js";
 import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
@@ -143,6 +144,7 @@ export function upCommand(): Command {
       const leftover = await stopLeftoverNats(home);
       if (leftover.length > 0)
         log.warn({ pids: leftover }, "stopped the nats-server left running by an earlier arbiter up");
+      checkHomeLayout(home, { nodes: nodes === 3 ? 3 : 1, secure: flags.secure === true });
       // Checked after the leftover is stopped: the port it held is this home's own.
       if (requestedPort !== undefined && requestedPort > 0 && !(await isFree(requestedPort))) {
         throw new ArbiterError(
