@@ -340,8 +340,14 @@ function natsLost(
         if (stopping()) return;
         ended++;
         const running = servers.length - ended;
-        log.error({ natsPid: server.pid, server: server.url, running }, `nats-server ${how}`);
-        if (running <= servers.length / 2)
+        const goesOn = running > servers.length / 2;
+        log.error(
+          { natsPid: server.pid, server: server.url, running },
+          goesOn
+            ? `nats-server ${how}; ${running} of ${servers.length} nodes still run, enough for the R${servers.length} streams, and up goes on: the node comes back when arbiter up is started again (Ctrl-C, then arbiter up)`
+            : `nats-server ${how}`,
+        );
+        if (!goesOn)
           resolve(
             `nats-server ${server.url} (pid ${server.pid}) ${how}, leaving ${running} of ${servers.length}`,
           );
