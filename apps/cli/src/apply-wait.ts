@@ -3,7 +3,7 @@ import { ArbiterError, ErrorCode, type ScanReportV1, type WorkerStatusV1 } from 
 import { type ActiveIndex, openJetStreamActiveIndex } from "@arbiter/store";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { changesAgreement } from "./changes-agreement.js";
-import { ExitCode, WrittenNotEnforcedError } from "./output.js";
+import { reportError, WrittenNotEnforcedError } from "./output.js";
 import { gatherWorkers } from "./worker-status.js";
 
 /** `--wait-timeout` when not given. */
@@ -288,12 +288,18 @@ export function waitHook(flags: WaitFlags, prefix: string, statusSubject: string
   let wrote: { readonly revision: number; readonly deployment: string } | null = null;
   // Ctrl-C while waiting stops the wait, not the change: say that it was written, and where.
   const interrupted = (signal: NodeJS.Signals) => {
-    process.stderr.write(
+    const stopped =
       wrote === null
-        ? `arbiter: stopped (${signal}) while the rules were being written: \`arbiter rules history\` shows whether they were\n`
-        : `arbiter: rules written at revision ${wrote.revision} of deployment ${wrote.deployment}; stopped waiting for their enforcement (${signal}): \`arbiter status\` shows which workers serve it\n`,
-    );
-    process.exit(ExitCode.NotEnforced);
+        ? new ArbiterError(
+            ErrorCode.WaitInterrupted,
+            `stopped (${signal}) while the rules were being written: \`arbiter rules history\` shows whether they were`,
+          )
+        : new WrittenNotEnforcedError(
+            ErrorCode.WaitInterrupted,
+            `rules written at revision ${wrote.revision} of deployment ${wrote.deployment}; stopped waiting for their enforcement (${signal}): \`arbiter status\` shows which workers serve it`,
+            { revision: wrote.revision, deployment: wrote.deployment },
+          );
+    process.exit(reportError(stopped, flags.json === true));
   };
   const disarm = () => {
     process.off("SIGINT", interrupted);

@@ -1,5 +1,6 @@
 import {
   accessSync,
+  chmodSync,
   constants,
   existsSync,
   mkdirSync,
@@ -379,12 +380,23 @@ export function localAdminSeed(create: boolean): string | null {
  * created when missing.
  */
 export function localWorkerSeed(index: number): string {
-  const folder = join(arbiterHome(), "workers");
-  const file = join(folder, `local-${index}.seed`);
+  const file = localWorkerSeedFile(index);
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  mkdirSync(folder, { recursive: true, mode: 0o700 });
+  return replaceLocalWorkerSeed(index);
+}
+
+/** Where `arbiter up` keeps the seed of its worker `local-<index>`. */
+export function localWorkerSeedFile(index: number): string {
+  return join(arbiterHome(), "workers", `local-${index}.seed`);
+}
+
+/** Makes a new seed for `arbiter up`'s worker `local-<index>` (mode 0600), replacing any, and returns it. */
+export function replaceLocalWorkerSeed(index: number): string {
+  mkdirSync(join(arbiterHome(), "workers"), { recursive: true, mode: 0o700 });
+  const file = localWorkerSeedFile(index);
   const key = generateKey("N");
   writeFileSync(file, `${key.seed}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
   return key.seed;
 }
 

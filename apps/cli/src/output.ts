@@ -31,6 +31,7 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, ExitCode>> = {
   [ErrorCode.NoWorkerAnswered]: ExitCode.NotEnforced,
   [ErrorCode.ChangesDisagree]: ExitCode.NotEnforced,
   [ErrorCode.WaitTimeout]: ExitCode.NotEnforced,
+  [ErrorCode.WaitInterrupted]: ExitCode.NotEnforced,
   [ErrorCode.InvalidInvocation]: ExitCode.InvalidInput,
   [ErrorCode.InvalidUsage]: ExitCode.InvalidInput,
   [ErrorCode.NatsServerNotFound]: ExitCode.Unavailable,

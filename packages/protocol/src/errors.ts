@@ -22,6 +22,8 @@ export const ErrorCode = {
   NoWorkerAnswered: "NO_WORKER_ANSWERED",
   /** `--wait`: the revision written was not served by every live worker, or not re-evaluated, in time. */
   WaitTimeout: "WAIT_TIMEOUT",
+  /** `--wait`: stopped (Ctrl-C, SIGTERM) while waiting, after or during the write. */
+  WaitInterrupted: "WAIT_INTERRUPTED",
   /** `--wait`: served and re-evaluated, but the workers publish overrides to different subjects, so some hosts may not hear theirs. */
   ChangesDisagree: "CHANGES_DISAGREE",
   /** Bytes that are not a zero-trust invocation (neither JSON nor msgpack of one). */

@@ -10,7 +10,7 @@ import {
   renderOperatorConfig,
   renderSingleNodeConfig,
 } from "@arbiter/embedded-nats";
-import { ArbiterError, ErrorCode } from "@arbiter/protocol";
+import { ArbiterError, DEFAULT_CHANGES_TOPIC, DEFAULT_POLICY_TOPIC, ErrorCode } from "@arbiter/protocol";
 import { Command } from "commander";
 import { z } from "zod";
 import { emit } from "../output.js";
@@ -49,6 +49,14 @@ function permissionOptions(flags: NatsConfigFlags): PermissionOptions {
     }
     options[key] = parsed.data;
   }
+  const policyTopic = options.policyTopic ?? DEFAULT_POLICY_TOPIC;
+  const changesTopic = options.changesTopic ?? DEFAULT_CHANGES_TOPIC;
+  if (policyTopic === changesTopic) {
+    throw new ArbiterError(
+      ErrorCode.InvalidConfig,
+      `--changes-topic ${JSON.stringify(changesTopic)}: the same subject as --policy-topic; hosts would take overrides for requests and workers refuse it`,
+    );
+  }
   return options;
 }
 
@@ -82,14 +90,16 @@ export function natsCommand(): Command {
       const target = resolve(dir);
       const files: string[] = [];
       const credentials: Record<string, string> = {};
+      const setupFile = join(target, "operator.json");
+      // The password form writes single-node.conf and cluster-node.conf too: over an operator-mode
+      // folder's, a server started from it would refuse every .creds file of that deployment.
+      if (existsSync(setupFile)) {
+        throw new ArbiterError(
+          ErrorCode.InvalidConfig,
+          `${setupFile} exists: that folder holds a deployment's keys already${flags.jwt === true ? "" : ", and its server files (the password form would replace them)"}; choose another folder (or remove it to start a new one)`,
+        );
+      }
       if (flags.jwt === true) {
-        const setupFile = join(target, "operator.json");
-        if (existsSync(setupFile)) {
-          throw new ArbiterError(
-            ErrorCode.InvalidConfig,
-            `${setupFile} exists: that folder holds a deployment's keys already; choose another folder (or remove it to start a new one)`,
-          );
-        }
         mkdirSync(target, { recursive: true, mode: 0o700 });
         const setup = createOperatorSetup(options);
         writeSecret(setupFile, `${JSON.stringify(setup, null, 2)}\n`);

@@ -104,10 +104,9 @@ export function trustCommand(): Command {
 
 /** `--issuers`, else WASMCLOUD_CLUSTER_ISSUERS; INVALID_CONFIG when neither names a key or one is not a cluster key. */
 function clusterIssuers(flag: string | undefined): string[] {
+  const fromEnv = process.env["WASMCLOUD_CLUSTER_ISSUERS"];
   const [raw, source] =
-    flag !== undefined
-      ? [flag, "--issuers"]
-      : [process.env["WASMCLOUD_CLUSTER_ISSUERS"] ?? "", "WASMCLOUD_CLUSTER_ISSUERS"];
+    flag !== undefined ? [flag, "--issuers"] : [fromEnv ?? "", "WASMCLOUD_CLUSTER_ISSUERS"];
   const keys = raw
     .split(",")
     .map((k) => k.trim())
@@ -115,7 +114,7 @@ function clusterIssuers(flag: string | undefined): string[] {
   if (keys.length === 0) {
     throw new ArbiterError(
       ErrorCode.InvalidConfig,
-      `no cluster issuers: pass --issuers C…[,C…] or set WASMCLOUD_CLUSTER_ISSUERS (${source} is empty); without them no invocation can be valid`,
+      `no cluster issuers: pass --issuers C…[,C…] or set WASMCLOUD_CLUSTER_ISSUERS (${flag === undefined && fromEnv === undefined ? "it is not set" : `${source} names no key`}); without them no invocation can be valid`,
     );
   }
   for (const key of keys) {

@@ -37,13 +37,16 @@ import {
   localAdminSeed,
   localAdminSeedFile,
   localWorkerSeed,
+  localWorkerSeedFile,
   prepareArbiterHome,
   readLocalState,
+  replaceLocalWorkerSeed,
   resolveAdminKeys,
   resolveChangesPerHost,
   writeLocalState,
 } from "../context.js";
 import { parseIntegerFlag, parseOptionalIntegerFlag } from "../flags.js";
+import { checkHomeLayout } from "../home-layout.js";
 import { describeUnfilteredIndexConsumer } from "../index-consumer.js";
 import { clearNatsPids, recordNatsPids, stopLeftoverNats } from "../leftover-nats.js";
 import { createLogger, drainOrClose, untilSignal } from "../lifecycle.js";
@@ -143,6 +146,7 @@ export function upCommand(): Command {
       const leftover = await stopLeftoverNats(home);
       if (leftover.length > 0)
         log.warn({ pids: leftover }, "stopped the nats-server left running by an earlier arbiter up");
+      checkHomeLayout(home, { nodes: nodes === 3 ? 3 : 1, secure: flags.secure === true });
       // Checked after the leftover is stopped: the port it held is this home's own.
       if (requestedPort !== undefined && requestedPort > 0 && !(await isFree(requestedPort))) {
         throw new ArbiterError(
@@ -205,7 +209,7 @@ export function upCommand(): Command {
         );
         log.info({ revision: rulesRevision, rules }, rules.applied ? "rules applied" : "rules kept");
         const adminKeys = resolveAdminKeys(undefined, signer);
-        const seeds = await enrollLocalWorkers(admin, workerCount).catch((err: unknown) => {
+        const seeds = await enrollLocalWorkers(admin, workerCount, log).catch((err: unknown) => {
           if (!isChainBrokenError(err)) throw err;
           throw new ChainBrokenError(
             `${err.message}. The rules in ${home} cannot be used: remove that folder (or set ARBITER_HOME to another) to start a new deployment`,
@@ -309,15 +313,28 @@ export function upCommand(): Command {
  * The seeds of the local workers (kept in ARBITER_HOME/workers, mode 0600, so a restart reuses
  * them), each worker's key enrolled in the deployment unless it is already.
  */
-async function enrollLocalWorkers(admin: RulesAdmin, count: number): Promise<string[]> {
+async function enrollLocalWorkers(admin: RulesAdmin, count: number, log: Logger): Promise<string[]> {
   const seeds: string[] = [];
-  for (let i = 1; i <= count; i++) seeds.push(localWorkerSeed(i));
   await admin.ensureDeployment();
-  for (const [i, seed] of seeds.entries()) {
+  for (let i = 1; i <= count; i++) {
+    let seed = localWorkerSeed(i);
+    const { workers } = await admin.stateAt();
     const publicKey = createSigner(seed, "N").publicKey;
-    if (!isEnrolled((await admin.stateAt()).workers, publicKey)) {
-      await admin.enrollWorker(publicKey, { name: `local-${i + 1}`, reason: "arbiter up" });
+    const removedAt = workers.filter((w) => w.publicKey === publicKey).at(-1)?.to ?? null;
+    if (removedAt !== null && !isEnrolled(workers, publicKey)) {
+      // An admin removed it (its seed leaked, say): enrolling it again would undo that.
+      seed = replaceLocalWorkerSeed(i);
+      const replacement = createSigner(seed, "N").publicKey;
+      log.warn(
+        { worker: `local-${i}`, removedKey: publicKey, publicKey: replacement, removedAt },
+        `local-${i}'s key ${publicKey} was removed at revision ${removedAt}: it is not enrolled again; local-${i} has a new key, ${replacement}, enrolled in its place (seed in ${shownPath(localWorkerSeedFile(i))})`,
+      );
     }
+    const key = createSigner(seed, "N").publicKey;
+    if (!isEnrolled((await admin.stateAt()).workers, key)) {
+      await admin.enrollWorker(key, { name: `local-${i}`, reason: "arbiter up" });
+    }
+    seeds.push(seed);
   }
   return seeds;
 }
@@ -338,8 +355,14 @@ function natsLost(
         if (stopping()) return;
         ended++;
         const running = servers.length - ended;
-        log.error({ natsPid: server.pid, server: server.url, running }, `nats-server ${how}`);
-        if (running <= servers.length / 2)
+        const goesOn = running > servers.length / 2;
+        log.error(
+          { natsPid: server.pid, server: server.url, running },
+          goesOn
+            ? `nats-server ${how}; ${running} of ${servers.length} nodes still run, enough for the R${servers.length} streams, and up goes on: the node comes back when arbiter up is started again (Ctrl-C, then arbiter up)`
+            : `nats-server ${how}`,
+        );
+        if (!goesOn)
           resolve(
             `nats-server ${server.url} (pid ${server.pid}) ${how}, leaving ${running} of ${servers.length}`,
           );

@@ -1,6 +1,7 @@
 import { ArbiterError, ErrorCode } from "@arbiter/protocol";
 import { isEnrolled } from "@arbiter/rules";
 import type { RulesAdmin } from "@arbiter/store";
+import { createSigner, decodePublicKey } from "@arbiter/trust";
 import { Command } from "commander";
 import { emit } from "../output.js";
 import {
@@ -42,6 +43,40 @@ async function refuseUnchanged(admin: RulesAdmin, key: string, action: "enroll" 
   }
 }
 
+/**
+ * Checks the KEY argument before anything is asked of NATS. Throws INVALID_KEY for anything but a
+ * worker public key: for a worker's seed (what an operator holds as ARBITER_WORKER_SEED) it names
+ * the public key to pass and does not print the seed back; otherwise it says what is wrong.
+ */
+function workerKeyArgument(key: string): string {
+  const trimmed = key.trim();
+  if (trimmed.startsWith("S")) {
+    let publicKey: string | undefined;
+    try {
+      publicKey = createSigner(trimmed, "N").publicKey;
+    } catch {
+      publicKey = undefined;
+    }
+    if (publicKey !== undefined)
+      throw new ArbiterError(
+        ErrorCode.InvalidKey,
+        `the key given is a worker's seed (SN…), which is secret: pass its public key ${publicKey}`,
+      );
+  }
+  try {
+    if (trimmed.length !== 56) throw new Error(`${trimmed.length} characters, not 56`);
+    decodePublicKey(trimmed, "N");
+  } catch (err) {
+    const shown = trimmed.startsWith("S") ? `${trimmed.slice(0, 2)}…` : trimmed;
+    throw new ArbiterError(
+      ErrorCode.InvalidKey,
+      `${JSON.stringify(shown)} is not a worker public key (N…, 56 characters, as \`arbiter trust keygen worker\` prints it): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return trimmed;
+}
+
 /** `arbiter workers enroll|remove|list`: which worker keys may sign decisions. */
 export function workersCommand(): Command {
   const workers = new Command("workers").description(
@@ -58,7 +93,8 @@ export function workersCommand(): Command {
       .option("--name <name>", "a name for people, recorded in the event")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
       .option("--reason <text>", "why, recorded in the event"),
-  ).action(async (key: string, flags: WorkersFlags) => {
+  ).action(async (argument: string, flags: WorkersFlags) => {
+    const key = workerKeyArgument(argument);
     const options = { ...changeOptions(flags), ...(flags.name ? { name: flags.name } : {}) };
     const result = await change(flags, async (admin) => {
       await refuseUnchanged(admin, key, "enroll");
@@ -81,7 +117,8 @@ export function workersCommand(): Command {
       .argument("<key>", "the worker's public key (N…)")
       .option("--expect-revision <n>", "fail unless the rules are still at revision N")
       .option("--reason <text>", "why, recorded in the event"),
-  ).action(async (key: string, flags: WorkersFlags) => {
+  ).action(async (argument: string, flags: WorkersFlags) => {
+    const key = workerKeyArgument(argument);
     const result = await change(flags, async (admin) => {
       await refuseUnchanged(admin, key, "remove");
       return admin.removeWorker(key, changeOptions(flags));
