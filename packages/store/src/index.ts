@@ -81,6 +81,7 @@ export {
   openJetStreamReplayGuard,
   ReplayGuardOptions,
 } from "./replay-guard.js";
+export { connectionInboxPrefix } from "./reply-mux.js";
 export type {
   AppendedRevocations,
   MemoryRevocationLog,

@@ -189,8 +189,11 @@ export class ReplyMux<C, R> {
   }
 }
 
-/** The `inboxPrefix` `nc` was connected with, or undefined for nats.js' default (`_INBOX`). */
-function connectionInboxPrefix(nc: NatsConnection): string | undefined {
+/**
+ * The `inboxPrefix` `nc` was connected with (the permissions reserve one per role), or undefined
+ * for nats.js' default (`_INBOX`).
+ */
+export function connectionInboxPrefix(nc: NatsConnection): string | undefined {
   const options: unknown = Reflect.get(nc, "options");
   if (typeof options !== "object" || options === null) return undefined;
   const prefix: unknown = Reflect.get(options, "inboxPrefix");

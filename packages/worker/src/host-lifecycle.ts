@@ -5,7 +5,7 @@ import {
   parseLatticeEvent,
   pingAnswerHost,
 } from "@arbiter/protocol";
-import type { ActiveIndex } from "@arbiter/store";
+import { type ActiveIndex, connectionInboxPrefix } from "@arbiter/store";
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { RateLimitedWarning } from "./rate-limited-warning.js";
@@ -554,12 +554,4 @@ export class HostLifecycle {
       }
     }
   }
-}
-
-/** The `inboxPrefix` `nc` was connected with (the permissions reserve one per role), or undefined for nats.js' default. */
-function connectionInboxPrefix(nc: NatsConnection): string | undefined {
-  const options: unknown = Reflect.get(nc, "options");
-  if (typeof options !== "object" || options === null) return undefined;
-  const prefix: unknown = Reflect.get(options, "inboxPrefix");
-  return typeof prefix === "string" && prefix.length > 0 ? prefix : undefined;
 }
