@@ -207,7 +207,7 @@ describe("every command is honest about what it did and where", () => {
     const table = await runArbiter(["decisions", "list", "--host", host, "--limit", "1"], env);
     expect(table.code, table.stderr).toBe(0);
     const [header, row, detail] = table.stdout.split("\n");
-    expect(header).toMatch(/^EVALUATED AT\s+ANSWER\s+KIND\s+HOST\s+SUBJECT\s+REVISION\s+MESSAGE$/);
+    expect(header).toMatch(/^EVALUATED AT\s+ANSWER\s+CAUSE\s+KIND\s+HOST\s+SUBJECT\s+REVISION\s+MESSAGE$/);
     expect(row).toContain(host);
     expect(detail).toMatch(/rule error in "looks-up-a-missing-key"/);
   });

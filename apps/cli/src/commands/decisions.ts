@@ -37,15 +37,28 @@ interface ReadDecision {
   readonly record: DecisionV1;
 }
 
-const COLUMNS = ["EVALUATED AT", "ANSWER", "KIND", "HOST", "SUBJECT", "REVISION", "MESSAGE"] as const;
-const WIDTHS = [24, 6, 17, 56, 0, 8, 0] as const;
+// CAUSE tells a host's request from the re-evaluation a rules change or an expiry made of it.
+const COLUMNS = [
+  "EVALUATED AT",
+  "ANSWER",
+  "CAUSE",
+  "KIND",
+  "HOST",
+  "SUBJECT",
+  "REVISION",
+  "MESSAGE",
+] as const;
+const WIDTHS = [24, 6, 12, 17, 56, 0, 8, 0] as const;
+const SUBJECT_HEADING = "SUBJECT";
+/** The SUBJECT column's place among {@link COLUMNS}. */
+const SUBJECT_COLUMN = COLUMNS.indexOf(SUBJECT_HEADING);
 /** The SUBJECT column's width when the rows are not known in advance (`tail`). */
 const TAIL_SUBJECT_WIDTH = 0;
 
 function row(cells: readonly string[], subjectWidth: number): string {
   return cells
     .map((cell, i) => {
-      const width = i === 4 ? subjectWidth : (WIDTHS[i] ?? 0);
+      const width = i === SUBJECT_COLUMN ? subjectWidth : (WIDTHS[i] ?? 0);
       return width > 0 ? cell.padEnd(width) : cell;
     })
     .join("  ");
@@ -63,6 +76,7 @@ function describeDecision(d: DecisionV1, subjectWidth = TAIL_SUBJECT_WIDTH): str
     [
       d.evaluatedAt,
       d.permitted ? "PERMIT" : "DENY",
+      d.cause,
       d.kind,
       d.host || "-",
       subject,
@@ -162,7 +176,7 @@ export function decisionsCommand(): Command {
     } else if (found.length === 0) process.stdout.write("no decisions\n");
     else {
       // All rows are known here, so the columns after SUBJECT line up under their headings.
-      const width = Math.max(COLUMNS[4].length, ...found.map((d) => subjectOf(d.record).length));
+      const width = Math.max(SUBJECT_HEADING.length, ...found.map((d) => subjectOf(d.record).length));
       const rows = found.map((d) => describeDecision(d.record, width));
       process.stdout.write(`${row(COLUMNS, width)}\n${rows.join("\n")}\n`);
     }
