@@ -636,7 +636,7 @@ class JetStreamDecisionLog implements DecisionLog {
         ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: filter.since.toISOString() }
         : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(filter.fromSeq ?? 1, 1) }),
     };
-    const consumer = await orderedConsumer(this.#js, this.#stream, options);
+    const consumer = await orderedConsumer(this.#js, this.#stream, options, filter.signal);
     for await (const m of orderedMessages(consumer, filter.follow, filter.signal)) {
       const texts = filter.sealed === false ? decisionTexts(m.data) : storedTexts(m);
       for (const [index, text] of texts.entries()) {

@@ -19,22 +19,35 @@ const CONSUMER_ATTEMPTS = 8;
  * An ordered consumer of `stream`, asked for again when the server does not answer: nats-server
  * before 2.12 may place a reader's ephemeral consumer on a cluster node that is down (with one
  * node of three down, about one attempt in three timed out), and each attempt is placed anew.
- * Throws what the last attempt threw.
+ * Throws what the last attempt threw, or StoreUnavailableError at once when `signal` aborts (a
+ * reader stopped while NATS is away must not wait out every attempt).
  */
 export async function orderedConsumer(
   js: JetStreamClient,
   stream: string,
   options: Partial<OrderedConsumerOptions>,
+  signal?: AbortSignal,
 ): Promise<Consumer> {
   for (let attempt = 1; ; attempt++) {
     try {
       // A copy each time: nats.js writes the consumer's name into the options it is given, and
       // the same name again is the same placement on the node that is down.
-      return await js.consumers.get(stream, { ...options });
+      return await unlessAborted(js.consumers.get(stream, { ...options }), signal);
     } catch (err) {
-      if (attempt >= CONSUMER_ATTEMPTS || !/timeout/i.test(errorText(err))) throw err;
+      if (signal?.aborted || attempt >= CONSUMER_ATTEMPTS || !/timeout/i.test(errorText(err))) throw err;
     }
   }
+}
+
+/** `work`, or a StoreUnavailableError as soon as `signal` aborts. */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new StoreUnavailableError("the read was stopped"));
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /**

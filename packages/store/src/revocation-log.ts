@@ -270,7 +270,7 @@ class JetStreamRevocationLog implements RevocationLog {
       : { deliver_policy: DeliverPolicy.All };
     let consumer: Awaited<ReturnType<JetStreamClient["consumers"]["get"]>>;
     try {
-      consumer = await orderedConsumer(this.#js, this.#stream, options);
+      consumer = await orderedConsumer(this.#js, this.#stream, options, filter.signal);
     } catch (err) {
       throw new StoreUnavailableError(`cannot read the revocation log: ${errorText(err)}`, { cause: err });
     }
