@@ -84,8 +84,9 @@ export async function* orderedMessages(
           if (m.info.pending === 0) return;
         }
       } catch (err) {
-        // The next message did not fit what was left of the fetch: the next one starts with it.
-        if (!/exceeds maxbytes/i.test(errorText(err))) throw err;
+        // The fetch's bytes are spent: the next message did not fit what was left (nats-server
+        // 2.9 says so; 2.10 and later end the fetch as completed), and the next fetch starts with it.
+        if (!/exceeds maxbytes|batch completed/i.test(errorText(err))) throw err;
         tooLarge = received === 0;
       }
       alone = tooLarge;
